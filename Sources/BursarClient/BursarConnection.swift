@@ -1,0 +1,152 @@
+public import BursarWire
+import Crypto
+public import NIOCore
+public import NIOPosix
+import Synchronization
+
+/// A failure of the client connection.
+public struct BursarClientError: Error, Hashable, Sendable, CustomStringConvertible {
+    /// What went wrong.
+    public var code: String
+    /// Detail.
+    public var message: String
+    /// The server's ERROR frame, when it sent one.
+    public var serverError: ErrorFrame?
+
+    /// The connection closed with requests outstanding.
+    public static func closed(_ serverError: ErrorFrame? = nil) -> BursarClientError {
+        BursarClientError(code: "connection_closed", message: serverError.map { "server sent ERROR \($0.code): \($0.message)" } ?? "connection closed", serverError: serverError)
+    }
+
+    public var description: String { "\(code): \(message)" }
+}
+
+/// A pipelined connection to bursard. Any number of requests may be outstanding; answers are
+/// matched to requests by request id.
+public final class BursarConnection: Sendable {
+    /// The channel.
+    public let channel: any Channel
+    private let nextID = Atomic<UInt64>(1)
+
+    private init(channel: any Channel) { self.channel = channel }
+
+    /// Connects over TCP.
+    public static func connect(host: String, port: Int, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton) async throws -> BursarConnection {
+        let channel = try await bootstrap(group).connect(host: host, port: port).get()
+        return BursarConnection(channel: channel)
+    }
+
+    /// Connects over a unix socket.
+    public static func connect(unixSocketPath: String, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton) async throws -> BursarConnection {
+        let channel = try await bootstrap(group).connect(unixDomainSocketPath: unixSocketPath).get()
+        return BursarConnection(channel: channel)
+    }
+
+    private static func bootstrap(_ group: any EventLoopGroup) -> ClientBootstrap {
+        ClientBootstrap(group: group)
+            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandlers([
+                        ByteToMessageHandler(FrameDecoder(direction: .toClient)),
+                        MessageToByteHandler(FrameEncoder()),
+                        ClientHandler(),
+                    ])
+                }
+            }
+    }
+
+    /// Sends a request body and returns the answer frame.
+    public func send(_ body: Frame.Body) async throws -> Frame {
+        let id = nextID.wrappingAdd(1, ordering: .relaxed).oldValue
+        let promise = channel.eventLoop.makePromise(of: Frame.self)
+        channel.writeAndFlush(Outgoing(frame: Frame(requestID: id, body: body), promise: promise), promise: nil)
+        return try await promise.futureResult.get()
+    }
+
+    /// CHECK.
+    public func check(_ request: CheckRequest) async throws -> CheckResult {
+        let frame = try await send(.check(request))
+        guard case .checkResult(let r) = frame.body else { throw unexpected(frame) }
+        return r
+    }
+
+    /// SETTLE.
+    public func settle(_ request: SettleRequest) async throws -> ReservationResult {
+        let frame = try await send(.settle(request))
+        guard case .settleResult(let r) = frame.body else { throw unexpected(frame) }
+        return r
+    }
+
+    /// RELEASE.
+    public func release(_ reservation: ReservationID) async throws -> ReservationResult {
+        let frame = try await send(.release(ReleaseRequest(reservation: reservation)))
+        guard case .releaseResult(let r) = frame.body else { throw unexpected(frame) }
+        return r
+    }
+
+    /// PING; returns when PONG arrives.
+    public func ping() async throws {
+        let frame = try await send(.ping)
+        guard case .pong = frame.body else { throw unexpected(frame) }
+    }
+
+    /// Closes the connection.
+    public func close() async {
+        try? await channel.close()
+    }
+
+    private func unexpected(_ frame: Frame) -> BursarClientError {
+        if case .error(let e) = frame.body { return .closed(e) }
+        return BursarClientError(code: "unexpected_answer", message: "answer type \(frame.body.type) does not match the request")
+    }
+}
+
+extension KeyDigest {
+    /// The digest of an API key secret, as a gateway computes it before calling bursard.
+    public init(secret: String) {
+        self.init(bytes: Array(SHA256.hash(data: Array(secret.utf8))))!
+    }
+}
+
+struct Outgoing {
+    var frame: Frame
+    var promise: EventLoopPromise<Frame>
+}
+
+/// Matches answers to outstanding requests by id.
+final class ClientHandler: ChannelDuplexHandler {
+    typealias InboundIn = Frame
+    typealias OutboundIn = Outgoing
+    typealias OutboundOut = Frame
+
+    private var waiting: [UInt64: EventLoopPromise<Frame>] = [:]
+    private var serverError: ErrorFrame?
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        let out = unwrapOutboundIn(data)
+        waiting[out.frame.requestID] = out.promise
+        context.write(wrapOutboundOut(out.frame), promise: promise)
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let frame = unwrapInboundIn(data)
+        if case .error(let e) = frame.body {
+            serverError = e
+            if let p = waiting.removeValue(forKey: frame.requestID) { p.succeed(frame) }
+            return
+        }
+        waiting.removeValue(forKey: frame.requestID)?.succeed(frame)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        let pending = waiting
+        waiting.removeAll()
+        for p in pending.values { p.fail(BursarClientError.closed(serverError)) }
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        context.close(promise: nil)
+    }
+}

@@ -1,0 +1,269 @@
+public import NIOCore
+import Foundation
+public import Logging
+public import Synchronization
+
+/// How a `RedisClient` connects and batches.
+public struct RedisClientConfiguration: Sendable {
+    /// The server.
+    public var endpoint: RedisEndpoint
+    /// Connections, each owned by its own thread. Two lets one batch be in flight while the next
+    /// gathers; more rarely helps, Redis being single-threaded.
+    public var connections: Int
+    /// Time allowed to connect.
+    public var connectTimeoutMs: Int
+    /// Time allowed for any one read or write before the connection is declared lost.
+    public var ioTimeoutMs: Int
+    /// Most requests written in one round trip.
+    public var maxBatch: Int
+    /// First reconnect delay after a failure; doubles on each failure up to `maxBackoffMs`.
+    public var minBackoffMs: Int
+    /// Largest reconnect delay.
+    public var maxBackoffMs: Int
+
+    /// A configuration with production defaults.
+    public init(
+        endpoint: RedisEndpoint, connections: Int = 2, connectTimeoutMs: Int = 250, ioTimeoutMs: Int = 1000,
+        maxBatch: Int = 512, minBackoffMs: Int = 10, maxBackoffMs: Int = 1000
+    ) {
+        self.endpoint = endpoint
+        self.connections = connections
+        self.connectTimeoutMs = connectTimeoutMs
+        self.ioTimeoutMs = ioTimeoutMs
+        self.maxBatch = maxBatch
+        self.minBackoffMs = minBackoffMs
+        self.maxBackoffMs = maxBackoffMs
+    }
+}
+
+/// Counters a client keeps about itself (read by the metrics endpoint).
+public final class RedisClientStats: Sendable {
+    /// Pipelined writes made (one per batch).
+    public let roundTrips = Atomic<Int>(0)
+    /// Commands sent.
+    public let commands = Atomic<Int>(0)
+    /// Requests failed because their deadline passed before they could be sent.
+    public let expiredBeforeSend = Atomic<Int>(0)
+    /// Successful (re)connections.
+    public let connects = Atomic<Int>(0)
+    /// Connection failures and losses.
+    public let connectionErrors = Atomic<Int>(0)
+    /// NOSCRIPT replies handled by reloading scripts.
+    public let scriptReloads = Atomic<Int>(0)
+    /// 1 while at least one connection is up.
+    public let connected = Atomic<Int>(0)
+    init() {}
+}
+
+/// A Redis client over hiredis. Requests from any thread are queued; each connection's thread
+/// takes everything queued (up to `maxBatch`) and sends it as one pipelined round trip, so under
+/// load one round trip serves many decisions. Nothing here ever blocks the caller.
+public final class RedisClient: Sendable {
+    /// Configuration.
+    public let configuration: RedisClientConfiguration
+    /// Self-observation.
+    public let stats = RedisClientStats()
+    private let queue: WorkQueue
+    private let scripts: Mutex<[String: RedisScript]>
+    private let logger: Logger
+
+    /// Starts the connection threads. Connections are made lazily and re-made after failures.
+    public init(configuration: RedisClientConfiguration, logger: Logger) {
+        self.configuration = configuration
+        self.queue = WorkQueue()
+        self.scripts = Mutex([:])
+        self.logger = logger
+        for i in 0..<max(1, configuration.connections) {
+            let worker = Worker(client: self, index: i)
+            let thread = Thread { worker.run() }
+            thread.name = "bursar-redis-\(i)"
+            thread.start()
+        }
+    }
+
+    /// Registers scripts so that NOSCRIPT replies are healed by loading them.
+    public func register(_ list: [RedisScript]) {
+        scripts.withLock { for s in list { $0[s.sha1] = s } }
+    }
+
+    /// Queues commands to be sent together, in order, in one round trip; `completion` gets one
+    /// reply per command (error replies included) or a `RedisError` for the whole group. If the
+    /// deadline passes before the group is written, it fails with `deadlineExceeded` unsent.
+    public func submit(
+        _ commands: [RedisCommand], deadline: NIODeadline,
+        completion: @escaping @Sendable (Result<[RedisValue], RedisError>) -> Void
+    ) {
+        if !queue.push(Pending(commands: commands, deadline: deadline, completion: completion)) {
+            completion(.failure(RedisError(.shutdown, "redis client is shut down")))
+        }
+    }
+
+    /// Sends commands in one round trip and completes a promise on its event loop.
+    public func send(_ commands: [RedisCommand], deadline: NIODeadline, promise: EventLoopPromise<[RedisValue]>) {
+        submit(commands, deadline: deadline) { promise.completeWith($0.mapError { $0 as any Error }) }
+    }
+
+    /// Sends commands in one round trip and returns their replies.
+    public func send(_ commands: [RedisCommand], timeout: TimeAmount = .seconds(2)) async throws(RedisError) -> [RedisValue] {
+        let result = await withCheckedContinuation { (c: CheckedContinuation<Result<[RedisValue], RedisError>, Never>) in
+            submit(commands, deadline: .now() + timeout) { c.resume(returning: $0) }
+        }
+        return try result.get()
+    }
+
+    /// Sends one command and returns its reply; an error reply is thrown as `.server`.
+    @discardableResult
+    public func send(_ command: RedisCommand, timeout: TimeAmount = .seconds(2)) async throws(RedisError) -> RedisValue {
+        let reply = try await send([command], timeout: timeout)[0]
+        if case .error(let e) = reply { throw RedisError(.server, "\(command): \(e)") }
+        return reply
+    }
+
+    /// Stops the threads after the queue drains; later submissions fail with `.shutdown`.
+    public func shutdown() {
+        queue.close()
+    }
+
+    fileprivate func registeredScripts() -> [RedisScript] { scripts.withLock { Array($0.values) } }
+    fileprivate var log: Logger { logger }
+    fileprivate var work: WorkQueue { queue }
+}
+
+struct Pending: Sendable {
+    var commands: [RedisCommand]
+    var deadline: NIODeadline
+    var completion: @Sendable (Result<[RedisValue], RedisError>) -> Void
+}
+
+/// A closable multi-consumer queue.
+final class WorkQueue: @unchecked Sendable {
+    private let condition = NSCondition()
+    private var items: [Pending] = []
+    private var closed = false
+
+    /// False once closed.
+    func push(_ item: Pending) -> Bool {
+        condition.lock()
+        defer { condition.unlock() }
+        if closed { return false }
+        items.append(item)
+        condition.signal()
+        return true
+    }
+
+    /// Blocks for work; nil once closed and drained.
+    func take(max: Int) -> [Pending]? {
+        condition.lock()
+        defer { condition.unlock() }
+        while items.isEmpty && !closed { condition.wait() }
+        if items.isEmpty { return nil }
+        if items.count <= max {
+            var out: [Pending] = []
+            swap(&out, &items)
+            return out
+        }
+        let out = Array(items.prefix(max))
+        items.removeFirst(max)
+        return out
+    }
+
+    func close() {
+        condition.lock()
+        closed = true
+        condition.broadcast()
+        condition.unlock()
+    }
+}
+
+/// One connection and the thread that owns it.
+private final class Worker: @unchecked Sendable {
+    let client: RedisClient
+    let index: Int
+    var connection: RedisConnection?
+    var backoffMs: Int = 0
+    var retryAt: NIODeadline = .distantPast
+
+    init(client: RedisClient, index: Int) {
+        self.client = client
+        self.index = index
+    }
+
+    func run() {
+        let config = client.configuration
+        while let batch = client.work.take(max: config.maxBatch) {
+            let now = NIODeadline.now()
+            var live: [Pending] = []
+            live.reserveCapacity(batch.count)
+            for item in batch {
+                if item.deadline < now {
+                    client.stats.expiredBeforeSend.add(1, ordering: .relaxed)
+                    item.completion(.failure(RedisError(.deadlineExceeded, "deadline passed before the command was sent")))
+                } else {
+                    live.append(item)
+                }
+            }
+            if live.isEmpty { continue }
+            guard let connection = connect(now: now) else {
+                for item in live { item.completion(.failure(RedisError(.connectionFailed, "redis at \(config.endpoint) is unreachable"))) }
+                continue
+            }
+            execute(live, on: connection)
+        }
+        connection?.close()
+        if connection != nil { client.stats.connected.store(0, ordering: .relaxed) }
+    }
+
+    private func connect(now: NIODeadline) -> RedisConnection? {
+        if let connection, connection.isOpen { return connection }
+        connection = nil
+        if now < retryAt { return nil }
+        let config = client.configuration
+        do {
+            let c = try RedisConnection(endpoint: config.endpoint, connectTimeoutMs: config.connectTimeoutMs, ioTimeoutMs: config.ioTimeoutMs)
+            connection = c
+            backoffMs = 0
+            client.stats.connects.add(1, ordering: .relaxed)
+            client.stats.connected.store(1, ordering: .relaxed)
+            client.log.info("redis connected", metadata: ["endpoint": "\(config.endpoint)", "connection": "\(index)"])
+            return c
+        } catch {
+            backoffMs = backoffMs == 0 ? config.minBackoffMs : min(backoffMs * 2, config.maxBackoffMs)
+            retryAt = now + .milliseconds(Int64(backoffMs))
+            client.stats.connectionErrors.add(1, ordering: .relaxed)
+            client.log.warning("redis connect failed", metadata: ["error": "\(error)", "retry_in_ms": "\(backoffMs)"])
+            return nil
+        }
+    }
+
+    private func execute(_ items: [Pending], on connection: RedisConnection) {
+        var commands: [RedisCommand] = []
+        commands.reserveCapacity(items.count)
+        for item in items { commands.append(contentsOf: item.commands) }
+        do {
+            client.stats.roundTrips.add(1, ordering: .relaxed)
+            client.stats.commands.add(commands.count, ordering: .relaxed)
+            var replies = try connection.pipeline(commands)
+            let missing = replies.indices.filter { if case .error(let e) = replies[$0] { return e.hasPrefix("NOSCRIPT") } else { return false } }
+            if !missing.isEmpty {
+                // Redis lost its script cache (restart, SCRIPT FLUSH): load every script and run
+                // the refused commands again. A NOSCRIPT reply means the command did not run.
+                client.stats.scriptReloads.add(1, ordering: .relaxed)
+                let loads = client.registeredScripts().map { RedisCommand("SCRIPT", "LOAD", $0.source) }
+                let retried = try connection.pipeline(loads + missing.map { commands[$0] })
+                for (i, index) in missing.enumerated() { replies[index] = retried[loads.count + i] }
+            }
+            var offset = 0
+            for item in items {
+                let n = item.commands.count
+                item.completion(.success(Array(replies[offset..<offset + n])))
+                offset += n
+            }
+        } catch {
+            self.connection = nil
+            client.stats.connected.store(0, ordering: .relaxed)
+            client.stats.connectionErrors.add(1, ordering: .relaxed)
+            client.log.warning("redis connection lost", metadata: ["error": "\(error)"])
+            for item in items { item.completion(.failure(error)) }
+        }
+    }
+}

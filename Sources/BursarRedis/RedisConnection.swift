@@ -1,0 +1,123 @@
+import CHiredis
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// One synchronous hiredis connection. Blocking: it lives on a dedicated thread, never on an
+/// event loop. Not thread-safe; exactly one thread uses an instance.
+final class RedisConnection {
+    private var context: UnsafeMutablePointer<redisContext>?
+    let endpoint: RedisEndpoint
+
+    /// Connects, selects the database, and applies `ioTimeoutMs` to every read and write.
+    init(endpoint: RedisEndpoint, connectTimeoutMs: Int, ioTimeoutMs: Int) throws(RedisError) {
+        self.endpoint = endpoint
+        let connectTV = timeval(tv_sec: connectTimeoutMs / 1000, tv_usec: (connectTimeoutMs % 1000) * 1000)
+        let ctx: UnsafeMutablePointer<redisContext>?
+        switch endpoint {
+        case .tcp(let host, let port, _): ctx = redisConnectWithTimeout(host, Int32(port), connectTV)
+        case .unix(let path, _): ctx = redisConnectUnixWithTimeout(path, connectTV)
+        }
+        guard let ctx else { throw RedisError(.connectionFailed, "cannot allocate a hiredis context") }
+        if ctx.pointee.err != 0 {
+            let message = Self.errorText(ctx)
+            redisFree(ctx)
+            throw RedisError(.connectionFailed, "\(endpoint): \(message)")
+        }
+        let ioTV = timeval(tv_sec: ioTimeoutMs / 1000, tv_usec: (ioTimeoutMs % 1000) * 1000)
+        _ = redisSetTimeout(ctx, ioTV)
+        if case .tcp = endpoint { _ = redisEnableKeepAlive(ctx) }
+        context = ctx
+        if endpoint.db != 0 {
+            let reply = try pipeline([RedisCommand("SELECT", String(endpoint.db))])
+            if case .error(let e) = reply[0] {
+                close()
+                throw RedisError(.connectionFailed, "SELECT \(endpoint.db): \(e)")
+            }
+        }
+    }
+
+    deinit { close() }
+
+    /// Closes the socket.
+    func close() {
+        if let context { redisFree(context) }
+        context = nil
+    }
+
+    /// True while the connection is usable.
+    var isOpen: Bool { context != nil }
+
+    /// Sends all commands in one write, then reads one reply per command, in order.
+    /// On an I/O error the connection is closed and `connectionLost` is thrown: the commands may
+    /// or may not have run.
+    func pipeline(_ commands: [RedisCommand]) throws(RedisError) -> [RedisValue] {
+        guard let ctx = context else { throw RedisError(.connectionLost, "connection is closed") }
+        for command in commands {
+            let status = command.storage.withUnsafeBufferPointer { storage -> Int32 in
+                let base = UnsafeRawPointer(storage.baseAddress!).assumingMemoryBound(to: CChar.self)
+                var argv: [UnsafePointer<CChar>?] = []
+                var lens: [Int] = []
+                argv.reserveCapacity(command.ends.count)
+                lens.reserveCapacity(command.ends.count)
+                var start = 0
+                for end in command.ends {
+                    argv.append(base + start)
+                    lens.append(end - start)
+                    start = end
+                }
+                return argv.withUnsafeMutableBufferPointer { a in
+                    lens.withUnsafeBufferPointer { l in
+                        redisAppendCommandArgv(ctx, Int32(a.count), a.baseAddress, l.baseAddress)
+                    }
+                }
+            }
+            if status != REDIS_OK { throw fail("append") }
+        }
+        var replies: [RedisValue] = []
+        replies.reserveCapacity(commands.count)
+        for _ in commands {
+            var raw: UnsafeMutableRawPointer?
+            if redisGetReply(ctx, &raw) != REDIS_OK || raw == nil { throw fail("read") }
+            let reply = raw!.assumingMemoryBound(to: redisReply.self)
+            replies.append(Self.convert(reply))
+            freeReplyObject(raw)
+        }
+        return replies
+    }
+
+    private func fail(_ what: String) -> RedisError {
+        let message = context.map(Self.errorText) ?? "closed"
+        close()
+        return RedisError(.connectionLost, "\(what) on \(endpoint): \(message)")
+    }
+
+    private static func errorText(_ ctx: UnsafeMutablePointer<redisContext>) -> String {
+        withUnsafeBytes(of: ctx.pointee.errstr) { raw in
+            let bytes = raw.prefix { $0 != 0 }
+            let text = String(decoding: bytes, as: UTF8.self)
+            return text.isEmpty ? "error \(ctx.pointee.err)" : text
+        }
+    }
+
+    private static func convert(_ reply: UnsafeMutablePointer<redisReply>) -> RedisValue {
+        let r = reply.pointee
+        switch r.type {
+        case REDIS_REPLY_STRING:
+            return .bulk(r.len == 0 ? [] : Array(UnsafeRawBufferPointer(start: r.str, count: r.len)))
+        case REDIS_REPLY_STATUS:
+            return .status(String(decoding: UnsafeRawBufferPointer(start: r.str, count: r.len), as: UTF8.self))
+        case REDIS_REPLY_ERROR:
+            return .error(String(decoding: UnsafeRawBufferPointer(start: r.str, count: r.len), as: UTF8.self))
+        case REDIS_REPLY_INTEGER:
+            return .integer(Int64(r.integer))
+        case REDIS_REPLY_ARRAY:
+            var out: [RedisValue] = []
+            out.reserveCapacity(r.elements)
+            for i in 0..<r.elements { out.append(convert(r.element[i]!)) }
+            return .array(out)
+        default:
+            return .null
+        }
+    }
+}

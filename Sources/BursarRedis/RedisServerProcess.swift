@@ -1,0 +1,217 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A `redis-server` child process: bursard's embedded store, and the real Redis that tests start.
+public final class RedisServerProcess: @unchecked Sendable {
+    /// How the child listens.
+    public enum Listen: Sendable, Hashable {
+        /// A private unix socket (TCP disabled).
+        case unixSocket(path: String)
+        /// TCP on 127.0.0.1 at this port.
+        case tcp(port: Int)
+    }
+
+    /// The `redis-server` binary.
+    public let binary: String
+    /// The working directory (AOF and config live here).
+    public let directory: String
+    /// How it listens.
+    public let listen: Listen
+    private let lock = NSLock()
+    private var child: pid_t?
+    private var exitStatus: Int32 = 0
+
+    /// Finds `redis-server`: the explicit path, else `$PATH`, `/usr/bin`, `/usr/sbin`, `/usr/local/bin`.
+    /// Throws an error that names the fix when it is missing.
+    public static func locate(explicit: String? = nil) throws(RedisError) -> String {
+        let fm = FileManager.default
+        if let explicit {
+            guard fm.isExecutableFile(atPath: explicit) else {
+                throw RedisError(.connectionFailed, "redis-server binary '\(explicit)' is not an executable file")
+            }
+            return explicit
+        }
+        let path = ProcessInfo.processInfo.environment["PATH"] ?? ""
+        let dirs = path.split(separator: ":").map(String.init) + ["/usr/bin", "/usr/sbin", "/usr/local/bin"]
+        for dir in dirs where fm.isExecutableFile(atPath: dir + "/redis-server") { return dir + "/redis-server" }
+        throw RedisError(
+            .connectionFailed,
+            "redis-server was not found on PATH. Install it (Debian/Ubuntu: sudo apt-get install -y redis-server), or pass --redis redis://HOST:PORT to use a running server")
+    }
+
+    /// A child that is not started yet.
+    public init(binary: String, directory: String, listen: Listen) {
+        self.binary = binary
+        self.directory = directory
+        self.listen = listen
+    }
+
+    /// Where to connect to it.
+    public var endpoint: RedisEndpoint {
+        switch listen {
+        case .unixSocket(let path): return .unix(path: path, db: 0)
+        case .tcp(let port): return .tcp(host: "127.0.0.1", port: port, db: 0)
+        }
+    }
+
+    /// The process id while running.
+    public var pid: Int32? {
+        lock.withLock {
+            reapLocked()
+            return child
+        }
+    }
+
+    /// Collects the child's exit status if it has exited. Caller holds the lock.
+    private func reapLocked() {
+        guard let c = child else { return }
+        var status: Int32 = 0
+        if waitpid(c, &status, WNOHANG) == c {
+            exitStatus = status
+            child = nil
+        }
+    }
+
+    /// Writes the config, starts the child and waits until it answers PING.
+    ///
+    /// Persistence: AOF with fsync every second; no RDB snapshots.
+    public func start(appendOnly: Bool = true, readyTimeoutMs: Int = 10_000) throws(RedisError) {
+        do {
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        } catch {
+            throw RedisError(.connectionFailed, "cannot create data directory \(directory): \(error)")
+        }
+        var config = [
+            "bind 127.0.0.1", "protected-mode yes", "daemonize no", "dir \(directory)", "save \"\"",
+            "appendonly \(appendOnly ? "yes" : "no")", "appendfsync everysec", "logfile \(directory)/redis.log",
+        ]
+        switch listen {
+        case .unixSocket(let path): config += ["port 0", "unixsocket \(path)", "unixsocketperm 700"]
+        case .tcp(let port): config += ["port \(port)"]
+        }
+        let configPath = directory + "/redis.conf"
+        do {
+            try config.joined(separator: "\n").appending("\n").write(toFile: configPath, atomically: true, encoding: .utf8)
+        } catch {
+            throw RedisError(.connectionFailed, "cannot write \(configPath): \(error)")
+        }
+        let spawned = try spawn([binary, configPath])
+        lock.withLock { child = spawned }
+        let deadline = Date().addingTimeInterval(Double(readyTimeoutMs) / 1000)
+        while Date() < deadline {
+            if !isRunning {
+                let log = (try? String(contentsOfFile: directory + "/redis.log", encoding: .utf8))?.split(separator: "\n").suffix(3).joined(separator: " | ") ?? ""
+                throw RedisError(.connectionFailed, "redis-server exited (wait status \(lock.withLock { exitStatus })) during start-up: \(log)")
+            }
+            if let c = try? RedisConnection(endpoint: endpoint, connectTimeoutMs: 100, ioTimeoutMs: 500),
+               let reply = try? c.pipeline([RedisCommand("PING")]), reply.first == .status("PONG") {
+                return
+            }
+            usleep(20_000)
+        }
+        stop()
+        throw RedisError(.connectionFailed, "redis-server did not answer PING within \(readyTimeoutMs) ms")
+    }
+
+    /// Sends SIGTERM (Redis flushes the AOF and exits) and waits up to `timeoutMs`, then SIGKILL.
+    public func stop(timeoutMs: Int = 5_000) {
+        guard let p = pid else { return }
+        kill(p, SIGCONT)  // a paused child cannot act on SIGTERM
+        kill(p, SIGTERM)
+        let deadline = Date().addingTimeInterval(Double(timeoutMs) / 1000)
+        while isRunning && Date() < deadline { usleep(2_000) }
+        if isRunning {
+            kill(p, SIGKILL)
+            waitForExit()
+        }
+    }
+
+    private func spawn(_ argv: [String]) throws(RedisError) -> pid_t {
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0)
+        // The child must not inherit this thread's signal mask (runtimes block SIGTERM on their
+        // threads; a child that inherits that never acts on our SIGTERM) nor ignored signals.
+        var attr = posix_spawnattr_t()
+        posix_spawnattr_init(&attr)
+        defer { posix_spawnattr_destroy(&attr) }
+        var empty = sigset_t()
+        sigemptyset(&empty)
+        posix_spawnattr_setsigmask(&attr, &empty)
+        var defaults = sigset_t()
+        sigemptyset(&defaults)
+        for sig in [SIGTERM, SIGINT, SIGPIPE, SIGHUP] { sigaddset(&defaults, sig) }
+        posix_spawnattr_setsigdefault(&attr, &defaults)
+        posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
+        var cArgs: [UnsafeMutablePointer<CChar>?] = argv.map { strdup($0) } + [nil]
+        defer { for a in cArgs { free(a) } }
+        var pid: pid_t = 0
+        let rc = posix_spawn(&pid, argv[0], &actions, &attr, &cArgs, environ)
+        guard rc == 0 else { throw RedisError(.connectionFailed, "cannot start \(argv[0]): \(String(cString: strerror(rc)))") }
+        return pid
+    }
+
+    /// Sends a signal to the child (tests: SIGSTOP/SIGCONT/SIGKILL).
+    public func signal(_ sig: Int32) {
+        if let pid { kill(pid, sig) }
+    }
+
+    /// True while the child runs.
+    public var isRunning: Bool { pid != nil }
+
+    /// Waits for the child to exit (after `signal(SIGKILL)`).
+    public func waitForExit() {
+        guard let c = lock.withLock({ child }) else { return }
+        var status: Int32 = 0
+        if waitpid(c, &status, 0) == c {
+            lock.withLock {
+                exitStatus = status
+                child = nil
+            }
+        }
+    }
+
+    deinit { stop() }
+
+    /// Starts a throwaway Redis on a free loopback TCP port (the kernel picks it), without
+    /// persistence, in a fresh temporary directory. Retries if another process takes the port first.
+    public static func ephemeral(binary: String? = nil) throws(RedisError) -> RedisServerProcess {
+        let bin = try locate(explicit: binary)
+        var lastError = RedisError(.connectionFailed, "no attempt made")
+        for _ in 0..<5 {
+            let port = try freeLoopbackPort()
+            let dir = NSTemporaryDirectory() + "bursar-redis-\(UUID().uuidString)"
+            let server = RedisServerProcess(binary: bin, directory: dir, listen: .tcp(port: port))
+            do {
+                try server.start(appendOnly: false)
+                return server
+            } catch {
+                lastError = error
+            }
+        }
+        throw lastError
+    }
+
+    /// A TCP port on 127.0.0.1 that was free a moment ago.
+    public static func freeLoopbackPort() throws(RedisError) -> Int {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw RedisError(.connectionFailed, "socket() failed") }
+        defer { close(fd) }
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_port = 0
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let ok = withUnsafeMutablePointer(to: &addr) { ptr in
+            ptr.withMemoryRebound(to: sockaddr.self, capacity: 1) { sa in
+                bind(fd, sa, len) == 0 && getsockname(fd, sa, &len) == 0
+            }
+        }
+        guard ok else { throw RedisError(.connectionFailed, "cannot bind a loopback port") }
+        return Int(UInt16(bigEndian: addr.sin_port))
+    }
+}

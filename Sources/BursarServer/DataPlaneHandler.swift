@@ -1,0 +1,134 @@
+import BursarWire
+import Logging
+import NIOCore
+
+/// Serves one data-plane connection: decodes frames (done by the `FrameDecoder` before it), hands
+/// them to the engine, writes answers in completion order, and on bad input answers every frame
+/// already accepted before sending one ERROR and closing.
+final class DataPlaneHandler: ChannelInboundHandler {
+    typealias InboundIn = Frame
+    typealias OutboundOut = Frame
+
+    private let engine: DecisionEngine
+    private let connectionStats: ConnectionStats
+    private let logger: Logger
+    private var inFlight = 0
+    private var pendingError: ProtocolError?
+    private var inputClosed = false
+    private var closed = false
+    private var flushScheduled = false
+
+    init(engine: DecisionEngine, connectionStats: ConnectionStats, logger: Logger) {
+        self.engine = engine
+        self.connectionStats = connectionStats
+        self.logger = logger
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        connectionStats.open.add(1, ordering: .relaxed)
+        context.fireChannelActive()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        closed = true
+        connectionStats.open.subtract(1, ordering: .relaxed)
+        context.fireChannelInactive()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let frame = unwrapInboundIn(data)
+        guard pendingError == nil else { return }
+        let id = frame.requestID
+        let loop = context.eventLoop
+        let bound = NIOLoopBound((self, context), eventLoop: loop)
+        switch frame.body {
+        case .ping:
+            context.writeAndFlush(wrapOutboundOut(Frame(requestID: id, body: .pong)), promise: nil)
+        case .check(let request):
+            inFlight += 1
+            engine.check(request, on: loop).whenSuccess { result in
+                let (handler, context) = bound.value
+                if handler.closed {
+                    if result.allowed { handler.engine.releaseOrphan(result.reservation) }
+                } else {
+                    handler.write(Frame(requestID: id, body: .checkResult(result)), context: context)
+                }
+                handler.completed(context: context)
+            }
+        case .settle(let request):
+            inFlight += 1
+            engine.settle(request, on: loop).whenSuccess { result in
+                let (handler, context) = bound.value
+                handler.write(Frame(requestID: id, body: .settleResult(result)), context: context)
+                handler.completed(context: context)
+            }
+        case .release(let request):
+            inFlight += 1
+            engine.release(request, on: loop).whenSuccess { result in
+                let (handler, context) = bound.value
+                handler.write(Frame(requestID: id, body: .releaseResult(result)), context: context)
+                handler.completed(context: context)
+            }
+        case .checkResult, .settleResult, .releaseResult, .pong, .error:
+            // The decoder refuses answer types from a client; this is defence in depth.
+            errorCaught(context: context, error: ProtocolError(.unexpectedFrameType, "answer frames are not accepted by the server", requestID: id))
+        }
+    }
+
+    private func write(_ frame: Frame, context: ChannelHandlerContext) {
+        guard !closed else { return }
+        context.write(wrapOutboundOut(frame), promise: nil)
+        // Answers completed by one Redis round trip arrive as consecutive loop tasks: one flush
+        // scheduled behind them writes them all in one syscall.
+        if !flushScheduled {
+            flushScheduled = true
+            let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+            context.eventLoop.execute {
+                let (handler, context) = bound.value
+                handler.flushScheduled = false
+                if !handler.closed { context.flush() }
+            }
+        }
+    }
+
+    private func completed(context: ChannelHandlerContext) {
+        inFlight -= 1
+        closeIfDone(context: context)
+    }
+
+    private func closeIfDone(context: ChannelHandlerContext) {
+        guard inFlight == 0, !closed else { return }
+        if let error = pendingError {
+            closed = true
+            let frame = Frame(requestID: error.requestID, body: .error(ErrorFrame(code: error.code, message: error.message)))
+            let bound = NIOLoopBound(context, eventLoop: context.eventLoop)
+            context.writeAndFlush(wrapOutboundOut(frame)).whenComplete { _ in bound.value.close(promise: nil) }
+        } else if inputClosed {
+            closed = true
+            context.flush()
+            context.close(promise: nil)
+        }
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        if let error = error as? ProtocolError {
+            guard pendingError == nil else { return }
+            connectionStats.protocolErrors[Int(error.code.rawValue)].increment()
+            logger.debug("protocol error", metadata: ["code": "\(error.code)", "detail": "\(error.message)"])
+            pendingError = error
+            closeIfDone(context: context)
+        } else {
+            logger.debug("connection error", metadata: ["error": "\(error)"])
+            closed = true
+            context.close(promise: nil)
+        }
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if case .some(ChannelEvent.inputClosed) = event as? ChannelEvent {
+            inputClosed = true
+            closeIfDone(context: context)
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+}

@@ -1,0 +1,243 @@
+public import BursarRedis
+public import BursarStore
+public import BursarWire
+public import Logging
+public import NIOCore
+public import Synchronization
+
+/// How the decision engine behaves.
+public struct EngineConfiguration: Sendable {
+    /// The longest a decision may wait for Redis; past it the answer is `store_unavailable`.
+    public var deadline: TimeAmount
+    /// How long a resolved digest stays cached.
+    public var cacheTTL: TimeAmount
+    /// How long an unknown digest stays cached.
+    public var negativeCacheTTL: TimeAmount
+    /// Most digests cached.
+    public var cacheCapacity: Int
+
+    /// Defaults: 50 ms deadline, 5 s cache, 1 s negative cache, 100,000 entries.
+    public init(
+        deadline: TimeAmount = .milliseconds(50), cacheTTL: TimeAmount = .seconds(5),
+        negativeCacheTTL: TimeAmount = .seconds(1), cacheCapacity: Int = 100_000
+    ) {
+        self.deadline = deadline
+        self.cacheTTL = cacheTTL
+        self.negativeCacheTTL = negativeCacheTTL
+        self.cacheCapacity = cacheCapacity
+    }
+}
+
+/// Decision counters.
+public final class EngineStats: Sendable {
+    /// CHECKs answered, by `DenyReason.rawValue` (0 = allowed).
+    public let decisions: [Counter]
+    /// SETTLEs and RELEASEs answered, by `ReservationStatus.rawValue`.
+    public let settlements: [Counter]
+    /// Late admissions (Redis answered after the deadline) that were released again.
+    public let lateAdmissionsReleased = Atomic<Int>(0)
+    /// Admissions whose client was gone before the answer could be written, released again.
+    public let orphanedAdmissionsReleased = Atomic<Int>(0)
+
+    init() {
+        decisions = (0...255).map { _ in Counter() }
+        settlements = (0...255).map { _ in Counter() }
+    }
+}
+
+/// A relaxed atomic counter that can live in an array.
+public final class Counter: Sendable {
+    private let value = Atomic<Int>(0)
+    init() {}
+    /// Adds one.
+    public func increment() { value.add(1, ordering: .relaxed) }
+    /// The current count.
+    public var count: Int { value.load(ordering: .relaxed) }
+}
+
+/// Turns CHECK/SETTLE/RELEASE requests into atomic Redis steps, bounded by a deadline.
+///
+/// Callers get an `EventLoopFuture` on their own event loop; Redis work happens on the client's
+/// threads and is pipelined with everyone else's.
+public final class DecisionEngine: Sendable {
+    /// Configuration.
+    public let configuration: EngineConfiguration
+    /// The Redis client.
+    public let redis: RedisClient
+    /// The scripts and their replies.
+    public let limiter: Limiter
+    /// Counters.
+    public let stats = EngineStats()
+    let cache: IdentityCache
+    private let logger: Logger
+
+    /// An engine. Registers the limiter's scripts with the client.
+    public init(redis: RedisClient, limiter: Limiter, configuration: EngineConfiguration, logger: Logger) {
+        self.redis = redis
+        self.limiter = limiter
+        self.configuration = configuration
+        self.logger = logger
+        self.cache = IdentityCache(ttl: configuration.cacheTTL, negativeTTL: configuration.negativeCacheTTL, capacity: configuration.cacheCapacity)
+        redis.register(limiter.scripts)
+    }
+
+    /// Cache counters.
+    public var cacheStats: CacheStats { cache.stats }
+
+    /// Decides a CHECK. Always completes by the deadline.
+    public func check(_ request: CheckRequest, on loop: any EventLoop) -> EventLoopFuture<CheckResult> {
+        let now = NIODeadline.now()
+        let deadline = now + configuration.deadline
+        let attempt = Attempt<CheckResult>(loop: loop, deadline: deadline, fallback: .deny(.storeUnavailable))
+        attempt.onLate = { [self] result in
+            // Redis admitted it after we answered "store unavailable": give it back at once.
+            if result.allowed {
+                stats.lateAdmissionsReleased.add(1, ordering: .relaxed)
+                releaseQuietly(result.reservation)
+            }
+        }
+        switch cache.lookup(request.digest, now: now) {
+        case .known(let identity):
+            runCheck(request, identity, deadline, attempt)
+        case .unknown:
+            attempt.finish(.deny(.unknownKey))
+        case .miss:
+            redis.submit([limiter.resolveCommand(request.digest)], deadline: deadline) { [self] result in
+                switch result {
+                case .success(let replies):
+                    do {
+                        let identity = try limiter.parseResolve(replies[0])
+                        cache.store(request.digest, identity, now: .now())
+                        if let identity {
+                            runCheck(request, identity, deadline, attempt)
+                        } else {
+                            attempt.finishFromAnyThread(.deny(.unknownKey))
+                        }
+                    } catch {
+                        logger.error("digest index reply unreadable", metadata: ["error": "\(error)"])
+                        attempt.finishFromAnyThread(.deny(.storeUnavailable))
+                    }
+                case .failure:
+                    attempt.finishFromAnyThread(.deny(.storeUnavailable))
+                }
+            }
+        }
+        return attempt.future.map { [stats] result in
+            stats.decisions[Int(result.reason.rawValue)].increment()
+            return result
+        }
+    }
+
+    private func runCheck(_ request: CheckRequest, _ identity: KeyIdentity, _ deadline: NIODeadline, _ attempt: Attempt<CheckResult>) {
+        redis.submit([limiter.checkCommand(request, identity: identity)], deadline: deadline) { [self] result in
+            switch result {
+            case .success(let replies):
+                do {
+                    let decision = try limiter.parseCheck(replies[0], identity: identity)
+                    if decision.reason == .unknownKey { cache.invalidate(request.digest) }  // rotated or deleted
+                    attempt.finishFromAnyThread(decision)
+                } catch {
+                    logger.error("limiter reply unreadable", metadata: ["error": "\(error)"])
+                    attempt.finishFromAnyThread(.deny(.storeUnavailable))
+                }
+            case .failure(let error):
+                // If the connection broke mid-command the script may have run; its reservation then
+                // keeps its estimate until the TTL — an over-count, never an over-admission.
+                if !error.certainlyNotExecuted {
+                    logger.warning("CHECK outcome unknown; any reservation expires with its estimate", metadata: ["error": "\(error)"])
+                }
+                attempt.finishFromAnyThread(.deny(.storeUnavailable))
+            }
+        }
+    }
+
+    /// Settles a reservation. Idempotent; always completes by the deadline.
+    public func settle(_ request: SettleRequest, on loop: any EventLoop) -> EventLoopFuture<ReservationResult> {
+        reservationStep(limiter.settleCommand(request), on: loop)
+    }
+
+    /// Releases a reservation. Idempotent; always completes by the deadline.
+    public func release(_ request: ReleaseRequest, on loop: any EventLoop) -> EventLoopFuture<ReservationResult> {
+        reservationStep(limiter.releaseCommand(request.reservation), on: loop)
+    }
+
+    private func reservationStep(_ command: RedisCommand, on loop: any EventLoop) -> EventLoopFuture<ReservationResult> {
+        let deadline = NIODeadline.now() + configuration.deadline
+        let attempt = Attempt<ReservationResult>(loop: loop, deadline: deadline, fallback: ReservationResult(status: .storeUnavailable))
+        redis.submit([command], deadline: deadline) { [self] result in
+            switch result {
+            case .success(let replies):
+                do {
+                    attempt.finishFromAnyThread(try limiter.parseSettle(replies[0]))
+                } catch {
+                    logger.error("settle reply unreadable", metadata: ["error": "\(error)"])
+                    attempt.finishFromAnyThread(ReservationResult(status: .storeUnavailable))
+                }
+            case .failure:
+                attempt.finishFromAnyThread(ReservationResult(status: .storeUnavailable))
+            }
+        }
+        return attempt.future.map { [stats] result in
+            stats.settlements[Int(result.status.rawValue)].increment()
+            return result
+        }
+    }
+
+    /// Gives back an admission nobody will use (its answer could not be delivered).
+    public func releaseOrphan(_ reservation: ReservationID) {
+        stats.orphanedAdmissionsReleased.add(1, ordering: .relaxed)
+        releaseQuietly(reservation)
+    }
+
+    private func releaseQuietly(_ reservation: ReservationID) {
+        redis.submit([limiter.releaseCommand(reservation)], deadline: .now() + .seconds(5)) { [logger] result in
+            if case .failure(let error) = result {
+                logger.warning("could not release an undelivered admission; it expires with its estimate", metadata: ["error": "\(error)"])
+            }
+        }
+    }
+}
+
+/// One decision racing its deadline. Confined to `loop`: every mutation happens there.
+final class Attempt<Result: Sendable>: @unchecked Sendable {
+    let loop: any EventLoop
+    let promise: EventLoopPromise<Result>
+    private var done = false
+    private var timer: Scheduled<Void>?
+    /// Called (on the loop) with a result that arrived after the fallback was already given.
+    var onLate: (@Sendable (Result) -> Void)?
+
+    init(loop: any EventLoop, deadline: NIODeadline, fallback: Result) {
+        self.loop = loop
+        self.promise = loop.makePromise(of: Result.self)
+        if loop.inEventLoop {
+            armTimer(deadline, fallback)
+        } else {
+            loop.execute { self.armTimer(deadline, fallback) }
+        }
+    }
+
+    private func armTimer(_ deadline: NIODeadline, _ fallback: Result) {
+        guard !done else { return }
+        timer = loop.scheduleTask(deadline: deadline) { self.finish(fallback) }
+    }
+
+    var future: EventLoopFuture<Result> { promise.futureResult }
+
+    /// Completes with `result` unless already completed (must run on `loop`).
+    func finish(_ result: Result) {
+        loop.assertInEventLoop()
+        if done {
+            onLate?(result)
+            return
+        }
+        done = true
+        timer?.cancel()
+        timer = nil
+        promise.succeed(result)
+    }
+
+    func finishFromAnyThread(_ result: Result) {
+        if loop.inEventLoop { finish(result) } else { loop.execute { self.finish(result) } }
+    }
+}

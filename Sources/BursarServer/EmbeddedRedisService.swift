@@ -1,0 +1,43 @@
+public import BursarRedis
+public import Logging
+public import ServiceLifecycle
+import Foundation
+
+/// Supervises bursard's own `redis-server` child: restarts it if it dies, stops it cleanly (AOF
+/// flushed) on graceful shutdown. Start the child before the service group runs, so the data
+/// plane never starts without a store.
+public final class EmbeddedRedisService: Service, Sendable {
+    /// The child.
+    public let server: RedisServerProcess
+    private let logger: Logger
+
+    /// A supervisor for an already started child.
+    public init(server: RedisServerProcess, logger: Logger) {
+        self.server = server
+        self.logger = logger
+    }
+
+    public func run() async throws {
+        await cancelWhenGracefulShutdown {
+            var backoffMs = 100
+            while !Task.isCancelled {
+                try? await Task.sleep(for: .milliseconds(200))
+                if Task.isCancelled { break }
+                if !self.server.isRunning {
+                    self.logger.error("embedded redis-server exited; restarting", metadata: ["retry_in_ms": "\(backoffMs)"])
+                    try? await Task.sleep(for: .milliseconds(backoffMs))
+                    do {
+                        try self.server.start()
+                        self.logger.info("embedded redis-server restarted")
+                        backoffMs = 100
+                    } catch {
+                        self.logger.error("embedded redis-server restart failed", metadata: ["error": "\(error)"])
+                        backoffMs = min(backoffMs * 2, 5_000)
+                    }
+                }
+            }
+        }
+        logger.info("stopping embedded redis-server")
+        server.stop()
+    }
+}

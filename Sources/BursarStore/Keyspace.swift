@@ -1,0 +1,53 @@
+/// Every Redis key name bursar uses, in one place.
+///
+/// Everything one atomic step touches lives under the organization's hash tag `{o<orgId>}`, so on
+/// Redis Cluster it all shares one slot (and one master). The consequence: an organization's
+/// decisions cannot be spread over several masters. Only the digest index (`br:d:<hex>`) and the
+/// id sequences sit outside any org slot; each is read or written by a single command.
+public enum Keyspace {
+    /// `br:{o<org>}:` — the prefix of every key of one organization.
+    public static func org(_ org: UInt64) -> String { "br:{o\(org)}:" }
+    /// Digest → "org:key" index (global).
+    public static func digestIndex(_ hex: String) -> String { "br:d:\(hex)" }
+    /// Global id sequences.
+    public static func sequence(_ kind: String) -> String { "br:seq:\(kind)" }
+    /// The set of all organization ids.
+    public static let orgs = "br:orgs"
+
+    /// Organization hash: name, status, metered.
+    public static func orgHash(_ org: UInt64) -> String { self.org(org) + "org" }
+    /// Organization credit balance, nano-USD.
+    public static func credits(_ org: UInt64) -> String { self.org(org) + "credits" }
+    /// User hash: name, role.
+    public static func user(_ org: UInt64, _ user: UInt64) -> String { self.org(org) + "u:\(user)" }
+    /// Set of the org's user ids.
+    public static func users(_ org: UInt64) -> String { self.org(org) + "users" }
+    /// Project hash: name, status, rpm, tpm, budget.
+    public static func project(_ org: UInt64, _ project: UInt64) -> String { self.org(org) + "p:\(project)" }
+    /// Set of the org's project ids.
+    public static func projects(_ org: UInt64) -> String { self.org(org) + "projects" }
+    /// Project model list (empty = all models).
+    public static func projectModels(_ org: UInt64, _ project: UInt64) -> String { self.project(org, project) + ":models" }
+    /// Set of a project's member user ids.
+    public static func projectMembers(_ org: UInt64, _ project: UInt64) -> String { self.project(org, project) + ":members" }
+    /// Set of a project's key ids.
+    public static func projectKeys(_ org: UInt64, _ project: UInt64) -> String { self.project(org, project) + ":keys" }
+    /// Membership hash: role and grants.
+    public static func membership(_ org: UInt64, _ project: UInt64, _ user: UInt64) -> String { self.org(org) + "m:\(project):\(user)" }
+    /// Member grant model list (empty = no narrowing).
+    public static func membershipModels(_ org: UInt64, _ project: UInt64, _ user: UInt64) -> String { membership(org, project, user) + ":models" }
+    /// Key hash.
+    public static func key(_ org: UInt64, _ key: UInt64) -> String { self.org(org) + "k:\(key)" }
+    /// Key model list (empty = no narrowing).
+    public static func keyModels(_ org: UInt64, _ key: UInt64) -> String { self.key(org, key) + ":models" }
+    /// Reservation hash.
+    public static func reservation(_ org: UInt64, _ sequence: UInt64) -> String { self.org(org) + "r:\(sequence)" }
+    /// Key spend in the window starting at `startMs` (lifetime: "life").
+    public static func keySpend(_ org: UInt64, _ key: UInt64, window: String) -> String { self.org(org) + "s:k:\(key):\(window)" }
+    /// Project spend in the month starting at `startMs`.
+    public static func projectSpend(_ org: UInt64, _ project: UInt64, window: String) -> String { self.org(org) + "s:p:\(project):\(window)" }
+    /// A rate bucket: `scope` is "k" or "p", `kind` "rpm" or "tpm".
+    public static func bucket(_ org: UInt64, scope: String, id: UInt64, kind: String) -> String { self.org(org) + "b:\(scope):\(id):\(kind)" }
+    /// The frozen test time (Unix µs) read only by scripts built with `ScriptClock.testFrozen`.
+    public static func testClock(_ org: UInt64) -> String { self.org(org) + "testclock" }
+}

@@ -1,0 +1,275 @@
+/// Which clock the limiter scripts read.
+public enum ScriptClock: Sendable, Hashable {
+    /// Redis's own clock (`TIME`). The only clock production code can choose.
+    case redis
+    /// The time in µs stored at `Keyspace.testClock(org)` when it is set, else Redis's clock.
+    /// Tests freeze and move time with it to cross window boundaries deterministically. Only
+    /// reachable through `@_spi(Testing)`; bursard has no flag for it, so a production process
+    /// cannot be told to trust a writable clock.
+    case testFrozen
+}
+
+/// The Lua source of the atomic steps. Every limit of a request is checked and debited by one
+/// script call, in one slot (the org's hash tag), with Redis's clock.
+enum LimiterLua {
+    static func prelude(_ clock: ScriptClock) -> String {
+        let source = clock == .testFrozen
+            ? "local now_us = tonumber(redis.call('GET', P .. 'testclock')) or (tonumber(t[1]) * 1000000 + tonumber(t[2]))"
+            : "local now_us = tonumber(t[1]) * 1000000 + tonumber(t[2])"
+        return """
+        local P = ARGV[1]
+        local SCALE = 60000000
+        local LEVEL_MAX = 9000000000000000
+        local t = redis.call('TIME')
+        \(source)
+        local now_ms = math.floor(now_us / 1000)
+
+        local function num(x)
+          if x == nil or x == false or x == '' then return nil end
+          return tonumber(x)
+        end
+        local function tighter(a, b)
+          if a == nil then return b end
+          if b == nil then return a end
+          if b < a then return b end
+          return a
+        end
+        local function days_from_civil(y, m, d)
+          if m <= 2 then y = y - 1 end
+          local era = math.floor(y / 400)
+          local yoe = y - era * 400
+          local mp = (m + 9) % 12
+          local doy = math.floor((153 * mp + 2) / 5) + d - 1
+          local doe = yoe * 365 + math.floor(yoe / 4) - math.floor(yoe / 100) + doy
+          return era * 146097 + doe - 719468
+        end
+        local function civil_from_days(z)
+          z = z + 719468
+          local era = math.floor(z / 146097)
+          local doe = z - era * 146097
+          local yoe = math.floor((doe - math.floor(doe / 1460) + math.floor(doe / 36524) - math.floor(doe / 146096)) / 365)
+          local doy = doe - (365 * yoe + math.floor(yoe / 4) - math.floor(yoe / 100))
+          local mp = math.floor((5 * doy + 2) / 153)
+          local d = doy - math.floor((153 * mp + 2) / 5) + 1
+          local m = mp < 10 and mp + 3 or mp - 9
+          local y = yoe + era * 400
+          if m <= 2 then y = y + 1 end
+          return y, m, d
+        end
+        -- The calendar window of `period` holding now: start and end in Unix ms (0, 0 = lifetime).
+        local function window(period)
+          local day = math.floor(now_ms / 86400000)
+          if period == 'daily' then return day * 86400000, (day + 1) * 86400000 end
+          if period == 'weekly' then
+            local monday = day - ((day + 3) % 7)
+            return monday * 86400000, (monday + 7) * 86400000
+          end
+          if period == 'monthly' then
+            local y, m = civil_from_days(day)
+            local s = days_from_civil(y, m, 1)
+            local e
+            if m == 12 then e = days_from_civil(y + 1, 1, 1) else e = days_from_civil(y, m + 1, 1) end
+            return s * 86400000, e * 86400000
+          end
+          return 0, 0
+        end
+        -- A bucket's scaled level at now, drained at `rate` units per minute.
+        local function drained(level, updated, rate)
+          local el = now_us - updated
+          if el <= 0 then return level end
+          local drain = el * rate
+          if drain >= level then return 0 end
+          return level - drain
+        end
+        local function store_bucket(bkey, level, rate)
+          if level > LEVEL_MAX then level = LEVEL_MAX end
+          if level <= 0 then
+            redis.call('DEL', bkey)
+            return
+          end
+          redis.call('HSET', bkey, 'l', level, 't', now_us, 'r', rate)
+          -- Expire exactly when the bucket has drained empty: an absent bucket means level 0.
+          redis.call('PEXPIRE', bkey, math.ceil(level / rate / 1000) + 1000)
+        end
+
+        """
+    }
+
+    /// CHECK. KEYS[1] = key hash. ARGV: prefix, key id, digest hex, model, tokens, cost, reservation TTL ms.
+    /// Reply: {allowed, reason, retry_ms, seq, project, flags, rq_limit, rq_rem, rq_reset_ms,
+    ///         tk_limit, tk_rem, tk_reset_ms, key_budget_rem|nil, key_reset_at, proj_budget_rem|nil,
+    ///         proj_reset_at, org_credits|nil}
+    static func check(_ clock: ScriptClock) -> String {
+        prelude(clock) + """
+        local kid, digest, model = ARGV[2], ARGV[3], ARGV[4]
+        local tokens, cost, ttl = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
+
+        local k = redis.call('HMGET', KEYS[1], 'digest', 'project', 'user', 'status', 'expires', 'rpm', 'tpm', 'budget', 'period', 'flags')
+        if k[1] ~= digest then return {0, 1} end
+        local pid, uid, flags = k[2], k[3], tonumber(k[10]) or 0
+        if k[4] ~= 'active' then return {0, 2, 0, 0, pid, flags} end
+        local expires = num(k[5])
+        if expires and expires > 0 and now_ms >= expires then return {0, 3, 0, 0, pid, flags} end
+
+        local org = redis.call('HMGET', P .. 'org', 'status', 'metered')
+        if org[1] ~= 'active' then return {0, 6, 0, 0, pid, flags} end
+        local p = redis.call('HMGET', P .. 'p:' .. pid, 'status', 'rpm', 'tpm', 'budget')
+        if p[1] ~= 'active' then return {0, 5, 0, 0, pid, flags} end
+
+        local role = redis.call('HGET', P .. 'u:' .. uid, 'role')
+        local grant = nil
+        if role == 'member' then
+          grant = redis.call('HMGET', P .. 'm:' .. pid .. ':' .. uid, 'role', 'rpm', 'tpm', 'spend')
+          if not grant[1] then return {0, 4, 0, 0, pid, flags} end
+        elseif role ~= 'owner' then
+          return {0, 4, 0, 0, pid, flags}
+        end
+
+        local function permits(set)
+          return redis.call('SCARD', set) == 0 or redis.call('SISMEMBER', set, model) == 1
+        end
+        if not permits(KEYS[1] .. ':models') then return {0, 7, 0, 0, pid, flags} end
+        if grant and not permits(P .. 'm:' .. pid .. ':' .. uid .. ':models') then return {0, 7, 0, 0, pid, flags} end
+        if not permits(P .. 'p:' .. pid .. ':models') then return {0, 7, 0, 0, pid, flags} end
+
+        local krpm, ktpm = num(k[6]), num(k[7])
+        local kbudget = num(k[8])
+        if grant then
+          krpm = tighter(krpm, num(grant[2]))
+          ktpm = tighter(ktpm, num(grant[3]))
+          kbudget = tighter(kbudget, num(grant[4]))
+        end
+        local prpm, ptpm, pbudget = num(p[2]), num(p[3]), num(p[4])
+        if (ktpm and tokens > ktpm) or (ptpm and tokens > ptpm) then return {0, 15, 0, 0, pid, flags} end
+
+        -- Rate buckets, in deny order. Nothing is written until every check has passed.
+        local specs = {
+          {'k', kid, 'rpm', krpm, 1, 8}, {'k', kid, 'tpm', ktpm, tokens, 9},
+          {'p', pid, 'rpm', prpm, 1, 10}, {'p', pid, 'tpm', ptpm, tokens, 11},
+        }
+        local states = {}
+        local deny_reason, retry_ms = 0, 0
+        for i = 1, 4 do
+          local s = specs[i]
+          local rate = s[4]
+          if rate then
+            local bkey = P .. 'b:' .. s[1] .. ':' .. s[2] .. ':' .. s[3]
+            local b = redis.call('HMGET', bkey, 'l', 't')
+            local level = drained(tonumber(b[1]) or 0, tonumber(b[2]) or now_us, rate)
+            local after = level + s[5] * SCALE
+            local cap = rate * SCALE
+            states[i] = {bkey, rate, level, after}
+            if deny_reason == 0 and after > cap then
+              deny_reason = s[6]
+              retry_ms = math.ceil((after - cap) / rate / 1000)
+            end
+          end
+        end
+
+        local function header(a, b, admitted)
+          local best = nil
+          for _, st in ipairs({a, b}) do
+            if st then
+              local level = admitted and st[4] or st[3]
+              local rem = math.floor((st[2] * SCALE - level) / SCALE)
+              if rem < 0 then rem = 0 end
+              local reset = math.ceil(level / st[2] / 1000)
+              if best == nil or rem < best[2] or (rem == best[2] and st[2] < best[1]) then best = {st[2], rem, reset} end
+            end
+          end
+          if best == nil then return 0, 0, 0 end
+          return best[1], best[2], best[3]
+        end
+
+        -- Spend. Key spend is always counted in the key's period window (monthly by default),
+        -- project spend in the calendar month, so usage is visible even without a budget.
+        local period = k[9]
+        if period ~= 'daily' and period ~= 'weekly' and period ~= 'lifetime' then period = 'monthly' end
+        local kws, kwe = window(period)
+        local kwkey = P .. 's:k:' .. kid .. ':' .. (period == 'lifetime' and 'life' or kws)
+        local kspent = tonumber(redis.call('GET', kwkey)) or 0
+        local pws, pwe = window('monthly')
+        local pwkey = P .. 's:p:' .. pid .. ':' .. pws
+        local pspent = tonumber(redis.call('GET', pwkey)) or 0
+        local metered = org[2] == '1'
+        local balance = metered and (tonumber(redis.call('GET', P .. 'credits')) or 0) or nil
+
+        if deny_reason == 0 then
+          if kbudget and kspent + cost > kbudget then deny_reason = 12
+          elseif pbudget and pspent + cost > pbudget then deny_reason = 13
+          elseif metered and balance < cost then deny_reason = 14 end
+        end
+
+        local admitted = deny_reason == 0
+        local seq = 0
+        if admitted then
+          for i = 1, 4 do
+            local st = states[i]
+            if st then store_bucket(st[1], st[4], st[2]) end
+          end
+          kspent = redis.call('INCRBY', kwkey, cost)
+          if kwe > 0 then redis.call('PEXPIREAT', kwkey, kwe + 35 * 86400000) end
+          pspent = redis.call('INCRBY', pwkey, cost)
+          redis.call('PEXPIREAT', pwkey, pwe + 35 * 86400000)
+          if metered then balance = redis.call('DECRBY', P .. 'credits', cost) end
+          seq = redis.call('INCR', P .. 'seq:r')
+          local rkey = P .. 'r:' .. seq
+          redis.call('HSET', rkey, 'st', 'open', 'at', now_us, 'exp', now_ms + ttl, 'kid', kid, 'pid', pid,
+            'tok', tokens, 'cost', cost, 'kw', kwkey, 'pw', pwkey, 'met', metered and 1 or 0,
+            'ktr', ktpm or 0, 'ptr', ptpm or 0)
+          redis.call('PEXPIRE', rkey, ttl + 3600000)
+        end
+
+        local rl, rr, rs = header(states[1], states[3], admitted)
+        local tl, tr, ts = header(states[2], states[4], admitted)
+        return {admitted and 1 or 0, deny_reason, retry_ms, seq, pid, flags, rl, rr, rs, tl, tr, ts,
+          kbudget and (kbudget - kspent) or false, kwe, pbudget and (pbudget - pspent) or false, pwe,
+          metered and balance or false}
+        """
+    }
+
+    /// SETTLE and RELEASE. KEYS[1] = reservation hash. ARGV: prefix, mode ("settle" | "release"),
+    /// actual tokens, actual cost. Reply: {status, cost delta, token delta}.
+    static func settle(_ clock: ScriptClock) -> String {
+        prelude(clock) + """
+        local mode = ARGV[2]
+        local r = redis.call('HMGET', KEYS[1], 'st', 'exp', 'kid', 'pid', 'tok', 'cost', 'kw', 'pw', 'met', 'ktr', 'ptr')
+        if not r[1] then return {4, 0, 0} end
+        if r[1] == 'settled' then return {1, 0, 0} end
+        if r[1] == 'released' then return {2, 0, 0} end
+        if r[1] == 'expired' then return {3, 0, 0} end
+        if now_ms >= tonumber(r[2]) then
+          redis.call('HSET', KEYS[1], 'st', 'expired')
+          return {3, 0, 0}
+        end
+        local dtok, dcost
+        if mode == 'settle' then
+          dtok = tonumber(ARGV[3]) - tonumber(r[5])
+          dcost = tonumber(ARGV[4]) - tonumber(r[6])
+        else
+          dtok = -tonumber(r[5])
+          dcost = -tonumber(r[6])
+        end
+        local function adjust(bkey, rate)
+          if rate <= 0 or dtok == 0 then return end
+          local b = redis.call('HMGET', bkey, 'l', 't', 'r')
+          local r2 = tonumber(b[3]) or rate
+          local level = drained(tonumber(b[1]) or 0, tonumber(b[2]) or now_us, r2) + dtok * SCALE
+          store_bucket(bkey, level, r2)
+        end
+        adjust(P .. 'b:k:' .. r[3] .. ':tpm', tonumber(r[10]))
+        adjust(P .. 'b:p:' .. r[4] .. ':tpm', tonumber(r[11]))
+        if dcost ~= 0 then
+          redis.call('INCRBY', r[7], dcost)
+          redis.call('INCRBY', r[8], dcost)
+          if r[9] == '1' then redis.call('DECRBY', P .. 'credits', dcost) end
+        end
+        if mode == 'settle' then
+          redis.call('HSET', KEYS[1], 'st', 'settled', 'atok', ARGV[3], 'acost', ARGV[4])
+        else
+          redis.call('HSET', KEYS[1], 'st', 'released')
+        end
+        return {0, dcost, dtok}
+        """
+    }
+}

@@ -1,0 +1,293 @@
+import BursarClient
+import BursarStore
+import BursarWire
+import Testing
+
+/// Every allow and deny reason, against a real redis-server started by the test.
+@Suite("CHECK decisions against real Redis")
+struct DecisionTests {
+    @Test("an allowed CHECK reserves and reports the key, project, org and limit headroom")
+    func allowReportsEverything() async throws {
+        try await withHarness { h in
+            let w = try await h.world(
+                metered: true, credits: 10_000, project: ([], 600, 120_000, 2_000_000),
+                limits: KeyLimits(budget: 5_000, period: .daily, rpm: 60, tpm: 20_000, contentLoggingDisabled: true))
+            let c = try await h.connect()
+            let r = try await c.check(.make(w.digest, input: 100, output: 400, cost: 1_200))
+            #expect(r.allowed)
+            #expect(r.reason == .none)
+            #expect(r.reservation.orgID == w.org.id && r.reservation.sequence == 1)
+            #expect(r.keyID == w.key.key.id && r.projectID == w.project.id && r.orgID == w.org.id)
+            #expect(r.contentLoggingDisabled)
+            // Tighter of key (60 RPM, 59 left) and project (600, 599 left) is the key.
+            #expect(r.requestsLimit == 60 && r.requestsRemaining == 59)
+            #expect(r.requestsResetMs == 1_000)
+            #expect(r.tokensLimit == 20_000 && r.tokensRemaining == 19_500)
+            #expect(r.tokensResetMs == 1_500)
+            #expect(r.keyBudgetRemaining == 3_800)
+            #expect(r.projectBudgetRemaining == 2_000_000 - 1_200)
+            #expect(r.orgCreditsRemaining == 8_800)
+            #expect(try await h.store.credits(w.org.id) == 8_800)
+            await c.close()
+        }
+    }
+
+    @Test("an unlimited key reports no limits and unlimited budgets")
+    func unlimited() async throws {
+        try await withHarness { h in
+            let w = try await h.world()
+            let c = try await h.connect()
+            let r = try await c.check(.make(w.digest))
+            #expect(r.allowed)
+            #expect(r.requestsLimit == 0 && r.tokensLimit == 0)
+            #expect(r.keyBudgetRemaining == CheckResult.unlimited)
+            #expect(r.projectBudgetRemaining == CheckResult.unlimited)
+            #expect(r.orgCreditsRemaining == CheckResult.unlimited)
+            #expect(!r.contentLoggingDisabled)
+            await c.close()
+        }
+    }
+
+    @Test("an unknown digest is denied and then served from the negative cache")
+    func unknownKey() async throws {
+        try await withHarness { h in
+            let c = try await h.connect()
+            let digest = KeyDigest(secret: "sk-br-not-a-key")
+            let before = h.engine.cacheStats.negativeHits.load(ordering: .relaxed)
+            #expect(try await c.check(.make(digest)).reason == .unknownKey)
+            #expect(try await c.check(.make(digest)).reason == .unknownKey)
+            #expect(h.engine.cacheStats.negativeHits.load(ordering: .relaxed) == before + 1)
+            await c.close()
+        }
+    }
+
+    @Test("revocation applies on the very next CHECK despite the cache")
+    func revoked() async throws {
+        try await withHarness { h in
+            let w = try await h.world()
+            let c = try await h.connect()
+            #expect(try await c.check(.make(w.digest)).allowed)
+            try await h.store.revokeKey(org: w.org.id, w.key.key.id)
+            let r = try await c.check(.make(w.digest))
+            #expect(r.reason == .keyRevoked && !r.allowed && r.reservation == .none)
+            await c.close()
+        }
+    }
+
+    @Test("a key stops working at its expiry time")
+    func expired() async throws {
+        try await withHarness { h in
+            let org = try await h.store.createOrganization(name: "o")
+            try await h.freezeClock(org: org.id)
+            let now = try await h.clockUs(org: org.id) / 1000
+            let owner = try await h.store.createUser(org: org.id, name: "o", role: .owner)
+            let p = try await h.store.createProject(org: org.id, name: "p")
+            let key = try await h.store.createKey(org: org.id, project: p.id, user: owner.id, name: "k", limits: KeyLimits(expiresAtMs: now + 60_000))
+            let c = try await h.connect()
+            #expect(try await c.check(.make(KeyDigest(secret: key.secret))).allowed)
+            try await h.advance(org: org.id, by: .seconds(61))
+            #expect(try await c.check(.make(KeyDigest(secret: key.secret))).reason == .keyExpired)
+            await c.close()
+        }
+    }
+
+    @Test("a key stops working when its creator leaves the project or the organization")
+    func creatorLostAccess() async throws {
+        try await withHarness { h in
+            let w = try await h.world()
+            let c = try await h.connect()
+            #expect(try await c.check(.make(w.digest)).allowed)
+            try await h.store.removeMembership(org: w.org.id, project: w.project.id, user: w.member.id)
+            #expect(try await c.check(.make(w.digest)).reason == .creatorLostAccess)
+
+            let w2 = try await h.world()
+            try await h.store.removeUser(org: w2.org.id, w2.member.id)
+            #expect(try await c.check(.make(w2.digest)).reason == .creatorLostAccess)
+            await c.close()
+        }
+    }
+
+    @Test("an owner's key needs no project membership, and demoting the owner cuts it off")
+    func ownerKey() async throws {
+        try await withHarness { h in
+            let w = try await h.world(ownerKey: true)
+            let c = try await h.connect()
+            #expect(try await c.check(.make(w.digest)).allowed)
+            try await h.store.setUserRole(org: w.org.id, w.owner.id, .member)
+            #expect(try await c.check(.make(w.digest)).reason == .creatorLostAccess)
+            await c.close()
+        }
+    }
+
+    @Test("an archived project and a suspended organization deny their keys")
+    func projectAndOrgStanding() async throws {
+        try await withHarness { h in
+            let w = try await h.world()
+            let c = try await h.connect()
+            var p = w.project
+            p.status = .archived
+            try await h.store.updateProject(p)
+            #expect(try await c.check(.make(w.digest)).reason == .projectInactive)
+            p.status = .active
+            try await h.store.updateProject(p)
+            #expect(try await c.check(.make(w.digest)).allowed)
+            try await h.store.setOrganizationStatus(w.org.id, .suspended)
+            #expect(try await c.check(.make(w.digest)).reason == .orgSuspended)
+            await c.close()
+        }
+    }
+
+    @Test("the model must be allowed by the key, the member's grant and the project")
+    func models() async throws {
+        try await withHarness { h in
+            let c = try await h.connect()
+            let byKey = try await h.world(limits: KeyLimits(models: ["gpt-5"]))
+            #expect(try await c.check(.make(byKey.digest, model: "gpt-5")).allowed)
+            #expect(try await c.check(.make(byKey.digest, model: "claude-opus")).reason == .modelNotAllowed)
+
+            let byGrant = try await h.world(grant: Grant(models: ["claude-opus"]))
+            #expect(try await c.check(.make(byGrant.digest, model: "claude-opus")).allowed)
+            #expect(try await c.check(.make(byGrant.digest, model: "gpt-5")).reason == .modelNotAllowed)
+
+            let byProject = try await h.world(project: (["gpt-5", "gpt-5-mini"], nil, nil, nil))
+            #expect(try await c.check(.make(byProject.digest, model: "gpt-5-mini")).allowed)
+            #expect(try await c.check(.make(byProject.digest, model: "llama")).reason == .modelNotAllowed)
+            await c.close()
+        }
+    }
+
+    @Test("key RPM: a full minute of burst, then retry-after, then refill with time")
+    func keyRPM() async throws {
+        try await withHarness { h in
+            let w = try await h.world(limits: KeyLimits(rpm: 3))
+            let c = try await h.connect()
+            for _ in 0..<3 { #expect(try await c.check(.make(w.digest)).allowed) }
+            let denied = try await c.check(.make(w.digest))
+            #expect(denied.reason == .keyRPM)
+            #expect(denied.retryAfterMs == 20_000)
+            #expect(denied.requestsRemaining == 0 && denied.requestsLimit == 3)
+            try await h.advance(org: w.org.id, by: .milliseconds(Int64(denied.retryAfterMs)))
+            #expect(try await c.check(.make(w.digest)).allowed)
+            #expect(try await c.check(.make(w.digest)).reason == .keyRPM)
+            await c.close()
+        }
+    }
+
+    @Test("key TPM counts input plus maximum output tokens")
+    func keyTPM() async throws {
+        try await withHarness { h in
+            let w = try await h.world(limits: KeyLimits(tpm: 1_000))
+            let c = try await h.connect()
+            #expect(try await c.check(.make(w.digest, input: 300, output: 300)).allowed)
+            let r = try await c.check(.make(w.digest, input: 300, output: 300))
+            #expect(r.reason == .keyTPM)
+            #expect(r.tokensRemaining == 400)
+            #expect(r.retryAfterMs > 0)
+            #expect(try await c.check(.make(w.digest, input: 200, output: 200)).allowed)
+            await c.close()
+        }
+    }
+
+    @Test("project RPM and TPM are shared by every key of the project")
+    func projectRates() async throws {
+        try await withHarness { h in
+            let w = try await h.world(project: ([], 2, 500, nil))
+            let second = try await h.store.createKey(org: w.org.id, project: w.project.id, user: w.member.id, name: "k2", limits: KeyLimits())
+            let c = try await h.connect()
+            #expect(try await c.check(.make(w.digest)).allowed)
+            #expect(try await c.check(.make(KeyDigest(secret: second.secret))).allowed)
+            #expect(try await c.check(.make(w.digest)).reason == .projectRPM)
+
+            let t = try await h.world(project: ([], nil, 500, nil))
+            #expect(try await c.check(.make(t.digest, input: 200, output: 200)).allowed)
+            #expect(try await c.check(.make(t.digest, input: 100, output: 100)).reason == .projectTPM)
+            await c.close()
+        }
+    }
+
+    @Test("a request larger than a TPM limit is denied as too large, with no retry time")
+    func tooLarge() async throws {
+        try await withHarness { h in
+            let w = try await h.world(project: ([], nil, 10_000, nil), limits: KeyLimits(tpm: 1_000))
+            let c = try await h.connect()
+            let r = try await c.check(.make(w.digest, input: 900, output: 101))
+            #expect(r.reason == .requestTooLarge && r.retryAfterMs == 0)
+            let p = try await h.world(project: ([], nil, 500, nil))
+            #expect(try await c.check(.make(p.digest, input: 500, output: 1)).reason == .requestTooLarge)
+            await c.close()
+        }
+    }
+
+    @Test("member grants tighten the key's own limits")
+    func grantsTighten() async throws {
+        try await withHarness { h in
+            let w = try await h.world(grant: Grant(maxKeySpend: 1_500, rpm: 1), limits: KeyLimits(budget: 10_000, rpm: 100))
+            let c = try await h.connect()
+            let r = try await c.check(.make(w.digest, cost: 1_000))
+            #expect(r.allowed && r.requestsLimit == 1 && r.keyBudgetRemaining == 500)
+            #expect(try await c.check(.make(w.digest, cost: 1_000)).reason == .keyRPM)
+            await c.close()
+        }
+    }
+
+    @Test("key budget, project budget and org credits each deny with their own reason")
+    func spend() async throws {
+        try await withHarness { h in
+            let c = try await h.connect()
+            let k = try await h.world(limits: KeyLimits(budget: 2_500))
+            #expect(try await c.check(.make(k.digest, cost: 1_000)).allowed)
+            #expect(try await c.check(.make(k.digest, cost: 1_500)).allowed)
+            let kd = try await c.check(.make(k.digest, cost: 1))
+            #expect(kd.reason == .keyBudget && kd.keyBudgetRemaining == 0)
+
+            let p = try await h.world(project: ([], nil, nil, 1_000))
+            #expect(try await c.check(.make(p.digest, cost: 999)).allowed)
+            #expect(try await c.check(.make(p.digest, cost: 2)).reason == .projectBudget)
+
+            let o = try await h.world(metered: true, credits: 500)
+            #expect(try await c.check(.make(o.digest, cost: 500)).allowed)
+            let od = try await c.check(.make(o.digest, cost: 1))
+            #expect(od.reason == .orgCredits && od.orgCreditsRemaining == 0)
+            try await h.store.addCredits(o.org.id, 100)
+            #expect(try await c.check(.make(o.digest, cost: 100)).allowed)
+            await c.close()
+        }
+    }
+
+    @Test("a denied CHECK moves no counter")
+    func denyMovesNothing() async throws {
+        try await withHarness { h in
+            let w = try await h.world(metered: true, credits: 1_000, limits: KeyLimits(rpm: 10, tpm: 100))
+            let c = try await h.connect()
+            let tooMuch = try await c.check(.make(w.digest, input: 10, output: 10, cost: 5_000))
+            #expect(tooMuch.reason == .orgCredits)
+            #expect(try await h.store.credits(w.org.id) == 1_000)
+            // The RPM and TPM buckets were not touched by the deny: all 10 requests remain.
+            let ok = try await c.check(.make(w.digest, input: 10, output: 10, cost: 0))
+            #expect(ok.requestsRemaining == 9 && ok.tokensRemaining == 80)
+            await c.close()
+        }
+    }
+
+    @Test("deny reasons follow the documented order: identity, standing, model, size, rate, spend")
+    func order() async throws {
+        try await withHarness { h in
+            let w = try await h.world(metered: true, credits: 0, project: (["gpt-5"], 1, nil, nil), limits: KeyLimits(tpm: 10))
+            let c = try await h.connect()
+            try await h.store.setOrganizationStatus(w.org.id, .suspended)
+            try await h.store.revokeKey(org: w.org.id, w.key.key.id)
+            #expect(try await c.check(.make(w.digest, model: "x", input: 100)).reason == .keyRevoked)
+            let w2 = try await h.world(metered: true, credits: 0, project: (["gpt-5"], 1, nil, nil), limits: KeyLimits(tpm: 10))
+            try await h.store.setOrganizationStatus(w2.org.id, .suspended)
+            #expect(try await c.check(.make(w2.digest, model: "x", input: 100)).reason == .orgSuspended)
+            try await h.store.setOrganizationStatus(w2.org.id, .active)
+            #expect(try await c.check(.make(w2.digest, model: "x", input: 100)).reason == .modelNotAllowed)
+            #expect(try await c.check(.make(w2.digest, input: 100)).reason == .requestTooLarge)
+            #expect(try await c.check(.make(w2.digest, input: 1, output: 1, cost: 1)).reason == .orgCredits)
+            try await h.store.addCredits(w2.org.id, 10)
+            #expect(try await c.check(.make(w2.digest, input: 1, output: 1, cost: 1)).allowed)
+            #expect(try await c.check(.make(w2.digest, input: 1, output: 1, cost: 100)).reason == .projectRPM)
+            await c.close()
+        }
+    }
+}

@@ -1,0 +1,145 @@
+import BursarClient
+import BursarLimits
+import BursarRedis
+import BursarServer
+@_spi(Testing) import BursarStore
+import BursarWire
+import Foundation
+import Logging
+import NIOCore
+import NIOPosix
+import Testing
+
+/// A real redis-server on an ephemeral loopback port, the store on it, and one in-process bursard
+/// data plane (engine + TCP listener on port 0) whose scripts run on the test clock.
+final class Harness: Sendable {
+    let redisServer: RedisServerProcess
+    let redis: RedisClient
+    let store: MetadataStore
+    let engine: DecisionEngine
+    let server: DataPlaneServer
+    let port: Int
+
+    static let logger: Logger = {
+        var l = Logger(label: "test")
+        l.logLevel = .critical
+        return l
+    }()
+
+    private init(redisServer: RedisServerProcess, redis: RedisClient, engine: DecisionEngine, server: DataPlaneServer, port: Int) {
+        self.redisServer = redisServer
+        self.redis = redis
+        self.store = MetadataStore(redis: redis)
+        self.engine = engine
+        self.server = server
+        self.port = port
+    }
+
+    /// Starts everything. A missing redis-server fails the test with the install hint.
+    static func start(
+        reservationTTLMs: Int64 = 15 * 60 * 1000, deadline: TimeAmount = .seconds(2),
+        negativeCacheTTL: TimeAmount = .seconds(1)
+    ) async throws -> Harness {
+        let redisServer = try RedisServerProcess.ephemeral()
+        let redis = RedisClient(configuration: RedisClientConfiguration(endpoint: redisServer.endpoint), logger: logger)
+        let engine = DecisionEngine(
+            redis: redis, limiter: Limiter(clock: .testFrozen, reservationTTLMs: reservationTTLMs),
+            configuration: EngineConfiguration(deadline: deadline, negativeCacheTTL: negativeCacheTTL), logger: logger)
+        let server = DataPlaneServer(
+            configuration: ListenerConfiguration(host: "127.0.0.1", port: 0), engine: engine,
+            group: MultiThreadedEventLoopGroup.singleton, logger: logger)
+        let port = try await server.start()
+        return Harness(redisServer: redisServer, redis: redis, engine: engine, server: server, port: port)
+    }
+
+    func connect() async throws -> BursarConnection {
+        try await BursarConnection.connect(host: "127.0.0.1", port: port)
+    }
+
+    func stop() async {
+        await server.stop()
+        redis.shutdown()
+        redisServer.stop()
+    }
+
+    /// Moves the frozen clock of `org` forward.
+    func advance(org: UInt64, by duration: Duration) async throws {
+        let us = duration.components.seconds * 1_000_000 + duration.components.attoseconds / 1_000_000_000_000
+        try await store.setTestClock(org: org, us: try await clockUs(org: org) + us)
+    }
+
+    /// Freezes the clock of `org` at `ms` (Unix ms).
+    func setClock(org: UInt64, toMs ms: Int64) async throws {
+        try await store.setTestClock(org: org, us: ms * 1000)
+    }
+
+    /// Freezes the clock of `org` at Redis's current time.
+    func freezeClock(org: UInt64) async throws {
+        try await store.setTestClock(org: org, us: try await redisTimeUs())
+    }
+
+    /// The limiter's time for `org`, Unix µs (frozen if set, else Redis's).
+    func clockUs(org: UInt64) async throws -> Int64 {
+        if let frozen = try await redis.send(RedisCommand("GET", Keyspace.testClock(org))).int { return frozen }
+        return try await redisTimeUs()
+    }
+
+    func redisTimeUs() async throws -> Int64 {
+        let t = try await redis.send(RedisCommand("TIME")).array ?? []
+        return (t[0].int ?? 0) * 1_000_000 + (t[1].int ?? 0)
+    }
+
+    func integer(_ key: String) async throws -> Int64 {
+        try await redis.send(RedisCommand("GET", key)).int ?? 0
+    }
+
+    /// A seeded org with an owner, a member, a project and a key.
+    struct World: Sendable {
+        var org: Organization
+        var owner: User
+        var member: User
+        var project: Project
+        var key: CreatedKey
+        var digest: KeyDigest { KeyDigest(secret: key.secret) }
+    }
+
+    /// Seeds a world. The key belongs to `member` (a Project Member) unless `ownerKey`.
+    func world(
+        metered: Bool = false, credits: Int64 = 0, project: (models: [String], rpm: Int64?, tpm: Int64?, budget: Int64?) = ([], nil, nil, nil),
+        grant: Grant = Grant(), limits: KeyLimits = KeyLimits(), ownerKey: Bool = false
+    ) async throws -> World {
+        let org = try await store.createOrganization(name: "acme", metered: metered, credits: credits)
+        try await freezeClock(org: org.id)
+        let owner = try await store.createUser(org: org.id, name: "olivia", role: .owner)
+        let member = try await store.createUser(org: org.id, name: "mo", role: .member)
+        let p = try await store.createProject(
+            org: org.id, name: "prod", models: project.models, rpm: project.rpm, tpm: project.tpm, monthlyBudget: project.budget)
+        try await store.setMembership(Membership(orgID: org.id, projectID: p.id, userID: member.id, role: .member, grant: grant))
+        let key = try await store.createKey(
+            org: org.id, project: p.id, user: ownerKey ? owner.id : member.id, name: "k", limits: limits)
+        return World(org: org, owner: owner, member: member, project: p, key: key)
+    }
+}
+
+extension CheckRequest {
+    /// A CHECK for a secret with small defaults.
+    static func make(_ digest: KeyDigest, model: String = "gpt-5", input: UInt32 = 10, output: UInt32 = 10, cost: Int64 = 1_000) -> CheckRequest {
+        CheckRequest(digest: digest, model: try! ModelName(model), inputTokens: input, maxOutputTokens: output, estimatedCost: cost)
+    }
+}
+
+/// Runs `body` with a started harness and always stops it.
+func withHarness<T>(
+    reservationTTLMs: Int64 = 15 * 60 * 1000, deadline: TimeAmount = .seconds(2),
+    _ body: (Harness) async throws -> T
+) async throws -> T {
+    let h = try await Harness.start(reservationTTLMs: reservationTTLMs, deadline: deadline)
+    do {
+        let result = try await body(h)
+        await h.stop()
+        return result
+    } catch {
+        await h.stop()
+        throw error
+    }
+}
