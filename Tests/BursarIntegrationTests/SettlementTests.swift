@@ -1,0 +1,166 @@
+import BursarClient
+import BursarRedis
+import BursarStore
+import BursarWire
+import Testing
+
+/// SETTLE and RELEASE: exactly-once adjustment of every counter a reservation touched.
+@Suite("SETTLE and RELEASE against real Redis")
+struct SettlementTests {
+    /// The counters one reservation moves, read straight from Redis.
+    struct Counters: Equatable {
+        var keySpend: Int64
+        var projectSpend: Int64
+        var credits: Int64
+        var keyTPMLevel: Int64
+        var projectTPMLevel: Int64
+    }
+
+    func counters(_ h: Harness, _ w: Harness.World, _ r: CheckResult) async throws -> Counters {
+        let reservation = try await h.redis.send(
+            RedisCommand("HMGET", Keyspace.reservation(r.reservation.orgID, r.reservation.sequence), "kw", "pw")).array ?? []
+        let kw = reservation[0].string ?? "", pw = reservation[1].string ?? ""
+        func level(_ scope: String, _ id: UInt64) async throws -> Int64 {
+            try await h.redis.send(RedisCommand("HGET", Keyspace.bucket(w.org.id, scope: scope, id: id, kind: "tpm"), "l")).int ?? 0
+        }
+        return Counters(
+            keySpend: try await h.integer(kw), projectSpend: try await h.integer(pw),
+            credits: try await h.store.credits(w.org.id),
+            keyTPMLevel: try await level("k", w.key.key.id), projectTPMLevel: try await level("p", w.project.id))
+    }
+
+    func world(_ h: Harness) async throws -> Harness.World {
+        try await h.world(
+            metered: true, credits: 1_000_000, project: ([], nil, 100_000, 500_000),
+            limits: KeyLimits(budget: 100_000, period: .daily, tpm: 10_000))
+    }
+
+    @Test("SETTLE below the estimate returns the difference on every counter")
+    func settleDown() async throws {
+        try await withHarness { h in
+            let w = try await world(h)
+            let c = try await h.connect()
+            let r = try await c.check(.make(w.digest, input: 100, output: 900, cost: 5_000))
+            #expect(r.allowed)
+            let before = try await counters(h, w, r)
+            #expect(before.keySpend == 5_000 && before.projectSpend == 5_000 && before.credits == 995_000)
+            #expect(before.keyTPMLevel == 1_000 * 60_000_000)
+            let s = try await c.settle(SettleRequest(reservation: r.reservation, inputTokens: 100, outputTokens: 200, cost: 1_500))
+            #expect(s.status == .applied && s.costDelta == -3_500 && s.tokenDelta == -700)
+            let after = try await counters(h, w, r)
+            #expect(after == Counters(keySpend: 1_500, projectSpend: 1_500, credits: 998_500,
+                                      keyTPMLevel: 300 * 60_000_000, projectTPMLevel: 300 * 60_000_000))
+            await c.close()
+        }
+    }
+
+    @Test("SETTLE above the estimate charges the difference and later CHECKs see it")
+    func settleUp() async throws {
+        try await withHarness { h in
+            let w = try await world(h)
+            let c = try await h.connect()
+            let r = try await c.check(.make(w.digest, input: 10, output: 10, cost: 1_000))
+            let s = try await c.settle(SettleRequest(reservation: r.reservation, inputTokens: 5_000, outputTokens: 5_000, cost: 120_000))
+            #expect(s.status == .applied && s.costDelta == 119_000 && s.tokenDelta == 9_980)
+            let after = try await counters(h, w, r)
+            #expect(after.keySpend == 120_000 && after.projectSpend == 120_000 && after.credits == 880_000)
+            #expect(after.keyTPMLevel == 10_000 * 60_000_000)
+            // The key is now over its daily budget (and its TPM): the next CHECK is denied.
+            let next = try await c.check(.make(w.digest, input: 1, output: 0, cost: 0))
+            #expect(next.reason == .keyTPM)
+            try await h.advance(org: w.org.id, by: .seconds(60))
+            let later = try await c.check(.make(w.digest, input: 1, output: 0, cost: 1))
+            #expect(later.reason == .keyBudget && later.keyBudgetRemaining == 100_000 - 120_000)
+            await c.close()
+        }
+    }
+
+    @Test("a repeated SETTLE changes nothing and says it was already settled")
+    func duplicateSettle() async throws {
+        try await withHarness { h in
+            let w = try await world(h)
+            let c = try await h.connect()
+            let r = try await c.check(.make(w.digest, cost: 2_000))
+            let settle = SettleRequest(reservation: r.reservation, inputTokens: 10, outputTokens: 5, cost: 1_000)
+            #expect(try await c.settle(settle).status == .applied)
+            let once = try await counters(h, w, r)
+            let again = try await c.settle(settle)
+            #expect(again.status == .alreadySettled && again.costDelta == 0 && again.tokenDelta == 0)
+            #expect(try await c.release(r.reservation).status == .alreadySettled)
+            #expect(try await counters(h, w, r) == once)
+            await c.close()
+        }
+    }
+
+    @Test("RELEASE returns tokens and cost but the request still counts toward RPM")
+    func release() async throws {
+        try await withHarness { h in
+            let w = try await h.world(metered: true, credits: 10_000, limits: KeyLimits(budget: 10_000, rpm: 2, tpm: 1_000))
+            let c = try await h.connect()
+            let r = try await c.check(.make(w.digest, input: 300, output: 300, cost: 4_000))
+            #expect(r.requestsRemaining == 1 && r.tokensRemaining == 400)
+            let rel = try await c.release(r.reservation)
+            #expect(rel.status == .applied && rel.costDelta == -4_000 && rel.tokenDelta == -600)
+            #expect(try await h.store.credits(w.org.id) == 10_000)
+            let next = try await c.check(.make(w.digest, input: 300, output: 300, cost: 10_000))
+            #expect(next.allowed && next.requestsRemaining == 0 && next.tokensRemaining == 400 && next.keyBudgetRemaining == 0)
+            #expect(try await c.release(r.reservation).status == .alreadyReleased)
+            let s = try await c.settle(SettleRequest(reservation: r.reservation, inputTokens: 1, outputTokens: 1, cost: 1))
+            #expect(s.status == .alreadyReleased)
+            #expect(try await h.store.credits(w.org.id) == 0)
+            await c.close()
+        }
+    }
+
+    @Test("an unsettled reservation keeps its estimate past its TTL; a late SETTLE says expired and moves nothing")
+    func expiry() async throws {
+        try await withHarness(reservationTTLMs: 60_000) { h in
+            let w = try await world(h)
+            let c = try await h.connect()
+            let r = try await c.check(.make(w.digest, input: 10, output: 10, cost: 7_000))
+            let held = try await counters(h, w, r)
+            try await h.advance(org: w.org.id, by: .seconds(59))
+            let open = try await h.redis.send(RedisCommand("HGET", Keyspace.reservation(w.org.id, r.reservation.sequence), "st"))
+            #expect(open.string == "open")
+            try await h.advance(org: w.org.id, by: .seconds(1))
+            let late = try await c.settle(SettleRequest(reservation: r.reservation, inputTokens: 1, outputTokens: 1, cost: 1))
+            #expect(late.status == .expired && late.costDelta == 0)
+            #expect(try await c.release(r.reservation).status == .expired)
+            let after = try await counters(h, w, r)
+            #expect(after.keySpend == held.keySpend && after.credits == held.credits && after.keySpend == 7_000)
+            // The record outlives its TTL by an hour in real time, then the id is simply unknown.
+            let ttl = try await h.redis.send(RedisCommand("PTTL", Keyspace.reservation(w.org.id, r.reservation.sequence))).int ?? 0
+            #expect(ttl > 3_600_000 && ttl <= 3_660_000)
+            await c.close()
+        }
+    }
+
+    @Test("an unknown reservation id is reported and moves nothing")
+    func unknown() async throws {
+        try await withHarness { h in
+            let w = try await world(h)
+            let c = try await h.connect()
+            let ghost = ReservationID(orgID: w.org.id, sequence: 999)
+            #expect(try await c.settle(SettleRequest(reservation: ghost, inputTokens: 1, outputTokens: 1, cost: 1)).status == .unknown)
+            #expect(try await c.release(ghost).status == .unknown)
+            #expect(try await h.store.credits(w.org.id) == 1_000_000)
+            await c.close()
+        }
+    }
+
+    @Test("SETTLE charges the window the reservation was made in, even after it rolled over")
+    func settleAcrossWindow() async throws {
+        try await withHarness { h in
+            let w = try await world(h)
+            let c = try await h.connect()
+            try await h.setClock(org: w.org.id, toMs: 1_795_823_999_000)  // 2026-11-27T23:59:59Z
+            let r = try await c.check(.make(w.digest, cost: 10_000))
+            try await h.advance(org: w.org.id, by: .seconds(2))  // next day
+            #expect(try await c.settle(SettleRequest(reservation: r.reservation, inputTokens: 1, outputTokens: 1, cost: 30_000)).status == .applied)
+            #expect(try await h.integer(Keyspace.keySpend(w.org.id, w.key.key.id, window: "1795737600000")) == 30_000)
+            let fresh = try await c.check(.make(w.digest, cost: 100))
+            #expect(fresh.keyBudgetRemaining == 100_000 - 100)
+            await c.close()
+        }
+    }
+}
