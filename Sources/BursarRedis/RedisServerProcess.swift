@@ -20,8 +20,7 @@ public final class RedisServerProcess: @unchecked Sendable {
     /// How it listens.
     public let listen: Listen
     private let lock = NSLock()
-    private var child: pid_t?
-    private var exitStatus: Int32 = 0
+    private var child: ChildProcess?
 
     /// Finds `redis-server`: the explicit path, else `$PATH`, `/usr/bin`, `/usr/sbin`, `/usr/local/bin`.
     /// Throws an error that names the fix when it is missing.
@@ -57,22 +56,7 @@ public final class RedisServerProcess: @unchecked Sendable {
     }
 
     /// The process id while running.
-    public var pid: Int32? {
-        lock.withLock {
-            reapLocked()
-            return child
-        }
-    }
-
-    /// Collects the child's exit status if it has exited. Caller holds the lock.
-    private func reapLocked() {
-        guard let c = child else { return }
-        var status: Int32 = 0
-        if waitpid(c, &status, WNOHANG) == c {
-            exitStatus = status
-            child = nil
-        }
-    }
+    public var pid: Int32? { lock.withLock { child }?.pid }
 
     /// Writes the config, starts the child and waits until it answers PING.
     ///
@@ -97,13 +81,13 @@ public final class RedisServerProcess: @unchecked Sendable {
         } catch {
             throw RedisError(.connectionFailed, "cannot write \(configPath): \(error)")
         }
-        let spawned = try spawn([binary, configPath])
+        let spawned = try ChildProcess([binary, configPath])
         lock.withLock { child = spawned }
         let deadline = Date().addingTimeInterval(Double(readyTimeoutMs) / 1000)
         while Date() < deadline {
             if !isRunning {
                 let log = (try? String(contentsOfFile: directory + "/redis.log", encoding: .utf8))?.split(separator: "\n").suffix(3).joined(separator: " | ") ?? ""
-                throw RedisError(.connectionFailed, "redis-server exited (wait status \(lock.withLock { exitStatus })) during start-up: \(log)")
+                throw RedisError(.connectionFailed, "redis-server exited (wait status \(spawned.waitStatus)) during start-up: \(log)")
             }
             if let c = try? RedisConnection(endpoint: endpoint, connectTimeoutMs: 100, ioTimeoutMs: 500),
                let reply = try? c.pipeline([RedisCommand("PING")]), reply.first == .status("PONG") {
@@ -117,47 +101,12 @@ public final class RedisServerProcess: @unchecked Sendable {
 
     /// Sends SIGTERM (Redis flushes the AOF and exits) and waits up to `timeoutMs`, then SIGKILL.
     public func stop(timeoutMs: Int = 5_000) {
-        guard let p = pid else { return }
-        kill(p, SIGCONT)  // a paused child cannot act on SIGTERM
-        kill(p, SIGTERM)
-        let deadline = Date().addingTimeInterval(Double(timeoutMs) / 1000)
-        while isRunning && Date() < deadline { usleep(2_000) }
-        if isRunning {
-            kill(p, SIGKILL)
-            waitForExit()
-        }
-    }
-
-    private func spawn(_ argv: [String]) throws(RedisError) -> pid_t {
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
-        posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0)
-        // The child must not inherit this thread's signal mask (runtimes block SIGTERM on their
-        // threads; a child that inherits that never acts on our SIGTERM) nor ignored signals.
-        var attr = posix_spawnattr_t()
-        posix_spawnattr_init(&attr)
-        defer { posix_spawnattr_destroy(&attr) }
-        var empty = sigset_t()
-        sigemptyset(&empty)
-        posix_spawnattr_setsigmask(&attr, &empty)
-        var defaults = sigset_t()
-        sigemptyset(&defaults)
-        for sig in [SIGTERM, SIGINT, SIGPIPE, SIGHUP] { sigaddset(&defaults, sig) }
-        posix_spawnattr_setsigdefault(&attr, &defaults)
-        posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
-        var cArgs: [UnsafeMutablePointer<CChar>?] = argv.map { strdup($0) } + [nil]
-        defer { for a in cArgs { free(a) } }
-        var pid: pid_t = 0
-        let rc = posix_spawn(&pid, argv[0], &actions, &attr, &cArgs, environ)
-        guard rc == 0 else { throw RedisError(.connectionFailed, "cannot start \(argv[0]): \(String(cString: strerror(rc)))") }
-        return pid
+        lock.withLock { child }?.terminate(timeoutMs: timeoutMs)
     }
 
     /// Sends a signal to the child (tests: SIGSTOP/SIGCONT/SIGKILL).
     public func signal(_ sig: Int32) {
-        if let pid { kill(pid, sig) }
+        lock.withLock { child }?.signal(sig)
     }
 
     /// True while the child runs.
@@ -165,21 +114,14 @@ public final class RedisServerProcess: @unchecked Sendable {
 
     /// Waits for the child to exit (after `signal(SIGKILL)`).
     public func waitForExit() {
-        guard let c = lock.withLock({ child }) else { return }
-        var status: Int32 = 0
-        if waitpid(c, &status, 0) == c {
-            lock.withLock {
-                exitStatus = status
-                child = nil
-            }
-        }
+        lock.withLock { child }?.waitForExit()
     }
 
     deinit { stop() }
 
-    /// Starts a throwaway Redis on a free loopback TCP port (the kernel picks it), without
-    /// persistence, in a fresh temporary directory. Retries if another process takes the port first.
-    public static func ephemeral(binary: String? = nil) throws(RedisError) -> RedisServerProcess {
+    /// Starts a throwaway Redis on a free loopback TCP port (the kernel picks it), in a fresh
+    /// temporary directory. Retries if another process takes the port first.
+    public static func ephemeral(binary: String? = nil, appendOnly: Bool = false) throws(RedisError) -> RedisServerProcess {
         let bin = try locate(explicit: binary)
         var lastError = RedisError(.connectionFailed, "no attempt made")
         for _ in 0..<5 {
@@ -187,7 +129,7 @@ public final class RedisServerProcess: @unchecked Sendable {
             let dir = NSTemporaryDirectory() + "bursar-redis-\(UUID().uuidString)"
             let server = RedisServerProcess(binary: bin, directory: dir, listen: .tcp(port: port))
             do {
-                try server.start(appendOnly: false)
+                try server.start(appendOnly: appendOnly)
                 return server
             } catch {
                 lastError = error

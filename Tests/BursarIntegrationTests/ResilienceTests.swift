@@ -1,0 +1,93 @@
+import BursarClient
+import BursarRedis
+import BursarStore
+import BursarWire
+import Foundation
+import Testing
+
+/// Redis stopping, pausing, restarting and forgetting its scripts: every decision is answered
+/// within the deadline, and nothing is lost or counted twice.
+@Suite("store faults against real Redis")
+struct ResilienceTests {
+    @Test("with Redis down, CHECK answers store_unavailable promptly instead of hanging")
+    func redisDown() async throws {
+        try await withHarness(deadline: .milliseconds(100)) { h in
+            let w = try await h.world()
+            let c = try await h.connect()
+            #expect(try await c.check(.make(w.digest)).allowed)
+            h.redisServer.stop()
+            let clock = ContinuousClock()
+            let started = clock.now
+            for _ in 0..<5 {
+                #expect(try await c.check(.make(w.digest)).reason == .storeUnavailable)
+            }
+            let s = try await c.settle(SettleRequest(reservation: ReservationID(orgID: w.org.id, sequence: 1), inputTokens: 1, outputTokens: 1, cost: 1))
+            #expect(s.status == .storeUnavailable)
+            // Bounded by the deadline, not by TCP or hiredis timeouts (generous slack for CI).
+            #expect(clock.now - started < .seconds(3))
+            await c.close()
+        }
+    }
+
+    @Test("a CHECK that Redis admits after the deadline is answered unavailable and then released")
+    func lateAdmissionIsReleased() async throws {
+        try await withHarness(deadline: .milliseconds(100)) { h in
+            let w = try await h.world(metered: true, credits: 50_000)
+            let c = try await h.connect()
+            #expect(try await c.check(.make(w.digest, cost: 0)).allowed)  // resolve the digest while Redis is up
+            h.redisServer.signal(SIGSTOP)
+            let r = try await c.check(.make(w.digest, cost: 20_000))
+            #expect(r.reason == .storeUnavailable)
+            try await Task.sleep(for: .milliseconds(300))
+            h.redisServer.signal(SIGCONT)
+            // The late admission is released: the credits come back to the full balance.
+            var credits: Int64 = -1
+            for _ in 0..<100 {
+                credits = try await h.store.credits(w.org.id)
+                if credits == 50_000 && h.engine.stats.lateAdmissionsReleased.load(ordering: .relaxed) == 1 { break }
+                try await Task.sleep(for: .milliseconds(20))
+            }
+            #expect(credits == 50_000)
+            #expect(h.engine.stats.lateAdmissionsReleased.load(ordering: .relaxed) == 1)
+            #expect(try await c.check(.make(w.digest, cost: 50_000)).allowed)
+            await c.close()
+        }
+    }
+
+    @Test("after SCRIPT FLUSH the scripts are reloaded and the CHECK still succeeds")
+    func noscript() async throws {
+        try await withHarness { h in
+            let w = try await h.world()
+            let c = try await h.connect()
+            #expect(try await c.check(.make(w.digest)).allowed)
+            try await h.redis.send(RedisCommand("SCRIPT", "FLUSH"))
+            let reloadsBefore = h.redis.stats.scriptReloads.load(ordering: .relaxed)
+            let r = try await c.check(.make(w.digest))
+            #expect(r.allowed && r.reservation.sequence == 2)
+            #expect(h.redis.stats.scriptReloads.load(ordering: .relaxed) == reloadsBefore + 1)
+            await c.close()
+        }
+    }
+
+    @Test("after a Redis restart with AOF, bursard reconnects on its own and the counters carry on")
+    func restart() async throws {
+        try await withHarness(deadline: .milliseconds(200), appendOnly: true) { h in
+            let w = try await h.world(metered: true, credits: 10_000)
+            let c = try await h.connect()
+            #expect(try await c.check(.make(w.digest, cost: 3_000)).allowed)
+            h.redisServer.stop()
+            #expect(try await c.check(.make(w.digest, cost: 3_000)).reason == .storeUnavailable)
+            try h.redisServer.start(appendOnly: true)
+            var result = CheckResult.deny(.storeUnavailable)
+            for _ in 0..<100 {
+                result = try await c.check(.make(w.digest, cost: 3_000))
+                if result.reason != .storeUnavailable { break }
+                try await Task.sleep(for: .milliseconds(50))
+            }
+            #expect(result.allowed)
+            #expect(result.orgCreditsRemaining == 4_000)
+            #expect(h.redis.stats.connects.load(ordering: .relaxed) >= 2)
+            await c.close()
+        }
+    }
+}

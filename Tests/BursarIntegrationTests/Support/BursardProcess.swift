@@ -1,0 +1,59 @@
+import BursarClient
+import BursarRedis
+import Foundation
+import Testing
+
+/// A real `bursard` process, built by `swift build` next to the test runner.
+final class BursardProcess: Sendable {
+    let child: ChildProcess
+    let port: Int
+    let logPath: String
+
+    /// The built `bursard`: `$BURSARD_BINARY`, else beside the test bundle in the build directory.
+    static func binary() throws -> String {
+        if let explicit = ProcessInfo.processInfo.environment["BURSARD_BINARY"] { return explicit }
+        var dir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+        for _ in 0..<4 {
+            let candidate = dir.appendingPathComponent("bursard").path
+            if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
+            dir = dir.deletingLastPathComponent()
+        }
+        let fallback = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+            .appendingPathComponent("../../../.build/debug/bursard").standardizedFileURL.path
+        if FileManager.default.isExecutableFile(atPath: fallback) { return fallback }
+        Issue.record("bursard binary not found; run `swift build` before `swift test --skip-build` (or set BURSARD_BINARY)")
+        throw CancellationError()
+    }
+
+    /// Starts bursard against an existing Redis on a free loopback port and waits until it answers PING.
+    init(redis: RedisEndpoint, extraArguments: [String] = []) async throws {
+        let bin = try Self.binary()
+        var lastError: (any Error)?
+        for _ in 0..<5 {
+            let port = try RedisServerProcess.freeLoopbackPort()
+            let log = NSTemporaryDirectory() + "bursard-\(UUID().uuidString).log"
+            let child = try ChildProcess(
+                [bin, "--redis", redis.description, "--listen", "127.0.0.1:\(port)", "--log-level", "info"] + extraArguments,
+                logPath: log)
+            for _ in 0..<200 {
+                if !child.isRunning { break }
+                if let c = try? await BursarConnection.connect(host: "127.0.0.1", port: port) {
+                    if (try? await c.ping()) != nil {
+                        await c.close()
+                        self.child = child
+                        self.port = port
+                        self.logPath = log
+                        return
+                    }
+                    await c.close()
+                }
+                try await Task.sleep(for: .milliseconds(25))
+            }
+            child.terminate()
+            lastError = RedisError(.connectionFailed, "bursard did not come up: \((try? String(contentsOfFile: log, encoding: .utf8)) ?? "")")
+        }
+        throw lastError!
+    }
+
+    func stop() { child.terminate() }
+}
