@@ -1,10 +1,13 @@
-// swift-tools-version: 6.1
+// swift-tools-version: 6.2
 import PackageDescription
+
+/// CI (deploy/test.sh) sets BURSAR_WERROR=1: every warning in bursar's own targets fails the build.
+let werror = Context.environment["BURSAR_WERROR"] != nil
 
 let strict: [SwiftSetting] = [
     .enableUpcomingFeature("ExistentialAny"),
     .enableUpcomingFeature("InternalImportsByDefault"),
-]
+] + (werror ? [.treatAllWarnings(as: .error)] : [])
 
 let package = Package(
     name: "bursar",

@@ -15,8 +15,9 @@ public final class ChildProcess: @unchecked Sendable {
     /// The argv it was started with.
     public let argv: [String]
 
-    /// Starts `argv[0]` (a path) with `argv`, stdout and stderr appended to `logPath` (or /dev/null).
-    public init(_ argv: [String], logPath: String? = nil) throws(RedisError) {
+    /// Starts `argv[0]` (a path) with `argv`, stdout and stderr appended to `logPath` (or
+    /// /dev/null), in `environment` (default: this process's).
+    public init(_ argv: [String], logPath: String? = nil, environment: [String: String]? = nil) throws(RedisError) {
         self.argv = argv
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
@@ -37,8 +38,11 @@ public final class ChildProcess: @unchecked Sendable {
         posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
         var cArgs: [UnsafeMutablePointer<CChar>?] = argv.map { strdup($0) } + [nil]
         defer { for a in cArgs { free(a) } }
+        var envp: [UnsafeMutablePointer<CChar>?] = (environment ?? ProcessInfo.processInfo.environment)
+            .map { strdup("\($0.key)=\($0.value)") } + [nil]
+        defer { for e in envp { free(e) } }
         var pid: pid_t = 0
-        let rc = posix_spawn(&pid, argv[0], &actions, &attr, &cArgs, environ)
+        let rc = posix_spawn(&pid, argv[0], &actions, &attr, &cArgs, &envp)
         guard rc == 0 else { throw RedisError(.connectionFailed, "cannot start \(argv[0]): \(String(cString: strerror(rc)))") }
         child = pid
     }

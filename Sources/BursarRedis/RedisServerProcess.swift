@@ -22,7 +22,7 @@ public final class RedisServerProcess: @unchecked Sendable {
     private let lock = NSLock()
     private var child: ChildProcess?
 
-    /// Finds `redis-server`: the explicit path, else `$PATH`, `/usr/bin`, `/usr/sbin`, `/usr/local/bin`.
+    /// Finds `redis-server`: the explicit path, else the first on `$PATH`.
     /// Throws an error that names the fix when it is missing.
     public static func locate(explicit: String? = nil) throws(RedisError) -> String {
         let fm = FileManager.default
@@ -33,7 +33,7 @@ public final class RedisServerProcess: @unchecked Sendable {
             return explicit
         }
         let path = ProcessInfo.processInfo.environment["PATH"] ?? ""
-        let dirs = path.split(separator: ":").map(String.init) + ["/usr/bin", "/usr/sbin", "/usr/local/bin"]
+        let dirs = path.split(separator: ":").map(String.init)
         for dir in dirs where fm.isExecutableFile(atPath: dir + "/redis-server") { return dir + "/redis-server" }
         throw RedisError(
             .connectionFailed,

@@ -1,0 +1,84 @@
+import BursarClient
+import BursarLimits
+import BursarRedis
+import BursarStore
+import BursarWire
+import Foundation
+import Logging
+import Testing
+
+/// bursard as operators run it: one command, its own Redis.
+@Suite("the bursard process")
+struct ProcessTests {
+    @Test("with no --redis, bursard runs its own redis-server with AOF in --data-dir and stops it cleanly")
+    func embedded() async throws {
+        let bin = try BursardProcess.binary()
+        let dir = NSTemporaryDirectory() + "bursar-embedded-\(UUID().uuidString)"
+        let port = try RedisServerProcess.freeLoopbackPort()
+        let log = dir + ".log"
+        let child = try ChildProcess([bin, "--data-dir", dir, "--listen", "127.0.0.1:\(port)", "--unix", dir + ".sock"], logPath: log)
+        defer { child.terminate() }
+        let endpoint = RedisEndpoint.unix(path: dir + "/redis.sock", db: 0)
+        var up = false
+        for _ in 0..<400 where !up {
+            if let c = try? await BursarConnection.connect(host: "127.0.0.1", port: port), (try? await c.ping()) != nil {
+                await c.close()
+                up = true
+            } else {
+                try await Task.sleep(for: .milliseconds(25))
+            }
+        }
+        try #require(up, "bursard did not start: \((try? String(contentsOfFile: log, encoding: .utf8)) ?? "")")
+
+        // Seed through the embedded Redis's private socket, then CHECK over TCP and the unix socket.
+        let redis = RedisClient(configuration: RedisClientConfiguration(endpoint: endpoint), logger: Harness.logger)
+        defer { redis.shutdown() }
+        let store = MetadataStore(redis: redis)
+        let org = try await store.createOrganization(name: "solo", metered: true, credits: 9_000)
+        let owner = try await store.createUser(org: org.id, name: "o", role: .owner)
+        let project = try await store.createProject(org: org.id, name: "p")
+        let key = try await store.createKey(org: org.id, project: project.id, user: owner.id, name: "k", limits: KeyLimits())
+        let tcp = try await BursarConnection.connect(host: "127.0.0.1", port: port)
+        #expect(try await tcp.check(.make(KeyDigest(secret: key.secret), cost: 1_000)).allowed)
+        let unix = try await BursarConnection.connect(unixSocketPath: dir + ".sock")
+        #expect(try await unix.check(.make(KeyDigest(secret: key.secret), cost: 1_000)).orgCreditsRemaining == 7_000)
+        await tcp.close()
+        await unix.close()
+
+        // SIGTERM: bursard exits 0, its redis-server is gone, and the AOF holds the debits.
+        child.signal(SIGTERM)
+        for _ in 0..<400 where child.isRunning { try await Task.sleep(for: .milliseconds(25)) }
+        #expect(!child.isRunning)
+        #expect(child.exitCode == 0)
+        #expect(!FileManager.default.fileExists(atPath: dir + "/redis.sock"))
+        let aof = try FileManager.default.contentsOfDirectory(atPath: dir + "/appendonlydir")
+            .map { String(decoding: try Data(contentsOf: URL(fileURLWithPath: dir + "/appendonlydir/" + $0)), as: UTF8.self) }.joined()
+        // Scripts are replicated to the AOF as their effects: the credit debit is in the log.
+        #expect(aof.contains("br:{o\(org.id)}:credits"))
+        #expect(aof.contains("DECRBY"))
+    }
+
+    @Test("a missing redis-server binary is a clear error that names the fix")
+    func missingRedis() async throws {
+        let bin = try BursardProcess.binary()
+        let log = NSTemporaryDirectory() + "bursard-missing-\(UUID().uuidString).log"
+        let child = try ChildProcess([bin, "--data-dir", NSTemporaryDirectory() + "bursar-none", "--listen", "127.0.0.1:0"],
+                                    logPath: log, environment: ["PATH": "/nonexistent"])
+        child.waitForExit()
+        #expect(child.exitCode == 1)
+        let text = try String(contentsOfFile: log, encoding: .utf8)
+        #expect(text.contains("redis-server was not found"))
+        #expect(text.contains("apt-get install -y redis-server"))
+        #expect(text.contains("--redis"))
+    }
+
+    @Test("a bad flag value is refused at start-up with a message that names it")
+    func badFlag() async throws {
+        let bin = try BursardProcess.binary()
+        let log = NSTemporaryDirectory() + "bursard-flag-\(UUID().uuidString).log"
+        let child = try ChildProcess([bin, "--listen", "nowhere", "--redis", "redis://127.0.0.1:1"], logPath: log)
+        child.waitForExit()
+        #expect(child.exitCode != 0)
+        #expect(try String(contentsOfFile: log, encoding: .utf8).contains("--listen 'nowhere'"))
+    }
+}

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Installs what bursar needs beyond the Swift toolchain: hiredis (C client library and headers),
+# redis-server (the embedded store and the tests' real Redis) and pkg-config (finds hiredis).
+# Safe to run repeatedly; installs only what is missing.
+set -euo pipefail
+need=()
+dpkg -s libhiredis-dev >/dev/null 2>&1 || need+=(libhiredis-dev)
+command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "installing: ${need[*]}"
+  sudo=""
+  [ "$(id -u)" -ne 0 ] && sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}"
+fi
+# The Debian package starts a system redis-server on port 6379; bursar never uses it (the
+# embedded store and the tests start their own), so it may keep running or be disabled.
