@@ -26,10 +26,12 @@ public struct MinuteBucket: Hashable, Sendable {
         self.updatedUs = updatedUs
     }
 
-    /// The scaled level at `nowUs` after draining.
+    /// The scaled level at `nowUs` after draining. A level above capacity (SETTLE may push it
+    /// there) keeps draining at the same rate until empty; no product can overflow.
     public func level(atUs nowUs: Int64) -> Int64 {
-        let elapsed = min(max(nowUs - updatedUs, 0), Self.scale)
-        return max(level - elapsed * limit, 0)
+        let elapsed = max(nowUs - updatedUs, 0)
+        if elapsed >= (level + limit - 1) / limit { return 0 }
+        return level - elapsed * limit
     }
 
     /// What taking `n` units at `nowUs` would do.
@@ -52,8 +54,8 @@ public struct MinuteBucket: Hashable, Sendable {
         return .retryAfter(us: (next - capacity + limit - 1) / limit)
     }
 
-    /// Units still admissible at `nowUs`.
-    public func remaining(atUs nowUs: Int64) -> Int64 { (limit * Self.scale - level(atUs: nowUs)) / Self.scale }
+    /// Units still admissible at `nowUs` (0 when the bucket is at or over capacity).
+    public func remaining(atUs nowUs: Int64) -> Int64 { max(0, (limit * Self.scale - level(atUs: nowUs)) / Self.scale) }
 
     /// Microseconds until the bucket is empty (full capacity again) at `nowUs`.
     public func resetUs(atUs nowUs: Int64) -> Int64 { (level(atUs: nowUs) + limit - 1) / limit }

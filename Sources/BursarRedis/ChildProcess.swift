@@ -25,6 +25,14 @@ public final class ChildProcess: @unchecked Sendable {
         let out = logPath ?? "/dev/null"
         posix_spawn_file_actions_addopen(&actions, 1, out, O_WRONLY | O_CREAT | O_APPEND, 0o600)
         posix_spawn_file_actions_adddup2(&actions, 1, 2)
+        // Nothing but stdin/stdout/stderr may reach the child: an inherited listener or client
+        // socket would keep that connection (and port) open for as long as the child lives.
+        // glibc ≥ 2.34 closes the rest in the child; older ones get close-on-exec marks instead.
+        if let closeFrom = Self.addCloseFrom {
+            _ = closeFrom(&actions, 3)
+        } else {
+            Self.markDescriptorsCloseOnExec()
+        }
         var attr = posix_spawnattr_t()
         posix_spawnattr_init(&attr)
         defer { posix_spawnattr_destroy(&attr) }
@@ -45,6 +53,24 @@ public final class ChildProcess: @unchecked Sendable {
         let rc = posix_spawn(&pid, argv[0], &actions, &attr, &cArgs, &envp)
         guard rc == 0 else { throw RedisError(.connectionFailed, "cannot start \(argv[0]): \(String(cString: strerror(rc)))") }
         child = pid
+    }
+
+    private typealias AddCloseFrom = @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>?, Int32) -> Int32
+
+    /// `posix_spawn_file_actions_addclosefrom_np`, which Swift's Glibc module hides behind _GNU_SOURCE.
+    private static let addCloseFrom: AddCloseFrom? = {
+        guard let symbol = dlsym(nil, "posix_spawn_file_actions_addclosefrom_np") else { return nil }
+        return unsafeBitCast(symbol, to: AddCloseFrom.self)
+    }()
+
+    private static func markDescriptorsCloseOnExec() {
+        guard let fds = try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd") else { return }
+        for name in fds {
+            if let fd = Int32(name), fd > 2 {
+                let flags = fcntl(fd, F_GETFD)
+                if flags >= 0 { _ = fcntl(fd, F_SETFD, flags | FD_CLOEXEC) }
+            }
+        }
     }
 
     /// The pid while the child runs.

@@ -56,22 +56,25 @@ final class DataPlaneHandler: ChannelInboundHandler {
                 handler.completed(context: context)
             }
         case .settle(let request):
-            inFlight += 1
-            engine.settle(request, on: loop).whenSuccess { result in
-                let (handler, context) = bound.value
-                handler.write(Frame(requestID: id, body: .settleResult(result)), context: context)
-                handler.completed(context: context)
-            }
+            answer(engine.settle(request, on: loop), id: id, bound: bound) { .settleResult($0) }
         case .release(let request):
-            inFlight += 1
-            engine.release(request, on: loop).whenSuccess { result in
-                let (handler, context) = bound.value
-                handler.write(Frame(requestID: id, body: .releaseResult(result)), context: context)
-                handler.completed(context: context)
-            }
+            answer(engine.release(request, on: loop), id: id, bound: bound) { .releaseResult($0) }
         case .checkResult, .settleResult, .releaseResult, .pong, .error:
             // The decoder refuses answer types from a client; this is defence in depth.
             errorCaught(context: context, error: ProtocolError(.unexpectedFrameType, "answer frames are not accepted by the server", requestID: id))
+        }
+    }
+
+    /// Writes the answer to a SETTLE or RELEASE when it completes.
+    private func answer(
+        _ future: EventLoopFuture<ReservationResult>, id: UInt64,
+        bound: NIOLoopBound<(DataPlaneHandler, ChannelHandlerContext)>, body: @escaping @Sendable (ReservationResult) -> Frame.Body
+    ) {
+        inFlight += 1
+        future.whenSuccess { result in
+            let (handler, context) = bound.value
+            handler.write(Frame(requestID: id, body: body(result)), context: context)
+            handler.completed(context: context)
         }
     }
 

@@ -108,6 +108,11 @@ struct Bursard: AsyncParsableCommand {
                 deadline: .milliseconds(Int64(deadlineMs)), cacheTTL: .milliseconds(Int64(cacheTtlMs)),
                 negativeCacheTTL: .milliseconds(Int64(negativeCacheTtlMs))),
             logger: logger)
+        do {
+            try await engine.preloadScripts()
+        } catch {
+            logger.warning("could not load the limiter scripts yet; they load on first use", metadata: ["error": "\(error)"])
+        }
         let group = MultiThreadedEventLoopGroup(numberOfThreads: threads)
         let server = DataPlaneServer(
             configuration: ListenerConfiguration(host: host, port: port, unixSocketPath: unix),

@@ -74,7 +74,7 @@ struct ConcurrencyTests {
         try await withHarness { h in
             var fleet: [BursardProcess] = []
             defer { for b in fleet { b.stop() } }
-            for _ in 0..<3 { fleet.append(try await BursardProcess(redis: h.redisServer.endpoint, extraArguments: ["--deadline-ms", "2000"])) }
+            for _ in 0..<3 { fleet.append(try await BursardProcess(redis: h.redisServer.endpoint, extraArguments: ["--deadline-ms", "10000"])) }
             try await body(h, fleet.map(\.port))
         }
     }

@@ -50,7 +50,7 @@ struct DecisionTests {
 
     @Test("an unknown digest is denied and then served from the negative cache")
     func unknownKey() async throws {
-        try await withHarness { h in
+        try await withHarness(negativeCacheTTL: .seconds(60)) { h in
             let c = try await h.connect()
             let digest = KeyDigest(secret: "sk-br-not-a-key")
             let before = h.engine.cacheStats.negativeHits.load(ordering: .relaxed)

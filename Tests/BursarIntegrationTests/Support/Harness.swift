@@ -37,11 +37,11 @@ final class Harness: Sendable {
 
     /// Starts everything. A missing redis-server fails the test with the install hint.
     static func start(
-        reservationTTLMs: Int64 = 15 * 60 * 1000, deadline: TimeAmount = .seconds(2),
+        reservationTTLMs: Int64 = 15 * 60 * 1000, deadline: TimeAmount = .seconds(10),
         negativeCacheTTL: TimeAmount = .seconds(1), appendOnly: Bool = false
     ) async throws -> Harness {
         let redisServer = try RedisServerProcess.ephemeral(appendOnly: appendOnly)
-        let redis = RedisClient(configuration: RedisClientConfiguration(endpoint: redisServer.endpoint), logger: logger)
+        let redis = RedisClient(configuration: RedisClientConfiguration(endpoint: redisServer.endpoint, ioTimeoutMs: 5_000), logger: logger)
         let engine = DecisionEngine(
             redis: redis, limiter: Limiter(clock: .testFrozen, reservationTTLMs: reservationTTLMs),
             configuration: EngineConfiguration(deadline: deadline, negativeCacheTTL: negativeCacheTTL), logger: logger)
@@ -130,10 +130,11 @@ extension CheckRequest {
 
 /// Runs `body` with a started harness and always stops it.
 func withHarness<T>(
-    reservationTTLMs: Int64 = 15 * 60 * 1000, deadline: TimeAmount = .seconds(2), appendOnly: Bool = false,
-    _ body: (Harness) async throws -> T
+    reservationTTLMs: Int64 = 15 * 60 * 1000, deadline: TimeAmount = .seconds(10), appendOnly: Bool = false,
+    negativeCacheTTL: TimeAmount = .seconds(1), _ body: (Harness) async throws -> T
 ) async throws -> T {
-    let h = try await Harness.start(reservationTTLMs: reservationTTLMs, deadline: deadline, appendOnly: appendOnly)
+    let h = try await Harness.start(
+        reservationTTLMs: reservationTTLMs, deadline: deadline, negativeCacheTTL: negativeCacheTTL, appendOnly: appendOnly)
     do {
         let result = try await body(h)
         await h.stop()
