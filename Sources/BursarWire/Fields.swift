@@ -80,6 +80,14 @@ public struct ModelName: Hashable, Sendable, CustomStringConvertible {
     }
 
     public var description: String { value }
+
+    /// Byte equality, as on the wire and in Redis: a name in another Unicode normalization form is
+    /// another name (Swift's `String ==` would call them equal).
+    public static func == (a: ModelName, b: ModelName) -> Bool { a.value.utf8.elementsEqual(b.value.utf8) }
+
+    public func hash(into hasher: inout Hasher) {
+        for byte in value.utf8 { hasher.combine(byte) }
+    }
 }
 
 /// Identifies one reservation: the organization it belongs to and its sequence number there.
