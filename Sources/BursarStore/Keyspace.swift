@@ -46,7 +46,8 @@ public enum Keyspace {
     public static func keySpend(_ org: UInt64, _ key: UInt64, window: String) -> String { self.org(org) + "s:k:\(key):\(window)" }
     /// Project spend in the month starting at `startMs`.
     public static func projectSpend(_ org: UInt64, _ project: UInt64, window: String) -> String { self.org(org) + "s:p:\(project):\(window)" }
-    /// A rate bucket: `scope` is "k" or "p", `kind` "rpm" or "tpm".
+    /// A rate bucket, the string "level:updated_us" (level scaled by 60,000,000; absent = empty):
+    /// `scope` is "k" or "p", `kind` "rpm" or "tpm".
     public static func bucket(_ org: UInt64, scope: String, id: UInt64, kind: String) -> String { self.org(org) + "b:\(scope):\(id):\(kind)" }
     /// The frozen test time (Unix µs) read only by scripts built with `ScriptClock.testFrozen`.
     public static func testClock(_ org: UInt64) -> String { self.org(org) + "testclock" }

@@ -141,7 +141,7 @@ public struct MetadataStore: Sendable {
             RedisCommand("HSET", hash, "name", p.name, "status", p.status.rawValue),
             optionalField(hash, "rpm", p.rpm), optionalField(hash, "tpm", p.tpm), optionalField(hash, "budget", p.monthlyBudget),
         ]
-        commands += replaceSet(Keyspace.projectModels(p.orgID, p.id), p.models)
+        commands += replaceSet(Keyspace.projectModels(p.orgID, p.id), p.models, countIn: hash)
         try await transaction(commands)
     }
 
@@ -175,7 +175,7 @@ public struct MetadataStore: Sendable {
             optionalField(hash, "spend", m.grant.maxKeySpend),
             RedisCommand("SADD", Keyspace.projectMembers(m.orgID, m.projectID), String(m.userID)),
         ]
-        commands += replaceSet(Keyspace.membershipModels(m.orgID, m.projectID, m.userID), m.grant.models ?? [])
+        commands += replaceSet(Keyspace.membershipModels(m.orgID, m.projectID, m.userID), m.grant.models ?? [], countIn: hash)
         try await transaction(commands)
     }
 
@@ -223,7 +223,7 @@ public struct MetadataStore: Sendable {
             RedisCommand("SADD", Keyspace.projectKeys(org, project), String(id)),
         ]
         commands += try limitCommands(hash, limits)
-        commands += replaceSet(Keyspace.keyModels(org, id), limits.models)
+        commands += replaceSet(Keyspace.keyModels(org, id), limits.models, countIn: hash)
         try await transaction(commands)
         // The index is written last: a digest never resolves to a half-written key.
         try await redis.send(RedisCommand("SET", Keyspace.digestIndex(digest.hex), KeyIdentity(orgID: org, keyID: id).indexValue))
@@ -239,7 +239,7 @@ public struct MetadataStore: Sendable {
                          "flags", String(limits.contentLoggingDisabled ? CheckResult.flagContentLoggingDisabled : 0))
         ]
         commands += try limitCommands(hash, limits)
-        commands += replaceSet(Keyspace.keyModels(org, id), limits.models)
+        commands += replaceSet(Keyspace.keyModels(org, id), limits.models, countIn: hash)
         try await transaction(commands)
     }
 
@@ -331,9 +331,12 @@ public struct MetadataStore: Sendable {
         return RedisCommand("HDEL", hash, field)
     }
 
-    private func replaceSet(_ key: String, _ members: [String]) -> [RedisCommand] {
-        var commands = [RedisCommand("DEL", key)]
-        if !members.isEmpty { commands.append(RedisCommand(["SADD", key] + members)) }
+    /// Replaces a model list and records its size in field `nm` of `hash`, so the limiter skips
+    /// the set entirely when the list is empty (the common case).
+    private func replaceSet(_ key: String, _ members: [String], countIn hash: String) -> [RedisCommand] {
+        let unique = Set(members)
+        var commands = [RedisCommand("DEL", key), RedisCommand("HSET", hash, "nm", String(unique.count))]
+        if !unique.isEmpty { commands.append(RedisCommand(["SADD", key] + unique.sorted())) }
         return commands
     }
 

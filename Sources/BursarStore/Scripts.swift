@@ -81,15 +81,27 @@ enum LimiterLua {
           if drain >= level then return 0 end
           return level - drain
         end
+        -- A bucket is one string "level:updated_us" (absent = empty), so every bucket a step
+        -- needs comes back in one MGET. %d keeps all 16 digits (tostring would keep 14).
+        local function parse_bucket(v)
+          if not v then return 0, now_us end
+          local l, u = string.match(v, '^(%d+):(%d+)$')
+          return tonumber(l), tonumber(u)
+        end
         local function store_bucket(bkey, level, rate)
           if level > LEVEL_MAX then level = LEVEL_MAX end
           if level <= 0 then
             redis.call('DEL', bkey)
             return
           end
-          redis.call('HSET', bkey, 'l', level, 't', now_us, 'r', rate)
-          -- Expire exactly when the bucket has drained empty: an absent bucket means level 0.
-          redis.call('PEXPIRE', bkey, math.ceil(level / rate / 1000) + 1000)
+          -- Expires exactly when drained empty: an absent bucket means level 0.
+          redis.call('SET', bkey, string.format('%d:%d', level, now_us), 'PX', math.ceil(level / rate / 1000) + 1000)
+        end
+        -- INCRBY on a window counter; the expiry is set once, when the step creates the key.
+        local function add_spend(wkey, existed, amount, expire_at)
+          local v = redis.call('INCRBY', wkey, amount)
+          if not existed and expire_at > 0 then redis.call('PEXPIREAT', wkey, expire_at) end
+          return v
         end
 
         """
@@ -104,7 +116,7 @@ enum LimiterLua {
         local kid, digest, model = ARGV[2], ARGV[3], ARGV[4]
         local tokens, cost, ttl = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
 
-        local k = redis.call('HMGET', KEYS[1], 'digest', 'project', 'user', 'status', 'expires', 'rpm', 'tpm', 'budget', 'period', 'flags')
+        local k = redis.call('HMGET', KEYS[1], 'digest', 'project', 'user', 'status', 'expires', 'rpm', 'tpm', 'budget', 'period', 'flags', 'nm')
         if k[1] ~= digest then return {0, 1} end
         local pid, uid, flags = k[2], k[3], tonumber(k[10]) or 0
         if k[4] ~= 'active' then return {0, 2, 0, 0, pid, flags} end
@@ -113,24 +125,25 @@ enum LimiterLua {
 
         local org = redis.call('HMGET', P .. 'org', 'status', 'metered')
         if org[1] ~= 'active' then return {0, 6, 0, 0, pid, flags} end
-        local p = redis.call('HMGET', P .. 'p:' .. pid, 'status', 'rpm', 'tpm', 'budget')
+        local p = redis.call('HMGET', P .. 'p:' .. pid, 'status', 'rpm', 'tpm', 'budget', 'nm')
         if p[1] ~= 'active' then return {0, 5, 0, 0, pid, flags} end
 
         local role = redis.call('HGET', P .. 'u:' .. uid, 'role')
         local grant = nil
         if role == 'member' then
-          grant = redis.call('HMGET', P .. 'm:' .. pid .. ':' .. uid, 'role', 'rpm', 'tpm', 'spend')
+          grant = redis.call('HMGET', P .. 'm:' .. pid .. ':' .. uid, 'role', 'rpm', 'tpm', 'spend', 'nm')
           if not grant[1] then return {0, 4, 0, 0, pid, flags} end
         elseif role ~= 'owner' then
           return {0, 4, 0, 0, pid, flags}
         end
 
-        local function permits(set)
-          return redis.call('SCARD', set) == 0 or redis.call('SISMEMBER', set, model) == 1
+        -- Model lists: 'nm' counts a list's members, so an unrestricted list costs no call.
+        local function permits(count, set)
+          return (tonumber(count) or 0) == 0 or redis.call('SISMEMBER', set, model) == 1
         end
-        if not permits(KEYS[1] .. ':models') then return {0, 7, 0, 0, pid, flags} end
-        if grant and not permits(P .. 'm:' .. pid .. ':' .. uid .. ':models') then return {0, 7, 0, 0, pid, flags} end
-        if not permits(P .. 'p:' .. pid .. ':models') then return {0, 7, 0, 0, pid, flags} end
+        if not permits(k[11], KEYS[1] .. ':models') then return {0, 7, 0, 0, pid, flags} end
+        if grant and not permits(grant[5], P .. 'm:' .. pid .. ':' .. uid .. ':models') then return {0, 7, 0, 0, pid, flags} end
+        if not permits(p[5], P .. 'p:' .. pid .. ':models') then return {0, 7, 0, 0, pid, flags} end
 
         local krpm, ktpm = num(k[6]), num(k[7])
         local kbudget = num(k[8])
@@ -142,25 +155,39 @@ enum LimiterLua {
         local prpm, ptpm, pbudget = num(p[2]), num(p[3]), num(p[4])
         if (ktpm and tokens > ktpm) or (ptpm and tokens > ptpm) then return {0, 15, 0, 0, pid, flags} end
 
-        -- Rate buckets, in deny order. Nothing is written until every check has passed.
+        -- Every counter this step reads, in one MGET: spend windows, credits, the four buckets.
+        -- Key spend is always counted in the key's period window (monthly by default), project
+        -- spend in the calendar month, so usage is visible even without a budget.
+        local period = k[9]
+        if period ~= 'daily' and period ~= 'weekly' and period ~= 'lifetime' then period = 'monthly' end
+        local kws, kwe = window(period)
+        local kwkey = P .. 's:k:' .. kid .. ':' .. (period == 'lifetime' and 'life' or kws)
+        local pws, pwe = window('monthly')
+        local pwkey = P .. 's:p:' .. pid .. ':' .. pws
         local specs = {
-          {'k', kid, 'rpm', krpm, 1, 8}, {'k', kid, 'tpm', ktpm, tokens, 9},
-          {'p', pid, 'rpm', prpm, 1, 10}, {'p', pid, 'tpm', ptpm, tokens, 11},
+          {P .. 'b:k:' .. kid .. ':rpm', krpm, 1, 8}, {P .. 'b:k:' .. kid .. ':tpm', ktpm, tokens, 9},
+          {P .. 'b:p:' .. pid .. ':rpm', prpm, 1, 10}, {P .. 'b:p:' .. pid .. ':tpm', ptpm, tokens, 11},
         }
+        local c = redis.call('MGET', kwkey, pwkey, P .. 'credits', specs[1][1], specs[2][1], specs[3][1], specs[4][1])
+        local kspent = tonumber(c[1]) or 0
+        local pspent = tonumber(c[2]) or 0
+        local metered = org[2] == '1'
+        local balance = metered and (tonumber(c[3]) or 0) or nil
+
+        -- Rate buckets, in deny order. Nothing is written until every check has passed.
         local states = {}
         local deny_reason, retry_ms = 0, 0
         for i = 1, 4 do
           local s = specs[i]
-          local rate = s[4]
+          local rate = s[2]
           if rate then
-            local bkey = P .. 'b:' .. s[1] .. ':' .. s[2] .. ':' .. s[3]
-            local b = redis.call('HMGET', bkey, 'l', 't')
-            local level = drained(tonumber(b[1]) or 0, tonumber(b[2]) or now_us, rate)
-            local after = level + s[5] * SCALE
+            local l, u = parse_bucket(c[3 + i])
+            local level = drained(l, u, rate)
+            local after = level + s[3] * SCALE
             local cap = rate * SCALE
-            states[i] = {bkey, rate, level, after}
+            states[i] = {s[1], rate, level, after}
             if deny_reason == 0 and after > cap then
-              deny_reason = s[6]
+              deny_reason = s[4]
               retry_ms = math.ceil((after - cap) / rate / 1000)
             end
           end
@@ -181,19 +208,6 @@ enum LimiterLua {
           return best[1], best[2], best[3]
         end
 
-        -- Spend. Key spend is always counted in the key's period window (monthly by default),
-        -- project spend in the calendar month, so usage is visible even without a budget.
-        local period = k[9]
-        if period ~= 'daily' and period ~= 'weekly' and period ~= 'lifetime' then period = 'monthly' end
-        local kws, kwe = window(period)
-        local kwkey = P .. 's:k:' .. kid .. ':' .. (period == 'lifetime' and 'life' or kws)
-        local kspent = tonumber(redis.call('GET', kwkey)) or 0
-        local pws, pwe = window('monthly')
-        local pwkey = P .. 's:p:' .. pid .. ':' .. pws
-        local pspent = tonumber(redis.call('GET', pwkey)) or 0
-        local metered = org[2] == '1'
-        local balance = metered and (tonumber(redis.call('GET', P .. 'credits')) or 0) or nil
-
         if deny_reason == 0 then
           if kbudget and kspent + cost > kbudget then deny_reason = 12
           elseif pbudget and pspent + cost > pbudget then deny_reason = 13
@@ -207,10 +221,8 @@ enum LimiterLua {
             local st = states[i]
             if st then store_bucket(st[1], st[4], st[2]) end
           end
-          kspent = redis.call('INCRBY', kwkey, cost)
-          if kwe > 0 then redis.call('PEXPIREAT', kwkey, kwe + 35 * 86400000) end
-          pspent = redis.call('INCRBY', pwkey, cost)
-          redis.call('PEXPIREAT', pwkey, pwe + 35 * 86400000)
+          kspent = add_spend(kwkey, c[1], cost, kwe > 0 and kwe + 35 * 86400000 or 0)
+          pspent = add_spend(pwkey, c[2], cost, pwe + 35 * 86400000)
           if metered then balance = redis.call('DECRBY', P .. 'credits', cost) end
           seq = redis.call('INCR', P .. 'seq:r')
           local rkey = P .. 'r:' .. seq
@@ -250,12 +262,11 @@ enum LimiterLua {
           dtok = -tonumber(r[5])
           dcost = -tonumber(r[6])
         end
+        -- The TPM buckets drain at the rate in force when the reservation was made.
         local function adjust(bkey, rate)
           if rate <= 0 or dtok == 0 then return end
-          local b = redis.call('HMGET', bkey, 'l', 't', 'r')
-          local r2 = tonumber(b[3]) or rate
-          local level = drained(tonumber(b[1]) or 0, tonumber(b[2]) or now_us, r2) + dtok * SCALE
-          store_bucket(bkey, level, r2)
+          local l, u = parse_bucket(redis.call('GET', bkey))
+          store_bucket(bkey, drained(l, u, rate) + dtok * SCALE, rate)
         end
         adjust(P .. 'b:k:' .. r[3] .. ':tpm', tonumber(r[10]))
         adjust(P .. 'b:p:' .. r[4] .. ':tpm', tonumber(r[11]))

@@ -21,7 +21,8 @@ struct SettlementTests {
             RedisCommand("HMGET", Keyspace.reservation(r.reservation.orgID, r.reservation.sequence), "kw", "pw")).array ?? []
         let kw = reservation[0].string ?? "", pw = reservation[1].string ?? ""
         func level(_ scope: String, _ id: UInt64) async throws -> Int64 {
-            try await h.redis.send(RedisCommand("HGET", Keyspace.bucket(w.org.id, scope: scope, id: id, kind: "tpm"), "l")).int ?? 0
+            let value = try await h.redis.send(RedisCommand("GET", Keyspace.bucket(w.org.id, scope: scope, id: id, kind: "tpm"))).string
+            return value.flatMap { Int64($0.split(separator: ":")[0]) } ?? 0
         }
         return Counters(
             keySpend: try await h.integer(kw), projectSpend: try await h.integer(pw),
