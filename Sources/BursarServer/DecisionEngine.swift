@@ -111,11 +111,11 @@ public final class DecisionEngine: Sendable {
         case .unknown:
             attempt.finish(.deny(.unknownKey))
         case .miss:
-            redis.submit([limiter.resolveCommand(request.digest)], deadline: deadline) { [self] result in
+            redis.submit([Limiter.resolveCommand(request.digest)], deadline: deadline) { [self] result in
                 switch result {
                 case .success(let replies):
                     do {
-                        let identity = try limiter.parseResolve(replies[0])
+                        let identity = try Limiter.parseResolve(replies[0])
                         cache.store(request.digest, identity, now: .now())
                         if let identity {
                             runCheck(request, identity, deadline, attempt)

@@ -51,12 +51,12 @@ public struct Limiter: Sendable {
     public var scripts: [RedisScript] { [checkScript, settleScript] }
 
     /// GET of the digest index.
-    public func resolveCommand(_ digest: KeyDigest) -> RedisCommand {
+    public static func resolveCommand(_ digest: KeyDigest) -> RedisCommand {
         RedisCommand("GET", Keyspace.digestIndex(digest.hex))
     }
 
     /// Reads the digest index reply: nil for an unknown digest.
-    public func parseResolve(_ reply: RedisValue) throws(RedisError) -> KeyIdentity? {
+    public static func parseResolve(_ reply: RedisValue) throws(RedisError) -> KeyIdentity? {
         switch reply {
         case .null: return nil
         case .bulk:

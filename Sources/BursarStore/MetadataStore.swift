@@ -271,8 +271,7 @@ public struct MetadataStore: Sendable {
 
     /// Resolves a digest through the index (what bursard caches).
     public func resolve(_ digest: KeyDigest) async throws -> KeyIdentity? {
-        let reply = try await redis.send(RedisCommand("GET", Keyspace.digestIndex(digest.hex)))
-        return try Limiter().parseResolve(reply)
+        return try Limiter.parseResolve(try await redis.send(Limiter.resolveCommand(digest)))
     }
 
     // MARK: Secrets

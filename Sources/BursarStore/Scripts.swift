@@ -13,9 +13,11 @@ public enum ScriptClock: Sendable, Hashable {
 /// script call, in one slot (the org's hash tag), with Redis's clock.
 enum LimiterLua {
     static func prelude(_ clock: ScriptClock) -> String {
+        // A frozen clock does not move with real time, but key expiry does: under a frozen clock a
+        // drained-empty bucket must not vanish early in real time, so its expiry gets a floor.
         let source = clock == .testFrozen
-            ? "local now_us = tonumber(redis.call('GET', P .. 'testclock')) or (tonumber(t[1]) * 1000000 + tonumber(t[2]))"
-            : "local now_us = tonumber(t[1]) * 1000000 + tonumber(t[2])"
+            ? "local now_us = tonumber(redis.call('GET', P .. 'testclock')) or (tonumber(t[1]) * 1000000 + tonumber(t[2]))\nlocal EXPIRY_FLOOR_MS = 600000"
+            : "local now_us = tonumber(t[1]) * 1000000 + tonumber(t[2])\nlocal EXPIRY_FLOOR_MS = 0"
         return """
         local P = ARGV[1]
         local SCALE = 60000000
@@ -95,7 +97,7 @@ enum LimiterLua {
             return
           end
           -- Expires exactly when drained empty: an absent bucket means level 0.
-          redis.call('SET', bkey, string.format('%d:%d', level, now_us), 'PX', math.ceil(level / rate / 1000) + 1000)
+          redis.call('SET', bkey, string.format('%d:%d', level, now_us), 'PX', math.max(math.ceil(level / rate / 1000) + 1000, EXPIRY_FLOOR_MS))
         end
         -- INCRBY on a window counter; the expiry is set once, when the step creates the key.
         local function add_spend(wkey, existed, amount, expire_at)
