@@ -42,6 +42,21 @@ struct ProcessTests {
         #expect(try await tcp.check(.make(KeyDigest(secret: key.secret), cost: 1_000)).allowed)
         let unix = try await BursarConnection.connect(unixSocketPath: dir + ".sock")
         #expect(try await unix.check(.make(KeyDigest(secret: key.secret), cost: 1_000)).orgCreditsRemaining == 7_000)
+
+        // The supervisor restarts a crashed redis-server; the AOF (fsync every second) keeps the counters.
+        try await Task.sleep(for: .milliseconds(1_500))
+        let info = try await redis.send(RedisCommand("INFO", "server")).string ?? ""
+        let redisPID = try #require(info.split(separator: "\r\n").first { $0.hasPrefix("process_id:") }.flatMap { Int32($0.dropFirst(11)) })
+        kill(redisPID, SIGKILL)
+        var afterCrash = CheckResult.deny(.storeUnavailable)
+        for _ in 0..<200 {
+            afterCrash = try await tcp.check(.make(KeyDigest(secret: key.secret), cost: 1_000))
+            if afterCrash.reason != .storeUnavailable { break }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        #expect(afterCrash.allowed)
+        #expect(afterCrash.orgCreditsRemaining == 6_000)
+        #expect(try String(contentsOfFile: log, encoding: .utf8).contains("embedded redis-server restarted"))
         await tcp.close()
         await unix.close()
 
