@@ -89,12 +89,17 @@ public final class RedisClient: Sendable {
     /// Queues commands to be sent together, in order, in one round trip; `completion` gets one
     /// reply per command (error replies included) or a `RedisError` for the whole group. If the
     /// deadline passes before the group is written, it fails with `deadlineExceeded` unsent.
+    ///
+    /// With `on: loop`, `completion` runs on that event loop, and all completions of one round
+    /// trip bound for the same loop run in one task (one wake-up of the loop, not one per request).
+    /// Without it, `completion` runs on the connection's thread and must not block.
     public func submit(
-        _ commands: [RedisCommand], deadline: NIODeadline,
+        _ commands: [RedisCommand], deadline: NIODeadline, on loop: (any EventLoop)? = nil,
         completion: @escaping @Sendable (Result<[RedisValue], RedisError>) -> Void
     ) {
-        if !queue.push(Pending(commands: commands, deadline: deadline, completion: completion)) {
-            completion(.failure(RedisError(.shutdown, "redis client is shut down")))
+        if !queue.push(Pending(commands: commands, deadline: deadline, loop: loop, completion: completion)) {
+            let failure = RedisError(.shutdown, "redis client is shut down")
+            if let loop { loop.execute { completion(.failure(failure)) } } else { completion(.failure(failure)) }
         }
     }
 
@@ -132,7 +137,32 @@ public final class RedisClient: Sendable {
 struct Pending: Sendable {
     var commands: [RedisCommand]
     var deadline: NIODeadline
+    var loop: (any EventLoop)?
     var completion: @Sendable (Result<[RedisValue], RedisError>) -> Void
+}
+
+/// Completions of one batch, grouped by the event loop they must run on.
+struct Deliveries {
+    private var direct: [(Pending, Result<[RedisValue], RedisError>)] = []
+    private var byLoop: [ObjectIdentifier: (any EventLoop, [(Pending, Result<[RedisValue], RedisError>)])] = [:]
+
+    mutating func add(_ item: Pending, _ result: Result<[RedisValue], RedisError>) {
+        guard let loop = item.loop else {
+            direct.append((item, result))
+            return
+        }
+        byLoop[ObjectIdentifier(loop), default: (loop, [])].1.append((item, result))
+    }
+
+    /// Runs direct completions here and hops once to each loop for the rest.
+    func deliver() {
+        for (item, result) in direct { item.completion(result) }
+        for (_, (loop, list)) in byLoop {
+            loop.execute {
+                for (item, result) in list { item.completion(result) }
+            }
+        }
+    }
 }
 
 /// A closable multi-consumer queue.
@@ -192,22 +222,25 @@ private final class Worker: @unchecked Sendable {
         let config = client.configuration
         while let batch = client.work.take(max: config.maxBatch) {
             let now = NIODeadline.now()
+            var deliveries = Deliveries()
             var live: [Pending] = []
             live.reserveCapacity(batch.count)
             for item in batch {
                 if item.deadline < now {
                     client.stats.expiredBeforeSend.add(1, ordering: .relaxed)
-                    item.completion(.failure(RedisError(.deadlineExceeded, "deadline passed before the command was sent")))
+                    deliveries.add(item, .failure(RedisError(.deadlineExceeded, "deadline passed before the command was sent")))
                 } else {
                     live.append(item)
                 }
             }
-            if live.isEmpty { continue }
-            guard let connection = connect(now: now) else {
-                for item in live { item.completion(.failure(RedisError(.connectionFailed, "redis at \(config.endpoint) is unreachable"))) }
-                continue
+            if !live.isEmpty {
+                if let connection = connect(now: now) {
+                    execute(live, on: connection, into: &deliveries)
+                } else {
+                    for item in live { deliveries.add(item, .failure(RedisError(.connectionFailed, "redis at \(config.endpoint) is unreachable"))) }
+                }
             }
-            execute(live, on: connection)
+            deliveries.deliver()
         }
         connection?.close()
         if connection != nil { client.stats.connected.store(0, ordering: .relaxed) }
@@ -235,7 +268,7 @@ private final class Worker: @unchecked Sendable {
         }
     }
 
-    private func execute(_ items: [Pending], on connection: RedisConnection) {
+    private func execute(_ items: [Pending], on connection: RedisConnection, into deliveries: inout Deliveries) {
         var commands: [RedisCommand] = []
         commands.reserveCapacity(items.count)
         for item in items { commands.append(contentsOf: item.commands) }
@@ -255,7 +288,7 @@ private final class Worker: @unchecked Sendable {
             var offset = 0
             for item in items {
                 let n = item.commands.count
-                item.completion(.success(Array(replies[offset..<offset + n])))
+                deliveries.add(item, .success(Array(replies[offset..<offset + n])))
                 offset += n
             }
         } catch {
@@ -263,7 +296,7 @@ private final class Worker: @unchecked Sendable {
             client.stats.connected.store(0, ordering: .relaxed)
             client.stats.connectionErrors.add(1, ordering: .relaxed)
             client.log.warning("redis connection lost", metadata: ["error": "\(error)"])
-            for item in items { item.completion(.failure(error)) }
+            for item in items { deliveries.add(item, .failure(error)) }
         }
     }
 }

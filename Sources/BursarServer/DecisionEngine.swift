@@ -97,21 +97,14 @@ public final class DecisionEngine: Sendable {
     public func check(_ request: CheckRequest, on loop: any EventLoop) -> EventLoopFuture<CheckResult> {
         let now = NIODeadline.now()
         let deadline = now + configuration.deadline
-        let attempt = Attempt<CheckResult>(loop: loop, deadline: deadline, fallback: .deny(.storeUnavailable))
-        attempt.onLate = { [self] result in
-            // Redis admitted it after we answered "store unavailable": give it back at once.
-            if result.allowed {
-                stats.lateAdmissionsReleased.add(1, ordering: .relaxed)
-                releaseQuietly(result.reservation)
-            }
-        }
+        let attempt = Attempt<CheckResult>(engine: self, loop: loop, deadline: deadline, fallback: .deny(.storeUnavailable))
         switch cache.lookup(request.digest, now: now) {
         case .known(let identity):
             runCheck(request, identity, deadline, attempt)
         case .unknown:
             attempt.finish(.deny(.unknownKey))
         case .miss:
-            redis.submit([Limiter.resolveCommand(request.digest)], deadline: deadline) { [self] result in
+            redis.submit([Limiter.resolveCommand(request.digest)], deadline: deadline, on: loop) { [self] result in
                 switch result {
                 case .success(let replies):
                     do {
@@ -131,14 +124,11 @@ public final class DecisionEngine: Sendable {
                 }
             }
         }
-        return attempt.future.map { [stats] result in
-            stats.decisions[Int(result.reason.rawValue)].increment()
-            return result
-        }
+        return attempt.future
     }
 
     private func runCheck(_ request: CheckRequest, _ identity: KeyIdentity, _ deadline: NIODeadline, _ attempt: Attempt<CheckResult>) {
-        redis.submit([limiter.checkCommand(request, identity: identity)], deadline: deadline) { [self] result in
+        redis.submit([limiter.checkCommand(request, identity: identity)], deadline: deadline, on: attempt.loop) { [self] result in
             switch result {
             case .success(let replies):
                 do {
@@ -172,8 +162,8 @@ public final class DecisionEngine: Sendable {
 
     private func reservationStep(_ command: RedisCommand, on loop: any EventLoop) -> EventLoopFuture<ReservationResult> {
         let deadline = NIODeadline.now() + configuration.deadline
-        let attempt = Attempt<ReservationResult>(loop: loop, deadline: deadline, fallback: ReservationResult(status: .storeUnavailable))
-        redis.submit([command], deadline: deadline) { [self] result in
+        let attempt = Attempt<ReservationResult>(engine: self, loop: loop, deadline: deadline, fallback: ReservationResult(status: .storeUnavailable))
+        redis.submit([command], deadline: deadline, on: loop) { [self] result in
             switch result {
             case .success(let replies):
                 do {
@@ -186,10 +176,7 @@ public final class DecisionEngine: Sendable {
                 attempt.finishFromAnyThread(ReservationResult(status: .storeUnavailable))
             }
         }
-        return attempt.future.map { [stats] result in
-            stats.settlements[Int(result.status.rawValue)].increment()
-            return result
-        }
+        return attempt.future
     }
 
     /// Gives back an admission nobody will use (its answer could not be delivered).
@@ -198,7 +185,7 @@ public final class DecisionEngine: Sendable {
         releaseQuietly(reservation)
     }
 
-    private func releaseQuietly(_ reservation: ReservationID) {
+    fileprivate func releaseQuietly(_ reservation: ReservationID) {
         redis.submit([limiter.releaseCommand(reservation)], deadline: .now() + .seconds(5)) { [logger] result in
             if case .failure(let error) = result {
                 logger.warning("could not release an undelivered admission; it expires with its estimate", metadata: ["error": "\(error)"])
@@ -207,16 +194,42 @@ public final class DecisionEngine: Sendable {
     }
 }
 
+/// What an `Attempt` does with its result: count it, and handle one that arrives too late.
+protocol AttemptResult: Sendable {
+    /// Counts an answer given.
+    func record(in stats: EngineStats)
+    /// Handles a result that arrived after the fallback was already given.
+    func arrivedLate(engine: DecisionEngine)
+}
+
+extension CheckResult: AttemptResult {
+    func record(in stats: EngineStats) { stats.decisions[Int(reason.rawValue)].increment() }
+
+    /// Redis admitted it after we answered "store unavailable": give it back at once.
+    func arrivedLate(engine: DecisionEngine) {
+        guard allowed else { return }
+        engine.stats.lateAdmissionsReleased.add(1, ordering: .relaxed)
+        engine.releaseQuietly(reservation)
+    }
+}
+
+extension ReservationResult: AttemptResult {
+    func record(in stats: EngineStats) { stats.settlements[Int(status.rawValue)].increment() }
+
+    /// A late SETTLE or RELEASE simply took effect; its idempotent retry learns so.
+    func arrivedLate(engine: DecisionEngine) {}
+}
+
 /// One decision racing its deadline. Confined to `loop`: every mutation happens there.
-final class Attempt<Result: Sendable>: @unchecked Sendable {
+final class Attempt<Result: AttemptResult>: @unchecked Sendable {
+    let engine: DecisionEngine
     let loop: any EventLoop
     let promise: EventLoopPromise<Result>
     private var done = false
     private var timer: Scheduled<Void>?
-    /// Called (on the loop) with a result that arrived after the fallback was already given.
-    var onLate: (@Sendable (Result) -> Void)?
 
-    init(loop: any EventLoop, deadline: NIODeadline, fallback: Result) {
+    init(engine: DecisionEngine, loop: any EventLoop, deadline: NIODeadline, fallback: Result) {
+        self.engine = engine
         self.loop = loop
         self.promise = loop.makePromise(of: Result.self)
         if loop.inEventLoop {
@@ -237,12 +250,13 @@ final class Attempt<Result: Sendable>: @unchecked Sendable {
     func finish(_ result: Result) {
         loop.assertInEventLoop()
         if done {
-            onLate?(result)
+            result.arrivedLate(engine: engine)
             return
         }
         done = true
         timer?.cancel()
         timer = nil
+        result.record(in: engine.stats)
         promise.succeed(result)
     }
 

@@ -43,8 +43,23 @@ public struct KeyDigest: Hashable, Sendable, CustomStringConvertible {
         return out
     }
 
-    /// Lowercase hex, 64 characters. This is how Redis indexes keys by digest.
-    public var hex: String { hexString(bytes) }
+    /// Lowercase hex, 64 characters. This is how Redis indexes keys by digest. (Written straight
+    /// from the words: it is built on every CHECK.)
+    public var hex: String {
+        String(unsafeUninitializedCapacity: 64) { out in
+            let digits: StaticString = "0123456789abcdef"
+            digits.withUTF8Buffer { d in
+                var i = 0
+                for word in [words.0, words.1, words.2, words.3] {
+                    for shift in stride(from: 60, through: 0, by: -4) {
+                        out[i] = d[Int((word >> UInt64(shift)) & 0xF)]
+                        i += 1
+                    }
+                }
+            }
+            return 64
+        }
+    }
 
     /// Never the digest itself: digests are credentials-adjacent and must not reach logs.
     public var description: String { "KeyDigest(…)" }
