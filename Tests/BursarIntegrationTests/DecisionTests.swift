@@ -291,3 +291,35 @@ struct DecisionTests {
         }
     }
 }
+
+/// Coalescing: concurrent CHECKs from many connections share Redis round trips.
+@Suite("pipelining to Redis")
+struct PipeliningTests {
+    @Test("concurrent CHECKs from many connections are coalesced into fewer Redis round trips")
+    func coalesced() async throws {
+        try await withHarness { h in
+            let w = try await h.world()
+            let warm = try await h.connect()
+            #expect(try await warm.check(.make(w.digest)).allowed)  // the digest is now cached
+            let connections = try await withThrowingTaskGroup(of: BursarConnection.self) { group in
+                for _ in 0..<20 { group.addTask { try await h.connect() } }
+                return try await group.reduce(into: []) { $0.append($1) }
+            }
+            let tripsBefore = h.redis.stats.roundTrips.load(ordering: .relaxed)
+            let commandsBefore = h.redis.stats.commands.load(ordering: .relaxed)
+            let allowed = try await withThrowingTaskGroup(of: Int.self) { group in
+                for c in connections {
+                    for _ in 0..<10 { group.addTask { try await c.check(.make(w.digest)).allowed ? 1 : 0 } }
+                }
+                return try await group.reduce(0, +)
+            }
+            #expect(allowed == 200)
+            let trips = h.redis.stats.roundTrips.load(ordering: .relaxed) - tripsBefore
+            let commands = h.redis.stats.commands.load(ordering: .relaxed) - commandsBefore
+            #expect(commands == 200, "one script call per CHECK, nothing else")
+            #expect(trips < commands, "\(commands) CHECKs took \(trips) round trips")
+            for c in connections { await c.close() }
+            await warm.close()
+        }
+    }
+}
