@@ -281,7 +281,7 @@ private final class Worker: @unchecked Sendable {
                 // Redis lost its script cache (restart, SCRIPT FLUSH): load every script and run
                 // the refused commands again. A NOSCRIPT reply means the command did not run.
                 client.stats.scriptReloads.add(1, ordering: .relaxed)
-                let loads = client.registeredScripts().map { RedisCommand("SCRIPT", "LOAD", $0.source) }
+                let loads = client.registeredScripts().map(\.loadCommand)
                 let retried = try connection.pipeline(loads + missing.map { commands[$0] })
                 for (i, index) in missing.enumerated() { replies[index] = retried[loads.count + i] }
             }

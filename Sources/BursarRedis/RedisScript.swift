@@ -17,6 +17,9 @@ public struct RedisScript: Hashable, Sendable {
         }.joined()
     }
 
+    /// SCRIPT LOAD of this script; Redis answers with `sha1`.
+    public var loadCommand: RedisCommand { RedisCommand("SCRIPT", "LOAD", source) }
+
     /// An EVALSHA of this script with the given keys and arguments.
     public func call(keys: [String], args: [String]) -> RedisCommand {
         var c = RedisCommand("EVALSHA", sha1, String(keys.count))

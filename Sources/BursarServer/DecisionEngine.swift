@@ -87,7 +87,7 @@ public final class DecisionEngine: Sendable {
     /// Loads the limiter scripts into Redis ahead of the first CHECK. Optional: a missing script
     /// is loaded on its first NOSCRIPT anyway; this only takes that round trip off a request.
     public func preloadScripts() async throws {
-        let replies = try await redis.send(limiter.scripts.map { RedisCommand("SCRIPT", "LOAD", $0.source) })
+        let replies = try await redis.send(limiter.scripts.map(\.loadCommand))
         for (script, reply) in zip(limiter.scripts, replies) where reply.string != script.sha1 {
             throw RedisError(.unexpectedReply, "SCRIPT LOAD answered \(reply) instead of the script's SHA-1")
         }

@@ -43,22 +43,13 @@ public struct KeyDigest: Hashable, Sendable, CustomStringConvertible {
         return out
     }
 
-    /// Lowercase hex, 64 characters. This is how Redis indexes keys by digest. (Written straight
-    /// from the words: it is built on every CHECK.)
+    /// Lowercase hex, 64 characters. This is how Redis indexes keys by digest. (Read straight
+    /// from the words, no intermediate array: it is built on every CHECK.)
     public var hex: String {
-        String(unsafeUninitializedCapacity: 64) { out in
-            let digits: StaticString = "0123456789abcdef"
-            digits.withUTF8Buffer { d in
-                var i = 0
-                for word in [words.0, words.1, words.2, words.3] {
-                    for shift in stride(from: 60, through: 0, by: -4) {
-                        out[i] = d[Int((word >> UInt64(shift)) & 0xF)]
-                        i += 1
-                    }
-                }
-            }
-            return 64
-        }
+        hexString((0..<Self.size).lazy.map { i in
+            let word = i < 8 ? words.0 : i < 16 ? words.1 : i < 24 ? words.2 : words.3
+            return UInt8(truncatingIfNeeded: word >> UInt64(56 - (i % 8) * 8))
+        })
     }
 
     /// Never the digest itself: digests are credentials-adjacent and must not reach logs.
@@ -144,15 +135,20 @@ func hexValue(_ c: UInt8) -> UInt8? {
     }
 }
 
-/// Lowercase hex of bytes.
-public func hexString(_ bytes: some Sequence<UInt8>) -> String {
-    let digits = Array("0123456789abcdef".utf8)
-    var out: [UInt8] = []
-    for b in bytes {
-        out.append(digits[Int(b >> 4)])
-        out.append(digits[Int(b & 0xF)])
+/// Lowercase hex of bytes, written in place into the string's storage.
+public func hexString(_ bytes: some Collection<UInt8>) -> String {
+    let digits: StaticString = "0123456789abcdef"
+    return String(unsafeUninitializedCapacity: bytes.count * 2) { out in
+        digits.withUTF8Buffer { d in
+            var i = 0
+            for b in bytes {
+                out[i] = d[Int(b >> 4)]
+                out[i + 1] = d[Int(b & 0xF)]
+                i += 2
+            }
+            return i
+        }
     }
-    return String(decoding: out, as: UTF8.self)
 }
 
 extension ByteBuffer {

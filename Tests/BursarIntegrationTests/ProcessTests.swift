@@ -19,15 +19,7 @@ struct ProcessTests {
         let child = try ChildProcess([bin, "--data-dir", dir, "--listen", "127.0.0.1:\(port)", "--unix", dir + ".sock"], logPath: log)
         defer { child.terminate() }
         let endpoint = RedisEndpoint.unix(path: dir + "/redis.sock", db: 0)
-        var up = false
-        for _ in 0..<400 where !up {
-            if let c = try? await BursarConnection.connect(host: "127.0.0.1", port: port), (try? await c.ping()) != nil {
-                await c.close()
-                up = true
-            } else {
-                try await Task.sleep(for: .milliseconds(25))
-            }
-        }
+        let up = try await BursardProcess.answersPing(port: port, while: child, attempts: 400)
         try #require(up, "bursard did not start: \((try? String(contentsOfFile: log, encoding: .utf8)) ?? "")")
 
         // Seed through the embedded Redis's private socket, then CHECK over TCP and the unix socket.
@@ -48,12 +40,7 @@ struct ProcessTests {
         let info = try await redis.send(RedisCommand("INFO", "server")).string ?? ""
         let redisPID = try #require(info.split(separator: "\r\n").first { $0.hasPrefix("process_id:") }.flatMap { Int32($0.dropFirst(11)) })
         kill(redisPID, SIGKILL)
-        var afterCrash = CheckResult.deny(.storeUnavailable)
-        for _ in 0..<200 {
-            afterCrash = try await tcp.check(.make(KeyDigest(secret: key.secret), cost: 1_000))
-            if afterCrash.reason != .storeUnavailable { break }
-            try await Task.sleep(for: .milliseconds(50))
-        }
+        let afterCrash = try await checkUntilAnswered(tcp, .make(KeyDigest(secret: key.secret), cost: 1_000), attempts: 200, pause: .milliseconds(50))
         #expect(afterCrash.allowed)
         #expect(afterCrash.orgCreditsRemaining == 6_000)
         #expect(try String(contentsOfFile: log, encoding: .utf8).contains("embedded redis-server restarted"))

@@ -12,13 +12,7 @@ struct ResilienceTests {
     /// One allowed CHECK while Redis is healthy. These tests run with short deadlines, so on a
     /// loaded machine a first attempt may time out (and is released, costing nothing); retry.
     func warmUp(_ c: BursarConnection, _ digest: KeyDigest, cost: Int64 = 0) async throws -> Bool {
-        for _ in 0..<50 {
-            let r = try await c.check(.make(digest, cost: cost))
-            if r.allowed { return true }
-            #expect(r.reason == .storeUnavailable)
-            try await Task.sleep(for: .milliseconds(20))
-        }
-        return false
+        try await checkUntilAnswered(c, .make(digest, cost: cost), attempts: 50, pause: .milliseconds(20)).allowed
     }
 
     @Test("with Redis down, CHECK answers store_unavailable promptly instead of hanging")
@@ -91,12 +85,7 @@ struct ResilienceTests {
             h.redisServer.stop()
             #expect(try await c.check(.make(w.digest, cost: 3_000)).reason == .storeUnavailable)
             try h.redisServer.start(appendOnly: true)
-            var result = CheckResult.deny(.storeUnavailable)
-            for _ in 0..<100 {
-                result = try await c.check(.make(w.digest, cost: 3_000))
-                if result.reason != .storeUnavailable { break }
-                try await Task.sleep(for: .milliseconds(50))
-            }
+            let result = try await checkUntilAnswered(c, .make(w.digest, cost: 3_000), attempts: 100, pause: .milliseconds(50))
             #expect(result.allowed)
             #expect(result.orgCreditsRemaining == 4_000)
             #expect(h.redis.stats.connects.load(ordering: .relaxed) >= 2)

@@ -35,19 +35,11 @@ final class BursardProcess: Sendable {
             let child = try ChildProcess(
                 [bin, "--redis", redis.description, "--listen", "127.0.0.1:\(port)", "--log-level", "info"] + extraArguments,
                 logPath: log)
-            for _ in 0..<200 {
-                if !child.isRunning { break }
-                if let c = try? await BursarConnection.connect(host: "127.0.0.1", port: port) {
-                    if (try? await c.ping()) != nil {
-                        await c.close()
-                        self.child = child
-                        self.port = port
-                        self.logPath = log
-                        return
-                    }
-                    await c.close()
-                }
-                try await Task.sleep(for: .milliseconds(25))
+            if try await Self.answersPing(port: port, while: child, attempts: 200) {
+                self.child = child
+                self.port = port
+                self.logPath = log
+                return
             }
             child.terminate()
             lastError = RedisError(.connectionFailed, "bursard did not come up: \((try? String(contentsOfFile: log, encoding: .utf8)) ?? "")")
@@ -56,4 +48,19 @@ final class BursardProcess: Sendable {
     }
 
     func stop() { child.terminate() }
+
+    /// Polls until bursard on `port` answers PING (true), `child` exits, or the attempts (25 ms
+    /// apart) run out (false).
+    static func answersPing(port: Int, while child: ChildProcess, attempts: Int) async throws -> Bool {
+        for _ in 0..<attempts {
+            if !child.isRunning { return false }
+            if let c = try? await BursarConnection.connect(host: "127.0.0.1", port: port) {
+                let answered = (try? await c.ping()) != nil
+                await c.close()
+                if answered { return true }
+            }
+            try await Task.sleep(for: .milliseconds(25))
+        }
+        return false
+    }
 }

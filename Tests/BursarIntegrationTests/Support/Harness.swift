@@ -128,6 +128,18 @@ extension CheckRequest {
     }
 }
 
+/// Sends `request` until the answer is something other than `store_unavailable` (Redis starting,
+/// restarting, or a short deadline on a loaded machine) or the attempts run out; returns the last answer.
+func checkUntilAnswered(_ c: BursarConnection, _ request: CheckRequest, attempts: Int, pause: Duration) async throws -> CheckResult {
+    var result = CheckResult.deny(.storeUnavailable)
+    for _ in 0..<attempts {
+        result = try await c.check(request)
+        if result.reason != .storeUnavailable { break }
+        try await Task.sleep(for: pause)
+    }
+    return result
+}
+
 /// Runs `body` with a started harness and always stops it.
 func withHarness<T>(
     reservationTTLMs: Int64 = 15 * 60 * 1000, deadline: TimeAmount = .seconds(10), appendOnly: Bool = false,
