@@ -14,6 +14,7 @@ let package = Package(
     platforms: [.macOS(.v14)],
     products: [
         .executable(name: "bursard", targets: ["bursard"]),
+        .executable(name: "bursarctl", targets: ["bursarctl"]),
         .library(name: "BursarClient", targets: ["BursarClient"]),
         .library(name: "BursarWire", targets: ["BursarWire"]),
     ],
@@ -23,6 +24,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
     ],
     targets: [
         // hiredis (C), wrapped once. Only BursarRedis imports it.
@@ -39,6 +42,10 @@ let package = Package(
         ),
         // The limit rules and their arithmetic: calendar windows, buckets, deny order. Pure.
         .target(name: "BursarLimits", swiftSettings: strict),
+        // Who may do what: the permission matrix, standings, and the caps a key must stay within. Pure.
+        .target(name: "BursarRBAC", dependencies: ["BursarLimits"], swiftSettings: strict),
+        // The admin API's JSON bodies, shared by the server and bursarctl. Pure Codable values.
+        .target(name: "BursarAPI", dependencies: ["BursarLimits"], swiftSettings: strict),
         // The Redis client: hiredis on dedicated threads, pipelined, with deadlines.
         .target(
             name: "BursarRedis",
@@ -54,7 +61,7 @@ let package = Package(
         .target(
             name: "BursarStore",
             dependencies: [
-                "BursarRedis", "BursarLimits", "BursarWire",
+                "BursarRedis", "BursarLimits", "BursarWire", "BursarRBAC",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
@@ -73,6 +80,16 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // The admin API (HTTP/JSON on the ops port): authentication, authorization, audit.
+        .target(
+            name: "BursarAdmin",
+            dependencies: [
+                "BursarAPI", "BursarRBAC", "BursarStore", "BursarRedis", "BursarLimits", "BursarWire",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
         // A small Swift client for the wire protocol (tests and the load harness use it).
         .target(
             name: "BursarClient",
@@ -87,10 +104,23 @@ let package = Package(
         .executableTarget(
             name: "bursard",
             dependencies: [
-                "BursarServer",
+                "BursarServer", "BursarAdmin",
+                .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strict
+        ),
+        // The admin CLI: a thin client of the admin API.
+        .executableTarget(
+            name: "bursarctl",
+            dependencies: [
+                "BursarAPI", "BursarLimits", "BursarClient", "BursarWire",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOFoundationCompat", package: "swift-nio"),
             ],
             swiftSettings: strict
         ),
@@ -104,10 +134,22 @@ let package = Package(
             swiftSettings: strict
         ),
         .testTarget(name: "BursarLimitsTests", dependencies: ["BursarLimits"], swiftSettings: strict),
+        .testTarget(name: "BursarRBACTests", dependencies: ["BursarRBAC", "BursarLimits"], swiftSettings: strict),
+        .testTarget(
+            name: "BursarAdminTests",
+            dependencies: [
+                "BursarAdmin", "BursarAPI", "BursarRBAC", "BursarServer", "BursarStore", "BursarRedis", "BursarClient", "BursarWire", "BursarLimits",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            swiftSettings: strict
+        ),
         .testTarget(
             name: "BursarIntegrationTests",
             dependencies: [
-                "BursarServer", "BursarStore", "BursarRedis", "BursarClient", "BursarWire", "BursarLimits",
+                "BursarServer", "BursarStore", "BursarRedis", "BursarClient", "BursarWire", "BursarLimits", "BursarRBAC",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ],

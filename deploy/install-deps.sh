@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Installs what bursar needs beyond the Swift toolchain: hiredis (C client library and headers),
-# redis-server (the embedded store and the tests' real Redis) and pkg-config (finds hiredis).
+# redis-server (the embedded store and the tests' real Redis), pkg-config (finds hiredis) and
+# python3 (deploy/product-flow.sh reads bursarctl's JSON with it).
 # Safe to run repeatedly; installs only what is missing.
 set -euo pipefail
 need=()
 dpkg -s libhiredis-dev >/dev/null 2>&1 || need+=(libhiredis-dev)
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
+command -v python3 >/dev/null 2>&1 || need+=(python3)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}"
   sudo=""

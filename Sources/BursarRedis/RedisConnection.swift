@@ -53,27 +53,7 @@ final class RedisConnection {
     /// or may not have run.
     func pipeline(_ commands: [RedisCommand]) throws(RedisError) -> [RedisValue] {
         guard let ctx = context else { throw RedisError(.connectionLost, "connection is closed") }
-        for command in commands {
-            let status = command.storage.withUnsafeBufferPointer { storage -> Int32 in
-                let base = UnsafeRawPointer(storage.baseAddress!).assumingMemoryBound(to: CChar.self)
-                var argv: [UnsafePointer<CChar>?] = []
-                var lens: [Int] = []
-                argv.reserveCapacity(command.ends.count)
-                lens.reserveCapacity(command.ends.count)
-                var start = 0
-                for end in command.ends {
-                    argv.append(base + start)
-                    lens.append(end - start)
-                    start = end
-                }
-                return argv.withUnsafeMutableBufferPointer { a in
-                    lens.withUnsafeBufferPointer { l in
-                        redisAppendCommandArgv(ctx, Int32(a.count), a.baseAddress, l.baseAddress)
-                    }
-                }
-            }
-            if status != REDIS_OK { throw fail("append") }
-        }
+        for command in commands { try append(command, ctx) }
         var replies: [RedisValue] = []
         replies.reserveCapacity(commands.count)
         for _ in commands {
@@ -84,6 +64,62 @@ final class RedisConnection {
             freeReplyObject(raw)
         }
         return replies
+    }
+
+    /// Writes commands without waiting for replies (a subscriber's SUBSCRIBE and PING).
+    func send(_ commands: [RedisCommand]) throws(RedisError) {
+        guard let ctx = context else { throw RedisError(.connectionLost, "connection is closed") }
+        for command in commands { try append(command, ctx) }
+        var done: Int32 = 0
+        while done == 0 {
+            if redisBufferWrite(ctx, &done) != REDIS_OK { throw fail("write") }
+        }
+    }
+
+    /// Reads the next reply, first flushing anything still unwritten; waits at most the I/O
+    /// timeout. On an I/O error the connection is closed and `connectionLost` is thrown.
+    func readReply() throws(RedisError) -> RedisValue {
+        guard let ctx = context else { throw RedisError(.connectionLost, "connection is closed") }
+        var raw: UnsafeMutableRawPointer?
+        if redisGetReply(ctx, &raw) != REDIS_OK || raw == nil { throw fail("read") }
+        defer { freeReplyObject(raw) }
+        return Self.convert(raw!.assumingMemoryBound(to: redisReply.self))
+    }
+
+    /// A reply already received and parsed from earlier reads, without touching the socket;
+    /// nil when none is complete.
+    func bufferedReply() throws(RedisError) -> RedisValue? {
+        guard let ctx = context else { throw RedisError(.connectionLost, "connection is closed") }
+        var raw: UnsafeMutableRawPointer?
+        if redisGetReplyFromReader(ctx, &raw) != REDIS_OK { throw fail("parse") }
+        guard let raw else { return nil }
+        defer { freeReplyObject(raw) }
+        return Self.convert(raw.assumingMemoryBound(to: redisReply.self))
+    }
+
+    /// The socket, for poll(2) by the owning thread; -1 once closed.
+    var fileDescriptor: Int32 { context?.pointee.fd ?? -1 }
+
+    private func append(_ command: RedisCommand, _ ctx: UnsafeMutablePointer<redisContext>) throws(RedisError) {
+        let status = command.storage.withUnsafeBufferPointer { storage -> Int32 in
+            let base = UnsafeRawPointer(storage.baseAddress!).assumingMemoryBound(to: CChar.self)
+            var argv: [UnsafePointer<CChar>?] = []
+            var lens: [Int] = []
+            argv.reserveCapacity(command.ends.count)
+            lens.reserveCapacity(command.ends.count)
+            var start = 0
+            for end in command.ends {
+                argv.append(base + start)
+                lens.append(end - start)
+                start = end
+            }
+            return argv.withUnsafeMutableBufferPointer { a in
+                lens.withUnsafeBufferPointer { l in
+                    redisAppendCommandArgv(ctx, Int32(a.count), a.baseAddress, l.baseAddress)
+                }
+            }
+        }
+        if status != REDIS_OK { throw fail("append") }
     }
 
     private func fail(_ what: String) -> RedisError {

@@ -84,6 +84,22 @@ public final class DecisionEngine: Sendable {
     /// Cache counters.
     public var cacheStats: CacheStats { cache.stats }
 
+    /// Digests cached, known and unknown (expired ones count until they are swept).
+    public var cachedDigestCount: Int { cache.count }
+
+    /// Whether `digest` is cached and unexpired. Does not count as a cache hit or miss.
+    @_spi(Testing)
+    public func isCached(_ digest: KeyDigest) -> Bool { cache.contains(digest, now: .now()) }
+
+    /// Drops what `invalidation` names from the digest cache (see `InvalidationListener`).
+    public func applyInvalidation(_ invalidation: Invalidation) {
+        switch invalidation {
+        case .digest(let digest): cache.invalidate(digest)
+        case .org(let org): cache.invalidate(org: org)
+        case .all: cache.invalidateAll()
+        }
+    }
+
     /// Loads the limiter scripts into Redis ahead of the first CHECK. Optional: a missing script
     /// is loaded on its first NOSCRIPT anyway; this only takes that round trip off a request.
     public func preloadScripts() async throws {
@@ -104,12 +120,13 @@ public final class DecisionEngine: Sendable {
         case .unknown:
             attempt.finish(.deny(.unknownKey))
         case .miss:
+            let generation = cache.generation
             redis.submit([Limiter.resolveCommand(request.digest)], deadline: deadline, on: loop) { [self] result in
                 switch result {
                 case .success(let replies):
                     do {
                         let identity = try Limiter.parseResolve(replies[0])
-                        cache.store(request.digest, identity, now: .now())
+                        cache.store(request.digest, identity, now: .now(), resolvedAt: generation)
                         if let identity {
                             runCheck(request, identity, deadline, attempt)
                         } else {

@@ -47,9 +47,18 @@ final class IdentityCache: Sendable {
         return .unknown
     }
 
-    func store(_ digest: KeyDigest, _ identity: KeyIdentity?, now: NIODeadline) {
+    /// Bumped by every invalidation, under the lock. A resolution read from Redis before an
+    /// invalidation may be stale, so `store` drops it if the generation moved meanwhile.
+    private let generationCounter = Atomic<UInt64>(0)
+
+    /// Read before resolving a digest; pass it to `store`.
+    var generation: UInt64 { generationCounter.load(ordering: .relaxed) }
+
+    func store(_ digest: KeyDigest, _ identity: KeyIdentity?, now: NIODeadline, resolvedAt generation: UInt64) {
         let entry = Entry(identity: identity, expires: now + (identity == nil ? negativeTTL : ttl))
         entries.withLock { map in
+            // An invalidation landed while this resolution was in flight; the next CHECK resolves again.
+            guard generationCounter.load(ordering: .relaxed) == generation else { return }
             if map.count >= capacity && map[digest] == nil {
                 // Bounded memory: drop expired entries; if that is not enough, start over.
                 map = map.filter { $0.value.expires > now }
@@ -60,7 +69,34 @@ final class IdentityCache: Sendable {
     }
 
     func invalidate(_ digest: KeyDigest) {
-        _ = entries.withLock { $0.removeValue(forKey: digest) }
+        entries.withLock { map in
+            map.removeValue(forKey: digest)
+            generationCounter.add(1, ordering: .relaxed)
+        }
+    }
+
+    /// Drops every digest resolved to `org` (digests cached as unknown stay: they belong to no org).
+    func invalidate(org: UInt64) {
+        entries.withLock { map in
+            // Rare (an admin change) but the map can be large: collect, then remove in place.
+            var stale: [KeyDigest] = []
+            for (digest, entry) in map where entry.identity?.orgID == org { stale.append(digest) }
+            for digest in stale { map.removeValue(forKey: digest) }
+            generationCounter.add(1, ordering: .relaxed)
+        }
+    }
+
+    /// Drops everything, unknown digests included.
+    func invalidateAll() {
+        entries.withLock { map in
+            map.removeAll(keepingCapacity: true)
+            generationCounter.add(1, ordering: .relaxed)
+        }
+    }
+
+    /// Whether `digest` is cached and unexpired, without counting a hit or a miss.
+    func contains(_ digest: KeyDigest, now: NIODeadline) -> Bool {
+        entries.withLock { $0[digest].map { $0.expires > now } ?? false }
     }
 
     var count: Int { entries.withLock { $0.count } }

@@ -13,6 +13,16 @@ public enum Keyspace {
     public static func sequence(_ kind: String) -> String { "br:seq:\(kind)" }
     /// The set of all organization ids.
     public static let orgs = "br:orgs"
+    /// Set once, by the first bootstrap: the store is no longer empty.
+    public static let bootstrapped = "br:bootstrapped"
+    /// Token digest → principal (`u:<user>` or `op`) (global).
+    public static func token(_ hex: String) -> String { "br:tok:\(hex)" }
+    /// Global user hash: email, name, token (the digest of their personal access token).
+    public static func globalUser(_ user: UInt64) -> String { "br:user:\(user)" }
+    /// Set of the organizations a user belongs to.
+    public static func userOrgs(_ user: UInt64) -> String { "br:user:\(user):orgs" }
+    /// Lowercased e-mail → user id.
+    public static func email(_ email: String) -> String { "br:email:\(email)" }
 
     /// Organization hash: name, status, metered.
     public static func orgHash(_ org: UInt64) -> String { self.org(org) + "org" }
@@ -22,6 +32,10 @@ public enum Keyspace {
     public static func user(_ org: UInt64, _ user: UInt64) -> String { self.org(org) + "u:\(user)" }
     /// Set of the org's user ids.
     public static func users(_ org: UInt64) -> String { self.org(org) + "users" }
+    /// Set of the org's Owner ids (never emptied: the last Owner cannot leave).
+    public static func owners(_ org: UInt64) -> String { self.org(org) + "owners" }
+    /// Set of the projects a user has a role in.
+    public static func userProjects(_ org: UInt64, _ user: UInt64) -> String { self.user(org, user) + ":projects" }
     /// Project hash: name, status, rpm, tpm, budget.
     public static func project(_ org: UInt64, _ project: UInt64) -> String { self.org(org) + "p:\(project)" }
     /// Set of the org's project ids.
@@ -49,6 +63,22 @@ public enum Keyspace {
     /// A rate bucket, the string "level:updated_us" (level scaled by 60,000,000; absent = empty):
     /// `scope` is "k" or "p", `kind` "rpm" or "tpm".
     public static func bucket(_ org: UInt64, scope: String, id: UInt64, kind: String) -> String { self.org(org) + "b:\(scope):\(id):\(kind)" }
+    /// Hash of virtual models: alias → its real models joined by U+001F.
+    public static func virtualModels(_ org: UInt64) -> String { self.org(org) + "vms" }
+    /// Set of BYOK ids; `byok(org, id)` is each one's hash.
+    public static func byokSet(_ org: UInt64) -> String { self.org(org) + "byok" }
+    /// An external provider key.
+    public static func byok(_ org: UInt64, _ id: UInt64) -> String { self.org(org) + "byok:\(id)" }
+    /// Set of MCP server ids.
+    public static func mcpSet(_ org: UInt64) -> String { self.org(org) + "mcp" }
+    /// An MCP server.
+    public static func mcp(_ org: UInt64, _ id: UInt64) -> String { self.org(org) + "mcp:\(id)" }
+    /// Set of prompt names.
+    public static func promptSet(_ org: UInt64) -> String { self.org(org) + "prompts" }
+    /// A prompt's versions, oldest first (list; version n is element n-1).
+    public static func prompt(_ org: UInt64, _ name: String) -> String { self.org(org) + "prompt:\(name)" }
+    /// The organization's audit log (a stream).
+    public static func audit(_ org: UInt64) -> String { self.org(org) + "audit" }
     /// The frozen test time (Unix µs) read only by scripts built with `ScriptClock.testFrozen`.
     public static func testClock(_ org: UInt64) -> String { self.org(org) + "testclock" }
 }

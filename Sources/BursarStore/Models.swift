@@ -1,9 +1,10 @@
 public import BursarLimits
+public import BursarRBAC
 
 /// An organization: the tenant boundary. Nothing of one organization is visible to another.
 public struct Organization: Hashable, Sendable, Codable {
     /// Whether the organization may use its keys.
-    public enum Status: String, Sendable, Codable { case active, suspended }
+    public enum Status: String, Sendable, Codable, CaseIterable { case active, suspended }
     /// Id (also its Redis hash tag).
     public var id: UInt64
     /// Display name.
@@ -14,21 +15,16 @@ public struct Organization: Hashable, Sendable, Codable {
     public var metered: Bool
 }
 
-/// A user's role in the organization.
-public enum OrgRole: String, Sendable, Codable, CaseIterable {
-    /// Full control; automatically Project Admin on every project.
-    case owner
-    /// Only the projects they are added to.
-    case member
-}
-
-/// A user of one organization.
+/// A user as a member of one organization. The same person (one id, one e-mail, one token) may
+/// belong to several organizations, with a role in each.
 public struct User: Hashable, Sendable, Codable {
-    /// Id.
+    /// Id (global).
     public var id: UInt64
     /// Organization.
     public var orgID: UInt64
-    /// Display name or e-mail.
+    /// E-mail (unique, lowercased).
+    public var email: String
+    /// Display name.
     public var name: String
     /// Organization role.
     public var role: OrgRole
@@ -37,7 +33,7 @@ public struct User: Hashable, Sendable, Codable {
 /// A project's guardrails: the outer boundary of every key in it.
 public struct Project: Hashable, Sendable, Codable {
     /// Whether the project's keys work.
-    public enum Status: String, Sendable, Codable { case active, archived }
+    public enum Status: String, Sendable, Codable, CaseIterable { case active, archived }
     /// Id.
     public var id: UInt64
     /// Organization.
@@ -54,14 +50,6 @@ public struct Project: Hashable, Sendable, Codable {
     public var tpm: Int64?
     /// Monthly budget, nano-USD (nil = none).
     public var monthlyBudget: Int64?
-}
-
-/// A user's role in a project.
-public enum ProjectRole: String, Sendable, Codable, CaseIterable {
-    /// Settings, members, all keys of the project.
-    case admin
-    /// Their own keys within their grants.
-    case member
 }
 
 /// What a member's keys may have at most. nil fields do not narrow.
@@ -119,7 +107,7 @@ public struct KeyLimits: Hashable, Sendable, Codable {
     public var tpm: Int64?
     /// Models; empty = whatever the project and grants allow.
     public var models: [String]
-    /// Unix ms after which the key stops working (nil = never).
+    /// Unix ms at which the key stops working (nil = never).
     public var expiresAtMs: Int64?
     /// The gateway must not log content for this key.
     public var contentLoggingDisabled: Bool
@@ -159,6 +147,10 @@ public struct APIKey: Hashable, Sendable, Codable {
     public var status: Status
     /// Limits.
     public var limits: KeyLimits
+    /// When it was created, Unix ms.
+    public var createdAtMs: Int64
+    /// Who created it (the user, or a Project Admin or Owner on their behalf).
+    public var createdBy: UInt64
 }
 
 /// A freshly created key and its secret, which is shown once and never stored.

@@ -1,4 +1,5 @@
 import ArgumentParser
+import BursarAdmin
 import BursarRedis
 import BursarServer
 import BursarStore
@@ -17,6 +18,9 @@ struct Bursard: AsyncParsableCommand {
 
     @Option(name: .long, help: ArgumentHelp("TCP address of the data plane (port 0 picks a free port).", valueName: "host:port"))
     var listen: String = "127.0.0.1:7420"
+
+    @Option(name: .long, help: ArgumentHelp("TCP address of the ops port: the admin API (port 0 picks a free port).", valueName: "host:port"))
+    var ops: String = "127.0.0.1:7421"
 
     @Option(name: .long, help: ArgumentHelp("Also listen on this unix socket.", valueName: "path"))
     var unix: String?
@@ -53,6 +57,7 @@ struct Bursard: AsyncParsableCommand {
 
     func validate() throws {
         guard parseHostPort(listen) != nil else { throw ValidationError("--listen '\(listen)' is not host:port with a port 0…65535") }
+        guard parseHostPort(ops) != nil else { throw ValidationError("--ops '\(ops)' is not host:port with a port 0…65535") }
         guard (1...60_000).contains(deadlineMs) else { throw ValidationError("--deadline-ms \(deadlineMs) is outside 1…60000") }
         guard (1...7 * 86_400).contains(reservationTtl) else { throw ValidationError("--reservation-ttl \(reservationTtl) is outside 1…604800 seconds") }
         guard cacheTtlMs >= 0 else { throw ValidationError("--cache-ttl-ms must be ≥ 0") }
@@ -125,6 +130,14 @@ struct Bursard: AsyncParsableCommand {
             throw ExitCode(1)
         }
         services.append(server)
+        services.append(InvalidationListener(engine: engine, logger: Logger(label: "bursard.invalidation")))
+
+        let store = MetadataStore(redis: redisClient)
+        let admin = AdminService(store: store, audit: AuditLog(redis: redisClient), logger: Logger(label: "bursard.admin"))
+        let (opsHost, opsPort) = parseHostPort(ops)!
+        services.append(OpsServer.application(
+            configuration: OpsConfiguration(host: opsHost, port: opsPort), service: admin, group: group, logger: Logger(label: "bursard.ops"),
+            onRunning: { port in logger.info("ops port listening", metadata: ["address": "\(opsHost):\(port)"]) }))
 
         let group2 = ServiceGroup(
             configuration: ServiceGroupConfiguration(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))

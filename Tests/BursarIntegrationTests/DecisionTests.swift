@@ -80,7 +80,7 @@ struct DecisionTests {
             let org = try await h.store.createOrganization(name: "o")
             try await h.freezeClock(org: org.id)
             let now = try await h.clockUs(org: org.id) / 1000
-            let owner = try await h.store.createUser(org: org.id, name: "o", role: .owner)
+            let owner = try await h.store.createUser(org: org.id, email: "o-\(org.id)@o.test", name: "o", role: .owner)
             let p = try await h.store.createProject(org: org.id, name: "p")
             let key = try await h.store.createKey(org: org.id, project: p.id, user: owner.id, name: "k", limits: KeyLimits(expiresAtMs: now + 60_000))
             let c = try await h.connect()
@@ -113,6 +113,8 @@ struct DecisionTests {
             let w = try await h.world(ownerKey: true)
             let c = try await h.connect()
             #expect(try await c.check(.make(w.digest)).allowed)
+            // The last Owner cannot be demoted, so the member becomes an Owner first.
+            try await h.store.setUserRole(org: w.org.id, w.member.id, .owner)
             try await h.store.setUserRole(org: w.org.id, w.owner.id, .member)
             #expect(try await c.check(.make(w.digest)).reason == .creatorLostAccess)
             await c.close()

@@ -16,7 +16,7 @@ struct ProcessTests {
         let dir = NSTemporaryDirectory() + "bursar-embedded-\(UUID().uuidString)"
         let port = try RedisServerProcess.freeLoopbackPort()
         let log = dir + ".log"
-        let child = try ChildProcess([bin, "--data-dir", dir, "--listen", "127.0.0.1:\(port)", "--unix", dir + ".sock"], logPath: log)
+        let child = try ChildProcess([bin, "--data-dir", dir, "--listen", "127.0.0.1:\(port)", "--ops", "127.0.0.1:0", "--unix", dir + ".sock"], logPath: log)
         defer { child.terminate() }
         let endpoint = RedisEndpoint.unix(path: dir + "/redis.sock", db: 0)
         let up = try await BursardProcess.answersPing(port: port, while: child, attempts: 400)
@@ -27,7 +27,7 @@ struct ProcessTests {
         defer { redis.shutdown() }
         let store = MetadataStore(redis: redis)
         let org = try await store.createOrganization(name: "solo", metered: true, credits: 9_000)
-        let owner = try await store.createUser(org: org.id, name: "o", role: .owner)
+        let owner = try await store.createUser(org: org.id, email: "o-\(org.id)@solo.test", name: "o", role: .owner)
         let project = try await store.createProject(org: org.id, name: "p")
         let key = try await store.createKey(org: org.id, project: project.id, user: owner.id, name: "k", limits: KeyLimits())
         let tcp = try await BursarConnection.connect(host: "127.0.0.1", port: port)
@@ -64,7 +64,7 @@ struct ProcessTests {
     func missingRedis() async throws {
         let bin = try BursardProcess.binary()
         let log = NSTemporaryDirectory() + "bursard-missing-\(UUID().uuidString).log"
-        let child = try ChildProcess([bin, "--data-dir", NSTemporaryDirectory() + "bursar-none", "--listen", "127.0.0.1:0"],
+        let child = try ChildProcess([bin, "--data-dir", NSTemporaryDirectory() + "bursar-none", "--listen", "127.0.0.1:0", "--ops", "127.0.0.1:0"],
                                     logPath: log, environment: ["PATH": "/nonexistent"])
         child.waitForExit()
         #expect(child.exitCode == 1)

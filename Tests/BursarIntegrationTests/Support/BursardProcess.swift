@@ -33,7 +33,7 @@ final class BursardProcess: Sendable {
             let port = try RedisServerProcess.freeLoopbackPort()
             let log = NSTemporaryDirectory() + "bursard-\(UUID().uuidString).log"
             let child = try ChildProcess(
-                [bin, "--redis", redis.description, "--listen", "127.0.0.1:\(port)", "--log-level", "info"] + extraArguments,
+                [bin, "--redis", redis.description, "--listen", "127.0.0.1:\(port)", "--ops", "127.0.0.1:0", "--log-level", "info"] + extraArguments,
                 logPath: log)
             if try await Self.answersPing(port: port, while: child, attempts: 200) {
                 self.child = child

@@ -110,8 +110,8 @@ final class Harness: Sendable {
     ) async throws -> World {
         let org = try await store.createOrganization(name: "acme", metered: metered, credits: credits)
         try await freezeClock(org: org.id)
-        let owner = try await store.createUser(org: org.id, name: "olivia", role: .owner)
-        let member = try await store.createUser(org: org.id, name: "mo", role: .member)
+        let owner = try await store.createUser(org: org.id, email: "olivia-\(org.id)@acme.test", name: "olivia", role: .owner)
+        let member = try await store.createUser(org: org.id, email: "mo-\(org.id)@acme.test", name: "mo", role: .member)
         let p = try await store.createProject(
             org: org.id, name: "prod", models: project.models, rpm: project.rpm, tpm: project.tpm, monthlyBudget: project.budget)
         try await store.setMembership(Membership(orgID: org.id, projectID: p.id, userID: member.id, role: .member, grant: grant))

@@ -1,0 +1,174 @@
+import BursarAPI
+import BursarStore
+import Foundation
+public import Hummingbird
+import NIOCore
+
+/// The admin API's HTTP surface (proto/openapi.json): decoding, routing, encoding. Everything
+/// else is `AdminService`.
+public enum AdminRoutes {
+    /// The largest request body the admin API reads.
+    public static let maxBody = 1 << 20
+
+    /// Adds every admin route and the JSON error middleware to `router`.
+    public static func add<Context: RequestContext>(to router: Router<Context>, service s: AdminService) {
+        router.add(middleware: JSONErrorMiddleware<Context>())
+        let v1 = router.group("v1")
+
+        v1.post("bootstrap") { req, ctx in try await created(s.bootstrap(decode(req, ctx))) }
+        v1.get("me") { req, _ in try await ok(s.me(actor(req, s))) }
+
+        // Organizations (operator)
+        v1.get("orgs") { req, _ in try await ok(s.listOrgs(actor(req, s))) }
+        v1.post("orgs") { req, ctx in try await created(s.createOrg(actor(req, s), decode(req, ctx))) }
+        let org = v1.group("orgs/:org")
+        org.get("") { req, ctx in try await ok(s.getOrg(actor(req, s), id(ctx, "org"))) }
+        org.post("suspend") { req, ctx in try await ok(s.setOrgStatus(actor(req, s), id(ctx, "org"), .suspended)) }
+        org.post("activate") { req, ctx in try await ok(s.setOrgStatus(actor(req, s), id(ctx, "org"), .active)) }
+
+        // Organization members
+        org.get("members") { req, ctx in try await ok(s.listMembers(actor(req, s), id(ctx, "org"))) }
+        org.post("members") { req, ctx in try await created(s.invite(actor(req, s), id(ctx, "org"), decode(req, ctx))) }
+        org.patch("members/:user") { req, ctx in try await ok(s.setMemberRole(actor(req, s), id(ctx, "org"), id(ctx, "user"), decode(req, ctx))) }
+        org.delete("members/:user") { req, ctx in try await noContent(s.removeMember(actor(req, s), id(ctx, "org"), id(ctx, "user"))) }
+
+        // Projects
+        org.get("projects") { req, ctx in try await ok(s.listProjects(actor(req, s), id(ctx, "org"))) }
+        org.post("projects") { req, ctx in try await created(s.createProject(actor(req, s), id(ctx, "org"), decode(req, ctx))) }
+        org.get("projects/:project") { req, ctx in try await ok(s.getProject(actor(req, s), id(ctx, "org"), id(ctx, "project"))) }
+        org.patch("projects/:project") { req, ctx in try await ok(s.updateProject(actor(req, s), id(ctx, "org"), id(ctx, "project"), decode(req, ctx))) }
+        org.delete("projects/:project") { req, ctx in try await noContent(s.deleteProject(actor(req, s), id(ctx, "org"), id(ctx, "project"))) }
+
+        // Project members
+        org.get("projects/:project/members") { req, ctx in try await ok(s.listProjectMembers(actor(req, s), id(ctx, "org"), id(ctx, "project"))) }
+        org.post("projects/:project/members") { req, ctx in
+            try await created(s.addProjectMember(actor(req, s), id(ctx, "org"), id(ctx, "project"), decode(req, ctx)))
+        }
+        org.patch("projects/:project/members/:user") { req, ctx in
+            try await ok(s.updateProjectMember(actor(req, s), id(ctx, "org"), id(ctx, "project"), id(ctx, "user"), decode(req, ctx)))
+        }
+        org.delete("projects/:project/members/:user") { req, ctx in
+            try await noContent(s.removeProjectMember(actor(req, s), id(ctx, "org"), id(ctx, "project"), id(ctx, "user")))
+        }
+
+        // Keys
+        org.get("projects/:project/keys") { req, ctx in try await ok(s.listProjectKeys(actor(req, s), id(ctx, "org"), id(ctx, "project"))) }
+        org.post("projects/:project/keys") { req, ctx in
+            try await created(s.createKey(actor(req, s), id(ctx, "org"), id(ctx, "project"), decode(req, ctx)))
+        }
+        org.get("keys") { req, ctx in try await ok(s.listOrgKeys(actor(req, s), id(ctx, "org"))) }
+        org.get("keys/:key") { req, ctx in try await ok(s.getKey(actor(req, s), id(ctx, "org"), id(ctx, "key"))) }
+        org.patch("keys/:key") { req, ctx in try await ok(s.updateKey(actor(req, s), id(ctx, "org"), id(ctx, "key"), decode(req, ctx))) }
+        org.post("keys/:key/revoke") { req, ctx in try await ok(s.revokeKey(actor(req, s), id(ctx, "org"), id(ctx, "key"))) }
+        org.post("keys/:key/rotate") { req, ctx in try await ok(s.rotateKey(actor(req, s), id(ctx, "org"), id(ctx, "key"))) }
+
+        // Billing & credits
+        org.get("billing") { req, ctx in try await ok(s.billing(actor(req, s), id(ctx, "org"))) }
+        org.post("credits") { req, ctx in try await ok(s.addCredits(actor(req, s), id(ctx, "org"), decode(req, ctx))) }
+
+        // BYOK
+        org.get("byok") { req, ctx in try await ok(s.listByok(actor(req, s), id(ctx, "org"))) }
+        org.post("byok") { req, ctx in try await created(s.addByok(actor(req, s), id(ctx, "org"), decode(req, ctx))) }
+        org.delete("byok/:id") { req, ctx in try await noContent(s.deleteByok(actor(req, s), id(ctx, "org"), id(ctx, "id"))) }
+
+        // Virtual models
+        org.get("virtual-models") { req, ctx in try await ok(s.listVirtualModels(actor(req, s), id(ctx, "org"))) }
+        org.get("virtual-models/:name") { req, ctx in try await ok(s.getVirtualModel(actor(req, s), id(ctx, "org"), name(ctx))) }
+        org.put("virtual-models/:name") { req, ctx in try await ok(s.putVirtualModel(actor(req, s), id(ctx, "org"), name(ctx), decode(req, ctx))) }
+        org.delete("virtual-models/:name") { req, ctx in try await noContent(s.deleteVirtualModel(actor(req, s), id(ctx, "org"), name(ctx))) }
+
+        // MCP servers
+        org.get("mcp-servers") { req, ctx in try await ok(s.listMcp(actor(req, s), id(ctx, "org"))) }
+        org.post("mcp-servers") { req, ctx in try await created(s.addMcp(actor(req, s), id(ctx, "org"), decode(req, ctx))) }
+        org.get("mcp-servers/:id") { req, ctx in try await ok(s.getMcp(actor(req, s), id(ctx, "org"), id(ctx, "id"))) }
+        org.patch("mcp-servers/:id") { req, ctx in try await ok(s.updateMcp(actor(req, s), id(ctx, "org"), id(ctx, "id"), decode(req, ctx))) }
+        org.delete("mcp-servers/:id") { req, ctx in try await noContent(s.deleteMcp(actor(req, s), id(ctx, "org"), id(ctx, "id"))) }
+
+        // Prompts
+        org.get("prompts") { req, ctx in try await ok(s.listPrompts(actor(req, s), id(ctx, "org"))) }
+        org.post("prompts") { req, ctx in try await created(s.createPrompt(actor(req, s), id(ctx, "org"), decode(req, ctx))) }
+        org.get("prompts/:name") { req, ctx in try await ok(s.getPrompt(actor(req, s), id(ctx, "org"), name(ctx))) }
+        org.post("prompts/:name/versions") { req, ctx in
+            try await created(s.addPromptVersion(actor(req, s), id(ctx, "org"), name(ctx), decode(req, ctx)))
+        }
+        org.delete("prompts/:name") { req, ctx in try await noContent(s.deletePrompt(actor(req, s), id(ctx, "org"), name(ctx))) }
+
+        // Audit
+        org.get("audit") { req, ctx in
+            let limit = req.uri.queryParameters.get("limit").map { Int($0) ?? 0 } ?? 100
+            return try await ok(s.readAudit(actor(req, s), id(ctx, "org"), limit: limit))
+        }
+    }
+
+    // MARK: Helpers
+
+    static func actor(_ req: Request, _ s: AdminService) async throws -> Actor {
+        var token: String?
+        if let h = req.headers[.authorization] {
+            let parts = h.split(separator: " ", maxSplits: 1)
+            if parts.count == 2, parts[0].lowercased() == "bearer" { token = String(parts[1]).trimmingCharacters(in: .whitespaces) }
+        }
+        return try await s.authenticate(bearer: token)
+    }
+
+    static func decode<T: Decodable>(_ req: Request, _ ctx: some RequestContext) async throws -> T {
+        var req = req
+        let buffer: ByteBuffer
+        do {
+            buffer = try await req.collectBody(upTo: maxBody)
+        } catch {
+            throw APIError(.invalid, "the request body is larger than \(maxBody) bytes")
+        }
+        guard buffer.readableBytes > 0 else { throw APIError(.invalid, "a JSON body is required") }
+        do {
+            return try APIJSON.decoder().decode(T.self, from: Data(buffer.readableBytesView))
+        } catch let e as DecodingError {
+            throw APIError.from(e)
+        } catch {
+            throw APIError(.invalid, "the body is not valid JSON")
+        }
+    }
+
+    static func id(_ ctx: some RequestContext, _ name: String) throws -> UInt64 {
+        let raw = ctx.parameters.get(name) ?? ""
+        guard let v = UInt64(raw) else { throw APIError(.invalid, "\(name) '\(raw)' is not an id (an unsigned integer)") }
+        return v
+    }
+
+    static func name(_ ctx: some RequestContext) throws -> String {
+        guard let raw = ctx.parameters.get("name"), let v = raw.removingPercentEncoding, !v.isEmpty else {
+            throw APIError(.invalid, "name is missing")
+        }
+        return v
+    }
+
+    static func ok(_ body: some Encodable) -> Response { APIError.render(status: .ok, body) }
+    static func created(_ body: some Encodable) -> Response { APIError.render(status: .created, body) }
+    static func noContent(_: Void) -> Response { Response(status: .noContent) }
+}
+
+/// Renders every error as the API's JSON error body: unmatched routes become `not_found`,
+/// anything unexpected `internal` (logged).
+struct JSONErrorMiddleware<Context: RequestContext>: RouterMiddleware {
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        do {
+            return try await next(request, context)
+        } catch let e as APIError {
+            return try e.response(from: request, context: context)
+        } catch let e as HTTPError {
+            let code: APIErrorCode = switch e.status.code {
+            case 404: .notFound
+            case 401: .unauthenticated
+            case 403: .forbidden
+            case 400..<500: .invalid
+            default: .internal
+            }
+            let message = e.status.code == 404 ? "no such endpoint: \(request.method) \(request.uri.path)" : (e.body ?? e.status.reasonPhrase)
+            return try APIError(code, message).response(from: request, context: context)
+        } catch {
+            let e = APIError.from(error)
+            if e.code == .internal { context.logger.error("admin API error", metadata: ["error": "\(error)"]) }
+            return try e.response(from: request, context: context)
+        }
+    }
+}

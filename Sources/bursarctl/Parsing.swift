@@ -1,0 +1,231 @@
+import ArgumentParser
+import BursarAPI
+import BursarLimits
+import Foundation
+
+// Parsers for what users type: money, rate limits, model lists, dates and durations. Each
+// throws `Failure.invalid` (exit 2) with a message that names the flag.
+
+// MARK: Money
+
+/// Dollars as exact nano-USD ($1 = 1_000_000_000): `200`, `$200`, `200.5`, `0.000000001`;
+/// a leading `-` only when `allowNegative`. No floating point anywhere.
+func parseMoney(_ text: String, flag: String, allowNegative: Bool = false) throws -> Int64 {
+    let bad = Failure.invalid("\(flag): '\(text)' is not a dollar amount (e.g. 200, $12.50, 0.000000001)")
+    var rest = Substring(text.trimmingCharacters(in: .whitespaces))
+    var negative = false
+    if rest.hasPrefix("-") {
+        negative = true
+        rest = rest.dropFirst()
+    }
+    if rest.hasPrefix("$") { rest = rest.dropFirst() }
+    if !negative && rest.hasPrefix("-") {
+        negative = true
+        rest = rest.dropFirst()
+    }
+    let parts = rest.split(separator: ".", maxSplits: 1, omittingEmptySubsequences: false)
+    let whole = parts[0]
+    let fraction = parts.count > 1 ? parts[1] : ""
+    func isDigits(_ s: Substring) -> Bool { s.allSatisfy { $0.isASCII && $0.isNumber } }
+    guard isDigits(whole), isDigits(fraction), !(whole.isEmpty && fraction.isEmpty) else { throw bad }
+    guard fraction.count <= 9 else {
+        throw Failure.invalid("\(flag): '\(text)' has more than 9 decimals (the smallest amount is $0.000000001)")
+    }
+    if negative && !allowNegative { throw Failure.invalid("\(flag): '\(text)' must not be negative") }
+    let tooLarge = Failure.invalid("\(flag): '\(text)' is too large (at most $9,223,372,036.854775807)")
+    var value: Int64 = 0
+    for digit in whole + fraction + String(repeating: "0", count: 9 - fraction.count) {
+        let (times10, o1) = value.multipliedReportingOverflow(by: 10)
+        let (sum, o2) = times10.addingReportingOverflow(Int64(digit.wholeNumberValue!))
+        if o1 || o2 { throw tooLarge }
+        value = sum
+    }
+    return negative ? -value : value
+}
+
+/// A money flag of an update: absent keeps, `none` clears, else an amount.
+func parseMoneyPatch(_ text: String?, flag: String) throws -> Patch<Int64> {
+    guard let text else { return .unchanged }
+    if isNone(text) { return .clear }
+    return .set(try parseMoney(text, flag: flag))
+}
+
+// MARK: Limits
+
+/// A rate limit (requests or tokens per minute): a non-negative integer, optionally with a `k`
+/// (thousand) or `m` (million) suffix: `600`, `20k`, `1m`.
+func parseLimit(_ text: String, flag: String) throws -> Int64 {
+    var digits = Substring(text.trimmingCharacters(in: .whitespaces).replacingOccurrences(of: "_", with: ""))
+    var multiplier: Int64 = 1
+    switch digits.last {
+    case "k", "K":
+        multiplier = 1_000
+        digits = digits.dropLast()
+    case "m", "M":
+        multiplier = 1_000_000
+        digits = digits.dropLast()
+    default: break
+    }
+    guard !digits.isEmpty, digits.allSatisfy({ $0.isASCII && $0.isNumber }) else {
+        if text.hasPrefix("-") { throw Failure.invalid("\(flag): '\(text)' must not be negative") }
+        throw Failure.invalid("\(flag): '\(text)' is not a whole number (e.g. 600, 20k, 1m)")
+    }
+    guard let base = Int64(digits) else { throw Failure.invalid("\(flag): '\(text)' is too large") }
+    let (value, overflow) = base.multipliedReportingOverflow(by: multiplier)
+    guard !overflow else { throw Failure.invalid("\(flag): '\(text)' is too large") }
+    return value
+}
+
+/// A limit flag of an update: absent keeps, `none` clears, else a number.
+func parseLimitPatch(_ text: String?, flag: String) throws -> Patch<Int64> {
+    guard let text else { return .unchanged }
+    if isNone(text) { return .clear }
+    return .set(try parseLimit(text, flag: flag))
+}
+
+/// `none` (any case): the word that clears a cap in update commands.
+func isNone(_ text: String) -> Bool { text.trimmingCharacters(in: .whitespaces).lowercased() == "none" }
+
+// MARK: Models
+
+/// `a,b,c` as a list. `all` (or an empty string) is the empty list, which means every model.
+func parseModels(_ text: String?) -> [String]? {
+    guard let text else { return nil }
+    if text.trimmingCharacters(in: .whitespaces).lowercased() == "all" { return [] }
+    return text.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+}
+
+// MARK: Ids
+
+/// A numeric id.
+func parseID(_ text: String, what: String) throws -> UInt64 {
+    guard let id = UInt64(text.trimmingCharacters(in: .whitespaces)) else {
+        throw Failure.invalid("\(what) '\(text)' is not an id (a whole number)")
+    }
+    return id
+}
+
+// MARK: Time
+
+/// When a key expires, as the API takes it.
+enum Expiry: Equatable {
+    /// At this Unix ms.
+    case at(ms: Int64)
+    /// This many whole days after the server receives the request.
+    case inDays(Int64)
+}
+
+/// `--expires`: `YYYY-MM-DD` is 00:00 UTC at the start of that date (the key no longer works on
+/// that day); `YYYY-MM-DDTHH:MM[:SS]Z` is that instant.
+func parseDate(_ text: String, flag: String) throws -> Int64 {
+    let bad = Failure.invalid("\(flag): '\(text)' is not a date: use YYYY-MM-DD (00:00 UTC) or YYYY-MM-DDTHH:MM:SSZ")
+    let trimmed = text.trimmingCharacters(in: .whitespaces)
+    let halves = trimmed.split(separator: "T", maxSplits: 1, omittingEmptySubsequences: false)
+    let date = halves[0].split(separator: "-", omittingEmptySubsequences: false)
+    guard date.count == 3, date[0].count == 4, date[1].count == 2, date[2].count == 2,
+        let y = Int64(date[0]), let m = Int64(date[1]), let d = Int64(date[2]), y >= 1970,
+        (1...12).contains(m), (1...31).contains(d)
+    else { throw bad }
+    let day = days(fromCivil: y, m, d)
+    guard civil(fromDays: day) == (y, m, d) else {
+        throw Failure.invalid("\(flag): '\(text)' is not a calendar date")
+    }
+    var ms = day * 86_400_000
+    if halves.count == 2 {
+        var time = halves[1]
+        guard time.hasSuffix("Z") || time.hasSuffix("z") else { throw bad }
+        time = time.dropLast()
+        let fields = time.split(separator: ":", omittingEmptySubsequences: false)
+        guard (2...3).contains(fields.count), fields.allSatisfy({ $0.count == 2 }),
+            let h = Int64(fields[0]), let mi = Int64(fields[1]), (0...23).contains(h), (0...59).contains(mi)
+        else { throw bad }
+        let s = fields.count == 3 ? Int64(fields[2]) : 0
+        guard let s, (0...59).contains(s) else { throw bad }
+        ms += ((h * 60 + mi) * 60 + s) * 1000
+    }
+    return ms
+}
+
+/// `--expires-in`: `30d` or `30` (days, counted by the server), `2w` (weeks), `12h` (hours,
+/// turned into an instant with this machine's clock).
+func parseDuration(_ text: String, flag: String, nowMs: Int64) throws -> Expiry {
+    let bad = Failure.invalid("\(flag): '\(text)' is not a duration: use e.g. 30d, 30 (days), 2w or 12h")
+    var digits = Substring(text.trimmingCharacters(in: .whitespaces).lowercased())
+    let unit = digits.last.flatMap { $0.isLetter ? $0 : nil } ?? "d"
+    if digits.last?.isLetter == true { digits = digits.dropLast() }
+    guard !digits.isEmpty, digits.allSatisfy({ $0.isASCII && $0.isNumber }), let n = Int64(digits) else {
+        throw bad
+    }
+    guard n > 0 else { throw Failure.invalid("\(flag): '\(text)' must be longer than zero") }
+    let tooLong = Failure.invalid("\(flag): '\(text)' is too long")
+    switch unit {
+    case "d":
+        return .inDays(n)
+    case "w":
+        let (days, o) = n.multipliedReportingOverflow(by: 7)
+        if o { throw tooLong }
+        return .inDays(days)
+    case "h":
+        let (ms, o1) = n.multipliedReportingOverflow(by: 3_600_000)
+        let (at, o2) = nowMs.addingReportingOverflow(ms)
+        if o1 || o2 { throw tooLong }
+        return .at(ms: at)
+    default:
+        throw bad
+    }
+}
+
+/// The expiry of `--expires` / `--expires-in` (at most one of them).
+func parseExpiry(expires: String?, expiresIn: String?) throws -> Expiry? {
+    switch (expires, expiresIn) {
+    case (nil, nil): return nil
+    case (.some, .some): throw Failure.invalid("--expires and --expires-in cannot be used together")
+    case (let date?, nil): return .at(ms: try parseDate(date, flag: "--expires"))
+    case (nil, let duration?): return try parseDuration(duration, flag: "--expires-in", nowMs: nowMs())
+    }
+}
+
+/// This machine's clock, Unix ms.
+func nowMs() -> Int64 { Int64((Date().timeIntervalSince1970 * 1000).rounded(.down)) }
+
+// MARK: Choices
+
+/// An organization role.
+enum OrgRole: String, CaseIterable, ExpressibleByArgument {
+    case owner, member
+}
+
+/// A project role.
+enum ProjectRole: String, CaseIterable, ExpressibleByArgument {
+    case admin, member
+}
+
+/// A project status.
+enum ProjectStatus: String, CaseIterable, ExpressibleByArgument {
+    case active, archived
+}
+
+/// A key's budget period.
+enum Period: String, CaseIterable, ExpressibleByArgument {
+    case daily, weekly, monthly, lifetime
+}
+
+// MARK: Files
+
+/// The text of `path`, or standard input for `-`.
+func readText(path: String, flag: String) throws -> String {
+    let data: Data
+    if path == "-" {
+        if isatty(STDIN_FILENO) != 0 { printError("bursarctl: reading \(flag) from standard input; end with Ctrl-D.") }
+        data = FileHandle.standardInput.readDataToEndOfFile()
+    } else {
+        guard let contents = FileManager.default.contents(atPath: path) else {
+            throw Failure.invalid("\(flag): cannot read '\(path)'")
+        }
+        data = contents
+    }
+    guard let text = String(data: data, encoding: .utf8) else {
+        throw Failure.invalid("\(flag): '\(path == "-" ? "standard input" : path)' is not UTF-8 text")
+    }
+    return text
+}
