@@ -45,6 +45,8 @@ extension AdminService {
                 contentLoggingDisabled: r.contentLoggingDisabled ?? false)
             try await checkCaps(org, limits, project: p, grant: grant)
             let created = try await store.createKey(org: org, project: project, user: userID, name: r.name, limits: limits, createdBy: actor.userID!)
+            // A bursard may hold this digest as unknown (negative cache) if it was probed before.
+            await invalidate(.digest(MetadataStore.digest(ofSecret: created.secret)))
             return KeySecretResponse(key: KeyBody(created.key), secret: created.secret)
         }
     }
@@ -104,6 +106,7 @@ extension AdminService {
             guard k.status == .active else { throw APIError(.invalid, "key \(key) is revoked; create a new key instead") }
             let (rotated, old) = try await store.rotateKey(org: org, key)
             if let digest = KeyDigest(hex: old) { await invalidate(.digest(digest)) }
+            await invalidate(.digest(MetadataStore.digest(ofSecret: rotated.secret)))
             return KeySecretResponse(key: KeyBody(rotated.key), secret: rotated.secret)
         }
     }

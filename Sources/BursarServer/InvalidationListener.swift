@@ -6,11 +6,11 @@ public import Synchronization
 
 /// Invalidation counters.
 public final class InvalidationStats: Sendable {
-    /// Messages received on the invalidation channel.
+    /// Messages received on the invalidation channel (counted once applied).
     public let received = Atomic<Int>(0)
     /// Messages that were not a valid invalidation (ignored).
     public let malformed = Atomic<Int>(0)
-    /// Whole-cache drops after a (re)subscription, when messages may have been missed.
+    /// Whole-cache drops after a (re)subscription, when messages may have been missed (counted once done).
     public let flushes = Atomic<Int>(0)
     init() {}
 }
@@ -41,18 +41,19 @@ public final class InvalidationListener: Service, Sendable {
         self.logger = logger
         self.subscriber = RedisSubscriber(
             configuration: configuration, channels: [Invalidation.channel], logger: logger,
+            // Counted after the cache is changed (releasing), so whoever sees a count sees its effect.
             onReconnect: { [engine, stats] in
-                stats.flushes.add(1, ordering: .relaxed)
                 engine.applyInvalidation(.all)
+                stats.flushes.add(1, ordering: .releasing)
             },
             onMessage: { [engine, stats, logger] message in
-                stats.received.add(1, ordering: .relaxed)
-                guard let invalidation = Invalidation(payload: message.payload) else {
+                if let invalidation = Invalidation(payload: message.payload) {
+                    engine.applyInvalidation(invalidation)
+                } else {
                     stats.malformed.add(1, ordering: .relaxed)
                     logger.warning("ignoring a malformed invalidation", metadata: ["bytes": "\(message.payload.count)"])
-                    return
                 }
-                engine.applyInvalidation(invalidation)
+                stats.received.add(1, ordering: .releasing)
             })
     }
 

@@ -215,7 +215,7 @@ struct InvalidationTests {
                 let elapsed = clock.now - published
                 #expect(dropped, "B still caches the digest \(elapsed) after the invalidation")
                 #expect(b.cachedDigestCount == 0)
-                #expect(listener.stats.received.load(ordering: .relaxed) == 1)
+                await expectEventually(within: .seconds(1)) { listener.stats.received.load(ordering: .acquiring) == 1 }
 
                 #expect(try await b.check(w.digest).reason == change.denial)
             }
@@ -259,9 +259,9 @@ struct InvalidationTests {
                     #expect(b.isCached(w1.digest) && b.isCached(w2.digest) && b.isCached(stranger))
                 }
                 func publish(_ invalidation: Invalidation, expectingCount count: Int) async throws {
-                    let before = listener.stats.received.load(ordering: .relaxed)
+                    let before = listener.stats.received.load(ordering: .acquiring)
                     #expect(try await h.redis.send(invalidation.publishCommand) == .integer(1))
-                    await expectEventually(within: .seconds(5)) { listener.stats.received.load(ordering: .relaxed) == before + 1 }
+                    await expectEventually(within: .seconds(5)) { listener.stats.received.load(ordering: .acquiring) == before + 1 }
                     #expect(b.cachedDigestCount == count)
                 }
 
@@ -275,10 +275,10 @@ struct InvalidationTests {
                 try await fill()
                 try await publish(.all, expectingCount: 0)
 
-                let malformedBefore = listener.stats.malformed.load(ordering: .relaxed)
+                let malformedBefore = listener.stats.malformed.load(ordering: .acquiring)
                 try await fill()
                 #expect(try await h.redis.send(RedisCommand("PUBLISH", Invalidation.channel, "o:not-a-number")) == .integer(1))
-                await expectEventually(within: .seconds(5)) { listener.stats.malformed.load(ordering: .relaxed) == malformedBefore + 1 }
+                await expectEventually(within: .seconds(5)) { listener.stats.malformed.load(ordering: .acquiring) == malformedBefore + 1 }
                 #expect(b.cachedDigestCount == 3)
             }
         }
@@ -292,7 +292,7 @@ struct InvalidationTests {
                 #expect(try await b.check(w.digest).allowed)
                 #expect(b.cachedDigestCount == 1)
                 #expect(try await h.redis.send(RedisCommand("CLIENT", "KILL", "TYPE", "pubsub")) == .integer(1))
-                await expectEventually(within: .seconds(5)) { listener.stats.flushes.load(ordering: .relaxed) == 2 }
+                await expectEventually(within: .seconds(5)) { listener.stats.flushes.load(ordering: .acquiring) == 2 }
                 #expect(b.cachedDigestCount == 0)
             }
         }
@@ -389,7 +389,7 @@ func withSecondBursard(_ h: Harness, _ body: (DecisionEngine, InvalidationListen
         listener.stop()
         client.shutdown()
     }
-    await expectEventually(within: .seconds(5)) { listener.stats.flushes.load(ordering: .relaxed) == 1 }
+    await expectEventually(within: .seconds(5)) { listener.stats.flushes.load(ordering: .acquiring) == 1 }
     try await body(engine, listener)
 }
 
