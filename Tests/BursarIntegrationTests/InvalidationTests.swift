@@ -109,6 +109,24 @@ struct InvalidationTests {
         }
     }
 
+    @Test("an idle subscription is kept by PING: no reconnect, and messages still arrive")
+    func idleIsKeptAlive() async throws {
+        try await withRedis { server, client in
+            let inbox = Inbox()
+            let subscriber = inbox.subscriber(
+                server.endpoint, channels: ["t:idle"], RedisSubscriberConfiguration(endpoint: server.endpoint, pingIntervalMs: 20))
+            subscriber.start()
+            defer { subscriber.stop() }
+            await expectEventually(within: .seconds(5)) { inbox.reconnects.load(ordering: .relaxed) == 1 }
+            try await Task.sleep(for: .milliseconds(300))  // about 15 PINGs
+            #expect(subscriber.stats.connectionErrors.load(ordering: .relaxed) == 0)
+            #expect(inbox.reconnects.load(ordering: .relaxed) == 1)
+            let receivers = try await client.send(RedisCommand("PUBLISH", "t:idle", "still here"))
+            #expect(receivers == .integer(1))
+            await expectEventually(within: .seconds(5)) { inbox.messages.withLock { $0.map(\.text) } == ["still here"] }
+        }
+    }
+
     @Test("a server that goes silent is caught by PING, and the subscriber resubscribes when it resumes")
     func silentServer() async throws {
         try await withRedis { server, client in
