@@ -47,9 +47,10 @@ struct KeyGovernanceTests {
             for _ in 0..<3 { #expect(try await h.check(k.secret).allowed) }
             let r = try await h.api.call(
                 .patch, "/v1/orgs/\(w.org)/projects/\(w.p)/members/\(w.member.id)", token: w.admin.token,
-                json: #"{"grant":{"rpm":3,"models":["gpt-5.5"]}}"#)
+                json: #"{"grant":{"rpm":1,"models":["gpt-5.5"]}}"#)
             #expect(r.status == 200, "\(r)")
-            // Model m is no longer granted; gpt-5.5 is, but only 3 per minute and 3 are used.
+            // Model m is no longer granted; gpt-5.5 is, but only 1 per minute, and the bucket holds 3
+            // requests that drain at 1 per minute (minutes, however slow the machine).
             #expect(try await h.check(k.secret, model: "m").reason == .modelNotAllowed)
             #expect(try await h.check(k.secret, model: "gpt-5.5").reason == .keyRPM)
             // The key's own stored limits are untouched.
@@ -122,7 +123,7 @@ struct KeyGovernanceTests {
             let k = try await memberKey(h, w, #"{"name":"mine","expires_in_days":30,"content_logging_disabled":true}"#)
             let now = try await h.store.redisTimeMs()
             let expires = try #require(k.key.expiresAtMs)
-            #expect(abs(expires - (now + 30 * 86_400_000)) < 5_000)
+            #expect(expires <= now + 30 * 86_400_000 && expires > now + 30 * 86_400_000 - 60_000)
             let allowed = try await h.check(k.secret)
             #expect(allowed.allowed && allowed.contentLoggingDisabled)
             let past = try await h.api.call(.patch, "/v1/orgs/\(w.org)/keys/\(k.key.id)", token: w.member.token, json: #"{"expires_at_ms":1000}"#)
