@@ -93,6 +93,15 @@ public enum AdminRoutes {
         }
         org.delete("prompts/:name") { req, ctx in try await noContent(s.deletePrompt(actor(req, s), id(ctx, "org"), name(ctx))) }
 
+        // Live usage (read from Redis at the moment of the call)
+        org.get("keys/:key/usage") { req, ctx in try await ok(s.keyUsage(actor(req, s), id(ctx, "org"), id(ctx, "key"))) }
+        org.get("projects/:project/usage") { req, ctx in try await ok(s.projectUsage(actor(req, s), id(ctx, "org"), id(ctx, "project"))) }
+        org.get("usage") { req, ctx in try await ok(s.orgUsage(actor(req, s), id(ctx, "org"))) }
+        org.get("top") { req, ctx in
+            let limit = req.uri.queryParameters.get("limit").map { Int($0) ?? 0 } ?? 10
+            return try await ok(s.top(actor(req, s), id(ctx, "org"), limit: limit))
+        }
+
         // Audit
         org.get("audit") { req, ctx in
             let limit = req.uri.queryParameters.get("limit").map { Int($0) ?? 0 } ?? 100

@@ -115,7 +115,7 @@ extension AdminService {
 
     /// A key the actor may manage, with its project: the key's user manages it under "own keys",
     /// anyone else needs "all keys in project". Invisible projects answer not_found.
-    private func authorizedKey(_ actor: Actor, _ org: UInt64, _ key: UInt64) async throws -> (APIKey, Project) {
+    func authorizedKey(_ actor: Actor, _ org: UInt64, _ key: UInt64) async throws -> (APIKey, Project) {
         _ = try await orgRole(actor, org)
         guard let k = try await store.key(org: org, key) else { throw APIError.notFound("key \(key)") }
         let standing: Standing

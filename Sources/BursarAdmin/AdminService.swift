@@ -14,12 +14,19 @@ public struct AdminService: Sendable {
     public let store: MetadataStore
     /// The audit log.
     public let audit: AuditLog
+    /// Live usage, read from Redis on the limiter's clock.
+    let usage: UsageReader
     let logger: Logger
 
     /// A service.
     public init(store: MetadataStore, audit: AuditLog, logger: Logger) {
+        self.init(store: store, audit: audit, usage: UsageReader(redis: store.redis), logger: logger)
+    }
+
+    init(store: MetadataStore, audit: AuditLog, usage: UsageReader, logger: Logger) {
         self.store = store
         self.audit = audit
+        self.usage = usage
         self.logger = logger
     }
 
@@ -30,7 +37,13 @@ public struct AdminService: Sendable {
         do {
             _ = try await store.redis.send(what.publishCommand)
         } catch {
-            logger.warning("could not publish a cache invalidation", metadata: ["payload": "\(what.payload)", "error": "\(error)"])
+            // Never the payload: a `d:` notice carries a key digest.
+            let scope: String = switch what {
+            case .digest: "key"
+            case .org(let id): "org \(id)"
+            case .all: "all"
+            }
+            logger.warning("could not publish a cache invalidation", metadata: ["scope": "\(scope)", "error": "\(error)"])
         }
     }
 

@@ -16,11 +16,40 @@ public struct OpsConfiguration: Sendable {
     }
 }
 
-/// The ops port: bursard's HTTP server (Hummingbird) for the admin API.
+/// What the ops port reports about the process: metrics text and readiness.
+public struct OpsProbes: Sendable {
+    /// The Prometheus text exposition.
+    public var metrics: @Sendable () -> String
+    /// nil when ready to decide, else why not (Redis unreachable, scripts not loaded…).
+    public var readiness: @Sendable () async -> String?
+
+    /// Probes.
+    public init(metrics: @escaping @Sendable () -> String, readiness: @escaping @Sendable () async -> String?) {
+        self.metrics = metrics
+        self.readiness = readiness
+    }
+}
+
+/// The ops port: bursard's HTTP server (Hummingbird): `/metrics`, `/healthz`, `/readyz` (no
+/// authentication) and the admin API under `/v1`.
 public enum OpsServer {
     /// The router with every ops route.
-    public static func router(service: AdminService) -> Router<BasicRequestContext> {
+    public static func router(service: AdminService, probes: OpsProbes? = nil) -> Router<BasicRequestContext> {
         let router = Router()
+        if let probes {
+            router.get("metrics") { _, _ in
+                var headers = HTTPFields()
+                headers[.contentType] = "text/plain; version=0.0.4; charset=utf-8"
+                return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(string: probes.metrics())))
+            }
+            router.get("healthz") { _, _ in APIError.render(status: .ok, ProbeBody(status: "ok", reason: nil)) }
+            router.get("readyz") { _, _ in
+                if let reason = await probes.readiness() {
+                    return APIError.render(status: .serviceUnavailable, ProbeBody(status: "not_ready", reason: reason))
+                }
+                return APIError.render(status: .ok, ProbeBody(status: "ready", reason: nil))
+            }
+        }
         AdminRoutes.add(to: router, service: service)
         return router
     }
@@ -28,14 +57,22 @@ public enum OpsServer {
     /// The ops application, a `Service` to run in bursard's `ServiceGroup`. `onRunning` receives
     /// the bound port.
     public static func application(
-        configuration: OpsConfiguration, service: AdminService, group: any EventLoopGroup, logger: Logger,
+        configuration: OpsConfiguration, service: AdminService, probes: OpsProbes? = nil, group: any EventLoopGroup, logger: Logger,
         onRunning: @escaping @Sendable (Int) async -> Void = { _ in }
     ) -> some ApplicationProtocol {
         Application(
-            router: router(service: service),
+            router: router(service: service, probes: probes),
             configuration: ApplicationConfiguration(address: .hostname(configuration.host, port: configuration.port), serverName: "bursard"),
             onServerRunning: { channel in await onRunning(channel.localAddress?.port ?? configuration.port) },
             eventLoopGroupProvider: .shared(group),
             logger: logger)
     }
+}
+
+/// The body of `/healthz` and `/readyz`.
+struct ProbeBody: Codable, Sendable {
+    /// `ok`, `ready` or `not_ready`.
+    var status: String
+    /// Why not ready.
+    var reason: String?
 }

@@ -16,8 +16,10 @@ public final class ChildProcess: @unchecked Sendable {
     public let argv: [String]
 
     /// Starts `argv[0]` (a path) with `argv`, stdout and stderr appended to `logPath` (or
-    /// /dev/null), in `environment` (default: this process's).
-    public init(_ argv: [String], logPath: String? = nil, environment: [String: String]? = nil) throws(RedisError) {
+    /// /dev/null), in `environment` (default: this process's). With `ownProcessGroup`, the child
+    /// leads a process group of its own, so a terminal's Ctrl-C (or a supervisor signalling the
+    /// parent's group) reaches only the parent, which then stops the child in order.
+    public init(_ argv: [String], logPath: String? = nil, environment: [String: String]? = nil, ownProcessGroup: Bool = false) throws(RedisError) {
         self.argv = argv
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
@@ -43,7 +45,12 @@ public final class ChildProcess: @unchecked Sendable {
         sigemptyset(&defaults)
         for sig in [SIGTERM, SIGINT, SIGPIPE, SIGHUP] { sigaddset(&defaults, sig) }
         posix_spawnattr_setsigdefault(&attr, &defaults)
-        posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
+        var flags = POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF
+        if ownProcessGroup {
+            posix_spawnattr_setpgroup(&attr, 0)
+            flags |= POSIX_SPAWN_SETPGROUP
+        }
+        posix_spawnattr_setflags(&attr, Int16(flags))
         var cArgs: [UnsafeMutablePointer<CChar>?] = argv.map { strdup($0) } + [nil]
         defer { for a in cArgs { free(a) } }
         var envp: [UnsafeMutablePointer<CChar>?] = (environment ?? ProcessInfo.processInfo.environment)

@@ -20,12 +20,17 @@ public struct RedisClientConfiguration: Sendable {
     public var minBackoffMs: Int
     /// Largest reconnect delay.
     public var maxBackoffMs: Int
+    /// Called on the connection's thread after every pipelined round trip with the number of
+    /// requests it carried and how long the write-and-read took (for histograms). Must not block.
+    public var onRoundTrip: (@Sendable (_ requests: Int, _ elapsed: Duration) -> Void)?
 
     /// A configuration with production defaults.
     public init(
         endpoint: RedisEndpoint, connections: Int = 2, connectTimeoutMs: Int = 250, ioTimeoutMs: Int = 1000,
-        maxBatch: Int = 512, minBackoffMs: Int = 10, maxBackoffMs: Int = 1000
+        maxBatch: Int = 512, minBackoffMs: Int = 10, maxBackoffMs: Int = 1000,
+        onRoundTrip: (@Sendable (_ requests: Int, _ elapsed: Duration) -> Void)? = nil
     ) {
+        self.onRoundTrip = onRoundTrip
         self.endpoint = endpoint
         self.connections = connections
         self.connectTimeoutMs = connectTimeoutMs
@@ -275,7 +280,9 @@ private final class Worker: @unchecked Sendable {
         do {
             client.stats.roundTrips.add(1, ordering: .relaxed)
             client.stats.commands.add(commands.count, ordering: .relaxed)
+            let started = ContinuousClock.now
             var replies = try connection.pipeline(commands)
+            client.configuration.onRoundTrip?(items.count, ContinuousClock.now - started)
             let missing = replies.indices.filter { if case .error(let e) = replies[$0] { return e.hasPrefix("NOSCRIPT") } else { return false } }
             if !missing.isEmpty {
                 // Redis lost its script cache (restart, SCRIPT FLUSH): load every script and run

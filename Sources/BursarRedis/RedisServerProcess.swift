@@ -81,7 +81,7 @@ public final class RedisServerProcess: @unchecked Sendable {
         } catch {
             throw RedisError(.connectionFailed, "cannot write \(configPath): \(error)")
         }
-        let spawned = try ChildProcess([binary, configPath])
+        let spawned = try ChildProcess([binary, configPath], ownProcessGroup: true)
         lock.withLock { child = spawned }
         let deadline = Date().addingTimeInterval(Double(readyTimeoutMs) / 1000)
         while Date() < deadline {

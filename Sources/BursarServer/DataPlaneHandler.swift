@@ -1,6 +1,7 @@
 import BursarWire
 import Logging
 import NIOCore
+import Prometheus
 
 /// Serves one data-plane connection: decodes frames (done by the `FrameDecoder` before it), hands
 /// them to the engine, writes answers in completion order, and on bad input answers every frame
@@ -46,19 +47,21 @@ final class DataPlaneHandler: ChannelInboundHandler {
             context.writeAndFlush(wrapOutboundOut(Frame(requestID: id, body: .pong)), promise: nil)
         case .check(let request):
             inFlight += 1
+            let started = NIODeadline.now()
             engine.check(request, on: loop).whenSuccess { result in
                 let (handler, context) = bound.value
                 if handler.closed {
                     if result.allowed { handler.engine.releaseOrphan(result.reservation) }
                 } else {
                     handler.write(Frame(requestID: id, body: .checkResult(result)), context: context)
+                    handler.engine.metrics?.checkDuration.record(.nanoseconds((NIODeadline.now() - started).nanoseconds))
                 }
                 handler.completed(context: context)
             }
         case .settle(let request):
-            answer(engine.settle(request, on: loop), id: id, bound: bound) { .settleResult($0) }
+            answer(engine.settle(request, on: loop), id: id, bound: bound, latency: engine.metrics?.settleDuration) { .settleResult($0) }
         case .release(let request):
-            answer(engine.release(request, on: loop), id: id, bound: bound) { .releaseResult($0) }
+            answer(engine.release(request, on: loop), id: id, bound: bound, latency: engine.metrics?.releaseDuration) { .releaseResult($0) }
         case .checkResult, .settleResult, .releaseResult, .pong, .error:
             // The decoder refuses answer types from a client; this is defence in depth.
             errorCaught(context: context, error: ProtocolError(.unexpectedFrameType, "answer frames are not accepted by the server", requestID: id))
@@ -68,12 +71,15 @@ final class DataPlaneHandler: ChannelInboundHandler {
     /// Writes the answer to a SETTLE or RELEASE when it completes.
     private func answer(
         _ future: EventLoopFuture<ReservationResult>, id: UInt64,
-        bound: NIOLoopBound<(DataPlaneHandler, ChannelHandlerContext)>, body: @escaping @Sendable (ReservationResult) -> Frame.Body
+        bound: NIOLoopBound<(DataPlaneHandler, ChannelHandlerContext)>, latency: DurationHistogram?,
+        body: @escaping @Sendable (ReservationResult) -> Frame.Body
     ) {
         inFlight += 1
+        let started = NIODeadline.now()
         future.whenSuccess { result in
             let (handler, context) = bound.value
             handler.write(Frame(requestID: id, body: body(result)), context: context)
+            latency?.record(.nanoseconds((NIODeadline.now() - started).nanoseconds))
             handler.completed(context: context)
         }
     }

@@ -72,7 +72,12 @@ public final class DecisionEngine: Sendable {
     private let logger: Logger
 
     /// An engine. Registers the limiter's scripts with the client.
-    public init(redis: RedisClient, limiter: Limiter, configuration: EngineConfiguration, logger: Logger) {
+    /// Latency histograms the data plane records into (nil: none).
+    public let metrics: ServerMetrics?
+
+    /// An engine. With `metrics`, the data plane records frame latencies into it.
+    public init(redis: RedisClient, limiter: Limiter, configuration: EngineConfiguration, logger: Logger, metrics: ServerMetrics? = nil) {
+        self.metrics = metrics
         self.redis = redis
         self.limiter = limiter
         self.configuration = configuration
@@ -106,6 +111,26 @@ public final class DecisionEngine: Sendable {
         let replies = try await redis.send(limiter.scripts.map(\.loadCommand))
         for (script, reply) in zip(limiter.scripts, replies) where reply.string != script.sha1 {
             throw RedisError(.unexpectedReply, "SCRIPT LOAD answered \(reply) instead of the script's SHA-1")
+        }
+    }
+
+    /// Whether this engine can decide now: nil when Redis answers and the limiter scripts are
+    /// loaded (they are loaded here if Redis lost them), else the reason it cannot.
+    public func readiness(timeout: TimeAmount = .seconds(1)) async -> String? {
+        var command = RedisCommand("SCRIPT", "EXISTS")
+        for script in limiter.scripts { command.append(script.sha1) }
+        let exists: [RedisValue]
+        do {
+            exists = try await redis.send(command, timeout: timeout).array ?? []
+        } catch {
+            return "redis unreachable: \(error.code)"
+        }
+        if exists.count == limiter.scripts.count && exists.allSatisfy({ $0.int == 1 }) { return nil }
+        do {
+            try await preloadScripts()
+            return nil
+        } catch {
+            return "limiter scripts not loaded: \(error)"
         }
     }
 

@@ -5,7 +5,8 @@ import Foundation
 
 /// Supervises bursard's own `redis-server` child: restarts it if it dies, stops it cleanly (AOF
 /// flushed) on graceful shutdown. Start the child before the service group runs, so the data
-/// plane never starts without a store.
+/// plane never starts without a store; list it first in the group, so it stops last, after the
+/// data plane has answered everything in flight.
 public final class EmbeddedRedisService: Service, Sendable {
     /// The child.
     public let server: RedisServerProcess
@@ -27,7 +28,7 @@ public final class EmbeddedRedisService: Service, Sendable {
                     self.logger.error("embedded redis-server exited; restarting", metadata: ["retry_in_ms": "\(backoffMs)"])
                     try? await Task.sleep(for: .milliseconds(backoffMs))
                     do {
-                        try self.server.start()
+                        try await Self.offThread { [server = self.server] () throws(RedisError) in try server.start() }
                         self.logger.info("embedded redis-server restarted")
                         backoffMs = 100
                     } catch {
@@ -38,6 +39,30 @@ public final class EmbeddedRedisService: Service, Sendable {
             }
         }
         logger.info("stopping embedded redis-server")
-        server.stop()
+        // SIGTERM: Redis finishes the command at hand, fsyncs the AOF and exits.
+        try? await Self.offThread { [server] in server.stop() }
+        if server.isRunning {
+            logger.error("embedded redis-server did not stop")
+        } else {
+            logger.info("embedded redis-server stopped")
+        }
+    }
+
+    /// Runs a blocking call (process start-up, waiting for exit) on its own thread, not on a
+    /// cooperative one.
+    private static func offThread(_ body: @escaping @Sendable () throws(RedisError) -> Void) async throws(RedisError) {
+        let result = await withCheckedContinuation { (continuation: CheckedContinuation<Result<Void, RedisError>, Never>) in
+            let thread = Thread {
+                do throws(RedisError) {
+                    try body()
+                    continuation.resume(returning: .success(()))
+                } catch {
+                    continuation.resume(returning: .failure(error))
+                }
+            }
+            thread.name = "bursar-redis-child"
+            thread.start()
+        }
+        try result.get()
     }
 }

@@ -197,7 +197,10 @@ enum LimiterLua {
 
         local function header(a, b, admitted)
           local best = nil
-          for _, st in ipairs({a, b}) do
+          -- Not ipairs: it stops at the first nil, and a key without its own limit passes a = nil.
+          local pair = {a, b}
+          for i = 1, 2 do
+            local st = pair[i]
             if st then
               local level = admitted and st[4] or st[3]
               local rem = math.floor((st[2] * SCALE - level) / SCALE)

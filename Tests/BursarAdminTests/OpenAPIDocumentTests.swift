@@ -67,6 +67,10 @@ struct DocumentedRoute: Sendable, CustomTestStringConvertible {
         DocumentedRoute("POST", "/v1/orgs/{org}/keys/{key}/rotate", nil, 200, "KeySecretResponse", ownOrAll),
         DocumentedRoute("GET", "/v1/orgs/{org}/billing", nil, 200, "BillingResponse", "billing_and_credits"),
         DocumentedRoute("POST", "/v1/orgs/{org}/credits", "AddCreditsRequest", 200, "CreditsResponse", "billing_and_credits"),
+        DocumentedRoute("GET", "/v1/orgs/{org}/keys/{key}/usage", nil, 200, "KeyUsageResponse", ownOrAll),
+        DocumentedRoute("GET", "/v1/orgs/{org}/projects/{project}/usage", nil, 200, "ProjectUsageResponse", "view_project"),
+        DocumentedRoute("GET", "/v1/orgs/{org}/usage", nil, 200, "OrgUsageResponse", "billing_and_credits"),
+        DocumentedRoute("GET", "/v1/orgs/{org}/top", nil, 200, "TopResponse", "manage_keys_across_all_projects"),
         DocumentedRoute("GET", "/v1/orgs/{org}/byok", nil, 200, "ByokListResponse", "external_keys_byok"),
         DocumentedRoute("POST", "/v1/orgs/{org}/byok", "CreateByokRequest", 201, "ByokBody", "external_keys_byok"),
         DocumentedRoute("DELETE", "/v1/orgs/{org}/byok/{id}", nil, 204, nil, "external_keys_byok"),
@@ -130,9 +134,19 @@ enum BodySamples {
     static let mcp = McpServerBody(id: 5, name: "search", url: "https://mcp.acme.test/sse")
     static let promptVersion = PromptVersionBody(version: 1, text: "You are helpful.", createdAtMs: 1_750_000_000_000, createdBy: 7)
     static let prompt = PromptBody(name: "greeter", versions: [promptVersion, PromptVersionBody(version: 2, text: "Be brief.", createdAtMs: 1_750_000_100_000, createdBy: 8)])
+    static let rate = RateUsageBody(limit: 600, used: 12, remaining: 588, resetMs: 1_200)
+    static let rateUnlimited = RateUsageBody(limit: nil, used: 0, remaining: nil, resetMs: 0)
+    static let spend = SpendUsageBody(period: "weekly", spendNusd: 1_250_000_000, windowStartMs: 1_749_427_200_000, resetsAtMs: 1_750_032_000_000,
+                                      budgetNusd: 1_000_000_000, remainingNusd: -250_000_000)
+    static let spendLifetime = SpendUsageBody(period: "lifetime", spendNusd: 0, windowStartMs: nil, resetsAtMs: nil, budgetNusd: nil, remainingNusd: nil)
+    static let reserved = ReservedUsageBody(count: 2, costNusd: 8_000_000, tokens: 2_400)
+    static let keyUsage = KeyUsageResponse(keyId: 12, projectId: 9, name: "ci", atMs: 1_750_000_000_000, requests: rate, tokens: rateUnlimited,
+                                           effectiveRequests: rate, effectiveTokens: rateUnlimited, spend: spend, reserved: reserved)
+    static let topKey = TopKeyBody(keyId: 12, projectId: 9, name: "ci", projectName: "search", requestsUsed: 40, tokensUsed: 12_000)
+    static let topProject = TopProjectBody(projectId: 9, name: "search", requestsUsed: 55, tokensUsed: 20_000)
     static let audit = AuditEntryBody(id: "1750000000000-0", timeMs: 1_750_000_000_000, actor: "user:7", action: "key.revoke", target: "project:9/key:12", outcome: "ok")
 
-    /// Every body type of Bodies.swift and JSON.swift.
+    /// Every body type of Bodies.swift, UsageBodies.swift and JSON.swift.
     static let all: [BodySample] = [
         // Identity
         BodySample("BootstrapRequest", full: BootstrapRequest(org: "acme", ownerEmail: "ann@acme.test", ownerName: "Ann"),
@@ -190,6 +204,19 @@ enum BodySamples {
                    minimal: KeySpendBody(keyId: 12, projectId: 9, name: "ci", period: "lifetime", spendNusd: 7, maxSpendNusd: nil)),
         BodySample("AddCreditsRequest", full: AddCreditsRequest(amountNusd: -1_000_000_000, metered: true), minimal: AddCreditsRequest(amountNusd: 50_000_000_000)),
         BodySample("CreditsResponse", CreditsResponse(creditsNusd: 49_000_000_000, metered: true)),
+        // Live usage (UsageBodies.swift)
+        BodySample("RateUsageBody", full: rate, minimal: rateUnlimited),
+        BodySample("SpendUsageBody", full: spend, minimal: spendLifetime),
+        BodySample("ReservedUsageBody", reserved),
+        BodySample("KeyUsageResponse", keyUsage),
+        BodySample("ProjectUsageResponse", ProjectUsageResponse(projectId: 9, name: "search", atMs: 1_750_000_000_000, requests: rate, tokens: rate,
+                                                                spend: spend, reserved: reserved)),
+        BodySample("OrgUsageResponse", OrgUsageResponse(orgId: 3, name: "acme", atMs: 1_750_000_000_000, metered: true, creditsNusd: -5_000,
+                                                        requestsUsed: 55, tokensUsed: 20_000, spend: spendLifetime, reserved: reserved)),
+        BodySample("TopResponse", full: TopResponse(atMs: 1_750_000_000_000, keys: [topKey], projects: [topProject]),
+                   minimal: TopResponse(atMs: 1_750_000_000_000, keys: [], projects: [])),
+        BodySample("TopKeyBody", topKey),
+        BodySample("TopProjectBody", topProject),
         // Organization resources
         BodySample("ByokBody", byok),
         BodySample("CreateByokRequest", CreateByokRequest(provider: "openai", name: "prod", secret: "sk-live-xyz9xQz")),
@@ -312,7 +339,7 @@ struct OpenAPIDocumentTests {
     func coversTheRouteTable() {
         let documented = Set(doc.operations.map { "\($0.method) \($0.template)" })
         let expected = Set(DocumentedRoute.table.map { "\($0.method) \($0.template)" })
-        #expect(DocumentedRoute.table.count == 47)
+        #expect(DocumentedRoute.table.count == 51)
         #expect(doc.operations.count == documented.count, "an operation is listed twice")
         #expect(expected.subtracting(documented).sorted() == [], "in routes.md but not in the document")
         #expect(documented.subtracting(expected).sorted() == [], "in the document but not in routes.md")
@@ -395,7 +422,7 @@ struct OpenAPIDocumentTests {
         }
     }
 
-    @Test("path parameters: ids are unsigned integers, names non-empty strings; audit takes limit 1…1000 (default 100)")
+    @Test("path parameters: ids are unsigned integers, names non-empty strings; audit takes limit 1…1000 (default 100), top 1…100 (default 10)")
     func parameters() throws {
         let parameters = try #require(doc.root["components"]?["parameters"]?.objectValue)
         for id in ["org", "project", "user", "key", "id"] {
@@ -410,8 +437,13 @@ struct OpenAPIDocumentTests {
         #expect(limit["schema"] == .object(["type": .string("integer"), "minimum": .number(.signed(1)), "maximum": .number(.signed(1000)), "default": .number(.signed(100))]))
         let audit = try #require(doc.operation(method: "GET", template: "/v1/orgs/{org}/audit"))
         #expect(audit["parameters"] == .array([.object(["$ref": .string("#/components/parameters/limit")])]))
-        for (method, template) in doc.operations where !template.hasSuffix("/audit") {
-            #expect(doc.operation(method: method, template: template)?["parameters"] == nil, "only audit has a query parameter")
+        let topLimit = try #require(parameters["topLimit"])
+        #expect(topLimit["in"] == .string("query") && topLimit["required"] == .bool(false) && topLimit["name"] == .string("limit"))
+        #expect(topLimit["schema"] == .object(["type": .string("integer"), "minimum": .number(.signed(1)), "maximum": .number(.signed(100)), "default": .number(.signed(10))]))
+        let top = try #require(doc.operation(method: "GET", template: "/v1/orgs/{org}/top"))
+        #expect(top["parameters"] == .array([.object(["$ref": .string("#/components/parameters/topLimit")])]))
+        for (method, template) in doc.operations where !template.hasSuffix("/audit") && !template.hasSuffix("/top") {
+            #expect(doc.operation(method: method, template: template)?["parameters"] == nil, "only audit and top have a query parameter")
         }
     }
 
@@ -421,10 +453,10 @@ struct OpenAPIDocumentTests {
         #expect(codes.compactMap(\.stringValue) == APIErrorCode.allCases.map(\.rawValue))
     }
 
-    @Test("the component schemas are exactly the body types of Bodies.swift and JSON.swift, each with a sample here")
+    @Test("the component schemas are exactly the body types of Bodies.swift, UsageBodies.swift and JSON.swift, each with a sample here")
     func schemasMatchBodyTypes() throws {
         var swiftTypes: [String] = []
-        for file in ["Bodies.swift", "JSON.swift"] {
+        for file in ["Bodies.swift", "UsageBodies.swift", "JSON.swift"] {
             let source = try String(contentsOf: packageRoot.appendingPathComponent("Sources/BursarAPI/\(file)"), encoding: .utf8)
             for line in source.split(separator: "\n") where line.hasPrefix("public struct ") && line.contains("Codable") {
                 let name = line.dropFirst("public struct ".count).prefix { $0.isLetter || $0.isNumber || $0 == "_" }
@@ -449,7 +481,7 @@ struct OpenAPIDocumentTests {
             "ProjectBody.role": projectRoles, "ProjectMemberBody.role": projectRoles, "AddProjectMemberRequest.role": projectRoles,
             "UpdateProjectMemberRequest.role": projectRoles,
             "KeyBody.status": ["active", "revoked"],
-            "KeyBody.period": periods, "CreateKeyRequest.period": periods, "UpdateKeyRequest.period": periods, "KeySpendBody.period": periods,
+            "KeyBody.period": periods, "CreateKeyRequest.period": periods, "UpdateKeyRequest.period": periods, "KeySpendBody.period": periods, "SpendUsageBody.period": periods,
             "MeResponse.kind": ["operator", "user"],
             "ErrorDetail.code": APIErrorCode.allCases.map(\.rawValue),
         ]
@@ -695,16 +727,18 @@ struct OpenAPIDocumentTests {
         }
     }
 
-    @Test("request parameters are checked: ids are unsigned integers, limit lies in 1…1000, unknown query parameters are refused")
+    @Test("request parameters are checked: ids are unsigned integers, limit lies in 1…1000 (audit) or 1…100 (top), unknown query parameters are refused")
     func requestParameters() throws {
         try doc.validateRequest(method: "GET", path: "/v1/orgs/3/audit?limit=1000", body: nil)
         try doc.validateRequest(method: "GET", path: "/v1/orgs/3/audit", body: nil)
+        try doc.validateRequest(method: "GET", path: "/v1/orgs/3/top?limit=100", body: nil)
         try doc.validateRequest(method: "GET", path: "/v1/orgs/18446744073709551615/virtual-models/fast%20one", body: nil)
         let cases: [(String, ValidationFailure.Kind, ValidationFailure.Location)] = [
             ("/v1/orgs/abc/projects", .type, .parameter(in: "path", name: "org")),
             ("/v1/orgs/-1", .minimum, .parameter(in: "path", name: "org")),
             ("/v1/orgs/3/projects/1.5", .type, .parameter(in: "path", name: "project")),
             ("/v1/orgs/3/audit?limit=0", .minimum, .parameter(in: "query", name: "limit")),
+            ("/v1/orgs/3/top?limit=101", .maximum, .parameter(in: "query", name: "limit")),
             ("/v1/orgs/3/audit?limit=1001", .maximum, .parameter(in: "query", name: "limit")),
             ("/v1/orgs/3/audit?limit=ten", .type, .parameter(in: "query", name: "limit")),
             ("/v1/orgs/3/audit?limt=10", .unknownParameter, .parameter(in: "query", name: "limt")),

@@ -1,10 +1,10 @@
 import BursarAPI
-import BursarAdmin
+@_spi(Testing) import BursarAdmin
 import BursarClient
 import BursarRBAC
 import BursarRedis
 import BursarServer
-import BursarStore
+@_spi(Testing) import BursarStore
 import BursarWire
 import Foundation
 import Hummingbird
@@ -19,8 +19,11 @@ import Testing
 /// Every admin response a test receives is validated against proto/openapi.json.
 struct AdminHarness: Sendable {
     let redis: RedisClient
+    let redisServer: RedisServerProcess
     let store: MetadataStore
     let service: AdminService
+    let engine: DecisionEngine
+    let metrics: ServerMetrics
     let port: Int
     let api: API
 
@@ -54,26 +57,36 @@ struct AdminHarness: Sendable {
     }
 }
 
-/// Runs `body` with a fresh harness, then tears it down.
-func withAdmin<T: Sendable>(_ body: @Sendable (AdminHarness) async throws -> T) async throws -> T {
+/// Runs `body` with a fresh harness, then tears it down. With `clock: .testFrozen` the data plane's
+/// limiter and the admin API's usage reads both take an organization's time from
+/// `MetadataStore.setTestClock` once it is set.
+func withAdmin<T: Sendable>(clock: ScriptClock = .redis, _ body: @Sendable (AdminHarness) async throws -> T) async throws -> T {
     let redisServer = try RedisServerProcess.ephemeral()
-    let redis = RedisClient(configuration: RedisClientConfiguration(endpoint: redisServer.endpoint, ioTimeoutMs: 5_000), logger: AdminHarness.logger)
+    let metrics = ServerMetrics(version: "test")
+    let redis = RedisClient(
+        configuration: RedisClientConfiguration(endpoint: redisServer.endpoint, ioTimeoutMs: 5_000, onRoundTrip: metrics.roundTripObserver),
+        logger: AdminHarness.logger)
     let store = MetadataStore(redis: redis)
     let engine = DecisionEngine(
-        redis: redis, limiter: Limiter(), configuration: EngineConfiguration(deadline: .seconds(10)), logger: AdminHarness.logger)
+        redis: redis, limiter: Limiter(clock: clock), configuration: EngineConfiguration(deadline: .seconds(10)), logger: AdminHarness.logger,
+        metrics: metrics)
     let server = DataPlaneServer(
         configuration: ListenerConfiguration(host: "127.0.0.1", port: 0), engine: engine,
         group: MultiThreadedEventLoopGroup.singleton, logger: AdminHarness.logger)
     let port = try await server.start()
-    let service = AdminService(store: store, audit: AuditLog(redis: redis), logger: AdminHarness.logger)
-    let app = Application(router: OpsServer.router(service: service), logger: AdminHarness.logger)
+    metrics.observe(engine: engine, server: server, invalidation: nil)
+    let service = AdminService(store: store, audit: AuditLog(redis: redis), logger: AdminHarness.logger, clock: clock)
+    let probes = OpsProbes(metrics: { metrics.render() }, readiness: { await engine.readiness() })
+    let app = Application(router: OpsServer.router(service: service, probes: probes), logger: AdminHarness.logger)
     defer {
         redis.shutdown()
         redisServer.stop()
     }
     do {
         let result = try await app.test(.router) { client in
-            try await body(AdminHarness(redis: redis, store: store, service: service, port: port, api: API(client: client)))
+            try await body(AdminHarness(
+                redis: redis, redisServer: redisServer, store: store, service: service, engine: engine, metrics: metrics, port: port,
+                api: API(client: client)))
         }
         await server.stop()
         return result
@@ -110,6 +123,9 @@ struct API: Sendable {
         if json != nil { headers[.contentType] = "application/json" }
         let response = try await client.execute(uri: path, method: method, headers: headers, body: json.map { ByteBuffer(string: $0) })
         let body = Data(response.body.readableBytesView)
+        // proto/openapi.json is the admin API (`/v1`); the probes (/metrics, /healthz, /readyz)
+        // are not part of it and are checked by their own tests.
+        guard path.hasPrefix("/v1/") else { return Reply(status: Int(response.status.code), body: body) }
         do {
             try AdminHarness.document.validateResponse(method: method.rawValue, path: path, status: Int(response.status.code), body: body)
         } catch {

@@ -9,9 +9,9 @@ final class BursardProcess: Sendable {
     let port: Int
     let logPath: String
 
-    /// The built `bursard`: `$BURSARD_BINARY`, else beside the test bundle in the build directory.
+    /// The built `bursard`: `$BURSAR_TEST_BURSARD_BINARY`, else beside the test bundle in the build directory.
     static func binary() throws -> String {
-        if let explicit = ProcessInfo.processInfo.environment["BURSARD_BINARY"] { return explicit }
+        if let explicit = ProcessInfo.processInfo.environment["BURSAR_TEST_BURSARD_BINARY"] { return explicit }
         var dir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
         for _ in 0..<4 {
             let candidate = dir.appendingPathComponent("bursard").path
@@ -21,7 +21,7 @@ final class BursardProcess: Sendable {
         let fallback = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
             .appendingPathComponent("../../../.build/debug/bursard").standardizedFileURL.path
         if FileManager.default.isExecutableFile(atPath: fallback) { return fallback }
-        Issue.record("bursard binary not found; run `swift build` before `swift test --skip-build` (or set BURSARD_BINARY)")
+        Issue.record("bursard binary not found; run `swift build` before `swift test --skip-build` (or set BURSAR_TEST_BURSARD_BINARY)")
         throw CancellationError()
     }
 

@@ -1,0 +1,253 @@
+public import BursarRedis
+public import Logging
+import NIOCore
+
+/// A TCP address, `host:port` (IPv6 as `[::1]:port`).
+public struct HostPort: Sendable, Hashable, CustomStringConvertible {
+    /// Host name or address.
+    public var host: String
+    /// Port; 0 picks a free one.
+    public var port: Int
+
+    /// An address.
+    public init(host: String, port: Int) {
+        self.host = host
+        self.port = port
+    }
+
+    /// Parses `host:port` with a port 0…65535; nil if it is not one.
+    public init?(parsing text: String) {
+        guard let colon = text.lastIndex(of: ":") else { return nil }
+        var host = String(text[..<colon])
+        if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        let portText = text[text.index(after: colon)...]
+        guard !host.isEmpty, portText.allSatisfy(\.isASCII), let port = Int(portText), (0...65535).contains(port) else { return nil }
+        self.init(host: host, port: port)
+    }
+
+    public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
+}
+
+/// One of bursard's settings: a flag, its environment variable and its config-file name.
+public struct ConfigurationOption: Sendable, Hashable {
+    /// The flag's name without `--`; also its name in the config file.
+    public var name: String
+    /// Other names for the same setting (`stats` for `ops`).
+    public var aliases: [String]
+    /// The value's placeholder in `--help`.
+    public var valueName: String
+    /// What it does.
+    public var abstract: String
+    /// The default, as shown in `--help`; nil when unset means "not used".
+    public var defaultText: String?
+
+    /// `--name`.
+    public var flag: String { "--" + name }
+
+    /// `BURSARD_<NAME IN UPPER SNAKE CASE>`.
+    public var environmentVariable: String { Self.environmentVariable(for: name) }
+
+    /// The environment variable for a setting name: `redis-connections` → `BURSARD_REDIS_CONNECTIONS`.
+    public static func environmentVariable(for name: String) -> String {
+        "BURSARD_" + name.uppercased().replacingOccurrences(of: "-", with: "_")
+    }
+
+    /// The help line: the abstract and the default.
+    public var help: String { defaultText.map { "\(abstract) Default: \($0)." } ?? abstract }
+}
+
+/// Everything `bursard` is configured with, merged from the command line, the environment
+/// (`BURSARD_<FLAG>`), a config file (`--config FILE`) and the built-in defaults, in that order of
+/// precedence. Pure: no sockets, no logging; `resolve` only reads the config file.
+public struct BursardConfiguration: Sendable, Hashable {
+    /// The data plane's TCP address (`--listen`).
+    public var listen = HostPort(host: "127.0.0.1", port: 7420)
+    /// The ops port (`--ops`, alias `--stats`).
+    public var ops = HostPort(host: "127.0.0.1", port: 7421)
+    /// An additional unix socket for the data plane (`--unix`).
+    public var unixSocketPath: String?
+    /// An external Redis (`--redis`); nil runs an embedded redis-server.
+    public var redis: RedisEndpoint?
+    /// The embedded redis-server's directory (`--data-dir`).
+    public var dataDirectory = "./bursar-data"
+    /// The embedded redis-server binary (`--redis-server`); nil searches `PATH`.
+    public var redisServer: String?
+    /// Longest a decision waits for Redis, ms (`--deadline-ms`).
+    public var deadlineMs = 50
+    /// Seconds an unsettled reservation holds its estimate (`--reservation-ttl`).
+    public var reservationTTLSeconds = 900
+    /// Digest cache TTL, ms (`--cache-ttl-ms`).
+    public var cacheTTLMs = 5_000
+    /// Unknown-digest cache TTL, ms (`--negative-cache-ttl-ms`).
+    public var negativeCacheTTLMs = 1_000
+    /// Pipelined Redis connections (`--redis-connections`).
+    public var redisConnections = 2
+    /// Event loop threads (`--threads`).
+    public var threads = min(System.coreCount, 256)
+    /// Log level (`--log-level`).
+    public var logLevel = Logger.Level.info
+    /// How long a graceful shutdown may take before open connections are closed hard (`--shutdown-timeout`).
+    public var shutdownTimeout = Duration.seconds(10)
+    /// The config file read, if any.
+    public var configFile: String?
+    /// Where each setting (by canonical name) came from.
+    public var sources: [String: ConfigurationSource] = [:]
+
+    /// The built-in defaults.
+    public init() {}
+
+    /// Every setting, in `--help` order. `config` (the file itself) is not among them.
+    public static let options: [ConfigurationOption] = [
+        ConfigurationOption(name: "listen", aliases: [], valueName: "host:port", abstract: "TCP address of the data plane (port 0 picks a free port).", defaultText: "127.0.0.1:7420"),
+        ConfigurationOption(name: "ops", aliases: ["stats"], valueName: "host:port", abstract: "TCP address of the ops port: the admin API (port 0 picks a free port).", defaultText: "127.0.0.1:7421"),
+        ConfigurationOption(name: "unix", aliases: [], valueName: "path", abstract: "Also listen on this unix socket.", defaultText: nil),
+        ConfigurationOption(name: "redis", aliases: [], valueName: "url", abstract: "Use this Redis: redis://host:port[/db] or unix:///path[?db=N].", defaultText: "an embedded redis-server"),
+        ConfigurationOption(name: "data-dir", aliases: [], valueName: "dir", abstract: "Directory of the embedded redis-server (AOF, socket, config).", defaultText: "./bursar-data"),
+        ConfigurationOption(name: "redis-server", aliases: [], valueName: "path", abstract: "The redis-server binary for the embedded store.", defaultText: "the first on PATH"),
+        ConfigurationOption(name: "deadline-ms", aliases: [], valueName: "ms", abstract: "Longest a decision waits for Redis before answering store_unavailable.", defaultText: "50"),
+        ConfigurationOption(name: "reservation-ttl", aliases: [], valueName: "seconds", abstract: "How long an unsettled reservation holds its estimate.", defaultText: "900"),
+        ConfigurationOption(name: "cache-ttl-ms", aliases: [], valueName: "ms", abstract: "How long a resolved key digest stays cached.", defaultText: "5000"),
+        ConfigurationOption(name: "negative-cache-ttl-ms", aliases: [], valueName: "ms", abstract: "How long an unknown key digest stays cached.", defaultText: "1000"),
+        ConfigurationOption(name: "redis-connections", aliases: [], valueName: "n", abstract: "Redis connections (each with its own thread, pipelining).", defaultText: "2"),
+        ConfigurationOption(name: "threads", aliases: [], valueName: "n", abstract: "Event loop threads.", defaultText: "the number of cores"),
+        ConfigurationOption(name: "log-level", aliases: [], valueName: "level", abstract: "trace, debug, info, notice, warning, error or critical.", defaultText: "info"),
+        ConfigurationOption(name: "shutdown-timeout", aliases: [], valueName: "seconds", abstract: "On SIGTERM/SIGINT, how long open connections may take to be answered before they are closed hard.", defaultText: "10"),
+    ]
+
+    /// The option named `name` (canonical or alias).
+    public static func option(named name: String) -> ConfigurationOption? {
+        options.first { $0.name == name || $0.aliases.contains(name) }
+    }
+
+    /// Merges the sources, highest precedence first: `commandLine` (setting name → value, as
+    /// given, aliases included; `config` names the config file), then `environment` (only its
+    /// `BURSARD_*` variables are read; `BURSARD_CONFIG` names the config file when the command line
+    /// does not), then the config file, then the defaults. Throws an error naming the setting and
+    /// its source for a bad value in any source (overridden or not), an unknown `BURSARD_*`
+    /// variable or config-file name, or two names of one setting (`ops` and `stats`) given by the
+    /// same source.
+    public static func resolve(commandLine: [String: String], environment: [String: String]) throws(ConfigurationError) -> BursardConfiguration {
+        let known = Set(options.flatMap { [$0.name] + $0.aliases })
+        var command: [ConfigurationEntry] = []
+        for (name, value) in commandLine.sorted(by: { $0.key < $1.key }) where name != "config" {
+            guard known.contains(name) else { throw ConfigurationError("--\(name) is not a bursard flag") }
+            command.append(ConfigurationEntry(name: name, value: value, source: .commandLine))
+        }
+
+        var fromEnvironment: [ConfigurationEntry] = []
+        var configFromEnvironment: String?
+        let variables = Dictionary(known.map { (ConfigurationOption.environmentVariable(for: $0), $0) }, uniquingKeysWith: { a, _ in a })
+        for (variable, value) in environment.sorted(by: { $0.key < $1.key }) where variable.hasPrefix("BURSARD_") {
+            if variable == "BURSARD_CONFIG" {
+                configFromEnvironment = value
+                continue
+            }
+            guard let name = variables[variable] else {
+                let list = (variables.keys.sorted() + ["BURSARD_CONFIG"]).joined(separator: ", ")
+                throw ConfigurationError("unknown environment variable \(variable): bursard reads only \(list)")
+            }
+            fromEnvironment.append(ConfigurationEntry(name: name, value: value, source: .environment(variable: variable)))
+        }
+
+        var configuration = BursardConfiguration()
+        var fromFile: [ConfigurationEntry] = []
+        let configFile: (path: String, origin: ConfigurationSource)? =
+            if let path = commandLine["config"] { (path, .commandLine) }
+            else if let path = configFromEnvironment { (path, .environment(variable: "BURSARD_CONFIG")) }
+            else { nil }
+        if let configFile {
+            guard !configFile.path.isEmpty else { throw ConfigurationError("--config '' (\(configFile.origin)) must name a file") }
+            fromFile = try ConfigurationFile.load(path: configFile.path, origin: configFile.origin, known: known).entries
+            configuration.configFile = configFile.path
+        }
+
+        for option in options { configuration.sources[option.name] = .builtInDefault }
+        // Lowest precedence first, so a higher source overwrites; every value given anywhere is
+        // checked, even one a higher source overrides (it would surface the day that one goes).
+        for entries in [try layer(fromFile), try layer(fromEnvironment), try layer(command)] {
+            for option in options {
+                guard let entry = entries[option.name] else { continue }
+                if let problem = apply(option.name, entry.value, to: &configuration) {
+                    throw ConfigurationError("--\(entry.name) '\(entry.value)' (\(entry.source)) \(problem)")
+                }
+                configuration.sources[option.name] = entry.source
+            }
+        }
+        return configuration
+    }
+
+    /// One source's entries by canonical name; two names of one setting in one source are refused.
+    private static func layer(_ entries: [ConfigurationEntry]) throws(ConfigurationError) -> [String: ConfigurationEntry] {
+        var result: [String: ConfigurationEntry] = [:]
+        for entry in entries {
+            guard let canonical = option(named: entry.name)?.name else { continue }
+            if let earlier = result[canonical] {
+                throw ConfigurationError(
+                    "--\(earlier.name) (\(earlier.source)) and --\(entry.name) (\(entry.source)) are the same setting; give only one")
+            }
+            result[canonical] = entry
+        }
+        return result
+    }
+
+    /// Parses `text` into the setting `name`; returns what is wrong with it, or nil.
+    static func apply(_ name: String, _ text: String, to c: inout BursardConfiguration) -> String? {
+        func integer(_ range: ClosedRange<Int>, _ unit: String = "", _ set: (Int) -> Void) -> String? {
+            guard let value = Int(text) else { return "is not an integer" }
+            guard range.contains(value) else { return "is outside \(range.lowerBound)…\(range.upperBound)\(unit)" }
+            set(value)
+            return nil
+        }
+        func nonEmpty(_ set: (String) -> Void) -> String? {
+            guard !text.isEmpty else { return "must not be empty" }
+            set(text)
+            return nil
+        }
+        switch name {
+        case "listen", "ops":
+            guard let address = HostPort(parsing: text) else { return "is not host:port with a port 0…65535" }
+            if name == "listen" { c.listen = address } else { c.ops = address }
+            return nil
+        case "unix": return nonEmpty { c.unixSocketPath = $0 }
+        case "redis":
+            do {
+                c.redis = try RedisEndpoint(url: text)
+                return nil
+            } catch {
+                return "is not a Redis URL: \(error.message)"
+            }
+        case "data-dir": return nonEmpty { c.dataDirectory = $0 }
+        case "redis-server": return nonEmpty { c.redisServer = $0 }
+        case "deadline-ms": return integer(1...60_000) { c.deadlineMs = $0 }
+        case "reservation-ttl": return integer(1...7 * 86_400, " seconds") { c.reservationTTLSeconds = $0 }
+        case "cache-ttl-ms": return integer(0...86_400_000) { c.cacheTTLMs = $0 }
+        case "negative-cache-ttl-ms": return integer(0...86_400_000) { c.negativeCacheTTLMs = $0 }
+        case "redis-connections": return integer(1...64) { c.redisConnections = $0 }
+        case "threads": return integer(1...256) { c.threads = $0 }
+        case "log-level":
+            guard let level = Logger.Level(rawValue: text) else { return "is not one of trace, debug, info, notice, warning, error, critical" }
+            c.logLevel = level
+            return nil
+        case "shutdown-timeout":
+            guard let ms = milliseconds(text), ms <= 3_600_000 else { return "is not a number of seconds 0…3600 (at most 3 decimals, e.g. 10 or 2.5)" }
+            c.shutdownTimeout = .milliseconds(ms)
+            return nil
+        default:
+            return "is not a bursard setting"
+        }
+    }
+
+    /// "2.5" → 2500: seconds with at most three decimals, exactly (no floating point).
+    static func milliseconds(_ text: String) -> Int64? {
+        let parts = text.split(separator: ".", omittingEmptySubsequences: false)
+        guard (1...2).contains(parts.count), !parts[0].isEmpty, parts[0].count <= 7, parts[0].allSatisfy({ $0.isASCII && $0.isNumber }),
+              let whole = Int64(parts[0]) else { return nil }
+        var fraction: Int64 = 0
+        if parts.count == 2 {
+            let digits = parts[1]
+            guard (1...3).contains(digits.count), digits.allSatisfy({ $0.isASCII && $0.isNumber }), let f = Int64(digits) else { return nil }
+            fraction = f * [100, 10, 1][digits.count - 1]
+        }
+        return whole * 1000 + fraction
+    }
+}

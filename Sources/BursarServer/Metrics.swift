@@ -1,0 +1,158 @@
+import BursarRedis
+import BursarWire
+import Foundation
+public import Prometheus
+import Synchronization
+
+/// bursard's Prometheus metrics (swift-prometheus).
+///
+/// Two kinds of source feed it. Histograms (frame latency, Redis batch size and round-trip time)
+/// are recorded where the event happens. Counts that the hot path already keeps as relaxed atomics
+/// (decisions by reason, cache lookups, Redis round trips, protocol errors…) are not counted twice:
+/// at each scrape the difference since the last scrape is added to the Prometheus counter, so the
+/// exported counters are monotonic and exact, and the hot path pays nothing extra.
+public final class ServerMetrics: Sendable {
+    /// The registry `/metrics` renders.
+    public let registry = PrometheusCollectorRegistry()
+
+    /// CHECK latency as seen by bursard: frame decoded → answer written.
+    public let checkDuration: DurationHistogram
+    /// SETTLE latency, frame in → frame out.
+    public let settleDuration: DurationHistogram
+    /// RELEASE latency, frame in → frame out.
+    public let releaseDuration: DurationHistogram
+    /// Requests carried by one pipelined Redis round trip.
+    public let redisBatchSize: ValueHistogram
+    /// Time of one pipelined Redis round trip (write all, read all).
+    public let redisRoundTrip: DurationHistogram
+
+    private let started = ContinuousClock.now
+    private let uptime: Gauge
+    private let exports = Mutex<[Export]>([])
+
+    /// Frame latency buckets: 25 µs … 1 s.
+    static let latencyBuckets: [Duration] = [
+        .microseconds(25), .microseconds(50), .microseconds(100), .microseconds(250), .microseconds(500),
+        .milliseconds(1), .milliseconds(2), .milliseconds(5), .milliseconds(10), .milliseconds(25),
+        .milliseconds(50), .milliseconds(100), .milliseconds(250), .seconds(1),
+    ]
+
+    /// Metrics with the build's identity in `bursar_build_info`.
+    public init(version: String) {
+        let frame = Self.name("frame_duration", "seconds", "Time from a request frame decoded to its answer written, by operation.")
+        checkDuration = registry.makeDurationHistogram(descriptor: frame, labels: [("op", "check")], buckets: Self.latencyBuckets)
+        settleDuration = registry.makeDurationHistogram(descriptor: frame, labels: [("op", "settle")], buckets: Self.latencyBuckets)
+        releaseDuration = registry.makeDurationHistogram(descriptor: frame, labels: [("op", "release")], buckets: Self.latencyBuckets)
+        redisBatchSize = registry.makeValueHistogram(
+            descriptor: Self.name("redis_batch", "requests", "Requests carried by one pipelined Redis round trip."),
+            buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256, 512])
+        redisRoundTrip = registry.makeDurationHistogram(
+            descriptor: Self.name("redis_round_trip", "seconds", "Duration of one pipelined Redis round trip."), buckets: Self.latencyBuckets)
+        uptime = registry.makeGauge(descriptor: Self.name("uptime", "seconds", "Seconds since bursard started."))
+        registry.makeGauge(descriptor: Self.name("build", "info", "Always 1; the labels name the build."), labels: [("version", version)])
+            .set(Int64(1))
+    }
+
+    /// A `RedisClientConfiguration.onRoundTrip` that records into the Redis histograms.
+    public var roundTripObserver: @Sendable (Int, Duration) -> Void {
+        { [redisBatchSize, redisRoundTrip] requests, elapsed in
+            redisBatchSize.record(Double(requests))
+            redisRoundTrip.record(elapsed)
+        }
+    }
+
+    // MARK: Counts kept elsewhere
+
+    private struct Export: @unchecked Sendable {
+        let read: @Sendable () -> Int
+        let apply: (Int) -> Void
+        var last = 0
+    }
+
+    /// `bursar_<base>_<unit>` with its help text.
+    static func name(_ base: String, _ unit: String, _ help: String) -> MetricNameDescriptor {
+        MetricNameDescriptor(namespace: "bursar", metricName: base, unitName: unit, helpText: help)
+    }
+
+    /// Exports a monotonic atomic count as the Prometheus counter `bursar_<name>_total`.
+    public func counter(_ name: String, labels: [(String, String)] = [], help: String, _ read: @escaping @Sendable () -> Int) {
+        let c = registry.makeCounter(descriptor: Self.name(name, "total", help), labels: labels)
+        exports.withLock { $0.append(Export(read: read, apply: { c.increment(by: Int64($0)) })) }
+    }
+
+    /// Exports a current value as the Prometheus gauge `bursar_<name>`.
+    public func gauge(_ name: String, labels: [(String, String)] = [], help: String, _ read: @escaping @Sendable () -> Int) {
+        let g = registry.makeGauge(descriptor: Self.name(name, "", help), labels: labels)
+        exports.withLock { $0.append(Export(read: read, apply: { g.set(Int64($0)) }, last: Int.min)) }
+    }
+
+    /// Registers what a data-plane server, its engine and its Redis client count.
+    public func observe(engine: DecisionEngine, server: DataPlaneServer?, invalidation: InvalidationListener?) {
+        let decisions = engine.stats.decisions
+        counter("decisions", labels: [("outcome", "allowed")], help: "CHECKs answered, by outcome.") { decisions[0].count }
+        counter("decisions", labels: [("outcome", "denied")], help: "CHECKs answered, by outcome.") {
+            decisions.dropFirst().reduce(0) { $0 + $1.count }
+        }
+        for reason in DenyReason.allCases where reason != .none {
+            let c = decisions[Int(reason.rawValue)]
+            counter("denials", labels: [("reason", reason.description)], help: "CHECKs denied, by deny reason.") { c.count }
+        }
+        let settlements = engine.stats.settlements
+        for status in ReservationStatus.allCases {
+            let c = settlements[Int(status.rawValue)]
+            counter("settlements", labels: [("status", status.description)], help: "SETTLEs and RELEASEs answered, by reservation status.") { c.count }
+        }
+        counter("reservations_expired_unsettled", help: "SETTLEs and RELEASEs that found their reservation past its TTL, unsettled (its estimate stood).") {
+            settlements[Int(ReservationStatus.expired.rawValue)].count
+        }
+        let stats = engine.stats
+        counter("late_admissions_released", help: "Admissions Redis made after the deadline, released again.") { stats.lateAdmissionsReleased.load(ordering: .relaxed) }
+        counter("orphaned_admissions_released", help: "Admissions whose client was gone, released again.") { stats.orphanedAdmissionsReleased.load(ordering: .relaxed) }
+
+        let cache = engine.cacheStats
+        counter("cache_lookups", labels: [("result", "hit")], help: "Key digest cache lookups, by result.") { cache.hits.load(ordering: .relaxed) }
+        counter("cache_lookups", labels: [("result", "miss")], help: "Key digest cache lookups, by result.") { cache.misses.load(ordering: .relaxed) }
+        counter("cache_lookups", labels: [("result", "negative_hit")], help: "Key digest cache lookups, by result.") { cache.negativeHits.load(ordering: .relaxed) }
+        gauge("cache_entries", help: "Digests in the cache, known and unknown.") { engine.cachedDigestCount }
+
+        let redis = engine.redis.stats
+        counter("redis_round_trips", help: "Pipelined Redis round trips.") { redis.roundTrips.load(ordering: .relaxed) }
+        counter("redis_commands", help: "Redis commands sent.") { redis.commands.load(ordering: .relaxed) }
+        counter("redis_expired_before_send", help: "Requests failed because their deadline passed before they reached Redis.") { redis.expiredBeforeSend.load(ordering: .relaxed) }
+        counter("redis_connects", help: "Successful Redis (re)connections.") { redis.connects.load(ordering: .relaxed) }
+        counter("redis_connection_errors", help: "Redis connection failures and losses.") { redis.connectionErrors.load(ordering: .relaxed) }
+        counter("redis_script_reloads", help: "NOSCRIPT replies healed by reloading the scripts.") { redis.scriptReloads.load(ordering: .relaxed) }
+        gauge("redis_connected", help: "1 while a Redis connection is up.") { redis.connected.load(ordering: .relaxed) }
+
+        if let server {
+            let connections = server.connectionStats
+            gauge("connections_open", help: "Open data-plane connections.") { connections.open.load(ordering: .relaxed) }
+            for code in ProtocolErrorCode.allCases {
+                let c = connections.protocolErrors[Int(code.rawValue)]
+                counter("protocol_errors", labels: [("code", code.description)], help: "Connections closed for a protocol error, by code.") { c.count }
+            }
+        }
+        if let invalidation {
+            let s = invalidation.stats
+            counter("invalidations_received", help: "Cache invalidations received over Redis pub/sub.") { s.received.load(ordering: .relaxed) }
+            counter("invalidation_flushes", help: "Whole-cache flushes on (re)subscribing.") { s.flushes.load(ordering: .relaxed) }
+        }
+    }
+
+    /// The Prometheus text exposition, with every exported count brought up to date.
+    public func render() -> String {
+        uptime.set(Double((ContinuousClock.now - started).components.seconds))
+        exports.withLock { exports in
+            for i in exports.indices {
+                let value = exports[i].read()
+                if exports[i].last == Int.min {
+                    exports[i].apply(value)  // a gauge: the value as it is
+                } else if value > exports[i].last {
+                    exports[i].apply(value - exports[i].last)
+                    exports[i].last = value
+                }
+            }
+        }
+        return registry.emitToString()
+    }
+}

@@ -1,0 +1,195 @@
+import ArgumentParser
+import BursarAdmin
+import BursarRedis
+import BursarServer
+import BursarStore
+import Dispatch
+import Foundation
+import Logging
+import NIOCore
+import NIOPosix
+import ServiceLifecycle
+import Synchronization
+
+/// Starts bursard's services from a resolved configuration and runs them until SIGTERM/SIGINT.
+///
+/// The service group stops services in the reverse of their order here, each after the one
+/// before has finished: the data plane first (stop accepting, answer what was received, close),
+/// then the ops port, the invalidation listener, and last the embedded redis-server, which the
+/// data plane needed until its last answer.
+struct BursardMain {
+    let settings: BursardConfiguration
+    let logger = Logger(label: "bursard")
+
+    func run() async throws {
+        logger.info("bursard starting", metadata: [
+            "pid": "\(getpid())", "config_file": "\(settings.configFile ?? "none")",
+            "redis": "\(settings.redis.map { "\($0)" } ?? "embedded")",
+            "shutdown_timeout_ms": "\(settings.shutdownTimeout.components.seconds * 1000 + settings.shutdownTimeout.components.attoseconds / 1_000_000_000_000_000)",
+        ])
+        logger.debug("configuration", metadata: .init(uniqueKeysWithValues: settings.sources.map { ($0.key, .string("\($0.value)")) }))
+
+        var services: [any Service] = []
+        let endpoint: RedisEndpoint
+        var embedded: EmbeddedRedisService?
+        if let redis = settings.redis {
+            endpoint = redis
+        } else {
+            let child = try startEmbeddedRedis()
+            embedded = EmbeddedRedisService(server: child, logger: logger)
+            services.append(embedded!)
+            endpoint = child.endpoint
+        }
+
+        let metrics = ServerMetrics(version: bursarVersion)
+        let redisClient = RedisClient(
+            configuration: RedisClientConfiguration(
+                endpoint: endpoint, connections: settings.redisConnections, onRoundTrip: metrics.roundTripObserver),
+            logger: Logger(label: "bursard.redis"))
+        let engine = DecisionEngine(
+            redis: redisClient,
+            limiter: Limiter(reservationTTLMs: Int64(settings.reservationTTLSeconds) * 1000),
+            configuration: EngineConfiguration(
+                deadline: .milliseconds(Int64(settings.deadlineMs)), cacheTTL: .milliseconds(Int64(settings.cacheTTLMs)),
+                negativeCacheTTL: .milliseconds(Int64(settings.negativeCacheTTLMs))),
+            logger: logger, metrics: metrics)
+        do {
+            try await engine.preloadScripts()
+        } catch {
+            logger.warning("could not load the limiter scripts yet; they load on first use", metadata: ["error": "\(error)"])
+        }
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: settings.threads)
+        let server = DataPlaneServer(
+            configuration: ListenerConfiguration(
+                host: settings.listen.host, port: settings.listen.port, unixSocketPath: settings.unixSocketPath,
+                shutdownTimeout: settings.shutdownTimeout),
+            engine: engine, group: group, logger: logger)
+        do {
+            try await server.start()
+        } catch {
+            logger.critical("cannot listen", metadata: ["address": "\(settings.listen)", "error": "\(error)"])
+            embedded?.server.stop()
+            redisClient.shutdown()
+            try? await group.shutdownGracefully()
+            throw ExitCode(1)
+        }
+
+        let store = MetadataStore(redis: redisClient)
+        let admin = AdminService(store: store, audit: AuditLog(redis: redisClient), logger: Logger(label: "bursard.admin"))
+        let ops = settings.ops
+        let invalidation = InvalidationListener(engine: engine, logger: Logger(label: "bursard.invalidation"))
+        metrics.observe(engine: engine, server: server, invalidation: invalidation)
+        let probes = OpsProbes(metrics: { metrics.render() }, readiness: { await engine.readiness() })
+        let opsApp = OpsServer.application(
+            configuration: OpsConfiguration(host: ops.host, port: ops.port), service: admin, probes: probes, group: group,
+            logger: Logger(label: "bursard.ops"),
+            onRunning: { [logger] port in logger.info("ops port listening", metadata: ["address": "\(ops.host):\(port)"]) })
+        services.append(invalidation)
+        services.append(StoppedLogging(opsApp, name: "ops port", logger: logger))
+        services.append(server)
+
+        var configuration = ServiceGroupConfiguration(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+        // A backstop: the data plane bounds its own drain by --shutdown-timeout; this cancels
+        // whatever else still hangs a little later, so the process always exits.
+        configuration.maximumGracefulShutdownDuration = settings.shutdownTimeout + .seconds(5)
+        let signals = ShutdownSignals(logger: logger, timeout: settings.shutdownTimeout)
+        var failure: (any Error)?
+        do {
+            try await ServiceGroup(configuration: configuration).run()
+        } catch {
+            failure = error
+            logger.error("a service failed; bursard is stopping", metadata: ["error": "\(error)"])
+        }
+        signals.cancel()
+        redisClient.shutdown()
+        try? await group.shutdownGracefully()
+        if failure != nil && !signals.received {
+            logger.critical("bursard stopped after a failure")
+            throw ExitCode(1)
+        }
+        logger.info("bursard stopped")
+    }
+
+    /// Starts the embedded redis-server in --data-dir, or exits 1 with a message naming the fix.
+    private func startEmbeddedRedis() throws -> RedisServerProcess {
+        let binary: String
+        do {
+            binary = try RedisServerProcess.locate(explicit: settings.redisServer)
+        } catch {
+            logger.critical("\(error.message)")
+            throw ExitCode(1)
+        }
+        let dir = URL(fileURLWithPath: settings.dataDirectory).standardizedFileURL.path
+        let child = RedisServerProcess(binary: binary, directory: dir, listen: .unixSocket(path: dir + "/redis.sock"))
+        do {
+            try child.start()
+        } catch {
+            logger.critical("embedded redis-server failed to start", metadata: ["error": "\(error)", "data_dir": "\(dir)"])
+            throw ExitCode(1)
+        }
+        logger.info("embedded redis-server started", metadata: ["data_dir": "\(dir)", "aof": "on"])
+        return child
+    }
+}
+
+/// Runs a service and logs one line when it has stopped.
+struct StoppedLogging<Wrapped: Service>: Service, CustomStringConvertible {
+    let wrapped: Wrapped
+    let name: String
+    let logger: Logger
+
+    init(_ wrapped: Wrapped, name: String, logger: Logger) {
+        self.wrapped = wrapped
+        self.name = name
+        self.logger = logger
+    }
+
+    var description: String { name }
+
+    func run() async throws {
+        do {
+            try await wrapped.run()
+            logger.info("\(name) stopped")
+        } catch {
+            logger.error("\(name) failed", metadata: ["error": "\(error)"])
+            throw error
+        }
+    }
+}
+
+/// Logs the shutdown signal when it arrives (the service group acts on it independently), and
+/// remembers that one came.
+final class ShutdownSignals {
+    private final class Flag: Sendable {
+        let value = Atomic<Bool>(false)
+    }
+
+    private let sources: [any DispatchSourceSignal]
+    private let flag = Flag()
+
+    init(logger: Logger, timeout: Duration) {
+        let queue = DispatchQueue(label: "bursard.signals")
+        let seconds = Double(timeout.components.seconds) + Double(timeout.components.attoseconds) / 1e18
+        var sources: [any DispatchSourceSignal] = []
+        for (signal, name) in [(SIGTERM, "SIGTERM"), (SIGINT, "SIGINT")] {
+            let source = DispatchSource.makeSignalSource(signal: signal, queue: queue)
+            sources.append(source)
+            source.setEventHandler { [flag] in
+                if !flag.value.exchange(true, ordering: .relaxed) {
+                    logger.info("\(name) received: shutting down gracefully", metadata: ["timeout_s": "\(seconds)"])
+                } else {
+                    logger.info("\(name) received again: shutdown already in progress")
+                }
+            }
+            source.resume()
+        }
+        self.sources = sources
+    }
+
+    /// True once SIGTERM or SIGINT arrived.
+    var received: Bool { flag.value.load(ordering: .relaxed) }
+
+    func cancel() {
+        for source in sources { source.cancel() }
+    }
+}
