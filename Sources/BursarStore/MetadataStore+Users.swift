@@ -1,6 +1,7 @@
 public import BursarRBAC
 import BursarRedis
 import Crypto
+import BursarWire
 import Foundation
 
 /// Who a bearer token belongs to.
@@ -34,7 +35,7 @@ extension MetadataStore {
     }
 
     static func tokenDigest(_ token: String) -> String {
-        SHA256.hash(data: Array(token.utf8)).map { String(format: "%02x", $0) }.joined()
+        hexString(Array(SHA256.hash(data: Array(token.utf8))))
     }
 
     /// Creates the operator's credential, the first organization and its first Owner; only on an
@@ -98,9 +99,9 @@ extension MetadataStore {
 
     /// The organizations a person belongs to, with their role in each.
     public func memberships(of person: UInt64) async throws -> [(Organization, OrgRole)] {
-        let ids = (try await redis.send(RedisCommand("SMEMBERS", Keyspace.userOrgs(person))).array ?? []).compactMap { $0.string.flatMap { UInt64($0) } }
+        let ids = try await idSet(Keyspace.userOrgs(person))
         var result: [(Organization, OrgRole)] = []
-        for id in ids.sorted() {
+        for id in ids {
             guard let org = try await organization(id), let role = try await orgRole(org: id, person) else { continue }
             result.append((org, role))
         }
@@ -146,9 +147,9 @@ extension MetadataStore {
 
     /// Every member of an organization, by id.
     public func users(org: UInt64) async throws -> [User] {
-        let ids = (try await redis.send(RedisCommand("SMEMBERS", Keyspace.users(org))).array ?? []).compactMap { $0.string.flatMap { UInt64($0) } }
+        let ids = try await idSet(Keyspace.users(org))
         var result: [User] = []
-        for id in ids.sorted() {
+        for id in ids {
             if let u = try await user(org: org, id) { result.append(u) }
         }
         return result

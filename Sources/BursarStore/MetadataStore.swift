@@ -68,9 +68,9 @@ public struct MetadataStore: Sendable {
 
     /// Every organization, by id.
     public func organizations() async throws -> [Organization] {
-        let ids = (try await redis.send(RedisCommand("SMEMBERS", Keyspace.orgs)).array ?? []).compactMap { $0.string.flatMap { UInt64($0) } }
+        let ids = try await idSet(Keyspace.orgs)
         var result: [Organization] = []
-        for id in ids.sorted() {
+        for id in ids {
             if let o = try await organization(id) { result.append(o) }
         }
         return result
