@@ -27,6 +27,7 @@ let package = Package(
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
         .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
     ],
     targets: [
         // hiredis (C), wrapped once. Only BursarRedis imports it.
@@ -126,6 +127,27 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // The load harness: seeding, closed-loop workload, latency histogram, Redis audit, report.
+        .target(
+            name: "BursarBench",
+            dependencies: [
+                "BursarClient", "BursarWire", "BursarStore", "BursarRedis",
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
+        // The load harness CLI: a thin wrapper over BursarBench.
+        .executableTarget(
+            name: "bursar-bench",
+            dependencies: [
+                "BursarBench",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: strict
+        ),
         .testTarget(
             name: "BursarWireTests",
             dependencies: [
@@ -151,7 +173,7 @@ let package = Package(
         .testTarget(
             name: "BursarIntegrationTests",
             dependencies: [
-                "BursarServer", "BursarStore", "BursarRedis", "BursarClient", "BursarWire", "BursarLimits", "BursarRBAC",
+                "BursarServer", "BursarStore", "BursarRedis", "BursarClient", "BursarWire", "BursarLimits", "BursarRBAC", "BursarBench",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ],

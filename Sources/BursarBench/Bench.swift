@@ -1,0 +1,28 @@
+public import BursarRedis
+import BursarStore
+import Logging
+
+/// Seed, run, drain, audit: the whole of one `bursar-bench` invocation.
+public enum Bench {
+    /// Seeds a fresh org on `redis`, runs `configuration` against the targets, and (when `audit`)
+    /// waits `auditGrace` and audits Redis against what the harness saw.
+    public static func run(
+        _ configuration: BenchConfiguration, redis: RedisClient, audit: Bool, auditGrace: Duration = .milliseconds(200)
+    ) async throws -> (report: BenchReport, world: BenchWorld, result: RunResult) {
+        let world = try await BenchWorld.seed(configuration.workload, store: MetadataStore(redis: redis))
+        let result = try await BenchRunner.run(configuration, world: world)
+        var auditReport: AuditReport?
+        if audit {
+            try await Task.sleep(for: auditGrace)
+            auditReport = try await BenchAudit.run(world: world, ledger: result.ledger, redis: redis)
+        }
+        return (BenchReport(result, audit: auditReport), world, result)
+    }
+
+    /// A Redis client for the harness's own seeding and auditing.
+    public static func redisClient(url: String) throws -> RedisClient {
+        var logger = Logger(label: "bursar-bench")
+        logger.logLevel = .error
+        return RedisClient(configuration: RedisClientConfiguration(endpoint: try RedisEndpoint(url: url), ioTimeoutMs: 5_000), logger: logger)
+    }
+}
