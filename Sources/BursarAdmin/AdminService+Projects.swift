@@ -77,12 +77,10 @@ extension AdminService {
             var byUser: [UInt64: ProjectMemberBody] = [:]
             for m in try await store.memberships(org: org, project: project) {
                 guard let u = try await store.user(org: org, m.userID) else { continue }
-                byUser[u.id] = ProjectMemberBody(
-                    userId: u.id, email: u.email, name: u.name, role: u.role == .owner ? "admin" : m.role.rawValue,
-                    grant: GrantBody(m.grant), orgOwner: u.role == .owner)
+                byUser[u.id] = ProjectMemberBody(u, role: u.role == .owner ? "admin" : m.role.rawValue, grant: m.grant)
             }
             for u in try await store.users(org: org) where u.role == .owner && byUser[u.id] == nil {
-                byUser[u.id] = ProjectMemberBody(userId: u.id, email: u.email, name: u.name, role: "admin", grant: GrantBody(), orgOwner: true)
+                byUser[u.id] = ProjectMemberBody(u, role: "admin", grant: Grant())
             }
             return ProjectMemberListResponse(members: byUser.keys.sorted().map { byUser[$0]! })
         }
@@ -99,11 +97,9 @@ extension AdminService {
             }
             let role = try parse(ProjectRole.self, r.role ?? "member", "role")
             let grant = (r.grant ?? GrantBody()).grant
-            if let v = CapCheck.violation(of: Caps(grant: grant), subject: "grant", within: [("project", Caps(project: p))], expand: try await expander(org)) {
-                throw v
-            }
+            try await checkGrant(org, grant, within: p)
             try await store.setMembership(Membership(orgID: org, projectID: project, userID: user.id, role: role, grant: grant))
-            return ProjectMemberBody(userId: user.id, email: user.email, name: user.name, role: role.rawValue, grant: GrantBody(grant), orgOwner: user.role == .owner)
+            return ProjectMemberBody(user, role: role.rawValue, grant: grant)
         }
     }
 
@@ -118,13 +114,11 @@ extension AdminService {
             if let role = r.role { m.role = try parse(ProjectRole.self, role, "role") }
             if let g = r.grant {
                 m.grant = g.grant
-                if let v = CapCheck.violation(of: Caps(grant: m.grant), subject: "grant", within: [("project", Caps(project: p))], expand: try await expander(org)) {
-                    throw v
-                }
+                try await checkGrant(org, m.grant, within: p)
             }
             try await store.setMembership(m)
             await invalidate(.org(org))
-            return ProjectMemberBody(userId: u.id, email: u.email, name: u.name, role: m.role.rawValue, grant: GrantBody(m.grant), orgOwner: u.role == .owner)
+            return ProjectMemberBody(u, role: m.role.rawValue, grant: m.grant)
         }
     }
 
@@ -141,6 +135,13 @@ extension AdminService {
     }
 
     // MARK: Helpers
+
+    /// Throws `exceeds_cap` when a grant lies outside its project's caps.
+    func checkGrant(_ org: UInt64, _ grant: Grant, within project: Project) async throws {
+        if let v = CapCheck.violation(of: Caps(grant: grant), subject: "grant", within: [("project", Caps(project: project))], expand: try await expander(org)) {
+            throw v
+        }
+    }
 
     /// An organization member named by id or e-mail, or not_found.
     func orgMember(_ org: UInt64, id: UInt64?, email: String?) async throws -> User {

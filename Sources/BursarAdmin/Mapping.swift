@@ -32,6 +32,13 @@ extension GrantBody {
     var grant: Grant { Grant(models: models.flatMap { $0.isEmpty ? nil : $0 }, maxKeySpend: maxKeySpendNusd, rpm: rpm, tpm: tpm) }
 }
 
+extension ProjectMemberBody {
+    /// A member of a project as the API shows them, with the role it reports.
+    init(_ u: User, role: String, grant: Grant) {
+        self.init(userId: u.id, email: u.email, name: u.name, role: role, grant: GrantBody(grant), orgOwner: u.role == .owner)
+    }
+}
+
 extension KeyBody {
     init(_ k: APIKey) {
         self.init(
