@@ -1,72 +1,118 @@
 public import BursarRedis
 import BursarStore
 
-/// The audit's verdict: every number except the counts of keys audited must be 0.
+/// The audit's verdict: every number except the counts audited must be 0.
 public struct AuditReport: Sendable, Codable {
     /// Keys with at least one admission (the others have no spend counter the harness can find).
     public var keysAudited: Int
-    /// nano-USD a key was charged beyond its budget, summed over keys (actuals never exceed
+    /// Projects with at least one admission.
+    public var projectsAudited: Int
+    /// nano-USD charged beyond a key's or a project's budget, summed (actual costs never exceed
     /// estimates, so any excess is over-admission).
-    public var overAdmission: Int64
-    /// nano-USD the harness saw admitted that Redis does not hold, summed over keys.
+    public var overAdmittedSpend: Int64
+    /// Requests admitted beyond what a key's or a project's RPM allows over the run (the bucket
+    /// contract: at most R + R·t/60 over t seconds, with t the harness's span of the run, which
+    /// is longer than Redis's), summed.
+    public var overAdmittedRequests: Int64
+    /// Tokens charged beyond what a key's or a project's TPM allows over the run, summed.
+    public var overAdmittedTokens: Int64
+    /// nano-USD the harness saw admitted that Redis's key and project spend counters do not hold.
     public var lostDebits: Int64
-    /// nano-USD Redis holds beyond what the harness saw admitted, summed over keys.
+    /// nano-USD Redis's key and project spend counters hold beyond what the harness saw admitted.
     public var doubleDebits: Int64
-    /// Keys whose counter differs from the harness's ledger.
-    public var keysMismatched: Int
+    /// Key and project spend counters that differ from the harness's ledger.
+    public var countersMismatched: Int
     /// nano-USD of org credits missing beyond the ledger (credits debited twice) or, if negative,
     /// credits not debited.
     public var creditsMismatch: Int64
     /// Requests whose effect the harness could not observe (no answer): non-zero makes the audit
     /// inconclusive rather than clean.
     public var unresolved: Int
-    /// Key id → the Redis spend counter audited (for inspection and for tests).
-    public var spendCounters: [String: String]
+    /// The span the rate bounds were computed over, ms.
+    public var spanMs: Int64
+    /// Key id → the Redis spend counter audited (for inspection and for tests; not printed).
+    public var spendCounters: [String: String] = [:]
 
     enum CodingKeys: String, CodingKey {
-        case keysAudited = "keys_audited", overAdmission = "over_admission", lostDebits = "lost_debits"
-        case doubleDebits = "double_debits", keysMismatched = "keys_mismatched", creditsMismatch = "credits_mismatch"
-        case unresolved, spendCounters = "spend_counters"
+        case keysAudited = "keys_audited", projectsAudited = "projects_audited", overAdmittedSpend = "over_admitted_spend"
+        case overAdmittedRequests = "over_admitted_requests", overAdmittedTokens = "over_admitted_tokens"
+        case lostDebits = "lost_debits", doubleDebits = "double_debits", countersMismatched = "counters_mismatched"
+        case creditsMismatch = "credits_mismatch", unresolved, spanMs = "span_ms"
     }
 
     /// True when everything that must be 0 is 0.
-    public var passed: Bool {
-        overAdmission == 0 && lostDebits == 0 && doubleDebits == 0 && creditsMismatch == 0 && unresolved == 0
-    }
+    public var passed: Bool { verdict == "passed" }
 
     /// `passed`, `FAILED`, or `inconclusive` (only unanswered requests stand in the way).
     public var verdict: String {
-        if overAdmission != 0 || lostDebits != 0 || doubleDebits != 0 || creditsMismatch != 0 { return "FAILED" }
+        if overAdmittedSpend != 0 || overAdmittedRequests != 0 || overAdmittedTokens != 0 || lostDebits != 0 || doubleDebits != 0
+            || creditsMismatch != 0
+        {
+            return "FAILED"
+        }
         return unresolved == 0 ? "passed" : "inconclusive"
+    }
+
+    /// One line for the human summary.
+    public var summary: String {
+        "audit: \(verdict)  (keys \(keysAudited), projects \(projectsAudited); over-admitted spend \(overAdmittedSpend), "
+            + "requests \(overAdmittedRequests), tokens \(overAdmittedTokens); lost \(lostDebits), double \(doubleDebits), "
+            + "counters mismatched \(countersMismatched), credits mismatch \(creditsMismatch), unresolved \(unresolved))"
     }
 }
 
 /// Compares Redis with what the harness saw.
 public enum BenchAudit {
-    /// Reads every admitted key's spend counter (named by one of its reservations) and the org's
-    /// credits, and compares them with `ledger`. Call after the run has drained.
+    /// Reads every admitted key's and project's spend counter (named by one of their
+    /// reservations) and the org's credits, compares them with `ledger`, and checks every RPM and
+    /// TPM limit against the bucket contract over the run's span. Call after the run has drained.
     public static func run(world: BenchWorld, ledger: Ledger, redis: RedisClient) async throws -> AuditReport {
+        let spanMs = (ledger.spanNs + 999_999) / 1_000_000
         var report = AuditReport(
-            keysAudited: 0, overAdmission: 0, lostDebits: 0, doubleDebits: 0, keysMismatched: 0, creditsMismatch: 0,
-            unresolved: ledger.unresolved, spendCounters: [:])
+            keysAudited: 0, projectsAudited: 0, overAdmittedSpend: 0, overAdmittedRequests: 0, overAdmittedTokens: 0,
+            lostDebits: 0, doubleDebits: 0, countersMismatched: 0, creditsMismatch: 0, unresolved: ledger.unresolved,
+            spanMs: spanMs)
+
+        /// Compares one spend counter and the rate totals of one key or project with their limits.
+        func audit(counter: String, expected: KeyLedger, budget: Int64?, rpm: Int64?, tpm: Int64?) async throws {
+            let spent = try await redis.send(RedisCommand("GET", counter)).int ?? 0
+            if spent != expected.expectedSpend { report.countersMismatched += 1 }
+            report.lostDebits += max(0, expected.expectedSpend - spent)
+            report.doubleDebits += max(0, spent - expected.expectedSpend)
+            if let budget { report.overAdmittedSpend += max(0, max(spent, expected.expectedSpend) - budget) }
+            if let rpm { report.overAdmittedRequests += max(0, expected.admissions - rateBound(rpm, spanMs: spanMs)) }
+            if let tpm { report.overAdmittedTokens += max(0, expected.netTokens - rateBound(tpm, spanMs: spanMs)) }
+        }
+
+        var projects: [Int: (ledger: KeyLedger, sample: String)] = [:]
         for (index, entry) in ledger.keys.sorted(by: { $0.key < $1.key }) {
             guard let sample = entry.sample else { continue }
             let key = world.keys[index]
             let hash = Keyspace.reservation(sample.orgID, sample.sequence)
-            guard let counter = try await redis.send(RedisCommand("HGET", hash, "kw")).string else {
-                throw AuditError(message: "reservation \(hash) of key \(key.id) is gone; its spend counter cannot be found")
+            let fields = try await redis.send(RedisCommand("HMGET", hash, "kw", "pw")).array ?? []
+            guard fields.count == 2, let keyCounter = fields[0].string, let projectCounter = fields[1].string else {
+                throw AuditError(message: "reservation \(hash) of key \(key.id) is gone; its spend counters cannot be found")
             }
-            let spent = try await redis.send(RedisCommand("GET", counter)).int ?? 0
             report.keysAudited += 1
-            report.spendCounters[String(key.id)] = counter
-            if spent != entry.expectedSpend { report.keysMismatched += 1 }
-            report.lostDebits += max(0, entry.expectedSpend - spent)
-            report.doubleDebits += max(0, spent - entry.expectedSpend)
-            report.overAdmission += max(0, max(spent, entry.expectedSpend) - key.budget)
+            report.spendCounters[String(key.id)] = keyCounter
+            try await audit(counter: keyCounter, expected: entry, budget: key.limits.budget, rpm: key.limits.rpm, tpm: key.limits.tpm)
+            var project = projects[key.project] ?? (KeyLedger(), projectCounter)
+            project.ledger.add(entry)
+            projects[key.project] = project
+        }
+        for (index, project) in projects.sorted(by: { $0.key < $1.key }) {
+            let p = world.projects[index]
+            report.projectsAudited += 1
+            try await audit(counter: project.sample, expected: project.ledger, budget: p.monthlyBudget, rpm: p.rpm, tpm: p.tpm)
         }
         let credits = try await redis.send(RedisCommand("GET", Keyspace.credits(world.orgID))).int ?? 0
         report.creditsMismatch = (world.initialCredits - credits) - ledger.totalExpectedSpend
         return report
+    }
+
+    /// The most units a per-minute bucket of limit `limit` may admit over `spanMs`: R + R·t/60.
+    static func rateBound(_ limit: Int64, spanMs: Int64) -> Int64 {
+        limit + limit * spanMs / 60_000
     }
 }
 

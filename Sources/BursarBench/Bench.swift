@@ -2,10 +2,11 @@ public import BursarRedis
 import BursarStore
 import Logging
 
-/// Seed, run, drain, audit: the whole of one `bursar-bench` invocation.
+/// Seed, run, drain, audit: the whole of one run.
 public enum Bench {
-    /// Seeds a fresh org on `redis`, runs `configuration` against the targets, and (when `audit`)
-    /// waits `auditGrace` and audits Redis against what the harness saw.
+    /// Seeds a fresh org on `redis`, runs `configuration` (against its targets, or straight
+    /// against Redis when `direct` is set), and (when `audit`) waits `auditGrace` and audits Redis
+    /// against what the harness saw.
     public static func run(
         _ configuration: BenchConfiguration, redis: RedisClient, audit: Bool, auditGrace: Duration = .milliseconds(200)
     ) async throws -> (report: BenchReport, world: BenchWorld, result: RunResult) {
@@ -16,7 +17,7 @@ public enum Bench {
             try await Task.sleep(for: auditGrace)
             auditReport = try await BenchAudit.run(world: world, ledger: result.ledger, redis: redis)
         }
-        return (BenchReport(result, audit: auditReport), world, result)
+        return (BenchReport(result, configuration: configuration, audit: auditReport), world, result)
     }
 
     /// A Redis client for the harness's own seeding and auditing.

@@ -1,15 +1,9 @@
 /// Where the harness sends its load.
-public struct BenchTarget: Sendable, Hashable, CustomStringConvertible {
-    /// Host name or address.
-    public var host: String
-    /// TCP port.
-    public var port: Int
-
-    /// A target.
-    public init(host: String, port: Int) {
-        self.host = host
-        self.port = port
-    }
+public enum BenchTarget: Sendable, Hashable, CustomStringConvertible {
+    /// A bursard data plane over TCP.
+    case tcp(host: String, port: Int)
+    /// A bursard data plane over a unix socket.
+    case unix(path: String)
 
     /// Parses `HOST:PORT`; nil when malformed.
     public init?(parsing text: String) {
@@ -18,21 +12,48 @@ public struct BenchTarget: Sendable, Hashable, CustomStringConvertible {
         }
         let host = String(text[..<colon])
         guard !host.isEmpty else { return nil }
-        self.init(host: host, port: port)
+        self = .tcp(host: host, port: port)
     }
 
-    /// `HOST:PORT`.
-    public var description: String { "\(host):\(port)" }
+    /// `HOST:PORT` or `unix:PATH`.
+    public var description: String {
+        switch self {
+        case .tcp(let host, let port): "\(host):\(port)"
+        case .unix(let path): "unix:\(path)"
+        }
+    }
 }
 
-/// Everything one closed-loop run needs.
+/// How requests are offered.
+public enum LoadModel: Sendable, Hashable, CustomStringConvertible {
+    /// Each connection keeps `pipeline` CHECKs (each followed by its SETTLE or RELEASE) in flight;
+    /// a new one starts when one finishes. Measures service time at saturation.
+    case closed(pipeline: Int)
+    /// CHECKs start on a fixed schedule, `rate` per second in total, whatever the answers do.
+    /// Latency runs from each CHECK's scheduled start (not from when it was actually sent), so a
+    /// stall is charged to every request it delayed: coordinated omission is corrected.
+    case open(rate: Int)
+
+    public var description: String {
+        switch self {
+        case .closed(let k): "closed loop, \(k) in flight per connection"
+        case .open(let rate): "open loop, \(rate) CHECK/s"
+        }
+    }
+}
+
+/// Everything one run needs.
 public struct BenchConfiguration: Sendable {
-    /// bursard instances; connection `i` goes to target `i % targets.count`.
+    /// bursard instances; connection `i` goes to target `i % targets.count`. Empty with `direct`.
     public var targets: [BenchTarget]
-    /// Connections in total, spread over the targets.
+    /// When set, the decisions go straight to this Redis with bursar's own scripts instead of
+    /// through bursard: the floor bursard is measured against.
+    public var direct: String?
+    /// Connections in total, spread over the targets (with `direct`: independent request lanes,
+    /// all pipelined through one Redis client configured like bursard's).
     public var connections: Int
-    /// Requests each connection keeps in flight (closed loop).
-    public var pipeline: Int
+    /// Closed or open loop.
+    public var load: LoadModel
     /// Measured seconds, after the warmup.
     public var duration: Duration
     /// Seconds of load before measuring starts (counted in the audit, not in the figures).
@@ -40,22 +61,28 @@ public struct BenchConfiguration: Sendable {
     /// How long in-flight requests may take to finish after the end before the harness closes
     /// its connections and counts them as unanswered.
     public var drainGrace: Duration
+    /// Open loop: most requests in flight per connection; a scheduled CHECK that would pass it is
+    /// not sent and is counted as `shed` (bounds the harness's memory when the target stalls).
+    public var maxInFlightPerConnection: Int
     /// The workload.
     public var workload: Workload
-    /// Local target processes whose CPU time is read from /proc (optional).
+    /// Local target processes whose CPU time and RSS are read from /proc (optional).
     public var targetPIDs: [Int32]
 
-    /// A configuration; defaults are a small run.
+    /// A configuration; defaults are a small closed-loop run.
     public init(
-        targets: [BenchTarget], connections: Int = 4, pipeline: Int = 8, duration: Duration = .seconds(10),
-        warmup: Duration = .seconds(1), drainGrace: Duration = .seconds(2), workload: Workload = Workload(), targetPIDs: [Int32] = []
+        targets: [BenchTarget], direct: String? = nil, connections: Int = 4, load: LoadModel = .closed(pipeline: 8),
+        duration: Duration = .seconds(10), warmup: Duration = .seconds(1), drainGrace: Duration = .seconds(2),
+        maxInFlightPerConnection: Int = 10_000, workload: Workload = Workload(), targetPIDs: [Int32] = []
     ) {
         self.targets = targets
+        self.direct = direct
         self.connections = connections
-        self.pipeline = pipeline
+        self.load = load
         self.duration = duration
         self.warmup = warmup
         self.drainGrace = drainGrace
+        self.maxInFlightPerConnection = maxInFlightPerConnection
         self.workload = workload
         self.targetPIDs = targetPIDs
     }

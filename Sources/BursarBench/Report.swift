@@ -1,8 +1,15 @@
 import BursarWire
 import Foundation
+import Histogram
 
-/// The run's figures as `--json` prints them.
+/// One run's figures as `--json` prints them.
 public struct BenchReport: Sendable, Codable {
+    /// `bursard` or `direct` (the Redis floor).
+    public var mode: String
+    /// The load model, in words.
+    public var load: String
+    /// Connections (lanes).
+    public var connections: Int
     /// CHECK answers per second in the measured period.
     public var decisions_per_s: Double
     /// CHECKs answered in the measured period.
@@ -21,7 +28,10 @@ public struct BenchReport: Sendable, Codable {
     public var errors: Int
     /// Requests unanswered when the harness stopped (a hung target).
     public var unanswered: Int
-    /// Latency percentiles of all measured requests (CHECK, SETTLE, RELEASE), µs.
+    /// Open loop: scheduled CHECKs not sent because their lane was full.
+    public var shed: Int
+    /// CHECK latency percentiles, µs (open loop: from the scheduled start, coordinated omission
+    /// corrected).
     public var p50_us: Double
     /// p90, µs.
     public var p90_us: Double
@@ -31,15 +41,31 @@ public struct BenchReport: Sendable, Codable {
     public var p999_us: Double
     /// Maximum, µs.
     public var max_us: Double
-    /// CPU seconds the target processes used per 1,000 decisions, when `--target-pid` was given.
+    /// SETTLE/RELEASE latency p50, µs.
+    public var followup_p50_us: Double
+    /// SETTLE/RELEASE latency p99, µs.
+    public var followup_p99_us: Double
+    /// CPU seconds the target processes used per 1,000 decisions (a CHECK and its SETTLE or
+    /// RELEASE), when `--target-pid` was given.
     public var cpu_s_per_1000_decisions: Double?
+    /// Resident memory of the target processes at the start of measuring, KiB.
+    public var rss_start_kib: Int?
+    /// At the end, KiB.
+    public var rss_end_kib: Int?
+    /// Largest sample, KiB.
+    public var rss_max_kib: Int?
+    /// (end − start) / start, percent.
+    public var rss_growth_percent: Double?
     /// The audit, when `--audit` was given.
     public var audit: AuditReport?
     /// `passed`, `FAILED` or `inconclusive`, when `--audit` was given.
     public var audit_verdict: String?
 
     /// The report of `result`, with `audit` if one was run.
-    public init(_ result: RunResult, audit: AuditReport?) {
+    public init(_ result: RunResult, configuration: BenchConfiguration, audit: AuditReport?) {
+        mode = configuration.direct == nil ? "bursard" : "direct"
+        load = configuration.load.description
+        connections = configuration.connections
         let seconds = max(result.measuredSeconds, 1e-9)
         decisions_per_s = Double(result.decisions) / seconds
         decisions = result.decisions
@@ -50,47 +76,88 @@ public struct BenchReport: Sendable, Codable {
         not_applied = result.notApplied
         errors = result.errors
         unanswered = result.unanswered
+        shed = result.shed
         let h = result.latencyNs
-        func us(_ p: Double) -> Double { h.totalCount == 0 ? 0 : Double(h.valueAtPercentile(p)) / 1000 }
-        p50_us = us(50)
-        p90_us = us(90)
-        p99_us = us(99)
-        p999_us = us(99.9)
+        func us(_ p: Double, _ h: Histogram<UInt64>) -> Double { h.totalCount == 0 ? 0 : Double(h.valueAtPercentile(p)) / 1000 }
+        p50_us = us(50, h)
+        p90_us = us(90, h)
+        p99_us = us(99, h)
+        p999_us = us(99.9, h)
         max_us = h.totalCount == 0 ? 0 : Double(h.max) / 1000
+        followup_p50_us = us(50, result.followUpLatencyNs)
+        followup_p99_us = us(99, result.followUpLatencyNs)
         if let cpu = result.targetCPUSeconds, result.decisions > 0 {
             cpu_s_per_1000_decisions = cpu / Double(result.decisions) * 1000
+        }
+        if let rss = result.targetRSS {
+            rss_start_kib = rss.startKiB
+            rss_end_kib = rss.endKiB
+            rss_max_kib = rss.maxKiB
+            rss_growth_percent = rss.growthPercent
         }
         self.audit = audit
         self.audit_verdict = audit?.verdict
     }
 
-    /// True when the run was clean: no errors, nothing unanswered, and the audit (if any) passed.
-    public var succeeded: Bool { errors == 0 && unanswered == 0 && (audit?.passed ?? true) }
+    /// True when the run was clean: no errors, nothing unanswered or shed, and the audit (if any) passed.
+    public var succeeded: Bool { errors == 0 && unanswered == 0 && shed == 0 && (audit?.passed ?? true) }
 
     /// Pretty JSON with sorted keys.
-    public func json() throws -> String {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        return String(decoding: try encoder.encode(self), as: UTF8.self)
-    }
+    public func json() throws -> String { try prettyJSON(self) }
 
     /// The human summary.
     public var summary: String {
         func f(_ x: Double) -> String { String(format: "%.1f", x) }
         var lines = [
+            "[\(mode)] \(load), \(connections) connection(s)",
             "decisions/s: \(f(decisions_per_s))  (decisions \(decisions), allowed \(allowed), denied \(decisions - allowed))",
             "denied by reason: " + (denied_by_reason.isEmpty ? "none" : denied_by_reason.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")),
-            "settles \(settles), releases \(releases), not applied \(not_applied), errors \(errors), unanswered \(unanswered)",
-            "latency µs: p50 \(f(p50_us))  p90 \(f(p90_us))  p99 \(f(p99_us))  p99.9 \(f(p999_us))  max \(f(max_us))",
+            "settles \(settles), releases \(releases), not applied \(not_applied), errors \(errors), unanswered \(unanswered), shed \(shed)",
+            "CHECK latency µs: p50 \(f(p50_us))  p90 \(f(p90_us))  p99 \(f(p99_us))  p99.9 \(f(p999_us))  max \(f(max_us))",
+            "SETTLE/RELEASE latency µs: p50 \(f(followup_p50_us))  p99 \(f(followup_p99_us))",
         ]
-        if let cpu = cpu_s_per_1000_decisions { lines.append("target CPU: \(String(format: "%.4f", cpu)) s per 1000 decisions") }
-        if unanswered > 0 { lines.append("HANG: \(unanswered) request(s) got no answer before the harness stopped") }
-        if let a = audit {
-            lines.append(
-                "audit: \(a.verdict)  (keys \(a.keysAudited), over-admission \(a.overAdmission), lost \(a.lostDebits), "
-                    + "double \(a.doubleDebits), keys mismatched \(a.keysMismatched), credits mismatch \(a.creditsMismatch), "
-                    + "unresolved \(a.unresolved))")
+        if let cpu = cpu_s_per_1000_decisions { lines.append("target CPU: \(f(cpu * 1000)) µs per decision") }
+        if let start = rss_start_kib, let end = rss_end_kib, let peak = rss_max_kib, let growth = rss_growth_percent {
+            lines.append("target RSS KiB: start \(start), end \(end), max \(peak) (\(String(format: "%+.1f", growth))%)")
         }
+        if unanswered > 0 { lines.append("HANG: \(unanswered) request(s) got no answer before the harness stopped") }
+        if let a = audit { lines.append(a.summary) }
         return lines.joined(separator: "\n")
     }
+}
+
+/// What one `bursar-bench` invocation prints: the bursard run, the direct floor, or both.
+public struct BenchOutput: Sendable, Codable {
+    /// The run against bursard.
+    public var bursard: BenchReport?
+    /// The same decisions straight against Redis.
+    public var direct: BenchReport?
+    /// bursard's decisions/s over the floor's, when both ran.
+    public var ratio_to_direct: Double?
+
+    /// The output of the runs made.
+    public init(bursard: BenchReport?, direct: BenchReport?) {
+        self.bursard = bursard
+        self.direct = direct
+        if let b = bursard, let d = direct, d.decisions_per_s > 0 { ratio_to_direct = b.decisions_per_s / d.decisions_per_s }
+    }
+
+    /// Every run clean.
+    public var succeeded: Bool { (bursard?.succeeded ?? true) && (direct?.succeeded ?? true) }
+
+    /// Pretty JSON with sorted keys.
+    public func json() throws -> String { try prettyJSON(self) }
+
+    /// The human summary.
+    public var summary: String {
+        var parts = [bursard?.summary, direct?.summary].compactMap { $0 }
+        if let r = ratio_to_direct { parts.append(String(format: "bursard / direct floor: %.2f", r)) }
+        return parts.joined(separator: "\n\n")
+    }
+}
+
+private func prettyJSON(_ value: some Encodable) throws -> String {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+    return String(decoding: try encoder.encode(value), as: UTF8.self)
 }

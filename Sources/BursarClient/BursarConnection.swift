@@ -56,12 +56,22 @@ public final class BursarConnection: Sendable {
             }
     }
 
-    /// Sends a request body and returns the answer frame.
-    public func send(_ body: Frame.Body) async throws -> Frame {
+    /// Sends a request body; the future (on the channel's event loop) holds the answer frame, or
+    /// fails with `BursarClientError` when the connection closes first.
+    public func request(_ body: Frame.Body) -> EventLoopFuture<Frame> {
         let id = nextID.wrappingAdd(1, ordering: .relaxed).oldValue
         let promise = channel.eventLoop.makePromise(of: Frame.self)
-        channel.writeAndFlush(Outgoing(frame: Frame(requestID: id, body: body), promise: promise), promise: nil)
-        return try await promise.futureResult.get()
+        // A write that fails (the channel already closed) never reaches the handler's table of
+        // outstanding requests, so it fails the answer here.
+        let written = channel.eventLoop.makePromise(of: Void.self)
+        written.futureResult.whenFailure { _ in promise.fail(BursarClientError.closed()) }
+        channel.writeAndFlush(Outgoing(frame: Frame(requestID: id, body: body), promise: promise), promise: written)
+        return promise.futureResult
+    }
+
+    /// Sends a request body and returns the answer frame.
+    public func send(_ body: Frame.Body) async throws -> Frame {
+        try await request(body).get()
     }
 
     /// CHECK.
@@ -96,7 +106,9 @@ public final class BursarConnection: Sendable {
         try? await channel.close()
     }
 
-    private func unexpected(_ frame: Frame) -> BursarClientError {
+    /// The error for an answer `frame` that does not match its request: the server's ERROR, or
+    /// `unexpected_answer`.
+    public func unexpected(_ frame: Frame) -> BursarClientError {
         if case .error(let e) = frame.body { return .closed(e) }
         return BursarClientError(code: "unexpected_answer", message: "answer type \(frame.body.type) does not match the request")
     }

@@ -8,51 +8,124 @@ import NIOPosix
 import Testing
 
 /// bursar-bench against a real bursard on a real redis-server: the audit is clean on a correct
-/// run, catches a counter corrupted behind bursard's back, and the harness stops on time when
-/// the target never answers.
-@Suite("bursar-bench: closed-loop run, audit, bounded stop", .serialized)
+/// run (closed loop, open loop, unix socket, straight to Redis), catches counters corrupted behind
+/// bursard's back (spend and rate), the open loop charges a stall to every request it delayed, and
+/// the harness stops on time when the target never answers.
+@Suite("bursar-bench: runs, the floor, the audit, bounded stop", .serialized)
 struct BenchTests {
-    func config(_ port: Int, duration: Duration = .milliseconds(1500), keys: Int = 20) -> BenchConfiguration {
+    func config(_ targets: [BenchTarget], duration: Duration = .milliseconds(1500), keys: Int = 21) -> BenchConfiguration {
         BenchConfiguration(
-            targets: [BenchTarget(host: "127.0.0.1", port: port)], connections: 4, pipeline: 4, duration: duration,
+            targets: targets, connections: 4, load: .closed(pipeline: 4), duration: duration,
             warmup: .milliseconds(200), drainGrace: .seconds(2),
-                        // Tight keys afford about two requests, so denials appear however slow the machine is.
-            workload: Workload(keys: keys, projects: 3, denyPermille: 300, settlePermille: 700, tightBudget: 20_000))
+            // 30% of keys tight (budget, RPM, TPM in turn), each affording about two requests, so
+            // denials of every kind appear however slow the machine is.
+            workload: Workload(
+                keys: keys, projects: 3, denyPermille: 300, settlePermille: 700, tightBudget: 20_000, tightRPM: 2,
+                tightTPM: 2 * Workload.reservedTokens, projectRPM: 1_000_000, projectTPM: 100_000_000, projectBudget: 1 << 45))
     }
 
-    /// Runs a short audited bench against a fresh bursard on the harness's Redis.
-    func auditedRun(_ h: Harness) async throws -> (report: BenchReport, world: BenchWorld, result: RunResult) {
-        let bursard = try await BursardProcess(redis: h.redisServer.endpoint)
-        defer { bursard.stop() }
-        return try await Bench.run(config(bursard.port), redis: h.redis, audit: true)
+    func tcp(_ bursard: BursardProcess) -> [BenchTarget] { [.tcp(host: "127.0.0.1", port: bursard.port)] }
+
+    func expectClean(_ report: BenchReport, sourceLocation: SourceLocation = #_sourceLocation) throws {
+        #expect(report.allowed > 0, sourceLocation: sourceLocation)
+        #expect(report.errors == 0 && report.unanswered == 0 && report.shed == 0, "\(report.summary)", sourceLocation: sourceLocation)
+        let audit = try #require(report.audit, sourceLocation: sourceLocation)
+        #expect(audit.keysAudited > 0 && audit.projectsAudited == 3, sourceLocation: sourceLocation)
+        #expect(audit.overAdmittedSpend == 0 && audit.overAdmittedRequests == 0 && audit.overAdmittedTokens == 0, sourceLocation: sourceLocation)
+        #expect(audit.lostDebits == 0 && audit.doubleDebits == 0 && audit.countersMismatched == 0, sourceLocation: sourceLocation)
+        #expect(audit.creditsMismatch == 0 && audit.unresolved == 0, sourceLocation: sourceLocation)
+        #expect(audit.passed && report.succeeded, "\(report.summary)", sourceLocation: sourceLocation)
     }
 
-    @Test("a short run against one bursard admits and denies, and audits clean")
+    @Test("a closed-loop run against one bursard denies on every kind of tight limit and audits clean")
     func cleanAudit() async throws {
         try await withHarness { h in
-            let (report, _, result) = try await auditedRun(h)
-            #expect(report.allowed > 0)
-            #expect((result.denied[.keyBudget] ?? 0) > 0, "tight keys must run out of budget: \(report.denied_by_reason)")
-            #expect(report.errors == 0 && report.unanswered == 0)
+            let bursard = try await BursardProcess(redis: h.redisServer.endpoint)
+            defer { bursard.stop() }
+            var c = config(tcp(bursard))
+            c.targetPIDs = [try #require(bursard.child.pid)]
+            let (report, _, result) = try await Bench.run(c, redis: h.redis, audit: true)
+            try expectClean(report)
+            for reason in [DenyReason.keyBudget, .keyRPM, .keyTPM] {
+                #expect((result.denied[reason] ?? 0) > 0, "tight keys must be denied by \(reason): \(report.denied_by_reason)")
+            }
             #expect(report.settles > 0 && report.releases > 0)
             #expect(report.p50_us > 0 && report.p50_us <= report.p99_us && report.p99_us <= report.max_us)
-            let audit = try #require(report.audit)
-            #expect(audit.keysAudited > 0)
-            #expect(audit.overAdmission == 0)
-            #expect(audit.lostDebits == 0 && audit.doubleDebits == 0 && audit.creditsMismatch == 0)
-            #expect(audit.unresolved == 0)
-            #expect(audit.passed && report.succeeded, "\(report.summary)")
+            #expect(report.followup_p50_us > 0)
+            #expect(try #require(report.cpu_s_per_1000_decisions) > 0)
+            #expect(try #require(report.rss_start_kib) > 1_000)
             let json = try report.json()
-            for field in ["decisions_per_s", "allowed", "denied_by_reason", "errors", "p50_us", "p90_us", "p99_us", "p999_us", "max_us", "unanswered"] {
+            for field in [
+                "decisions_per_s", "allowed", "denied_by_reason", "errors", "p50_us", "p90_us", "p99_us", "p999_us", "max_us",
+                "unanswered", "cpu_s_per_1000_decisions", "over_admitted_requests", "over_admitted_tokens", "over_admitted_spend",
+                "lost_debits", "double_debits",
+            ] {
                 #expect(json.contains("\"\(field)\""), "JSON lacks \(field)")
             }
         }
     }
 
-    @Test("the audit reports a counter corrupted behind bursard's back as a double and a lost debit")
-    func plantedError() async throws {
+    @Test("the same decisions straight against Redis (the floor) and an open loop over a unix socket both audit clean")
+    func floorAndOpenLoop() async throws {
         try await withHarness { h in
-            let (report, world, result) = try await auditedRun(h)
+            var direct = config([], keys: 30)
+            direct.direct = h.redisServer.endpoint.description
+            let (floor, _, floorResult) = try await Bench.run(direct, redis: h.redis, audit: true)
+            #expect(floor.mode == "direct")
+            try expectClean(floor)
+            #expect((floorResult.denied[.keyRPM] ?? 0) > 0, "the floor runs bursar's own scripts: \(floor.denied_by_reason)")
+
+            let socket = NSTemporaryDirectory() + "bench-\(UUID().uuidString.prefix(8)).sock"
+            let bursard = try await BursardProcess(redis: h.redisServer.endpoint, extraArguments: ["--unix", socket])
+            defer { bursard.stop() }
+            var open = config([.unix(path: socket)], duration: .seconds(2), keys: 30)
+            open.load = .open(rate: 200)
+            let (report, _, _) = try await Bench.run(open, redis: h.redis, audit: true)
+            try expectClean(report)
+            // 200/s for 2 s on a fixed schedule: every scheduled CHECK is sent and answered.
+            #expect(report.decisions == 400, "\(report.summary)")
+            let output = BenchOutput(bursard: report, direct: floor)
+            #expect(output.ratio_to_direct == report.decisions_per_s / floor.decisions_per_s)
+        }
+    }
+
+    @Test("open loop: a stalled target is charged to every CHECK scheduled during the stall (coordinated omission corrected)")
+    func openLoopChargesStalls() async throws {
+        try await withHarness { h in
+            let bursard = try await BursardProcess(redis: h.redisServer.endpoint)
+            defer { bursard.stop() }
+            let pid = try #require(bursard.child.pid)
+            var c = config(tcp(bursard), duration: .seconds(2))
+            c.load = .open(rate: 200)
+            c.warmup = .zero
+            let world = try await BenchWorld.seed(c.workload, store: MetadataStore(redis: h.redis))
+            // Stop bursard for 600 ms a second into the run: about 120 CHECKs fall into the stall.
+            let stall = Task {
+                try await Task.sleep(for: .seconds(1))
+                kill(pid, SIGSTOP)
+                try await Task.sleep(for: .milliseconds(600))
+                kill(pid, SIGCONT)
+            }
+            let result = try await BenchRunner.run(c, world: world)
+            try await stall.value
+            let report = BenchReport(result, configuration: c, audit: try await BenchAudit.run(world: world, ledger: result.ledger, redis: h.redis))
+            try expectClean(report)
+            // Measured from the scheduled start, the CHECK due when the stall began waited it out,
+            // and the ~30% scheduled during it waited part of it: the p90 shows the stall. A closed
+            // loop (or an open loop timing from the actual send) would report the waits as one
+            // slow request per lane.
+            #expect(report.max_us >= 550_000, "\(report.summary)")
+            #expect(report.p90_us >= 100_000, "\(report.summary)")
+        }
+    }
+
+    @Test("the audit reports spend counters corrupted behind bursard's back as a double and a lost debit")
+    func plantedSpendError() async throws {
+        try await withHarness { h in
+            let bursard = try await BursardProcess(redis: h.redisServer.endpoint)
+            defer { bursard.stop() }
+            let c = config(tcp(bursard))
+            let (report, world, result) = try await Bench.run(c, redis: h.redis, audit: true)
             #expect(try #require(report.audit).passed, "\(report.summary)")
             let counters = try #require(report.audit?.spendCounters.sorted { $0.key < $1.key })
             try #require(counters.count >= 2)
@@ -62,9 +135,45 @@ struct BenchTests {
             let audit = try await BenchAudit.run(world: world, ledger: result.ledger, redis: h.redis)
             #expect(audit.doubleDebits == 12_345)
             #expect(audit.lostDebits == 777)
-            #expect(audit.keysMismatched == 2)
+            #expect(audit.countersMismatched == 2)
             #expect(!audit.passed && audit.verdict == "FAILED")
-            #expect(!BenchReport(result, audit: audit).succeeded)
+            #expect(!BenchReport(result, configuration: c, audit: audit).succeeded)
+        }
+    }
+
+    @Test("the audit reports over-admission when rate buckets are emptied behind bursard's back during the run")
+    func plantedRateError() async throws {
+        try await withHarness { h in
+            let bursard = try await BursardProcess(redis: h.redisServer.endpoint)
+            defer { bursard.stop() }
+            let c = config(tcp(bursard), duration: .seconds(2))
+            let world = try await BenchWorld.seed(c.workload, store: MetadataStore(redis: h.redis))
+            // Every 50 ms, wipe the buckets of the RPM- and TPM-tight keys: each wipe lets bursard
+            // admit another burst, beyond what the limits allow over the run.
+            let buckets = world.keys.enumerated().compactMap { k, key -> String? in
+                switch c.workload.tightness(ofKey: k) {
+                case .rpm: Keyspace.bucket(world.orgID, scope: "k", id: key.id, kind: "rpm")
+                case .tpm: Keyspace.bucket(world.orgID, scope: "k", id: key.id, kind: "tpm")
+                default: nil
+                }
+            }
+            try #require(buckets.count >= 4)
+            let wiper = Task {
+                while !Task.isCancelled {
+                    var del = RedisCommand("DEL")
+                    for b in buckets { del.append(b) }
+                    _ = try? await h.redis.send(del)
+                    try? await Task.sleep(for: .milliseconds(50))
+                }
+            }
+            let result = try await BenchRunner.run(c, world: world)
+            wiper.cancel()
+            let audit = try await BenchAudit.run(world: world, ledger: result.ledger, redis: h.redis)
+            #expect(audit.overAdmittedRequests > 0, "\(audit.summary)")
+            #expect(audit.overAdmittedTokens > 0, "\(audit.summary)")
+            // Spend was not touched: those counters still agree.
+            #expect(audit.lostDebits == 0 && audit.doubleDebits == 0 && audit.creditsMismatch == 0)
+            #expect(audit.verdict == "FAILED")
         }
     }
 
@@ -77,16 +186,16 @@ struct BenchTests {
                 .bind(host: "127.0.0.1", port: 0).get()
             defer { silent.close(promise: nil) }
             let port = try #require(silent.localAddress?.port)
-            var c = config(port, duration: .seconds(1))
+            var c = config([.tcp(host: "127.0.0.1", port: port)], duration: .seconds(1))
             c.drainGrace = .milliseconds(300)
             let world = try await BenchWorld.seed(c.workload, store: MetadataStore(redis: h.redis))
             let started = ContinuousClock.now
             let result = try await BenchRunner.run(c, world: world)
             let elapsed = ContinuousClock.now - started
-            let report = BenchReport(result, audit: try await BenchAudit.run(world: world, ledger: result.ledger, redis: h.redis))
+            let report = BenchReport(result, configuration: c, audit: try await BenchAudit.run(world: world, ledger: result.ledger, redis: h.redis))
             // warmup 0.2 s + duration 1 s + grace 0.3 s, plus slack for a loaded machine.
             #expect(elapsed < .seconds(4), "the harness took \(elapsed)")
-            #expect(report.unanswered == c.connections * c.pipeline, "every worker's one CHECK is unanswered")
+            #expect(report.unanswered == c.connections * 4, "every lane's 4 CHECKs are unanswered")
             #expect(report.decisions == 0 && report.allowed == 0)
             #expect(!report.succeeded)
             #expect(report.summary.contains("HANG"))

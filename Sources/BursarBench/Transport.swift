@@ -1,0 +1,103 @@
+import BursarClient
+import BursarRedis
+import BursarStore
+import BursarWire
+import Logging
+import NIOCore
+import NIOPosix
+
+/// Where one lane of the harness sends its decisions. Every future completes on `eventLoop`.
+protocol DecisionTransport: Sendable {
+    /// The loop every answer arrives on (the driver of this lane runs there).
+    var eventLoop: any EventLoop { get }
+    /// A CHECK for the key `identity` (bursard resolves the digest itself and ignores it).
+    func check(_ request: CheckRequest, identity: KeyIdentity) -> EventLoopFuture<CheckResult>
+    /// A SETTLE.
+    func settle(_ request: SettleRequest) -> EventLoopFuture<ReservationResult>
+    /// A RELEASE.
+    func release(_ reservation: ReservationID) -> EventLoopFuture<ReservationResult>
+    /// Closes the lane; every request still outstanding fails.
+    func close() async
+}
+
+/// A connection to bursard's data plane.
+struct BursardTransport: DecisionTransport {
+    let connection: BursarConnection
+
+    static func connect(_ target: BenchTarget) async throws -> BursardTransport {
+        switch target {
+        case .tcp(let host, let port): BursardTransport(connection: try await BursarConnection.connect(host: host, port: port))
+        case .unix(let path): BursardTransport(connection: try await BursarConnection.connect(unixSocketPath: path))
+        }
+    }
+
+    var eventLoop: any EventLoop { connection.channel.eventLoop }
+
+    func check(_ request: CheckRequest, identity: KeyIdentity) -> EventLoopFuture<CheckResult> {
+        connection.request(.check(request)).flatMapThrowing { frame in
+            guard case .checkResult(let r) = frame.body else { throw connection.unexpected(frame) }
+            return r
+        }
+    }
+
+    func settle(_ request: SettleRequest) -> EventLoopFuture<ReservationResult> {
+        connection.request(.settle(request)).flatMapThrowing { frame in
+            guard case .settleResult(let r) = frame.body else { throw connection.unexpected(frame) }
+            return r
+        }
+    }
+
+    func release(_ reservation: ReservationID) -> EventLoopFuture<ReservationResult> {
+        connection.request(.release(ReleaseRequest(reservation: reservation))).flatMapThrowing { frame in
+            guard case .releaseResult(let r) = frame.body else { throw connection.unexpected(frame) }
+            return r
+        }
+    }
+
+    func close() async { await connection.close() }
+}
+
+/// The floor: the same atomic steps bursard would run, sent by the harness straight to Redis with
+/// bursar's own scripts, through a Redis client configured like bursard's (same connections,
+/// same coalescing of everything queued into one pipelined round trip). Key identities are known
+/// from seeding, as bursard knows them from its cache after the first CHECK of each key.
+struct DirectTransport: DecisionTransport {
+    let redis: RedisClient
+    let limiter: Limiter
+    let eventLoop: any EventLoop
+    /// The deadline given to each request (long: the floor measures Redis, not timeouts).
+    static let deadline = TimeAmount.seconds(5)
+
+    /// A Redis client configured like bursard's default, with the limiter's scripts registered.
+    static func client(url: String) throws -> (RedisClient, Limiter) {
+        var logger = Logger(label: "bursar-bench.direct")
+        logger.logLevel = .error
+        let client = RedisClient(configuration: RedisClientConfiguration(endpoint: try RedisEndpoint(url: url)), logger: logger)
+        let limiter = Limiter()
+        client.register(limiter.scripts)
+        return (client, limiter)
+    }
+
+    private func submit<T: Sendable>(_ command: RedisCommand, _ parse: @escaping @Sendable (RedisValue) throws -> T) -> EventLoopFuture<T> {
+        let promise = eventLoop.makePromise(of: T.self)
+        redis.submit([command], deadline: .now() + Self.deadline, on: eventLoop) { result in
+            promise.completeWith(Result { try parse(result.get()[0]) })
+        }
+        return promise.futureResult
+    }
+
+    func check(_ request: CheckRequest, identity: KeyIdentity) -> EventLoopFuture<CheckResult> {
+        submit(limiter.checkCommand(request, identity: identity)) { [limiter] in try limiter.parseCheck($0, identity: identity) }
+    }
+
+    func settle(_ request: SettleRequest) -> EventLoopFuture<ReservationResult> {
+        submit(limiter.settleCommand(request)) { [limiter] in try limiter.parseSettle($0) }
+    }
+
+    func release(_ reservation: ReservationID) -> EventLoopFuture<ReservationResult> {
+        submit(limiter.releaseCommand(reservation)) { [limiter] in try limiter.parseSettle($0) }
+    }
+
+    /// The client is shared by every lane and shut down by the runner.
+    func close() async {}
+}
