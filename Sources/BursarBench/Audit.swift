@@ -23,11 +23,14 @@ public struct AuditReport: Sendable, Codable {
     /// Key and project spend counters that differ from the harness's ledger.
     public var countersMismatched: Int
     /// nano-USD of org credits missing beyond the ledger (credits debited twice) or, if negative,
-    /// credits not debited.
+    /// credits not debited (beyond what unknown outcomes allow, as for the spend counters).
     public var creditsMismatch: Int64
     /// Requests whose effect the harness could not observe (no answer): non-zero makes the audit
     /// inconclusive rather than clean.
     public var unresolved: Int
+    /// Of `unresolved`, requests of unknown key (abandoned in flight): the counters cannot be
+    /// bounded, so the verdict is at best `inconclusive`.
+    public var unattributed: Int
     /// The span the rate bounds were computed over, ms.
     public var spanMs: Int64
     /// Key id → the Redis spend counter audited (for inspection and for tests; not printed).
@@ -37,14 +40,16 @@ public struct AuditReport: Sendable, Codable {
         case keysAudited = "keys_audited", projectsAudited = "projects_audited", overAdmittedSpend = "over_admitted_spend"
         case overAdmittedRequests = "over_admitted_requests", overAdmittedTokens = "over_admitted_tokens"
         case lostDebits = "lost_debits", doubleDebits = "double_debits", countersMismatched = "counters_mismatched"
-        case creditsMismatch = "credits_mismatch", unresolved, spanMs = "span_ms"
+        case creditsMismatch = "credits_mismatch", unresolved, unattributed, spanMs = "span_ms"
     }
 
     /// True when everything that must be 0 is 0.
     public var passed: Bool { verdict == "passed" }
 
-    /// `passed`, `FAILED`, or `inconclusive` (only unanswered requests stand in the way).
+    /// `passed`, `FAILED`, or `inconclusive` (unknown outcomes stand in the way: with no key to
+    /// bound them always, else only when nothing falls outside their ranges).
     public var verdict: String {
+        if unattributed > 0 { return "inconclusive" }
         if overAdmittedSpend != 0 || overAdmittedRequests != 0 || overAdmittedTokens != 0 || lostDebits != 0 || doubleDebits != 0
             || creditsMismatch != 0
         {
@@ -71,17 +76,21 @@ public enum BenchAudit {
         var report = AuditReport(
             keysAudited: 0, projectsAudited: 0, overAdmittedSpend: 0, overAdmittedRequests: 0, overAdmittedTokens: 0,
             lostDebits: 0, doubleDebits: 0, countersMismatched: 0, creditsMismatch: 0, unresolved: ledger.unresolved,
-            spanMs: spanMs)
+            unattributed: ledger.unattributed, spanMs: spanMs)
 
-        /// Compares one spend counter and the rate totals of one key or project with their limits.
-        func audit(counter: String, expected: KeyLedger, budget: Int64?, rpm: Int64?, tpm: Int64?) async throws {
+        /// Compares one spend counter and the rate totals of one key or project with their
+        /// limits. Unknown outcomes give a range of spend Redis may rightly hold; only what lies
+        /// outside it is counted, and over-admission is counted only where it is certain.
+        func audit(counter: String, expected e: KeyLedger, budget: Int64?, rpm: Int64?, tpm: Int64?) async throws {
             let spent = try await redis.send(RedisCommand("GET", counter)).int ?? 0
-            if spent != expected.expectedSpend { report.countersMismatched += 1 }
-            report.lostDebits += max(0, expected.expectedSpend - spent)
-            report.doubleDebits += max(0, spent - expected.expectedSpend)
-            if let budget { report.overAdmittedSpend += max(0, max(spent, expected.expectedSpend) - budget) }
-            if let rpm { report.overAdmittedRequests += max(0, expected.admissions - rateBound(rpm, spanMs: spanMs)) }
-            if let tpm { report.overAdmittedTokens += max(0, expected.netTokens - rateBound(tpm, spanMs: spanMs)) }
+            let low = e.expectedSpend - e.spendDown
+            let high = e.expectedSpend + e.spendUp
+            if spent < low || spent > high { report.countersMismatched += 1 }
+            report.lostDebits += max(0, low - spent)
+            report.doubleDebits += max(0, spent - high)
+            if let budget { report.overAdmittedSpend += max(0, max(spent, low) - budget) }
+            if let rpm { report.overAdmittedRequests += max(0, e.admissions - rateBound(rpm, spanMs: spanMs)) }
+            if let tpm { report.overAdmittedTokens += max(0, e.netTokens - e.tokensDown - rateBound(tpm, spanMs: spanMs)) }
         }
 
         var projects: [Int: (ledger: KeyLedger, sample: String)] = [:]
@@ -106,7 +115,9 @@ public enum BenchAudit {
             try await audit(counter: project.sample, expected: project.ledger, budget: p.monthlyBudget, rpm: p.rpm, tpm: p.tpm)
         }
         let credits = try await redis.send(RedisCommand("GET", Keyspace.credits(world.orgID))).int ?? 0
-        report.creditsMismatch = (world.initialCredits - credits) - ledger.totalExpectedSpend
+        let debited = world.initialCredits - credits
+        let total = ledger.totalSpend
+        report.creditsMismatch = max(0, debited - (total.expected + total.up)) - max(0, (total.expected - total.down) - debited)
         return report
     }
 

@@ -87,6 +87,7 @@ final class Driver: @unchecked Sendable {
         let stuck = inFlight.load(ordering: .relaxed)
         t.unanswered += stuck
         t.ledger.unresolved += stuck
+        t.ledger.unattributed += stuck
         t.ledger.spanNs = (lastAnswer - start).nanoseconds
         return t
     }
@@ -122,6 +123,7 @@ final class Driver: @unchecked Sendable {
                 switch result {
                 case .failure:
                     self.failed()
+                    self.tally.ledger.uncertainCheck(k, estimate: estimate)
                     self.finish(ok: false)
                 case .success(let answer):
                     if measured {
@@ -148,6 +150,9 @@ final class Driver: @unchecked Sendable {
     private func followUp(_ n: UInt64, key k: Int, estimate: Int64, reservation: ReservationID, measured: Bool, attempt: Int = 1) {
         let sent = NIODeadline.now()
         let actual = workload.actual(n, estimate: estimate)
+        // What the counters move by if this applies.
+        let cost = actual.map { $0 - estimate } ?? -estimate
+        let tokens = actual == nil ? -Workload.reservedTokens : Workload.settleTokenDelta
         let answer = actual.map { transport.settle(workload.settle(reservation, actual: $0)) } ?? transport.release(reservation)
         answer.whenComplete { result in
             let now = NIODeadline.now()
@@ -155,6 +160,7 @@ final class Driver: @unchecked Sendable {
             switch result {
             case .failure:
                 self.failed()
+                self.tally.ledger.uncertainFollowUp(k, cost: cost, tokens: tokens)
                 self.finish(ok: false)
             case .success(let answer):
                 if measured {
@@ -166,13 +172,9 @@ final class Driver: @unchecked Sendable {
                     return self.followUp(n, key: k, estimate: estimate, reservation: reservation, measured: measured, attempt: attempt + 1)
                 case .storeUnavailable:
                     self.tally.notApplied += 1
-                    self.tally.ledger.unresolved += 1
+                    self.tally.ledger.uncertainFollowUp(k, cost: cost, tokens: tokens)
                 case .applied, .alreadySettled where attempt > 1 && actual != nil, .alreadyReleased where attempt > 1 && actual == nil:
-                    if let actual {
-                        self.tally.ledger.adjust(k, cost: actual - estimate, tokens: Workload.settleTokenDelta)
-                    } else {
-                        self.tally.ledger.adjust(k, cost: -estimate, tokens: -Workload.reservedTokens)
-                    }
+                    self.tally.ledger.adjust(k, cost: cost, tokens: tokens)
                 default:
                     self.tally.notApplied += 1
                 }
@@ -181,9 +183,8 @@ final class Driver: @unchecked Sendable {
         }
     }
 
-    /// A request got no usable answer: its effect is unknown.
+    /// A request got no usable answer: its effect is unknown (the caller widens the ledger).
     private func failed() {
-        tally.ledger.unresolved += 1
         if closing { tally.unanswered += 1 } else { tally.errors += 1 }
     }
 

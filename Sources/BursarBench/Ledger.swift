@@ -14,6 +14,14 @@ public struct KeyLedger: Sendable {
     public var netTokens: Int64 = 0
     /// One reservation of this key, used to find its spend counters in Redis.
     public var sample: ReservationID?
+    /// Unknown outcomes widen what Redis may hold: a CHECK that got no answer may have admitted
+    /// (spend, tokens and requests up to these more), a SETTLE or RELEASE that got no answer may
+    /// have applied (spend and tokens down to these less).
+    public var spendUp: Int64 = 0
+    /// See `spendUp`.
+    public var spendDown: Int64 = 0
+    /// See `spendUp`.
+    public var tokensDown: Int64 = 0
 
     /// An empty ledger.
     public init() {}
@@ -23,6 +31,9 @@ public struct KeyLedger: Sendable {
         admittedEstimates += other.admittedEstimates
         expectedSpend += other.expectedSpend
         netTokens += other.netTokens
+        spendUp += other.spendUp
+        spendDown += other.spendDown
+        tokensDown += other.tokensDown
         if sample == nil { sample = other.sample }
     }
 }
@@ -31,9 +42,13 @@ public struct KeyLedger: Sendable {
 public struct Ledger: Sendable {
     /// Per key index (see `Workload.keyIndex`).
     public var keys: [Int: KeyLedger] = [:]
-    /// Requests whose effect is unknown (a CHECK, SETTLE or RELEASE that got no answer): the
-    /// audit cannot be exact while this is non-zero.
+    /// Requests whose effect is unknown (a CHECK, SETTLE or RELEASE that got no answer, or a
+    /// SETTLE/RELEASE answered `store_unavailable` on every try). Those of known key widen that
+    /// key's range; the audit stays exact outside the ranges, but cannot call the run `passed`.
     public var unresolved = 0
+    /// Of `unresolved`, requests whose key is not known (still in flight when the run was
+    /// abandoned): their keys' counters cannot be bounded.
+    public var unattributed = 0
     /// Nanoseconds from before the first request was sent to after the last answer arrived: an
     /// upper bound on the time Redis's buckets had to drain.
     public var spanNs: Int64 = 0
@@ -56,13 +71,31 @@ public struct Ledger: Sendable {
         keys[key, default: KeyLedger()].netTokens += tokens
     }
 
+    /// A CHECK of `key` whose answer never came: it may have admitted.
+    mutating func uncertainCheck(_ key: Int, estimate: Int64) {
+        unresolved += 1
+        keys[key, default: KeyLedger()].spendUp += estimate
+    }
+
+    /// A SETTLE or RELEASE of `key` whose outcome is unknown: it may have moved the counters by
+    /// `cost` and `tokens` (both ≤ 0, actuals never exceeding estimates).
+    mutating func uncertainFollowUp(_ key: Int, cost: Int64, tokens: Int64) {
+        unresolved += 1
+        keys[key, default: KeyLedger()].spendDown -= cost
+        keys[key, default: KeyLedger()].tokensDown -= tokens
+    }
+
     /// Adds another lane's ledger.
     public mutating func merge(_ other: Ledger) {
         unresolved += other.unresolved
+        unattributed += other.unattributed
         spanNs = max(spanNs, other.spanNs)
         for (k, o) in other.keys { keys[k, default: KeyLedger()].add(o) }
     }
 
-    /// Expected spend over all keys, nano-USD (what the org's credits should have lost).
-    public var totalExpectedSpend: Int64 { keys.values.reduce(0) { $0 + $1.expectedSpend } }
+    /// Expected spend over all keys, nano-USD (what the org's credits should have lost), and how
+    /// far unknown outcomes may move it down and up.
+    public var totalSpend: (expected: Int64, down: Int64, up: Int64) {
+        keys.values.reduce((0, 0, 0)) { ($0.0 + $1.expectedSpend, $0.1 + $1.spendDown, $0.2 + $1.spendUp) }
+    }
 }

@@ -119,6 +119,34 @@ struct BenchTests {
         }
     }
 
+    @Test("Redis paused mid-run: decisions answer store_unavailable, and unknown outcomes stay within the audit's ranges")
+    func redisPausedMidRun() async throws {
+        try await withHarness { h in
+            let bursard = try await BursardProcess(redis: h.redisServer.endpoint)
+            defer { bursard.stop() }
+            let c = config(tcp(bursard), duration: .seconds(2))
+            let world = try await BenchWorld.seed(c.workload, store: MetadataStore(redis: h.redis))
+            // 400 ms of a frozen Redis: bursard's 50 ms deadline answers store_unavailable, and
+            // SETTLEs caught in the pause have an unknown outcome (they may run when Redis resumes).
+            let pause = Task {
+                try await Task.sleep(for: .milliseconds(900))
+                h.redisServer.signal(SIGSTOP)
+                try await Task.sleep(for: .milliseconds(400))
+                h.redisServer.signal(SIGCONT)
+            }
+            let result = try await BenchRunner.run(c, world: world)
+            try await pause.value
+            try await Task.sleep(for: .milliseconds(200))
+            let audit = try await BenchAudit.run(world: world, ledger: result.ledger, redis: h.redis)
+            #expect((result.denied[.storeUnavailable] ?? 0) > 0, "the pause must show as store_unavailable")
+            #expect(result.errors == 0 && result.unanswered == 0)
+            #expect(audit.unattributed == 0)
+            #expect(audit.lostDebits == 0 && audit.doubleDebits == 0 && audit.creditsMismatch == 0, "\(audit.summary)")
+            #expect(audit.overAdmittedSpend == 0 && audit.overAdmittedRequests == 0 && audit.overAdmittedTokens == 0)
+            #expect(audit.verdict == (audit.unresolved == 0 ? "passed" : "inconclusive"), "\(audit.summary)")
+        }
+    }
+
     @Test("the audit reports spend counters corrupted behind bursard's back as a double and a lost debit")
     func plantedSpendError() async throws {
         try await withHarness { h in
