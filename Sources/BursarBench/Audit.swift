@@ -93,10 +93,16 @@ public enum BenchAudit {
             if let tpm { report.overAdmittedTokens += max(0, e.netTokens - e.tokensDown - rateBound(tpm, spanMs: spanMs)) }
         }
 
-        var projects: [Int: (ledger: KeyLedger, sample: String)] = [:]
+        // A project's counter holds what every key of it moved, including keys whose only
+        // requests had unknown outcomes (they have no reservation to name a counter, but may
+        // have debited the project's); its name comes from any key's reservation.
+        var projects: [Int: (ledger: KeyLedger, counter: String?)] = [:]
         for (index, entry) in ledger.keys.sorted(by: { $0.key < $1.key }) {
-            guard let sample = entry.sample else { continue }
             let key = world.keys[index]
+            var project = projects[key.project] ?? (KeyLedger(), nil)
+            project.ledger.add(entry)
+            defer { projects[key.project] = project }
+            guard let sample = entry.sample else { continue }
             let hash = Keyspace.reservation(sample.orgID, sample.sequence)
             let fields = try await redis.send(RedisCommand("HMGET", hash, "kw", "pw")).array ?? []
             guard fields.count == 2, let keyCounter = fields[0].string, let projectCounter = fields[1].string else {
@@ -105,14 +111,13 @@ public enum BenchAudit {
             report.keysAudited += 1
             report.spendCounters[String(key.id)] = keyCounter
             try await audit(counter: keyCounter, expected: entry, budget: key.limits.budget, rpm: key.limits.rpm, tpm: key.limits.tpm)
-            var project = projects[key.project] ?? (KeyLedger(), projectCounter)
-            project.ledger.add(entry)
-            projects[key.project] = project
+            project.counter = project.counter ?? projectCounter
         }
         for (index, project) in projects.sorted(by: { $0.key < $1.key }) {
+            guard let counter = project.counter else { continue }
             let p = world.projects[index]
             report.projectsAudited += 1
-            try await audit(counter: project.sample, expected: project.ledger, budget: p.monthlyBudget, rpm: p.rpm, tpm: p.tpm)
+            try await audit(counter: counter, expected: project.ledger, budget: p.monthlyBudget, rpm: p.rpm, tpm: p.tpm)
         }
         let credits = try await redis.send(RedisCommand("GET", Keyspace.credits(world.orgID))).int ?? 0
         let debited = world.initialCredits - credits
