@@ -127,7 +127,7 @@ public enum BenchAudit {
     }
 
     /// The most units a per-minute bucket of limit `limit` may admit over `spanMs`: R + R·t/60.
-    static func rateBound(_ limit: Int64, spanMs: Int64) -> Int64 {
+    public static func rateBound(_ limit: Int64, spanMs: Int64) -> Int64 {
         limit + limit * spanMs / 60_000
     }
 }

@@ -231,3 +231,47 @@ struct BenchTests {
         }
     }
 }
+
+/// The harness's deterministic workload, without any process.
+@Suite("bursar-bench: the workload")
+struct WorkloadTests {
+    @Test("uniform keys are spread evenly; zipf keys follow 1/(i+1)^s")
+    func keyDistribution() {
+        let draws = 200_000
+        var uniform = [Int](repeating: 0, count: 10)
+        let u = Workload(keys: 10)
+        for n in 0..<UInt64(draws) { uniform[u.keyIndex(n)] += 1 }
+        for count in uniform { #expect(abs(count - draws / 10) < draws / 100, "uniform: \(uniform)") }
+
+        var skewed = [Int](repeating: 0, count: 100)
+        let z = Workload(keys: 100, zipf: 1.0)
+        for n in 0..<UInt64(draws) { skewed[z.keyIndex(n)] += 1 }
+        // With s = 1, key 0 is drawn twice as often as key 1 and ten times as often as key 9.
+        let ratio1 = Double(skewed[0]) / Double(skewed[1])
+        let ratio9 = Double(skewed[0]) / Double(skewed[9])
+        #expect(ratio1 > 1.85 && ratio1 < 2.15, "\(skewed.prefix(10))")
+        #expect(ratio9 > 9 && ratio9 < 11, "\(skewed.prefix(10))")
+        #expect(skewed.allSatisfy { $0 > 0 }, "every key is drawn")
+    }
+
+    @Test("tight keys come first and take turns on budget, RPM and TPM; actuals never exceed estimates")
+    func tightKeysAndCosts() {
+        let w = Workload(keys: 10, denyPermille: 500)
+        #expect(w.tightKeys == 5)
+        #expect((0..<10).map { w.tightness(ofKey: $0) } == [.budget, .rpm, .tpm, .budget, .rpm, nil, nil, nil, nil, nil])
+        for n in 0..<UInt64(10_000) {
+            let e = w.estimate(n)
+            #expect(e >= Workload.minEstimate && e < Workload.minEstimate + Workload.estimateSpread)
+            if let a = w.actual(n, estimate: e) { #expect(a >= 0 && a <= e) }
+        }
+        #expect(Workload.settleTokenDelta < 0)
+    }
+
+    @Test("the rate bound is the bucket contract R + R·t/60, in integers")
+    func rateBound() {
+        #expect(BenchAudit.rateBound(60, spanMs: 0) == 60)
+        #expect(BenchAudit.rateBound(60, spanMs: 1_000) == 61)
+        #expect(BenchAudit.rateBound(60, spanMs: 1_999) == 61)
+        #expect(BenchAudit.rateBound(100_000_000, spanMs: 86_400_000) == 100_000_000 + 100_000_000 * 1_440)
+    }
+}
