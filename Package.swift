@@ -140,6 +140,19 @@ let package = Package(
             swiftSettings: strict
         ),
         // The load harness CLI: a thin wrapper over BursarBench.
+        // The frame decoder's properties under arbitrary bytes, shared by the fuzz target and
+        // the corpus replay in the tests.
+        .target(
+            name: "BursarWireFuzzing",
+            dependencies: ["BursarWire", .product(name: "NIOCore", package: "swift-nio")],
+            swiftSettings: strict
+        ),
+        // libFuzzer target over the frame decoder (deploy/fuzz.sh); built plainly, a corpus replayer.
+        .executableTarget(
+            name: "bursar-fuzz-frames",
+            dependencies: ["BursarWireFuzzing"],
+            swiftSettings: strict
+        ),
         .executableTarget(
             name: "bursar-bench",
             dependencies: [
@@ -151,10 +164,11 @@ let package = Package(
         .testTarget(
             name: "BursarWireTests",
             dependencies: [
-                "BursarWire",
+                "BursarWire", "BursarWireFuzzing",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOTestUtils", package: "swift-nio"),
             ],
+            exclude: ["FuzzCorpus"],
             swiftSettings: strict
         ),
         .testTarget(name: "BursarLimitsTests", dependencies: ["BursarLimits"], swiftSettings: strict),
