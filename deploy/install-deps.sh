@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what bursar needs beyond the Swift toolchain: hiredis (C client library and headers),
-# redis-server (the embedded store and the tests' real Redis), pkg-config (finds hiredis) and
-# python3 (deploy/product-flow.sh reads bursarctl's JSON with it).
+# redis-server (the embedded store and the tests' real Redis), pkg-config (finds hiredis),
+# python3 (deploy/product-flow.sh reads bursarctl's JSON with it) and python3-venv (deploy/api-fuzz.sh
+# installs schemathesis from PyPI into a virtual environment).
 # Safe to run repeatedly; installs only what is missing.
 set -euo pipefail
 need=()
@@ -9,6 +10,7 @@ dpkg -s libhiredis-dev >/dev/null 2>&1 || need+=(libhiredis-dev)
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
 command -v python3 >/dev/null 2>&1 || need+=(python3)
+{ command -v python3 >/dev/null 2>&1 && python3 -c 'import ensurepip, venv' 2>/dev/null; } || need+=(python3-venv)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}"
   sudo=""
