@@ -54,6 +54,8 @@ public enum APIErrorCode: String, Sendable, CaseIterable {
     case notFound = "not_found"
     /// 400: the body or a parameter is malformed.
     case invalid
+    /// 405: the path exists but not with this method (the `Allow` header lists the ones it has).
+    case methodNotAllowed = "method_not_allowed"
     /// 422: a key or grant limit lies outside a project cap or the creator's grant.
     case exceedsCap = "exceeds_cap"
     /// 409: the change would leave the organization without an Owner.
@@ -72,6 +74,7 @@ public enum APIErrorCode: String, Sendable, CaseIterable {
         case .forbidden: 403
         case .notFound: 404
         case .invalid: 400
+        case .methodNotAllowed: 405
         case .exceedsCap: 422
         case .lastOwner, .conflict: 409
         case .storeUnavailable: 503

@@ -3,6 +3,7 @@ import BursarStore
 import Foundation
 public import Hummingbird
 import NIOCore
+import Synchronization
 
 /// The admin API's HTTP surface (proto/openapi.json): decoding, routing, encoding. Everything
 /// else is `AdminService`.
@@ -12,7 +13,9 @@ public enum AdminRoutes {
 
     /// Adds every admin route and the JSON error middleware to `router`.
     public static func add<Context: RequestContext>(to router: Router<Context>, service s: AdminService) {
-        router.add(middleware: JSONErrorMiddleware<Context>())
+        let methods = RouteMethods()
+        router.add(middleware: JSONErrorMiddleware<Context>(methods: methods))
+        defer { methods.load(router.routes.map { ($0.method, $0.path.description) }) }
         let v1 = router.group("v1")
 
         v1.post("bootstrap") { req, ctx in try await created(s.bootstrap(decode(req, ctx))) }
@@ -156,14 +159,49 @@ public enum AdminRoutes {
     static func noContent(_: Void) -> Response { Response(status: .noContent) }
 }
 
-/// Renders every error as the API's JSON error body: unmatched routes become `not_found`,
-/// anything unexpected `internal` (logged).
+/// Which methods each route path has, for answering 405 with `Allow` (filled once, after the
+/// routes are added, from the router itself, so it cannot drift from them).
+final class RouteMethods: Sendable {
+    private let table = Mutex<[(segments: [Substring], methods: [HTTPRequest.Method])]>([])
+
+    func load(_ routes: [(HTTPRequest.Method, String)]) {
+        var byPath: [String: [HTTPRequest.Method]] = [:]
+        for (method, path) in routes { byPath[path, default: []].append(method) }
+        table.withLock { table in
+            table = byPath.map { path, methods in (path.split(separator: "/"), methods.sorted { $0.rawValue < $1.rawValue }) }
+        }
+    }
+
+    /// The methods of the route `path` matches (a `{capture}` segment matches any one segment);
+    /// empty when no route matches.
+    func allowed(for path: String) -> [HTTPRequest.Method] {
+        let segments = path.split(separator: "/")
+        return table.withLock { table in
+            table.first { route in
+                route.segments.count == segments.count
+                    && zip(route.segments, segments).allSatisfy { template, actual in template.first == "{" || template == actual }
+            }?.methods ?? []
+        }
+    }
+}
+
+/// Renders every error as the API's JSON error body: unmatched routes become `not_found`, a known
+/// path asked with a method it does not have `method_not_allowed` (405, with `Allow`), anything
+/// unexpected `internal` (logged).
 struct JSONErrorMiddleware<Context: RequestContext>: RouterMiddleware {
+    let methods: RouteMethods
+
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         do {
             return try await next(request, context)
         } catch let e as APIError {
             return try e.response(from: request, context: context)
+        } catch let e as HTTPError where e.status == .notFound && !methods.allowed(for: request.uri.path).isEmpty {
+            let allowed = methods.allowed(for: request.uri.path).map(\.rawValue)
+            var response = try APIError(.methodNotAllowed, "\(request.method) is not allowed on \(request.uri.path); allowed: \(allowed.joined(separator: ", "))")
+                .response(from: request, context: context)
+            response.headers[.allow] = allowed.joined(separator: ", ")
+            return response
         } catch let e as HTTPError {
             let code: APIErrorCode = switch e.status.code {
             case 404: .notFound

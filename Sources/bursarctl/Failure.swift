@@ -45,7 +45,7 @@ enum ExitStatus {
     /// The status for an API error: by its code when we know it, else by the HTTP status.
     static func of(code: String, httpStatus: Int) -> Int32 {
         switch APIErrorCode(rawValue: code) {
-        case .invalid, .exceedsCap: return invalid
+        case .invalid, .exceedsCap, .methodNotAllowed: return invalid
         case .unauthenticated, .forbidden: return refused
         case .notFound: return notFound
         case .conflict, .lastOwner: return conflict

@@ -134,6 +134,15 @@ struct API: Sendable {
         return Reply(status: Int(response.status.code), body: body)
     }
 
+    /// A request the OpenAPI document does not describe (a method a path does not have), so its
+    /// answer is not validated against it; returns the status, the `Allow` header and the body.
+    func undocumented(_ method: HTTPRequest.Method, _ path: String, token: String?) async throws -> (reply: Reply, allow: String?) {
+        var headers: HTTPFields = [:]
+        if let token { headers[.authorization] = "Bearer \(token)" }
+        let response = try await client.execute(uri: path, method: method, headers: headers, body: nil)
+        return (Reply(status: Int(response.status.code), body: Data(response.body.readableBytesView)), response.headers[.allow])
+    }
+
     func call(_ method: HTTPRequest.Method, _ path: String, token: String?, body: some Encodable) async throws -> Reply {
         try await call(method, path, token: token, json: String(decoding: try APIJSON.encoder().encode(body), as: UTF8.self))
     }
