@@ -5,6 +5,16 @@ import Glibc
 
 /// A `redis-server` child process: bursard's embedded store, and the real Redis that tests start.
 public final class RedisServerProcess: @unchecked Sendable {
+    /// When the AOF is fsynced to disk (Redis's `appendfsync`).
+    public enum AppendFsync: String, Sendable, Hashable, CaseIterable {
+        /// Once a second, in the background: a crash of the machine loses at most about the last
+        /// second of writes; a crash of redis-server alone loses nothing (the kernel has them).
+        case everysec
+        /// Before every write is acknowledged: nothing acknowledged is ever lost, at the price of
+        /// an fsync per write (batched by Redis per event-loop cycle).
+        case always
+    }
+
     /// How the child listens.
     public enum Listen: Sendable, Hashable {
         /// A private unix socket (TCP disabled).
@@ -19,6 +29,8 @@ public final class RedisServerProcess: @unchecked Sendable {
     public let directory: String
     /// How it listens.
     public let listen: Listen
+    /// AOF fsync policy (when started with `appendOnly`).
+    public let appendFsync: AppendFsync
     private let lock = NSLock()
     private var child: ChildProcess?
 
@@ -41,10 +53,11 @@ public final class RedisServerProcess: @unchecked Sendable {
     }
 
     /// A child that is not started yet.
-    public init(binary: String, directory: String, listen: Listen) {
+    public init(binary: String, directory: String, listen: Listen, appendFsync: AppendFsync = .everysec) {
         self.binary = binary
         self.directory = directory
         self.listen = listen
+        self.appendFsync = appendFsync
     }
 
     /// Where to connect to it.
@@ -60,7 +73,8 @@ public final class RedisServerProcess: @unchecked Sendable {
 
     /// Writes the config, starts the child and waits until it answers PING.
     ///
-    /// Persistence: AOF with fsync every second; no RDB snapshots.
+    /// Persistence: AOF (fsync per `appendFsync`); no RDB snapshots. A restart in the same
+    /// directory replays the AOF.
     public func start(appendOnly: Bool = true, readyTimeoutMs: Int = 10_000) throws(RedisError) {
         do {
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
@@ -69,7 +83,7 @@ public final class RedisServerProcess: @unchecked Sendable {
         }
         var config = [
             "bind 127.0.0.1", "protected-mode yes", "daemonize no", "dir \(directory)", "save \"\"",
-            "appendonly \(appendOnly ? "yes" : "no")", "appendfsync everysec", "logfile \(directory)/redis.log",
+            "appendonly \(appendOnly ? "yes" : "no")", "appendfsync \(appendFsync.rawValue)", "logfile \(directory)/redis.log",
         ]
         switch listen {
         case .unixSocket(let path): config += ["port 0", "unixsocket \(path)", "unixsocketperm 700"]
@@ -121,13 +135,13 @@ public final class RedisServerProcess: @unchecked Sendable {
 
     /// Starts a throwaway Redis on a free loopback TCP port (the kernel picks it), in a fresh
     /// temporary directory. Retries if another process takes the port first.
-    public static func ephemeral(binary: String? = nil, appendOnly: Bool = false) throws(RedisError) -> RedisServerProcess {
+    public static func ephemeral(binary: String? = nil, appendOnly: Bool = false, appendFsync: AppendFsync = .everysec) throws(RedisError) -> RedisServerProcess {
         let bin = try locate(explicit: binary)
         var lastError = RedisError(.connectionFailed, "no attempt made")
         for _ in 0..<5 {
             let port = try freeLoopbackPort()
             let dir = NSTemporaryDirectory() + "bursar-redis-\(UUID().uuidString)"
-            let server = RedisServerProcess(binary: bin, directory: dir, listen: .tcp(port: port))
+            let server = RedisServerProcess(binary: bin, directory: dir, listen: .tcp(port: port), appendFsync: appendFsync)
             do {
                 try server.start(appendOnly: appendOnly)
                 return server

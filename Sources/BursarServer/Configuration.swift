@@ -72,6 +72,8 @@ public struct BursardConfiguration: Sendable, Hashable {
     public var dataDirectory = "./bursar-data"
     /// The embedded redis-server binary (`--redis-server`); nil searches `PATH`.
     public var redisServer: String?
+    /// The embedded redis-server's AOF fsync policy (`--appendfsync`).
+    public var appendFsync = RedisServerProcess.AppendFsync.everysec
     /// Longest a decision waits for Redis, ms (`--deadline-ms`).
     public var deadlineMs = 50
     /// Seconds an unsettled reservation holds its estimate (`--reservation-ttl`).
@@ -104,6 +106,7 @@ public struct BursardConfiguration: Sendable, Hashable {
         ConfigurationOption(name: "redis", aliases: [], valueName: "url", abstract: "Use this Redis: redis://host:port[/db] or unix:///path[?db=N].", defaultText: "an embedded redis-server"),
         ConfigurationOption(name: "data-dir", aliases: [], valueName: "dir", abstract: "Directory of the embedded redis-server (AOF, socket, config).", defaultText: "./bursar-data"),
         ConfigurationOption(name: "redis-server", aliases: [], valueName: "path", abstract: "The redis-server binary for the embedded store.", defaultText: "the first on PATH"),
+        ConfigurationOption(name: "appendfsync", aliases: [], valueName: "policy", abstract: "When the embedded redis-server fsyncs its AOF: everysec (a machine crash may lose the last second) or always (nothing acknowledged is lost).", defaultText: "everysec"),
         ConfigurationOption(name: "deadline-ms", aliases: [], valueName: "ms", abstract: "Longest a decision waits for Redis before answering store_unavailable.", defaultText: "50"),
         ConfigurationOption(name: "reservation-ttl", aliases: [], valueName: "seconds", abstract: "How long an unsettled reservation holds its estimate.", defaultText: "900"),
         ConfigurationOption(name: "cache-ttl-ms", aliases: [], valueName: "ms", abstract: "How long a resolved key digest stays cached.", defaultText: "5000"),
@@ -218,6 +221,10 @@ public struct BursardConfiguration: Sendable, Hashable {
             }
         case "data-dir": return nonEmpty { c.dataDirectory = $0 }
         case "redis-server": return nonEmpty { c.redisServer = $0 }
+        case "appendfsync":
+            guard let policy = RedisServerProcess.AppendFsync(rawValue: text) else { return "is not everysec or always" }
+            c.appendFsync = policy
+            return nil
         case "deadline-ms": return integer(1...60_000) { c.deadlineMs = $0 }
         case "reservation-ttl": return integer(1...7 * 86_400, " seconds") { c.reservationTTLSeconds = $0 }
         case "cache-ttl-ms": return integer(0...86_400_000) { c.cacheTTLMs = $0 }

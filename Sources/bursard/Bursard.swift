@@ -55,6 +55,9 @@ struct Bursard: AsyncParsableCommand {
     @Option(name: .long, help: Bursard.help("redis-server"))
     var redisServer: String?
 
+    @Option(name: .customLong("appendfsync"), help: Bursard.help("appendfsync"))
+    var appendFsync: String?
+
     @Option(name: .long, help: Bursard.help("deadline-ms"))
     var deadlineMs: String?
 
@@ -92,7 +95,7 @@ struct Bursard: AsyncParsableCommand {
     var commandLine: [String: String] {
         let given: [(String, String?)] = [
             ("listen", listen), ("ops", ops), ("stats", stats), ("unix", unix), ("redis", redis), ("data-dir", dataDir),
-            ("redis-server", redisServer), ("deadline-ms", deadlineMs), ("reservation-ttl", reservationTtl),
+            ("redis-server", redisServer), ("appendfsync", appendFsync), ("deadline-ms", deadlineMs), ("reservation-ttl", reservationTtl),
             ("cache-ttl-ms", cacheTtlMs), ("negative-cache-ttl-ms", negativeCacheTtlMs),
             ("redis-connections", redisConnections), ("threads", threads), ("log-level", logLevel),
             ("shutdown-timeout", shutdownTimeout), ("config", config),

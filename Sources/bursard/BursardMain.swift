@@ -120,14 +120,14 @@ struct BursardMain {
             throw ExitCode(1)
         }
         let dir = URL(fileURLWithPath: settings.dataDirectory).standardizedFileURL.path
-        let child = RedisServerProcess(binary: binary, directory: dir, listen: .unixSocket(path: dir + "/redis.sock"))
+        let child = RedisServerProcess(binary: binary, directory: dir, listen: .unixSocket(path: dir + "/redis.sock"), appendFsync: settings.appendFsync)
         do {
             try child.start()
         } catch {
             logger.critical("embedded redis-server failed to start", metadata: ["error": "\(error)", "data_dir": "\(dir)"])
             throw ExitCode(1)
         }
-        logger.info("embedded redis-server started", metadata: ["data_dir": "\(dir)", "aof": "on"])
+        logger.info("embedded redis-server started", metadata: ["data_dir": "\(dir)", "aof": "on", "appendfsync": "\(settings.appendFsync.rawValue)"])
         return child
     }
 }

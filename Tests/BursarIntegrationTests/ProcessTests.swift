@@ -60,6 +60,39 @@ struct ProcessTests {
         #expect(aof.contains("DECRBY"))
     }
 
+    @Test("--appendfsync always: a redis-server killed straight after a burst of debits loses none of them")
+    func appendFsyncAlways() async throws {
+        let bin = try BursardProcess.binary()
+        let dir = NSTemporaryDirectory() + "bursar-fsync-\(UUID().uuidString)"
+        let port = try RedisServerProcess.freeLoopbackPort()
+        let log = dir + ".log"
+        let child = try ChildProcess([bin, "--data-dir", dir, "--appendfsync", "always", "--listen", "127.0.0.1:\(port)", "--ops", "127.0.0.1:0"], logPath: log)
+        defer { child.terminate() }
+        let up = try await BursardProcess.answersPing(port: port, while: child, attempts: 400)
+        try #require(up, "bursard did not start: \((try? String(contentsOfFile: log, encoding: .utf8)) ?? "")")
+        let redis = RedisClient(configuration: RedisClientConfiguration(endpoint: .unix(path: dir + "/redis.sock", db: 0)), logger: Harness.logger)
+        defer { redis.shutdown() }
+        #expect(try await redis.send(RedisCommand("CONFIG", "GET", "appendfsync")).array?.last?.string == "always")
+
+        let store = MetadataStore(redis: redis)
+        let org = try await store.createOrganization(name: "fsync", metered: true, credits: 100_000)
+        let owner = try await store.createUser(org: org.id, email: "o-\(org.id)@fsync.test", name: "o", role: .owner)
+        let project = try await store.createProject(org: org.id, name: "p")
+        let key = try await store.createKey(org: org.id, project: project.id, user: owner.id, name: "k", limits: KeyLimits())
+        let tcp = try await BursarConnection.connect(host: "127.0.0.1", port: port)
+        defer { Task { await tcp.close() } }
+        var last: CheckResult?
+        for _ in 0..<20 { last = try await tcp.check(.make(KeyDigest(secret: key.secret), cost: 1_000)) }
+        #expect(last?.orgCreditsRemaining == 80_000)
+        // No pause: the last debit was acknowledged a moment ago.
+        let info = try await redis.send(RedisCommand("INFO", "server")).string ?? ""
+        let redisPID = try #require(info.split(separator: "\r\n").first { $0.hasPrefix("process_id:") }.flatMap { Int32($0.dropFirst(11)) })
+        kill(redisPID, SIGKILL)
+        let after = try await checkUntilAnswered(tcp, .make(KeyDigest(secret: key.secret), cost: 1_000), attempts: 200, pause: .milliseconds(50))
+        #expect(after.allowed)
+        #expect(after.orgCreditsRemaining == 79_000, "every acknowledged debit survived the crash")
+    }
+
     @Test("a missing redis-server binary is a clear error that names the fix")
     func missingRedis() async throws {
         let bin = try BursardProcess.binary()
