@@ -48,7 +48,7 @@ final class DataPlaneHandler: ChannelInboundHandler {
         case .check(let request):
             inFlight += 1
             let started = NIODeadline.now()
-            engine.check(request, on: loop).whenSuccess { result in
+            engine.check(request, on: loop) { result in
                 let (handler, context) = bound.value
                 if handler.closed {
                     if result.allowed { handler.engine.releaseOrphan(result.reservation) }
@@ -59,29 +59,35 @@ final class DataPlaneHandler: ChannelInboundHandler {
                 handler.completed(context: context)
             }
         case .settle(let request):
-            answer(engine.settle(request, on: loop), id: id, bound: bound, latency: engine.metrics?.settleDuration) { .settleResult($0) }
+            inFlight += 1
+            let started = NIODeadline.now()
+            let latency = engine.metrics?.settleDuration
+            engine.settle(request, on: loop) { result in
+                let (handler, context) = bound.value
+                handler.answered(.settleResult(result), id: id, started: started, latency: latency, context: context)
+            }
         case .release(let request):
-            answer(engine.release(request, on: loop), id: id, bound: bound, latency: engine.metrics?.releaseDuration) { .releaseResult($0) }
+            inFlight += 1
+            let started = NIODeadline.now()
+            let latency = engine.metrics?.releaseDuration
+            engine.release(request, on: loop) { result in
+                let (handler, context) = bound.value
+                handler.answered(.releaseResult(result), id: id, started: started, latency: latency, context: context)
+            }
         case .checkResult, .settleResult, .releaseResult, .pong, .error:
             // The decoder refuses answer types from a client; this is defence in depth.
             errorCaught(context: context, error: ProtocolError(.unexpectedFrameType, "answer frames are not accepted by the server", requestID: id))
         }
     }
 
-    /// Writes the answer to a SETTLE or RELEASE when it completes.
-    private func answer(
-        _ future: EventLoopFuture<ReservationResult>, id: UInt64,
-        bound: NIOLoopBound<(DataPlaneHandler, ChannelHandlerContext)>, latency: DurationHistogram?,
-        body: @escaping @Sendable (ReservationResult) -> Frame.Body
+    /// Writes the answer to a SETTLE or RELEASE and records its latency.
+    private func answered(
+        _ body: Frame.Body, id: UInt64, started: NIODeadline, latency: DurationHistogram?,
+        context: ChannelHandlerContext
     ) {
-        inFlight += 1
-        let started = NIODeadline.now()
-        future.whenSuccess { result in
-            let (handler, context) = bound.value
-            handler.write(Frame(requestID: id, body: body(result)), context: context)
-            latency?.record(.nanoseconds((NIODeadline.now() - started).nanoseconds))
-            handler.completed(context: context)
-        }
+        write(Frame(requestID: id, body: body), context: context)
+        latency?.record(.nanoseconds((NIODeadline.now() - started).nanoseconds))
+        completed(context: context)
     }
 
     private func write(_ frame: Frame, context: ChannelHandlerContext) {

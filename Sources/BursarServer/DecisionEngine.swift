@@ -70,6 +70,8 @@ public final class DecisionEngine: Sendable {
     public let stats = EngineStats()
     let cache: IdentityCache
     private let logger: Logger
+    /// One per event loop that has asked for decisions (loops are few and live as long as the engine).
+    private let deadlineQueues = Mutex<[ObjectIdentifier: DeadlineQueue]>([:])
 
     /// An engine. Registers the limiter's scripts with the client.
     /// Latency histograms the data plane records into (nil: none).
@@ -136,14 +138,22 @@ public final class DecisionEngine: Sendable {
 
     /// Decides a CHECK. Always completes by the deadline.
     public func check(_ request: CheckRequest, on loop: any EventLoop) -> EventLoopFuture<CheckResult> {
+        let promise = loop.makePromise(of: CheckResult.self)
+        check(request, on: loop) { promise.succeed($0) }
+        return promise.futureResult
+    }
+
+    /// Decides a CHECK and calls `completion` with the answer on `loop`, exactly once, by the
+    /// deadline. The data plane's path: no promise, no future.
+    func check(_ request: CheckRequest, on loop: any EventLoop, completion: @escaping (CheckResult) -> Void) {
         let now = NIODeadline.now()
         let deadline = now + configuration.deadline
-        let attempt = Attempt<CheckResult>(engine: self, loop: loop, deadline: deadline, fallback: .deny(.storeUnavailable))
+        let attempt = Attempt<CheckResult>(engine: self, loop: loop, deadline: deadline, fallback: .deny(.storeUnavailable), completion: completion)
         switch cache.lookup(request.digest, now: now) {
         case .known(let identity):
             runCheck(request, identity, deadline, attempt)
         case .unknown:
-            attempt.finish(.deny(.unknownKey))
+            attempt.finishFromAnyThread(.deny(.unknownKey))
         case .miss:
             let generation = cache.generation
             redis.submit([Limiter.resolveCommand(request.digest)], deadline: deadline, on: loop) { [self] result in
@@ -166,7 +176,6 @@ public final class DecisionEngine: Sendable {
                 }
             }
         }
-        return attempt.future
     }
 
     private func runCheck(_ request: CheckRequest, _ identity: KeyIdentity, _ deadline: NIODeadline, _ attempt: Attempt<CheckResult>) {
@@ -194,17 +203,34 @@ public final class DecisionEngine: Sendable {
 
     /// Settles a reservation. Idempotent; always completes by the deadline.
     public func settle(_ request: SettleRequest, on loop: any EventLoop) -> EventLoopFuture<ReservationResult> {
-        reservationStep(limiter.settleCommand(request), on: loop)
+        let promise = loop.makePromise(of: ReservationResult.self)
+        settle(request, on: loop) { promise.succeed($0) }
+        return promise.futureResult
     }
 
     /// Releases a reservation. Idempotent; always completes by the deadline.
     public func release(_ request: ReleaseRequest, on loop: any EventLoop) -> EventLoopFuture<ReservationResult> {
-        reservationStep(limiter.releaseCommand(request.reservation), on: loop)
+        let promise = loop.makePromise(of: ReservationResult.self)
+        release(request, on: loop) { promise.succeed($0) }
+        return promise.futureResult
     }
 
-    private func reservationStep(_ command: RedisCommand, on loop: any EventLoop) -> EventLoopFuture<ReservationResult> {
+    /// Settles a reservation and calls `completion` with the answer on `loop`, exactly once, by
+    /// the deadline.
+    func settle(_ request: SettleRequest, on loop: any EventLoop, completion: @escaping (ReservationResult) -> Void) {
+        reservationStep(limiter.settleCommand(request), on: loop, completion: completion)
+    }
+
+    /// Releases a reservation and calls `completion` with the answer on `loop`, exactly once, by
+    /// the deadline.
+    func release(_ request: ReleaseRequest, on loop: any EventLoop, completion: @escaping (ReservationResult) -> Void) {
+        reservationStep(limiter.releaseCommand(request.reservation), on: loop, completion: completion)
+    }
+
+    private func reservationStep(_ command: RedisCommand, on loop: any EventLoop, completion: @escaping (ReservationResult) -> Void) {
         let deadline = NIODeadline.now() + configuration.deadline
-        let attempt = Attempt<ReservationResult>(engine: self, loop: loop, deadline: deadline, fallback: ReservationResult(status: .storeUnavailable))
+        let attempt = Attempt<ReservationResult>(
+            engine: self, loop: loop, deadline: deadline, fallback: ReservationResult(status: .storeUnavailable), completion: completion)
         redis.submit([command], deadline: deadline, on: loop) { [self] result in
             switch result {
             case .success(let replies):
@@ -218,7 +244,17 @@ public final class DecisionEngine: Sendable {
                 attempt.finishFromAnyThread(ReservationResult(status: .storeUnavailable))
             }
         }
-        return attempt.future
+    }
+
+    /// The deadline queue of `loop` (made on first use).
+    fileprivate func deadlines(on loop: any EventLoop) -> DeadlineQueue {
+        let id = ObjectIdentifier(loop)
+        return deadlineQueues.withLock { queues in
+            if let queue = queues[id] { return queue }
+            let queue = DeadlineQueue(loop: loop)
+            queues[id] = queue
+            return queue
+        }
     }
 
     /// Gives back an admission nobody will use (its answer could not be delivered).
@@ -262,31 +298,91 @@ extension ReservationResult: AttemptResult {
     func arrivedLate(engine: DecisionEngine) {}
 }
 
+/// An entry of a `DeadlineQueue`. Confined to the queue's loop.
+class Deadlined: @unchecked Sendable {
+    /// When the entry must be answered by.
+    let deadline: NIODeadline
+    /// Set once answered; the queue then drops the entry.
+    final var done = false
+
+    init(deadline: NIODeadline) { self.deadline = deadline }
+
+    /// Answers the entry with its fallback; called on the loop once the deadline has passed
+    /// with the entry not yet done.
+    func expire() {}
+}
+
+/// The deadlines of everything one engine has in flight on one event loop: a FIFO and at most
+/// one scheduled task, instead of a scheduled task per request (an allocation, a heap insert
+/// and a linear-time cancel each). Confined to `loop`.
+///
+/// Every entry gets the engine's one deadline allowance from the time it was made, so on one
+/// loop the deadlines come in the order the entries are added and the FIFO is sorted: the timer
+/// only ever needs to wait for its head. Answered entries leave from the front as soon as they
+/// reach it; the timer, when it fires, expires every entry past its deadline and re-arms for the
+/// next unanswered one. Under steady load it fires about once per deadline allowance. (An entry
+/// made off the loop is added after a hop, so it may sit behind a later deadline and expire up
+/// to that hop late; the data plane always makes its entries on the loop.)
+final class DeadlineQueue: @unchecked Sendable {
+    let loop: any EventLoop
+    private var entries = CircularBuffer<Deadlined>(initialCapacity: 64)
+    private var timerArmed = false
+
+    init(loop: any EventLoop) { self.loop = loop }
+
+    /// Watches `entry` (on `loop`) until it is done or expired.
+    func add(_ entry: Deadlined) {
+        loop.assertInEventLoop()
+        guard !entry.done else { return }
+        entries.append(entry)
+        if !timerArmed { arm(entry.deadline) }
+    }
+
+    /// Drops the answered entries at the front (on `loop`, after an entry is marked done).
+    func dropAnswered() {
+        while let head = entries.first, head.done { entries.removeFirst() }
+    }
+
+    private func arm(_ deadline: NIODeadline) {
+        timerArmed = true
+        loop.scheduleTask(deadline: deadline) { self.fire() }
+    }
+
+    private func fire() {
+        let now = NIODeadline.now()
+        // `timerArmed` stays set while expiring, so nothing added meanwhile arms a second timer.
+        while let head = entries.first, head.done || head.deadline <= now {
+            entries.removeFirst()
+            if !head.done { head.expire() }
+        }
+        timerArmed = false
+        if let head = entries.first { arm(head.deadline) }
+    }
+}
+
 /// One decision racing its deadline. Confined to `loop`: every mutation happens there.
-final class Attempt<Result: AttemptResult>: @unchecked Sendable {
+final class Attempt<Result: AttemptResult>: Deadlined, @unchecked Sendable {
     let engine: DecisionEngine
     let loop: any EventLoop
-    let promise: EventLoopPromise<Result>
-    private var done = false
-    private var timer: Scheduled<Void>?
+    private let fallback: Result
+    private let completion: (Result) -> Void
+    private let queue: DeadlineQueue
 
-    init(engine: DecisionEngine, loop: any EventLoop, deadline: NIODeadline, fallback: Result) {
+    init(engine: DecisionEngine, loop: any EventLoop, deadline: NIODeadline, fallback: Result, completion: @escaping (Result) -> Void) {
         self.engine = engine
         self.loop = loop
-        self.promise = loop.makePromise(of: Result.self)
+        self.fallback = fallback
+        self.completion = completion
+        self.queue = engine.deadlines(on: loop)
+        super.init(deadline: deadline)
         if loop.inEventLoop {
-            armTimer(deadline, fallback)
+            queue.add(self)
         } else {
-            loop.execute { self.armTimer(deadline, fallback) }
+            loop.execute { self.queue.add(self) }
         }
     }
 
-    private func armTimer(_ deadline: NIODeadline, _ fallback: Result) {
-        guard !done else { return }
-        timer = loop.scheduleTask(deadline: deadline) { self.finish(fallback) }
-    }
-
-    var future: EventLoopFuture<Result> { promise.futureResult }
+    override func expire() { finish(fallback) }
 
     /// Completes with `result` unless already completed (must run on `loop`).
     func finish(_ result: Result) {
@@ -296,10 +392,9 @@ final class Attempt<Result: AttemptResult>: @unchecked Sendable {
             return
         }
         done = true
-        timer?.cancel()
-        timer = nil
+        queue.dropAnswered()
         result.record(in: engine.stats)
-        promise.succeed(result)
+        completion(result)
     }
 
     func finishFromAnyThread(_ result: Result) {
