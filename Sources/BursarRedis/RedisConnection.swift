@@ -8,6 +8,8 @@ import Glibc
 final class RedisConnection {
     private var context: UnsafeMutablePointer<redisContext>?
     let endpoint: RedisEndpoint
+    /// The RESP encoding of the commands being appended, reused from one write to the next.
+    private var outgoing: [UInt8] = []
 
     /// Connects, selects the database, and applies `ioTimeoutMs` to every read and write.
     init(endpoint: RedisEndpoint, connectTimeoutMs: Int, ioTimeoutMs: Int) throws(RedisError) {
@@ -53,7 +55,7 @@ final class RedisConnection {
     /// or may not have run.
     func pipeline(_ commands: [RedisCommand]) throws(RedisError) -> [RedisValue] {
         guard let ctx = context else { throw RedisError(.connectionLost, "connection is closed") }
-        for command in commands { try append(command, ctx) }
+        try append(commands, ctx)
         var replies: [RedisValue] = []
         replies.reserveCapacity(commands.count)
         for _ in commands {
@@ -69,7 +71,7 @@ final class RedisConnection {
     /// Writes commands without waiting for replies (a subscriber's SUBSCRIBE and PING).
     func send(_ commands: [RedisCommand]) throws(RedisError) {
         guard let ctx = context else { throw RedisError(.connectionLost, "connection is closed") }
-        for command in commands { try append(command, ctx) }
+        try append(commands, ctx)
         var done: Int32 = 0
         while done == 0 {
             if redisBufferWrite(ctx, &done) != REDIS_OK { throw fail("write") }
@@ -100,24 +102,14 @@ final class RedisConnection {
     /// The socket, for poll(2) by the owning thread; -1 once closed.
     var fileDescriptor: Int32 { context?.pointee.fd ?? -1 }
 
-    private func append(_ command: RedisCommand, _ ctx: UnsafeMutablePointer<redisContext>) throws(RedisError) {
-        let status = command.storage.withUnsafeBufferPointer { storage -> Int32 in
-            let base = UnsafeRawPointer(storage.baseAddress!).assumingMemoryBound(to: CChar.self)
-            var argv: [UnsafePointer<CChar>?] = []
-            var lens: [Int] = []
-            argv.reserveCapacity(command.ends.count)
-            lens.reserveCapacity(command.ends.count)
-            var start = 0
-            for end in command.ends {
-                argv.append(base + start)
-                lens.append(end - start)
-                start = end
-            }
-            return argv.withUnsafeMutableBufferPointer { a in
-                lens.withUnsafeBufferPointer { l in
-                    redisAppendCommandArgv(ctx, Int32(a.count), a.baseAddress, l.baseAddress)
-                }
-            }
+    /// Queues `commands` in hiredis's output buffer: encoded here as RESP into one reused buffer
+    /// and handed over in one call (no per-command argv arrays, no per-command hiredis formatting).
+    private func append(_ commands: [RedisCommand], _ ctx: UnsafeMutablePointer<redisContext>) throws(RedisError) {
+        outgoing.removeAll(keepingCapacity: true)
+        for command in commands { command.encodeRESP(into: &outgoing) }
+        let status = outgoing.withUnsafeBufferPointer { bytes -> Int32 in
+            guard let base = bytes.baseAddress, !bytes.isEmpty else { return REDIS_OK }
+            return redisAppendFormattedCommand(ctx, UnsafeRawPointer(base).assumingMemoryBound(to: CChar.self), bytes.count)
         }
         if status != REDIS_OK { throw fail("append") }
     }

@@ -63,7 +63,85 @@ public struct RedisCommand: Sendable, CustomStringConvertible {
     }
 
     /// Appends an integer argument in decimal.
-    public mutating func append(_ arg: Int64) { append(String(arg)) }
+    public mutating func append(_ arg: Int64) {
+        if arg < 0 { storage.append(UInt8(ascii: "-")) }
+        Self.appendDecimal(arg.magnitude, to: &storage)
+        ends.append(storage.count)
+    }
+
+    /// Appends an unsigned integer argument in decimal.
+    public mutating func append(decimal arg: UInt64) {
+        Self.appendDecimal(arg, to: &storage)
+        ends.append(storage.count)
+    }
+
+    /// Appends `text` to the last argument instead of starting a new one, so that an argument
+    /// (a key name) can be assembled in place from its parts. There must be a last argument.
+    public mutating func extendLast(_ text: String) {
+        precondition(!ends.isEmpty, "no argument to extend")
+        storage.append(contentsOf: text.utf8)
+        ends[ends.count - 1] = storage.count
+    }
+
+    /// Appends `value` in decimal to the last argument (see `extendLast(_:)`).
+    public mutating func extendLast(decimal value: UInt64) {
+        precondition(!ends.isEmpty, "no argument to extend")
+        Self.appendDecimal(value, to: &storage)
+        ends[ends.count - 1] = storage.count
+    }
+
+    /// Appends raw bytes to the last argument (see `extendLast(_:)`).
+    public mutating func extendLast(bytes: UnsafeRawBufferPointer) {
+        precondition(!ends.isEmpty, "no argument to extend")
+        storage.append(contentsOf: bytes)
+        ends[ends.count - 1] = storage.count
+    }
+
+    /// Reserves room for `bytes` more argument bytes in `arguments` more arguments.
+    public mutating func reserveCapacity(bytes: Int, arguments: Int) {
+        storage.reserveCapacity(storage.count + bytes)
+        ends.reserveCapacity(ends.count + arguments)
+    }
+
+    /// Writes `value` in decimal ASCII at the end of `out`, without going through a String.
+    @usableFromInline
+    static func appendDecimal(_ value: UInt64, to out: inout [UInt8]) {
+        if value < 10 {
+            out.append(UInt8(ascii: "0") &+ UInt8(truncatingIfNeeded: value))
+            return
+        }
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 20) { digits in
+            var v = value
+            var i = 20
+            while v > 0 {
+                i &-= 1
+                digits[i] = UInt8(ascii: "0") &+ UInt8(truncatingIfNeeded: v % 10)
+                v /= 10
+            }
+            out.append(contentsOf: UnsafeBufferPointer(rebasing: digits[i..<20]))
+        }
+    }
+
+    /// Appends the command as Redis reads it: a RESP array of bulk strings.
+    func encodeRESP(into out: inout [UInt8]) {
+        out.append(UInt8(ascii: "*"))
+        Self.appendDecimal(UInt64(ends.count), to: &out)
+        out.append(13)
+        out.append(10)
+        storage.withUnsafeBufferPointer { bytes in
+            var start = 0
+            for end in ends {
+                out.append(UInt8(ascii: "$"))
+                Self.appendDecimal(UInt64(end - start), to: &out)
+                out.append(13)
+                out.append(10)
+                out.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[start..<end]))
+                out.append(13)
+                out.append(10)
+                start = end
+            }
+        }
+    }
 
     /// Appends a raw argument.
     public mutating func append(bytes: some Sequence<UInt8>) {

@@ -1,3 +1,5 @@
+import BursarRedis
+
 /// Every Redis key name bursar uses, in one place.
 ///
 /// Everything one atomic step touches lives under the organization's hash tag `{o<orgId>}`, so on
@@ -81,4 +83,29 @@ public enum Keyspace {
     public static func audit(_ org: UInt64) -> String { self.org(org) + "audit" }
     /// The frozen test time (Unix µs) read only by scripts built with `ScriptClock.testFrozen`.
     public static func testClock(_ org: UInt64) -> String { self.org(org) + "testclock" }
+}
+
+// MARK: Written in place, for the per-request commands
+
+extension Keyspace {
+    /// Appends `org(org)` to `command` as one argument, written in place (no String built).
+    static func append(org: UInt64, to command: inout RedisCommand) {
+        command.append("br:{o")
+        command.extendLast(decimal: org)
+        command.extendLast("}:")
+    }
+
+    /// Appends `key(org, key)` to `command` as one argument, written in place.
+    static func append(key: UInt64, org: UInt64, to command: inout RedisCommand) {
+        append(org: org, to: &command)
+        command.extendLast("k:")
+        command.extendLast(decimal: key)
+    }
+
+    /// Appends `reservation(org, sequence)` to `command` as one argument, written in place.
+    static func append(reservation sequence: UInt64, org: UInt64, to command: inout RedisCommand) {
+        append(org: org, to: &command)
+        command.extendLast("r:")
+        command.extendLast(decimal: sequence)
+    }
 }

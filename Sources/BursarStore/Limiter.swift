@@ -33,6 +33,10 @@ public struct Limiter: Sendable {
     public let settleScript: RedisScript
     /// How long an unsettled reservation holds its estimate, ms.
     public let reservationTTLMs: Int64
+    /// `EVALSHA <check sha1> 1`: the constant head of every CHECK step.
+    private let checkCall: RedisCommand
+    /// `EVALSHA <settle sha1> 1`: the constant head of every SETTLE and RELEASE step.
+    private let settleCall: RedisCommand
 
     /// A limiter on Redis's clock.
     public init(reservationTTLMs: Int64 = 15 * 60 * 1000) {
@@ -45,6 +49,8 @@ public struct Limiter: Sendable {
         checkScript = RedisScript(source: LimiterLua.check(clock))
         settleScript = RedisScript(source: LimiterLua.settle(clock))
         self.reservationTTLMs = reservationTTLMs
+        checkCall = RedisCommand("EVALSHA", checkScript.sha1, "1")
+        settleCall = RedisCommand("EVALSHA", settleScript.sha1, "1")
     }
 
     /// Both scripts, for `RedisClient.register`.
@@ -70,13 +76,45 @@ public struct Limiter: Sendable {
     }
 
     /// The atomic CHECK step for a resolved key.
+    ///
+    /// Built on every CHECK, so written straight into the command's buffer: the script call's
+    /// constant head is copied, key names, the digest's hex and the numbers are written in place
+    /// (no intermediate Strings or arrays). The arguments are those of `Keyspace.key`,
+    /// `Keyspace.org` and `KeyDigest.hex`.
     public func checkCommand(_ request: CheckRequest, identity: KeyIdentity) -> RedisCommand {
-        checkScript.call(
-            keys: [Keyspace.key(identity.orgID, identity.keyID)],
-            args: [
-                Keyspace.org(identity.orgID), String(identity.keyID), request.digest.hex, request.model.value,
-                String(request.reservedTokens), String(request.estimatedCost), String(reservationTTLMs),
-            ])
+        var c = checkCall
+        c.reserveCapacity(bytes: 160 + request.model.value.utf8.count, arguments: 8)
+        Keyspace.append(key: identity.keyID, org: identity.orgID, to: &c)
+        Keyspace.append(org: identity.orgID, to: &c)
+        c.append(decimal: identity.keyID)
+        Self.appendHex(request.digest, to: &c)
+        c.append(request.model.value)
+        c.append(request.reservedTokens)
+        c.append(request.estimatedCost)
+        c.append(reservationTTLMs)
+        return c
+    }
+
+
+    /// Appends the digest as 64 lowercase hex characters (`KeyDigest.hex`), as one argument.
+    private static func appendHex(_ digest: KeyDigest, to command: inout RedisCommand) {
+        let digits: StaticString = "0123456789abcdef"
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 2 * KeyDigest.size) { out in
+            digits.withUTF8Buffer { d in
+                func write(_ word: UInt64, at start: Int) {
+                    for j in 0..<8 {
+                        let b = UInt8(truncatingIfNeeded: word >> UInt64(56 - 8 * j))
+                        out[start + 2 * j] = d[Int(b >> 4)]
+                        out[start + 2 * j + 1] = d[Int(b & 0xF)]
+                    }
+                }
+                write(digest.words.0, at: 0)
+                write(digest.words.1, at: 16)
+                write(digest.words.2, at: 32)
+                write(digest.words.3, at: 48)
+            }
+            command.append(bytes: UnsafeRawBufferPointer(out))
+        }
     }
 
     /// Reads the CHECK script's reply.
@@ -102,18 +140,28 @@ public struct Limiter: Sendable {
             orgCreditsRemaining: optional(16))
     }
 
-    /// The atomic SETTLE step.
+    /// The atomic SETTLE step (built like `checkCommand`, in place).
     public func settleCommand(_ request: SettleRequest) -> RedisCommand {
-        settleScript.call(
-            keys: [Keyspace.reservation(request.reservation.orgID, request.reservation.sequence)],
-            args: [Keyspace.org(request.reservation.orgID), "settle", String(request.tokens), String(request.cost)])
+        var c = settleCall
+        c.reserveCapacity(bytes: 96, arguments: 5)
+        Keyspace.append(reservation: request.reservation.sequence, org: request.reservation.orgID, to: &c)
+        Keyspace.append(org: request.reservation.orgID, to: &c)
+        c.append("settle")
+        c.append(request.tokens)
+        c.append(request.cost)
+        return c
     }
 
-    /// The atomic RELEASE step.
+    /// The atomic RELEASE step (built like `checkCommand`, in place).
     public func releaseCommand(_ reservation: ReservationID) -> RedisCommand {
-        settleScript.call(
-            keys: [Keyspace.reservation(reservation.orgID, reservation.sequence)],
-            args: [Keyspace.org(reservation.orgID), "release", "0", "0"])
+        var c = settleCall
+        c.reserveCapacity(bytes: 96, arguments: 5)
+        Keyspace.append(reservation: reservation.sequence, org: reservation.orgID, to: &c)
+        Keyspace.append(org: reservation.orgID, to: &c)
+        c.append("release")
+        c.append("0")
+        c.append("0")
+        return c
     }
 
     /// Reads the SETTLE/RELEASE script's reply.
