@@ -44,11 +44,18 @@ public struct Frame: Hashable, Sendable {
     /// Writes the whole frame, header and body, at the buffer's writer index.
     public func encode(into buffer: inout ByteBuffer) {
         let start = buffer.writerIndex
-        buffer.writeInteger(FrameHeader.magic)
-        buffer.writeInteger(FrameHeader.version)
-        buffer.writeInteger(body.type.rawValue)
-        buffer.writeInteger(UInt32(0))  // patched below
-        buffer.writeInteger(requestID)
+        let type = body.type
+        // Room for the whole frame at once (an ERROR's body may still grow it), and the header
+        // in one raw pass: this runs for every answer.
+        buffer.reserveCapacity(minimumWritableBytes: FrameHeader.size + (type.fixedBodyLength ?? 0))
+        buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: FrameHeader.size) { out in
+            out.storeBytes(of: FrameHeader.magic.bigEndian, toByteOffset: 0, as: UInt16.self)
+            out.storeBytes(of: FrameHeader.version, toByteOffset: 2, as: UInt8.self)
+            out.storeBytes(of: type.rawValue, toByteOffset: 3, as: UInt8.self)
+            out.storeBytes(of: UInt32(0), toByteOffset: 4, as: UInt32.self)  // patched below
+            out.storeBytes(of: requestID.bigEndian, toByteOffset: 8, as: UInt64.self)
+            return FrameHeader.size
+        }
         switch body {
         case .check(let b): b.encode(into: &buffer)
         case .settle(let b): b.encode(into: &buffer)

@@ -111,26 +111,39 @@ public struct CheckResult: Hashable, Sendable {
     public var contentLoggingDisabled: Bool { keyFlags & Self.flagContentLoggingDisabled != 0 }
 
     /// Writes the body.
+    ///
+    /// Written for every CHECK, so in one pass through a raw pointer (big-endian stores at
+    /// fixed offsets) rather than a `ByteBuffer` write, with its capacity check, per field.
     public func encode(into buffer: inout ByteBuffer) {
-        buffer.writeInteger(allowed ? 1 as UInt8 : 0)
-        buffer.writeInteger(reason.rawValue)
-        buffer.writeInteger(keyFlags)
-        buffer.writeInteger(retryAfterMs)
-        buffer.writeReservationID(reservation)
-        buffer.writeInteger(orgID)
-        buffer.writeInteger(projectID)
-        buffer.writeInteger(keyID)
-        buffer.writeInteger(requestsLimit)
-        buffer.writeInteger(requestsRemaining)
-        buffer.writeInteger(requestsResetMs)
-        buffer.writeInteger(tokensLimit)
-        buffer.writeInteger(tokensRemaining)
-        buffer.writeInteger(tokensResetMs)
-        buffer.writeInteger(keyBudgetRemaining)
-        buffer.writeInteger(keyBudgetResetAtMs)
-        buffer.writeInteger(projectBudgetRemaining)
-        buffer.writeInteger(projectBudgetResetAtMs)
-        buffer.writeInteger(orgCreditsRemaining)
+        buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: Self.bodySize) { out in
+            var o = 0
+            func put<T: FixedWidthInteger>(_ value: T) {
+                out.storeBytes(of: value.bigEndian, toByteOffset: o, as: T.self)
+                o += MemoryLayout<T>.size
+            }
+            put(allowed ? 1 as UInt8 : 0)
+            put(reason.rawValue)
+            put(keyFlags)
+            put(retryAfterMs)
+            put(reservation.orgID)
+            put(reservation.sequence)
+            put(orgID)
+            put(projectID)
+            put(keyID)
+            put(requestsLimit)
+            put(requestsRemaining)
+            put(requestsResetMs)
+            put(tokensLimit)
+            put(tokensRemaining)
+            put(tokensResetMs)
+            put(keyBudgetRemaining)
+            put(keyBudgetResetAtMs)
+            put(projectBudgetRemaining)
+            put(projectBudgetResetAtMs)
+            put(orgCreditsRemaining)
+            precondition(o == Self.bodySize, "CHECK_RESULT body miscounted")
+            return o
+        }
     }
 
     /// Reads a body of exactly `bodySize` bytes.
