@@ -173,7 +173,12 @@ final class Driver: @unchecked Sendable {
                 case .storeUnavailable:
                     self.tally.notApplied += 1
                     self.tally.ledger.uncertainFollowUp(k, cost: cost, tokens: tokens)
-                case .applied, .alreadySettled where attempt > 1 && actual != nil, .alreadyReleased where attempt > 1 && actual == nil:
+                case .applied:
+                    self.tally.ledger.adjust(k, cost: cost, tokens: tokens)
+                case .alreadySettled where attempt > 1 && actual != nil:
+                    // A retry learning that its earlier try took effect.
+                    self.tally.ledger.adjust(k, cost: cost, tokens: tokens)
+                case .alreadyReleased where attempt > 1 && actual == nil:
                     self.tally.ledger.adjust(k, cost: cost, tokens: tokens)
                 default:
                     self.tally.notApplied += 1
