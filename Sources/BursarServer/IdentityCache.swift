@@ -21,7 +21,47 @@ final class IdentityCache: Sendable {
         var expires: NIODeadline
     }
 
-    private let entries = Mutex<[KeyDigest: Entry]>([:])
+    /// The map, and every store in the order made, per TTL. One TTL per queue means each queue's
+    /// expiries are in order, so expired entries leave from the front: every store sweeps what
+    /// has expired since (amortized O(1)), and the map holds about rate × TTL entries, not every
+    /// digest ever seen. A record whose entry was replaced or invalidated since is skipped.
+    private struct State {
+        var map: [KeyDigest: Entry] = [:]
+        var known = CircularBuffer<(digest: KeyDigest, expires: NIODeadline)>(initialCapacity: 1024)
+        var unknown = CircularBuffer<(digest: KeyDigest, expires: NIODeadline)>(initialCapacity: 64)
+
+        /// Removes the front record of `queue` and its entry, if the entry is still that record's.
+        mutating func dropFront(_ queue: WritableKeyPath<State, CircularBuffer<(digest: KeyDigest, expires: NIODeadline)>>) {
+            let record = self[keyPath: queue].removeFirst()
+            if map[record.digest]?.expires == record.expires { map.removeValue(forKey: record.digest) }
+        }
+
+        /// Drops every entry expired by `now`.
+        mutating func sweep(now: NIODeadline) {
+            while let first = known.first, first.expires <= now { dropFront(\.known) }
+            while let first = unknown.first, first.expires <= now { dropFront(\.unknown) }
+        }
+
+        /// Drops the oldest records until fewer than `capacity` entries remain.
+        mutating func evict(below capacity: Int) {
+            while map.count >= capacity {
+                switch (known.first, unknown.first) {
+                case (let k?, let u?): dropFront(k.expires <= u.expires ? \.known : \.unknown)
+                case (_?, nil): dropFront(\.known)
+                case (nil, _?): dropFront(\.unknown)
+                case (nil, nil): map.removeAll(keepingCapacity: true)  // unreachable: every entry has a record
+                }
+            }
+        }
+
+        mutating func removeAll() {
+            map.removeAll(keepingCapacity: true)
+            known.removeAll(keepingCapacity: true)
+            unknown.removeAll(keepingCapacity: true)
+        }
+    }
+
+    private let state = Mutex(State())
     private let ttl: TimeAmount
     private let negativeTTL: TimeAmount
     private let capacity: Int
@@ -30,11 +70,11 @@ final class IdentityCache: Sendable {
     init(ttl: TimeAmount, negativeTTL: TimeAmount, capacity: Int) {
         self.ttl = ttl
         self.negativeTTL = negativeTTL
-        self.capacity = capacity
+        self.capacity = max(1, capacity)
     }
 
     func lookup(_ digest: KeyDigest, now: NIODeadline) -> Lookup {
-        let entry = entries.withLock { $0[digest] }
+        let entry = state.withLock { $0.map[digest] }
         guard let entry, entry.expires > now else {
             stats.misses.add(1, ordering: .relaxed)
             return .miss
@@ -56,50 +96,53 @@ final class IdentityCache: Sendable {
 
     func store(_ digest: KeyDigest, _ identity: KeyIdentity?, now: NIODeadline, resolvedAt generation: UInt64) {
         let entry = Entry(identity: identity, expires: now + (identity == nil ? negativeTTL : ttl))
-        entries.withLock { map in
+        state.withLock { state in
             // An invalidation landed while this resolution was in flight; the next CHECK resolves again.
             guard generationCounter.load(ordering: .relaxed) == generation else { return }
-            if map.count >= capacity && map[digest] == nil {
-                // Bounded memory: drop expired entries; if that is not enough, start over.
-                map = map.filter { $0.value.expires > now }
-                if map.count >= capacity { map.removeAll(keepingCapacity: true) }
+            state.sweep(now: now)
+            if state.map[digest] == nil { state.evict(below: capacity) }
+            state.map[digest] = entry
+            if identity == nil {
+                state.unknown.append((digest, entry.expires))
+            } else {
+                state.known.append((digest, entry.expires))
             }
-            map[digest] = entry
         }
     }
 
     func invalidate(_ digest: KeyDigest) {
-        entries.withLock { map in
-            map.removeValue(forKey: digest)
+        state.withLock { state in
+            state.map.removeValue(forKey: digest)
             generationCounter.add(1, ordering: .relaxed)
         }
     }
 
     /// Drops every digest resolved to `org` (digests cached as unknown stay: they belong to no org).
     func invalidate(org: UInt64) {
-        entries.withLock { map in
+        state.withLock { state in
             // Rare (an admin change) but the map can be large: collect, then remove in place.
             var stale: [KeyDigest] = []
-            for (digest, entry) in map where entry.identity?.orgID == org { stale.append(digest) }
-            for digest in stale { map.removeValue(forKey: digest) }
+            for (digest, entry) in state.map where entry.identity?.orgID == org { stale.append(digest) }
+            for digest in stale { state.map.removeValue(forKey: digest) }
             generationCounter.add(1, ordering: .relaxed)
         }
     }
 
     /// Drops everything, unknown digests included.
     func invalidateAll() {
-        entries.withLock { map in
-            map.removeAll(keepingCapacity: true)
+        state.withLock { state in
+            state.removeAll()
             generationCounter.add(1, ordering: .relaxed)
         }
     }
 
     /// Whether `digest` is cached and unexpired, without counting a hit or a miss.
     func contains(_ digest: KeyDigest, now: NIODeadline) -> Bool {
-        entries.withLock { $0[digest].map { $0.expires > now } ?? false }
+        state.withLock { $0.map[digest].map { $0.expires > now } ?? false }
     }
 
-    var count: Int { entries.withLock { $0.count } }
+    /// Entries held (expired ones until the next store sweeps them).
+    var count: Int { state.withLock { $0.map.count } }
 }
 
 /// Cache counters.
