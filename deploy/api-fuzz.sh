@@ -20,26 +20,15 @@ swift build -c "$config" --product bursard >/dev/null
 swift build -c "$config" --product bursarctl >/dev/null
 bin=.build/$config
 
-work=$(mktemp -d)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
+source deploy/lib.sh
 
 python3 -m venv "$work/venv"
 "$work/venv/bin/pip" install --quiet --disable-pip-version-check schemathesis
 st="$work/venv/bin/schemathesis"
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-redis_port=$(free_port)
-redis-server --port "$redis_port" --bind 127.0.0.1 --dir "$work" --save '' --appendonly no --logfile "$work/redis.log" &
-pids+=($!)
-for _ in $(seq 100); do redis-cli -p "$redis_port" ping >/dev/null 2>&1 && break; sleep 0.1; done
+start_redis --appendonly no
 ops_port=$(free_port)
-"$bin/bursard" --redis "redis://127.0.0.1:$redis_port" --listen 127.0.0.1:0 --ops "127.0.0.1:$ops_port" --log-level warning \
+"$bin/bursard" --redis "$redis_url" --listen 127.0.0.1:0 --ops "127.0.0.1:$ops_port" --log-level warning \
   >"$work/bursard.log" 2>&1 &
 pids+=($!)
 server="http://127.0.0.1:$ops_port"

@@ -28,24 +28,8 @@ swift build -c "$config" --product bursar-bench >/dev/null
 bin=.build/$config
 
 mkdir -p "$out"
-work=$(mktemp -d)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-
-redis_port=$(free_port)
-redis-server --port "$redis_port" --bind 127.0.0.1 --dir "$work" --save '' --appendonly yes --appendfsync everysec \
-  --daemonize no --logfile "$work/redis.log" &
-pids+=($!)
-redis_pid=$!
-redis_url="redis://127.0.0.1:$redis_port"
-for _ in $(seq 100); do redis-cli -p "$redis_port" ping >/dev/null 2>&1 && break; sleep 0.1; done
+source deploy/lib.sh
+start_redis --appendonly yes --appendfsync everysec
 
 # start_bursards N: starts N instances; sets targets (--target flags) and target_pids (--target-pid flags).
 bursard_pids=()
