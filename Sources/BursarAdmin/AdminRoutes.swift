@@ -196,13 +196,15 @@ struct JSONErrorMiddleware<Context: RequestContext>: RouterMiddleware {
             return try await next(request, context)
         } catch let e as APIError {
             return try e.response(from: request, context: context)
-        } catch let e as HTTPError where e.status == .notFound && !methods.allowed(for: request.uri.path).isEmpty {
-            let allowed = methods.allowed(for: request.uri.path).map(\.rawValue)
-            var response = try APIError(.methodNotAllowed, "\(request.method) is not allowed on \(request.uri.path); allowed: \(allowed.joined(separator: ", "))")
-                .response(from: request, context: context)
-            response.headers[.allow] = allowed.joined(separator: ", ")
-            return response
         } catch let e as HTTPError {
+            let allowed = e.status == .notFound ? methods.allowed(for: request.uri.path).map(\.rawValue) : []
+            if !allowed.isEmpty {
+                let list = allowed.joined(separator: ", ")
+                var response = try APIError(.methodNotAllowed, "\(request.method) is not allowed on \(request.uri.path); allowed: \(list)")
+                    .response(from: request, context: context)
+                response.headers[.allow] = list
+                return response
+            }
             let code: APIErrorCode = switch e.status.code {
             case 404: .notFound
             case 401: .unauthenticated

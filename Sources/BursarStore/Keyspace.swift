@@ -8,7 +8,10 @@ import BursarRedis
 /// id sequences sit outside any org slot; each is read or written by a single command.
 public enum Keyspace {
     /// `br:{o<org>}:` — the prefix of every key of one organization.
-    public static func org(_ org: UInt64) -> String { "br:{o\(org)}:" }
+    public static func org(_ org: UInt64) -> String { orgOpen + String(org) + orgClose }
+    /// The pieces of the per-request key names, shared by the `String` forms here and the
+    /// in-place forms (`append(org:to:)` …) the limiter writes into its commands.
+    static let orgOpen = "br:{o", orgClose = "}:", keySegment = "k:", reservationSegment = "r:"
     /// Digest → "org:key" index (global).
     public static func digestIndex(_ hex: String) -> String { "br:d:\(hex)" }
     /// Global id sequences.
@@ -53,11 +56,11 @@ public enum Keyspace {
     /// Member grant model list (empty = no narrowing).
     public static func membershipModels(_ org: UInt64, _ project: UInt64, _ user: UInt64) -> String { membership(org, project, user) + ":models" }
     /// Key hash.
-    public static func key(_ org: UInt64, _ key: UInt64) -> String { self.org(org) + "k:\(key)" }
+    public static func key(_ org: UInt64, _ key: UInt64) -> String { self.org(org) + keySegment + String(key) }
     /// Key model list (empty = no narrowing).
     public static func keyModels(_ org: UInt64, _ key: UInt64) -> String { self.key(org, key) + ":models" }
     /// Reservation hash.
-    public static func reservation(_ org: UInt64, _ sequence: UInt64) -> String { self.org(org) + "r:\(sequence)" }
+    public static func reservation(_ org: UInt64, _ sequence: UInt64) -> String { self.org(org) + reservationSegment + String(sequence) }
     /// Key spend in the window starting at `startMs` (lifetime: "life").
     public static func keySpend(_ org: UInt64, _ key: UInt64, window: String) -> String { self.org(org) + "s:k:\(key):\(window)" }
     /// Project spend in the month starting at `startMs`.
@@ -90,22 +93,22 @@ public enum Keyspace {
 extension Keyspace {
     /// Appends `org(org)` to `command` as one argument, written in place (no String built).
     static func append(org: UInt64, to command: inout RedisCommand) {
-        command.append("br:{o")
+        command.append(orgOpen)
         command.extendLast(decimal: org)
-        command.extendLast("}:")
+        command.extendLast(orgClose)
     }
 
     /// Appends `key(org, key)` to `command` as one argument, written in place.
     static func append(key: UInt64, org: UInt64, to command: inout RedisCommand) {
         append(org: org, to: &command)
-        command.extendLast("k:")
+        command.extendLast(keySegment)
         command.extendLast(decimal: key)
     }
 
     /// Appends `reservation(org, sequence)` to `command` as one argument, written in place.
     static func append(reservation sequence: UInt64, org: UInt64, to command: inout RedisCommand) {
         append(org: org, to: &command)
-        command.extendLast("r:")
+        command.extendLast(reservationSegment)
         command.extendLast(decimal: sequence)
     }
 }
