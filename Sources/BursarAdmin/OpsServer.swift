@@ -16,17 +16,40 @@ public struct OpsConfiguration: Sendable {
     }
 }
 
+/// Where the data plane stands with its store, as `/readyz` reports it.
+public struct StoreStatus: Sendable {
+    /// `available`, `unavailable_deny` or `unavailable_local` (see README, "Store failure policy").
+    public var mode: String
+    /// Whether CHECKs can still be admitted without Redis (the store failure policy `allow`).
+    public var admitsLocally: Bool
+    /// Local admissions awaiting replay into Redis.
+    public var pendingReplay: Int
+
+    /// A status.
+    public init(mode: String, admitsLocally: Bool, pendingReplay: Int) {
+        self.mode = mode
+        self.admitsLocally = admitsLocally
+        self.pendingReplay = pendingReplay
+    }
+}
+
 /// What the ops port reports about the process: metrics text and readiness.
 public struct OpsProbes: Sendable {
     /// The Prometheus text exposition.
     public var metrics: @Sendable () -> String
     /// nil when ready to decide, else why not (Redis unreachable, scripts not loaded…).
     public var readiness: @Sendable () async -> String?
+    /// The store's status, read after `readiness` (nil: not reported).
+    public var store: (@Sendable () -> StoreStatus)?
 
     /// Probes.
-    public init(metrics: @escaping @Sendable () -> String, readiness: @escaping @Sendable () async -> String?) {
+    public init(
+        metrics: @escaping @Sendable () -> String, readiness: @escaping @Sendable () async -> String?,
+        store: (@Sendable () -> StoreStatus)? = nil
+    ) {
         self.metrics = metrics
         self.readiness = readiness
+        self.store = store
     }
 }
 
@@ -44,10 +67,18 @@ public enum OpsServer {
             }
             router.get("healthz") { _, _ in APIError.render(status: .ok, ProbeBody(status: "ok", reason: nil)) }
             router.get("readyz") { _, _ in
-                if let reason = await probes.readiness() {
-                    return APIError.render(status: .serviceUnavailable, ProbeBody(status: "not_ready", reason: reason))
+                let reason = await probes.readiness()
+                let store = probes.store?()
+                var body = ProbeBody(status: "ready", reason: reason, store: store?.mode, pendingReplay: store?.pendingReplay)
+                guard reason != nil else { return APIError.render(status: .ok, body) }
+                // Redis is away. Still ready when CHECKs are admitted locally (store failure policy
+                // `allow`): pulling the sidecar out of service would deny everything instead.
+                if store?.admitsLocally == true {
+                    body.status = "degraded"
+                    return APIError.render(status: .ok, body)
                 }
-                return APIError.render(status: .ok, ProbeBody(status: "ready", reason: nil))
+                body.status = "not_ready"
+                return APIError.render(status: .serviceUnavailable, body)
             }
         }
         AdminRoutes.add(to: router, service: service)
@@ -71,8 +102,17 @@ public enum OpsServer {
 
 /// The body of `/healthz` and `/readyz`.
 struct ProbeBody: Codable, Sendable {
-    /// `ok`, `ready` or `not_ready`.
+    /// `ok`, `ready`, `degraded` (Redis away, CHECKs admitted locally) or `not_ready`.
     var status: String
-    /// Why not ready.
+    /// Why not ready or degraded.
     var reason: String?
+    /// The store mode (`/readyz` only).
+    var store: String?
+    /// Local admissions awaiting replay (`/readyz` only).
+    var pendingReplay: Int?
+
+    enum CodingKeys: String, CodingKey {
+        case status, reason, store
+        case pendingReplay = "pending_replay"
+    }
 }

@@ -82,6 +82,8 @@ public struct BursardConfiguration: Sendable, Hashable {
     public var cacheTTLMs = 5_000
     /// Unknown-digest cache TTL, ms (`--negative-cache-ttl-ms`).
     public var negativeCacheTTLMs = 1_000
+    /// The store failure policy (`--on-store-failure-rate`, `--on-store-failure-spend`, `--local-allowance`).
+    public var storeFailure = StoreFailurePolicy()
     /// Pipelined Redis connections (`--redis-connections`).
     public var redisConnections = 2
     /// Event loop threads (`--threads`).
@@ -111,6 +113,9 @@ public struct BursardConfiguration: Sendable, Hashable {
         ConfigurationOption(name: "reservation-ttl", aliases: [], valueName: "seconds", abstract: "How long an unsettled reservation holds its estimate.", defaultText: "900"),
         ConfigurationOption(name: "cache-ttl-ms", aliases: [], valueName: "ms", abstract: "How long a resolved key digest stays cached.", defaultText: "5000"),
         ConfigurationOption(name: "negative-cache-ttl-ms", aliases: [], valueName: "ms", abstract: "How long an unknown key digest stays cached.", defaultText: "1000"),
+        ConfigurationOption(name: "on-store-failure-rate", aliases: [], valueName: "deny|allow", abstract: "When Redis cannot decide a CHECK in time, for a key with an RPM or TPM limit: deny (store_unavailable) or allow (admit locally within --local-allowance, replay into Redis later).", defaultText: "deny"),
+        ConfigurationOption(name: "on-store-failure-spend", aliases: [], valueName: "deny|allow", abstract: "The same for a key with a key or project budget or in a metered org.", defaultText: "deny"),
+        ConfigurationOption(name: "local-allowance", aliases: [], valueName: "n", abstract: "Most CHECKs one bursard admits locally per key per minute while Redis cannot decide.", defaultText: "60"),
         ConfigurationOption(name: "redis-connections", aliases: [], valueName: "n", abstract: "Redis connections (each with its own thread, pipelining).", defaultText: "2"),
         ConfigurationOption(name: "threads", aliases: [], valueName: "n", abstract: "Event loop threads.", defaultText: "the number of cores"),
         ConfigurationOption(name: "log-level", aliases: [], valueName: "level", abstract: "trace, debug, info, notice, warning, error or critical.", defaultText: "info"),
@@ -229,6 +234,11 @@ public struct BursardConfiguration: Sendable, Hashable {
         case "reservation-ttl": return integer(1...7 * 86_400, " seconds") { c.reservationTTLSeconds = $0 }
         case "cache-ttl-ms": return integer(0...86_400_000) { c.cacheTTLMs = $0 }
         case "negative-cache-ttl-ms": return integer(0...86_400_000) { c.negativeCacheTTLMs = $0 }
+        case "on-store-failure-rate", "on-store-failure-spend":
+            guard let mode = StoreFailureMode(rawValue: text) else { return "is not deny or allow" }
+            if name == "on-store-failure-rate" { c.storeFailure.rateLimits = mode } else { c.storeFailure.spendLimits = mode }
+            return nil
+        case "local-allowance": return integer(1...1_000_000) { c.storeFailure.localAllowancePerKeyPerMinute = $0 }
         case "redis-connections": return integer(1...64) { c.redisConnections = $0 }
         case "threads": return integer(1...256) { c.threads = $0 }
         case "log-level":

@@ -15,16 +15,24 @@ public struct EngineConfiguration: Sendable {
     public var negativeCacheTTL: TimeAmount
     /// Most digests cached.
     public var cacheCapacity: Int
+    /// What a CHECK gets when Redis cannot decide it in time.
+    public var storeFailure: StoreFailurePolicy
+    /// How often admissions made locally are replayed into Redis while any are pending.
+    public var replayInterval: Duration
 
-    /// Defaults: 50 ms deadline, 5 s cache, 1 s negative cache, 100,000 entries.
+    /// Defaults: 50 ms deadline, 5 s cache, 1 s negative cache, 100,000 entries, deny on store
+    /// failure, replay every 200 ms.
     public init(
         deadline: TimeAmount = .milliseconds(50), cacheTTL: TimeAmount = .seconds(5),
-        negativeCacheTTL: TimeAmount = .seconds(1), cacheCapacity: Int = 100_000
+        negativeCacheTTL: TimeAmount = .seconds(1), cacheCapacity: Int = 100_000,
+        storeFailure: StoreFailurePolicy = StoreFailurePolicy(), replayInterval: Duration = .milliseconds(200)
     ) {
         self.deadline = deadline
         self.cacheTTL = cacheTTL
         self.negativeCacheTTL = negativeCacheTTL
         self.cacheCapacity = cacheCapacity
+        self.storeFailure = storeFailure
+        self.replayInterval = replayInterval
     }
 }
 
@@ -76,6 +84,10 @@ public final class DecisionEngine: Sendable {
     /// An engine. Registers the limiter's scripts with the client.
     /// Latency histograms the data plane records into (nil: none).
     public let metrics: ServerMetrics?
+    /// The local admissions of the store failure policy; nil when it never admits locally.
+    let fallback: LocalFallback?
+    /// False from a decision Redis failed to make in time until the next one it makes.
+    private let storeAnswered = Atomic<Bool>(true)
 
     /// An engine. With `metrics`, the data plane records frame latencies into it.
     public init(redis: RedisClient, limiter: Limiter, configuration: EngineConfiguration, logger: Logger, metrics: ServerMetrics? = nil) {
@@ -85,7 +97,110 @@ public final class DecisionEngine: Sendable {
         self.configuration = configuration
         self.logger = logger
         self.cache = IdentityCache(ttl: configuration.cacheTTL, negativeTTL: configuration.negativeCacheTTL, capacity: configuration.cacheCapacity)
+        self.fallback = configuration.storeFailure.admitsLocally
+            ? LocalFallback(
+                policy: configuration.storeFailure, reservationTTL: .milliseconds(limiter.reservationTTLMs),
+                capacity: configuration.cacheCapacity)
+            : nil
         redis.register(limiter.scripts)
+        if fallback != nil {
+            let interval = configuration.replayInterval
+            Task { [weak self] in
+                while true {
+                    try? await Task.sleep(for: interval)
+                    guard let self else { return }
+                    await self.replayLocalAdmissions()
+                }
+            }
+        }
+    }
+
+    // MARK: Store failure policy
+
+    /// Where this engine stands with Redis: answering, or not and what CHECKs get meanwhile.
+    public var storeMode: StoreMode {
+        if storeAnswered.load(ordering: .relaxed) { return .available }
+        return fallback == nil ? .unavailableDenying : .unavailableAdmittingLocally
+    }
+
+    /// Local admissions awaiting replay into Redis.
+    public var pendingReplay: Int { fallback?.pendingCount ?? 0 }
+
+    /// Counters of local admissions (all zero when the policy never admits locally).
+    public var fallbackStats: FallbackStats? { fallback?.stats }
+
+    fileprivate func noteStore(answered: Bool) {
+        if storeAnswered.load(ordering: .relaxed) != answered { storeAnswered.store(answered, ordering: .relaxed) }
+    }
+
+    /// What a CHECK gets when Redis failed to decide it: a local admission or standing deny
+    /// under the store failure policy, else `store_unavailable`. On the attempt's loop.
+    fileprivate func storeFailed(_ request: CheckRequest) -> CheckResult {
+        guard let fallback, let identity = cache.lastKnown(request.digest) else { return .deny(.storeUnavailable) }
+        return fallback.decide(request, identity: identity, now: .now()) ?? .deny(.storeUnavailable)
+    }
+
+    /// Replays the pending local admissions into Redis, oldest first, in pipelined batches, until
+    /// none are left or Redis fails (the rest wait for the next call). Runs every
+    /// `replayInterval` on its own while admissions are pending; also called on shutdown.
+    /// Returns how many are still pending.
+    @discardableResult
+    public func replayLocalAdmissions(batch: Int = 256) async -> Int {
+        guard let fallback else { return 0 }
+        while true {
+            let items = fallback.replayBatch(limit: batch)
+            if items.isEmpty { return 0 }
+            let now = NIODeadline.now()
+            var commands: [RedisCommand] = []
+            commands.reserveCapacity(2 * items.count)
+            for item in items {
+                let a = item.admission
+                let reservation = ReservationID(orgID: a.identity.orgID, sequence: item.sequence)
+                commands.append(limiter.replayCommand(
+                    a.request, identity: a.identity, sequence: item.sequence, remainingTTLMs: fallback.remainingTTLMs(a, now: now)))
+                switch a.settlement {
+                case .open: break
+                case .settled(let tokens, let cost):
+                    commands.append(limiter.settleCommand(SettleRequest(
+                        reservation: reservation, inputTokens: UInt32(clamping: tokens), outputTokens: 0, cost: cost)))
+                case .released:
+                    commands.append(limiter.releaseCommand(reservation))
+                }
+            }
+            let replies: [RedisValue]
+            do {
+                replies = try await redis.send(commands, timeout: .seconds(2))
+            } catch {
+                return fallback.pendingCount
+            }
+            var confirmed: [LocalFallback.ReplayItem] = []
+            var index = 0
+            for item in items {
+                let reply = replies[index]
+                index += 1
+                let followed = item.admission.settlement != .open
+                let followUp = followed ? replies[index] : nil
+                if followed { index += 1 }
+                do {
+                    let outcome = try limiter.parseReplay(reply)
+                    if outcome != .keyGone {
+                        if let followUp { _ = try limiter.parseSettle(followUp) }
+                        if outcome == .recorded { fallback.stats.replayed.add(1, ordering: .relaxed) }
+                    } else {
+                        fallback.stats.dropped.add(1, ordering: .relaxed)
+                        logger.warning("a local admission's key no longer exists; its debit could not be replayed", metadata: [
+                            "org": "\(item.admission.identity.orgID)", "key": "\(item.admission.identity.keyID)",
+                        ])
+                    }
+                    confirmed.append(item)
+                } catch {
+                    logger.warning("replaying a local admission failed; it is retried", metadata: ["error": "\(error)"])
+                }
+            }
+            fallback.confirm(confirmed)
+            noteStore(answered: true)
+            if confirmed.count < items.count { return fallback.pendingCount }
+        }
     }
 
     /// Cache counters.
@@ -100,10 +215,18 @@ public final class DecisionEngine: Sendable {
 
     /// Drops what `invalidation` names from the digest cache (see `InvalidationListener`).
     public func applyInvalidation(_ invalidation: Invalidation) {
+        // What the store failure policy learnt of a key goes with it: a changed key is learnt
+        // again from Redis's next decision before it can be admitted locally.
         switch invalidation {
-        case .digest(let digest): cache.invalidate(digest)
-        case .org(let org): cache.invalidate(org: org)
-        case .all: cache.invalidateAll()
+        case .digest(let digest):
+            if let fallback, let identity = cache.lastKnown(digest) { fallback.forget { $0 == identity } }
+            cache.invalidate(digest)
+        case .org(let org):
+            fallback?.forget { $0.orgID == org }
+            cache.invalidate(org: org)
+        case .all:
+            fallback?.forget { _ in true }
+            cache.invalidateAll()
         }
     }
 
@@ -125,8 +248,10 @@ public final class DecisionEngine: Sendable {
         do {
             exists = try await redis.send(command, timeout: timeout).array ?? []
         } catch {
+            noteStore(answered: false)
             return "redis unreachable: \(error.code)"
         }
+        noteStore(answered: true)
         if exists.count == limiter.scripts.count && exists.allSatisfy({ $0.int == 1 }) { return nil }
         do {
             try await preloadScripts()
@@ -149,6 +274,7 @@ public final class DecisionEngine: Sendable {
         let now = NIODeadline.now()
         let deadline = now + configuration.deadline
         let attempt = Attempt<CheckResult>(engine: self, loop: loop, deadline: deadline, fallback: .deny(.storeUnavailable), completion: completion)
+        if fallback != nil { attempt.onStoreFailure = { [self] in storeFailed(request) } }
         switch cache.lookup(request.digest, now: now) {
         case .known(let identity):
             runCheck(request, identity, deadline, attempt)
@@ -159,6 +285,7 @@ public final class DecisionEngine: Sendable {
             redis.submit([Limiter.resolveCommand(request.digest)], deadline: deadline, on: loop) { [self] result in
                 switch result {
                 case .success(let replies):
+                    noteStore(answered: true)
                     do {
                         let identity = try Limiter.parseResolve(replies[0])
                         cache.store(request.digest, identity, now: .now(), resolvedAt: generation)
@@ -172,7 +299,7 @@ public final class DecisionEngine: Sendable {
                         attempt.finishFromAnyThread(.deny(.storeUnavailable))
                     }
                 case .failure:
-                    attempt.finishFromAnyThread(.deny(.storeUnavailable))
+                    attempt.storeFailedFromAnyThread()
                 }
             }
         }
@@ -182,9 +309,11 @@ public final class DecisionEngine: Sendable {
         redis.submit([limiter.checkCommand(request, identity: identity)], deadline: deadline, on: attempt.loop) { [self] result in
             switch result {
             case .success(let replies):
+                noteStore(answered: true)
                 do {
                     let decision = try limiter.parseCheck(replies[0], identity: identity)
                     if decision.reason == .unknownKey { cache.invalidate(request.digest) }  // rotated or deleted
+                    fallback?.learn(decision, request: request, identity: identity)
                     attempt.finishFromAnyThread(decision)
                 } catch {
                     logger.error("limiter reply unreadable", metadata: ["error": "\(error)"])
@@ -196,7 +325,7 @@ public final class DecisionEngine: Sendable {
                 if !error.certainlyNotExecuted {
                     logger.warning("CHECK outcome unknown; any reservation expires with its estimate", metadata: ["error": "\(error)"])
                 }
-                attempt.finishFromAnyThread(.deny(.storeUnavailable))
+                attempt.storeFailedFromAnyThread()
             }
         }
     }
@@ -218,24 +347,38 @@ public final class DecisionEngine: Sendable {
     /// Settles a reservation and calls `completion` with the answer on `loop`, exactly once, by
     /// the deadline.
     func settle(_ request: SettleRequest, on loop: any EventLoop, completion: @escaping (ReservationResult) -> Void) {
-        reservationStep(limiter.settleCommand(request), on: loop, completion: completion)
+        if let local = settleLocally(request.reservation, tokens: request.tokens, cost: request.cost) { return completion(local) }
+        reservationStep(limiter.settleCommand(request), local: LocalFallback.isLocal(request.reservation), on: loop, completion: completion)
     }
 
     /// Releases a reservation and calls `completion` with the answer on `loop`, exactly once, by
     /// the deadline.
     func release(_ request: ReleaseRequest, on loop: any EventLoop, completion: @escaping (ReservationResult) -> Void) {
-        reservationStep(limiter.releaseCommand(request.reservation), on: loop, completion: completion)
+        if let local = settleLocally(request.reservation, tokens: nil, cost: 0) { return completion(local) }
+        reservationStep(limiter.releaseCommand(request.reservation), local: LocalFallback.isLocal(request.reservation), on: loop, completion: completion)
     }
 
-    private func reservationStep(_ command: RedisCommand, on loop: any EventLoop, completion: @escaping (ReservationResult) -> Void) {
+    /// Answers a SETTLE (`tokens` given) or RELEASE of a local admission this engine still holds.
+    private func settleLocally(_ reservation: ReservationID, tokens: Int64?, cost: NanoUSD) -> ReservationResult? {
+        guard let fallback, LocalFallback.isLocal(reservation),
+              let result = fallback.settle(reservation, tokens: tokens, cost: cost, now: .now()) else { return nil }
+        result.record(in: stats)
+        return result
+    }
+
+    /// `local`: the reservation is a local admission (of this or another bursard) whose replay may
+    /// not have reached Redis yet, so `unknown` from Redis is answered `store_unavailable` (retry).
+    private func reservationStep(_ command: RedisCommand, local: Bool, on loop: any EventLoop, completion: @escaping (ReservationResult) -> Void) {
         let deadline = NIODeadline.now() + configuration.deadline
         let attempt = Attempt<ReservationResult>(
             engine: self, loop: loop, deadline: deadline, fallback: ReservationResult(status: .storeUnavailable), completion: completion)
         redis.submit([command], deadline: deadline, on: loop) { [self] result in
             switch result {
             case .success(let replies):
+                noteStore(answered: true)
                 do {
-                    attempt.finishFromAnyThread(try limiter.parseSettle(replies[0]))
+                    let result = try limiter.parseSettle(replies[0])
+                    attempt.finishFromAnyThread(local && result.status == .unknown ? ReservationResult(status: .storeUnavailable) : result)
                 } catch {
                     logger.error("settle reply unreadable", metadata: ["error": "\(error)"])
                     attempt.finishFromAnyThread(ReservationResult(status: .storeUnavailable))
@@ -382,7 +525,29 @@ final class Attempt<Result: AttemptResult>: Deadlined, @unchecked Sendable {
         }
     }
 
-    override func expire() { finish(fallback) }
+    /// Computes the answer when Redis failed or the deadline passed (else `fallback`); set right
+    /// after init, on the loop or before the attempt is shared.
+    var onStoreFailure: (() -> Result)?
+
+    override func expire() {
+        engine.noteStore(answered: false)
+        finish(onStoreFailure?() ?? fallback)
+    }
+
+    /// Completes with the store-failure answer unless already completed.
+    func storeFailedFromAnyThread() {
+        if loop.inEventLoop {
+            storeFailed()
+        } else {
+            loop.execute { self.storeFailed() }
+        }
+    }
+
+    private func storeFailed() {
+        guard !done else { return }
+        engine.noteStore(answered: false)
+        finish(onStoreFailure?() ?? fallback)
+    }
 
     /// Completes with `result` unless already completed (must run on `loop`).
     func finish(_ result: Result) {

@@ -136,6 +136,13 @@ final class IdentityCache: Sendable {
         }
     }
 
+    /// The identity `digest` resolved to when last resolved, expired or not, while the entry is
+    /// still held (the store failure policy decides with it while Redis cannot resolve; nothing
+    /// can revoke a key meanwhile, admin changes being written to Redis too).
+    func lastKnown(_ digest: KeyDigest) -> KeyIdentity? {
+        state.withLock { $0.map[digest]?.identity }
+    }
+
     /// Whether `digest` is cached and unexpired, without counting a hit or a miss.
     func contains(_ digest: KeyDigest, now: NIODeadline) -> Bool {
         state.withLock { $0.map[digest].map { $0.expires > now } ?? false }

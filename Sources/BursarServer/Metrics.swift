@@ -109,6 +109,21 @@ public final class ServerMetrics: Sendable {
         counter("late_admissions_released", help: "Admissions Redis made after the deadline, released again.") { stats.lateAdmissionsReleased.load(ordering: .relaxed) }
         counter("orphaned_admissions_released", help: "Admissions whose client was gone, released again.") { stats.orphanedAdmissionsReleased.load(ordering: .relaxed) }
 
+        gauge("store_available", help: "1 while Redis decides in time; 0 from a decision it failed to make until the next it makes.") {
+            engine.storeMode == .available ? 1 : 0
+        }
+        let policy = engine.configuration.storeFailure
+        for (limitClass, mode) in [("rate", policy.rateLimits), ("spend", policy.spendLimits)] {
+            gauge("store_failure_policy", labels: [("limits", limitClass), ("mode", mode.rawValue)], help: "Always 1; the labels name what a CHECK gets, per limit class, when Redis cannot decide it.") { 1 }
+        }
+        gauge("local_admissions_pending", help: "Local admissions (store failure policy allow) awaiting replay into Redis.") { engine.pendingReplay }
+        if let fallback = engine.fallbackStats {
+            counter("local_admissions", help: "CHECKs admitted locally while Redis could not decide (store failure policy allow).") { fallback.admitted.load(ordering: .relaxed) }
+            counter("local_settlements", help: "SETTLEs and RELEASEs of local admissions answered before their replay.") { fallback.settledLocally.load(ordering: .relaxed) }
+            counter("local_admissions_replayed", help: "Local admissions recorded in Redis by a replay.") { fallback.replayed.load(ordering: .relaxed) }
+            counter("local_admissions_dropped", help: "Local admissions whose key was gone when replayed (their debit could not be placed).") { fallback.dropped.load(ordering: .relaxed) }
+        }
+
         let cache = engine.cacheStats
         counter("cache_lookups", labels: [("result", "hit")], help: "Key digest cache lookups, by result.") { cache.hits.load(ordering: .relaxed) }
         counter("cache_lookups", labels: [("result", "miss")], help: "Key digest cache lookups, by result.") { cache.misses.load(ordering: .relaxed) }

@@ -84,6 +84,43 @@ public struct Limiter: Sendable {
     public func checkCommand(_ request: CheckRequest, identity: KeyIdentity) -> RedisCommand {
         var c = checkCall
         c.reserveCapacity(bytes: 160 + request.model.value.utf8.count, arguments: 8)
+        appendCheckArguments(request, identity: identity, ttlMs: reservationTTLMs, to: &c)
+        return c
+    }
+
+    /// The replay of an admission bursard made locally while Redis was unreachable (its store
+    /// failure policy `allow`): the CHECK script in replay mode debits every counter the request
+    /// would have, checks nothing, and records the reservation under `sequence` holding its
+    /// estimate for `remainingTTLMs`, so a later SETTLE or RELEASE finds it. Idempotent: a
+    /// reservation already recorded under `sequence` makes it a no-op. Read with `parseReplay`.
+    public func replayCommand(_ request: CheckRequest, identity: KeyIdentity, sequence: UInt64, remainingTTLMs: Int64) -> RedisCommand {
+        var c = checkCall
+        c.reserveCapacity(bytes: 192 + request.model.value.utf8.count, arguments: 9)
+        appendCheckArguments(request, identity: identity, ttlMs: max(1, remainingTTLMs), to: &c)
+        c.append(decimal: sequence)
+        return c
+    }
+
+    /// What a replay did.
+    public enum ReplayOutcome: Sendable, Hashable {
+        /// The admission is recorded now: every counter debited, the reservation made.
+        case recorded
+        /// An earlier replay recorded it; nothing changed.
+        case alreadyRecorded
+        /// Its key no longer exists: the debit cannot be placed.
+        case keyGone
+    }
+
+    /// Reads a replay's reply.
+    public func parseReplay(_ reply: RedisValue) throws(RedisError) -> ReplayOutcome {
+        if case .error(let e) = reply { throw RedisError(.server, e) }
+        guard let a = reply.array, let admitted = a.first?.int else { throw RedisError(.unexpectedReply, "replay reply has the wrong shape") }
+        guard admitted == 1 else { return .keyGone }
+        // The script answers sequence 0 when it found the reservation already recorded.
+        return a.count > 3 && a[3].int == 0 ? .alreadyRecorded : .recorded
+    }
+
+    private func appendCheckArguments(_ request: CheckRequest, identity: KeyIdentity, ttlMs: Int64, to c: inout RedisCommand) {
         Keyspace.append(key: identity.keyID, org: identity.orgID, to: &c)
         Keyspace.append(org: identity.orgID, to: &c)
         c.append(decimal: identity.keyID)
@@ -91,8 +128,7 @@ public struct Limiter: Sendable {
         c.append(request.model.value)
         c.append(request.reservedTokens)
         c.append(request.estimatedCost)
-        c.append(reservationTTLMs)
-        return c
+        c.append(ttlMs)
     }
 
 

@@ -109,7 +109,8 @@ enum LimiterLua {
         """
     }
 
-    /// CHECK. KEYS[1] = key hash. ARGV: prefix, key id, digest hex, model, tokens, cost, reservation TTL ms.
+    /// CHECK. KEYS[1] = key hash. ARGV: prefix, key id, digest hex, model, tokens, cost, reservation TTL ms,
+    /// and for a replay only, the reservation sequence of a local admission (see below).
     /// Reply: {allowed, reason, retry_ms, seq, project, flags, rq_limit, rq_rem, rq_reset_ms,
     ///         tk_limit, tk_rem, tk_reset_ms, key_budget_rem|nil, key_reset_at, proj_budget_rem|nil,
     ///         proj_reset_at, org_credits|nil}
@@ -117,25 +118,38 @@ enum LimiterLua {
         prelude(clock) + """
         local kid, digest, model = ARGV[2], ARGV[3], ARGV[4]
         local tokens, cost, ttl = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
+        -- A replay records an admission bursard already made on its own while Redis was away (its
+        -- store failure policy): nothing is checked, everything is debited, under the sequence
+        -- the admission was given. It applies once: a second replay finds the reservation.
+        local replay = ARGV[8]
 
         local k = redis.call('HMGET', KEYS[1], 'digest', 'project', 'user', 'status', 'expires', 'rpm', 'tpm', 'budget', 'period', 'flags', 'nm')
-        if k[1] ~= digest then return {0, 1} end
+        if replay then
+          if not k[2] then return {0, 1} end
+          if redis.call('EXISTS', P .. 'r:' .. replay) == 1 then return {1, 0, 0, 0, k[2], tonumber(k[10]) or 0} end
+        elseif k[1] ~= digest then
+          return {0, 1}
+        end
         local pid, uid, flags = k[2], k[3], tonumber(k[10]) or 0
-        if k[4] ~= 'active' then return {0, 2, 0, 0, pid, flags} end
+        local check = not replay
+        if check and k[4] ~= 'active' then return {0, 2, 0, 0, pid, flags} end
         local expires = num(k[5])
-        if expires and expires > 0 and now_ms >= expires then return {0, 3, 0, 0, pid, flags} end
+        if check and expires and expires > 0 and now_ms >= expires then return {0, 3, 0, 0, pid, flags} end
 
         local org = redis.call('HMGET', P .. 'org', 'status', 'metered')
-        if org[1] ~= 'active' then return {0, 6, 0, 0, pid, flags} end
+        if check and org[1] ~= 'active' then return {0, 6, 0, 0, pid, flags} end
         local p = redis.call('HMGET', P .. 'p:' .. pid, 'status', 'rpm', 'tpm', 'budget', 'nm')
-        if p[1] ~= 'active' then return {0, 5, 0, 0, pid, flags} end
+        if check and p[1] ~= 'active' then return {0, 5, 0, 0, pid, flags} end
 
         local role = redis.call('HGET', P .. 'u:' .. uid, 'role')
         local grant = nil
         if role == 'member' then
           grant = redis.call('HMGET', P .. 'm:' .. pid .. ':' .. uid, 'role', 'rpm', 'tpm', 'spend', 'nm')
-          if not grant[1] then return {0, 4, 0, 0, pid, flags} end
-        elseif role ~= 'owner' then
+          if not grant[1] then
+            if check then return {0, 4, 0, 0, pid, flags} end
+            grant = nil
+          end
+        elseif check and role ~= 'owner' then
           return {0, 4, 0, 0, pid, flags}
         end
 
@@ -143,9 +157,11 @@ enum LimiterLua {
         local function permits(count, set)
           return (tonumber(count) or 0) == 0 or redis.call('SISMEMBER', set, model) == 1
         end
-        if not permits(k[11], KEYS[1] .. ':models') then return {0, 7, 0, 0, pid, flags} end
-        if grant and not permits(grant[5], P .. 'm:' .. pid .. ':' .. uid .. ':models') then return {0, 7, 0, 0, pid, flags} end
-        if not permits(p[5], P .. 'p:' .. pid .. ':models') then return {0, 7, 0, 0, pid, flags} end
+        if check then
+          if not permits(k[11], KEYS[1] .. ':models') then return {0, 7, 0, 0, pid, flags} end
+          if grant and not permits(grant[5], P .. 'm:' .. pid .. ':' .. uid .. ':models') then return {0, 7, 0, 0, pid, flags} end
+          if not permits(p[5], P .. 'p:' .. pid .. ':models') then return {0, 7, 0, 0, pid, flags} end
+        end
 
         local krpm, ktpm = num(k[6]), num(k[7])
         local kbudget = num(k[8])
@@ -155,7 +171,7 @@ enum LimiterLua {
           kbudget = tighter(kbudget, num(grant[4]))
         end
         local prpm, ptpm, pbudget = num(p[2]), num(p[3]), num(p[4])
-        if (ktpm and tokens > ktpm) or (ptpm and tokens > ptpm) then return {0, 15, 0, 0, pid, flags} end
+        if check and ((ktpm and tokens > ktpm) or (ptpm and tokens > ptpm)) then return {0, 15, 0, 0, pid, flags} end
 
         -- Every counter this step reads, in one MGET: spend windows, credits, the four buckets.
         -- Key spend is always counted in the key's period window (monthly by default), project
@@ -219,7 +235,7 @@ enum LimiterLua {
           elseif metered and balance < cost then deny_reason = 14 end
         end
 
-        local admitted = deny_reason == 0
+        local admitted = deny_reason == 0 or replay ~= nil
         local seq = 0
         if admitted then
           for i = 1, 4 do
@@ -229,7 +245,7 @@ enum LimiterLua {
           kspent = add_spend(kwkey, c[1], cost, kwe > 0 and kwe + 35 * 86400000 or 0)
           pspent = add_spend(pwkey, c[2], cost, pwe + 35 * 86400000)
           if metered then balance = redis.call('DECRBY', P .. 'credits', cost) end
-          seq = redis.call('INCR', P .. 'seq:r')
+          if replay then seq = replay else seq = redis.call('INCR', P .. 'seq:r') end
           local rkey = P .. 'r:' .. seq
           redis.call('HSET', rkey, 'st', 'open', 'at', now_us, 'exp', now_ms + ttl, 'kid', kid, 'pid', pid,
             'tok', tokens, 'cost', cost, 'kw', kwkey, 'pw', pwkey, 'met', metered and 1 or 0,

@@ -33,6 +33,10 @@ public struct CheckResult: Hashable, Sendable {
 
     /// Key flag: the gateway must not log request or response content for this key.
     public static let flagContentLoggingDisabled: UInt16 = 1 << 0
+    /// Key flag: bursard admitted this request on its own while Redis was unreachable (its store
+    /// failure policy `allow`): no limit was checked against Redis, the limit fields carry their
+    /// "nothing" values, and the debit is replayed into Redis when it returns.
+    public static let flagAdmittedLocally: UInt16 = 1 << 1
 
     /// Whether the request may proceed.
     public var allowed: Bool
@@ -109,6 +113,9 @@ public struct CheckResult: Hashable, Sendable {
 
     /// Whether content logging is disabled for the key.
     public var contentLoggingDisabled: Bool { keyFlags & Self.flagContentLoggingDisabled != 0 }
+
+    /// Whether bursard admitted the request locally, without Redis (`flagAdmittedLocally`).
+    public var admittedLocally: Bool { keyFlags & Self.flagAdmittedLocally != 0 }
 
     /// Writes the body.
     ///

@@ -70,6 +70,15 @@ struct Bursard: AsyncParsableCommand {
     @Option(name: .long, help: Bursard.help("negative-cache-ttl-ms"))
     var negativeCacheTtlMs: String?
 
+    @Option(name: .long, help: Bursard.help("on-store-failure-rate"))
+    var onStoreFailureRate: String?
+
+    @Option(name: .long, help: Bursard.help("on-store-failure-spend"))
+    var onStoreFailureSpend: String?
+
+    @Option(name: .long, help: Bursard.help("local-allowance"))
+    var localAllowance: String?
+
     @Option(name: .long, help: Bursard.help("redis-connections"))
     var redisConnections: String?
 
@@ -97,6 +106,7 @@ struct Bursard: AsyncParsableCommand {
             ("listen", listen), ("ops", ops), ("stats", stats), ("unix", unix), ("redis", redis), ("data-dir", dataDir),
             ("redis-server", redisServer), ("appendfsync", appendFsync), ("deadline-ms", deadlineMs), ("reservation-ttl", reservationTtl),
             ("cache-ttl-ms", cacheTtlMs), ("negative-cache-ttl-ms", negativeCacheTtlMs),
+            ("on-store-failure-rate", onStoreFailureRate), ("on-store-failure-spend", onStoreFailureSpend), ("local-allowance", localAllowance),
             ("redis-connections", redisConnections), ("threads", threads), ("log-level", logLevel),
             ("shutdown-timeout", shutdownTimeout), ("config", config),
         ]

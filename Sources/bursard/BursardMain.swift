@@ -25,6 +25,7 @@ struct BursardMain {
         logger.info("bursard starting", metadata: [
             "pid": "\(getpid())", "config_file": "\(settings.configFile ?? "none")",
             "redis": "\(settings.redis.map { "\($0)" } ?? "embedded")",
+            "on_store_failure": "rate=\(settings.storeFailure.rateLimits.rawValue) spend=\(settings.storeFailure.spendLimits.rawValue) local_allowance=\(settings.storeFailure.localAllowancePerKeyPerMinute)",
             "shutdown_timeout_ms": "\(settings.shutdownTimeout.components.seconds * 1000 + settings.shutdownTimeout.components.attoseconds / 1_000_000_000_000_000)",
         ])
         logger.debug("configuration", metadata: .init(uniqueKeysWithValues: settings.sources.map { ($0.key, .string("\($0.value)")) }))
@@ -51,7 +52,7 @@ struct BursardMain {
             limiter: Limiter(reservationTTLMs: Int64(settings.reservationTTLSeconds) * 1000),
             configuration: EngineConfiguration(
                 deadline: .milliseconds(Int64(settings.deadlineMs)), cacheTTL: .milliseconds(Int64(settings.cacheTTLMs)),
-                negativeCacheTTL: .milliseconds(Int64(settings.negativeCacheTTLMs))),
+                negativeCacheTTL: .milliseconds(Int64(settings.negativeCacheTTLMs)), storeFailure: settings.storeFailure),
             logger: logger, metrics: metrics)
         do {
             try await engine.preloadScripts()
@@ -79,7 +80,12 @@ struct BursardMain {
         let ops = settings.ops
         let invalidation = InvalidationListener(engine: engine, logger: Logger(label: "bursard.invalidation"))
         metrics.observe(engine: engine, server: server, invalidation: invalidation)
-        let probes = OpsProbes(metrics: { metrics.render() }, readiness: { await engine.readiness() })
+        let probes = OpsProbes(
+            metrics: { metrics.render() }, readiness: { await engine.readiness() },
+            store: {
+                let mode = engine.storeMode
+                return StoreStatus(mode: mode.rawValue, admitsLocally: mode == .unavailableAdmittingLocally, pendingReplay: engine.pendingReplay)
+            })
         let opsApp = OpsServer.application(
             configuration: OpsConfiguration(host: ops.host, port: ops.port), service: admin, probes: probes, group: group,
             logger: Logger(label: "bursard.ops"),

@@ -169,6 +169,17 @@ struct ConfigurationTests {
         }
     }
 
+    @Test("the store failure policy: deny by default, allow per limit class, a positive local allowance")
+    func storeFailurePolicy() throws {
+        let defaults = try resolve([:]).storeFailure
+        #expect(defaults.rateLimits == .deny && defaults.spendLimits == .deny && !defaults.admitsLocally)
+        let c = try resolve(["on-store-failure-rate": "allow", "local-allowance": "20"]).storeFailure
+        #expect(c.rateLimits == .allow && c.spendLimits == .deny && c.localAllowancePerKeyPerMinute == 20 && c.admitsLocally)
+        #expect(refusal { () throws(ConfigurationError) in try resolve(["on-store-failure-spend": "open"]) }
+            == "--on-store-failure-spend 'open' (command line) is not deny or allow")
+        #expect(refusal { () throws(ConfigurationError) in try resolve(["local-allowance": "0"]) }.contains("is outside 1…1000000"))
+    }
+
     @Test("host:port parsing, IPv6 included")
     func hostPort() {
         #expect(HostPort(parsing: "[::1]:7420") == HostPort(host: "::1", port: 7420))
@@ -186,6 +197,7 @@ struct ConfigurationTests {
             case "redis": "redis://127.0.0.1:6390/0"
             case "log-level": "debug"
             case "appendfsync": "always"
+            case "on-store-failure-rate", "on-store-failure-spend": "allow"
             case "unix", "data-dir", "redis-server": "/tmp/x"
             default: "7"
             }

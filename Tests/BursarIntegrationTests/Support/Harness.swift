@@ -38,13 +38,15 @@ final class Harness: Sendable {
     /// Starts everything. A missing redis-server fails the test with the install hint.
     static func start(
         reservationTTLMs: Int64 = 15 * 60 * 1000, deadline: TimeAmount = .seconds(10),
-        negativeCacheTTL: TimeAmount = .seconds(1), appendOnly: Bool = false
+        negativeCacheTTL: TimeAmount = .seconds(1), appendOnly: Bool = false, storeFailure: StoreFailurePolicy = StoreFailurePolicy()
     ) async throws -> Harness {
         let redisServer = try RedisServerProcess.ephemeral(appendOnly: appendOnly)
         let redis = RedisClient(configuration: RedisClientConfiguration(endpoint: redisServer.endpoint, ioTimeoutMs: 5_000), logger: logger)
         let engine = DecisionEngine(
             redis: redis, limiter: Limiter(clock: .testFrozen, reservationTTLMs: reservationTTLMs),
-            configuration: EngineConfiguration(deadline: deadline, negativeCacheTTL: negativeCacheTTL), logger: logger)
+            configuration: EngineConfiguration(
+                deadline: deadline, negativeCacheTTL: negativeCacheTTL, storeFailure: storeFailure, replayInterval: .milliseconds(50)),
+            logger: logger)
         let server = DataPlaneServer(
             configuration: ListenerConfiguration(host: "127.0.0.1", port: 0), engine: engine,
             group: MultiThreadedEventLoopGroup.singleton, logger: logger)
@@ -143,10 +145,12 @@ func checkUntilAnswered(_ c: BursarConnection, _ request: CheckRequest, attempts
 /// Runs `body` with a started harness and always stops it.
 func withHarness<T>(
     reservationTTLMs: Int64 = 15 * 60 * 1000, deadline: TimeAmount = .seconds(10), appendOnly: Bool = false,
-    negativeCacheTTL: TimeAmount = .seconds(1), _ body: (Harness) async throws -> T
+    negativeCacheTTL: TimeAmount = .seconds(1), storeFailure: StoreFailurePolicy = StoreFailurePolicy(),
+    _ body: (Harness) async throws -> T
 ) async throws -> T {
     let h = try await Harness.start(
-        reservationTTLMs: reservationTTLMs, deadline: deadline, negativeCacheTTL: negativeCacheTTL, appendOnly: appendOnly)
+        reservationTTLMs: reservationTTLMs, deadline: deadline, negativeCacheTTL: negativeCacheTTL, appendOnly: appendOnly,
+        storeFailure: storeFailure)
     do {
         let result = try await body(h)
         await h.stop()

@@ -1,0 +1,250 @@
+import BursarClient
+import BursarRedis
+@testable import BursarServer
+@_spi(Testing) import BursarStore
+import BursarWire
+import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+import Testing
+
+/// The store failure policy against a real Redis that is paused (SIGSTOP) and resumed: what a
+/// CHECK gets meanwhile per limit class, the local allowance, SETTLE/RELEASE of local admissions,
+/// and the replay that leaves Redis's counters exactly as if Redis had decided everything.
+@Suite("store failure policy")
+struct StoreFailurePolicyTests {
+    static let allowBoth = StoreFailurePolicy(rateLimits: .allow, spendLimits: .allow, localAllowancePerKeyPerMinute: 5)
+
+    /// Polls `condition` every 20 ms for up to 30 s.
+    func eventually(_ condition: () async throws -> Bool) async throws -> Bool {
+        for _ in 0..<1500 {
+            if try await condition() { return true }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        return false
+    }
+
+    /// A CHECK Redis decides (retried while a loaded machine misses the short deadline; a late
+    /// admission is released again, so retries cost nothing).
+    func decided(_ c: BursarConnection, _ request: CheckRequest) async throws -> CheckResult {
+        var result = CheckResult.deny(.storeUnavailable)
+        for _ in 0..<100 {
+            result = try await c.check(request)
+            if result.reason != .storeUnavailable && !result.admittedLocally { return result }
+            if result.allowed { _ = try await c.release(result.reservation) }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        return result
+    }
+
+    @Test("default policy (deny): while Redis is paused every CHECK is store_unavailable and nothing is held for replay")
+    func denyByDefault() async throws {
+        try await withHarness(deadline: .milliseconds(100)) { h in
+            let w = try await h.world(metered: true, credits: 10_000)
+            let c = try await h.connect()
+            #expect(try await decided(c, .make(w.digest)).allowed)
+            #expect(h.engine.storeMode == .available)
+            h.redisServer.signal(SIGSTOP)
+            for _ in 0..<3 { #expect(try await c.check(.make(w.digest)).reason == .storeUnavailable) }
+            #expect(h.engine.storeMode == .unavailableDenying)
+            #expect(h.engine.pendingReplay == 0)
+            h.redisServer.signal(SIGCONT)
+            #expect(try await eventually { try await c.check(.make(w.digest)).allowed })
+            #expect(h.engine.storeMode == .available)
+            await c.close()
+        }
+    }
+
+    @Test("allow: admitted locally up to the allowance, settled and released locally, replayed exactly once when Redis returns")
+    func allowAdmitsLocallyAndReplays() async throws {
+        try await withHarness(deadline: .milliseconds(100), storeFailure: Self.allowBoth) { h in
+            let w = try await h.world(metered: true, credits: 100_000, limits: KeyLimits(rpm: 100))
+            let c = try await h.connect()
+            let first = try await decided(c, .make(w.digest, cost: 1_000))
+            #expect(first.allowed && !first.admittedLocally)
+            _ = try await c.settle(SettleRequest(reservation: first.reservation, inputTokens: 10, outputTokens: 10, cost: 1_000))
+            #expect(try await eventually { try await h.store.credits(w.org.id) == 99_000 })
+
+            h.redisServer.signal(SIGSTOP)
+            var local: [CheckResult] = []
+            var unavailable = 0
+            for _ in 0..<8 {
+                let r = try await c.check(.make(w.digest, cost: 1_000))
+                if r.allowed { local.append(r) } else if r.reason == .storeUnavailable { unavailable += 1 }
+            }
+            #expect(local.count == 5, "the allowance is 5 per key per minute")
+            #expect(unavailable == 3)
+            #expect(local.allSatisfy { $0.admittedLocally && $0.keyID == first.keyID && $0.reservation.sequence >= 1 << 52 })
+            #expect(Set(local.map(\.reservation)).count == 5)
+            #expect(h.engine.storeMode == .unavailableAdmittingLocally)
+            #expect(h.engine.pendingReplay == 5)
+
+            // SETTLE and RELEASE before the replay are answered here, with the script's semantics.
+            let settled = SettleRequest(reservation: local[0].reservation, inputTokens: 5, outputTokens: 5, cost: 400)
+            let s0 = try await c.settle(settled)
+            #expect(s0.status == .applied && s0.costDelta == -600 && s0.tokenDelta == -10)
+            #expect(try await c.settle(settled).status == .alreadySettled)
+            #expect(try await c.settle(SettleRequest(reservation: local[1].reservation, inputTokens: 5, outputTokens: 5, cost: 400)).status == .applied)
+            let r2 = try await c.release(local[2].reservation)
+            #expect(r2.status == .applied && r2.costDelta == -1_000)
+            #expect(try await c.release(local[2].reservation).status == .alreadyReleased)
+
+            h.redisServer.signal(SIGCONT)
+            #expect(try await eventually { h.engine.pendingReplay == 0 })
+            // Exact: 99,000 − 400 − 400 − 0 (released) − 1,000 − 1,000 (still open: their estimates).
+            #expect(try await eventually { try await h.store.credits(w.org.id) == 96_200 })
+            let stats = try #require(h.engine.fallbackStats)
+            #expect(stats.admitted.load(ordering: .relaxed) == 5)
+            #expect(stats.replayed.load(ordering: .relaxed) == 5)
+            #expect(stats.dropped.load(ordering: .relaxed) == 0)
+
+            // A replayed reservation is Redis's now: SETTLE applies there, retries are idempotent.
+            let s3 = try await c.settle(SettleRequest(reservation: local[3].reservation, inputTokens: 1, outputTokens: 1, cost: 300))
+            #expect(s3.status == .applied && s3.costDelta == -700)
+            #expect(try await h.store.credits(w.org.id) == 96_900)
+            #expect(try await c.settle(settled).status == .alreadySettled)
+            #expect(try await c.release(local[2].reservation).status == .alreadyReleased)
+            // A second replay pass has nothing to add.
+            #expect(await h.engine.replayLocalAdmissions() == 0)
+            #expect(try await h.store.credits(w.org.id) == 96_900)
+
+            // The replay debited the RPM bucket too (the test clock is frozen, nothing drains):
+            // Redis's own admission, the 5 local ones and this one make at least 7 of 100.
+            let after = try await decided(c, .make(w.digest, cost: 100))
+            #expect(after.allowed && after.requestsLimit == 100 && after.requestsRemaining <= 93)
+            #expect(h.engine.storeMode == .available)
+            await c.close()
+        }
+    }
+
+    @Test("per limit class: rate allow + spend deny admits a key with only an RPM, never one with a budget")
+    func perLimitClass() async throws {
+        let policy = StoreFailurePolicy(rateLimits: .allow, spendLimits: .deny, localAllowancePerKeyPerMinute: 10)
+        try await withHarness(deadline: .milliseconds(100), storeFailure: policy) { h in
+            let w = try await h.world(limits: KeyLimits(rpm: 50))
+            let budgeted = try await h.store.createKey(
+                org: w.org.id, project: w.project.id, user: w.member.id, name: "budgeted", limits: KeyLimits(budget: 1_000_000, rpm: 50))
+            let budgetedDigest = KeyDigest(secret: budgeted.secret)
+            let c = try await h.connect()
+            #expect(try await decided(c, .make(w.digest)).allowed)
+            #expect(try await decided(c, .make(budgetedDigest)).allowed)
+            h.redisServer.signal(SIGSTOP)
+            let rateOnly = try await c.check(.make(w.digest))
+            #expect(rateOnly.allowed && rateOnly.admittedLocally)
+            #expect(try await c.check(.make(budgetedDigest)).reason == .storeUnavailable)
+            h.redisServer.signal(SIGCONT)
+            #expect(try await eventually { h.engine.pendingReplay == 0 })
+            await c.close()
+        }
+    }
+
+    @Test("allow never admits what Redis did not: an unseen key, a model not yet admitted, a revoked key")
+    func onlyWhatRedisAdmitted() async throws {
+        try await withHarness(deadline: .milliseconds(100), storeFailure: Self.allowBoth) { h in
+            let w = try await h.world()
+            let revoked = try await h.store.createKey(org: w.org.id, project: w.project.id, user: w.member.id, name: "gone", limits: KeyLimits())
+            let revokedDigest = KeyDigest(secret: revoked.secret)
+            let unseen = try await h.store.createKey(org: w.org.id, project: w.project.id, user: w.member.id, name: "unseen", limits: KeyLimits())
+            let c = try await h.connect()
+            #expect(try await decided(c, .make(w.digest, model: "gpt-5")).allowed)
+            #expect(try await decided(c, .make(revokedDigest)).allowed)
+            try await h.store.revokeKey(org: w.org.id, revoked.key.id)
+            #expect(try await decided(c, .make(revokedDigest)).reason == .keyRevoked)
+
+            h.redisServer.signal(SIGSTOP)
+            #expect(try await c.check(.make(w.digest, model: "gpt-5")).admittedLocally)
+            #expect(try await c.check(.make(w.digest, model: "o3")).reason == .storeUnavailable)
+            #expect(try await c.check(.make(KeyDigest(secret: unseen.secret))).reason == .storeUnavailable)
+            #expect(try await c.check(.make(revokedDigest)).reason == .keyRevoked)
+            h.redisServer.signal(SIGCONT)
+            #expect(try await eventually { h.engine.pendingReplay == 0 })
+            await c.close()
+        }
+    }
+
+    @Test("a replay applies once: sent twice, the counters move once; a deleted key's replay is reported, not placed")
+    func replayIsIdempotent() async throws {
+        try await withHarness(storeFailure: Self.allowBoth) { h in
+            let w = try await h.world(metered: true, credits: 10_000)
+            let c = try await h.connect()
+            let first = try await decided(c, .make(w.digest, cost: 1_000))
+            #expect(first.allowed)
+            let identity = KeyIdentity(orgID: w.org.id, keyID: first.keyID)
+            let command = h.engine.limiter.replayCommand(
+                .make(w.digest, cost: 2_500), identity: identity, sequence: LocalFallback.sequenceBase + 77, remainingTTLMs: 60_000)
+            let outcomes = [try h.engine.limiter.parseReplay(try await h.redis.send([command])[0]),
+                            try h.engine.limiter.parseReplay(try await h.redis.send([command])[0])]
+            #expect(outcomes == [.recorded, .alreadyRecorded])
+            #expect(try await h.store.credits(w.org.id) == 10_000 - 1_000 - 2_500)
+            let ghost = h.engine.limiter.replayCommand(
+                .make(w.digest, cost: 2_500), identity: KeyIdentity(orgID: w.org.id, keyID: 999_999),
+                sequence: LocalFallback.sequenceBase + 78, remainingTTLMs: 60_000)
+            #expect(try h.engine.limiter.parseReplay(try await h.redis.send([ghost])[0]) == .keyGone)
+            #expect(try await h.store.credits(w.org.id) == 10_000 - 1_000 - 2_500)
+            await c.close()
+        }
+    }
+
+    @Test("bursard: the flags set the policy; /readyz says degraded (200) or not_ready (503) with the store mode; metrics count local admissions")
+    func processReadiness() async throws {
+        let redisServer = try RedisServerProcess.ephemeral(appendOnly: false)
+        defer { redisServer.stop() }
+        let redis = RedisClient(configuration: RedisClientConfiguration(endpoint: redisServer.endpoint), logger: Harness.logger)
+        defer { redis.shutdown() }
+        let store = MetadataStore(redis: redis)
+        let org = try await store.createOrganization(name: "acme", metered: false, credits: 0)
+        let owner = try await store.createUser(org: org.id, email: "o@acme.test", name: "o", role: .owner)
+        let project = try await store.createProject(org: org.id, name: "p", models: [], rpm: nil, tpm: nil, monthlyBudget: nil)
+        let key = try await store.createKey(org: org.id, project: project.id, user: owner.id, name: "k", limits: KeyLimits(rpm: 1_000))
+        let digest = KeyDigest(secret: key.secret)
+
+        for allow in [true, false] {
+            let opsPort = try RedisServerProcess.freeLoopbackPort()
+            let flags = allow ? ["--on-store-failure-rate", "allow", "--local-allowance", "3", "--deadline-ms", "100"] : ["--deadline-ms", "100"]
+            let bursard = try await BursardProcess(redis: redisServer.endpoint, opsPort: opsPort, extraArguments: flags)
+            defer { bursard.stop() }
+            // Its invalidation listener's first subscription empties the digest cache and what
+            // the policy learnt; decide the key after that.
+            #expect(try await eventually { (try? await text(opsPort, "/metrics"))?.contains("bursar_invalidation_flushes_total 1") == true })
+            let c = try await BursarConnection.connect(host: "127.0.0.1", port: bursard.port)
+            #expect(try await decided(c, .make(digest)).allowed)
+            let ready = try await get(opsPort, "/readyz")
+            #expect(ready.status == 200 && ready.json["status"] as? String == "ready" && ready.json["store"] as? String == "available")
+
+            redisServer.signal(SIGSTOP)
+            let during = try await c.check(.make(digest))
+            #expect(during.allowed == allow && during.admittedLocally == allow, "\(during)")
+            let probe = try await get(opsPort, "/readyz")
+            if allow {
+                #expect(probe.status == 200, "\(probe)")
+                #expect(probe.json["status"] as? String == "degraded" && probe.json["store"] as? String == "unavailable_local")
+                #expect(probe.json["pending_replay"] as? Int == 1)
+            } else {
+                #expect(probe.status == 503, "\(probe)")
+                #expect(probe.json["status"] as? String == "not_ready" && probe.json["store"] as? String == "unavailable_deny")
+            }
+            let metrics = try await text(opsPort, "/metrics")
+            #expect(metrics.contains("bursar_store_available 0"))
+            #expect(metrics.contains("bursar_store_failure_policy{limits=\"rate\",mode=\"\(allow ? "allow" : "deny")\"} 1"))
+            if allow { #expect(metrics.contains("bursar_local_admissions_total 1")) }
+            redisServer.signal(SIGCONT)
+            #expect(try await eventually { try await get(opsPort, "/readyz").json["status"] as? String == "ready" })
+            if allow {
+                #expect(try await eventually { try await get(opsPort, "/readyz").json["pending_replay"] as? Int == 0 })
+            }
+            await c.close()
+        }
+    }
+
+    func get(_ port: Int, _ path: String) async throws -> (status: Int, json: [String: Any]) {
+        let (data, response) = try await URLSession.shared.data(from: URL(string: "http://127.0.0.1:\(port)\(path)")!)
+        let json = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] ?? [:]
+        return ((response as? HTTPURLResponse)?.statusCode ?? 0, json)
+    }
+
+    func text(_ port: Int, _ path: String) async throws -> String {
+        let (data, _) = try await URLSession.shared.data(from: URL(string: "http://127.0.0.1:\(port)\(path)")!)
+        return String(decoding: data, as: UTF8.self)
+    }
+}
