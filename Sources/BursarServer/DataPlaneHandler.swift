@@ -18,6 +18,14 @@ final class DataPlaneHandler: ChannelInboundHandler {
     private var inputClosed = false
     private var closed = false
     private var flushScheduled = false
+    /// Admissions answered after the client closed its side. A client that only half-closed
+    /// reads them; one that closed entirely cannot, and its kernel answers them with a reset.
+    /// Until the connection is closed they may be orphans (see `closeIfDone`).
+    private var unconfirmed: [ReservationID] = []
+
+    /// How long a connection whose input closed stays open after its last answer, so that a
+    /// reset (the client had closed entirely) can reach it and the admissions be released.
+    static let resetWindow: TimeAmount = .milliseconds(250)
 
     init(engine: DecisionEngine, connectionStats: ConnectionStats, logger: Logger) {
         self.engine = engine
@@ -32,6 +40,9 @@ final class DataPlaneHandler: ChannelInboundHandler {
 
     func channelInactive(context: ChannelHandlerContext) {
         closed = true
+        // Closed by the peer (a reset) before we closed it: nobody read these answers.
+        for reservation in unconfirmed { engine.releaseOrphan(reservation) }
+        unconfirmed.removeAll()
         connectionStats.open.subtract(1, ordering: .relaxed)
         context.fireChannelInactive()
     }
@@ -53,6 +64,7 @@ final class DataPlaneHandler: ChannelInboundHandler {
                 if handler.closed {
                     if result.allowed { handler.engine.releaseOrphan(result.reservation) }
                 } else {
+                    if handler.inputClosed && result.allowed { handler.unconfirmed.append(result.reservation) }
                     handler.write(Frame(requestID: id, body: .checkResult(result)), context: context)
                     handler.engine.metrics?.checkDuration.record(.nanoseconds((NIODeadline.now() - started).nanoseconds))
                 }
@@ -119,9 +131,21 @@ final class DataPlaneHandler: ChannelInboundHandler {
             let bound = NIOLoopBound(context, eventLoop: context.eventLoop)
             context.writeAndFlush(wrapOutboundOut(frame)).whenComplete { _ in bound.value.close(promise: nil) }
         } else if inputClosed {
-            closed = true
             context.flush()
-            context.close(promise: nil)
+            guard !unconfirmed.isEmpty else {
+                closed = true
+                context.close(promise: nil)
+                return
+            }
+            // Admissions went out after the client's FIN: give a reset time to come back.
+            let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+            context.eventLoop.scheduleTask(in: Self.resetWindow) {
+                let (handler, context) = bound.value
+                guard !handler.closed else { return }
+                handler.unconfirmed.removeAll()  // no reset: the client read them
+                handler.closed = true
+                context.close(promise: nil)
+            }
         }
     }
 

@@ -1,5 +1,6 @@
 import BursarClient
 import BursarRedis
+@_spi(Testing) import BursarServer
 import BursarStore
 import BursarWire
 import Foundation
@@ -73,6 +74,70 @@ struct ResilienceTests {
             #expect(r.allowed && r.reservation.sequence == 2)
             #expect(h.redis.stats.scriptReloads.load(ordering: .relaxed) == reloadsBefore + 1)
             await c.close()
+        }
+    }
+
+    @Test("Redis restarted empty: scripts reloaded, every key answers unknown_key (never a cached admission), old reservations unknown")
+    func restartedEmpty() async throws {
+        try await withHarness(deadline: .milliseconds(200)) { h in
+            let w = try await h.world(metered: true, credits: 10_000)
+            let c = try await h.connect()
+            let before = try await checkUntilAnswered(c, .make(w.digest, cost: 1_000), attempts: 50, pause: .milliseconds(20))
+            #expect(before.allowed)
+            let reloads = h.redis.stats.scriptReloads.load(ordering: .relaxed)
+            h.redisServer.stop()
+            try h.redisServer.start(appendOnly: false)  // no AOF, no snapshot: an empty Redis
+            // The digest is still cached, but the key is re-read inside the step: it is gone.
+            let after = try await checkUntilAnswered(c, .make(w.digest, cost: 1_000), attempts: 100, pause: .milliseconds(50))
+            #expect(after.reason == .unknownKey)
+            #expect(h.redis.stats.scriptReloads.load(ordering: .relaxed) > reloads)
+            // The unknown_key answer dropped the digest from the cache; it is now cached as unknown.
+            #expect(try await c.check(.make(w.digest)).reason == .unknownKey)
+            let settle = try await c.settle(SettleRequest(reservation: before.reservation, inputTokens: 1, outputTokens: 1, cost: 1))
+            #expect(settle.status == .unknown)
+            #expect(await h.engine.readiness() == nil)
+            await c.close()
+        }
+    }
+
+    @Test("a client that disconnects with CHECKs in flight: Redis's admissions are released, the counters end where they began")
+    func clientGoneWithChecksInFlight() async throws {
+        try await withHarness { h in
+            let w = try await h.world(metered: true, credits: 100_000)
+            let warm = try await h.connect()
+            let first = try await warm.check(.make(w.digest, cost: 1_000))
+            #expect(first.allowed)
+            #expect(try await warm.release(first.reservation).status == .applied)
+            await warm.close()
+            let orphansBefore = h.engine.stats.orphanedAdmissionsReleased.load(ordering: .relaxed)
+
+            h.redisServer.signal(SIGSTOP)
+            let c = try await h.connect()
+            let inFlight = (0..<5).map { _ in c.request(.check(.make(w.digest, cost: 7_000))) }
+            try await Task.sleep(for: .milliseconds(200))  // read by bursard and sent toward Redis
+            await c.close()  // a full close: FIN, and nothing read from now on
+            for future in inFlight { _ = try? await future.get() }
+            // To bursard the FIN looks like a half-close, after which a client may still read: it
+            // keeps the connection to answer. Redis resumes and admits all five (35,000 reserved);
+            // the answers reach a closed socket, whose reset tells bursard nobody read them, so
+            // each admission is released again.
+            try await Task.sleep(for: .milliseconds(100))
+            h.redisServer.signal(SIGCONT)
+            var credits: Int64 = -1
+            for _ in 0..<1500 {
+                credits = try await h.store.credits(w.org.id)
+                if credits == 100_000 && h.engine.stats.orphanedAdmissionsReleased.load(ordering: .relaxed) == orphansBefore + 5 { break }
+                try await Task.sleep(for: .milliseconds(20))
+            }
+            #expect(h.engine.stats.orphanedAdmissionsReleased.load(ordering: .relaxed) == orphansBefore + 5)
+            #expect(credits == 100_000)
+            #expect(h.engine.stats.decisions[0].count == 6)  // the warm-up and the five
+            var closed = false
+            for _ in 0..<1500 where !closed {
+                closed = h.server.openConnections == 0
+                if !closed { try await Task.sleep(for: .milliseconds(20)) }
+            }
+            #expect(closed)
         }
     }
 
