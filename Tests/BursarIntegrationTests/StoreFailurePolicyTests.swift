@@ -118,6 +118,28 @@ struct StoreFailurePolicyTests {
         }
     }
 
+    @Test("allow across a Redis restart (AOF): admissions made while it was down are replayed onto the counters it kept")
+    func allowAcrossRestart() async throws {
+        try await withHarness(deadline: .milliseconds(100), appendOnly: true, storeFailure: Self.allowBoth) { h in
+            let w = try await h.world(metered: true, credits: 50_000)
+            let c = try await h.connect()
+            let first = try await decided(c, .make(w.digest, cost: 2_000))
+            #expect(first.allowed && !first.admittedLocally)
+            h.redisServer.stop()
+            var local: [CheckResult] = []
+            for _ in 0..<3 { local.append(try await c.check(.make(w.digest, cost: 2_000))) }
+            #expect(local.allSatisfy { $0.admittedLocally })
+            #expect(try await c.settle(SettleRequest(reservation: local[0].reservation, inputTokens: 1, outputTokens: 1, cost: 500)).status == .applied)
+            try h.redisServer.start(appendOnly: true)
+            #expect(try await eventually { h.engine.pendingReplay == 0 })
+            // 50,000 − 2,000 (Redis's own) − 500 − 2,000 − 2,000.
+            #expect(try await eventually { try await h.store.credits(w.org.id) == 43_500 })
+            #expect(try await c.release(local[1].reservation).status == .applied)
+            #expect(try await h.store.credits(w.org.id) == 45_500)
+            await c.close()
+        }
+    }
+
     @Test("per limit class: rate allow + spend deny admits a key with only an RPM, never one with a budget")
     func perLimitClass() async throws {
         let policy = StoreFailurePolicy(rateLimits: .allow, spendLimits: .deny, localAllowancePerKeyPerMinute: 10)
