@@ -337,7 +337,7 @@ struct OverloadTests {
             #expect(allowed > 0)
             #expect(politeAnswers > 0 && politeAllowed > 0, "the polite client keeps being served")
             #expect(slowest < .seconds(10), "the polite client's slowest answer took \(slowest)")
-            #expect(peakKiB < baselineKiB + 128 * 1024, "bursard's peak RSS \(peakKiB) KiB from \(baselineKiB) KiB")
+            #expect(peakKiB < baselineKiB + 64 * 1024, "bursard's peak RSS \(peakKiB) KiB from \(baselineKiB) KiB")
         }
     }
 }
