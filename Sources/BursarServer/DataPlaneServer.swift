@@ -135,6 +135,10 @@ public final class DataPlaneServer: Service, Sendable {
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .childChannelOption(.allowRemoteHalfClosure, value: true)
             .childChannelOption(.writeBufferWaterMark, value: ConnectionLimits.writeBufferWaterMark)
+            // At most 16 KiB (128 CHECKs) read from a connection per event-loop pass: a connection
+            // flooding pipelined frames cannot hold its loop while others wait.
+            .childChannelOption(.maxMessagesPerRead, value: 1)
+            .childChannelOption(.recvAllocator, value: AdaptiveRecvByteBufferAllocator(minimum: 1024, initial: 4096, maximum: 16384))
             .childChannelInitializer { [engine, connectionStats, logger, connections, limits = configuration.limits] channel in
                 channel.eventLoop.makeCompletedFuture {
                     switch connections.add(channel, limit: limits.maxConnections) {
