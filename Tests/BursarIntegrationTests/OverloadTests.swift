@@ -1,9 +1,13 @@
+import BursarBench
 import BursarClient
 import BursarRedis
 import BursarServer
 import BursarStore
 import BursarWire
 import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
 import NIOCore
 import NIOPosix
 import Synchronization
@@ -264,6 +268,38 @@ struct OverloadTests {
         }
     }
 
+    // MARK: bursar-bench
+
+    @Test("bursar-bench against tight bounds: overloaded CHECKs are clean denials, overloaded SETTLE/RELEASE are retried, the audit is clean")
+    func benchAuditsOverloaded() async throws {
+        try await withHarness { h in
+            let bursard = try await BursardProcess(
+                redis: h.redisServer.endpoint, extraArguments: ["--max-in-flight-per-connection", "3", "--deadline-ms", "2000"])
+            defer { bursard.stop() }
+            // Eight flows per connection against a bound of three: CHECKs are refused, and
+            // follow-ups (refused at six) now and then too.
+            let c = BenchConfiguration(
+                targets: [.tcp(host: "127.0.0.1", port: bursard.port)], connections: 4, load: .closed(pipeline: 8),
+                duration: .milliseconds(1500), warmup: .milliseconds(200), drainGrace: .seconds(2),
+                workload: Workload(
+                    keys: 21, projects: 3, denyPermille: 300, settlePermille: 700, tightBudget: 20_000, tightRPM: 2,
+                    tightTPM: 2 * Workload.reservedTokens, projectRPM: 1_000_000, projectTPM: 100_000_000, projectBudget: 1 << 45))
+            let (report, _, result) = try await Bench.run(c, redis: h.redis, audit: true)
+            #expect((result.denied[.overloaded] ?? 0) > 0, "\(report.denied_by_reason)")
+            #expect(report.denied_by_reason["overloaded"] == result.denied[.overloaded])
+            #expect(report.allowed > 0 && report.errors == 0 && report.unanswered == 0, "\(report.summary)")
+            let audit = try #require(report.audit)
+            #expect(audit.lostDebits == 0 && audit.doubleDebits == 0 && audit.countersMismatched == 0, "\(report.summary)")
+            #expect(audit.overAdmittedSpend == 0 && audit.overAdmittedRequests == 0 && audit.overAdmittedTokens == 0)
+            #expect(audit.unresolved == 0 && audit.passed, "\(report.summary)")
+            // How often the follow-ups met the doubled bound (and were retried) this time: for
+            // the record; how often is up to the scheduler.
+            let metrics = try await opsMetrics(logPath: bursard.logPath)
+            let refusedFollowUps = metrics.split(separator: "\n").filter { $0.hasPrefix("bursar_overloaded_total{frame=\"settle\"}") || $0.hasPrefix("bursar_overloaded_total{frame=\"release\"}") }
+            print("bench under --max-in-flight-per-connection 3: \(report.denied_by_reason), follow-ups refused: \(refusedFollowUps.joined(separator: ", ")); audit \(audit.verdict)")
+        }
+    }
+
     // MARK: Flood
 
     @Test("flood: the real bursard under many pipelining connections answers overloaded, a polite client keeps being served, RSS stays bounded")
@@ -394,6 +430,17 @@ private func answered<T: Sendable>(_ future: EventLoopFuture<T>, within limit: D
     }
     defer { timer.cancel() }
     return try await promise.futureResult.get()
+}
+
+/// bursard's /metrics, from the ops port its log names.
+private func opsMetrics(logPath: String) async throws -> String {
+    let log = (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? ""
+    let line = try #require(log.split(separator: "\n").first { $0.contains("ops port listening") })
+    let address = try #require(line.split(separator: " ").first { $0.hasPrefix("address=") })
+    let port = try #require(Int(address.split(separator: ":").last ?? ""))
+    let url = try #require(URL(string: "http://127.0.0.1:\(port)/metrics"))
+    let (data, _) = try await URLSession.shared.data(from: url)
+    return String(decoding: data, as: UTF8.self)
 }
 
 /// A `kB` line of /proc/PID/status (`VmRSS`, `VmHWM`).
