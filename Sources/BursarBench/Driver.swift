@@ -141,13 +141,21 @@ final class Driver: @unchecked Sendable {
             }
     }
 
-    /// Most tries of a SETTLE or RELEASE answered `store_unavailable` (outcome unknown).
+    /// Most tries of a SETTLE or RELEASE answered `store_unavailable` (outcome unknown) or
+    /// `overloaded` (nothing changed).
     static let followUpAttempts = 3
+
+    /// Pause before retrying a SETTLE or RELEASE answered `overloaded`, times the attempt.
+    static let overloadedBackoff: TimeAmount = .milliseconds(20)
 
     /// SETTLEs or RELEASEs admission `n`. An answer of `store_unavailable` leaves the outcome
     /// unknown; like a gateway, the lane retries with the same reservation id (idempotent), and a
     /// repeat answering `already_settled`/`already_released` means the earlier try took effect.
-    private func followUp(_ n: UInt64, key k: Int, estimate: Int64, reservation: ReservationID, measured: Bool, attempt: Int = 1) {
+    /// An answer of `overloaded` changed nothing: the lane retries the same way after a pause.
+    /// `uncertain` is set once a try answered `store_unavailable` (it may have applied).
+    private func followUp(
+        _ n: UInt64, key k: Int, estimate: Int64, reservation: ReservationID, measured: Bool, attempt: Int = 1, uncertain: Bool = false
+    ) {
         let sent = NIODeadline.now()
         let actual = workload.actual(n, estimate: estimate)
         // What the counters move by if this applies.
@@ -169,10 +177,22 @@ final class Driver: @unchecked Sendable {
                 }
                 switch answer.status {
                 case .storeUnavailable where attempt < Self.followUpAttempts && !self.closing:
-                    return self.followUp(n, key: k, estimate: estimate, reservation: reservation, measured: measured, attempt: attempt + 1)
+                    return self.followUp(
+                        n, key: k, estimate: estimate, reservation: reservation, measured: measured, attempt: attempt + 1, uncertain: true)
                 case .storeUnavailable:
                     self.tally.notApplied += 1
                     self.tally.ledger.uncertainFollowUp(k, cost: cost, tokens: tokens)
+                case .overloaded where attempt < Self.followUpAttempts && !self.closing:
+                    self.loop.scheduleTask(in: Self.overloadedBackoff * Int64(attempt)) {
+                        self.followUp(
+                            n, key: k, estimate: estimate, reservation: reservation, measured: measured, attempt: attempt + 1,
+                            uncertain: uncertain)
+                    }
+                    return
+                case .overloaded:
+                    // This try changed nothing; an earlier `store_unavailable` one may have applied.
+                    self.tally.notApplied += 1
+                    if uncertain { self.tally.ledger.uncertainFollowUp(k, cost: cost, tokens: tokens) }
                 case .applied:
                     self.tally.ledger.adjust(k, cost: cost, tokens: tokens)
                 case .alreadySettled where attempt > 1 && actual != nil:

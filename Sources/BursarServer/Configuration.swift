@@ -92,6 +92,21 @@ public struct BursardConfiguration: Sendable, Hashable {
     public var logLevel = Logger.Level.info
     /// How long a graceful shutdown may take before open connections are closed hard (`--shutdown-timeout`).
     public var shutdownTimeout = Duration.seconds(10)
+    /// Open data-plane connections, TCP and unix together (`--max-connections`).
+    public var maxConnections = 4096
+    /// CHECKs/SETTLEs/RELEASEs in flight across all connections (`--max-in-flight`).
+    public var maxInFlight = 8192
+    /// CHECKs/SETTLEs/RELEASEs in flight on one connection (`--max-in-flight-per-connection`).
+    public var maxInFlightPerConnection = 1024
+    /// A connection idle this long is closed; zero: never (`--idle-timeout`).
+    public var idleTimeout = Duration.seconds(300)
+    /// Longest a frame may take to arrive once begun (`--frame-timeout`).
+    public var frameTimeout = Duration.seconds(10)
+    /// Longest a connection may leave its answers unread (`--write-timeout`).
+    public var writeTimeout = Duration.seconds(10)
+    /// `unknown_key` answers a connection may get per rolling minute before its lookups of
+    /// uncached digests are throttled; 0: no throttle (`--max-unknown-keys-per-minute`).
+    public var maxUnknownKeysPerMinute = 600
     /// The config file read, if any.
     public var configFile: String?
     /// Where each setting (by canonical name) came from.
@@ -120,6 +135,13 @@ public struct BursardConfiguration: Sendable, Hashable {
         ConfigurationOption(name: "threads", aliases: [], valueName: "n", abstract: "Event loop threads.", defaultText: "the number of cores"),
         ConfigurationOption(name: "log-level", aliases: [], valueName: "level", abstract: "trace, debug, info, notice, warning, error or critical.", defaultText: "info"),
         ConfigurationOption(name: "shutdown-timeout", aliases: [], valueName: "seconds", abstract: "On SIGTERM/SIGINT, how long open connections may take to be answered before they are closed hard.", defaultText: "10"),
+        ConfigurationOption(name: "max-connections", aliases: [], valueName: "n", abstract: "Open data-plane connections (TCP and unix together); one more gets ERROR too_many_connections and is closed.", defaultText: "4096"),
+        ConfigurationOption(name: "max-in-flight", aliases: [], valueName: "n", abstract: "Requests in flight across all connections; over it a CHECK is answered overloaded at once (SETTLE and RELEASE at twice it).", defaultText: "8192"),
+        ConfigurationOption(name: "max-in-flight-per-connection", aliases: [], valueName: "n", abstract: "Requests in flight on one connection; over it a CHECK is answered overloaded at once (SETTLE and RELEASE at twice it).", defaultText: "1024"),
+        ConfigurationOption(name: "idle-timeout", aliases: [], valueName: "seconds", abstract: "Close a connection with no frame and nothing in flight for this long (ERROR idle_timeout); 0: never.", defaultText: "300"),
+        ConfigurationOption(name: "frame-timeout", aliases: [], valueName: "seconds", abstract: "Close a connection whose frame is not complete this long after its first byte (ERROR frame_timeout).", defaultText: "10"),
+        ConfigurationOption(name: "write-timeout", aliases: [], valueName: "seconds", abstract: "Close a connection that leaves its answers unread this long (it is not read from meanwhile).", defaultText: "10"),
+        ConfigurationOption(name: "max-unknown-keys-per-minute", aliases: [], valueName: "n", abstract: "unknown_key answers one connection may get per rolling minute; beyond, its CHECKs for uncached digests are answered key_lookups_throttled; 0: no limit.", defaultText: "600"),
     ]
 
     /// The option named `name` (canonical or alias).
@@ -248,6 +270,21 @@ public struct BursardConfiguration: Sendable, Hashable {
         case "shutdown-timeout":
             guard let ms = milliseconds(text), ms <= 3_600_000 else { return "is not a number of seconds 0…3600 (at most 3 decimals, e.g. 10 or 2.5)" }
             c.shutdownTimeout = .milliseconds(ms)
+            return nil
+        case "max-connections": return integer(1...1_000_000) { c.maxConnections = $0 }
+        case "max-in-flight": return integer(1...10_000_000) { c.maxInFlight = $0 }
+        case "max-in-flight-per-connection": return integer(1...1_000_000) { c.maxInFlightPerConnection = $0 }
+        case "max-unknown-keys-per-minute": return integer(0...100_000_000) { c.maxUnknownKeysPerMinute = $0 }
+        case "idle-timeout", "frame-timeout", "write-timeout":
+            let zeroAllowed = name == "idle-timeout"
+            guard let ms = milliseconds(text), ms <= 86_400_000, zeroAllowed || ms > 0 else {
+                return "is not a number of seconds \(zeroAllowed ? "0" : "0.001")…86400 (at most 3 decimals, e.g. 10 or 2.5)"
+            }
+            switch name {
+            case "idle-timeout": c.idleTimeout = .milliseconds(ms)
+            case "frame-timeout": c.frameTimeout = .milliseconds(ms)
+            default: c.writeTimeout = .milliseconds(ms)
+            }
             return nil
         default:
             return "is not a bursard setting"

@@ -17,12 +17,65 @@ public struct ListenerConfiguration: Sendable {
     /// received answered before they are closed hard.
     public var shutdownTimeout: Duration
 
-    /// Defaults: 127.0.0.1:7420, no unix socket, 10 s to drain.
-    public init(host: String = "127.0.0.1", port: Int = 7420, unixSocketPath: String? = nil, shutdownTimeout: Duration = .seconds(10)) {
+    /// Bounds on connections and queued work.
+    public var limits: ConnectionLimits
+
+    /// Defaults: 127.0.0.1:7420, no unix socket, 10 s to drain, the default bounds.
+    public init(
+        host: String = "127.0.0.1", port: Int = 7420, unixSocketPath: String? = nil, shutdownTimeout: Duration = .seconds(10),
+        limits: ConnectionLimits = ConnectionLimits()
+    ) {
         self.host = host
         self.port = port
         self.unixSocketPath = unixSocketPath
         self.shutdownTimeout = shutdownTimeout
+        self.limits = limits
+    }
+}
+
+/// The data plane's bounds on connections and queued work (SPEC 15.1): what keeps a flood, a
+/// slow client or a client that never reads from growing bursard's memory or queue without end.
+public struct ConnectionLimits: Sendable, Hashable {
+    /// Open data-plane connections, TCP and unix together; one more gets ERROR
+    /// `too_many_connections` and is closed.
+    public var maxConnections: Int
+    /// CHECKs, SETTLEs and RELEASEs in flight (sent to the engine, not yet answered) across all
+    /// connections. A CHECK over it is answered `overloaded` at once; SETTLE and RELEASE are
+    /// refused (status `overloaded`) only at twice this.
+    public var maxInFlight: Int
+    /// The same bound for one connection (SETTLE and RELEASE again at twice it).
+    public var maxInFlightPerConnection: Int
+    /// A connection with no frame and nothing in flight for this long gets ERROR `idle_timeout`
+    /// and is closed; `.zero` turns it off.
+    public var idleTimeout: Duration
+    /// A frame whose first byte arrived but which is not complete after this long gets ERROR
+    /// `frame_timeout` and the connection is closed.
+    public var frameTimeout: Duration
+    /// A connection whose answers cannot be written (the client does not read them) for this
+    /// long is closed. While they cannot, nothing more is read from it.
+    public var writeTimeout: Duration
+    /// `unknown_key` answers a connection may get in a rolling minute; past it, its CHECKs for
+    /// digests not in the digest cache are answered `key_lookups_throttled`. 0 turns it off.
+    public var maxUnknownKeysPerMinute: Int
+
+    /// Bytes of answers queued for a connection beyond which it stops being writable (and so
+    /// stops being read), and below which it is writable again.
+    public static let writeBufferWaterMark = ChannelOptions.Types.WriteBufferWaterMark(low: 32 * 1024, high: 64 * 1024)
+
+    /// Defaults: 4096 connections, 8192 in flight (1024 per connection), 300 s idle, 10 s per
+    /// frame, 10 s write timeout, 600 unknown keys a minute per connection.
+    public init(
+        maxConnections: Int = 4096, maxInFlight: Int = 8192, maxInFlightPerConnection: Int = 1024,
+        idleTimeout: Duration = .seconds(300), frameTimeout: Duration = .seconds(10), writeTimeout: Duration = .seconds(10),
+        maxUnknownKeysPerMinute: Int = 600
+    ) {
+        self.maxConnections = maxConnections
+        self.maxInFlight = maxInFlight
+        self.maxInFlightPerConnection = maxInFlightPerConnection
+        self.idleTimeout = idleTimeout
+        self.frameTimeout = frameTimeout
+        self.writeTimeout = writeTimeout
+        self.maxUnknownKeysPerMinute = maxUnknownKeysPerMinute
     }
 }
 
@@ -30,8 +83,19 @@ public struct ListenerConfiguration: Sendable {
 public final class ConnectionStats: Sendable {
     /// Open connections.
     public let open = Atomic<Int>(0)
-    /// Protocol errors by `ProtocolErrorCode.rawValue`.
+    /// Protocol errors by `ProtocolErrorCode.rawValue` (`too_many_connections`, `idle_timeout`
+    /// and `frame_timeout` among them).
     public let protocolErrors: [Counter] = (0...16).map { _ in Counter() }
+    /// CHECKs, SETTLEs and RELEASEs in flight across all connections (the bound's counter).
+    public let inFlight = Atomic<Int>(0)
+    /// Requests answered `overloaded`, by kind: 0 CHECK, 1 SETTLE, 2 RELEASE.
+    public let overloaded: [Counter] = (0...2).map { _ in Counter() }
+    /// Connections refused at `maxConnections`.
+    public let refused = Counter()
+    /// Connections closed because their answers could not be written for the write timeout.
+    public let writeTimeouts = Counter()
+    /// CHECKs answered `key_lookups_throttled`.
+    public let throttledLookups = Counter()
     init() {}
 }
 
@@ -70,20 +134,36 @@ public final class DataPlaneServer: Service, Sendable {
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .childChannelOption(.allowRemoteHalfClosure, value: true)
-            .childChannelInitializer { [engine, connectionStats, logger, connections] channel in
+            .childChannelOption(.writeBufferWaterMark, value: ConnectionLimits.writeBufferWaterMark)
+            // At most 16 KiB (128 CHECKs) read from a connection per event-loop pass: a connection
+            // flooding pipelined frames cannot hold its loop while others wait.
+            .childChannelOption(.maxMessagesPerRead, value: 1)
+            .childChannelOption(.recvAllocator, value: AdaptiveRecvByteBufferAllocator(minimum: 1024, initial: 4096, maximum: 16384))
+            .childChannelInitializer { [engine, connectionStats, logger, connections, limits = configuration.limits] channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandlers([
-                        ByteToMessageHandler(FrameDecoder(direction: .toServer)),
-                        MessageToByteHandler(FrameEncoder()),
-                        ConnectionDrainHandler(logger: logger),
-                        DataPlaneHandler(engine: engine, connectionStats: connectionStats, logger: logger),
-                    ])
-                    guard connections.add(channel) else {
+                    switch connections.add(channel, limit: limits.maxConnections) {
+                    case .added:
+                        break
+                    case .draining:
                         // Accepted while the listeners were closing: nothing was read from it, so
                         // closing answers nothing wrongly.
                         channel.close(promise: nil)
                         return
+                    case .full:
+                        connectionStats.refused.increment()
+                        connectionStats.protocolErrors[Int(ProtocolErrorCode.tooManyConnections.rawValue)].increment()
+                        logger.debug("data-plane connection refused: too many connections", metadata: ["max_connections": "\(limits.maxConnections)"])
+                        try channel.pipeline.syncOperations.addHandler(RefusedConnectionHandler(limit: limits.maxConnections))
+                        return
                     }
+                    let partialFrame = PartialFrameClock()
+                    try channel.pipeline.syncOperations.addHandlers([
+                        ByteToMessageHandler(TimedFrameDecoder(clock: partialFrame)),
+                        MessageToByteHandler(FrameEncoder()),
+                        ConnectionDrainHandler(logger: logger),
+                        DataPlaneHandler(
+                            engine: engine, connectionStats: connectionStats, limits: limits, partialFrame: partialFrame, logger: logger),
+                    ])
                     let peer = channel.remoteAddress.map { "\($0)" } ?? "?"
                     logger.debug("data-plane connection opened", metadata: ["peer": "\(peer)"])
                     channel.closeFuture.whenComplete { _ in
@@ -171,12 +251,17 @@ final class ConnectionRegistry: Sendable {
 
     private let state = Mutex(State())
 
-    /// Registers a new connection; false once draining began (the caller closes it).
-    func add(_ channel: any Channel) -> Bool {
+    /// What `add` did with a new connection.
+    enum Admission { case added, draining, full }
+
+    /// Registers a new connection unless draining began or `limit` connections are open (the
+    /// caller closes it, or refuses it).
+    func add(_ channel: any Channel, limit: Int) -> Admission {
         state.withLock { s in
-            guard !s.draining else { return false }
+            guard !s.draining else { return .draining }
+            guard s.open.count < limit else { return .full }
             s.open[ObjectIdentifier(channel)] = channel
-            return true
+            return .added
         }
     }
 
@@ -306,5 +391,74 @@ final class ConnectionDrainHandler: ChannelDuplexHandler {
             context.read()
             context.eventLoop.scheduleTask(in: Self.linger) { bound.value.close(promise: nil) }
         }
+    }
+}
+
+/// The only handler of a connection refused at `maxConnections`: sends one ERROR
+/// `too_many_connections` (request id 0), half-closes, discards whatever the client sends, and
+/// closes when the client does or after `ConnectionDrainHandler.linger` (closing with unread
+/// input would send RST, which can destroy the ERROR before the client reads it).
+final class RefusedConnectionHandler: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    private let limit: Int
+
+    init(limit: Int) { self.limit = limit }
+
+    func channelActive(context: ChannelHandlerContext) {
+        let message = "the server has its maximum of \(limit) connections open; retry later"
+        var buffer = context.channel.allocator.buffer(capacity: FrameHeader.size + 4 + message.utf8.count)
+        Frame(requestID: 0, body: .error(ErrorFrame(code: .tooManyConnections, message: message))).encode(into: &buffer)
+        let bound = NIOLoopBound(context, eventLoop: context.eventLoop)
+        context.writeAndFlush(wrapOutboundOut(buffer)).whenComplete { _ in
+            let context = bound.value
+            context.close(mode: .output, promise: nil)
+            context.eventLoop.scheduleTask(in: ConnectionDrainHandler.linger) { bound.value.close(promise: nil) }
+        }
+        context.fireChannelActive()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {}
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if case .some(ChannelEvent.inputClosed) = event as? ChannelEvent { context.close(promise: nil) }
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        context.close(promise: nil)
+    }
+}
+
+/// When the frame being received began, shared by a connection's `TimedFrameDecoder` (which
+/// sets it) and its `DataPlaneHandler` (which enforces the frame timeout). Confined to the
+/// connection's event loop.
+final class PartialFrameClock {
+    /// When the first byte of a frame not yet complete arrived; nil between frames.
+    var since: NIODeadline?
+}
+
+/// `FrameDecoder` for requests, noting in a `PartialFrameClock` when an incomplete frame began.
+/// A frame is still never buffered past its maximum size: the header is checked first.
+struct TimedFrameDecoder: NIOSingleStepByteToMessageDecoder {
+    typealias InboundOut = Frame
+
+    private var decoder = FrameDecoder(direction: .toServer)
+    private let clock: PartialFrameClock
+
+    init(clock: PartialFrameClock) { self.clock = clock }
+
+    mutating func decode(buffer: inout ByteBuffer) throws -> Frame? {
+        let frame = try decoder.decode(buffer: &buffer)
+        if frame != nil || buffer.readableBytes == 0 {
+            clock.since = nil
+        } else if clock.since == nil {
+            clock.since = .now()
+        }
+        return frame
+    }
+
+    mutating func decodeLast(buffer: inout ByteBuffer, seenEOF: Bool) throws -> Frame? {
+        try decoder.decodeLast(buffer: &buffer, seenEOF: seenEOF)
     }
 }

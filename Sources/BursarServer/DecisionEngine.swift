@@ -213,6 +213,10 @@ public final class DecisionEngine: Sendable {
     @_spi(Testing)
     public func isCached(_ digest: KeyDigest) -> Bool { cache.contains(digest, now: .now()) }
 
+    /// Whether `digest` is cached and unexpired (known or unknown), without counting a hit or a
+    /// miss: a CHECK for it is answered without a Redis lookup of the key.
+    func isDigestCached(_ digest: KeyDigest) -> Bool { cache.contains(digest, now: .now()) }
+
     /// Drops what `invalidation` names from the digest cache (see `InvalidationListener`).
     public func applyInvalidation(_ invalidation: Invalidation) {
         // What the store failure policy learnt of a key goes with it: a changed key is learnt

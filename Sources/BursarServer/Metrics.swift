@@ -146,6 +146,24 @@ public final class ServerMetrics: Sendable {
                 let c = connections.protocolErrors[Int(code.rawValue)]
                 counter("protocol_errors", labels: [("code", code.description)], help: "Connections closed for a protocol error, by code.") { c.count }
             }
+            gauge("in_flight", help: "CHECKs, SETTLEs and RELEASEs in flight across all data-plane connections.") {
+                connections.inFlight.load(ordering: .relaxed)
+            }
+            for (kind, name) in ["check", "settle", "release"].enumerated() {
+                let c = connections.overloaded[kind]
+                counter("overloaded", labels: [("frame", name)], help: "Requests answered overloaded at the in-flight bound, by frame type.") { c.count }
+            }
+            let refused = connections.refused
+            counter("connections_refused", help: "Connections refused at the connection limit (ERROR too_many_connections).") { refused.count }
+            let idle = connections.protocolErrors[Int(ProtocolErrorCode.idleTimeout.rawValue)]
+            let frame = connections.protocolErrors[Int(ProtocolErrorCode.frameTimeout.rawValue)]
+            let write = connections.writeTimeouts
+            let closedHelp = "Data-plane connections closed by a timeout, by reason."
+            counter("connections_timed_out", labels: [("reason", "idle_timeout")], help: closedHelp) { idle.count }
+            counter("connections_timed_out", labels: [("reason", "frame_timeout")], help: closedHelp) { frame.count }
+            counter("connections_timed_out", labels: [("reason", "write_timeout")], help: closedHelp) { write.count }
+            let throttled = connections.throttledLookups
+            counter("key_lookups_throttled", help: "CHECKs answered key_lookups_throttled by the per-connection unknown-digest throttle.") { throttled.count }
         }
         if let invalidation {
             let s = invalidation.stats

@@ -17,6 +17,12 @@ public enum DenyReason: UInt8, Sendable, CaseIterable, CustomStringConvertible {
     case orgCredits = 14
     case requestTooLarge = 15
     case storeUnavailable = 16
+    /// The server is at its in-flight bound and answered at once, without touching Redis; nothing
+    /// was reserved. Retry after `retry_after_ms`.
+    case overloaded = 17
+    /// This connection asked about too many unknown key digests in the last minute; a digest the
+    /// server has not cached is answered at once, without a lookup. Cached keys are unaffected.
+    case keyLookupsThrottled = 18
 
     /// The HTTP status a gateway should give its own caller for this reason.
     public var httpStatus: Int {
@@ -24,9 +30,9 @@ public enum DenyReason: UInt8, Sendable, CaseIterable, CustomStringConvertible {
         case .none: return 200
         case .unknownKey, .keyRevoked, .keyExpired: return 401
         case .creatorLostAccess, .projectInactive, .orgSuspended, .modelNotAllowed: return 403
-        case .keyRPM, .keyTPM, .projectRPM, .projectTPM, .requestTooLarge: return 429
+        case .keyRPM, .keyTPM, .projectRPM, .projectTPM, .requestTooLarge, .keyLookupsThrottled: return 429
         case .keyBudget, .projectBudget, .orgCredits: return 402
-        case .storeUnavailable: return 503
+        case .storeUnavailable, .overloaded: return 503
         }
     }
 
@@ -50,6 +56,8 @@ public enum DenyReason: UInt8, Sendable, CaseIterable, CustomStringConvertible {
         case .orgCredits: return "org_credits"
         case .requestTooLarge: return "request_too_large"
         case .storeUnavailable: return "store_unavailable"
+        case .overloaded: return "overloaded"
+        case .keyLookupsThrottled: return "key_lookups_throttled"
         }
     }
 }
@@ -68,6 +76,9 @@ public enum ReservationStatus: UInt8, Sendable, CaseIterable, CustomStringConver
     case unknown = 4
     /// Redis did not answer within the deadline; the outcome is unknown, retry with the same id.
     case storeUnavailable = 5
+    /// The server is at its in-flight bound and did not look at the request: nothing changed;
+    /// retry with the same reservation id.
+    case overloaded = 6
 
     /// A stable snake_case name.
     public var description: String {
@@ -78,6 +89,7 @@ public enum ReservationStatus: UInt8, Sendable, CaseIterable, CustomStringConver
         case .expired: return "expired"
         case .unknown: return "unknown"
         case .storeUnavailable: return "store_unavailable"
+        case .overloaded: return "overloaded"
         }
     }
 }
@@ -102,6 +114,12 @@ public enum ProtocolErrorCode: UInt16, Sendable, CaseIterable, CustomStringConve
     case truncated = 8
     /// The server hit an internal fault; the request was not applied.
     case internalError = 9
+    /// The server is at its connection limit; sent once (request id 0) on a new connection.
+    case tooManyConnections = 10
+    /// No frame arrived for the idle timeout while nothing was in flight.
+    case idleTimeout = 11
+    /// A frame was started but not completed within the frame timeout.
+    case frameTimeout = 12
 
     /// A stable snake_case name.
     public var description: String {
@@ -115,6 +133,9 @@ public enum ProtocolErrorCode: UInt16, Sendable, CaseIterable, CustomStringConve
         case .malformedField: return "malformed_field"
         case .truncated: return "truncated"
         case .internalError: return "internal_error"
+        case .tooManyConnections: return "too_many_connections"
+        case .idleTimeout: return "idle_timeout"
+        case .frameTimeout: return "frame_timeout"
         }
     }
 }

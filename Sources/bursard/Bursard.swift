@@ -91,6 +91,27 @@ struct Bursard: AsyncParsableCommand {
     @Option(name: .long, help: Bursard.help("shutdown-timeout"))
     var shutdownTimeout: String?
 
+    @Option(name: .long, help: Bursard.help("max-connections"))
+    var maxConnections: String?
+
+    @Option(name: .long, help: Bursard.help("max-in-flight"))
+    var maxInFlight: String?
+
+    @Option(name: .long, help: Bursard.help("max-in-flight-per-connection"))
+    var maxInFlightPerConnection: String?
+
+    @Option(name: .long, help: Bursard.help("idle-timeout"))
+    var idleTimeout: String?
+
+    @Option(name: .long, help: Bursard.help("frame-timeout"))
+    var frameTimeout: String?
+
+    @Option(name: .long, help: Bursard.help("write-timeout"))
+    var writeTimeout: String?
+
+    @Option(name: .long, help: Bursard.help("max-unknown-keys-per-minute"))
+    var maxUnknownKeysPerMinute: String?
+
     @Option(name: .long, help: ArgumentHelp("Read settings from this file ('name = value' lines; default: $BURSARD_CONFIG, else none).", valueName: "file"))
     var config: String?
 
@@ -108,7 +129,9 @@ struct Bursard: AsyncParsableCommand {
             ("cache-ttl-ms", cacheTtlMs), ("negative-cache-ttl-ms", negativeCacheTtlMs),
             ("on-store-failure-rate", onStoreFailureRate), ("on-store-failure-spend", onStoreFailureSpend), ("local-allowance", localAllowance),
             ("redis-connections", redisConnections), ("threads", threads), ("log-level", logLevel),
-            ("shutdown-timeout", shutdownTimeout), ("config", config),
+            ("shutdown-timeout", shutdownTimeout), ("max-connections", maxConnections), ("max-in-flight", maxInFlight),
+            ("max-in-flight-per-connection", maxInFlightPerConnection), ("idle-timeout", idleTimeout), ("frame-timeout", frameTimeout),
+            ("write-timeout", writeTimeout), ("max-unknown-keys-per-minute", maxUnknownKeysPerMinute), ("config", config),
         ]
         return Dictionary(uniqueKeysWithValues: given.compactMap { name, value in value.map { (name, $0) } })
     }

@@ -63,7 +63,12 @@ struct BursardMain {
         let server = DataPlaneServer(
             configuration: ListenerConfiguration(
                 host: settings.listen.host, port: settings.listen.port, unixSocketPath: settings.unixSocketPath,
-                shutdownTimeout: settings.shutdownTimeout),
+                shutdownTimeout: settings.shutdownTimeout,
+                limits: ConnectionLimits(
+                    maxConnections: settings.maxConnections, maxInFlight: settings.maxInFlight,
+                    maxInFlightPerConnection: settings.maxInFlightPerConnection, idleTimeout: settings.idleTimeout,
+                    frameTimeout: settings.frameTimeout, writeTimeout: settings.writeTimeout,
+                    maxUnknownKeysPerMinute: settings.maxUnknownKeysPerMinute)),
             engine: engine, group: group, logger: logger)
         do {
             try await server.start()

@@ -41,6 +41,9 @@ struct ConfigurationTests {
         #expect(c.dataDirectory == "./bursar-data")
         #expect(c.deadlineMs == 50 && c.reservationTTLSeconds == 900 && c.cacheTTLMs == 5_000 && c.negativeCacheTTLMs == 1_000)
         #expect(c.redisConnections == 2 && c.threads >= 1 && c.logLevel == .info && c.shutdownTimeout == .seconds(10))
+        #expect(c.maxConnections == 4096 && c.maxInFlight == 8192 && c.maxInFlightPerConnection == 1024)
+        #expect(c.idleTimeout == .seconds(300) && c.frameTimeout == .seconds(10) && c.writeTimeout == .seconds(10))
+        #expect(c.maxUnknownKeysPerMinute == 600)
         #expect(BursardConfiguration.options.allSatisfy { c.sources[$0.name] == .builtInDefault })
     }
 
@@ -178,6 +181,28 @@ struct ConfigurationTests {
         #expect(refusal { () throws(ConfigurationError) in try resolve(["on-store-failure-spend": "open"]) }
             == "--on-store-failure-spend 'open' (command line) is not deny or allow")
         #expect(refusal { () throws(ConfigurationError) in try resolve(["local-allowance": "0"]) }.contains("is outside 1…1000000"))
+    }
+
+    @Test("the overload bounds: counts in range, timeouts in seconds with up to three decimals, 0 turns off only the idle timeout and the throttle")
+    func overloadBounds() throws {
+        let c = try resolve(
+            ["max-connections": "10", "max-in-flight": "20", "idle-timeout": "0", "frame-timeout": "2.5"],
+            env: ["BURSARD_MAX_IN_FLIGHT_PER_CONNECTION": "3", "BURSARD_WRITE_TIMEOUT": "0.25", "BURSARD_MAX_UNKNOWN_KEYS_PER_MINUTE": "0"])
+        #expect(c.maxConnections == 10 && c.maxInFlight == 20 && c.maxInFlightPerConnection == 3)
+        #expect(c.idleTimeout == .zero && c.frameTimeout == .milliseconds(2_500) && c.writeTimeout == .milliseconds(250))
+        #expect(c.maxUnknownKeysPerMinute == 0)
+        #expect(c.sources["max-in-flight-per-connection"] == .environment(variable: "BURSARD_MAX_IN_FLIGHT_PER_CONNECTION"))
+        for name in ["max-connections", "max-in-flight", "max-in-flight-per-connection"] {
+            #expect(refusal { () throws(ConfigurationError) in try resolve([name: "0"]) } == "--\(name) '0' (command line) is outside 1…\(name == "max-in-flight" ? "10000000" : "1000000")")
+            #expect(refusal { () throws(ConfigurationError) in try resolve([name: "many"]) }.hasSuffix("is not an integer"))
+        }
+        #expect(refusal { () throws(ConfigurationError) in try resolve(["max-unknown-keys-per-minute": "-1"]) }.contains("is outside 0…"))
+        for name in ["frame-timeout", "write-timeout"] {
+            #expect(refusal { () throws(ConfigurationError) in try resolve([name: "0"]) }.contains("is not a number of seconds 0.001…86400"))
+        }
+        for text in ["-1", "86400.001", "1.2345", "x"] {
+            #expect(refusal { () throws(ConfigurationError) in try resolve(["idle-timeout": text]) }.contains("is not a number of seconds 0…86400"), "\(text)")
+        }
     }
 
     @Test("host:port parsing, IPv6 included")

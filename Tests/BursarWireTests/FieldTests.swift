@@ -170,8 +170,8 @@ struct FieldTests {
             .creatorLostAccess: 403, .projectInactive: 403, .orgSuspended: 403, .modelNotAllowed: 403,
             .keyRPM: 429, .keyTPM: 429, .projectRPM: 429, .projectTPM: 429,
             .keyBudget: 402, .projectBudget: 402, .orgCredits: 402,
-            .requestTooLarge: 429,
-            .storeUnavailable: 503,
+            .requestTooLarge: 429, .keyLookupsThrottled: 429,
+            .storeUnavailable: 503, .overloaded: 503,
         ]
         #expect(table.count == DenyReason.allCases.count)
         for reason in DenyReason.allCases {
@@ -186,15 +186,17 @@ struct FieldTests {
             "0 none", "1 unknown_key", "2 key_revoked", "3 key_expired", "4 creator_lost_access", "5 project_inactive",
             "6 org_suspended", "7 model_not_allowed", "8 key_rpm", "9 key_tpm", "10 project_rpm", "11 project_tpm",
             "12 key_budget", "13 project_budget", "14 org_credits", "15 request_too_large", "16 store_unavailable",
+            "17 overloaded", "18 key_lookups_throttled",
         ])
         let statuses = ReservationStatus.allCases.map { "\($0.rawValue) \($0)" }
         #expect(statuses == [
-            "0 applied", "1 already_settled", "2 already_released", "3 expired", "4 unknown", "5 store_unavailable",
+            "0 applied", "1 already_settled", "2 already_released", "3 expired", "4 unknown", "5 store_unavailable", "6 overloaded",
         ])
         let errors = ProtocolErrorCode.allCases.map { "\($0.rawValue) \($0)" }
         #expect(errors == [
             "1 bad_magic", "2 unsupported_version", "3 unknown_frame_type", "4 unexpected_frame_type", "5 bad_length",
             "6 frame_too_large", "7 malformed_field", "8 truncated", "9 internal_error",
+            "10 too_many_connections", "11 idle_timeout", "12 frame_timeout",
         ])
     }
 

@@ -60,6 +60,8 @@ DENY_REASONS = {
     14: "org_credits",
     15: "request_too_large",
     16: "store_unavailable",
+    17: "overloaded",
+    18: "key_lookups_throttled",
 }
 REASON_CODE = {name: code for code, name in DENY_REASONS.items()}
 
@@ -70,6 +72,7 @@ STATUSES = {
     3: "expired",
     4: "unknown",
     5: "store_unavailable",
+    6: "overloaded",
 }
 STATUS_CODE = {name: code for code, name in STATUSES.items()}
 
@@ -83,6 +86,9 @@ ERROR_CODES = {
     7: "malformed_field",
     8: "truncated",
     9: "internal_error",
+    10: "too_many_connections",
+    11: "idle_timeout",
+    12: "frame_timeout",
 }
 ERROR_CODE = {name: code for code, name in ERROR_CODES.items()}
 
@@ -598,6 +604,10 @@ valid(
 )
 valid("check_result_deny_store_unavailable", "to_client",
       check_result(U64_MAX, 0, REASON_CODE["store_unavailable"]))
+valid("check_result_deny_overloaded", "to_client",
+      check_result(19, 0, REASON_CODE["overloaded"], retry_after_ms=50))
+valid("check_result_deny_key_lookups_throttled", "to_client",
+      check_result(20, 0, REASON_CODE["key_lookups_throttled"], retry_after_ms=41_250))
 for code, status in STATUSES.items():
     moved = status == "applied"
     valid(f"settle_result_{status}", "to_client",
@@ -620,6 +630,10 @@ valid("error_frame_too_large", "to_client", error_frame(25, 6, "body length 4097
 valid("error_malformed_field", "to_client", error_frame(26, 7, "model name is empty"))
 valid("error_truncated", "to_client", error_frame(27, 8, "stream ended 40 bytes into a frame"))
 valid("error_internal_error_empty_message", "to_client", error_frame(28, 9, ""))
+valid("error_too_many_connections", "to_client",
+      error_frame(0, 10, "the server has its maximum of 4096 connections open; retry later"))
+valid("error_idle_timeout", "to_client", error_frame(0, 11, "no frame for 300000 ms"))
+valid("error_frame_timeout", "to_client", error_frame(0, 12, "frame not completed within 10000 ms of its first byte"))
 valid("error_message_256_bytes", "to_client", error_frame(29, 7, "é" * 128))
 valid("error_message_multibyte", "to_client", error_frame(30, 7, "model name « 模型 » is not allowed here 🚫"))
 
@@ -709,17 +723,17 @@ refused("malformed_settle_cost_2_pow_53", "to_server",
 refused("malformed_release_sequence_zero", "to_server", encode(release(94, res(42, 0))), "malformed_field", 94)
 # Malformed fields in answers.
 refused("malformed_check_result_decision_2", "to_client", encode(check_result(95, 2, 0)), "malformed_field", 95)
-refused("malformed_check_result_unknown_reason", "to_client", encode(check_result(96, 0, 17)), "malformed_field", 96)
+refused("malformed_check_result_unknown_reason", "to_client", encode(check_result(96, 0, 19)), "malformed_field", 96)
 refused("malformed_check_result_allow_with_reason", "to_client",
         encode(check_result(97, 1, REASON_CODE["key_rpm"])), "malformed_field", 97)
 refused("malformed_check_result_deny_without_reason", "to_client", encode(check_result(98, 0, 0)),
         "malformed_field", 98)
 refused("malformed_settle_result_unknown_status", "to_client",
-        encode(reservation_result("settle_result", 99, 6)), "malformed_field", 99)
+        encode(reservation_result("settle_result", 99, 7)), "malformed_field", 99)
 refused("malformed_release_result_unknown_status", "to_client",
         encode(reservation_result("release_result", 100, 255)), "malformed_field", 100)
 refused("malformed_error_unknown_code_0", "to_client", encode(error_frame(101, 0, "x")), "malformed_field", 101)
-refused("malformed_error_unknown_code_10", "to_client", encode(error_frame(102, 10, "x")), "malformed_field", 102)
+refused("malformed_error_unknown_code_13", "to_client", encode(error_frame(102, 13, "x")), "malformed_field", 102)
 refused("malformed_error_message_invalid_utf8", "to_client",
         raw_header_then(0xFF, 6, 103, struct.pack(">HH", 7, 2) + b"\xc3\x28"), "malformed_field", 103)
 refused("bad_length_error_message_length_short", "to_client",
