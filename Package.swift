@@ -89,6 +89,10 @@ let package = Package(
             dependencies: [
                 "BursarAPI", "BursarRBAC", "BursarStore", "BursarRedis", "BursarLimits", "BursarWire",
                 .product(name: "Hummingbird", package: "hummingbird"),
+                // TLS on the ops port (--ops-tls-cert/--ops-tls-key); swift-nio-ssl is already
+                // in the graph through async-http-client.
+                .product(name: "HummingbirdCore", package: "hummingbird"),
+                .product(name: "HummingbirdTLS", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict
@@ -179,6 +183,9 @@ let package = Package(
                 "BursarAdmin", "BursarAPI", "BursarRBAC", "BursarServer", "BursarStore", "BursarRedis", "BursarClient", "BursarWire", "BursarLimits",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "HummingbirdTLS", package: "hummingbird"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ],

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs what bursar needs beyond the Swift toolchain: hiredis (C client library and headers),
 # redis-server (the embedded store and the tests' real Redis), pkg-config (finds hiredis),
-# python3 (deploy/product-flow.sh reads bursarctl's JSON with it) and python3-venv (deploy/api-fuzz.sh
-# installs schemathesis from PyPI into a virtual environment).
+# python3 (deploy/product-flow.sh reads bursarctl's JSON with it), python3-venv (deploy/api-fuzz.sh
+# installs schemathesis from PyPI into a virtual environment) and openssl (the ops-port TLS test
+# makes a self-signed certificate with it).
 # Safe to run repeatedly; installs only what is missing.
 set -euo pipefail
 need=()
@@ -10,6 +11,7 @@ dpkg -s libhiredis-dev >/dev/null 2>&1 || need+=(libhiredis-dev)
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
 command -v python3 >/dev/null 2>&1 || need+=(python3)
+command -v openssl >/dev/null 2>&1 || need+=(openssl)
 { command -v python3 >/dev/null 2>&1 && python3 -c 'import ensurepip, venv' 2>/dev/null; } || need+=(python3-venv)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}"

@@ -52,7 +52,8 @@ public enum APIErrorCode: String, Sendable, CaseIterable {
     case forbidden
     /// 404: no such resource, or one the actor may not see.
     case notFound = "not_found"
-    /// 400: the body or a parameter is malformed.
+    /// 400: the body or a parameter breaks a rule of proto/openapi.json (shape, range, length,
+    /// pattern, an unknown field, `null` where a field is not nullable).
     case invalid
     /// 405: the path exists but not with this method (the `Allow` header lists the ones it has).
     case methodNotAllowed = "method_not_allowed"
@@ -60,7 +61,9 @@ public enum APIErrorCode: String, Sendable, CaseIterable {
     case exceedsCap = "exceeds_cap"
     /// 409: the change would leave the organization without an Owner.
     case lastOwner = "last_owner"
-    /// 409: the name or resource already exists, or the store is already bootstrapped.
+    /// 409: the name or resource already exists, or the store is already bootstrapped; or a
+    /// well-formed request that stored state or the server clock refuses (an archived project, a
+    /// revoked key, an expiry already past, a credit balance beyond ±(2^53 − 1)).
     case conflict
     /// 503: Redis cannot be reached.
     case storeUnavailable = "store_unavailable"

@@ -123,7 +123,9 @@ public enum AdminRoutes {
         return try await s.authenticate(bearer: token)
     }
 
-    static func decode<T: Decodable>(_ req: Request, _ ctx: some RequestContext) async throws -> T {
+    /// The request body as `T`, refused with `invalid` when it is not exactly what the document
+    /// allows: not JSON, the wrong shape, an unknown key, or `null` where a field is not nullable.
+    static func decode<T: APIRequestBody>(_ req: Request, _ ctx: some RequestContext) async throws -> T {
         var req = req
         let buffer: ByteBuffer
         do {
@@ -133,7 +135,9 @@ public enum AdminRoutes {
         }
         guard buffer.readableBytes > 0 else { throw APIError(.invalid, "a JSON body is required") }
         do {
-            return try APIJSON.decoder().decode(T.self, from: Data(buffer.readableBytesView))
+            return try APIJSON.decodeRequest(T.self, from: Data(buffer.readableBytesView))
+        } catch let e as RequestBodyError {
+            throw APIError(.invalid, e.message)
         } catch let e as DecodingError {
             throw APIError.from(e)
         } catch {
@@ -141,9 +145,13 @@ public enum AdminRoutes {
         }
     }
 
+    /// A path id: decimal digits of an unsigned 64-bit integer (0…18446744073709551615, the
+    /// document's range); anything else, including a larger number, is `invalid`.
     static func id(_ ctx: some RequestContext, _ name: String) throws -> UInt64 {
         let raw = ctx.parameters.get(name) ?? ""
-        guard let v = UInt64(raw) else { throw APIError(.invalid, "\(name) '\(raw)' is not an id (an unsigned integer)") }
+        guard let v = UInt64(raw) else {
+            throw APIError(.invalid, "\(name) '\(raw)' is not an id (an unsigned integer 0…\(UInt64.max))")
+        }
         return v
     }
 

@@ -37,7 +37,7 @@ extension AdminService {
             let userID = r.userId ?? actor.userID!
             let own = userID == actor.userID
             try require(Policy.keyVerdict(standing, actorIsOwner: own), own ? .createAndManageOwnKeys : .manageAllKeysInProject, target: "project \(project)")
-            guard p.status == .active else { throw APIError(.invalid, "project \(project) is archived: reactivate it before creating keys") }
+            guard p.status == .active else { throw APIError(.conflict, "project \(project) is archived: reactivate it before creating keys") }
             let grant = try await keyUserGrant(org, project: project, user: userID)
             let limits = KeyLimits(
                 budget: r.maxSpendNusd, period: try parse(BudgetPeriod.self, r.period ?? "monthly", "period"), rpm: r.rpm, tpm: r.tpm,
@@ -103,7 +103,7 @@ extension AdminService {
     public func rotateKey(_ actor: Actor, _ org: UInt64, _ key: UInt64) async throws -> KeySecretResponse {
         try await audited(actor, org: org, "key.rotate", "key:\(key)", mutation: true) {
             let (k, _) = try await authorizedKey(actor, org, key)
-            guard k.status == .active else { throw APIError(.invalid, "key \(key) is revoked; create a new key instead") }
+            guard k.status == .active else { throw APIError(.conflict, "key \(key) is revoked; create a new key instead") }
             let (rotated, old) = try await store.rotateKey(org: org, key)
             if let digest = KeyDigest(hex: old) { await invalidate(.digest(digest)) }
             await invalidate(.digest(MetadataStore.digest(ofSecret: rotated.secret)))
@@ -136,7 +136,7 @@ extension AdminService {
         guard let role = try await store.orgRole(org: org, user) else { throw APIError.notFound("user \(user) in organization \(org)") }
         if role == .owner { return nil }
         guard let m = try await store.membership(org: org, project: project, user: user) else {
-            throw APIError(.invalid, "user \(user) has no role in project \(project); add them to the project first")
+            throw APIError(.conflict, "user \(user) has no role in project \(project); add them to the project first")
         }
         return m.grant
     }
@@ -147,17 +147,23 @@ extension AdminService {
         if let v = CapCheck.violation(of: Caps(key: limits), subject: "key", within: levels, expand: try await expander(org)) { throw v }
     }
 
-    /// An expiry from either form; the "in N days" form counts from Redis's clock.
+    /// An expiry from either form; the "in N days" form counts from Redis's clock. Out of the
+    /// document's range is `invalid`; a well-formed time that has already passed is `conflict`
+    /// (JSON Schema cannot say "in the future").
     private func expiry(atMs: Int64?, inDays: Int64?) async throws -> Int64? {
         switch (atMs, inDays) {
         case (nil, nil): return nil
         case (_?, _?): throw APIError(.invalid, "give expires_at_ms or expires_in_days, not both")
         case (let at?, nil):
-            guard at > (try await store.redisTimeMs()) else { throw APIError(.invalid, "expires_at_ms \(at) is in the past") }
+            guard at >= 1 else { throw APIError(.invalid, "expires_at_ms must be a positive Unix ms time") }
+            guard at > (try await store.redisTimeMs()) else { throw APIError(.conflict, "expires_at_ms \(at) is not in the future (server clock)") }
             return at
         case (nil, let days?):
-            guard (1...3650).contains(days) else { throw APIError(.invalid, "expires_in_days must be 1…3650") }
+            guard (1...maxExpiryDays).contains(days) else { throw APIError(.invalid, "expires_in_days must be 1…\(maxExpiryDays)") }
             return try await store.redisTimeMs() + days * 86_400_000
         }
     }
 }
+
+/// The longest `expires_in_days` (about ten years).
+let maxExpiryDays: Int64 = 3650

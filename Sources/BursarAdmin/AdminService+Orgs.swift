@@ -148,6 +148,12 @@ extension AdminService {
         try await audited(actor, org: org, "credits.add", "org:\(org)", mutation: true) {
             try await requireOrg(actor, org, .billingAndCredits)
             guard abs(r.amountNusd) <= maxMoney else { throw APIError(.invalid, "amount_nusd must be within ±\(maxMoney)") }
+            // Both within ±(2^53 − 1), so the sum cannot overflow; a balance beyond that would
+            // lose exactness in the limiter's Lua (doubles).
+            let current = try await store.credits(org)
+            guard abs(current + r.amountNusd) <= maxMoney else {
+                throw APIError(.conflict, "the balance (\(current)) plus amount_nusd would leave ±\(maxMoney) nano-USD")
+            }
             if let m = r.metered { try await store.setMetered(org, m) }
             let balance = try await store.addCredits(org, r.amountNusd)
             guard let o = try await store.organization(org) else { throw APIError.notFound("organization \(org)") }

@@ -150,6 +150,8 @@ extension AdminService {
             userID = try await store.person(email: email)?.id
         }
         guard id != nil || email != nil else { throw APIError(.invalid, "name the user by user_id or email") }
+        // Validated even when user_id wins, so the body is exactly as valid as the document says.
+        if let email { _ = try MetadataStore.normalizedEmail(email) }
         guard let userID, let u = try await store.user(org: org, userID) else {
             throw APIError.notFound("user \(id.map(String.init) ?? email ?? "") in organization \(org)")
         }

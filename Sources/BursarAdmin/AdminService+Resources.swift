@@ -124,6 +124,8 @@ extension AdminService {
 
     public func addPromptVersion(_ actor: Actor, _ org: UInt64, _ name: String, _ r: PromptRequest) async throws -> PromptBody {
         try await owners(actor, org, .promptManagement, "prompt.version", "prompt:\(name)", mutation: true) {
+            // `name` is ignored here, but must still be a valid name when given (the document's rule).
+            if let given = r.name { try MetadataStore.checkName(given, "prompt name") }
             try await store.addPromptVersion(org: org, name: name, text: r.text, by: actor.userID!, create: false)
             return try await promptBody(org, name)
         }

@@ -1,4 +1,6 @@
 public import Hummingbird
+import HummingbirdCore
+import HummingbirdTLS
 public import Logging
 public import NIOCore
 
@@ -8,11 +10,28 @@ public struct OpsConfiguration: Sendable {
     public var host: String
     /// Port (0 picks a free one).
     public var port: Int
+    /// Serve HTTPS with this certificate chain and key (PEM files); nil serves plain HTTP.
+    public var tls: OpsTLS?
 
-    /// A configuration; the default is 127.0.0.1:7421.
-    public init(host: String = "127.0.0.1", port: Int = 7421) {
+    /// A configuration; the default is 127.0.0.1:7421, plain HTTP.
+    public init(host: String = "127.0.0.1", port: Int = 7421, tls: OpsTLS? = nil) {
         self.host = host
         self.port = port
+        self.tls = tls
+    }
+}
+
+/// The ops port's TLS identity: PEM files read at start-up.
+public struct OpsTLS: Sendable, Hashable {
+    /// The certificate chain, leaf first (PEM).
+    public var certificatePath: String
+    /// The private key (PEM).
+    public var keyPath: String
+
+    /// A TLS identity.
+    public init(certificatePath: String, keyPath: String) {
+        self.certificatePath = certificatePath
+        self.keyPath = keyPath
     }
 }
 
@@ -85,19 +104,52 @@ public enum OpsServer {
         return router
     }
 
+    /// Reads and checks the TLS identity (bursard does this before it starts anything, so a bad
+    /// file stops it with a message rather than a failed service).
+    public static func checkTLS(_ tls: OpsTLS) throws {
+        _ = try tlsConfiguration(tls)
+    }
+
+    static func tlsConfiguration(_ tls: OpsTLS) throws -> TLSConfiguration {
+        let chain: [NIOSSLCertificate]
+        let key: NIOSSLPrivateKey
+        do {
+            chain = try NIOSSLCertificate.fromPEMFile(tls.certificatePath)
+        } catch {
+            throw OpsTLSError("--ops-tls-cert \(tls.certificatePath): not a readable PEM certificate chain (\(error))")
+        }
+        guard !chain.isEmpty else { throw OpsTLSError("--ops-tls-cert \(tls.certificatePath) holds no PEM certificate") }
+        do {
+            key = try NIOSSLPrivateKey(file: tls.keyPath, format: .pem)
+        } catch {
+            throw OpsTLSError("--ops-tls-key \(tls.keyPath): not a readable PEM private key (\(error))")
+        }
+        return .makeServerConfiguration(certificateChain: chain.map { .certificate($0) }, privateKey: .privateKey(key))
+    }
+
     /// The ops application, a `Service` to run in bursard's `ServiceGroup`. `onRunning` receives
-    /// the bound port.
+    /// the bound port. Throws when the TLS certificate or key cannot be read.
     public static func application(
         configuration: OpsConfiguration, service: AdminService, probes: OpsProbes? = nil, group: any EventLoopGroup, logger: Logger,
         onRunning: @escaping @Sendable (Int) async -> Void = { _ in }
-    ) -> some ApplicationProtocol {
-        Application(
+    ) throws -> some ApplicationProtocol {
+        var server = HTTPServerBuilder.http1()
+        if let tls = configuration.tls { server = try .tls(.http1(), tlsConfiguration: tlsConfiguration(tls)) }
+        return Application(
             router: router(service: service, probes: probes),
+            server: server,
             configuration: ApplicationConfiguration(address: .hostname(configuration.host, port: configuration.port), serverName: "bursard"),
             onServerRunning: { channel in await onRunning(channel.localAddress?.port ?? configuration.port) },
             eventLoopGroupProvider: .shared(group),
             logger: logger)
     }
+}
+
+/// The ops port's TLS identity could not be used.
+public struct OpsTLSError: Error, Sendable, CustomStringConvertible {
+    /// What is wrong.
+    public var description: String
+    init(_ description: String) { self.description = description }
 }
 
 /// The body of `/healthz` and `/readyz`.

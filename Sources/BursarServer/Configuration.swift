@@ -64,6 +64,13 @@ public struct BursardConfiguration: Sendable, Hashable {
     public var listen = HostPort(host: "127.0.0.1", port: 7420)
     /// The ops port (`--ops`, alias `--stats`).
     public var ops = HostPort(host: "127.0.0.1", port: 7421)
+    /// The ops port's certificate chain, PEM (`--ops-tls-cert`); with `opsTLSKey`, HTTPS.
+    public var opsTLSCertificate: String?
+    /// The ops port's private key, PEM (`--ops-tls-key`).
+    public var opsTLSKey: String?
+    /// Serve the admin API in clear text on a non-loopback address (`--ops-allow-insecure-remote`):
+    /// for a TLS-terminating proxy or a private network the operator vouches for.
+    public var opsAllowInsecureRemote = false
     /// An additional unix socket for the data plane (`--unix`).
     public var unixSocketPath: String?
     /// An external Redis (`--redis`); nil runs an embedded redis-server.
@@ -119,6 +126,9 @@ public struct BursardConfiguration: Sendable, Hashable {
     public static let options: [ConfigurationOption] = [
         ConfigurationOption(name: "listen", aliases: [], valueName: "host:port", abstract: "TCP address of the data plane (port 0 picks a free port).", defaultText: "127.0.0.1:7420"),
         ConfigurationOption(name: "ops", aliases: ["stats"], valueName: "host:port", abstract: "TCP address of the ops port: the admin API (port 0 picks a free port).", defaultText: "127.0.0.1:7421"),
+        ConfigurationOption(name: "ops-tls-cert", aliases: [], valueName: "path", abstract: "Serve the ops port over TLS with this certificate chain (PEM, leaf first); needs --ops-tls-key.", defaultText: nil),
+        ConfigurationOption(name: "ops-tls-key", aliases: [], valueName: "path", abstract: "The private key (PEM) for --ops-tls-cert.", defaultText: nil),
+        ConfigurationOption(name: "ops-allow-insecure-remote", aliases: [], valueName: "true|false", abstract: "Allow --ops on a non-loopback address without TLS (e.g. behind a TLS-terminating proxy); without it bursard refuses to start.", defaultText: "false"),
         ConfigurationOption(name: "unix", aliases: [], valueName: "path", abstract: "Also listen on this unix socket.", defaultText: nil),
         ConfigurationOption(name: "redis", aliases: [], valueName: "url", abstract: "Use this Redis: redis://host:port[/db] or unix:///path[?db=N].", defaultText: "an embedded redis-server"),
         ConfigurationOption(name: "data-dir", aliases: [], valueName: "dir", abstract: "Directory of the embedded redis-server (AOF, socket, config).", defaultText: "./bursar-data"),
@@ -203,7 +213,35 @@ public struct BursardConfiguration: Sendable, Hashable {
                 configuration.sources[option.name] = entry.source
             }
         }
+        if let problem = configuration.opsExposureProblem { throw ConfigurationError(problem) }
         return configuration
+    }
+
+    /// The ops port's TLS files, when both are set.
+    public var opsTLS: (certificate: String, key: String)? {
+        guard let certificate = opsTLSCertificate, let key = opsTLSKey else { return nil }
+        return (certificate, key)
+    }
+
+    /// Why the ops settings must not start: one TLS file without the other, or the admin API in
+    /// clear text on an address other hosts can reach without `--ops-allow-insecure-remote`.
+    var opsExposureProblem: String? {
+        if (opsTLSCertificate == nil) != (opsTLSKey == nil) {
+            return "--ops-tls-cert and --ops-tls-key go together: give both (PEM files) or neither"
+        }
+        guard opsTLS == nil, !opsAllowInsecureRemote, !Self.isLoopback(ops.host) else { return nil }
+        return "--ops \(ops) (\(sources["ops"] ?? .builtInDefault)) is not a loopback address and the ops port has no TLS: "
+            + "the admin API (bearer tokens, new key secrets) would cross the network in clear text. "
+            + "Give --ops-tls-cert and --ops-tls-key, or --ops-allow-insecure-remote true (behind a TLS-terminating proxy)"
+    }
+
+    /// `localhost`, 127.0.0.0/8 (dotted quad) or `::1`; anything else counts as reachable.
+    public static func isLoopback(_ host: String) -> Bool {
+        let h = host.lowercased()
+        if h == "localhost" || h == "::1" || h == "0:0:0:0:0:0:0:1" { return true }
+        let octets = h.split(separator: ".", omittingEmptySubsequences: false)
+        guard octets.count == 4, octets.allSatisfy({ (1...3).contains($0.count) && $0.allSatisfy(\.isASCII) && UInt8($0) != nil }) else { return false }
+        return octets[0] == "127"
     }
 
     /// One source's entries by canonical name; two names of one setting in one source are refused.
@@ -239,6 +277,12 @@ public struct BursardConfiguration: Sendable, Hashable {
             if name == "listen" { c.listen = address } else { c.ops = address }
             return nil
         case "unix": return nonEmpty { c.unixSocketPath = $0 }
+        case "ops-tls-cert": return nonEmpty { c.opsTLSCertificate = $0 }
+        case "ops-tls-key": return nonEmpty { c.opsTLSKey = $0 }
+        case "ops-allow-insecure-remote":
+            guard let value = Bool(text) else { return "is not true or false" }
+            c.opsAllowInsecureRemote = value
+            return nil
         case "redis":
             do {
                 c.redis = try RedisEndpoint(url: text)

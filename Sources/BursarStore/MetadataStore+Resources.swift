@@ -47,12 +47,14 @@ extension MetadataStore {
         try validModels([name], "virtual model name")
         try validModels(targets, "virtual model targets")
         guard !targets.isEmpty else { throw StoreError.invalid("virtual model \(name) needs at least one target model") }
+        // Schema-valid but refused by what is stored: `conflict`, not `invalid`.
+        if targets.contains(name) { throw StoreError.conflict("virtual model \(name) cannot map to itself") }
         let existing = try await virtualModels(org: org)
-        if let alias = targets.first(where: { existing[$0] != nil || $0 == name }) {
-            throw StoreError.invalid("virtual model \(name) cannot map to virtual model \(alias): targets are real models")
+        if let alias = targets.first(where: { existing[$0] != nil }) {
+            throw StoreError.conflict("virtual model \(name) cannot map to virtual model \(alias): targets are real models")
         }
         if existing.values.contains(where: { $0.contains(name) }) {
-            throw StoreError.invalid("\(name) is a target of another virtual model, so it cannot be an alias itself")
+            throw StoreError.conflict("\(name) is a target of another virtual model, so it cannot be an alias itself")
         }
         try await redis.send(RedisCommand("HSET", Keyspace.virtualModels(org), name, Self.joinList(Array(Set(targets)).sorted())))
         try await reexpandModelLists(org: org)
@@ -94,7 +96,9 @@ extension MetadataStore {
     public func addProviderKey(org: UInt64, provider: String, name: String, secret: String) async throws -> ProviderKey {
         try validName(provider, "provider")
         try validName(name, "provider key name")
-        guard secret.count >= 8, secret.count <= 4096 else { throw StoreError.invalid("provider secret must be 8…4096 characters") }
+        guard (8...4096).contains(secret.unicodeScalars.count) else {
+            throw StoreError.invalid("provider secret must be 8…4096 characters (Unicode code points)")
+        }
         let id = try await nextID("byok")
         let key = ProviderKey(id: id, provider: provider, name: name, display: "…" + String(secret.suffix(4)), createdAtMs: Self.nowMs())
         try await transaction([
@@ -171,20 +175,31 @@ extension MetadataStore {
         try await redis.send(RedisCommand("DEL", Keyspace.mcp(org, id)))
     }
 
-    static func validURL(_ url: String) throws {
-        guard url.count <= 2048, let u = URL(string: url), let scheme = u.scheme?.lowercased(),
-              ["http", "https", "ws", "wss"].contains(scheme), u.host?.isEmpty == false
+    /// An MCP server URL: `http`, `https`, `ws` or `wss` (any case), `://`, a host part that does
+    /// not start with `/`, `?` or `#`, no control character (Cc) or space (Zs) anywhere, 1…2048
+    /// code points. proto/openapi.json's pattern says the same.
+    public static func validURL(_ url: String) throws {
+        let lower = url.lowercased()
+        let rest = ["https://", "http://", "wss://", "ws://"].first { lower.hasPrefix($0) }.map { url.unicodeScalars.dropFirst($0.count) }
+        guard url.unicodeScalars.count <= 2048, let rest, let first = rest.first, !"/?#".unicodeScalars.contains(first),
+              !url.unicodeScalars.contains(where: { isControlOrSpace($0) })
         else { throw StoreError.invalid("'\(url)' is not an http(s) or ws(s) URL") }
     }
 
     // MARK: Prompts
+
+    /// The longest prompt text in Unicode code points: at most 256 KiB of UTF-8, and a body that
+    /// carries it fits the admin API's 1 MiB even with every character escaped as `\uXXXX` pairs.
+    public static let maxPromptText = 65_536
 
     /// Adds a version of a prompt (version 1 creates it; `mustExist` refuses creating, `mustBeNew`
     /// refuses adding to an existing one). Returns the new version number.
     @discardableResult
     public func addPromptVersion(org: UInt64, name: String, text: String, by user: UInt64, create: Bool) async throws -> Int64 {
         try validName(name, "prompt name")
-        guard !text.isEmpty, text.utf8.count <= 256 * 1024 else { throw StoreError.invalid("prompt text must be 1 byte…256 KiB") }
+        guard (1...Self.maxPromptText).contains(text.unicodeScalars.count) else {
+            throw StoreError.invalid("prompt text must be 1…\(Self.maxPromptText) characters (Unicode code points)")
+        }
         let exists = try await redis.send(RedisCommand("SISMEMBER", Keyspace.promptSet(org), name)).int == 1
         if create && exists { throw StoreError.conflict("prompt \(name) exists; add a version instead") }
         if !create && !exists { throw StoreError.notFound("prompt \(name)") }

@@ -179,13 +179,13 @@ extension MetadataStore {
         }
     }
 
-    /// A lowercased e-mail address, or `invalid`.
+    /// A lowercased e-mail address, or `invalid`: one `@` with something on both sides, no
+    /// control character (Cc) or space (Zs), at most 254 code points (proto/openapi.json's pattern).
     public static func normalizedEmail(_ email: String) throws -> String {
-        let e = email.trimmingCharacters(in: .whitespaces).lowercased()
-        let parts = e.split(separator: "@", omittingEmptySubsequences: false)
-        guard parts.count == 2, !parts[0].isEmpty, !parts[1].isEmpty, e.count <= 254,
-              !e.unicodeScalars.contains(where: { $0.properties.generalCategory == .control || $0 == " " })
+        let parts = email.unicodeScalars.split(separator: "@", omittingEmptySubsequences: false)
+        guard parts.count == 2, !parts[0].isEmpty, !parts[1].isEmpty, email.unicodeScalars.count <= 254,
+              !email.unicodeScalars.contains(where: { isControlOrSpace($0) })
         else { throw StoreError.invalid("'\(email)' is not an e-mail address") }
-        return e
+        return email.lowercased()
     }
 }

@@ -203,23 +203,40 @@ public struct MetadataStore: Sendable {
 }
 
 extension MetadataStore {
-    /// Names of things (organizations, projects, keys, prompts…): 1…128 characters, no control
-    /// characters, not only spaces.
+    /// Names of things (organizations, projects, keys, prompts…): 1…128 Unicode scalars (code
+    /// points, what JSON Schema's `maxLength` counts; not grapheme clusters), no control character
+    /// (Cc), and not only space separators (Zs). proto/openapi.json's `Name` pattern says the same.
     func validName(_ name: String, _ what: String, max: Int = 128) throws {
-        guard !name.trimmingCharacters(in: .whitespaces).isEmpty else { throw StoreError.invalid("\(what) is empty") }
-        guard name.count <= max else { throw StoreError.invalid("\(what) is longer than \(max) characters") }
-        guard !name.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) else {
+        try Self.checkName(name, what, max: max)
+    }
+
+    /// `validName` without a store (the rule is pure).
+    public static func checkName(_ name: String, _ what: String, max: Int = 128) throws {
+        let scalars = name.unicodeScalars
+        guard scalars.contains(where: { !isBlank($0) }) else { throw StoreError.invalid("\(what) is empty or only spaces") }
+        guard scalars.count <= max else { throw StoreError.invalid("\(what) is longer than \(max) characters (Unicode code points)") }
+        guard !scalars.contains(where: { $0.properties.generalCategory == .control }) else {
             throw StoreError.invalid("\(what) contains a control character")
         }
     }
 
-    /// Model names: 1…64 bytes of UTF-8 (what the wire protocol carries), no control characters.
+    private static func isBlank(_ s: Unicode.Scalar) -> Bool { isControlOrSpace(s) }
+
+    /// A control character (Cc) or a space separator (Zs).
+    static func isControlOrSpace(_ s: Unicode.Scalar) -> Bool {
+        s.properties.generalCategory == .spaceSeparator || s.properties.generalCategory == .control
+    }
+
+    /// Model names: 1…64 visible ASCII characters (`!`…`~`: no spaces, no control characters), so
+    /// bytes on the wire protocol, characters and code points are the same count.
     func validModels(_ models: [String], _ what: String) throws {
-        for m in models {
-            guard !m.isEmpty, m.utf8.count <= 64 else { throw StoreError.invalid("\(what): model name '\(m)' must be 1…64 bytes") }
-            guard !m.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) else {
-                throw StoreError.invalid("\(what): model name contains a control character")
-            }
+        for m in models { try Self.checkModel(m, what) }
+    }
+
+    /// One model name (see `validModels`).
+    public static func checkModel(_ m: String, _ what: String) throws {
+        guard (1...64).contains(m.utf8.count), m.utf8.allSatisfy({ (0x21...0x7E).contains($0) }) else {
+            throw StoreError.invalid("\(what): model name '\(m)' must be 1…64 visible ASCII characters (! through ~)")
         }
     }
 

@@ -55,8 +55,11 @@ public struct KeyDigest: Hashable, Sendable, CustomStringConvertible {
     /// Never the digest itself: digests are credentials-adjacent and must not reach logs.
     public var description: String { "KeyDigest(…)" }
 
+    /// In constant time: a digest is what a client presents on the wire (the data plane never sees
+    /// the secret), so how long a comparison takes must not depend on where two digests differ.
+    /// XOR-accumulate over all four words, no early exit.
     public static func == (a: KeyDigest, b: KeyDigest) -> Bool {
-        a.words.0 == b.words.0 && a.words.1 == b.words.1 && a.words.2 == b.words.2 && a.words.3 == b.words.3
+        ((a.words.0 ^ b.words.0) | (a.words.1 ^ b.words.1) | (a.words.2 ^ b.words.2) | (a.words.3 ^ b.words.3)) == 0
     }
 
     public func hash(into hasher: inout Hasher) {

@@ -43,6 +43,15 @@ struct Bursard: AsyncParsableCommand {
     @Option(name: .long, help: ArgumentHelp("Same as --ops.", valueName: "host:port"))
     var stats: String?
 
+    @Option(name: .customLong("ops-tls-cert"), help: Bursard.help("ops-tls-cert"))
+    var opsTLSCert: String?
+
+    @Option(name: .customLong("ops-tls-key"), help: Bursard.help("ops-tls-key"))
+    var opsTLSKey: String?
+
+    @Option(name: .customLong("ops-allow-insecure-remote"), help: Bursard.help("ops-allow-insecure-remote"))
+    var opsAllowInsecureRemote: String?
+
     @Option(name: .long, help: Bursard.help("unix"))
     var unix: String?
 
@@ -124,7 +133,8 @@ struct Bursard: AsyncParsableCommand {
     /// The flags given on the command line, by setting name.
     var commandLine: [String: String] {
         let given: [(String, String?)] = [
-            ("listen", listen), ("ops", ops), ("stats", stats), ("unix", unix), ("redis", redis), ("data-dir", dataDir),
+            ("listen", listen), ("ops", ops), ("stats", stats), ("ops-tls-cert", opsTLSCert), ("ops-tls-key", opsTLSKey),
+            ("ops-allow-insecure-remote", opsAllowInsecureRemote), ("unix", unix), ("redis", redis), ("data-dir", dataDir),
             ("redis-server", redisServer), ("appendfsync", appendFsync), ("deadline-ms", deadlineMs), ("reservation-ttl", reservationTtl),
             ("cache-ttl-ms", cacheTtlMs), ("negative-cache-ttl-ms", negativeCacheTtlMs),
             ("on-store-failure-rate", onStoreFailureRate), ("on-store-failure-spend", onStoreFailureSpend), ("local-allowance", localAllowance),

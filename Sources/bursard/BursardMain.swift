@@ -29,6 +29,14 @@ struct BursardMain {
             "shutdown_timeout_ms": "\(settings.shutdownTimeout.components.seconds * 1000 + settings.shutdownTimeout.components.attoseconds / 1_000_000_000_000_000)",
         ])
         logger.debug("configuration", metadata: .init(uniqueKeysWithValues: settings.sources.map { ($0.key, .string("\($0.value)")) }))
+        if let tls = settings.opsTLS {
+            do {
+                try OpsServer.checkTLS(OpsTLS(certificatePath: tls.certificate, keyPath: tls.key))
+            } catch {
+                logger.critical("cannot serve the ops port over TLS", metadata: ["error": "\(error)"])
+                throw ExitCode(1)
+            }
+        }
 
         var services: [any Service] = []
         let endpoint: RedisEndpoint
@@ -91,10 +99,13 @@ struct BursardMain {
                 let mode = engine.storeMode
                 return StoreStatus(mode: mode.rawValue, admitsLocally: mode == .unavailableAdmittingLocally, pendingReplay: engine.pendingReplay)
             })
-        let opsApp = OpsServer.application(
-            configuration: OpsConfiguration(host: ops.host, port: ops.port), service: admin, probes: probes, group: group,
+        let opsTLS = settings.opsTLS.map { OpsTLS(certificatePath: $0.certificate, keyPath: $0.key) }
+        let opsApp = try OpsServer.application(
+            configuration: OpsConfiguration(host: ops.host, port: ops.port, tls: opsTLS), service: admin, probes: probes, group: group,
             logger: Logger(label: "bursard.ops"),
-            onRunning: { [logger] port in logger.info("ops port listening", metadata: ["address": "\(ops.host):\(port)"]) })
+            onRunning: { [logger] port in
+                logger.info("ops port listening", metadata: ["address": "\(ops.host):\(port)", "tls": "\(opsTLS != nil)"])
+            })
         services.append(invalidation)
         services.append(StoppedLogging(opsApp, name: "ops port", logger: logger))
         services.append(server)

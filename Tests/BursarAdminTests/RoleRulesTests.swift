@@ -37,7 +37,7 @@ struct RoleRulesTests {
             #expect(key.userId == w.tess.id && key.createdBy == w.admin.id)
             // Not for someone outside the project.
             let forStranger = try await h.api.call(.post, "\(o)/projects/\(w.p)/keys", token: w.admin.token, json: #"{"name":"x","user_id":\#(w.outsider.id)}"#)
-            #expect(forStranger.status == 400 && forStranger.code == "invalid")
+            #expect(forStranger.status == 409 && forStranger.code == "conflict")
         }
     }
 

@@ -213,6 +213,31 @@ struct ConfigurationTests {
         for bad in ["nowhere", ":80", "h:", "h:65536", "h:-1", "h:８０"] { #expect(HostPort(parsing: bad) == nil, "\(bad)") }
     }
 
+    @Test("the ops port refuses a non-loopback address without TLS unless --ops-allow-insecure-remote true; loopback needs neither")
+    func opsExposure() throws {
+        let message = refusal { () throws(ConfigurationError) in try resolve(["ops": "0.0.0.0:7421"]) }
+        #expect(message.contains("--ops 0.0.0.0:7421 (command line) is not a loopback address"), "\(message)")
+        #expect(message.contains("--ops-allow-insecure-remote true") && message.contains("--ops-tls-cert and --ops-tls-key"), "\(message)")
+        for host in ["0.0.0.0:1", "10.1.2.3:1", "[::]:1", "example.test:1", "128.0.0.1:1", "127.0.0.1.nip.io:1"] {
+            #expect(refusal { () throws(ConfigurationError) in try resolve(["ops": host]) }.contains("is not a loopback address"), "\(host)")
+        }
+        for host in ["127.0.0.1:1", "127.8.9.10:1", "[::1]:1", "localhost:1", "LOCALHOST:1"] {
+            #expect(try resolve(["ops": host]).opsAllowInsecureRemote == false, "\(host)")
+        }
+        // The flag, from any source, lets it start in clear text.
+        #expect(try resolve(["ops": "0.0.0.0:7421", "ops-allow-insecure-remote": "true"]).opsAllowInsecureRemote)
+        #expect(try resolve(env: ["BURSARD_OPS": "0.0.0.0:7421", "BURSARD_OPS_ALLOW_INSECURE_REMOTE": "true"]).ops.host == "0.0.0.0")
+        #expect(refusal { () throws(ConfigurationError) in try resolve(["ops": "0.0.0.0:7421", "ops-allow-insecure-remote": "false"]) }
+            .contains("is not a loopback address"))
+        #expect(refusal { () throws(ConfigurationError) in try resolve(["ops-allow-insecure-remote": "yes"]) }
+            == "--ops-allow-insecure-remote 'yes' (command line) is not true or false")
+        // TLS makes a remote address fine; one TLS file without the other is refused.
+        let tls = try resolve(["ops": "0.0.0.0:7421", "ops-tls-cert": "/etc/bursar/ops.pem", "ops-tls-key": "/etc/bursar/ops.key"])
+        #expect(tls.opsTLS?.certificate == "/etc/bursar/ops.pem" && tls.opsTLS?.key == "/etc/bursar/ops.key")
+        #expect(refusal { () throws(ConfigurationError) in try resolve(["ops-tls-cert": "/etc/bursar/ops.pem"]) }
+            == "--ops-tls-cert and --ops-tls-key go together: give both (PEM files) or neither")
+    }
+
     @Test("every setting has an environment variable BURSARD_<FLAG IN UPPER SNAKE CASE>")
     func environmentNames() throws {
         #expect(ConfigurationOption.environmentVariable(for: "redis-connections") == "BURSARD_REDIS_CONNECTIONS")
@@ -223,10 +248,13 @@ struct ConfigurationTests {
             case "log-level": "debug"
             case "appendfsync": "always"
             case "on-store-failure-rate", "on-store-failure-spend": "allow"
-            case "unix", "data-dir", "redis-server": "/tmp/x"
+            case "unix", "data-dir", "redis-server", "ops-tls-cert", "ops-tls-key": "/tmp/x"
+            case "ops-allow-insecure-remote": "true"
             default: "7"
             }
-            let c = try resolve(env: [option.environmentVariable: sample])
+            // The TLS files go together: set the other one in the file.
+            let partner = ["ops-tls-cert": "ops-tls-key", "ops-tls-key": "ops-tls-cert"][option.name]
+            let c = try resolve(partner.map { ["config": try file("\($0) = /tmp/y\n")] } ?? [:], env: [option.environmentVariable: sample])
             #expect(c.sources[option.name] == .environment(variable: option.environmentVariable), "\(option.name)")
         }
     }

@@ -81,6 +81,8 @@ struct LogHygieneTests {
         let truncated = "sk-proj-TRUNCATED-\(UUID().uuidString)"
         #expect(try await call(ops, "POST", "/v1/orgs/\(org)/byok", token: owner, raw: "{\"provider\": \"openai\", \"name\": \"b\", \"secret\": \"\(truncated)").status == 400)
         #expect(try await call(ops, "POST", "/v1/orgs/\(org)/byok", token: owner, ["provider": 7, "name": "c", "secret": truncated]).status == 400)
+        // A field the body does not have, holding the secret: the refusal names the field, not the value.
+        #expect(try await call(ops, "POST", "/v1/orgs/\(org)/byok", token: owner, ["provider": "openai", "name": "d", "secret": truncated, "secret_copy": truncated]).status == 400)
         #expect(try await call(ops, "GET", "/v1/orgs", token: operatorToken).status == 200)
 
         // The data plane: the rotated key works; the replaced, revoked and never-issued ones do not.

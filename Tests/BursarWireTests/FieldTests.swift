@@ -217,4 +217,24 @@ struct FieldTests {
         #expect(FrameHeader.maxBodyLength == 4096)
         #expect(maxExactValue == 9_007_199_254_740_991)
     }
+
+    // MARK: KeyDigest equality
+
+    @Test("digests compare equal exactly when all 32 bytes are, whichever byte differs (constant-time ==: no early exit)")
+    func digestEquality() throws {
+        let bytes = (0..<32).map { UInt8(truncatingIfNeeded: $0 &* 37 &+ 11) }
+        let a = try #require(KeyDigest(bytes: bytes))
+        #expect(a == KeyDigest(bytes: bytes)!)
+        #expect(a == KeyDigest(hex: a.hex)!)
+        for i in 0..<32 {
+            for bit in [0, 7] {
+                var other = bytes
+                other[i] ^= 1 << UInt8(bit)
+                #expect(a != KeyDigest(bytes: other)!, "byte \(i) bit \(bit)")
+            }
+        }
+        #expect(KeyDigest(words: (0, 0, 0, 0)) == KeyDigest(words: (0, 0, 0, 0)))
+        #expect(KeyDigest(words: (0, 0, 0, 1)) != KeyDigest(words: (1, 0, 0, 0)))
+        #expect(KeyDigest(words: (.max, 0, 0, 0)) != KeyDigest(words: (0, .max, 0, 0)))
+    }
 }

@@ -188,6 +188,13 @@ struct ValidationFailure: Sendable, Equatable, CustomStringConvertible {
         case minimum
         case maximum
         case minLength
+        case maxLength
+        case pattern
+        case minItems
+        /// None of `anyOf`'s schemas matched.
+        case anyOf
+        /// The schema under `not` matched.
+        case not
         /// An error body whose `code` does not belong to the response's status.
         case errorCodeStatus
         /// The schema is broken or uses something this validator does not implement.
@@ -282,13 +289,21 @@ struct SchemaValidator: Sendable {
 
     /// Keywords checked.
     static let assertions: Set<String> = [
-        "$ref", "type", "enum", "minimum", "maximum", "minLength", "properties", "required", "additionalProperties", "items",
+        "$ref", "type", "enum", "minimum", "maximum", "minLength", "maxLength", "pattern", "minItems", "anyOf", "not",
+        "properties", "required", "additionalProperties", "items",
     ]
     /// Keywords that only annotate (validation ignores them, as JSON Schema does for `format` by default).
     static let annotations: Set<String> = [
         "format", "description", "title", "default", "examples", "deprecated", "readOnly", "writeOnly",
     ]
     static let typeNames: Set<String> = ["null", "boolean", "integer", "number", "string", "array", "object"]
+
+    /// A `pattern` as ICU reads it closest to ECMA-262 (what JSON Schema means): a closing `$` is
+    /// the end of the string, not also the place before a final line terminator as in ICU.
+    static func regex(_ pattern: String) -> NSRegularExpression? {
+        let text = pattern.hasSuffix("$") && !pattern.hasSuffix("\\$") ? String(pattern.dropLast()) + "\\z" : pattern
+        return try? NSRegularExpression(pattern: text)
+    }
 
     func validate(_ instance: JSONValue, schema: JSONValue, schemaPath: String, pointer: String, location: (String) -> ValidationFailure.Location = { .body($0) }) -> [ValidationFailure] {
         var failures: [ValidationFailure] = []
@@ -322,9 +337,24 @@ struct SchemaValidator: Sendable {
         for k in ["minimum", "maximum"] {
             if let v = s[k], case .number = v {} else if s[k] != nil { problems.append("\(schemaPath)/\(k): not a number") }
         }
-        if let v = s["minLength"], case .number(let n) = v, n.isInteger {} else if s["minLength"] != nil {
-            problems.append("\(schemaPath)/minLength: not an integer")
+        for k in ["minLength", "maxLength", "minItems"] {
+            if let v = s[k], case .number(let n) = v, n.isInteger {} else if s[k] != nil {
+                problems.append("\(schemaPath)/\(k): not an integer")
+            }
         }
+        if let p = s["pattern"] {
+            if let text = p.stringValue, SchemaValidator.regex(text) != nil {} else {
+                problems.append("\(schemaPath)/pattern: not a regular expression")
+            }
+        }
+        if let any = s["anyOf"] {
+            if let list = any.arrayValue, !list.isEmpty {
+                for (i, sub) in list.enumerated() { audit(sub, schemaPath: schemaPath + "/anyOf/\(i)", into: &problems) }
+            } else {
+                problems.append("\(schemaPath)/anyOf: not a non-empty array")
+            }
+        }
+        if let not = s["not"] { audit(not, schemaPath: schemaPath + "/not", into: &problems) }
         if let r = s["required"], r.arrayValue?.allSatisfy({ $0.stringValue != nil }) != true {
             problems.append("\(schemaPath)/required: not an array of strings")
         }
@@ -411,6 +441,44 @@ struct SchemaValidator: Sendable {
                     fail(.minLength, "minLength", "\(v) has \(length) characters, fewer than the minimum \(bound)")
                 }
             } else { fail(.schema, "minLength", "minLength is not an integer") }
+        }
+
+        if case .string(let str) = v, let m = s["maxLength"] {
+            if case .number(let bound) = m, bound.isInteger {
+                let length = str.unicodeScalars.count
+                if JSONNumber.compare(.signed(Int64(length)), bound) == .orderedDescending {
+                    fail(.maxLength, "maxLength", "\(v) has \(length) characters, more than the maximum \(bound)")
+                }
+            } else { fail(.schema, "maxLength", "maxLength is not an integer") }
+        }
+
+        if case .string(let str) = v, let p = s["pattern"] {
+            if let text = p.stringValue, let regex = SchemaValidator.regex(text) {
+                let range = NSRange(str.startIndex..., in: str)
+                if regex.firstMatch(in: str, range: range) == nil { fail(.pattern, "pattern", "\(v) does not match \(text)") }
+            } else { fail(.schema, "pattern", "pattern is not a regular expression") }
+        }
+
+        if case .array(let a) = v, let m = s["minItems"] {
+            if case .number(let bound) = m, bound.isInteger {
+                if JSONNumber.compare(.signed(Int64(a.count)), bound) == .orderedAscending { fail(.minItems, "minItems", "\(a.count) items, fewer than \(bound)") }
+            } else { fail(.schema, "minItems", "minItems is not an integer") }
+        }
+
+        if let any = s["anyOf"] {
+            guard let list = any.arrayValue, !list.isEmpty else { return fail(.schema, "anyOf", "anyOf is not a non-empty array") }
+            let matches = list.enumerated().contains { i, sub in
+                var inner: [ValidationFailure] = []
+                check(v, sub, sp + "/anyOf/\(i)", ptr, depth + 1, location, &inner)
+                return inner.isEmpty
+            }
+            if !matches { fail(.anyOf, "anyOf", "matches none of anyOf's \(list.count) schemas") }
+        }
+
+        if let not = s["not"] {
+            var inner: [ValidationFailure] = []
+            check(v, not, sp + "/not", ptr, depth + 1, location, &inner)
+            if inner.isEmpty { fail(.not, "not", "matches the schema under not") }
         }
 
         if case .object(let o) = v {
