@@ -174,6 +174,7 @@ public final class DecisionEngine: Sendable {
                 return fallback.pendingCount
             }
             var confirmed: [LocalFallback.ReplayItem] = []
+            var dropped: [LocalFallback.ReplayItem] = []
             var index = 0
             for item in items {
                 let reply = replies[index]
@@ -182,24 +183,25 @@ public final class DecisionEngine: Sendable {
                 let followUp = followed ? replies[index] : nil
                 if followed { index += 1 }
                 do {
-                    let outcome = try limiter.parseReplay(reply)
-                    if outcome != .keyGone {
+                    // Recorded now or by an earlier replay whose answer was lost: either way it is
+                    // counted once, when it is forgotten here.
+                    if try limiter.parseReplay(reply) != .keyGone {
                         if let followUp { _ = try limiter.parseSettle(followUp) }
-                        if outcome == .recorded { fallback.stats.replayed.add(1, ordering: .relaxed) }
+                        confirmed.append(item)
                     } else {
-                        fallback.stats.dropped.add(1, ordering: .relaxed)
                         logger.warning("a local admission's key no longer exists; its debit could not be replayed", metadata: [
                             "org": "\(item.admission.identity.orgID)", "key": "\(item.admission.identity.keyID)",
                         ])
+                        dropped.append(item)
                     }
-                    confirmed.append(item)
                 } catch {
                     logger.warning("replaying a local admission failed; it is retried", metadata: ["error": "\(error)"])
                 }
             }
-            fallback.confirm(confirmed)
+            fallback.stats.replayed.add(fallback.confirm(confirmed), ordering: .relaxed)
+            fallback.stats.dropped.add(fallback.confirm(dropped), ordering: .relaxed)
             noteStore(answered: true)
-            if confirmed.count < items.count { return fallback.pendingCount }
+            if confirmed.count + dropped.count < items.count { return fallback.pendingCount }
         }
     }
 

@@ -61,7 +61,7 @@ public final class FallbackStats: Sendable {
     public let admitted = Atomic<Int>(0)
     /// SETTLEs and RELEASEs of local admissions answered locally (before their replay).
     public let settledLocally = Atomic<Int>(0)
-    /// Local admissions recorded in Redis by a replay.
+    /// Local admissions recorded in Redis by a replay (each counted once, when it is done with).
     public let replayed = Atomic<Int>(0)
     /// Local admissions whose key no longer existed when replayed: their debit could not be placed.
     public let dropped = Atomic<Int>(0)
@@ -260,11 +260,16 @@ final class LocalFallback: Sendable {
 
     /// Forgets replayed admissions whose state has not changed since the replay read them (one
     /// settled meanwhile is replayed again: the CHECK part is then a no-op, the SETTLE applies).
-    func confirm(_ items: [ReplayItem]) {
+    /// Returns how many it forgot.
+    @discardableResult
+    func confirm(_ items: [ReplayItem]) -> Int {
         state.withLock { s in
+            var forgotten = 0
             for item in items where s.pending[item.sequence]?.version == item.admission.version {
                 s.pending.removeValue(forKey: item.sequence)
+                forgotten += 1
             }
+            return forgotten
         }
     }
 }

@@ -7,6 +7,7 @@ import Foundation
 #if canImport(FoundationNetworking)
 import FoundationNetworking
 #endif
+import NIOCore
 import Testing
 
 /// The store failure policy against a real Redis that is paused (SIGSTOP) and resumed: what a
@@ -15,6 +16,13 @@ import Testing
 @Suite("store failure policy")
 struct StoreFailurePolicyTests {
     static let allowBoth = StoreFailurePolicy(rateLimits: .allow, spendLimits: .allow, localAllowancePerKeyPerMinute: 5)
+
+    /// Waits, if needed, until at least 15 s remain in the current minute of the clock that
+    /// the local allowance counts by.
+    func awayFromMinuteBoundary() async throws {
+        let into = NIODeadline.now().uptimeNanoseconds % 60_000_000_000
+        if into > 45_000_000_000 { try await Task.sleep(for: .nanoseconds(Int64(60_000_000_000 - into) + 100_000_000)) }
+    }
 
     /// Polls `condition` every 20 ms for up to 30 s.
     func eventually(_ condition: () async throws -> Bool) async throws -> Bool {
@@ -66,6 +74,8 @@ struct StoreFailurePolicyTests {
             _ = try await c.settle(SettleRequest(reservation: first.reservation, inputTokens: 10, outputTokens: 10, cost: 1_000))
             #expect(try await eventually { try await h.store.credits(w.org.id) == 99_000 })
 
+            // The allowance counts per minute of the monotonic clock: keep the burst inside one.
+            try await awayFromMinuteBoundary()
             h.redisServer.signal(SIGSTOP)
             var local: [CheckResult] = []
             var unavailable = 0
