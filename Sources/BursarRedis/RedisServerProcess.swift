@@ -31,6 +31,8 @@ public final class RedisServerProcess: @unchecked Sendable {
     public let listen: Listen
     /// AOF fsync policy (when started with `appendOnly`).
     public let appendFsync: AppendFsync
+    /// More `redis.conf` lines (cluster mode, for instance).
+    public let extraConfig: [String]
     private let lock = NSLock()
     private var child: ChildProcess?
 
@@ -53,11 +55,12 @@ public final class RedisServerProcess: @unchecked Sendable {
     }
 
     /// A child that is not started yet.
-    public init(binary: String, directory: String, listen: Listen, appendFsync: AppendFsync = .everysec) {
+    public init(binary: String, directory: String, listen: Listen, appendFsync: AppendFsync = .everysec, extraConfig: [String] = []) {
         self.binary = binary
         self.directory = directory
         self.listen = listen
         self.appendFsync = appendFsync
+        self.extraConfig = extraConfig
     }
 
     /// Where to connect to it.
@@ -89,6 +92,7 @@ public final class RedisServerProcess: @unchecked Sendable {
         case .unixSocket(let path): config += ["port 0", "unixsocket \(path)", "unixsocketperm 700"]
         case .tcp(let port): config += ["port \(port)"]
         }
+        config += extraConfig
         let configPath = directory + "/redis.conf"
         do {
             try config.joined(separator: "\n").appending("\n").write(toFile: configPath, atomically: true, encoding: .utf8)

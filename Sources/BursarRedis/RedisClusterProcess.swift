@@ -1,0 +1,126 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A throwaway Redis Cluster on loopback: `masters` redis-server processes in cluster mode, each
+/// with `replicasPerMaster` replicas, the 16384 slots split evenly between the masters. For
+/// tests and the benchmark; made with the cluster's own commands (CLUSTER MEET, ADDSLOTSRANGE,
+/// REPLICATE), so it needs nothing but redis-server.
+public final class RedisClusterProcess: @unchecked Sendable {
+    /// Every node, masters first (in slot order), then replicas (replica i follows master i % masters).
+    public let nodes: [RedisServerProcess]
+    /// How many of `nodes` were made masters.
+    public let masterCount: Int
+    /// Each node's cluster bus port, by index into `nodes`.
+    let busPorts: [Int]
+
+    /// The masters as made (failovers may move the role since).
+    public var masters: [RedisServerProcess] { Array(nodes.prefix(masterCount)) }
+
+    /// Seed addresses for a client: every node's endpoint.
+    public var endpoints: [RedisEndpoint] { nodes.map(\.endpoint) }
+
+    /// Starts the nodes, joins them, assigns the slots and replicas, and waits until every node
+    /// reports `cluster_state:ok` and agrees on the slot map.
+    public init(masters: Int = 3, replicasPerMaster: Int = 1, nodeTimeoutMs: Int = 2_000, binary: String? = nil) throws(RedisError) {
+        precondition(masters >= 1 && replicasPerMaster >= 0)
+        let bin = try RedisServerProcess.locate(explicit: binary)
+        let base = NSTemporaryDirectory() + "bursar-cluster-\(UUID().uuidString)"
+        var started: [RedisServerProcess] = []
+        var buses: [Int] = []
+        do {
+            for i in 0..<(masters * (1 + replicasPerMaster)) {
+                let port = try RedisServerProcess.freeLoopbackPort()
+                // The bus port is named: the default (port + 10000) overflows for high ephemeral ports.
+                let busPort = try RedisServerProcess.freeLoopbackPort()
+                let node = RedisServerProcess(
+                    binary: bin, directory: "\(base)/node-\(i)", listen: .tcp(port: port),
+                    extraConfig: [
+                        "cluster-enabled yes", "cluster-port \(busPort)", "cluster-config-file nodes.conf",
+                        "cluster-node-timeout \(nodeTimeoutMs)",
+                        // Tests stop masters on purpose; a replica must take over without manual help.
+                        "cluster-replica-validity-factor 0", "cluster-require-full-coverage no",
+                    ])
+                try node.start(appendOnly: false)
+                started.append(node)
+                buses.append(busPort)
+            }
+            nodes = started
+            busPorts = buses
+            masterCount = masters
+            try join(replicasPerMaster: replicasPerMaster)
+        } catch {
+            for node in started { node.stop() }
+            throw error
+        }
+    }
+
+    deinit { stop() }
+
+    /// Stops every node.
+    public func stop() {
+        for node in nodes { node.stop() }
+    }
+
+    private static func connect(_ node: RedisServerProcess) throws(RedisError) -> RedisConnection {
+        try RedisConnection(endpoint: node.endpoint, connectTimeoutMs: 1_000, ioTimeoutMs: 5_000)
+    }
+
+    private static func call(_ c: RedisConnection, _ args: String...) throws(RedisError) -> RedisValue {
+        let reply = try c.pipeline([RedisCommand(args)])[0]
+        if case .error(let e) = reply { throw RedisError(.server, "\(args.joined(separator: " ")): \(e)") }
+        return reply
+    }
+
+    private func port(_ node: RedisServerProcess) -> Int {
+        if case .tcp(let port) = node.listen { return port }
+        return 0
+    }
+
+    private func join(replicasPerMaster: Int) throws(RedisError) {
+        let first = try Self.connect(nodes[0])
+        for (i, node) in nodes.enumerated().dropFirst() {
+            _ = try Self.call(first, "CLUSTER", "MEET", "127.0.0.1", String(port(node)), String(busPorts[i]))
+        }
+        let per = ClusterSlot.count / masterCount
+        for (i, node) in masters.enumerated() {
+            let c = try Self.connect(node)
+            let low = i * per
+            let high = i == masterCount - 1 ? ClusterSlot.count - 1 : low + per - 1
+            _ = try Self.call(c, "CLUSTER", "ADDSLOTSRANGE", String(low), String(high))
+        }
+        // Every node must know every other before a replica can name its master.
+        try waitUntil("all nodes know each other") { () throws(RedisError) -> Bool in
+            for node in nodes {
+                let known = try Self.call(try Self.connect(node), "CLUSTER", "NODES").string ?? ""
+                if known.split(separator: "\n").count < nodes.count { return false }
+            }
+            return true
+        }
+        var ids: [String] = []
+        for node in masters { ids.append(try Self.call(try Self.connect(node), "CLUSTER", "MYID").string ?? "") }
+        for (j, replica) in nodes.dropFirst(masterCount).enumerated() {
+            _ = try Self.call(try Self.connect(replica), "CLUSTER", "REPLICATE", ids[j % masterCount])
+        }
+        try waitUntil("cluster_state:ok on every node with the full slot map") { () throws(RedisError) -> Bool in
+            for node in nodes {
+                let c = try Self.connect(node)
+                guard (try Self.call(c, "CLUSTER", "INFO").string ?? "").contains("cluster_state:ok") else { return false }
+                let map = try ClusterSlotMap(clusterSlots: try Self.call(c, "CLUSTER", "SLOTS"))
+                guard map.coversAllSlots, map.masters.count == masterCount,
+                      map.ranges.allSatisfy({ $0.replicas.count == replicasPerMaster }) else { return false }
+            }
+            return true
+        }
+    }
+
+    private func waitUntil(_ what: String, timeoutMs: Int = 30_000, _ condition: () throws(RedisError) -> Bool) throws(RedisError) {
+        let deadline = Date().addingTimeInterval(Double(timeoutMs) / 1000)
+        while Date() < deadline {
+            if (try? condition()) == true { return }
+            usleep(50_000)
+        }
+        throw RedisError(.connectionFailed, "Redis Cluster did not reach '\(what)' within \(timeoutMs) ms")
+    }
+}
