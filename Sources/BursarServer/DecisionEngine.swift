@@ -535,10 +535,8 @@ final class Attempt<Result: AttemptResult>: Deadlined, @unchecked Sendable {
     /// after init, on the loop or before the attempt is shared.
     var onStoreFailure: (() -> Result)?
 
-    override func expire() {
-        engine.noteStore(answered: false)
-        finish(onStoreFailure?() ?? fallback)
-    }
+    /// The deadline passed unanswered: the same answer as a store failure.
+    override func expire() { storeFailed() }
 
     /// Completes with the store-failure answer unless already completed.
     func storeFailedFromAnyThread() {
