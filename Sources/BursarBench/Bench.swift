@@ -24,6 +24,6 @@ public enum Bench {
     public static func redisClient(url: String) throws -> RedisClient {
         var logger = Logger(label: "bursar-bench")
         logger.logLevel = .error
-        return RedisClient(configuration: RedisClientConfiguration(endpoint: try RedisEndpoint(url: url), ioTimeoutMs: 5_000), logger: logger)
+        return RedisClient(configuration: RedisClientConfiguration(target: try RedisTarget(url: url), ioTimeoutMs: 5_000), logger: logger)
     }
 }

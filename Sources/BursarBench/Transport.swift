@@ -72,7 +72,7 @@ struct DirectTransport: DecisionTransport {
     static func client(url: String) throws -> (RedisClient, Limiter) {
         var logger = Logger(label: "bursar-bench.direct")
         logger.logLevel = .error
-        let client = RedisClient(configuration: RedisClientConfiguration(endpoint: try RedisEndpoint(url: url)), logger: logger)
+        let client = RedisClient(configuration: RedisClientConfiguration(target: try RedisTarget(url: url)), logger: logger)
         let limiter = Limiter()
         client.register(limiter.scripts)
         return (client, limiter)

@@ -5,8 +5,8 @@ public import Synchronization
 
 /// How a `RedisClient` connects and batches.
 public struct RedisClientConfiguration: Sendable {
-    /// The server.
-    public var endpoint: RedisEndpoint
+    /// The server, cluster or sentinels.
+    public var target: RedisTarget
     /// Connections, each owned by its own thread. Two lets one batch be in flight while the next
     /// gathers; more rarely helps, Redis being single-threaded.
     public var connections: Int
@@ -24,14 +24,25 @@ public struct RedisClientConfiguration: Sendable {
     /// requests it carried and how long the write-and-read took (for histograms). Must not block.
     public var onRoundTrip: (@Sendable (_ requests: Int, _ elapsed: Duration) -> Void)?
 
-    /// A configuration with production defaults.
+    /// A configuration with production defaults, for one server.
     public init(
         endpoint: RedisEndpoint, connections: Int = 2, connectTimeoutMs: Int = 250, ioTimeoutMs: Int = 1000,
         maxBatch: Int = 512, minBackoffMs: Int = 10, maxBackoffMs: Int = 1000,
         onRoundTrip: (@Sendable (_ requests: Int, _ elapsed: Duration) -> Void)? = nil
     ) {
+        self.init(
+            target: .server(endpoint), connections: connections, connectTimeoutMs: connectTimeoutMs, ioTimeoutMs: ioTimeoutMs,
+            maxBatch: maxBatch, minBackoffMs: minBackoffMs, maxBackoffMs: maxBackoffMs, onRoundTrip: onRoundTrip)
+    }
+
+    /// A configuration with production defaults.
+    public init(
+        target: RedisTarget, connections: Int = 2, connectTimeoutMs: Int = 250, ioTimeoutMs: Int = 1000,
+        maxBatch: Int = 512, minBackoffMs: Int = 10, maxBackoffMs: Int = 1000,
+        onRoundTrip: (@Sendable (_ requests: Int, _ elapsed: Duration) -> Void)? = nil
+    ) {
         self.onRoundTrip = onRoundTrip
-        self.endpoint = endpoint
+        self.target = target
         self.connections = connections
         self.connectTimeoutMs = connectTimeoutMs
         self.ioTimeoutMs = ioTimeoutMs
@@ -57,6 +68,16 @@ public final class RedisClientStats: Sendable {
     public let scriptReloads = Atomic<Int>(0)
     /// 1 while at least one connection is up.
     public let connected = Atomic<Int>(0)
+    /// Cluster: MOVED replies followed (the slot had a new owner).
+    public let clusterMoved = Atomic<Int>(0)
+    /// Cluster: ASK replies followed (the slot was migrating).
+    public let clusterAsk = Atomic<Int>(0)
+    /// Cluster: commands retried after TRYAGAIN, CLUSTERDOWN or a script refused mid-migration.
+    public let clusterRetries = Atomic<Int>(0)
+    /// Cluster: slot maps read (CLUSTER SLOTS).
+    public let topologyRefreshes = Atomic<Int>(0)
+    /// Sentinel: masters resolved through the sentinels.
+    public let masterResolutions = Atomic<Int>(0)
     init() {}
 }
 
@@ -78,9 +99,18 @@ public final class RedisClient: Sendable {
         self.queue = WorkQueue()
         self.scripts = Mutex([:])
         self.logger = logger
+        let topology: ClusterTopology?
+        if case .cluster(let seeds) = configuration.target { topology = ClusterTopology(seeds: seeds) } else { topology = nil }
         for i in 0..<max(1, configuration.connections) {
-            let worker = Worker(client: self, index: i)
-            let thread = Thread { worker.run() }
+            let run: @Sendable () -> Void
+            if let topology {
+                let worker = ClusterWorker(client: self, topology: topology, index: i)
+                run = { worker.run() }
+            } else {
+                let worker = Worker(client: self, index: i)
+                run = { worker.run() }
+            }
+            let thread = Thread { run() }
             thread.name = "bursar-redis-\(i)"
             thread.start()
         }
@@ -134,9 +164,9 @@ public final class RedisClient: Sendable {
         queue.close()
     }
 
-    fileprivate func registeredScripts() -> [RedisScript] { scripts.withLock { Array($0.values) } }
-    fileprivate var log: Logger { logger }
-    fileprivate var work: WorkQueue { queue }
+    func registeredScripts() -> [RedisScript] { scripts.withLock { Array($0.values) } }
+    var log: Logger { logger }
+    var work: WorkQueue { queue }
 }
 
 struct Pending: Sendable {
@@ -242,7 +272,7 @@ private final class Worker: @unchecked Sendable {
                 if let connection = connect(now: now) {
                     execute(live, on: connection, into: &deliveries)
                 } else {
-                    for item in live { deliveries.add(item, .failure(RedisError(.connectionFailed, "redis at \(config.endpoint) is unreachable"))) }
+                    for item in live { deliveries.add(item, .failure(RedisError(.connectionFailed, "redis at \(config.target) is unreachable"))) }
                 }
             }
             deliveries.deliver()
@@ -257,12 +287,21 @@ private final class Worker: @unchecked Sendable {
         if now < retryAt { return nil }
         let config = client.configuration
         do {
-            let c = try RedisConnection(endpoint: config.endpoint, connectTimeoutMs: config.connectTimeoutMs, ioTimeoutMs: config.ioTimeoutMs)
+            let endpoint: RedisEndpoint
+            switch config.target {
+            case .server(let e): endpoint = e
+            case .sentinel(let sentinels, let master, let db):
+                endpoint = try SentinelResolver.master(
+                    sentinels: sentinels, name: master, db: db, connectTimeoutMs: config.connectTimeoutMs, ioTimeoutMs: config.ioTimeoutMs)
+                client.stats.masterResolutions.add(1, ordering: .relaxed)
+            case .cluster: preconditionFailure("a cluster is served by ClusterWorker")
+            }
+            let c = try RedisConnection(endpoint: endpoint, connectTimeoutMs: config.connectTimeoutMs, ioTimeoutMs: config.ioTimeoutMs)
             connection = c
             backoffMs = 0
             client.stats.connects.add(1, ordering: .relaxed)
             client.stats.connected.store(1, ordering: .relaxed)
-            client.log.info("redis connected", metadata: ["endpoint": "\(config.endpoint)", "connection": "\(index)"])
+            client.log.info("redis connected", metadata: ["endpoint": "\(c.endpoint)", "target": "\(config.target)", "connection": "\(index)"])
             return c
         } catch {
             backoffMs = backoffMs == 0 ? config.minBackoffMs : min(backoffMs * 2, config.maxBackoffMs)
@@ -291,6 +330,20 @@ private final class Worker: @unchecked Sendable {
                 let loads = client.registeredScripts().map(\.loadCommand)
                 let retried = try connection.pipeline(loads + missing.map { commands[$0] })
                 for (i, index) in missing.enumerated() { replies[index] = retried[loads.count + i] }
+            }
+            let readOnly = replies.indices.filter { if case .error(let e) = replies[$0] { return e.hasPrefix("READONLY") } else { return false } }
+            if !readOnly.isEmpty {
+                // The server was demoted to a replica (a Sentinel failover): the refused commands did
+                // not run. Find the new master and send them there once.
+                client.log.warning("redis server is now a replica; finding the master again", metadata: ["endpoint": "\(connection.endpoint)"])
+                connection.close()
+                self.connection = nil
+                client.stats.connected.store(0, ordering: .relaxed)
+                retryAt = .distantPast
+                if let next = connect(now: .now()) {
+                    let retried = try next.pipeline(readOnly.map { commands[$0] })
+                    for (i, index) in readOnly.enumerated() { replies[index] = retried[i] }
+                }
             }
             var offset = 0
             for item in items {

@@ -21,6 +21,11 @@ public final class RedisClusterProcess: @unchecked Sendable {
     /// Seed addresses for a client: every node's endpoint.
     public var endpoints: [RedisEndpoint] { nodes.map(\.endpoint) }
 
+    /// The `--redis` URL naming the cluster by two of its nodes (the client discovers the rest).
+    public var url: String {
+        "redis+cluster://" + nodes.prefix(2).map { "127.0.0.1:\(port($0))" }.joined(separator: ",")
+    }
+
     /// Starts the nodes, joins them, assigns the slots and replicas, and waits until every node
     /// reports `cluster_state:ok` and agrees on the slot map.
     public init(masters: Int = 3, replicasPerMaster: Int = 1, nodeTimeoutMs: Int = 2_000, binary: String? = nil) throws(RedisError) {
@@ -63,17 +68,92 @@ public final class RedisClusterProcess: @unchecked Sendable {
         for node in nodes { node.stop() }
     }
 
+    /// The slot map as `nodes[index]` sees it now.
+    public func slotMap(askingNode index: Int = 0) throws(RedisError) -> ClusterSlotMap {
+        try ClusterSlotMap(clusterSlots: try Self.call(try Self.connect(nodes[index]), "CLUSTER", "SLOTS"))
+    }
+
+    /// The node (index into `nodes`) listening on `port`.
+    public func nodeIndex(port: Int) -> Int? { nodes.firstIndex { self.port($0) == port } }
+
+    /// Moves `slot` to the master `nodes[target]` the way `redis-cli --cluster reshard` does:
+    /// IMPORTING on the target, MIGRATING on the source, the keys in batches of `batch` (MIGRATE …
+    /// KEYS) with `pauseMs` between batches, then the new owner announced to every master.
+    /// Returns how many keys moved.
+    @discardableResult
+    public func migrate(slot: Int, toNode target: Int, batch: Int = 3, pauseMs: Int = 20) throws(RedisError) -> Int {
+        let map = try slotMap()
+        guard let owner = map.master(forSlot: slot), let sourceIndex = nodeIndex(port: owner.port) else {
+            throw RedisError(.unexpectedReply, "no master serves slot \(slot)")
+        }
+        let source = try Self.connect(nodes[sourceIndex])
+        let destination = try Self.connect(nodes[target])
+        let sourceID = try Self.call(source, "CLUSTER", "MYID").string ?? ""
+        let targetID = try Self.call(destination, "CLUSTER", "MYID").string ?? ""
+        _ = try Self.call(destination, "CLUSTER", "SETSLOT", String(slot), "IMPORTING", sourceID)
+        _ = try Self.call(source, "CLUSTER", "SETSLOT", String(slot), "MIGRATING", targetID)
+        var moved = 0
+        while true {
+            let keys = (try Self.call(source, "CLUSTER", "GETKEYSINSLOT", String(slot), String(batch)).array ?? []).compactMap(\.string)
+            if keys.isEmpty { break }
+            _ = try Self.call(source, ["MIGRATE", "127.0.0.1", String(port(nodes[target])), "", "0", "5000", "KEYS"] + keys)
+            moved += keys.count
+            if pauseMs > 0 { usleep(useconds_t(pauseMs * 1000)) }
+        }
+        // The target first, then the source, then the others (they also learn it over the bus).
+        _ = try Self.call(destination, "CLUSTER", "SETSLOT", String(slot), "NODE", targetID)
+        _ = try Self.call(source, "CLUSTER", "SETSLOT", String(slot), "NODE", targetID)
+        for node in masters where port(node) != port(nodes[target]) && port(node) != port(nodes[sourceIndex]) {
+            _ = try? Self.call(try Self.connect(node), "CLUSTER", "SETSLOT", String(slot), "NODE", targetID)
+        }
+        return moved
+    }
+
+    /// Makes the replica of the master serving `slot` take over with `CLUSTER FAILOVER` (a
+    /// coordinated failover: the master stops writes until the replica has caught up), and waits
+    /// until the replica serves the slot. Returns the new master's index into `nodes`.
+    @discardableResult
+    public func failover(slot: Int, timeoutMs: Int = 30_000) throws(RedisError) -> Int {
+        let map = try slotMap()
+        guard let range = map.ranges.first(where: { $0.first <= slot && slot <= $0.last }), let replica = range.replicas.first,
+              let replicaIndex = nodeIndex(port: replica.port)
+        else { throw RedisError(.unexpectedReply, "slot \(slot) has no replica to fail over to") }
+        _ = try Self.call(try Self.connect(nodes[replicaIndex]), "CLUSTER", "FAILOVER")
+        try waitUntil("the replica on port \(replica.port) serves slot \(slot)", timeoutMs: timeoutMs) { () throws(RedisError) -> Bool in
+            try slotMap(askingNode: replicaIndex).master(forSlot: slot)?.port == replica.port
+        }
+        return replicaIndex
+    }
+
+    /// Waits until some replica has taken over `slot` after its master was stopped or killed.
+    /// Returns the new master's port.
+    @discardableResult
+    public func waitForNewMaster(slot: Int, replacing port: Int, askingNode index: Int, timeoutMs: Int = 30_000) throws(RedisError) -> Int {
+        var found = 0
+        try waitUntil("a replica serves slot \(slot) instead of port \(port)", timeoutMs: timeoutMs) { () throws(RedisError) -> Bool in
+            guard let owner = try slotMap(askingNode: index).master(forSlot: slot), owner.port != port else { return false }
+            found = owner.port
+            return true
+        }
+        return found
+    }
+
     private static func connect(_ node: RedisServerProcess) throws(RedisError) -> RedisConnection {
         try RedisConnection(endpoint: node.endpoint, connectTimeoutMs: 1_000, ioTimeoutMs: 5_000)
     }
 
     private static func call(_ c: RedisConnection, _ args: String...) throws(RedisError) -> RedisValue {
+        try call(c, args)
+    }
+
+    private static func call(_ c: RedisConnection, _ args: [String]) throws(RedisError) -> RedisValue {
         let reply = try c.pipeline([RedisCommand(args)])[0]
         if case .error(let e) = reply { throw RedisError(.server, "\(args.joined(separator: " ")): \(e)") }
         return reply
     }
 
-    private func port(_ node: RedisServerProcess) -> Int {
+    /// A node's port.
+    public func port(_ node: RedisServerProcess) -> Int {
         if case .tcp(let port) = node.listen { return port }
         return 0
     }

@@ -68,6 +68,17 @@ final class RedisConnection {
         return replies
     }
 
+    /// Writes commands without reading (the first half of a pipeline whose replies `read(count:)` takes).
+    func write(_ commands: [RedisCommand]) throws(RedisError) { try send(commands) }
+
+    /// Reads `count` replies, in order.
+    func read(count: Int) throws(RedisError) -> [RedisValue] {
+        var replies: [RedisValue] = []
+        replies.reserveCapacity(count)
+        for _ in 0..<count { replies.append(try readReply()) }
+        return replies
+    }
+
     /// Writes commands without waiting for replies (a subscriber's SUBSCRIBE and PING).
     func send(_ commands: [RedisCommand]) throws(RedisError) {
         guard let ctx = context else { throw RedisError(.connectionLost, "connection is closed") }

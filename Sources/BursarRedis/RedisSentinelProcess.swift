@@ -73,6 +73,11 @@ public final class RedisSentinelProcess: @unchecked Sendable {
         for node in dataNodes { node.stop() }
     }
 
+    /// The `--redis` URL naming this setup through its sentinels.
+    public var url: String {
+        "redis+sentinel://" + sentinelPorts.map { "127.0.0.1:\($0)" }.joined(separator: ",") + "/\(masterName)"
+    }
+
     /// Where the sentinel on `sentinelPorts[index]` says the master is.
     public func masterAddress(askingSentinel index: Int = 0) throws(RedisError) -> (host: String, port: Int) {
         let c = try RedisConnection(endpoint: .tcp(host: "127.0.0.1", port: sentinelPorts[index], db: 0), connectTimeoutMs: 1_000, ioTimeoutMs: 2_000)

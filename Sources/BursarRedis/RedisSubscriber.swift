@@ -7,8 +7,8 @@ import Glibc
 
 /// How a `RedisSubscriber` connects, watches its connection and reconnects.
 public struct RedisSubscriberConfiguration: Sendable {
-    /// The server.
-    public var endpoint: RedisEndpoint
+    /// The server, cluster (any node hears every PUBLISH) or sentinels.
+    public var target: RedisTarget
     /// Time allowed to connect. `stop()` may wait this long if it lands mid-connect.
     public var connectTimeoutMs: Int
     /// Time allowed for any one read or write (the SUBSCRIBE handshake, the rest of a reply
@@ -23,12 +23,22 @@ public struct RedisSubscriberConfiguration: Sendable {
     /// Largest reconnect delay.
     public var maxBackoffMs: Int
 
-    /// A configuration with production defaults.
+    /// A configuration with production defaults, for one server.
     public init(
         endpoint: RedisEndpoint, connectTimeoutMs: Int = 250, ioTimeoutMs: Int = 1000, pingIntervalMs: Int = 1000,
         minBackoffMs: Int = 10, maxBackoffMs: Int = 1000
     ) {
-        self.endpoint = endpoint
+        self.init(
+            target: .server(endpoint), connectTimeoutMs: connectTimeoutMs, ioTimeoutMs: ioTimeoutMs, pingIntervalMs: pingIntervalMs,
+            minBackoffMs: minBackoffMs, maxBackoffMs: maxBackoffMs)
+    }
+
+    /// A configuration with production defaults.
+    public init(
+        target: RedisTarget, connectTimeoutMs: Int = 250, ioTimeoutMs: Int = 1000, pingIntervalMs: Int = 1000,
+        minBackoffMs: Int = 10, maxBackoffMs: Int = 1000
+    ) {
+        self.target = target
         self.connectTimeoutMs = connectTimeoutMs
         self.ioTimeoutMs = ioTimeoutMs
         self.pingIntervalMs = pingIntervalMs
@@ -117,10 +127,23 @@ public final class RedisSubscriber: Sendable {
 
     private func run() {
         var backoffMs = 0
+        var attempt = 0
         reconnecting: while !control.isStopping {
             do throws(RedisError) {
+                let endpoint: RedisEndpoint
+                switch configuration.target {
+                case .server(let e): endpoint = e
+                case .cluster(let seeds):
+                    // A cluster delivers every PUBLISH to every node: any seed that answers will do.
+                    endpoint = seeds[attempt % seeds.count]
+                    attempt += 1
+                case .sentinel(let sentinels, let master, let db):
+                    endpoint = try SentinelResolver.master(
+                        sentinels: sentinels, name: master, db: db, connectTimeoutMs: configuration.connectTimeoutMs,
+                        ioTimeoutMs: configuration.ioTimeoutMs)
+                }
                 let connection = try RedisConnection(
-                    endpoint: configuration.endpoint, connectTimeoutMs: configuration.connectTimeoutMs,
+                    endpoint: endpoint, connectTimeoutMs: configuration.connectTimeoutMs,
                     ioTimeoutMs: configuration.ioTimeoutMs)
                 defer {
                     connection.close()
@@ -131,7 +154,7 @@ public final class RedisSubscriber: Sendable {
                 backoffMs = 0
                 stats.connects.add(1, ordering: .relaxed)
                 stats.connected.store(1, ordering: .relaxed)
-                logger.info("redis subscriber connected", metadata: ["endpoint": "\(configuration.endpoint)", "channels": "\(channels)"])
+                logger.info("redis subscriber connected", metadata: ["endpoint": "\(connection.endpoint)", "channels": "\(channels)"])
                 onReconnect()
                 try listen(connection)
                 stats.connected.store(0, ordering: .relaxed)
@@ -172,10 +195,10 @@ public final class RedisSubscriber: Sendable {
             if control.isStopping { return }
             if n < 0 {
                 if errno == EINTR { continue }
-                throw RedisError(.connectionLost, "poll on \(configuration.endpoint): errno \(errno)")
+                throw RedisError(.connectionLost, "poll on \(connection.endpoint): errno \(errno)")
             }
             if n == 0 {
-                if pinged { throw RedisError(.connectionLost, "\(configuration.endpoint) did not answer PING") }
+                if pinged { throw RedisError(.connectionLost, "\(connection.endpoint) did not answer PING") }
                 try connection.send([RedisCommand("PING")])
                 pinged = true
                 continue

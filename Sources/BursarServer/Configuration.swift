@@ -74,7 +74,7 @@ public struct BursardConfiguration: Sendable, Hashable {
     /// An additional unix socket for the data plane (`--unix`).
     public var unixSocketPath: String?
     /// An external Redis (`--redis`); nil runs an embedded redis-server.
-    public var redis: RedisEndpoint?
+    public var redis: RedisTarget?
     /// The embedded redis-server's directory (`--data-dir`).
     public var dataDirectory = "./bursar-data"
     /// The embedded redis-server binary (`--redis-server`); nil searches `PATH`.
@@ -130,7 +130,7 @@ public struct BursardConfiguration: Sendable, Hashable {
         ConfigurationOption(name: "ops-tls-key", aliases: [], valueName: "path", abstract: "The private key (PEM) for --ops-tls-cert.", defaultText: nil),
         ConfigurationOption(name: "ops-allow-insecure-remote", aliases: [], valueName: "true|false", abstract: "Allow --ops on a non-loopback address without TLS (e.g. behind a TLS-terminating proxy); without it bursard refuses to start.", defaultText: "false"),
         ConfigurationOption(name: "unix", aliases: [], valueName: "path", abstract: "Also listen on this unix socket.", defaultText: nil),
-        ConfigurationOption(name: "redis", aliases: [], valueName: "url", abstract: "Use this Redis: redis://host:port[/db] or unix:///path[?db=N].", defaultText: "an embedded redis-server"),
+        ConfigurationOption(name: "redis", aliases: [], valueName: "url", abstract: "Use this Redis: redis://host:port[/db], unix:///path[?db=N], redis+cluster://host:port[,host:port…] (a Redis Cluster, from seed nodes) or redis+sentinel://host:port[,host:port…]/MASTERNAME[/db] (the master the sentinels name).", defaultText: "an embedded redis-server"),
         ConfigurationOption(name: "data-dir", aliases: [], valueName: "dir", abstract: "Directory of the embedded redis-server (AOF, socket, config).", defaultText: "./bursar-data"),
         ConfigurationOption(name: "redis-server", aliases: [], valueName: "path", abstract: "The redis-server binary for the embedded store.", defaultText: "the first on PATH"),
         ConfigurationOption(name: "appendfsync", aliases: [], valueName: "policy", abstract: "When the embedded redis-server fsyncs its AOF: everysec (a machine crash may lose the last second) or always (nothing acknowledged is lost).", defaultText: "everysec"),
@@ -285,7 +285,7 @@ public struct BursardConfiguration: Sendable, Hashable {
             return nil
         case "redis":
             do {
-                c.redis = try RedisEndpoint(url: text)
+                c.redis = try RedisTarget(url: text)
                 return nil
             } catch {
                 return "is not a Redis URL: \(error.message)"

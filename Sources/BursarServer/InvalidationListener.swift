@@ -33,7 +33,7 @@ public final class InvalidationListener: Service, Sendable {
     public init(engine: DecisionEngine, configuration: RedisSubscriberConfiguration? = nil, logger: Logger) {
         let client = engine.redis.configuration
         let configuration = configuration ?? RedisSubscriberConfiguration(
-            endpoint: client.endpoint, connectTimeoutMs: client.connectTimeoutMs, ioTimeoutMs: client.ioTimeoutMs,
+            target: client.target, connectTimeoutMs: client.connectTimeoutMs, ioTimeoutMs: client.ioTimeoutMs,
             minBackoffMs: client.minBackoffMs, maxBackoffMs: client.maxBackoffMs)
         let stats = InvalidationStats()
         self.engine = engine

@@ -138,6 +138,12 @@ public final class ServerMetrics: Sendable {
         counter("redis_connection_errors", help: "Redis connection failures and losses.") { redis.connectionErrors.load(ordering: .relaxed) }
         counter("redis_script_reloads", help: "NOSCRIPT replies healed by reloading the scripts.") { redis.scriptReloads.load(ordering: .relaxed) }
         gauge("redis_connected", help: "1 while a Redis connection is up.") { redis.connected.load(ordering: .relaxed) }
+        let redirectHelp = "Redis Cluster redirections and retries followed, by kind."
+        counter("redis_cluster_redirections", labels: [("kind", "moved")], help: redirectHelp) { redis.clusterMoved.load(ordering: .relaxed) }
+        counter("redis_cluster_redirections", labels: [("kind", "ask")], help: redirectHelp) { redis.clusterAsk.load(ordering: .relaxed) }
+        counter("redis_cluster_redirections", labels: [("kind", "retry")], help: redirectHelp) { redis.clusterRetries.load(ordering: .relaxed) }
+        counter("redis_cluster_slot_map_reads", help: "Redis Cluster slot maps read (CLUSTER SLOTS).") { redis.topologyRefreshes.load(ordering: .relaxed) }
+        counter("redis_sentinel_master_resolutions", help: "Masters found through Sentinel.") { redis.masterResolutions.load(ordering: .relaxed) }
 
         if let server {
             let connections = server.connectionStats

@@ -131,6 +131,10 @@ enum LimiterLua {
           return {0, 1}
         end
         local pid, uid, flags = k[2], k[3], tonumber(k[10]) or 0
+        -- Redis Cluster, while this organization's slot migrates (SPEC §13.10): one multi-key
+        -- command over the metadata read below makes a node refuse the step (ASK, TRYAGAIN) when
+        -- any of it has moved, instead of reading it as absent. Elsewhere it is one cheap call.
+        redis.call('EXISTS', P .. 'org', P .. 'p:' .. pid, P .. 'u:' .. uid)
         local check = not replay
         if check and k[4] ~= 'active' then return {0, 2, 0, 0, pid, flags} end
         local expires = num(k[5])
@@ -173,7 +177,9 @@ enum LimiterLua {
         local prpm, ptpm, pbudget = num(p[2]), num(p[3]), num(p[4])
         if check and ((ktpm and tokens > ktpm) or (ptpm and tokens > ptpm)) then return {0, 15, 0, 0, pid, flags} end
 
-        -- Every counter this step reads, in one MGET: spend windows, credits, the four buckets.
+        -- Every counter this step reads or writes, in one MGET: spend windows, credits, the four
+        -- buckets, the reservation sequence. On a cluster node whose slot is migrating, this one
+        -- multi-key read is refused unless all of them are here, before anything is written.
         -- Key spend is always counted in the key's period window (monthly by default), project
         -- spend in the calendar month, so usage is visible even without a budget.
         local period = k[9]
@@ -186,7 +192,7 @@ enum LimiterLua {
           {P .. 'b:k:' .. kid .. ':rpm', krpm, 1, 8}, {P .. 'b:k:' .. kid .. ':tpm', ktpm, tokens, 9},
           {P .. 'b:p:' .. pid .. ':rpm', prpm, 1, 10}, {P .. 'b:p:' .. pid .. ':tpm', ptpm, tokens, 11},
         }
-        local c = redis.call('MGET', kwkey, pwkey, P .. 'credits', specs[1][1], specs[2][1], specs[3][1], specs[4][1])
+        local c = redis.call('MGET', kwkey, pwkey, P .. 'credits', specs[1][1], specs[2][1], specs[3][1], specs[4][1], P .. 'seq:r')
         local kspent = tonumber(c[1]) or 0
         local pspent = tonumber(c[2]) or 0
         local metered = org[2] == '1'
@@ -238,6 +244,14 @@ enum LimiterLua {
         local admitted = deny_reason == 0 or replay ~= nil
         local seq = 0
         if admitted then
+          -- The reservation is written first: it is the one new key, which a cluster node whose
+          -- slot is migrating refuses (ASK), so a refusal comes before any counter moves.
+          if replay then seq = replay else seq = redis.call('INCR', P .. 'seq:r') end
+          local rkey = P .. 'r:' .. seq
+          redis.call('HSET', rkey, 'st', 'open', 'at', now_us, 'exp', now_ms + ttl, 'kid', kid, 'pid', pid,
+            'tok', tokens, 'cost', cost, 'kw', kwkey, 'pw', pwkey, 'met', metered and 1 or 0,
+            'ktr', ktpm or 0, 'ptr', ptpm or 0)
+          redis.call('PEXPIRE', rkey, ttl + 3600000)
           for i = 1, 4 do
             local st = states[i]
             if st then store_bucket(st[1], st[4], st[2]) end
@@ -245,12 +259,6 @@ enum LimiterLua {
           kspent = add_spend(kwkey, c[1], cost, kwe > 0 and kwe + 35 * 86400000 or 0)
           pspent = add_spend(pwkey, c[2], cost, pwe + 35 * 86400000)
           if metered then balance = redis.call('DECRBY', P .. 'credits', cost) end
-          if replay then seq = replay else seq = redis.call('INCR', P .. 'seq:r') end
-          local rkey = P .. 'r:' .. seq
-          redis.call('HSET', rkey, 'st', 'open', 'at', now_us, 'exp', now_ms + ttl, 'kid', kid, 'pid', pid,
-            'tok', tokens, 'cost', cost, 'kw', kwkey, 'pw', pwkey, 'met', metered and 1 or 0,
-            'ktr', ktpm or 0, 'ptr', ptpm or 0)
-          redis.call('PEXPIRE', rkey, ttl + 3600000)
         end
 
         local rl, rr, rs = header(states[1], states[3], admitted)
@@ -283,14 +291,18 @@ enum LimiterLua {
           dtok = -tonumber(r[5])
           dcost = -tonumber(r[6])
         end
+        -- Everything this step may write, read in one MGET first: on a cluster node whose slot is
+        -- migrating, that one multi-key read is refused unless all of it is here (SPEC §13.10).
+        local kb, pb = P .. 'b:k:' .. r[3] .. ':tpm', P .. 'b:p:' .. r[4] .. ':tpm'
+        local cur = redis.call('MGET', kb, pb, r[7], r[8], P .. 'credits')
         -- The TPM buckets drain at the rate in force when the reservation was made.
-        local function adjust(bkey, rate)
+        local function adjust(bkey, value, rate)
           if rate <= 0 or dtok == 0 then return end
-          local l, u = parse_bucket(redis.call('GET', bkey))
+          local l, u = parse_bucket(value)
           store_bucket(bkey, drained(l, u, rate) + dtok * SCALE, rate)
         end
-        adjust(P .. 'b:k:' .. r[3] .. ':tpm', tonumber(r[10]))
-        adjust(P .. 'b:p:' .. r[4] .. ':tpm', tonumber(r[11]))
+        adjust(kb, cur[1], tonumber(r[10]))
+        adjust(pb, cur[2], tonumber(r[11]))
         if dcost ~= 0 then
           redis.call('INCRBY', r[7], dcost)
           redis.call('INCRBY', r[8], dcost)

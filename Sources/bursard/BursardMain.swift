@@ -39,21 +39,21 @@ struct BursardMain {
         }
 
         var services: [any Service] = []
-        let endpoint: RedisEndpoint
+        let target: RedisTarget
         var embedded: EmbeddedRedisService?
         if let redis = settings.redis {
-            endpoint = redis
+            target = redis
         } else {
             let child = try startEmbeddedRedis()
             embedded = EmbeddedRedisService(server: child, logger: logger)
             services.append(embedded!)
-            endpoint = child.endpoint
+            target = .server(child.endpoint)
         }
 
         let metrics = ServerMetrics(version: bursarVersion)
         let redisClient = RedisClient(
             configuration: RedisClientConfiguration(
-                endpoint: endpoint, connections: settings.redisConnections, onRoundTrip: metrics.roundTripObserver),
+                target: target, connections: settings.redisConnections, onRoundTrip: metrics.roundTripObserver),
             logger: Logger(label: "bursard.redis"))
         let engine = DecisionEngine(
             redis: redisClient,

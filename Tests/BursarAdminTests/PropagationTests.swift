@@ -27,7 +27,7 @@ struct PropagationTests {
     func otherBursard() async throws {
         try await withAdmin { h in
             // Bursard B: its own Redis client, engine, listener and listener port, same Redis.
-            let redisB = RedisClient(configuration: RedisClientConfiguration(endpoint: h.redis.configuration.endpoint), logger: AdminHarness.logger)
+            let redisB = RedisClient(configuration: RedisClientConfiguration(target: h.redis.configuration.target), logger: AdminHarness.logger)
             defer { redisB.shutdown() }
             let engineB = DecisionEngine(redis: redisB, limiter: Limiter(), configuration: EngineConfiguration(deadline: .seconds(5)), logger: AdminHarness.logger)
             let listenerB = InvalidationListener(engine: engineB, logger: AdminHarness.logger)

@@ -64,7 +64,7 @@ struct ConfigurationTests {
         #expect(c.sources["listen"] == .commandLine)
         #expect(c.deadlineMs == 200)
         #expect(c.sources["deadline-ms"] == .environment(variable: "BURSARD_DEADLINE_MS"))
-        #expect(c.redis == .tcp(host: "10.0.0.9", port: 6380, db: 2))
+        #expect(c.redis == .server(.tcp(host: "10.0.0.9", port: 6380, db: 2)))
         #expect(c.threads == 3)
         #expect(c.sources["threads"] == .file(path: path, line: 5))
         #expect(c.logLevel == .debug)

@@ -26,14 +26,19 @@ final class BursardProcess: Sendable {
     }
 
     /// Starts bursard against an existing Redis on a free loopback port and waits until it answers PING.
-    init(redis: RedisEndpoint, opsPort: Int = 0, extraArguments: [String] = []) async throws {
+    convenience init(redis: RedisEndpoint, opsPort: Int = 0, extraArguments: [String] = []) async throws {
+        try await self.init(redisURL: redis.description, opsPort: opsPort, extraArguments: extraArguments)
+    }
+
+    /// Starts bursard against the Redis a `--redis` URL names (a cluster, sentinels).
+    init(redisURL: String, opsPort: Int = 0, extraArguments: [String] = []) async throws {
         let bin = try Self.binary()
         var lastError: (any Error)?
         for _ in 0..<5 {
             let port = try RedisServerProcess.freeLoopbackPort()
             let log = NSTemporaryDirectory() + "bursard-\(UUID().uuidString).log"
             let child = try ChildProcess(
-                [bin, "--redis", redis.description, "--listen", "127.0.0.1:\(port)", "--ops", "127.0.0.1:\(opsPort)", "--log-level", "info"] + extraArguments,
+                [bin, "--redis", redisURL, "--listen", "127.0.0.1:\(port)", "--ops", "127.0.0.1:\(opsPort)", "--log-level", "info"] + extraArguments,
                 logPath: log)
             if try await Self.answersPing(port: port, while: child, attempts: 200) {
                 self.child = child
