@@ -282,6 +282,11 @@ final class ClusterWorker: @unchecked Sendable {
             let now = NIODeadline.now()
             pending = again.filter { items[units[$0].item].deadline > now }
             if pass >= Self.maxPasses { pending = [] }
+            // A unit left refused never ran: say so, rather than hand back a redirection as its reply.
+            let retried = Set(pending)
+            for u in again where !retried.contains(u) && units[u].failure == nil {
+                units[u].failure = RedisError(.clusterRefused, "the cluster refused the command until the deadline (\(units[u].replies.first { if case .error = $0 { true } else { false } } ?? .null))")
+            }
             if pause && !pending.isEmpty {
                 Thread.sleep(forTimeInterval: Double(min(pass, 10)) * 0.002)
             }

@@ -15,6 +15,9 @@ public struct RedisError: Error, Hashable, Sendable, CustomStringConvertible {
         public static let shutdown = Code(name: "shutdown")
         /// The reply did not have the expected shape.
         public static let unexpectedReply = Code(name: "unexpected_reply")
+        /// A Redis Cluster refused the command before running it (MOVED, ASK, TRYAGAIN, CLUSTERDOWN,
+        /// a script refused mid-migration) until the deadline or the retry limit: it never ran.
+        public static let clusterRefused = Code(name: "cluster_refused")
         /// The endpoint string could not be parsed.
         public static let badEndpoint = Code(name: "bad_endpoint")
         public var description: String { name }
@@ -32,7 +35,7 @@ public struct RedisError: Error, Hashable, Sendable, CustomStringConvertible {
     }
 
     /// True when the command certainly did not run (safe to answer "store unavailable" with no side effect).
-    public var certainlyNotExecuted: Bool { code == .connectionFailed || code == .deadlineExceeded || code == .shutdown }
+    public var certainlyNotExecuted: Bool { code == .connectionFailed || code == .deadlineExceeded || code == .shutdown || code == .clusterRefused }
 
     public var description: String { "redis \(code): \(message)" }
 }
