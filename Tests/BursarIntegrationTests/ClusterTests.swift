@@ -139,7 +139,7 @@ struct ClusterTests {
         // A second into the run, the org's slot moves to another master, three keys per MIGRATE.
         let migration = Task {
             try await Task.sleep(for: .seconds(1))
-            return try cluster.migrate(slot: slot, toNode: target, batch: 3, pauseMs: 10)
+            return try cluster.migrate(slot: slot, toNode: target, batch: 3, pauseMs: 5)
         }
         let result = try await BenchRunner.run(c, world: world)
         let moved = try await migration.value
@@ -150,13 +150,15 @@ struct ClusterTests {
         print("cluster migration: \(moved) keys moved in batches of 3; decisions \(result.decisions), allowed \(result.allowed), store_unavailable \(result.denied[.storeUnavailable] ?? 0); redirections moved \(redirects), ask \(asks), retry \(retries); audit: \(audit.summary)")
         #expect(moved > 20, "the org has keys to move")
         #expect(try cluster.slotMap().master(forSlot: slot)?.port == cluster.port(cluster.nodes[target]))
-        #expect(redirects >= 1, "bursard followed MOVED after the migration")
         #expect(asks + retries >= 1, "the migration was seen mid-way (ASK or a refused step retried)")
         #expect(result.allowed > 0 && result.errors == 0 && result.unanswered == 0)
         Self.expectExact(audit)
-        // After the migration, decisions carry on at the new master.
+        // After the migration, decisions carry on at the new master, reached through MOVED
+        // (if the run did not already meet it).
         let after = try await BenchRunner.run(Self.bench(port: bursard.port, duration: .milliseconds(800)), world: world)
         #expect(after.allowed > 0 && (after.denied[.storeUnavailable] ?? 0) == 0)
+        let movedAfter = try await Self.metric(opsPort, "bursar_redis_cluster_redirections_total{kind=\"moved\"}")
+        #expect(movedAfter >= 1, "bursard followed MOVED after the migration (\(redirects) during the run)")
     }
 
     @Test("bursard on the cluster: CLUSTER FAILOVER of the organization's master under load, the audit exact")
