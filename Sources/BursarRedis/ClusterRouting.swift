@@ -348,7 +348,7 @@ final class ClusterWorker: @unchecked Sendable {
             guard let c = connection("\(host):\(port)", host: host, port: port) else { continue }
             do {
                 let reply = try c.pipeline([RedisCommand("CLUSTER", "SLOTS")])[0]
-                let map = try ClusterSlotMap(clusterSlots: reply)
+                let map = try ClusterSlotMap(clusterSlots: reply).resolvingEmptyHosts(to: host)
                 guard !map.ranges.isEmpty else { continue }
                 topology.store(map)
                 client.stats.topologyRefreshes.add(1, ordering: .relaxed)

@@ -94,6 +94,20 @@ public struct ClusterSlotMap: Sendable, Hashable {
         self.ranges = ranges.sorted { $0.first < $1.first }
     }
 
+    /// The map with every empty host replaced by `host`: a node that has not yet learnt its own
+    /// address (a one-node cluster) answers "", which the cluster spec defines as "the address
+    /// you reached me at".
+    public func resolvingEmptyHosts(to host: String) -> ClusterSlotMap {
+        var copy = self
+        for i in copy.ranges.indices {
+            if copy.ranges[i].master.host.isEmpty { copy.ranges[i].master.host = host }
+            for j in copy.ranges[i].replicas.indices where copy.ranges[i].replicas[j].host.isEmpty {
+                copy.ranges[i].replicas[j].host = host
+            }
+        }
+        return copy
+    }
+
     /// The master serving `slot`, or nil when no range covers it.
     public func master(forSlot slot: Int) -> Node? {
         var low = 0
