@@ -27,7 +27,8 @@ swift build -c "$config" --product bursard >/dev/null
 swift build -c "$config" --product bursar-bench >/dev/null
 bin=.build/$config
 
-mkdir -p "$out"
+mkdir -p "$out/logs"
+launched=0
 source deploy/lib.sh
 start_redis --appendonly yes --appendfsync everysec
 
@@ -38,7 +39,9 @@ start_bursards() {
   bursard_pids=(); targets=(); target_pids=()
   for i in $(seq "$1"); do
     local port; port=$(free_port)
-    "$bin/bursard" --redis "$redis_url" --listen "127.0.0.1:$port" --ops 127.0.0.1:0 --log-level warning >"$work/bursard-$i.log" 2>&1 &
+    launched=$((launched + 1))
+    # Kept in $out/logs (warnings and errors only), so a failed audit can be explained afterwards.
+    "$bin/bursard" --redis "$redis_url" --listen "127.0.0.1:$port" --ops 127.0.0.1:0 --log-level warning >"$out/logs/bursard-$launched.log" 2>&1 &
     local pid=$!
     pids+=("$pid"); bursard_pids+=("$pid")
     targets+=(--target "127.0.0.1:$port"); target_pids+=(--target-pid "$pid")
