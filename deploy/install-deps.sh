@@ -3,7 +3,8 @@
 # redis-server (the embedded store and the tests' real Redis), pkg-config (finds hiredis),
 # python3 (deploy/product-flow.sh reads bursarctl's JSON with it), python3-venv (deploy/api-fuzz.sh
 # installs schemathesis from PyPI into a virtual environment) and openssl (the ops-port TLS test
-# makes a self-signed certificate with it).
+# makes a self-signed certificate with it) and binutils (deploy/package.sh strips the binaries and
+# reads their glibc symbol versions; the Swift toolchain needs it too).
 # Safe to run repeatedly; installs only what is missing.
 set -euo pipefail
 need=()
@@ -12,6 +13,7 @@ command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
 command -v python3 >/dev/null 2>&1 || need+=(python3)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
+{ command -v strip >/dev/null 2>&1 && command -v objdump >/dev/null 2>&1; } || need+=(binutils)
 { command -v python3 >/dev/null 2>&1 && python3 -c 'import ensurepip, venv' 2>/dev/null; } || need+=(python3-venv)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}"
