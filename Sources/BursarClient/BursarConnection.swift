@@ -44,7 +44,7 @@ public final class BursarConnection: Sendable {
 
     private static func bootstrap(_ group: any EventLoopGroup) -> ClientBootstrap {
         ClientBootstrap(group: group)
-            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .channelOption(.tcpOption(.tcp_nodelay), value: 1)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandlers([

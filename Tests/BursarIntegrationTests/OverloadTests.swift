@@ -569,7 +569,7 @@ private final class FloodHandler: ChannelInboundHandler {
 
     static func connect(port: Int, frame: [UInt8], until: NIODeadline, counts: FloodCounts) async throws -> any Channel {
         try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .channelOption(.tcpOption(.tcp_nodelay), value: 1)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandlers([
