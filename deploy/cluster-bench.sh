@@ -1,17 +1,16 @@
 #!/usr/bin/env bash
-# Throughput on a Redis Cluster of 1 master and of 3 masters, on this machine (release builds):
-# for each size, a fresh cluster on loopback (AOF everysec, no
-# replicas; the nodes joined with CLUSTER MEET, the slots split evenly), then K bursar-bench
-# processes at once, each seeding its own organization (an
-# organization is one hash tag, so one slot, so one master: K organizations is how load spreads
-# over masters). First the floor (bursar's scripts straight to the cluster, --direct), then the
-# same through one bursard. Also measured: the Redis CPU time per decision (user + system of every
-# master, from /proc), which gives what one master can decide per second of a core of its own —
-# the scaling model's input on a machine (like this 2-core one) too small to give each master,
-# bursard and the harness their own cores. Prints a Markdown table; every run's JSON goes to
-# $BENCH_OUT.
+# Throughput on a Redis Cluster of 1 master and of 3 masters, on this machine (release builds).
+# For each size: a fresh cluster on loopback (AOF everysec, no replicas; the nodes joined with
+# CLUSTER MEET, the slots split evenly), then K bursar-bench processes at once, each seeding its
+# own organization. An organization is one hash tag, so one slot, so one master: K organizations
+# is how load spreads over masters. First the floor (bursar's scripts straight to the cluster,
+# --direct), then the same through one bursard. Also measured: the Redis CPU time per decision
+# (user + system of every master, from /proc), which gives what one master can decide per second
+# of a core of its own: the scaling model's input on a machine (like this 2-core one) too small to
+# give each master, bursard and the harness their own cores. Prints a Markdown table; every run's
+# JSON goes to $BENCH_OUT.
 #
-#   deploy/cluster-bench.sh            10 s runs, K=3 (about 3 minutes after the build)
+#   deploy/cluster-bench.sh            10 s runs, K=3 (about 70 seconds after the build)
 #   CLUSTER_BENCH_SECONDS=4 CLUSTER_BENCH_PROCS=3 deploy/cluster-bench.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
