@@ -144,18 +144,8 @@ final class ClusterWorker: @unchecked Sendable {
     func run() {
         let config = client.configuration
         while let batch = client.work.take(max: config.maxBatch) {
-            let now = NIODeadline.now()
             var deliveries = Deliveries()
-            var live: [Pending] = []
-            live.reserveCapacity(batch.count)
-            for item in batch {
-                if item.deadline < now {
-                    client.stats.expiredBeforeSend.add(1, ordering: .relaxed)
-                    deliveries.add(item, .failure(RedisError(.deadlineExceeded, "deadline passed before the command was sent")))
-                } else {
-                    live.append(item)
-                }
-            }
+            let live = client.unexpired(batch, now: .now(), into: &deliveries)
             if !live.isEmpty { execute(live, into: &deliveries) }
             deliveries.deliver()
         }
@@ -240,13 +230,7 @@ final class ClusterWorker: @unchecked Sendable {
                     let started = ContinuousClock.now
                     var replies = try connection.read(count: commands.count)
                     client.configuration.onRoundTrip?(groupUnits.count, ContinuousClock.now - started)
-                    let missing = replies.indices.filter { if case .error(let e) = replies[$0] { e.hasPrefix("NOSCRIPT") } else { false } }
-                    if !missing.isEmpty {
-                        client.stats.scriptReloads.add(1, ordering: .relaxed)
-                        let loads = client.registeredScripts().map(\.loadCommand)
-                        let retried = try connection.pipeline(loads + missing.map { commands[$0] })
-                        for (i, index) in missing.enumerated() { replies[index] = retried[loads.count + i] }
-                    }
+                    try client.reloadScripts(for: &replies, of: commands, on: connection)
                     var offset = 0
                     for u in groupUnits {
                         if units[u].redirect?.asking == true { offset += 1 }

@@ -165,6 +165,34 @@ public final class RedisClient: Sendable {
     }
 
     func registeredScripts() -> [RedisScript] { scripts.withLock { Array($0.values) } }
+
+    /// Fails every request of `batch` whose deadline has passed (unsent: it never runs) and
+    /// returns the others. Both kinds of connection thread start each batch with it.
+    func unexpired(_ batch: [Pending], now: NIODeadline, into deliveries: inout Deliveries) -> [Pending] {
+        var live: [Pending] = []
+        live.reserveCapacity(batch.count)
+        for item in batch {
+            if item.deadline < now {
+                stats.expiredBeforeSend.add(1, ordering: .relaxed)
+                deliveries.add(item, .failure(RedisError(.deadlineExceeded, "deadline passed before the command was sent")))
+            } else {
+                live.append(item)
+            }
+        }
+        return live
+    }
+
+    /// Heals NOSCRIPT replies in place: Redis lost its script cache (restart, SCRIPT FLUSH), so
+    /// every registered script is loaded on `connection` and the refused commands run again. A
+    /// NOSCRIPT reply means the command did not run. `commands[i]` is the command of `replies[i]`.
+    func reloadScripts(for replies: inout [RedisValue], of commands: [RedisCommand], on connection: RedisConnection) throws(RedisError) {
+        let missing = replies.indices.filter { if case .error(let e) = replies[$0] { e.hasPrefix("NOSCRIPT") } else { false } }
+        guard !missing.isEmpty else { return }
+        stats.scriptReloads.add(1, ordering: .relaxed)
+        let loads = registeredScripts().map(\.loadCommand)
+        let retried = try connection.pipeline(loads + missing.map { commands[$0] })
+        for (i, index) in missing.enumerated() { replies[index] = retried[loads.count + i] }
+    }
     var log: Logger { logger }
     var work: WorkQueue { queue }
 }
@@ -258,16 +286,7 @@ private final class Worker: @unchecked Sendable {
         while let batch = client.work.take(max: config.maxBatch) {
             let now = NIODeadline.now()
             var deliveries = Deliveries()
-            var live: [Pending] = []
-            live.reserveCapacity(batch.count)
-            for item in batch {
-                if item.deadline < now {
-                    client.stats.expiredBeforeSend.add(1, ordering: .relaxed)
-                    deliveries.add(item, .failure(RedisError(.deadlineExceeded, "deadline passed before the command was sent")))
-                } else {
-                    live.append(item)
-                }
-            }
+            let live = client.unexpired(batch, now: now, into: &deliveries)
             if !live.isEmpty {
                 if let connection = connect(now: now) {
                     execute(live, on: connection, into: &deliveries)
@@ -322,15 +341,7 @@ private final class Worker: @unchecked Sendable {
             let started = ContinuousClock.now
             var replies = try connection.pipeline(commands)
             client.configuration.onRoundTrip?(items.count, ContinuousClock.now - started)
-            let missing = replies.indices.filter { if case .error(let e) = replies[$0] { return e.hasPrefix("NOSCRIPT") } else { return false } }
-            if !missing.isEmpty {
-                // Redis lost its script cache (restart, SCRIPT FLUSH): load every script and run
-                // the refused commands again. A NOSCRIPT reply means the command did not run.
-                client.stats.scriptReloads.add(1, ordering: .relaxed)
-                let loads = client.registeredScripts().map(\.loadCommand)
-                let retried = try connection.pipeline(loads + missing.map { commands[$0] })
-                for (i, index) in missing.enumerated() { replies[index] = retried[loads.count + i] }
-            }
+            try client.reloadScripts(for: &replies, of: commands, on: connection)
             let readOnly = replies.indices.filter { if case .error(let e) = replies[$0] { return e.hasPrefix("READONLY") } else { return false } }
             if !readOnly.isEmpty {
                 // The server was demoted to a replica (a Sentinel failover): the refused commands did
