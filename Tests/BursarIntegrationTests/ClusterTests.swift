@@ -43,6 +43,34 @@ struct ClusterTests {
         #expect(audit.unattributed == 0, "\(audit.summary)", sourceLocation: sourceLocation)
     }
 
+    /// What each load test starts from: a 3-master, 3-replica cluster, the test's own client on
+    /// it, bursard on it (deadline 500 ms, ops port known), a bench configuration against that
+    /// bursard, its organization seeded, and that organization's slot.
+    struct LoadedCluster {
+        let cluster: RedisClusterProcess
+        let redis: RedisClient
+        let bursard: BursardProcess
+        let opsPort: Int
+        let bench: BenchConfiguration
+        let world: BenchWorld
+        var slot: Int { ClusterSlot.of(Keyspace.org(world.orgID)) }
+    }
+
+    static func withLoadedCluster(
+        nodeTimeoutMs: Int = 2_000, duration: Duration, _ body: (LoadedCluster) async throws -> Void
+    ) async throws {
+        let cluster = try RedisClusterProcess(masters: 3, replicasPerMaster: 1, nodeTimeoutMs: nodeTimeoutMs)
+        defer { cluster.stop() }
+        let redis = client(.cluster(seeds: cluster.endpoints))
+        defer { redis.shutdown() }
+        let opsPort = try RedisServerProcess.freeLoopbackPort()
+        let bursard = try await BursardProcess(redisURL: cluster.url, opsPort: opsPort, extraArguments: ["--deadline-ms", "500"])
+        defer { bursard.stop() }
+        let c = bench(port: bursard.port, duration: duration)
+        let world = try await BenchWorld.seed(c.workload, store: MetadataStore(redis: redis))
+        try await body(LoadedCluster(cluster: cluster, redis: redis, bursard: bursard, opsPort: opsPort, bench: c, world: world))
+    }
+
     @Test("the client finds the cluster from one seed, routes mixed-slot groups, MULTI/EXEC and scripts to their masters, and follows MOVED")
     func routing() async throws {
         let cluster = try RedisClusterProcess(masters: 3, replicasPerMaster: 1)
@@ -124,106 +152,102 @@ struct ClusterTests {
 
     @Test("bursard on the cluster: a slot migration of the organization under load, MOVED/ASK followed, the audit exact")
     func migrationUnderLoad() async throws {
-        let cluster = try RedisClusterProcess(masters: 3, replicasPerMaster: 1)
-        defer { cluster.stop() }
-        let redis = Self.client(.cluster(seeds: cluster.endpoints))
-        defer { redis.shutdown() }
-        let opsPort = try RedisServerProcess.freeLoopbackPort()
-        let bursard = try await BursardProcess(redisURL: cluster.url, opsPort: opsPort, extraArguments: ["--deadline-ms", "500"])
-        defer { bursard.stop() }
-        let c = Self.bench(port: bursard.port, duration: .seconds(4))
-        let world = try await BenchWorld.seed(c.workload, store: MetadataStore(redis: redis))
-        let slot = ClusterSlot.of(Keyspace.org(world.orgID))
-        let source = try #require(try cluster.slotMap().master(forSlot: slot))
-        let target = try #require(cluster.masters.firstIndex { cluster.port($0) != source.port })
-        // A second into the run, the org's slot moves to another master, three keys per MIGRATE.
-        let migration = Task {
-            try await Task.sleep(for: .seconds(1))
-            return try cluster.migrate(slot: slot, toNode: target, batch: 3, pauseMs: 5)
+        try await Self.withLoadedCluster(duration: .seconds(4)) { l in
+            let cluster = l.cluster
+            let redis = l.redis
+            let bursard = l.bursard
+            let opsPort = l.opsPort
+            let c = l.bench
+            let world = l.world
+            let slot = l.slot
+            let source = try #require(try cluster.slotMap().master(forSlot: slot))
+            let target = try #require(cluster.masters.firstIndex { cluster.port($0) != source.port })
+            // A second into the run, the org's slot moves to another master, three keys per MIGRATE.
+            let migration = Task {
+                try await Task.sleep(for: .seconds(1))
+                return try cluster.migrate(slot: slot, toNode: target, batch: 3, pauseMs: 5)
+            }
+            let result = try await BenchRunner.run(c, world: world)
+            let moved = try await migration.value
+            let audit = try await BenchAudit.run(world: world, ledger: result.ledger, redis: redis)
+            let redirects = try await Self.metric(opsPort, "bursar_redis_cluster_redirections_total{kind=\"moved\"}")
+            let asks = try await Self.metric(opsPort, "bursar_redis_cluster_redirections_total{kind=\"ask\"}")
+            let retries = try await Self.metric(opsPort, "bursar_redis_cluster_redirections_total{kind=\"retry\"}")
+            print("cluster migration: \(moved) keys moved in batches of 3; decisions \(result.decisions), allowed \(result.allowed), store_unavailable \(result.denied[.storeUnavailable] ?? 0); redirections moved \(redirects), ask \(asks), retry \(retries); audit: \(audit.summary)")
+            #expect(moved > 20, "the org has keys to move")
+            #expect(try cluster.slotMap().master(forSlot: slot)?.port == cluster.port(cluster.nodes[target]))
+            #expect(asks + retries >= 1, "the migration was seen mid-way (ASK or a refused step retried)")
+            #expect(result.allowed > 0 && result.errors == 0 && result.unanswered == 0)
+            Self.expectExact(audit)
+            // After the migration, decisions carry on at the new master, reached through MOVED
+            // (if the run did not already meet it).
+            let after = try await BenchRunner.run(Self.bench(port: bursard.port, duration: .milliseconds(800)), world: world)
+            #expect(after.allowed > 0 && (after.denied[.storeUnavailable] ?? 0) == 0)
+            let movedAfter = try await Self.metric(opsPort, "bursar_redis_cluster_redirections_total{kind=\"moved\"}")
+            #expect(movedAfter >= 1, "bursard followed MOVED after the migration (\(redirects) during the run)")
         }
-        let result = try await BenchRunner.run(c, world: world)
-        let moved = try await migration.value
-        let audit = try await BenchAudit.run(world: world, ledger: result.ledger, redis: redis)
-        let redirects = try await Self.metric(opsPort, "bursar_redis_cluster_redirections_total{kind=\"moved\"}")
-        let asks = try await Self.metric(opsPort, "bursar_redis_cluster_redirections_total{kind=\"ask\"}")
-        let retries = try await Self.metric(opsPort, "bursar_redis_cluster_redirections_total{kind=\"retry\"}")
-        print("cluster migration: \(moved) keys moved in batches of 3; decisions \(result.decisions), allowed \(result.allowed), store_unavailable \(result.denied[.storeUnavailable] ?? 0); redirections moved \(redirects), ask \(asks), retry \(retries); audit: \(audit.summary)")
-        #expect(moved > 20, "the org has keys to move")
-        #expect(try cluster.slotMap().master(forSlot: slot)?.port == cluster.port(cluster.nodes[target]))
-        #expect(asks + retries >= 1, "the migration was seen mid-way (ASK or a refused step retried)")
-        #expect(result.allowed > 0 && result.errors == 0 && result.unanswered == 0)
-        Self.expectExact(audit)
-        // After the migration, decisions carry on at the new master, reached through MOVED
-        // (if the run did not already meet it).
-        let after = try await BenchRunner.run(Self.bench(port: bursard.port, duration: .milliseconds(800)), world: world)
-        #expect(after.allowed > 0 && (after.denied[.storeUnavailable] ?? 0) == 0)
-        let movedAfter = try await Self.metric(opsPort, "bursar_redis_cluster_redirections_total{kind=\"moved\"}")
-        #expect(movedAfter >= 1, "bursard followed MOVED after the migration (\(redirects) during the run)")
     }
 
     @Test("bursard on the cluster: CLUSTER FAILOVER of the organization's master under load, the audit exact")
     func failoverUnderLoad() async throws {
-        let cluster = try RedisClusterProcess(masters: 3, replicasPerMaster: 1)
-        defer { cluster.stop() }
-        let redis = Self.client(.cluster(seeds: cluster.endpoints))
-        defer { redis.shutdown() }
-        let opsPort = try RedisServerProcess.freeLoopbackPort()
-        let bursard = try await BursardProcess(redisURL: cluster.url, opsPort: opsPort, extraArguments: ["--deadline-ms", "500"])
-        defer { bursard.stop() }
-        let c = Self.bench(port: bursard.port, duration: .seconds(4))
-        let world = try await BenchWorld.seed(c.workload, store: MetadataStore(redis: redis))
-        let slot = ClusterSlot.of(Keyspace.org(world.orgID))
-        let before = try #require(try cluster.slotMap().master(forSlot: slot))
-        let failover = Task {
-            try await Task.sleep(for: .seconds(1))
-            return try cluster.failover(slot: slot)
+        try await Self.withLoadedCluster(duration: .seconds(4)) { l in
+            let cluster = l.cluster
+            let redis = l.redis
+            let opsPort = l.opsPort
+            let c = l.bench
+            let world = l.world
+            let slot = l.slot
+            let before = try #require(try cluster.slotMap().master(forSlot: slot))
+            let failover = Task {
+                try await Task.sleep(for: .seconds(1))
+                return try cluster.failover(slot: slot)
+            }
+            let result = try await BenchRunner.run(c, world: world)
+            let promoted = try await failover.value
+            let audit = try await BenchAudit.run(world: world, ledger: result.ledger, redis: redis)
+            let redirects = try await Self.metric(opsPort, "bursar_redis_cluster_redirections_total{kind=\"moved\"}")
+            print("cluster failover: \(before) → \(cluster.nodes[promoted].endpoint); decisions \(result.decisions), allowed \(result.allowed), store_unavailable \(result.denied[.storeUnavailable] ?? 0); moved \(redirects); audit: \(audit.summary)")
+            #expect(try cluster.slotMap().master(forSlot: slot)?.port == cluster.port(cluster.nodes[promoted]))
+            #expect(redirects >= 1, "the demoted master answered MOVED and bursard followed")
+            #expect(result.allowed > 0 && result.errors == 0 && result.unanswered == 0)
+            // A coordinated failover waits for the replica to catch up: nothing acknowledged is lost.
+            Self.expectExact(audit)
         }
-        let result = try await BenchRunner.run(c, world: world)
-        let promoted = try await failover.value
-        let audit = try await BenchAudit.run(world: world, ledger: result.ledger, redis: redis)
-        let redirects = try await Self.metric(opsPort, "bursar_redis_cluster_redirections_total{kind=\"moved\"}")
-        print("cluster failover: \(before) → \(cluster.nodes[promoted].endpoint); decisions \(result.decisions), allowed \(result.allowed), store_unavailable \(result.denied[.storeUnavailable] ?? 0); moved \(redirects); audit: \(audit.summary)")
-        #expect(try cluster.slotMap().master(forSlot: slot)?.port == cluster.port(cluster.nodes[promoted]))
-        #expect(redirects >= 1, "the demoted master answered MOVED and bursard followed")
-        #expect(result.allowed > 0 && result.errors == 0 && result.unanswered == 0)
-        // A coordinated failover waits for the replica to catch up: nothing acknowledged is lost.
-        Self.expectExact(audit)
     }
 
     @Test("the organization's master killed under load: a replica takes over, bursard follows; what asynchronous replication lost is measured")
     func masterKilled() async throws {
-        let cluster = try RedisClusterProcess(masters: 3, replicasPerMaster: 1, nodeTimeoutMs: 1_000)
-        defer { cluster.stop() }
-        let redis = Self.client(.cluster(seeds: cluster.endpoints))
-        defer { redis.shutdown() }
-        let bursard = try await BursardProcess(redisURL: cluster.url, extraArguments: ["--deadline-ms", "500"])
-        defer { bursard.stop() }
-        let c = Self.bench(port: bursard.port, duration: .seconds(6))
-        let world = try await BenchWorld.seed(c.workload, store: MetadataStore(redis: redis))
-        let slot = ClusterSlot.of(Keyspace.org(world.orgID))
-        let owner = try #require(try cluster.slotMap().master(forSlot: slot))
-        let ownerIndex = try #require(cluster.nodeIndex(port: owner.port))
-        let observer = try #require(cluster.masters.indices.first { $0 != ownerIndex })
-        let kill = Task {
-            try await Task.sleep(for: .seconds(1))
-            cluster.nodes[ownerIndex].signal(SIGKILL)
-            return try cluster.waitForNewMaster(slot: slot, replacing: owner.port, askingNode: observer)
+        try await Self.withLoadedCluster(nodeTimeoutMs: 1_000, duration: .seconds(6)) { l in
+            let cluster = l.cluster
+            let redis = l.redis
+            let bursard = l.bursard
+            let c = l.bench
+            let world = l.world
+            let slot = l.slot
+            let owner = try #require(try cluster.slotMap().master(forSlot: slot))
+            let ownerIndex = try #require(cluster.nodeIndex(port: owner.port))
+            let observer = try #require(cluster.masters.indices.first { $0 != ownerIndex })
+            let kill = Task {
+                try await Task.sleep(for: .seconds(1))
+                cluster.nodes[ownerIndex].signal(SIGKILL)
+                return try cluster.waitForNewMaster(slot: slot, replacing: owner.port, askingNode: observer)
+            }
+            let result = try await BenchRunner.run(c, world: world)
+            let newMaster = try await kill.value
+            // The test's own client lost its connection to the killed node; it reconnects on use.
+            for _ in 0..<100 where (try? await redis.send(RedisCommand("GET", Keyspace.credits(world.orgID)))) == nil {
+                try await Task.sleep(for: .milliseconds(100))
+            }
+            let audit = try await BenchAudit.run(world: world, ledger: result.ledger, redis: redis)
+            print("cluster master killed: \(owner) → 127.0.0.1:\(newMaster); decisions \(result.decisions), allowed \(result.allowed), store_unavailable \(result.denied[.storeUnavailable] ?? 0); audit: \(audit.summary)")
+            #expect(newMaster != owner.port)
+            #expect((result.denied[.storeUnavailable] ?? 0) > 0, "the outage shows as store_unavailable")
+            #expect(result.errors == 0 && result.unanswered == 0)
+            // Decisions resume on the promoted replica.
+            let after = try await BenchRunner.run(Self.bench(port: bursard.port, duration: .milliseconds(800)), world: world)
+            #expect(after.allowed > 0 && (after.denied[.storeUnavailable] ?? 0) == 0, "\(after.denied)")
+            // What the replica had not yet received is lost: the audit counts it (lost debits), never a double.
+            #expect(audit.doubleDebits == 0 && audit.unattributed == 0, "\(audit.summary)")
         }
-        let result = try await BenchRunner.run(c, world: world)
-        let newMaster = try await kill.value
-        // The test's own client lost its connection to the killed node; it reconnects on use.
-        for _ in 0..<100 where (try? await redis.send(RedisCommand("GET", Keyspace.credits(world.orgID)))) == nil {
-            try await Task.sleep(for: .milliseconds(100))
-        }
-        let audit = try await BenchAudit.run(world: world, ledger: result.ledger, redis: redis)
-        print("cluster master killed: \(owner) → 127.0.0.1:\(newMaster); decisions \(result.decisions), allowed \(result.allowed), store_unavailable \(result.denied[.storeUnavailable] ?? 0); audit: \(audit.summary)")
-        #expect(newMaster != owner.port)
-        #expect((result.denied[.storeUnavailable] ?? 0) > 0, "the outage shows as store_unavailable")
-        #expect(result.errors == 0 && result.unanswered == 0)
-        // Decisions resume on the promoted replica.
-        let after = try await BenchRunner.run(Self.bench(port: bursard.port, duration: .milliseconds(800)), world: world)
-        #expect(after.allowed > 0 && (after.denied[.storeUnavailable] ?? 0) == 0, "\(after.denied)")
-        // What the replica had not yet received is lost: the audit counts it (lost debits), never a double.
-        #expect(audit.doubleDebits == 0 && audit.unattributed == 0, "\(audit.summary)")
     }
 }
