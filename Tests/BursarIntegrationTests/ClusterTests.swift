@@ -246,8 +246,14 @@ struct ClusterTests {
             // Decisions resume on the promoted replica.
             let after = try await BenchRunner.run(Self.bench(port: bursard.port, duration: .milliseconds(800)), world: world)
             #expect(after.allowed > 0 && (after.denied[.storeUnavailable] ?? 0) == 0, "\(after.denied)")
-            // What the replica had not yet received is lost: the audit counts it (lost debits), never a double.
-            #expect(audit.doubleDebits == 0 && audit.unattributed == 0, "\(audit.summary)")
+            // What the replica had not yet received is lost: the audit counts it (lost debits).
+            // The kill also breaks connections mid-command: a CHECK the master ran (and shipped)
+            // just before dying was answered store_unavailable and keeps its estimate until its
+            // TTL, the over-count of SPEC §13.7. So doubles are bounded by the estimates of the
+            // CHECKs answered store_unavailable, counted on a key and a project counter each.
+            let unavailable = Int64(result.denied[.storeUnavailable] ?? 0)
+            let bound = 2 * unavailable * (Workload.minEstimate + Workload.estimateSpread)
+            #expect(audit.doubleDebits <= bound && audit.unattributed == 0, "\(audit.summary), bound \(bound)")
         }
     }
 }
