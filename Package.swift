@@ -28,6 +28,7 @@ let package = Package(
         .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
+        .package(url: "https://github.com/hummingbird-project/swift-mustache", from: "2.1.1"),
     ],
     targets: [
         // hiredis (C), wrapped once. Only BursarRedis imports it.
@@ -97,6 +98,18 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // The web console under /console on the ops port: server-rendered pages over AdminService,
+        // sessions in Redis. Templates are compiled in (one binary, nothing to install beside it).
+        .target(
+            name: "BursarConsole",
+            dependencies: [
+                "BursarAdmin", "BursarAPI", "BursarRBAC", "BursarStore", "BursarLimits",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Mustache", package: "swift-mustache"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
         // A small Swift client for the wire protocol (tests and the load harness use it).
         .target(
             name: "BursarClient",
@@ -111,7 +124,7 @@ let package = Package(
         .executableTarget(
             name: "bursard",
             dependencies: [
-                "BursarServer", "BursarAdmin",
+                "BursarServer", "BursarAdmin", "BursarConsole",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -180,7 +193,7 @@ let package = Package(
         .testTarget(
             name: "BursarAdminTests",
             dependencies: [
-                "BursarAdmin", "BursarAPI", "BursarRBAC", "BursarServer", "BursarStore", "BursarRedis", "BursarClient", "BursarWire", "BursarLimits",
+                "BursarAdmin", "BursarConsole", "BursarAPI", "BursarRBAC", "BursarServer", "BursarStore", "BursarRedis", "BursarClient", "BursarWire", "BursarLimits",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "HummingbirdTLS", package: "hummingbird"),

@@ -711,3 +711,15 @@ extension BudgetPeriod {
     /// Parses `daily`, `weekly`, `monthly` or `lifetime`.
     public init?(apiName: String) { self.init(rawValue: apiName) }
 }
+
+/// `POST /v1/console-links`: a single-use sign-in link to the web console for the caller.
+public struct ConsoleLinkResponse: Codable, Sendable, Hashable {
+    /// The path to open on the ops port (`/console/link/<code>`).
+    public var path: String
+    /// How long the link stays valid, unused.
+    public var expiresInSeconds: Int64
+    public init(path: String, expiresInSeconds: Int64) {
+        self.path = path
+        self.expiresInSeconds = expiresInSeconds
+    }
+}

@@ -42,7 +42,7 @@ public struct APIError: HTTPResponseError, Sendable, CustomStringConvertible {
     static let forbidden = APIError(.forbidden, "your role does not allow this")
 
     /// Maps any error a handler throws onto the API's codes.
-    static func from(_ error: any Error) -> APIError {
+    public static func from(_ error: any Error) -> APIError {
         switch error {
         case let e as APIError:
             return e

@@ -20,6 +20,7 @@ public enum AdminRoutes {
 
         v1.post("bootstrap") { req, ctx in try await created(s.bootstrap(decode(req, ctx))) }
         v1.get("me") { req, _ in try await ok(s.me(actor(req, s))) }
+        v1.post("console-links") { req, _ in try await created(s.consoleLink(actor(req, s), ttlSeconds: AdminService.consoleLinkTTLSeconds)) }
 
         // Organizations (operator)
         v1.get("orgs") { req, _ in try await ok(s.listOrgs(actor(req, s))) }

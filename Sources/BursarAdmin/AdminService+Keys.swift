@@ -132,7 +132,7 @@ extension AdminService {
 
     /// The grant that bounds a user's keys in a project: nil for an Owner (no grant), the
     /// membership's grant otherwise; `invalid` when the user has no role in the project.
-    private func keyUserGrant(_ org: UInt64, project: UInt64, user: UInt64) async throws -> Grant? {
+    func keyUserGrant(_ org: UInt64, project: UInt64, user: UInt64) async throws -> Grant? {
         guard let role = try await store.orgRole(org: org, user) else { throw APIError.notFound("user \(user) in organization \(org)") }
         if role == .owner { return nil }
         guard let m = try await store.membership(org: org, project: project, user: user) else {

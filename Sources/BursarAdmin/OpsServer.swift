@@ -75,9 +75,13 @@ public struct OpsProbes: Sendable {
 /// The ops port: bursard's HTTP server (Hummingbird): `/metrics`, `/healthz`, `/readyz` (no
 /// authentication) and the admin API under `/v1`.
 public enum OpsServer {
-    /// The router with every ops route.
-    public static func router(service: AdminService, probes: OpsProbes? = nil) -> Router<BasicRequestContext> {
+    /// The router with every ops route. `pages` adds routes served beside the admin API (the web
+    /// console); they are added first, so the admin API's JSON error middleware does not wrap them.
+    public static func router(
+        service: AdminService, probes: OpsProbes? = nil, pages: (Router<BasicRequestContext>) -> Void = { _ in }
+    ) -> Router<BasicRequestContext> {
         let router = Router()
+        pages(router)
         if let probes {
             router.get("metrics") { _, _ in
                 var headers = HTTPFields()
@@ -130,13 +134,14 @@ public enum OpsServer {
     /// The ops application, a `Service` to run in bursard's `ServiceGroup`. `onRunning` receives
     /// the bound port. Throws when the TLS certificate or key cannot be read.
     public static func application(
-        configuration: OpsConfiguration, service: AdminService, probes: OpsProbes? = nil, group: any EventLoopGroup, logger: Logger,
+        configuration: OpsConfiguration, service: AdminService, probes: OpsProbes? = nil,
+        pages: (Router<BasicRequestContext>) -> Void = { _ in }, group: any EventLoopGroup, logger: Logger,
         onRunning: @escaping @Sendable (Int) async -> Void = { _ in }
     ) throws -> some ApplicationProtocol {
         var server = HTTPServerBuilder.http1()
         if let tls = configuration.tls { server = try .tls(.http1(), tlsConfiguration: tlsConfiguration(tls)) }
         return Application(
-            router: router(service: service, probes: probes),
+            router: router(service: service, probes: probes, pages: pages),
             server: server,
             configuration: ApplicationConfiguration(address: .hostname(configuration.host, port: configuration.port), serverName: "bursard"),
             onServerRunning: { channel in await onRunning(channel.localAddress?.port ?? configuration.port) },

@@ -114,6 +114,8 @@ public struct BursardConfiguration: Sendable, Hashable {
     /// `unknown_key` answers a connection may get per rolling minute before its lookups of
     /// uncached digests are throttled; 0: no throttle (`--max-unknown-keys-per-minute`).
     public var maxUnknownKeysPerMinute = 600
+    /// How long a web console sign-in lasts, seconds (`--console-session-ttl`).
+    public var consoleSessionTTLSeconds = 28_800
     /// The config file read, if any.
     public var configFile: String?
     /// Where each setting (by canonical name) came from.
@@ -151,6 +153,7 @@ public struct BursardConfiguration: Sendable, Hashable {
         ConfigurationOption(name: "idle-timeout", aliases: [], valueName: "seconds", abstract: "Close a connection with no frame and nothing in flight for this long (ERROR idle_timeout); 0: never.", defaultText: "300"),
         ConfigurationOption(name: "frame-timeout", aliases: [], valueName: "seconds", abstract: "Close a connection whose frame is not complete this long after its first byte (ERROR frame_timeout).", defaultText: "10"),
         ConfigurationOption(name: "write-timeout", aliases: [], valueName: "seconds", abstract: "Close a connection that leaves its answers unread this long (it is not read from meanwhile).", defaultText: "10"),
+        ConfigurationOption(name: "console-session-ttl", aliases: [], valueName: "seconds", abstract: "How long a web console sign-in (/console on the ops port) lasts before the browser must sign in again.", defaultText: "28800"),
         ConfigurationOption(name: "max-unknown-keys-per-minute", aliases: [], valueName: "n", abstract: "unknown_key answers one connection may get per rolling minute; beyond, its CHECKs for uncached digests are answered key_lookups_throttled; 0: no limit.", defaultText: "600"),
     ]
 
@@ -319,6 +322,7 @@ public struct BursardConfiguration: Sendable, Hashable {
         case "max-in-flight": return integer(1...10_000_000) { c.maxInFlight = $0 }
         case "max-in-flight-per-connection": return integer(1...1_000_000) { c.maxInFlightPerConnection = $0 }
         case "max-unknown-keys-per-minute": return integer(0...100_000_000) { c.maxUnknownKeysPerMinute = $0 }
+        case "console-session-ttl": return integer(1...30 * 86_400, " seconds") { c.consoleSessionTTLSeconds = $0 }
         case "idle-timeout", "frame-timeout", "write-timeout":
             let zeroAllowed = name == "idle-timeout"
             guard let ms = milliseconds(text), ms <= 86_400_000, zeroAllowed || ms > 0 else {

@@ -26,6 +26,10 @@ public enum Keyspace {
     public static func globalUser(_ user: UInt64) -> String { "br:user:\(user)" }
     /// Set of the organizations a user belongs to.
     public static func userOrgs(_ user: UInt64) -> String { "br:user:\(user):orgs" }
+    /// A web console session, by the SHA-256 of its cookie value (global; expires with the session).
+    public static func consoleSession(_ hex: String) -> String { "br:console:s:\(hex)" }
+    /// A one-time console sign-in link, by the SHA-256 of its code (global; expires unused).
+    public static func consoleLink(_ hex: String) -> String { "br:console:l:\(hex)" }
     /// Lowercased e-mail → user id.
     public static func email(_ email: String) -> String { "br:email:\(email)" }
 

@@ -65,3 +65,26 @@ struct Me: AsyncParsableCommand {
         }
     }
 }
+
+/// `bursarctl console-link`: a single-use sign-in link to the web console.
+struct ConsoleLink: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "console-link",
+        abstract: "Print a single-use link that signs the token's user in to the web console.",
+        discussion: """
+            The link opens the console on the ops port (the --server URL) as the token's user, \
+            without typing the token into a browser. It works once, for 10 minutes. The operator \
+            token has no console.
+            """)
+
+    @OptionGroup var global: GlobalOptions
+
+    func run() async throws {
+        try await global.withSession { s in
+            try await s.show(.POST, "/v1/console-links", as: ConsoleLinkResponse.self) { r in
+                print(s.base + r.path)
+                printError("bursarctl: this link signs you in once, within \(r.expiresInSeconds / 60) minutes; do not share it.")
+            }
+        }
+    }
+}

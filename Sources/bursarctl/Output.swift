@@ -1,3 +1,4 @@
+import BursarAPI
 import BursarLimits
 import Foundation
 import NIOCore
@@ -57,29 +58,14 @@ func printError(_ line: String) {
 
 // MARK: Values
 
-/// Nano-USD as dollars: at least cents, more decimals only when they are not zero
-/// (`$200.00`, `$0.000000001`, `-$5.10`). Integer arithmetic only.
-func dollars(_ nusd: Int64) -> String {
-    let magnitude = nusd.magnitude
-    let whole = magnitude / 1_000_000_000
-    var fraction = String(magnitude % 1_000_000_000)
-    fraction = String(repeating: "0", count: 9 - fraction.count) + fraction
-    while fraction.count > 2 && fraction.hasSuffix("0") { fraction.removeLast() }
-    return (nusd < 0 ? "-$" : "$") + groupThousands(String(whole)) + "." + fraction
-}
+/// Nano-USD as dollars (`Units.dollars`): `$200.00`, `$0.000000001`, `-$5.10`.
+func dollars(_ nusd: Int64) -> String { Units.dollars(nusd) }
 
 /// An optional amount; nil means no cap.
 func dollars(_ nusd: Int64?, none: String = "none") -> String { nusd.map { dollars($0) } ?? none }
 
 /// `1234567` as `1,234,567`.
-func groupThousands(_ digits: String) -> String {
-    var out = ""
-    for (i, c) in digits.enumerated() {
-        if i > 0 && (digits.count - i) % 3 == 0 { out.append(",") }
-        out.append(c)
-    }
-    return out
-}
+func groupThousands(_ digits: String) -> String { Units.groupThousands(digits) }
 
 /// A rate limit; nil means none.
 func limit(_ value: Int64?, none: String = "none") -> String { value.map { groupThousands(String($0)) } ?? none }

@@ -9,38 +9,13 @@ import Foundation
 // MARK: Money
 
 /// Dollars as exact nano-USD ($1 = 1_000_000_000): `200`, `$200`, `200.5`, `0.000000001`;
-/// a leading `-` only when `allowNegative`. No floating point anywhere.
+/// a leading `-` only when `allowNegative`. No floating point anywhere (`Units.parseMoney`).
 func parseMoney(_ text: String, flag: String, allowNegative: Bool = false) throws -> Int64 {
-    let bad = Failure.invalid("\(flag): '\(text)' is not a dollar amount (e.g. 200, $12.50, 0.000000001)")
-    var rest = Substring(text.trimmingCharacters(in: .whitespaces))
-    var negative = false
-    if rest.hasPrefix("-") {
-        negative = true
-        rest = rest.dropFirst()
+    do {
+        return try Units.parseMoney(text, allowNegative: allowNegative)
+    } catch {
+        throw Failure.invalid("\(flag): \(error.message)")
     }
-    if rest.hasPrefix("$") { rest = rest.dropFirst() }
-    if !negative && rest.hasPrefix("-") {
-        negative = true
-        rest = rest.dropFirst()
-    }
-    let parts = rest.split(separator: ".", maxSplits: 1, omittingEmptySubsequences: false)
-    let whole = parts[0]
-    let fraction = parts.count > 1 ? parts[1] : ""
-    func isDigits(_ s: Substring) -> Bool { s.allSatisfy { $0.isASCII && $0.isNumber } }
-    guard isDigits(whole), isDigits(fraction), !(whole.isEmpty && fraction.isEmpty) else { throw bad }
-    guard fraction.count <= 9 else {
-        throw Failure.invalid("\(flag): '\(text)' has more than 9 decimals (the smallest amount is $0.000000001)")
-    }
-    if negative && !allowNegative { throw Failure.invalid("\(flag): '\(text)' must not be negative") }
-    let tooLarge = Failure.invalid("\(flag): '\(text)' is too large (at most $9,223,372,036.854775807)")
-    var value: Int64 = 0
-    for digit in whole + fraction + String(repeating: "0", count: 9 - fraction.count) {
-        let (times10, o1) = value.multipliedReportingOverflow(by: 10)
-        let (sum, o2) = times10.addingReportingOverflow(Int64(digit.wholeNumberValue!))
-        if o1 || o2 { throw tooLarge }
-        value = sum
-    }
-    return negative ? -value : value
 }
 
 /// A money flag of an update: absent keeps, `none` clears, else an amount.
@@ -53,27 +28,13 @@ func parseMoneyPatch(_ text: String?, flag: String) throws -> Patch<Int64> {
 // MARK: Limits
 
 /// A rate limit (requests or tokens per minute): a non-negative integer, optionally with a `k`
-/// (thousand) or `m` (million) suffix: `600`, `20k`, `1m`.
+/// (thousand) or `m` (million) suffix: `600`, `20k`, `1m` (`Units.parseLimit`).
 func parseLimit(_ text: String, flag: String) throws -> Int64 {
-    var digits = Substring(text.trimmingCharacters(in: .whitespaces).replacingOccurrences(of: "_", with: ""))
-    var multiplier: Int64 = 1
-    switch digits.last {
-    case "k", "K":
-        multiplier = 1_000
-        digits = digits.dropLast()
-    case "m", "M":
-        multiplier = 1_000_000
-        digits = digits.dropLast()
-    default: break
+    do {
+        return try Units.parseLimit(text)
+    } catch {
+        throw Failure.invalid("\(flag): \(error.message)")
     }
-    guard !digits.isEmpty, digits.allSatisfy({ $0.isASCII && $0.isNumber }) else {
-        if text.hasPrefix("-") { throw Failure.invalid("\(flag): '\(text)' must not be negative") }
-        throw Failure.invalid("\(flag): '\(text)' is not a whole number (e.g. 600, 20k, 1m)")
-    }
-    guard let base = Int64(digits) else { throw Failure.invalid("\(flag): '\(text)' is too large") }
-    let (value, overflow) = base.multipliedReportingOverflow(by: multiplier)
-    guard !overflow else { throw Failure.invalid("\(flag): '\(text)' is too large") }
-    return value
 }
 
 /// A limit flag of an update: absent keeps, `none` clears, else a number.

@@ -121,6 +121,9 @@ struct Bursard: AsyncParsableCommand {
     @Option(name: .long, help: Bursard.help("max-unknown-keys-per-minute"))
     var maxUnknownKeysPerMinute: String?
 
+    @Option(name: .long, help: Bursard.help("console-session-ttl"))
+    var consoleSessionTtl: String?
+
     @Option(name: .long, help: ArgumentHelp("Read settings from this file ('name = value' lines; default: $BURSARD_CONFIG, else none).", valueName: "file"))
     var config: String?
 
@@ -141,7 +144,8 @@ struct Bursard: AsyncParsableCommand {
             ("redis-connections", redisConnections), ("threads", threads), ("log-level", logLevel),
             ("shutdown-timeout", shutdownTimeout), ("max-connections", maxConnections), ("max-in-flight", maxInFlight),
             ("max-in-flight-per-connection", maxInFlightPerConnection), ("idle-timeout", idleTimeout), ("frame-timeout", frameTimeout),
-            ("write-timeout", writeTimeout), ("max-unknown-keys-per-minute", maxUnknownKeysPerMinute), ("config", config),
+            ("write-timeout", writeTimeout), ("max-unknown-keys-per-minute", maxUnknownKeysPerMinute),
+            ("console-session-ttl", consoleSessionTtl), ("config", config),
         ]
         return Dictionary(uniqueKeysWithValues: given.compactMap { name, value in value.map { (name, $0) } })
     }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import BursarAdmin
+import BursarConsole
 import BursarRedis
 import BursarServer
 import BursarStore
@@ -100,8 +101,16 @@ struct BursardMain {
                 return StoreStatus(mode: mode.rawValue, admitsLocally: mode == .unavailableAdmittingLocally, pendingReplay: engine.pendingReplay)
             })
         let opsTLS = settings.opsTLS.map { OpsTLS(certificatePath: $0.certificate, keyPath: $0.key) }
+        // Cookies are Secure when the browser reaches the ops port over TLS: bursard's own, or a
+        // TLS-terminating proxy's (the reason --ops-allow-insecure-remote exists).
+        let console = Console(
+            service: admin,
+            configuration: ConsoleConfiguration(
+                sessionTTLSeconds: settings.consoleSessionTTLSeconds, secureCookies: opsTLS != nil || settings.opsAllowInsecureRemote),
+            logger: Logger(label: "bursard.console"))
         let opsApp = try OpsServer.application(
-            configuration: OpsConfiguration(host: ops.host, port: ops.port, tls: opsTLS), service: admin, probes: probes, group: group,
+            configuration: OpsConfiguration(host: ops.host, port: ops.port, tls: opsTLS), service: admin, probes: probes,
+            pages: { console.add(to: $0) }, group: group,
             logger: Logger(label: "bursard.ops"),
             onRunning: { [logger] port in
                 logger.info("ops port listening", metadata: ["address": "\(ops.host):\(port)", "tls": "\(opsTLS != nil)"])

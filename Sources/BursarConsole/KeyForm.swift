@@ -1,0 +1,96 @@
+import BursarAdmin
+import BursarAPI
+import BursarRBAC
+import Hummingbird
+
+extension Console {
+    // MARK: New user API key
+
+    func newKeyForm(_ signed: Signed, _ org: UInt64, _ project: UInt64) async throws -> Response {
+        try await keyForm(signed, org, project, values: nil, error: nil, status: .ok)
+    }
+
+    /// The form, as pictured on the product page: max spend and its reset, TPM, RPM, models,
+    /// expiry, content logging. Each capped field carries its tightest cap (`data-max`) and the
+    /// cap's name (`data-cap`), so the page refuses a value above it before it is sent; the
+    /// service refuses it again after.
+    func keyForm(
+        _ signed: Signed, _ org: UInt64, _ project: UInt64, values: Form?, error: (message: String, cap: String?, field: String?)?,
+        status: HTTPResponse.Status
+    ) async throws -> Response {
+        let p = try await service.getProject(signed.actor, org, project)
+        let caps = try await service.keyCapLevels(signed.actor, org, project)
+        func cap(_ field: KeyPath<Caps, Int64?>, _ name: String, money: Bool = false) -> [String: Any] {
+            guard let t = caps.tightest(field) else { return ["has": false] }
+            let capName = t.cap == "grant" ? "grant.\(name == "monthly_budget" ? "max_key_spend" : name)" : "project.\(name)"
+            let shown = money ? Units.dollars(t.value) : Units.count(t.value)
+            let whose = t.cap == "grant" ? "your grant in this project" : "the project"
+            return ["has": true, "max": String(t.value), "cap": capName, "text": "at most \(shown) (\(whose), \(capName))"]
+        }
+        let chosen = Set(values?.all("models") ?? [])
+        let models = caps.grantableModels.map { ["name": $0, "checked": chosen.contains($0)] as [String: Any] }
+        let period = values?["period"] ?? "monthly"
+        let periods = [("daily", "Daily"), ("weekly", "Weekly"), ("monthly", "Monthly"), ("lifetime", "No reset")].map {
+            ["value": $0.0, "label": $0.1, "selected": $0.0 == period] as [String: Any]
+        }
+        var ctx: [String: Any] = [
+            "orgId": String(org), "projectId": String(project), "projectName": p.name, "csrf": signed.session.csrf,
+            "models": models, "anyModel": caps.grantableModels.isEmpty, "periods": periods,
+            "spendCap": cap(\.spend, "monthly_budget", money: true), "tpmCap": cap(\.tpm, "tpm"), "rpmCap": cap(\.rpm, "rpm"),
+            "name": values?["name"] ?? "", "maxSpend": values?["max_spend"] ?? "", "tpm": values?["tpm"] ?? "", "rpm": values?["rpm"] ?? "",
+            "modelsText": values?["models_text"] ?? "", "expiresInDays": values?["expires_in_days"] ?? (values == nil ? "30" : ""),
+            "expiresOn": values?["expires_on"] ?? "", "noLogging": values?.checked("content_logging_disabled") ?? false,
+        ]
+        if let error {
+            ctx["error"] = ["message": error.message, "cap": error.cap ?? "", "field": error.field ?? ""]
+        }
+        return views.page("key-new", title: "New user API key", ctx, chrome: Chrome(signed, org: org), status: status)
+    }
+
+    func createKey(_ signed: Signed, _ form: Form, _ org: UInt64, _ project: UInt64) async throws -> Response {
+        let request: CreateKeyRequest
+        do {
+            request = try keyRequest(form)
+        } catch let e as FormError {
+            return try await keyForm(signed, org, project, values: form, error: (e.message, nil, e.field), status: .badRequest)
+        }
+        do {
+            let created = try await service.createKey(signed.actor, org, project, request)
+            let now = try await service.store.redisTimeMs()
+            let row = try await keyRow(signed, org, created.key, projectName: nil, now: now, back: "")
+            return views.page(
+                "key-created", title: "Key created",
+                ["secret": created.secret, "key": row, "orgId": String(org), "projectId": String(project)],
+                chrome: Chrome(signed, org: org), status: .created)
+        } catch let e as APIError where [.exceedsCap, .invalid, .conflict].contains(e.code) {
+            // A value the service refuses (a cap, an expiry in the past): the form again, with
+            // what was typed and the reason, naming the cap.
+            return try await keyForm(
+                signed, org, project, values: form, error: (Self.sentence(e.message), e.cap, nil),
+                status: e.code == .exceedsCap ? .unprocessableContent : (e.code == .conflict ? .conflict : .badRequest))
+        }
+    }
+
+    /// The form's fields as the admin API's request. Dollars, counts and dates are parsed exactly
+    /// as bursarctl parses them (`Units`).
+    func keyRequest(_ form: Form) throws -> CreateKeyRequest {
+        let inDays = try form.text("expires_in_days").map { text -> Int64 in
+            guard let n = Int64(text), n >= 1 else { throw FormError("Expires in: '\(text)' is not a whole number of days (1 or more)", field: "expires_in_days") }
+            return n
+        }
+        var on: Int64?
+        if let text = form.text("expires_on") {
+            do { on = try Units.parseDay(text) } catch { throw FormError("Expires on: \(error.message)", field: "expires_on") }
+        }
+        if inDays != nil && on != nil {
+            throw FormError("Give the expiry either in days or as a date, not both", field: "expires_on")
+        }
+        var models = form.all("models").filter { !$0.isEmpty }
+        if let typed = Fmt.models(form.text("models_text")) { models += typed }
+        let period = form.text("period") ?? "monthly"
+        return CreateKeyRequest(
+            name: try Fmt.required(form, "name", "Name"), maxSpendNusd: try Fmt.money(form, "max_spend", "Max spend"),
+            period: period, rpm: try Fmt.limit(form, "rpm", "RPM"), tpm: try Fmt.limit(form, "tpm", "TPM"), models: models,
+            expiresAtMs: on, expiresInDays: inDays, contentLoggingDisabled: form.checked("content_logging_disabled"))
+    }
+}

@@ -1,0 +1,104 @@
+import BursarAPI
+import Hummingbird
+import Mustache
+
+/// What every signed-in page shows around its content: who is signed in, the organizations they
+/// can switch between, the navigation their role allows, and the sign-out form.
+struct Chrome {
+    var email: String
+    var csrf: String
+    var orgs: [(id: UInt64, name: String, current: Bool)]
+    var org: (id: UInt64, name: String, owner: Bool)?
+    var page: String = ""
+
+    init(_ signed: Console.Signed, org: UInt64?) {
+        email = signed.me.user?.email ?? ""
+        csrf = signed.session.csrf
+        orgs = signed.me.organizations.map { ($0.id, $0.name, $0.id == org) }
+        if let org, let o = signed.me.organizations.first(where: { $0.id == org }) {
+            self.org = (o.id, o.name, o.role == "owner")
+        }
+    }
+
+    var context: [String: Any] {
+        var c: [String: Any] = [
+            "email": email, "csrf": csrf,
+            "orgs": orgs.map { ["id": String($0.id), "name": $0.name, "current": $0.current] as [String: Any] },
+            "manyOrgs": orgs.count > 1,
+        ]
+        if let org {
+            c["org"] = [
+                "id": String(org.id), "name": org.name, "owner": org.owner,
+                "navOverview": page == "overview", "navOrganization": page == "organization", "navAudit": page == "audit",
+            ] as [String: Any]
+        }
+        return c
+    }
+}
+
+/// The templates, compiled once, and the responses made from them.
+struct Views: Sendable {
+    let library: MustacheLibrary
+
+    init() {
+        var library = MustacheLibrary()
+        for (name, text) in Templates.all {
+            // The templates are part of the binary; one that does not parse is a bug caught by
+            // the first test that starts a console.
+            do {
+                try library.register(text, named: name)
+            } catch {
+                fatalError("console template \(name) does not parse: \(error)")
+            }
+        }
+        self.library = library
+    }
+
+    /// Headers on every console response: no caching of pages that show limits and secrets, no
+    /// framing, no script or style from anywhere but the console itself, no referrer (a sign-in
+    /// link's code must not leak to another site).
+    static let securityHeaders: HTTPFields = {
+        var h = HTTPFields()
+        h[.cacheControl] = "no-store"
+        h[.xContentTypeOptions] = "nosniff"
+        h[.contentSecurityPolicy] =
+            "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+        h[.init("Referrer-Policy")!] = "no-referrer"
+        h[.init("X-Frame-Options")!] = "DENY"
+        return h
+    }()
+
+    /// A page: `template` rendered with `context`, inside the layout.
+    func page(
+        _ template: String, title: String, _ context: [String: Any], chrome: Chrome?, status: HTTPResponse.Status = .ok
+    ) -> Response {
+        var chrome = chrome
+        chrome?.page = template
+        var ctx = context
+        if let chrome { ctx["chrome"] = chrome.context }
+        let body = library.render(ctx, withTemplate: template) ?? ""
+        var layout: [String: Any] = ["title": title, "page": template, "body": body]
+        if let chrome { layout["chrome"] = chrome.context }
+        if let error = context["errorCode"] as? String { layout["errorCode"] = error }
+        let html = library.render(layout, withTemplate: "layout") ?? ""
+        var headers = Self.securityHeaders
+        headers[.contentType] = "text/html; charset=utf-8"
+        return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(string: html)))
+    }
+
+    /// An error page: `code` is the admin API's stable error code (or `csrf`, `link_invalid`).
+    func errorPage(status: HTTPResponse.Status, code: String, message: String, chrome: Chrome?) -> Response {
+        let heading: String = switch code {
+        case "not_found": "Not found"
+        case "forbidden": "Not allowed"
+        case "csrf": "Form refused"
+        case "link_invalid": "Link no longer valid"
+        case "store_unavailable": "Temporarily unavailable"
+        default: "Something is not right"
+        }
+        return page(
+            "error", title: heading,
+            ["heading": heading, "message": message, "errorCode": code, "home": chrome != nil, "status": String(status.code)],
+            chrome: chrome, status: status)
+    }
+}
