@@ -40,6 +40,7 @@ struct DocumentedRoute: Sendable, CustomTestStringConvertible {
     static let table: [DocumentedRoute] = [
         DocumentedRoute("POST", "/v1/bootstrap", "BootstrapRequest", 201, "BootstrapResponse", "Permission: none"),
         DocumentedRoute("GET", "/v1/me", nil, 200, "MeResponse", "any valid token"),
+        DocumentedRoute("POST", "/v1/console-links", nil, 201, "ConsoleLinkResponse", "any user token"),
         DocumentedRoute("GET", "/v1/orgs", nil, 200, "OrgListResponse", "any valid token"),
         DocumentedRoute("POST", "/v1/orgs", "CreateOrgRequest", 201, "CreateOrgResponse", "operator only"),
         DocumentedRoute("GET", "/v1/orgs/{org}", nil, 200, "OrgBody", "the operator, or any user of the organization"),
@@ -163,6 +164,7 @@ enum BodySamples {
                    minimal: CreateOrgResponse(organization: orgMinimal, owner: member, ownerToken: nil)),
         BodySample("OrgListResponse", full: OrgListResponse(organizations: [org, orgMinimal]), minimal: OrgListResponse(organizations: [])),
         // Organization members
+        BodySample("ConsoleLinkResponse", ConsoleLinkResponse(path: "/console/link/abc_-9", expiresInSeconds: 600)),
         BodySample("MemberBody", member),
         BodySample("InviteRequest", full: InviteRequest(email: "bob@acme.test", name: "Bob", role: "member"), minimal: InviteRequest(email: "bob@acme.test")),
         BodySample("InviteResponse", full: InviteResponse(member: member, token: "pat-br-ghi"), minimal: InviteResponse(member: member, token: nil)),
@@ -339,7 +341,7 @@ struct OpenAPIDocumentTests {
     func coversTheRouteTable() {
         let documented = Set(doc.operations.map { "\($0.method) \($0.template)" })
         let expected = Set(DocumentedRoute.table.map { "\($0.method) \($0.template)" })
-        #expect(DocumentedRoute.table.count == 51)
+        #expect(DocumentedRoute.table.count == 52)
         #expect(doc.operations.count == documented.count, "an operation is listed twice")
         #expect(expected.subtracting(documented).sorted() == [], "in routes.md but not in the document")
         #expect(documented.subtracting(expected).sorted() == [], "in the document but not in routes.md")

@@ -1,6 +1,7 @@
 import BursarAPI
 @_spi(Testing) import BursarAdmin
 import BursarClient
+import BursarConsole
 import BursarRBAC
 import BursarRedis
 import BursarServer
@@ -60,7 +61,10 @@ struct AdminHarness: Sendable {
 /// Runs `body` with a fresh harness, then tears it down. With `clock: .testFrozen` the data plane's
 /// limiter and the admin API's usage reads both take an organization's time from
 /// `MetadataStore.setTestClock` once it is set.
-func withAdmin<T: Sendable>(clock: ScriptClock = .redis, _ body: @Sendable (AdminHarness) async throws -> T) async throws -> T {
+/// The router serves the web console too (`/console`), with sessions of `consoleSessionTTL` seconds.
+func withAdmin<T: Sendable>(
+    clock: ScriptClock = .redis, consoleSessionTTL: Int = 3600, _ body: @Sendable (AdminHarness) async throws -> T
+) async throws -> T {
     let redisServer = try RedisServerProcess.ephemeral()
     let metrics = ServerMetrics(version: "test")
     let redis = RedisClient(
@@ -77,7 +81,8 @@ func withAdmin<T: Sendable>(clock: ScriptClock = .redis, _ body: @Sendable (Admi
     metrics.observe(engine: engine, server: server, invalidation: nil)
     let service = AdminService(store: store, audit: AuditLog(redis: redis), logger: AdminHarness.logger, clock: clock)
     let probes = OpsProbes(metrics: { metrics.render() }, readiness: { await engine.readiness() })
-    let app = Application(router: OpsServer.router(service: service, probes: probes), logger: AdminHarness.logger)
+    let console = Console(service: service, configuration: ConsoleConfiguration(sessionTTLSeconds: consoleSessionTTL), logger: AdminHarness.logger)
+    let app = Application(router: OpsServer.router(service: service, probes: probes, pages: { console.add(to: $0) }), logger: AdminHarness.logger)
     defer {
         redis.shutdown()
         redisServer.stop()
