@@ -141,9 +141,9 @@ public enum Units {
         switch span {
         case 0..<45: return "now"
         case 45..<5400: phrase = plural(Int64((span + 30) / 60), "minute")
-        case 5400..<129_600: phrase = plural(Int64((span + 1800) / 3600), "hour")
-        case 129_600..<(86_400 * 60): phrase = plural(Int64((span + 43_200) / 86_400), "day")
-        case (86_400 * 60)..<(86_400 * 730): phrase = plural(Int64((span + 15 * 86_400) / (30 * 86_400)), "month")
+        case 5400..<79_200: phrase = plural(Int64((span + 1800) / 3600), "hour")
+        case 79_200..<(86_400 * 45): phrase = plural(max(1, Int64((span + 43_200) / 86_400)), "day")
+        case (86_400 * 45)..<(86_400 * 730): phrase = plural(Int64((span + 15 * 86_400) / (30 * 86_400)), "month")
         default: phrase = plural(Int64(span / (365 * 86_400)), "year")
         }
         return delta > 0 ? "in \(phrase)" : "\(phrase) ago"

@@ -5,7 +5,7 @@ enum Assets {
     static let css = #"""
     :root {
       --bg: #f6f7f9; --panel: #fff; --ink: #14171f; --muted: #5b6472; --line: #e3e6eb; --brand: #4338ca; --brand-ink: #fff;
-      --ok: #047857; --ok-bg: #e7f6ef; --warn: #a16207; --warn-bg: #fdf3dc; --bad: #b42318; --bad-bg: #fdecea; --focus: #2563eb;
+      --ok: #047857; --ok-bg: #e7f6ef; --warn: #92400e; --warn-bg: #fdf3dc; --bad: #b42318; --bad-bg: #fdecea; --focus: #2563eb;
       --radius: 10px; --shadow: 0 1px 2px rgba(16,24,40,.06), 0 1px 3px rgba(16,24,40,.08);
       font-family: system-ui, -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial, sans-serif;
       color: var(--ink); background: var(--bg); line-height: 1.5; font-size: 15px;

@@ -506,6 +506,7 @@ enum Templates {
     <div class="grid-2">
       <section class="panel" id="external_keys_byok" data-action="external_keys_byok" aria-labelledby="byok-h">
         <h2 id="byok-h">External keys (BYOK)</h2>
+        {{^byok}}<p class="muted small">No external keys yet.</p>{{/byok}}
         <ul class="item-list">
           {{#byok}}<li data-byok-id="{{id}}"><span><span class="strong">{{name}}</span> <span class="muted">{{provider}}</span> <code>{{display}}</code></span>
             <form method="post" action="/console/o/{{orgId}}/organization/byok/{{id}}/delete" class="inline">{{>csrf}}<button type="submit" class="btn btn-danger-ghost btn-sm" aria-label="Delete external key {{name}}">Delete</button></form></li>{{/byok}}
@@ -523,6 +524,7 @@ enum Templates {
 
       <section class="panel" id="virtual_models" data-action="virtual_models" aria-labelledby="vm-h">
         <h2 id="vm-h">Virtual models</h2>
+        {{^virtualModels}}<p class="muted small">No virtual models yet.</p>{{/virtualModels}}
         <ul class="item-list">
           {{#virtualModels}}<li data-virtual-model="{{name}}"><span><span class="strong">{{name}}</span> <span class="muted">→ {{targets}}</span></span>
             <form method="post" action="/console/o/{{orgId}}/organization/virtual-models/{{path}}/delete" class="inline">{{>csrf}}<button type="submit" class="btn btn-danger-ghost btn-sm" aria-label="Delete virtual model {{name}}">Delete</button></form></li>{{/virtualModels}}
@@ -539,6 +541,7 @@ enum Templates {
 
       <section class="panel" id="mcp_servers" data-action="mcp_servers" aria-labelledby="mcp-h">
         <h2 id="mcp-h">MCP servers</h2>
+        {{^mcp}}<p class="muted small">No MCP servers yet.</p>{{/mcp}}
         <ul class="item-list">
           {{#mcp}}<li data-mcp-id="{{id}}"><span><span class="strong">{{name}}</span> <span class="muted">{{url}}</span></span>
             <form method="post" action="/console/o/{{orgId}}/organization/mcp-servers/{{id}}/delete" class="inline">{{>csrf}}<button type="submit" class="btn btn-danger-ghost btn-sm" aria-label="Delete MCP server {{name}}">Delete</button></form></li>{{/mcp}}
@@ -555,6 +558,7 @@ enum Templates {
 
       <section class="panel" id="prompt_management" data-action="prompt_management" aria-labelledby="pr-h">
         <h2 id="pr-h">Prompts</h2>
+        {{^prompts}}<p class="muted small">No prompts yet.</p>{{/prompts}}
         <ul class="item-list">
           {{#prompts}}<li data-prompt="{{name}}"><span><span class="strong">{{name}}</span> <span class="muted">v{{version}}</span></span>
             <form method="post" action="/console/o/{{orgId}}/organization/prompts/{{path}}/delete" class="inline">{{>csrf}}<button type="submit" class="btn btn-danger-ghost btn-sm" aria-label="Delete prompt {{name}}">Delete</button></form></li>{{/prompts}}

@@ -12,10 +12,10 @@ public struct RedisSubscriberConfiguration: Sendable {
     /// Time allowed to connect. `stop()` may wait this long if it lands mid-connect.
     public var connectTimeoutMs: Int
     /// Time allowed for any one read or write (the SUBSCRIBE handshake, the rest of a reply
-    /// whose first bytes arrived) before the connection is declared lost.
+    /// whose first bytes arrived, the answer to a PING) before the connection is declared lost.
     public var ioTimeoutMs: Int
     /// After this long with nothing received the subscriber sends PING; if nothing arrives
-    /// within another interval the connection is declared lost. This catches a server that
+    /// within `ioTimeoutMs` the connection is declared lost. This catches a server that
     /// vanished without closing the socket (a paused process, a partition).
     public var pingIntervalMs: Int
     /// First reconnect delay after a failure; doubles on each failure up to `maxBackoffMs`.
@@ -190,15 +190,18 @@ public final class RedisSubscriber: Sendable {
                 try handle(reply)
                 continue
             }
+            // Idle: PING after `pingIntervalMs` of silence. Pinged: the answer may take up to
+            // `ioTimeoutMs` (a busy machine or Redis stalls longer than one ping interval without
+            // the connection being lost; reconnecting would flush every bursard's cache).
             var pfd = pollfd(fd: connection.fileDescriptor, events: Int16(POLLIN), revents: 0)
-            let n = poll(&pfd, 1, Int32(clamping: configuration.pingIntervalMs))
+            let n = poll(&pfd, 1, Int32(clamping: pinged ? configuration.ioTimeoutMs : configuration.pingIntervalMs))
             if control.isStopping { return }
             if n < 0 {
                 if errno == EINTR { continue }
                 throw RedisError(.connectionLost, "poll on \(connection.endpoint): errno \(errno)")
             }
             if n == 0 {
-                if pinged { throw RedisError(.connectionLost, "\(connection.endpoint) did not answer PING") }
+                if pinged { throw RedisError(.connectionLost, "\(connection.endpoint) did not answer PING within \(configuration.ioTimeoutMs) ms") }
                 try connection.send([RedisCommand("PING")])
                 pinged = true
                 continue

@@ -131,7 +131,7 @@ struct ConfigurationTests {
         #expect(refusal { () throws(ConfigurationError) in try resolve(["config": short]) }.contains("(did you mean 'deadline-ms'?)"))
         let other = try file("colour = blue\n")
         #expect(refusal { () throws(ConfigurationError) in try resolve(["config": other]) }
-            .contains("config file \(other):1: unknown setting 'colour'; settings are the flag names without '--': appendfsync, cache-ttl-ms, data-dir"))
+            .contains("config file \(other):1: unknown setting 'colour'; settings are the flag names without '--': appendfsync, cache-ttl-ms, console-session-ttl, data-dir"))
         let message = refusal { () throws(ConfigurationError) in try resolve(env: ["BURSARD_LISTN": "127.0.0.1:1"]) }
         #expect(message.hasPrefix("unknown environment variable BURSARD_LISTN: bursard reads only "), "\(message)")
         #expect(message.contains("BURSARD_LISTEN") && message.contains("BURSARD_CONFIG"))
