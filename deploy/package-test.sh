@@ -113,6 +113,22 @@ say "CHECK by /usr/bin/bursarctl over the binary protocol, the key's own model: 
 say "CHECK, a model outside the key's four: $(block 'a model outside')"
 say "CHECK after the Owner revoked the key: $(block 'the Owner revokes' | grep -o 'decision: .*')"
 say "the product flow (bootstrap, projects, member, scoped key, CHECK admitted, wrong model denied, revoked key denied): ok"
+# The web console: its templates are compiled into the binary (a template that does not parse
+# stops bursard at start), so the installed bursard must serve the sign-in page and its assets.
+console=$(python3 - "http://127.0.0.1:$ops" <<'PY'
+import sys, urllib.request
+base = sys.argv[1]
+page = urllib.request.urlopen(base + "/console/sign-in", timeout=5)
+html = page.read().decode()
+assert page.status == 200 and 'data-page="sign-in"' in html, "no sign-in page"
+assert "frame-ancestors 'none'" in page.headers["Content-Security-Policy"], "no CSP"
+assert "SameSite=Strict" in page.headers["Set-Cookie"], "no SameSite=Strict cookie"
+css = urllib.request.urlopen(base + "/console/assets/console.css", timeout=5)
+assert css.status == 200 and css.headers["Content-Type"].startswith("text/css"), "no stylesheet"
+print("GET /console/sign-in 200 (form, CSP, SameSite=Strict cookie), /console/assets/console.css 200")
+PY
+) || { cat "$work/bursard.log" >&2; fail "the web console is not served"; }
+say "web console: $console"
 $sudo kill "${pids[-1]}"; wait "${pids[-1]}" 2>/dev/null && code=0 || code=$?
 ((code == 0)) || { cat "$work/bursard.log" >&2; fail "bursard exited $code on SIGTERM"; }
 say "bursard drained and exited 0 on SIGTERM"
