@@ -44,6 +44,13 @@ extension AdminService {
         return KeyCapLevels(levels: levels, grantableModels: models)
     }
 
+    /// Records a web console sign-in (`console.sign_in`, by token or by link) in the audit log of
+    /// every organization the user belongs to, so Owners see who opened the console.
+    public func recordConsoleSignIn(_ actor: Actor, via method: String) async {
+        guard let user = actor.userID, let orgs = try? await store.memberships(of: user) else { return }
+        for (org, _) in orgs { await record(org.id, actor, "console.sign_in", "user:\(user) (\(method))", "ok") }
+    }
+
     /// A single-use link that signs the caller in to the web console (`bursarctl console-link`):
     /// the path to open on the ops port, valid `ttlSeconds`. Users only: the operator has no
     /// console.

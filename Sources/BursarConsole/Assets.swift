@@ -156,6 +156,9 @@ enum Assets {
       #my-keys tr, #keys tr, #all-keys tr { display: grid; grid-template-columns: 1fr 1fr; gap: .2rem .8rem; padding: .7rem 0; border-bottom: 1px solid var(--line); }
       #my-keys td, #keys td, #all-keys td { border: 0; padding: .1rem 0; }
       #my-keys td:first-child, #keys td:first-child, #all-keys td:first-child { grid-column: 1 / -1; }
+      #my-keys td[data-label]::before, #keys td[data-label]::before, #all-keys td[data-label]::before {
+        content: attr(data-label); display: block; font-size: .7rem; text-transform: uppercase; letter-spacing: .05em; color: var(--muted);
+      }
       td.num { text-align: left; }
       .row-actions { text-align: left; grid-column: 1 / -1; }
       .row-actions form { margin: .3rem .35rem 0 0; }

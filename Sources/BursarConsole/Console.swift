@@ -281,6 +281,7 @@ public struct Console: Sendable {
             guard let user = actor.userID else {
                 return await signInPage(req, status: .unauthorized, error: "The operator token has no console. Sign in with a user's token.")
             }
+            await service.recordConsoleSignIn(actor, via: "token")
             return try await startSession(user: user, next: Self.safeLocal(form["next"]))
         } catch {
             return failure(error, chrome: nil)
@@ -325,6 +326,7 @@ public struct Console: Sendable {
                 return csrfRefusal(chrome: nil)
             }
             guard let user = try await service.store.consumeConsoleLink(code: code) else { return linkGone() }
+            await service.recordConsoleSignIn(Actor(.user(user)), via: "link")
             return try await startSession(user: user, next: nil)
         } catch {
             return failure(error, chrome: nil)

@@ -75,12 +75,12 @@ enum Templates {
     {{#keys}}
     <tr data-key-id="{{id}}" data-key-user="{{user}}">
       <td><div class="strong">{{name}}</div><code class="key">{{display}}</code>{{#noLogging}} <span class="badge badge-muted" title="Content logging disabled">no logging</span>{{/noLogging}}</td>
-      {{#project}}<td>{{project}}</td>{{/project}}
-      {{#owner}}<td>{{owner}}</td>{{/owner}}
-      <td>{{limits}}</td>
-      <td class="num">{{requests}}<div class="muted">{{tokens}} tok</div></td>
-      <td class="num">{{spend}}<div class="muted">this {{period}}</div></td>
-      <td><span title="{{expiryTitle}}">{{expiry}}</span></td>
+      {{#project}}<td data-label="Project">{{project}}</td>{{/project}}
+      {{#owner}}<td data-label="User">{{owner}}</td>{{/owner}}
+      <td data-label="Limits">{{limits}}</td>
+      <td class="num" data-label="This minute">{{requests}} req<div class="muted">{{tokens}} tok</div></td>
+      <td class="num" data-label="Spend">{{spend}}<div class="muted">this {{period}}</div></td>
+      <td data-label="Expires"><span title="{{expiryTitle}}">{{expiry}}</span></td>
       <td class="row-actions">
         {{#active}}
         <form method="post" action="/console/o/{{orgId}}/keys/{{id}}/revoke" data-revoke="{{id}}">

@@ -285,6 +285,8 @@ struct ConsoleTests {
             let used = try await b.request(.post, path, form: [("_csrf", page.csrf ?? "")])
             #expect(used.status == 303)
             #expect(try await b.get("/console/o/\(w.org)").page == "overview")
+            let log = try await h.service.audit.read(org: w.org, limit: 10)
+            #expect(log.contains { $0.action == "console.sign_in" && $0.actor == "user:\(w.admin.id)" && $0.target.hasSuffix("(link)") })
             var again = Browser(client: h.api.client)
             let gone = try await again.get(path)
             #expect(gone.status == 410)
