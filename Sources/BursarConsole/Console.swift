@@ -83,7 +83,9 @@ public struct Console: Sendable {
             await self.post(req) { s, _ in try await self.removeProjectMember(s, Self.id(ctx, "org"), Self.id(ctx, "project"), Self.id(ctx, "user")) }
         }
         o.get("p/:project/keys/new") { req, ctx in
-            await self.run(req) { try await self.newKeyForm($0, Self.id(ctx, "org"), Self.id(ctx, "project")) }
+            await self.run(req) {
+                try await self.newKeyForm($0, Self.id(ctx, "org"), Self.id(ctx, "project"), user: req.uri.queryParameters.get("user").flatMap { UInt64($0) })
+            }
         }
         o.post("p/:project/keys") { req, ctx in
             await self.post(req) { try await self.createKey($0, $1, Self.id(ctx, "org"), Self.id(ctx, "project")) }

@@ -6,8 +6,12 @@ import Hummingbird
 extension Console {
     // MARK: New user API key
 
-    func newKeyForm(_ signed: Signed, _ org: UInt64, _ project: UInt64) async throws -> Response {
-        try await keyForm(signed, org, project, values: nil, error: nil, status: .ok)
+    /// The form for a key of the caller, or (Project Admins and Owners) of another member of the
+    /// project, `user`: the caps shown are that member's.
+    func newKeyForm(_ signed: Signed, _ org: UInt64, _ project: UInt64, user: UInt64?) async throws -> Response {
+        var values: Form?
+        if let user, user != signed.userID { values = Form(fields: [("user_id", String(user))]) }
+        return try await keyForm(signed, org, project, values: values, error: nil, status: .ok)
     }
 
     /// The form, as pictured on the product page: max spend and its reset, TPM, RPM, models,
@@ -19,7 +23,18 @@ extension Console {
         status: HTTPResponse.Status
     ) async throws -> Response {
         let p = try await service.getProject(signed.actor, org, project)
-        let caps = try await service.keyCapLevels(signed.actor, org, project)
+        let forUser = values?["user_id"].flatMap { UInt64($0) }
+        let caps = try await service.keyCapLevels(signed.actor, org, project, user: forUser)
+        // Project Admins and Owners may create a key for any member of the project.
+        var owners: [[String: Any]] = []
+        if Policy.permits(.manageAllKeysInProject, standing(signed, org, p)) {
+            owners = try await service.listProjectMembers(signed.actor, org, project).members.map { m in
+                [
+                    "id": String(m.userId), "label": m.userId == signed.userID ? "\(m.email) (you)" : m.email,
+                    "selected": m.userId == (forUser ?? signed.userID),
+                ]
+            }
+        }
         func cap(_ field: KeyPath<Caps, Int64?>, _ name: String, money: Bool = false) -> [String: Any] {
             guard let t = caps.tightest(field) else { return ["has": false] }
             let capName = t.cap == "grant" ? "grant.\(name == "monthly_budget" ? "max_key_spend" : name)" : "project.\(name)"
@@ -35,6 +50,8 @@ extension Console {
         }
         var ctx: [String: Any] = [
             "orgId": String(org), "projectId": String(project), "projectName": p.name, "csrf": signed.session.csrf,
+            "keyOwners": owners, "hasKeyOwners": owners.count > 1, "forUser": forUser.map(String.init) ?? "",
+            "forWhom": owners.first { $0["selected"] as? Bool == true }?["label"] as? String ?? "you",
             "models": models, "anyModel": caps.grantableModels.isEmpty, "periods": periods,
             "spendCap": cap(\.spend, "monthly_budget", money: true), "tpmCap": cap(\.tpm, "tpm"), "rpmCap": cap(\.rpm, "rpm"),
             "name": values?["name"] ?? "", "maxSpend": values?["max_spend"] ?? "", "tpm": values?["tpm"] ?? "", "rpm": values?["rpm"] ?? "",
@@ -88,8 +105,13 @@ extension Console {
         var models = form.all("models").filter { !$0.isEmpty }
         if let typed = Fmt.models(form.text("models_text")) { models += typed }
         let period = form.text("period") ?? "monthly"
+        var userID: UInt64?
+        if let text = form.text("user_id") {
+            guard let id = UInt64(text) else { throw FormError("Key for: '\(text)' is not a user id", field: "user_id") }
+            userID = id
+        }
         return CreateKeyRequest(
-            name: try Fmt.required(form, "name", "Name"), maxSpendNusd: try Fmt.money(form, "max_spend", "Max spend"),
+            name: try Fmt.required(form, "name", "Name"), userId: userID, maxSpendNusd: try Fmt.money(form, "max_spend", "Max spend"),
             period: period, rpm: try Fmt.limit(form, "rpm", "RPM"), tpm: try Fmt.limit(form, "tpm", "TPM"), models: models,
             expiresAtMs: on, expiresInDays: inDays, contentLoggingDisabled: form.checked("content_logging_disabled"))
     }

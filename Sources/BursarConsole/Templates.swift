@@ -319,11 +319,19 @@ enum Templates {
       <div>
         <p class="eyebrow"><a href="/console/o/{{orgId}}/p/{{projectId}}">{{projectName}}</a> / New key</p>
         <h1>New user API key</h1>
-        <p class="muted">Scoped to you in {{projectName}}. Every limit stays within the project's caps and your grant.</p>
+        <p class="muted">For {{forWhom}} in {{projectName}}. Every limit stays within the project's caps and the key user's grant.</p>
       </div>
     </div>
+    {{#hasKeyOwners}}
+    <form method="get" action="/console/o/{{orgId}}/p/{{projectId}}/keys/new" class="panel form form-inline-grid key-form" id="key-owner" data-action="manage_all_keys_in_project">
+      <div class="field"><label for="user">Key for</label>
+        <select id="user" name="user">{{#keyOwners}}<option value="{{id}}"{{#selected}} selected{{/selected}}>{{label}}</option>{{/keyOwners}}</select></div>
+      <div class="field field-end"><button type="submit" class="btn">Show their caps</button></div>
+    </form>
+    {{/hasKeyOwners}}
     <form id="new-key" class="panel form key-form" method="post" action="/console/o/{{orgId}}/p/{{projectId}}/keys">
       {{>csrf}}
+      {{#forUser}}<input type="hidden" name="user_id" value="{{forUser}}">{{/forUser}}
       {{#error}}<div class="alert alert-error" role="alert" data-testid="form-error" data-cap="{{cap}}" data-field="{{field}}">{{message}}</div>{{/error}}
       <div class="alert alert-error" role="alert" data-testid="cap-error" hidden></div>
 

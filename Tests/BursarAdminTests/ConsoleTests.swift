@@ -264,6 +264,19 @@ struct ConsoleTests {
             #expect(key.userID == w.member.id)
             #expect(try await h.check(secret, model: "m").allowed)
             #expect(try await h.check(secret, model: "claude-opus-4.8").reason == .modelNotAllowed)
+            // A Project Member cannot make a key for someone else; a Project Admin can, from the same form.
+            let forTess = try await b.request(.post, url, form: [("_csrf", csrf), ("name", "for-tess"), ("user_id", String(w.tess.id))])
+            #expect(forTess.status == 403)
+            var admin = Browser(client: h.api.client)
+            _ = try await admin.signIn(w.admin.token)
+            let adminForm = try await admin.get("/console/o/\(w.org)/p/\(w.p)/keys/new?user=\(w.tess.id)")
+            #expect(adminForm.offers("manage_all_keys_in_project"))
+            #expect(adminForm.html.contains("name=\"user_id\" value=\"\(w.tess.id)\""))
+            let made = try await admin.request(.post, url, form: [("_csrf", adminForm.csrf ?? ""), ("name", "for-tess"), ("user_id", String(w.tess.id))])
+            #expect(made.status == 201)
+            #expect(try await h.store.keys(org: w.org, project: w.p).first { $0.name == "for-tess" }?.userID == w.tess.id)
+            #expect(!form.offers("manage_all_keys_in_project"), "a Project Member's form offers no other key user")
+
             // Never shown again: not on the project page, the overview, or anywhere the user goes next.
             for path in ["/console/o/\(w.org)/p/\(w.p)", "/console/o/\(w.org)"] {
                 #expect(!(try await b.get(path).html.contains(secret)))
