@@ -36,7 +36,7 @@ extension Console {
                 ["name": s.name, "id": String(s.projectId), "budget": Fmt.budget(spent: s.spendNusd, of: s.monthlyBudgetNusd)] as [String: Any]
             },
             "month": Units.day(billing.monthStartMs),
-            "keys": keys, "noKeys": keys.isEmpty,
+            "keys": keys, "noKeys": keys.isEmpty, "tableId": "all-keys", "showProject": true, "showUser": true,
             "byok": try await service.listByok(a, org).keys.map { ["id": String($0.id), "provider": $0.provider, "name": $0.name, "display": $0.display] },
             "virtualModels": try await service.listVirtualModels(a, org).models.map {
                 ["name": $0.name, "path": Fmt.pathSegment($0.name), "targets": $0.targets.joined(separator: ", ")]

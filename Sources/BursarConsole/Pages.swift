@@ -62,7 +62,7 @@ extension Console {
             [
                 "orgName": signed.me.organizations.first { $0.id == org }?.name ?? "", "orgRole": orgStanding == .orgOwner ? "Owner" : "Member",
                 "projects": cards, "noProjects": cards.isEmpty, "keys": myKeys, "noKeys": myKeys.isEmpty, "orgLinks": links,
-                "hasOrgLinks": !links.isEmpty,
+                "hasOrgLinks": !links.isEmpty, "tableId": "my-keys", "showProject": true,
                 "can": can(orgStanding), "csrf": signed.session.csrf, "orgId": String(org),
             ],
             chrome: Chrome(signed, org: org))
@@ -131,6 +131,7 @@ extension Console {
         ctx["csrf"] = signed.session.csrf
         ctx["keys"] = rows
         ctx["noKeys"] = rows.isEmpty
+        ctx["tableId"] = "keys"
         ctx["members"] = members
         ctx["budget"] = Fmt.budget(spent: usage.spend.spendNusd, of: p.monthlyBudgetNusd)
         ctx["minuteRequests"] = Fmt.rate(usage.requests)

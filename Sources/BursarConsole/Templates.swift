@@ -5,7 +5,7 @@
 
 enum Templates {
     static let all: [(String, String)] = [
-        ("layout", layout), ("budget", budget), ("csrf", csrf), ("key-rows", keyRows),
+        ("layout", layout), ("budget", budget), ("csrf", csrf), ("key-table", keyTable), ("key-rows", keyRows),
         ("sign-in", signIn), ("link", link), ("error", error), ("overview", overview), ("project", project),
         ("key-new", keyNew), ("key-created", keyCreated), ("organization", organization), ("invited", invited), ("audit", audit),
     ]
@@ -67,6 +67,17 @@ enum Templates {
       <div class="budget-label"><span>Monthly budget</span><span class="num">{{text}}</span></div>
       {{#has}}<progress data-testid="budget" class="{{#warn}}warn{{/warn}}{{#over}} over{{/over}}" value="{{value}}" max="{{max}}" aria-label="Monthly budget used: {{percent}}%">{{percent}}%</progress>{{/has}}
       {{^has}}<progress data-testid="budget" value="0" max="1" aria-label="No monthly budget set">no budget</progress>{{/has}}
+    </div>
+    """#
+
+    /// The key table of the overview (`my-keys`), the project page (`keys`) and the organization
+    /// page (`all-keys`): the page's context sets `tableId`, `showProject` and `showUser`.
+    static let keyTable = #"""
+    <div class="table-wrap">
+      <table id="{{tableId}}">
+        <thead><tr><th scope="col">Key</th>{{#showProject}}<th scope="col">Project</th>{{/showProject}}{{#showUser}}<th scope="col">User</th>{{/showUser}}<th scope="col">Limits</th><th scope="col" class="num">This minute</th><th scope="col" class="num">Spend</th><th scope="col">Expires</th><th scope="col"><span class="sr-only">Actions</span></th></tr></thead>
+        <tbody>{{>key-rows}}</tbody>
+      </table>
     </div>
     """#
 
@@ -197,11 +208,8 @@ enum Templates {
       <div class="section-head"><h2 id="keys-h">Your API keys</h2></div>
       {{#noKeys}}<p class="empty">You have no keys here yet. Open a project to create one.</p>{{/noKeys}}
       {{^noKeys}}
-      <div class="table-wrap">
-        <table id="my-keys">
-          <thead><tr><th scope="col">Key</th><th scope="col">Project</th><th scope="col">Limits</th><th scope="col" class="num">This minute</th><th scope="col" class="num">Spend</th><th scope="col">Expires</th><th scope="col"><span class="sr-only">Actions</span></th></tr></thead>
-          <tbody>{{>key-rows}}</tbody>
-        </table>
+      <div class="panel">
+      {{>key-table}}
       </div>
       {{/noKeys}}
     </section>
@@ -304,12 +312,7 @@ enum Templates {
       <h2 id="keys-h">{{#allKeys}}<span data-action="manage_all_keys_in_project">All keys of this project</span>{{/allKeys}}{{^allKeys}}Your keys in this project{{/allKeys}}</h2>
       {{#noKeys}}<p class="empty">No keys yet.</p>{{/noKeys}}
       {{^noKeys}}
-      <div class="table-wrap">
-        <table id="keys">
-          <thead><tr><th scope="col">Key</th><th scope="col">Limits</th><th scope="col" class="num">This minute</th><th scope="col" class="num">Spend</th><th scope="col">Expires</th><th scope="col"><span class="sr-only">Actions</span></th></tr></thead>
-          <tbody>{{>key-rows}}</tbody>
-        </table>
-      </div>
+      {{>key-table}}
       {{/noKeys}}
     </section>
     """#
@@ -502,12 +505,7 @@ enum Templates {
       <h2 id="ak-h">All keys</h2>
       {{#noKeys}}<p class="empty">No keys in any project.</p>{{/noKeys}}
       {{^noKeys}}
-      <div class="table-wrap">
-        <table id="all-keys">
-          <thead><tr><th scope="col">Key</th><th scope="col">Project</th><th scope="col">User</th><th scope="col">Limits</th><th scope="col" class="num">This minute</th><th scope="col" class="num">Spend</th><th scope="col">Expires</th><th scope="col"><span class="sr-only">Actions</span></th></tr></thead>
-          <tbody>{{>key-rows}}</tbody>
-        </table>
-      </div>
+      {{>key-table}}
       {{/noKeys}}
     </section>
 
