@@ -147,7 +147,7 @@ public struct Console: Sendable {
             do {
                 return try await body(signed)
             } catch {
-                return failure(error, chrome: Chrome(signed, org: nil))
+                return failure(error, chrome: Chrome(signed, org: Self.org(of: req)))
             }
         } catch {
             return failure(error, chrome: nil)
@@ -160,11 +160,11 @@ public struct Console: Sendable {
         do {
             guard let signed = try await signedIn(req) else { return Self.toSignIn(req) }
             let form = try await Form.read(req)
-            guard Self.sameToken(form["_csrf"], signed.session.csrf) else { return csrfRefusal(chrome: Chrome(signed, org: nil)) }
+            guard Self.sameToken(form["_csrf"], signed.session.csrf) else { return csrfRefusal(chrome: Chrome(signed, org: Self.org(of: req))) }
             do {
                 return try await body(signed, form)
             } catch {
-                return failure(error, chrome: Chrome(signed, org: nil))
+                return failure(error, chrome: Chrome(signed, org: Self.org(of: req)))
             }
         } catch {
             return failure(error, chrome: nil)
@@ -191,6 +191,14 @@ public struct Console: Sendable {
     static func sentence(_ message: String) -> String {
         guard let first = message.first else { return message }
         return first.uppercased() + message.dropFirst() + (message.hasSuffix(".") ? "" : ".")
+    }
+
+    /// The organization a console path is in (`/console/o/<org>/…`), for the header of an error
+    /// page (shown only when the visitor belongs to it).
+    static func org(of req: Request) -> UInt64? {
+        let parts = req.uri.path.split(separator: "/")
+        guard parts.count >= 3, parts[0] == "console", parts[1] == "o" else { return nil }
+        return UInt64(parts[2])
     }
 
     /// A path id (decimal digits of a UInt64), else not found.
@@ -290,9 +298,11 @@ public struct Console: Sendable {
         }
     }
 
+    /// Starts a session and sends the browser to `next`, else to the user's first organization.
     func startSession(user: UInt64, next: String?) async throws -> Response {
         let (value, _) = try await service.store.createConsoleSession(user: user, ttlSeconds: configuration.sessionTTLSeconds)
-        var response = Self.redirect(next ?? "/console")
+        let first = try await service.store.memberships(of: user).first.map { "/console/o/\($0.0.id)" }
+        var response = Self.redirect(next ?? first ?? "/console")
         response.setCookie(cookie(Self.sessionCookie, value, maxAge: configuration.sessionTTLSeconds))
         response.setCookie(cookie(Self.signInCookie, "", maxAge: 0))
         return response

@@ -82,9 +82,37 @@ extension Console {
         } catch let e as APIError where [.exceedsCap, .invalid, .conflict].contains(e.code) {
             // A value the service refuses (a cap, an expiry in the past): the form again, with
             // what was typed and the reason, naming the cap.
+            var message = Self.sentence(e.message)
+            if let cap = e.cap {
+                let levels = try await service.keyCapLevels(signed.actor, org, project, user: request.userId)
+                message = Self.capMessage(cap, request, levels) ?? (message.hasSuffix(".") ? String(message.dropLast()) : message) + " (\(cap))."
+            }
             return try await keyForm(
-                signed, org, project, values: form, error: (Self.sentence(e.message), e.cap, nil),
+                signed, org, project, values: form, error: (message, e.cap, nil),
                 status: e.code == .exceedsCap ? .unprocessableContent : (e.code == .conflict ? .conflict : .badRequest))
+        }
+    }
+
+    /// A cap refusal in the form's terms: the field as labelled, dollars and grouped counts, and
+    /// the cap's stable name, e.g. "TPM 150,000 exceeds the project's cap of 120,000 (project.tpm)."
+    /// nil when the cap is not one of the form's numbers (models: the service's sentence names it).
+    static func capMessage(_ cap: String, _ r: CreateKeyRequest, _ levels: KeyCapLevels) -> String? {
+        let parts = cap.split(separator: ".")
+        guard parts.count == 2, let caps = levels.levels.first(where: { $0.name == parts[0] })?.caps else { return nil }
+        let whose = parts[0] == "grant" ? "your grant's" : "the project's"
+        switch parts[1] {
+        case "tpm":
+            guard let v = r.tpm, let c = caps.tpm else { return nil }
+            return "TPM \(Units.count(v)) exceeds \(whose) cap of \(Units.count(c)) (\(cap))."
+        case "rpm":
+            guard let v = r.rpm, let c = caps.rpm else { return nil }
+            return "RPM \(Units.count(v)) exceeds \(whose) cap of \(Units.count(c)) (\(cap))."
+        case "monthly_budget", "max_key_spend":
+            guard let v = r.maxSpendNusd, let c = caps.spend else { return nil }
+            let what = parts[1] == "monthly_budget" ? "monthly budget" : "max key spend"
+            return "Max spend \(Units.dollars(v)) exceeds \(whose) \(what) of \(Units.dollars(c)) (\(cap))."
+        default:
+            return nil
         }
     }
 

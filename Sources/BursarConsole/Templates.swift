@@ -185,9 +185,9 @@ enum Templates {
         {{/projects}}
       </div>
       {{#can.create_project}}
-      <details class="panel create" data-action="create_project">
+      <details class="panel create">
         <summary>New project</summary>
-        <form method="post" action="/console/o/{{orgId}}/projects" class="form">
+        <form method="post" action="/console/o/{{orgId}}/projects" class="form" data-action="create_project">
           {{>csrf}}
           <div class="field-row">
             <div class="field"><label for="np-name">Name</label><input id="np-name" name="name" required></div>
