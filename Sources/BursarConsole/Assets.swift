@@ -108,6 +108,7 @@ enum Assets {
     .check-block { display: flex; margin-bottom: 1rem; }
     .form-actions { display: flex; justify-content: flex-end; gap: .6rem; border-top: 1px solid var(--line); padding-top: 1rem; margin-top: .5rem; }
     .key-form { max-width: 760px; }
+    #key-owner { margin: 0 0 1rem; }
     .inline { display: inline-flex; gap: .35rem; align-items: center; margin: 0; }
     .inline select { width: auto; min-height: 2rem; padding: .2rem .4rem; }
     .danger-zone { margin-top: 1rem; border-top: 1px solid var(--line); padding-top: .8rem; }
