@@ -43,12 +43,13 @@ enum Fmt {
 
     static func limit(_ v: Int64?) -> String { v.map(Units.count) ?? "No limit" }
 
+    /// The window a key's spend is counted in, as a phrase: `today`, `this week`, `this month`, `in total`.
     static func period(_ p: String) -> String {
         switch p {
-        case "daily": "day"
-        case "weekly": "week"
-        case "monthly": "month"
-        default: "lifetime"
+        case "daily": "today"
+        case "weekly": "this week"
+        case "monthly": "this month"
+        default: "in total"
         }
     }
 

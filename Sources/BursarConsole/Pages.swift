@@ -108,14 +108,18 @@ extension Console {
         let usage = try await service.projectUsage(signed.actor, org, project)
         let here = "/console/o/\(org)/p/\(project)"
         var rows: [[String: Any]] = []
-        for k in try await service.listProjectKeys(signed.actor, org, project).keys {
+        let keys = try await service.listProjectKeys(signed.actor, org, project).keys
+        for k in keys {
             var row = try await keyRow(signed, org, k, projectName: nil, now: now, back: here)
             row["mine"] = k.userId == signed.userID
             rows.append(row)
         }
         var members: [[String: Any]] = []
+        var emails: [UInt64: String] = [:]
         if Policy.permits(.viewProjectMembers, standing) {
-            members = try await service.listProjectMembers(signed.actor, org, project).members.map { m in
+            let list = try await service.listProjectMembers(signed.actor, org, project).members
+            for m in list { emails[m.userId] = m.email }
+            members = list.map { m in
                 [
                     "id": String(m.userId), "email": m.email, "name": m.name, "orgOwner": m.orgOwner,
                     "role": m.orgOwner ? "Owner (Project Admin)" : (m.role == "admin" ? "Project Admin" : "Project Member"),
@@ -129,9 +133,14 @@ extension Console {
         ctx["projectId"] = String(project)
         ctx["can"] = flags
         ctx["csrf"] = signed.session.csrf
+        // Admins and Owners see every key of the project: name each key's user.
+        if !emails.isEmpty {
+            for (i, k) in keys.enumerated() { rows[i]["owner"] = emails[k.userId] ?? "user \(k.userId)" }
+        }
         ctx["keys"] = rows
         ctx["noKeys"] = rows.isEmpty
         ctx["tableId"] = "keys"
+        ctx["showUser"] = !emails.isEmpty
         ctx["members"] = members
         ctx["budget"] = Fmt.budget(spent: usage.spend.spendNusd, of: p.monthlyBudgetNusd)
         ctx["minuteRequests"] = Fmt.rate(usage.requests)

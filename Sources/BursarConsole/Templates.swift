@@ -90,7 +90,7 @@ enum Templates {
       {{#owner}}<td data-label="User">{{owner}}</td>{{/owner}}
       <td data-label="Limits">{{limits}}</td>
       <td class="num" data-label="This minute">{{requests}} req<div class="muted">{{tokens}} tok</div></td>
-      <td class="num" data-label="Spend">{{spend}}<div class="muted">this {{period}}</div></td>
+      <td class="num" data-label="Spend">{{spend}}<div class="muted">{{period}}</div></td>
       <td data-label="Expires"><span title="{{expiryTitle}}">{{expiry}}</span></td>
       <td class="row-actions">
         {{#active}}
