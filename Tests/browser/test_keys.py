@@ -1,0 +1,89 @@
+"""A key's life through the console, seen from the data plane: the Project Member creates a key with
+every field of the new-key form, the secret is shown once, CHECK allows it; revoked in the
+console, the next CHECK is denied key_revoked."""
+
+from __future__ import annotations
+
+import time
+
+from selenium.webdriver.support.ui import Select
+
+import bursar
+from browser import SUBMIT
+
+
+def test_key_lifecycle(console, urls, seed):
+    ben = seed.users["member"]
+    console.sign_in(ben)
+    console.open(urls["project:Production"])
+    assert console.page == "project", console.describe()
+    console.submit(console.one("a[data-action=create_and_manage_own_keys]"))  # a link: a GET
+    assert console.page == "key-new", console.describe()
+    assert console.path.split("?")[0] == urls["key-new:Production"], console.path
+
+    # Only the models Ben may grant: his grant's four, not the project's other two.
+    offered = {e.get_attribute("value") for e in console.all("form#new-key input[name=models]")}
+    assert offered == set(bursar.MEMBER_GRANT["models"]), offered
+
+    form = console.one("form#new-key")
+    form.find_element("css selector", "input[name=name]").send_keys("ben-lifecycle")
+    form.find_element("css selector", "input[name=max_spend]").send_keys("150")
+    Select(form.find_element("css selector", "select[name=period]")).select_by_value("weekly")
+    form.find_element("css selector", "input[name=tpm]").send_keys("20000")
+    form.find_element("css selector", "input[name=rpm]").send_keys("60")
+    form.find_element("css selector", "input[name=models][value='gpt-5.5']").click()
+    days = form.find_elements("css selector", "input[name=expires_in_days]")
+    if days:
+        days[0].send_keys("30")
+    else:  # the contract allows a date instead
+        on = form.find_element("css selector", "input[name=expires_on]")
+        console.driver.execute_script(
+            "arguments[0].value = arguments[1]", on,
+            time.strftime("%Y-%m-%d", time.gmtime(time.time() + 30 * 86400)))
+    logging = form.find_element("css selector", "input[name=content_logging_disabled]")
+    if not logging.is_selected():
+        logging.click()
+    console.submit(form.find_element("css selector", SUBMIT))
+
+    assert (console.status, console.page) == (201, "key-created"), console.describe()
+    secret = console.one("code#secret").text.strip()
+    assert secret.startswith("sk-br-") and len(secret) > 20, secret
+    assert console.has("button#copy-secret")
+    key_id = int(console.one("[data-key-id]").get_attribute("data-key-id"))
+
+    # Every field of the form reached the key.
+    k = bursar.ctl("key", "show", str(key_id), token=ben.token)
+    k = k.get("key", k)
+    assert k["name"] == "ben-lifecycle" and k["user_id"] == ben.id, k
+    assert k["project_id"] == seed.projects["Production"]["id"], k
+    assert k["max_spend_nusd"] == 150 * bursar.NANO and k["period"] == "weekly", k
+    assert (k["tpm"], k["rpm"]) == (20000, 60), k
+    assert k["models"] == ["gpt-5.5"], k
+    assert k["content_logging_disabled"] is True, k
+    days_left = (k["expires_at_ms"] / 1000 - time.time()) / 86400
+    assert 28.9 < days_left <= 30.01, f"expires in {days_left:.2f} days, not 30"
+
+    # The secret works over the binary protocol, for its model only.
+    d = bursar.check(secret, "gpt-5.5", tokens=800, cost="0.01")
+    assert d["allowed"] and d["key_id"] == key_id, d
+    assert bursar.check(secret, "o5-mini")["reason"] == "model_not_allowed"
+
+    # Never shown again: not on the project page, the overview, or the new-key form.
+    for page in ("project:Production", "overview", "key-new:Production"):
+        console.open(urls[page])
+        assert console.status == 200, console.describe()
+        assert secret not in console.driver.page_source, f"{page} shows the secret again"
+    console.open(urls["overview"])
+    row = console.one(f"table#my-keys tr[data-key-id='{key_id}']")
+    assert secret[-4:] in row.text, row.text
+
+    # Revoke in the console: back on the project page, and the data plane refuses the key.
+    console.open(urls["project:Production"])
+    row = console.one(f"table#keys tr[data-key-id='{key_id}']")
+    assert row.get_attribute("data-key-user") == str(ben.id)
+    revoke = console.one(f"form[data-revoke='{key_id}']")
+    console.submit(revoke.find_element("css selector", SUBMIT))
+    assert (console.page, console.path.split("?")[0]) == ("project", urls["project:Production"]), console.describe()
+    assert secret not in console.driver.page_source
+    d = bursar.check(secret, "gpt-5.5")  # the very next CHECK: revocation is not eventual
+    assert not d["allowed"] and d["reason"] == "key_revoked", d
