@@ -9,12 +9,12 @@
 # project, new key; 1280 and 390 px wide) and exits non-zero on any failure. See Tests/browser/README.md.
 #
 #   deploy/browser-test.sh
+#   deploy/browser-test.sh -k 'csrf or link' -x    arguments go to pytest
 #   BURSAR_BIN_DIR=.build/debug deploy/browser-test.sh   use these bursard/bursarctl, build nothing
 #   BROWSER_ARTIFACTS=dir        screenshots, and page source + PNG of every failure
 #                                (default: ${TMPDIR:-/tmp}/bursar-browser, emptied first)
 #   BROWSER_SCREENSHOTS_DIR=dir  also copy the six screenshots there (e.g. docs/console)
 #   BROWSER_VENV=dir             reuse (or make once) this virtual environment for selenium+pytest
-#   BROWSER_PYTEST_ARGS='-k csrf' more pytest arguments
 #   CHROMIUM, CHROMEDRIVER       the browser and its driver (default /usr/bin/chromium, /usr/bin/chromedriver)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -62,9 +62,9 @@ done
 status=0
 PYTHONDONTWRITEBYTECODE=1 BURSAR_SERVER=$server BURSAR_DATA_PLANE="127.0.0.1:$data_port" BURSAR_REDIS_URL=$redis_url \
   BURSARD=$bin/bursard BURSARCTL=$bin/bursarctl BURSAR_WORK=$work BROWSER_ARTIFACTS=$artifacts \
-  BURSAR_PERMISSIONS=$root/proto/permissions.tsv CHROMIUM=$chromium CHROMEDRIVER=$chromedriver \
+  BURSAR_PERMISSIONS=${BURSAR_PERMISSIONS:-$root/proto/permissions.tsv} CHROMIUM=$chromium CHROMEDRIVER=$chromedriver \
   "$venv/bin/python" -m pytest "$root/Tests/browser" -p no:cacheprovider -q -rfE \
-  ${BROWSER_PYTEST_ARGS:-} || status=$?
+  "$@" || status=$?
 cp "$work/bursard.log" "$artifacts/bursard.log" 2>/dev/null || true
 
 shots=("$artifacts"/screenshots/*.png)

@@ -168,6 +168,18 @@ class Console:
     def session_cookie(self) -> dict | None:
         return self.driver.get_cookie(SESSION_COOKIE)
 
+    def form_pairs(self, css: str) -> tuple:
+        """What a form would post, as the browser builds it (FormData): ([(name, value)], action path)."""
+        f = self.one(css)
+        pairs = self.driver.execute_script("return Array.from(new FormData(arguments[0]).entries())", f)
+        return [tuple(p) for p in pairs], urllib.parse.urlsplit(f.get_property("action")).path
+
+    def session_header(self) -> str:
+        """A Cookie header carrying this browser's console session, for raw HTTP requests."""
+        c = self.session_cookie()
+        assert c is not None, f"no {SESSION_COOKIE} cookie: {self.describe()}"
+        return f"{SESSION_COOKIE}={c['value']}"
+
     def csrf(self) -> str:
         return self.one("input[name=_csrf]").get_attribute("value")
 
@@ -203,7 +215,7 @@ class Console:
         mobile: a phone's viewport (the page's <meta name=viewport> applies, as on a phone)."""
         d = self.driver
         d.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
-                          {"width": width, "height": 900, "deviceScaleFactor": 1, "mobile": mobile})
+                          {"width": width, "height": 400, "deviceScaleFactor": 1, "mobile": mobile})
         try:
             self.open(page_path)
             d.execute_script("return document.fonts ? document.fonts.ready : null")

@@ -156,6 +156,10 @@ MEMBER_GRANT = {"models": ["gpt-5.5", "claude-opus-4.8", "gemini-3-pro", "o5-min
                 "max_key_spend": 300, "tpm": 30000, "rpm": 120}
 
 
+# Spend each seeded key holds in its current window (a CHECK's estimate, kept): $1,236.50 in Production.
+SEEDED_SPEND = {"prod-api": 420.0, "prod-batch": 180.0, "ben-prod": 36.5, "ops-canary": 600.0}
+
+
 def seed_organization() -> Seed:
     """FastRouter AI as on the product page, through bursarctl against the real bursard:
     Ada (Owner); Cleo (Member; Project Admin of Production, Project Member of Sandbox);
@@ -200,22 +204,23 @@ def seed_organization() -> Seed:
         keys.append(Key(k["key"]["id"], name, project, role, k["secret"]))
         return keys[-1]
 
-    canary = key("owner", "Production", "ops-canary", "--rpm", "120")
+    key("owner", "Production", "ops-canary", "--rpm", "120")
     key("owner", "Sandbox", "sandbox-ci", "--budget", "50", "--period", "weekly")
-    api = key("admin", "Production", "prod-api", "--budget", "800", "--tpm", "60k", "--rpm", "300")
-    batch = key("admin", "Production", "prod-batch", "--budget", "300", "--period", "weekly",
+    key("admin", "Production", "prod-api", "--budget", "800", "--tpm", "60k", "--rpm", "300")
+    key("admin", "Production", "prod-batch", "--budget", "300", "--period", "weekly",
                 "--models", "gpt-5.5,o5-mini")
     key("admin", "Sandbox", "sandbox-experiments", "--tpm", "10k", "--expires-in", "14d")
-    ben = key("member", "Production", "ben-prod", "--budget", "200", "--period", "monthly", "--rpm", "60",
+    key("member", "Production", "ben-prod", "--budget", "200", "--period", "monthly", "--rpm", "60",
               "--tpm", "20k", "--models", ",".join(MEMBER_GRANT["models"]), "--expires-in", "30d",
               "--no-content-logging")
     key("member", "Production", "ben-notebook", "--budget", "20", "--period", "daily", "--models", "o5-mini")
 
     # Usage: reservations kept open count at their estimate in spend (until --reservation-ttl).
-    for k, model, tokens, cost in ((api, "gpt-5.5", 4200, "420"), (batch, "o5-mini", 2600, "180"),
-                                   (ben, "claude-opus-4.8", 1200, "36.50"), (canary, "gemini-3-pro", 900, "600")):
-        d = check(k.secret, model, tokens=tokens, cost=cost, keep=True)
-        assert d["allowed"], (k.name, d)
+    by_name = {k.name: k for k in keys}
+    for name, model, tokens in (("prod-api", "gpt-5.5", 4200), ("prod-batch", "o5-mini", 2600),
+                                ("ben-prod", "claude-opus-4.8", 1200), ("ops-canary", "gemini-3-pro", 900)):
+        d = check(by_name[name].secret, model, tokens=tokens, cost=f"{SEEDED_SPEND[name]:.2f}", keep=True)
+        assert d["allowed"], (name, d)
 
     return Seed(boot["organization"]["id"], boot["operator_token"], users, projects, keys)
 

@@ -19,7 +19,8 @@ from browser import Console, start_chromium  # noqa: E402
 ARTIFACTS = os.environ.get("BROWSER_ARTIFACTS") or os.path.join(os.environ.get("TMPDIR", "/tmp"), "bursar-browser")
 
 # The order the modules run in: screenshots first, while the data is the seed's alone.
-MODULE_ORDER = ["test_screenshots", "test_permissions", "test_keys", "test_caps", "test_sessions", "test_link"]
+MODULE_ORDER = ["test_screenshots", "test_permissions", "test_keys", "test_caps", "test_sessions", "test_link",
+                "test_organization"]
 
 
 def pytest_collection_modifyitems(items):

@@ -26,8 +26,10 @@ def key_ids(user) -> set:
 
 def fill(console, field: str, value: str, name: str):
     form = console.one("form#new-key")
-    form.find_element("css selector", "input[name=name]").send_keys(name)
-    form.find_element("css selector", f"input[name={field}]").send_keys(value)
+    for n, v in (("name", name), (field, value)):
+        e = form.find_element("css selector", f"input[name={n}]")
+        e.clear()
+        e.send_keys(v)
     return form
 
 
@@ -40,8 +42,6 @@ def test_refused_in_the_browser(who, field, value, cap, limit, console, urls, se
     assert (console.status, console.page) == (200, "key-new"), console.describe()
     inp = console.one(f"form#new-key input[name={field}]")
     assert inp.get_attribute("data-cap") == cap, (field, inp.get_attribute("data-cap"))
-    assert inp.get_attribute("max") not in (None, "") and float(inp.get_attribute("max")) == limit, \
-        (field, inp.get_attribute("max"), limit)
     form = fill(console, field, value, f"over-{cap}")
     console.driver.execute_script("window.__sameDocument = true")
     form.find_element("css selector", SUBMIT).click()

@@ -43,7 +43,7 @@ def http_sign_in(token: str, server: str = bursar.SERVER, csrf: bool = True):
     return resp, jar
 
 
-def session_header(value: str) -> str:
+def cookie_for(value: str) -> str:
     return f"{SESSION_COOKIE}={value}"
 
 
@@ -52,14 +52,6 @@ def assert_to_sign_in(resp: bursar.Response, path: str):
     loc = urllib.parse.urlsplit(resp.header("Location") or "")
     assert loc.path == "/console/sign-in", resp.header("Location")
     assert urllib.parse.parse_qs(loc.query).get("next") == [path], resp.header("Location")
-
-
-def form_pairs(console, css: str) -> list:
-    """What the form would post: [(name, value)] from FormData, and its action URL's path."""
-    f = console.one(css)
-    pairs = console.driver.execute_script("return Array.from(new FormData(arguments[0]).entries())", f)
-    action = urllib.parse.urlsplit(f.get_property("action")).path
-    return [tuple(p) for p in pairs], action
 
 
 def replace(pairs: list, **values) -> list:
@@ -77,10 +69,15 @@ def test_no_session_redirects_to_sign_in(console, urls):
     assert console.page == "sign-in" and console.path.startswith("/console/sign-in"), console.describe()
 
 
+def test_sign_in_redirects_to_the_organization(console, seed):
+    resp, _ = http_sign_in(seed.users["admin"].token)
+    assert resp.status == 303, (resp.status, resp.page, resp.body[:300])
+    assert urllib.parse.urlsplit(resp.header("Location")).path == console.org_path, resp.header("Location")
+
+
 def test_session_cookie_flags(console, seed):
     resp, jar = http_sign_in(seed.users["admin"].token)
     assert resp.status == 303, (resp.status, resp.page, resp.body[:300])
-    assert urllib.parse.urlsplit(resp.header("Location")).path.rstrip("/") == console.org_path
     session = [sc for sc in resp.set_cookies() if sc.startswith(SESSION_COOKIE + "=")]
     assert len(session) == 1, resp.set_cookies()
     name, value, attrs = cookie_attributes(session[0])
@@ -90,7 +87,7 @@ def test_session_cookie_flags(console, seed):
     assert attrs.get("path") == "/console", session[0]
     assert attrs.get("max-age") == str(DEFAULT_TTL), session[0]
     # The session works, and the browser sees the same flags.
-    ok = request("GET", console.org_path, cookie=session_header(value))
+    ok = request("GET", console.org_path, cookie=cookie_for(value))
     assert (ok.status, ok.page) == (200, "overview"), (ok.status, ok.page)
     console.sign_in(seed.users["admin"])
     c = console.session_cookie()
@@ -128,12 +125,12 @@ def test_expired_session(console, seed, short_session_server):
     assert attrs.get("max-age") == "2", attrs
     console.sign_in(seed.users["admin"], server=short)
     value = console.session_cookie()["value"]
-    shared = request("GET", console.org_path, cookie=session_header(value))
+    shared = request("GET", console.org_path, cookie=cookie_for(value))
     assert (shared.status, shared.page) == (200, "overview"), "a session made by the other bursard is unknown here"
     time.sleep(3)  # the TTL itself is what is tested: nothing to wait for but the clock
     for server in (short, bursar.SERVER):
         for v in (value, jar[SESSION_COOKIE]):
-            assert_to_sign_in(request("GET", console.org_path, server=server, cookie=session_header(v)),
+            assert_to_sign_in(request("GET", console.org_path, server=server, cookie=cookie_for(v)),
                               console.org_path)
     # In the browser, with the cookie put back as if the browser had kept it: the sign-in page.
     console.driver.add_cookie({"name": SESSION_COOKIE, "value": value, "path": "/console"})
@@ -145,12 +142,11 @@ def test_expired_session(console, seed, short_session_server):
 def test_sign_out(console, seed):
     console.sign_in(seed.users["admin"])
     value = console.session_cookie()["value"]
-    assert request("GET", console.org_path, cookie=session_header(value)).status == 200
+    assert request("GET", console.org_path, cookie=cookie_for(value)).status == 200
     console.submit(console.one(f"form#sign-out {SUBMIT}"))
-    assert console.page == "sign-in", console.describe()
     console.open(console.org_path)
     assert console.page == "sign-in", f"still signed in after signing out: {console.describe()}"
-    assert_to_sign_in(request("GET", console.org_path, cookie=session_header(value)), console.org_path)
+    assert_to_sign_in(request("GET", console.org_path, cookie=cookie_for(value)), console.org_path)
 
 
 # -- CSRF -------------------------------------------------------------------------------------------
@@ -161,11 +157,11 @@ def test_revoke_needs_csrf(console, urls, seed):
     key_id, secret = made["key"]["id"], made["secret"]
     console.sign_in(ben)
     console.open(urls["project:Production"])
-    pairs, action = form_pairs(console, f"form[data-revoke='{key_id}']")
+    pairs, action = console.form_pairs(f"form[data-revoke='{key_id}']")
     assert action == f"{console.org_path}/keys/{key_id}/revoke", action
     good = dict(pairs).get("_csrf")
     assert good, f"form[data-revoke={key_id}] posts no _csrf: {pairs}"
-    cookie = session_header(console.session_cookie()["value"])
+    cookie = console.session_header()
     for label, form in (("no _csrf", replace(pairs, _csrf=None)), ("a wrong _csrf", replace(pairs, _csrf="x" + good[1:]))):
         r = request("POST", action, cookie=cookie, form=form)
         assert (r.status, r.page, r.error) == (403, "error", "csrf"), (label, r.status, r.page, r.error)
@@ -179,9 +175,9 @@ def test_revoke_needs_csrf(console, urls, seed):
 def test_invite_needs_csrf(console, urls, seed):
     console.sign_in(seed.users["owner"])
     console.open(urls["organization"])
-    pairs, action = form_pairs(console, "form#invite")
+    pairs, action = console.form_pairs("form#invite")
     pairs = replace(pairs, email="eve@fastrouter.ai", name="Eve", role="member")
-    cookie = session_header(console.session_cookie()["value"])
+    cookie = console.session_header()
     r = request("POST", action, cookie=cookie, form=replace(pairs, _csrf=None))
     assert (r.status, r.page, r.error) == (403, "error", "csrf"), (r.status, r.page, r.error)
     members = bursar.ctl("member", "list", token=seed.users["owner"].token)
@@ -220,17 +216,24 @@ def test_member_cannot_post_admin_forms(console, urls, seed):
     forms = {}
     for name in ("Production", "Sandbox"):
         console.open(urls[f"project:{name}"])
-        forms[f"settings:{name}"] = form_pairs(console, "form[data-action=edit_project_settings]")
+        forms[f"settings:{name}"] = console.form_pairs("form[data-action=edit_project_settings]")
     console.open(urls["project:Production"])
-    forms["add-member"] = form_pairs(console, "form[data-action=add_project_members]")
-    owner_cookie = session_header(console.session_cookie()["value"])
+    # Filled in for Dan: his e-mail in the e-mail field, or his option where the form lists people.
+    console.driver.execute_script("""
+        const [f, email, id] = arguments;
+        for (const e of f.querySelectorAll('input[type=email], input[name=email]')) e.value = email;
+        for (const s of f.querySelectorAll('select'))
+          for (const o of s.options) if (o.value === email || o.value === id || o.text.includes(email)) s.value = o.value;
+        """, console.one("form[data-action=add_project_members]"), dan.email, str(dan.id))
+    forms["add-member"] = console.form_pairs("form[data-action=add_project_members]")
+    owner_cookie = console.session_header()
 
     before = {n: project_settings(seed, n) for n in ("Production", "Sandbox")}
     members_before = bursar.ctl("project", "member", "list", "Production", token=owner.token)
 
     def as_user(user) -> tuple:
         console.sign_in(user)
-        return session_header(console.session_cookie()["value"]), console.csrf()
+        return console.session_header(), console.csrf()
 
     ben_cookie, ben_csrf = as_user(ben)
     refusals = []
@@ -240,10 +243,7 @@ def test_member_cannot_post_admin_forms(console, urls, seed):
         if r.status not in (403, 404) or r.page != "error":
             refusals.append(f"Ben's POST {action} ({key}): {r.status} {r.page} {r.error}")
     pairs, action = forms["add-member"]
-    add_dan = replace(pairs, _csrf=ben_csrf, **{k: str(dan.id) for k, _ in pairs if k in ("user", "user_id", "member")})
-    if not any(k in ("user", "user_id", "member") for k, _ in pairs):
-        add_dan = replace(pairs, _csrf=ben_csrf, email=dan.email)
-    r = request("POST", action, cookie=ben_cookie, form=add_dan)
+    r = request("POST", action, cookie=ben_cookie, form=replace(pairs, _csrf=ben_csrf))
     if r.status not in (403, 404) or r.page != "error":
         refusals.append(f"Ben's POST {action} (add Dan to Production): {r.status} {r.page} {r.error}")
     assert not refusals, "\n".join(refusals)
@@ -252,7 +252,7 @@ def test_member_cannot_post_admin_forms(console, urls, seed):
 
     # Dan (no project) posting Production's new-key form as Ben sees it: refused, no key of his.
     console.open(urls["key-new:Production"])
-    new_key, new_key_action = form_pairs(console, "form#new-key")
+    new_key, new_key_action = console.form_pairs("form#new-key")
     dan_cookie, dan_csrf = as_user(dan)
     r = request("POST", new_key_action, cookie=dan_cookie,
                 form=replace(new_key, _csrf=dan_csrf, name="dan-sneaky"))
@@ -261,10 +261,17 @@ def test_member_cannot_post_admin_forms(console, urls, seed):
     all_keys = all_keys.get("keys", all_keys) if isinstance(all_keys, dict) else all_keys
     assert not [k for k in all_keys if k["user_id"] == dan.id], "Dan has a key"
 
-    # Positive control: the Owner's own POST of the settings form changes the project.
+    # Positive controls: the same forms posted by the Owner do change things.
     pairs, action = forms["settings:Production"]
     r = request("POST", action, cookie=owner_cookie, form=replace(pairs, tpm="110000"))
     assert r.status == 303, (r.status, r.page, r.error)
     assert project_settings(seed, "Production")[0] == 110000
     r = request("POST", action, cookie=owner_cookie, form=pairs)  # put it back
     assert r.status == 303 and project_settings(seed, "Production") == before["Production"]
+    pairs, action = forms["add-member"]
+    r = request("POST", action, cookie=owner_cookie, form=pairs)
+    assert r.status == 303, (r.status, r.page, r.error)
+    listed = bursar.ctl("project", "member", "list", "Production", token=owner.token)
+    listed = listed.get("members", listed) if isinstance(listed, dict) else listed
+    assert dan.email in [m["email"] for m in listed], "the Owner's add-member form did not add Dan"
+    bursar.ctl("project", "member", "remove", "Production", dan.email, token=owner.token, as_json=False)
