@@ -9,7 +9,7 @@ import time
 import urllib.parse
 
 from selenium import webdriver
-from selenium.common.exceptions import NoAlertPresentException, StaleElementReferenceException
+from selenium.common.exceptions import NoAlertPresentException, WebDriverException
 from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
@@ -76,6 +76,12 @@ return {
   members: q('table[data-action=view_project_members] tr[data-member-id]').map(r => r.dataset.memberId),
   guardrails: !!document.querySelector('[data-testid=guardrails]'),
   revokeForms: q('form[data-revoke]').map(f => f.dataset.revoke),
+  // data-action -> the names of the fields of the form that is, or is inside, that element
+  formFields: Object.fromEntries(q('[data-action]').map(e => {
+    const f = e.tagName.toLowerCase() === 'form' ? e : e.querySelector('form');
+    return [e.dataset.action, f ? Array.from(f.elements).map(x => x.name).filter(n => n) : null];
+  }).filter(([, v]) => v)),
+  roleOptions: q('form[data-action=edit_member_roles] select[name=role]').map(s => Array.from(s.options).map(o => o.value)),
   csrfInputs: q('form').filter(f => (f.method || '').toLowerCase() === 'post')
     .map(f => [f.id || f.dataset.action || f.getAttribute('action'), !!f.querySelector('input[type=hidden][name=_csrf]')]),
 };
@@ -103,31 +109,36 @@ class Console:
 
     def submit(self, element) -> "Console":
         """Clicks a submit button (accepting a confirm() if the page asks) and waits for the next page."""
-        old = self.driver.find_element(By.TAG_NAME, "html")
+        marker = self._mark()
         element.click()
-        self._next_page(old)
+        self._next_page(marker)
         return self
 
     def submit_bypassing_scripts(self, form) -> "Console":
         """form.submit(): no submit handlers and no constraint validation, the server alone decides."""
-        old = self.driver.find_element(By.TAG_NAME, "html")
+        marker = self._mark()
         self.driver.execute_script("HTMLFormElement.prototype.submit.call(arguments[0])", form)
-        self._next_page(old)
+        self._next_page(marker)
         return self
 
-    def _next_page(self, old):
-        def gone(d):
+    def _mark(self) -> str:
+        """Tags the current document, so the next one can be told apart from it."""
+        marker = f"m{time.monotonic_ns()}"
+        self.driver.execute_script("window.__bursarDocument = arguments[0]", marker)
+        return marker
+
+    def _next_page(self, marker: str):
+        def arrived(d):
             try:
                 d.switch_to.alert.accept()
-            except NoAlertPresentException:
+            except (NoAlertPresentException, WebDriverException):
                 pass
             try:
-                old.get_attribute("lang")  # raises once the old document is gone
+                return d.execute_script(
+                    "return window.__bursarDocument !== arguments[0] && document.readyState === 'complete'", marker)
+            except WebDriverException:  # between documents
                 return False
-            except StaleElementReferenceException:
-                return True
-        WebDriverWait(self.driver, WAIT).until(gone)
-        self._loaded()
+        WebDriverWait(self.driver, WAIT).until(arrived, f"no new page after submitting: {self.driver.current_url}")
 
     # -- reading -------------------------------------------------------------------------------
     @property

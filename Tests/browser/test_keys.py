@@ -4,6 +4,7 @@ console, the next CHECK is denied key_revoked."""
 
 from __future__ import annotations
 
+import calendar
 import time
 
 from selenium.webdriver.support.ui import Select
@@ -92,3 +93,34 @@ def test_key_lifecycle(console, urls, seed):
     assert secret not in console.driver.page_source
     d = bursar.check(secret, "gpt-5.5")  # the very next CHECK: revocation is not eventual
     assert not d["allowed"] and d["reason"] == "key_revoked", d
+
+
+def test_key_with_shorthand_limits_and_a_date(console, urls, seed):
+    """The other spellings the form accepts: TPM as 20k, cents in max spend, no reset (lifetime),
+    expiry as a date (the key stops working on that day, UTC)."""
+    cleo = seed.users["admin"]
+    console.sign_in(cleo)
+    console.open(urls["key-new:Production"])
+    form = console.one("form#new-key")
+    on = time.strftime("%Y-%m-%d", time.gmtime(time.time() + 45 * 86400))
+    for name, value in (("name", "cleo-dated"), ("max_spend", "12.50"), ("tpm", "20k"), ("rpm", "300")):
+        e = form.find_element("css selector", f"input[name={name}]")
+        e.clear()
+        e.send_keys(value)
+    Select(form.find_element("css selector", "select[name=period]")).select_by_value("lifetime")
+    for e in form.find_elements("css selector", "input[name=expires_in_days]"):
+        e.clear()  # the date decides
+    console.driver.execute_script("arguments[0].value = arguments[1]",
+                                  form.find_element("css selector", "input[name=expires_on]"), on)
+    console.submit(form.find_element("css selector", SUBMIT))
+    assert (console.status, console.page) == (201, "key-created"), console.describe()
+    secret = console.one("code#secret").text.strip()
+    key_id = int(console.one("[data-key-id]").get_attribute("data-key-id"))
+    k = bursar.ctl("key", "show", str(key_id), token=cleo.token)
+    k = k.get("key", k)
+    assert (k["tpm"], k["rpm"], k["period"]) == (20000, 300, "lifetime"), k
+    assert k["max_spend_nusd"] == 12_500_000_000, k
+    assert k["models"] == [] and k["content_logging_disabled"] is False, k
+    day = calendar.timegm(time.strptime(on, "%Y-%m-%d"))  # 00:00 UTC of that date
+    assert day * 1000 <= k["expires_at_ms"] <= (day + 86400) * 1000, (on, k["expires_at_ms"])
+    assert bursar.check(secret, "mistral-large-3", tokens=100)["allowed"]

@@ -4,6 +4,8 @@ with its filter. Runs last: its positive control removes Dan from the organizati
 
 from __future__ import annotations
 
+from selenium.webdriver.support.ui import Select
+
 import bursar
 from browser import SUBMIT
 from bursar import request
@@ -79,3 +81,47 @@ def test_audit_filter(console, urls, seed):
     console.open(urls["audit"] + "?action=key.revoke")
     rows = [r.get_attribute("data-audit-action") for r in console.all("table#audit tr[data-audit-action]")]
     assert rows and set(rows) == {"key.revoke"}, rows
+
+
+def test_create_project_from_the_overview(console, urls, seed):
+    ada = seed.users["owner"]
+    console.sign_in(ada)
+    holder = console.one("[data-action=create_project]")
+    form = holder if holder.tag_name == "form" else holder.find_element("css selector", "form")
+    summary = console.driver.execute_script(
+        "const d = arguments[0].closest('details'); return d && !d.open ? d.querySelector('summary') : null", form)
+    if summary is not None:  # a folded "New project": open it, as a person would
+        summary.click()
+    for name, value in (("name", "Staging"), ("models", "gpt-5.5,o5-mini"), ("tpm", "10000"), ("rpm", "100"),
+                        ("budget", "50")):
+        e = form.find_element("css selector", f"[name={name}]")
+        e.clear()
+        e.send_keys(value)
+    console.submit(form.find_element("css selector", SUBMIT))
+    assert console.status == 200 and console.page in ("project", "overview"), console.describe()
+    p = bursar.ctl("project", "show", "Staging", token=ada.token)
+    p = p.get("project", p)
+    assert (p["tpm"], p["rpm"], p["monthly_budget_nusd"]) == (10000, 100, 50 * bursar.NANO), p
+    assert sorted(p["models"]) == ["gpt-5.5", "o5-mini"], p
+    console.open(urls["overview"])
+    assert console.has(f"[data-project-id='{p['id']}']"), "the new project has no card"
+
+
+def test_project_admin_changes_a_role(console, urls, seed):
+    """A Project Admin's role form: Ben made Project Admin of Production, then Project Member again."""
+    cleo, ben = seed.users["admin"], seed.users["member"]
+    console.sign_in(cleo)
+
+    def set_role(value: str):
+        console.open(urls["project:Production"])
+        row = console.one(f"table[data-action=view_project_members] tr[data-member-id='{ben.id}']")
+        form = row.find_element("css selector", "form[data-action=edit_member_roles]")
+        Select(form.find_element("css selector", "select[name=role]")).select_by_value(value)
+        console.submit(form.find_element("css selector", SUBMIT))
+        assert console.status == 200, console.describe()
+        listed = bursar.ctl("project", "member", "list", "Production", token=cleo.token)
+        listed = listed.get("members", listed) if isinstance(listed, dict) else listed
+        return [m["role"] for m in listed if m["user_id"] == ben.id]
+
+    assert set_role("admin") == ["admin"]
+    assert set_role("member") == ["member"]

@@ -12,7 +12,8 @@ import bursar
 
 ROWS = bursar.load_permissions()
 ROLES = ["owner", "admin", "member", "outsider"]  # Ada, Cleo, Ben, Dan (see bursar.seed_organization)
-PAGES = ["overview", "organization", "audit", "project:Production", "project:Sandbox"]
+PAGES = ["overview", "organization", "audit", "project:Production", "project:Sandbox",
+         "key-new:Production", "key-new:Sandbox"]
 
 # Where each action lives (the contract's "Pages"): (page, the tag of the element carrying
 # data-action, or None where the contract leaves it open). "project" means every project's page,
@@ -185,6 +186,7 @@ def test_overview_roles_and_cards(role, views, seed):
         assert any(f in c["text"] for f in (f"{tpm:,}", str(tpm), f"{tpm // 1000}k", f"{tpm // 1000}K")), \
             f"{name}: TPM {tpm} not on its card: {c['text']!r}"
         assert str(rpm) in c["text"], f"{name}: RPM {rpm} not on its card: {c['text']!r}"
+        assert seed.projects[name]["models"][0] in c["text"], f"{name}: no models on its card: {c['text']!r}"
     if "Production" in visible.values():
         prod = cards[str(seed.projects["Production"]["id"])]["budget"]
         assert prod["value"] and prod["value"] > 0 and prod["max"] and prod["max"] > 0, \
@@ -204,6 +206,8 @@ def test_my_keys(role, views, seed):
     for k in mine:
         text = rows[str(k.id)]["text"]
         assert k.secret[-4:] in text and k.secret not in text, (k.name, text)
+        if k.name == "ben-prod":  # expires in 30 days: shown as a relative time
+            assert re.search(r"\b(29|30) days\b|\b4 weeks\b|\b1 month\b", text), f"{k.name}: expiry {text!r}"
         held = bursar.SEEDED_SPEND.get(k.name)
         if held is not None:  # spend in the current window: the estimate the seed's CHECK holds
             shown = re.escape(f"${held:,.2f}") + (f"|{re.escape(f'${held:,.0f}')}(?![\\d.])" if held == int(held) else "")
@@ -252,3 +256,15 @@ def test_no_secret_on_any_page(role, views, seed):
         for k in seed.keys:
             assert k.secret not in snap["html"], f"{page} shows the secret of {k.name}"
         assert not re.search(r"sk-br-[A-Za-z0-9_-]{40}", snap["html"]), f"{page} shows a whole secret"
+
+
+def test_forms_fields(views):
+    """The fields the contract names, in the forms that carry the actions (as the Owner sees them)."""
+    v = views("owner")
+    fields = v["overview"]["formFields"].get("create_project")
+    assert fields is not None, "no form in or at [data-action=create_project]"
+    assert {"name", "models", "tpm", "rpm", "budget", "_csrf"} <= set(fields), fields
+    p = v["project:Production"]["formFields"]
+    assert {"models", "tpm", "rpm", "budget", "_csrf"} <= set(p.get("edit_project_settings", [])), p
+    roles = v["project:Production"]["roleOptions"]
+    assert roles and all(set(r) == {"admin", "member"} for r in roles), roles
