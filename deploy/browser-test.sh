@@ -11,10 +11,11 @@
 #   deploy/browser-test.sh
 #   deploy/browser-test.sh -k 'csrf or link' -x    arguments go to pytest
 #   BURSAR_BIN_DIR=.build/debug deploy/browser-test.sh   use these bursard/bursarctl, build nothing
-#   BROWSER_ARTIFACTS=dir        screenshots, and page source + PNG of every failure
-#                                (default: ${TMPDIR:-/tmp}/bursar-browser, emptied first)
+#   BROWSER_ARTIFACTS=dir        screenshots/, failures/ (page source + PNG of each failed test) and
+#                                bursard.log (default: ${TMPDIR:-/tmp}/bursar-browser; replaced each run)
 #   BROWSER_SCREENSHOTS_DIR=dir  also copy the six screenshots there (e.g. docs/console)
 #   BROWSER_VENV=dir             reuse (or make once) this virtual environment for selenium+pytest
+#   BURSAR_PERMISSIONS=file      hold the console to another matrix (default proto/permissions.tsv)
 #   CHROMIUM, CHROMEDRIVER       the browser and its driver (default /usr/bin/chromium, /usr/bin/chromedriver)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -33,8 +34,8 @@ for f in "$bin/bursard" "$bin/bursarctl" "$chromium" "$chromedriver"; do
 done
 command -v redis-server >/dev/null || { echo "browser-test: redis-server is required (deploy/install-deps.sh)" >&2; exit 1; }
 artifacts=${BROWSER_ARTIFACTS:-${TMPDIR:-/tmp}/bursar-browser}
-rm -rf "$artifacts"
 mkdir -p "$artifacts"
+rm -rf "$artifacts/screenshots" "$artifacts/failures" "$artifacts/bursard.log"
 artifacts=$(cd "$artifacts" && pwd)
 
 source deploy/lib.sh
