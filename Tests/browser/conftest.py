@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import subprocess
 import sys
 import time
@@ -73,8 +74,9 @@ def urls(console, seed) -> dict:
 @pytest.fixture(scope="session")
 def short_session_server(seed):
     """A second bursard on the same Redis whose console sessions last 2 seconds."""
-    port = int(subprocess.check_output([sys.executable, "-c",
-        "import socket; s=socket.socket(); s.bind(('127.0.0.1',0)); print(s.getsockname()[1])"]).strip())
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
     log = open(os.path.join(bursar.WORK, "bursard-short-ttl.log"), "w")
     p = subprocess.Popen([bursar.BURSARD, "--redis", bursar.REDIS_URL, "--listen", "127.0.0.1:0",
                           "--ops", f"127.0.0.1:{port}", "--console-session-ttl", "2", "--log-level", "warning"],

@@ -52,6 +52,7 @@ def test_key_lifecycle(console, urls, seed):
     console.submit(form.find_element("css selector", SUBMIT))
 
     assert (console.status, console.page) == (201, "key-created"), console.describe()
+    created_at = console.path
     secret = console.one("code#secret").text.strip()
     assert secret.startswith("sk-br-") and len(secret) > 20, secret
     assert console.has("button#copy-secret")
@@ -74,7 +75,13 @@ def test_key_lifecycle(console, urls, seed):
     assert d["allowed"] and d["key_id"] == key_id, d
     assert bursar.check(secret, "o5-mini")["reason"] == "model_not_allowed"
 
-    # Never shown again: not on the project page, the overview, or the new-key form.
+    # Never shown again: not after Back (the POST's answer is not kept), not on the project page,
+    # the overview, or the new-key form.
+    console.open(urls["project:Production"])
+    console.driver.back()
+    console.wait_for("body", visible=False)
+    assert console.driver.current_url.endswith(created_at), console.driver.current_url
+    assert secret not in console.driver.page_source, "Back shows the secret again"
     for page in ("project:Production", "overview", "key-new:Production"):
         console.open(urls[page])
         assert console.status == 200, console.describe()
