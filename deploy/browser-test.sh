@@ -75,6 +75,8 @@ if [[ -n ${BROWSER_SCREENSHOTS_DIR:-} && -e ${shots[0]} ]]; then
   echo "browser-test: screenshots copied to $BROWSER_SCREENSHOTS_DIR"
 fi
 echo "browser-test: artifacts (screenshots, failures, bursard.log) in $artifacts"
+if [[ -e ${shots[0]} ]]; then printf '  %s\n' "${shots[@]}"; fi
+if [[ -d $artifacts/failures ]]; then printf '  %s\n' "$artifacts"/failures/*; fi
 if ((status != 0)); then
   echo "browser-test: FAILED (pytest exit $status)" >&2
   exit 1
