@@ -103,7 +103,8 @@ def test_sign_in_refused(which, console, seed):
     console.one("form#sign-in input[name=token]").send_keys(token)
     console.submit(console.one("form#sign-in button[type=submit]"))
     assert (console.status, console.page) == (401, "sign-in"), console.describe()
-    assert console.wait_for("[data-testid=form-error]").text.strip(), "an empty form-error"
+    error = console.wait_for("[data-testid=form-error]").text
+    assert "token" in error.lower(), f"the form-error does not name the token: {error!r}"
     assert console.session_cookie() is None
     resp, jar = http_sign_in(token)
     assert resp.status == 401 and SESSION_COOKIE not in jar, (resp.status, jar)
@@ -172,6 +173,15 @@ def test_revoke_needs_csrf(console, urls, seed):
     assert bursar.check(secret, "gpt-5.5")["reason"] == "key_revoked"
 
 
+def test_sign_out_needs_csrf(console, seed):
+    console.sign_in(seed.users["admin"])
+    cookie = console.session_header()
+    r = request("POST", "/console/sign-out", cookie=cookie, form={})
+    assert (r.status, r.page, r.error) == (403, "error", "csrf"), (r.status, r.page, r.error)
+    ok = request("GET", console.org_path, cookie=cookie)
+    assert (ok.status, ok.page) == (200, "overview"), "a sign-out without a CSRF token ended the session"
+
+
 def test_invite_needs_csrf(console, urls, seed):
     console.sign_in(seed.users["owner"])
     console.open(urls["organization"])
@@ -226,6 +236,11 @@ def test_member_cannot_post_admin_forms(console, urls, seed):
           for (const o of s.options) if (o.value === email || o.value === id || o.text.includes(email)) s.value = o.value;
         """, console.one("form[data-action=add_project_members]"), dan.email, str(dan.id))
     forms["add-member"] = console.form_pairs("form[data-action=add_project_members]")
+    cleo = seed.users["admin"]
+    forms["role"] = console.form_pairs(
+        f"table[data-action=view_project_members] tr[data-member-id='{cleo.id}'] form[data-action=edit_member_roles]")
+    prod_api = next(k for k in seed.keys if k.name == "prod-api")  # Cleo's
+    forms["revoke"] = console.form_pairs(f"form[data-revoke='{prod_api.id}']")
     owner_cookie = console.session_header()
 
     before = {n: project_settings(seed, n) for n in ("Production", "Sandbox")}
@@ -242,13 +257,17 @@ def test_member_cannot_post_admin_forms(console, urls, seed):
         r = request("POST", action, cookie=ben_cookie, form=replace(pairs, _csrf=ben_csrf, tpm="1", rpm="1"))
         if r.status not in (403, 404) or r.page != "error":
             refusals.append(f"Ben's POST {action} ({key}): {r.status} {r.page} {r.error}")
-    pairs, action = forms["add-member"]
-    r = request("POST", action, cookie=ben_cookie, form=replace(pairs, _csrf=ben_csrf))
-    if r.status not in (403, 404) or r.page != "error":
-        refusals.append(f"Ben's POST {action} (add Dan to Production): {r.status} {r.page} {r.error}")
+    for key, what, values in (("add-member", "add Dan to Production", {}),
+                              ("role", "make Cleo a Project Member", {"role": "member"}),
+                              ("revoke", "revoke Cleo's prod-api", {})):
+        pairs, action = forms[key]
+        r = request("POST", action, cookie=ben_cookie, form=replace(pairs, _csrf=ben_csrf, **values))
+        if r.status not in (403, 404) or r.page != "error":
+            refusals.append(f"Ben's POST {action} ({what}): {r.status} {r.page} {r.error}")
     assert not refusals, "\n".join(refusals)
     assert {n: project_settings(seed, n) for n in before} == before, "a Member changed a project's settings"
     assert bursar.ctl("project", "member", "list", "Production", token=owner.token) == members_before
+    assert bursar.check(prod_api.secret, "gpt-5.5")["allowed"], "a Member revoked someone else's key"
 
     # Dan (no project) posting Production's new-key form as Ben sees it: refused, no key of his.
     console.open(urls["key-new:Production"])
