@@ -4,7 +4,9 @@
 # python3 (deploy/product-flow.sh reads bursarctl's JSON with it), python3-venv (deploy/api-fuzz.sh
 # installs schemathesis from PyPI into a virtual environment) and openssl (the ops-port TLS test
 # makes a self-signed certificate with it) and binutils (deploy/package.sh strips the binaries and
-# reads their glibc symbol versions; the Swift toolchain needs it too).
+# reads their glibc symbol versions; the Swift toolchain needs it too), chromium and
+# chromium-driver (deploy/browser-test.sh drives the web console in headless Chromium through
+# chromedriver; selenium and pytest come from PyPI into its virtual environment).
 # Safe to run repeatedly; installs only what is missing.
 set -euo pipefail
 need=()
@@ -15,6 +17,8 @@ command -v python3 >/dev/null 2>&1 || need+=(python3)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
 { command -v strip >/dev/null 2>&1 && command -v objdump >/dev/null 2>&1; } || need+=(binutils)
 { command -v python3 >/dev/null 2>&1 && python3 -c 'import ensurepip, venv' 2>/dev/null; } || need+=(python3-venv)
+[ -x /usr/bin/chromium ] || need+=(chromium)
+[ -x /usr/bin/chromedriver ] || need+=(chromium-driver)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}"
   sudo=""
