@@ -152,12 +152,12 @@ enum Assets {
       .page-head .btn { width: 100%; }
       .form-actions { flex-direction: column-reverse; }
       .form-actions .btn { width: 100%; }
-      /* Key tables become one card per key. */
-      #my-keys thead, #keys thead, #all-keys thead { display: none; }
-      #my-keys tr, #keys tr, #all-keys tr { display: grid; grid-template-columns: 1fr 1fr; gap: .2rem .8rem; padding: .7rem 0; border-bottom: 1px solid var(--line); }
-      #my-keys td, #keys td, #all-keys td { border: 0; padding: .1rem 0; }
-      #my-keys td:first-child, #keys td:first-child, #all-keys td:first-child { grid-column: 1 / -1; }
-      #my-keys td[data-label]::before, #keys td[data-label]::before, #all-keys td[data-label]::before {
+      /* Key and member tables become one card per row. */
+      .cards-sm thead { display: none; }
+      .cards-sm tr { display: grid; grid-template-columns: 1fr 1fr; gap: .2rem .8rem; padding: .7rem 0; border-bottom: 1px solid var(--line); }
+      .cards-sm td { border: 0; padding: .1rem 0; }
+      .cards-sm td:first-child { grid-column: 1 / -1; }
+      .cards-sm td[data-label]::before {
         content: attr(data-label); display: block; font-size: .7rem; text-transform: uppercase; letter-spacing: .05em; color: var(--muted);
       }
       td.num { text-align: left; }

@@ -74,7 +74,7 @@ enum Templates {
     /// page (`all-keys`): the page's context sets `tableId`, `showProject` and `showUser`.
     static let keyTable = #"""
     <div class="table-wrap">
-      <table id="{{tableId}}">
+      <table id="{{tableId}}" class="cards-sm">
         <thead><tr><th scope="col">Key</th>{{#showProject}}<th scope="col">Project</th>{{/showProject}}{{#showUser}}<th scope="col">User</th>{{/showUser}}<th scope="col">Limits</th><th scope="col" class="num">This minute</th><th scope="col" class="num">Spend</th><th scope="col">Expires</th><th scope="col"><span class="sr-only">Actions</span></th></tr></thead>
         <tbody>{{>key-rows}}</tbody>
       </table>
@@ -266,14 +266,14 @@ enum Templates {
     <section class="panel" aria-labelledby="members-h">
       <h2 id="members-h">Members</h2>
       <div class="table-wrap">
-        <table data-action="view_project_members" id="members">
+        <table data-action="view_project_members" id="members" class="cards-sm">
           <thead><tr><th scope="col">Member</th><th scope="col">Role</th><th scope="col">Grant</th><th scope="col"><span class="sr-only">Actions</span></th></tr></thead>
           <tbody>
           {{#members}}
           <tr data-member-id="{{id}}">
             <td><div class="strong">{{name}}</div><div class="muted">{{email}}</div></td>
-            <td>{{role}}</td>
-            <td class="small">{{grant}}</td>
+            <td data-label="Role">{{role}}</td>
+            <td class="small" data-label="Grant">{{grant}}</td>
             <td class="row-actions">
               {{#editable}}{{#can.edit_member_roles}}
               <form method="post" action="/console/o/{{orgId}}/p/{{projectId}}/members/{{id}}/role" data-action="edit_member_roles" class="inline">
@@ -446,7 +446,7 @@ enum Templates {
     <section class="panel" id="manage_organization_members" data-action="manage_organization_members" aria-labelledby="om-h">
       <h2 id="om-h">Members</h2>
       <div class="table-wrap">
-        <table id="org-members">
+        <table id="org-members" class="cards-sm">
           <thead><tr><th scope="col">Member</th><th scope="col">Role</th><th scope="col"><span class="sr-only">Actions</span></th></tr></thead>
           <tbody>
           {{#members}}
