@@ -79,15 +79,6 @@ struct BursardMain {
                     frameTimeout: settings.frameTimeout, writeTimeout: settings.writeTimeout,
                     maxUnknownKeysPerMinute: settings.maxUnknownKeysPerMinute)),
             engine: engine, group: group, logger: logger)
-        do {
-            try await server.start()
-        } catch {
-            logger.critical("cannot listen", metadata: ["address": "\(settings.listen)", "error": "\(error)"])
-            embedded?.server.stop()
-            redisClient.shutdown()
-            try? await group.shutdownGracefully()
-            throw ExitCode(1)
-        }
 
         let store = MetadataStore(redis: redisClient)
         let admin = AdminService(store: store, audit: AuditLog(redis: redisClient), logger: Logger(label: "bursard.admin"))
@@ -123,10 +114,26 @@ struct BursardMain {
         // A backstop: the data plane bounds its own drain by --shutdown-timeout; this cancels
         // whatever else still hangs a little later, so the process always exits.
         configuration.maximumGracefulShutdownDuration = settings.shutdownTimeout + .seconds(5)
-        let signals = ShutdownSignals(logger: logger, timeout: settings.shutdownTimeout)
+        let serviceGroup = ServiceGroup(configuration: configuration)
+        // Listen for SIGTERM/SIGINT before the data plane accepts anything: a signal that lands
+        // while start-up finishes is not the default action (the process killed, exit by signal)
+        // but a graceful shutdown, which the group remembers until it runs.
+        let signals = ShutdownSignals(logger: logger, timeout: settings.shutdownTimeout) {
+            Task { await serviceGroup.triggerGracefulShutdown() }
+        }
+        do {
+            try await server.start()
+        } catch {
+            logger.critical("cannot listen", metadata: ["address": "\(settings.listen)", "error": "\(error)"])
+            signals.cancel()
+            embedded?.server.stop()
+            redisClient.shutdown()
+            try? await group.shutdownGracefully()
+            throw ExitCode(1)
+        }
         var failure: (any Error)?
         do {
-            try await ServiceGroup(configuration: configuration).run()
+            try await serviceGroup.run()
         } catch {
             failure = error
             logger.error("a service failed; bursard is stopping", metadata: ["error": "\(error)"])
@@ -198,7 +205,9 @@ final class ShutdownSignals {
     private let sources: [any DispatchSourceSignal]
     private let flag = Flag()
 
-    init(logger: Logger, timeout: Duration) {
+    /// `onFirst` runs when the first of them arrives (bursard asks its service group to shut
+    /// down gracefully, also when the group is not running yet).
+    init(logger: Logger, timeout: Duration, onFirst: @escaping @Sendable () -> Void) {
         let queue = DispatchQueue(label: "bursard.signals")
         let seconds = Double(timeout.components.seconds) + Double(timeout.components.attoseconds) / 1e18
         var sources: [any DispatchSourceSignal] = []
@@ -208,6 +217,7 @@ final class ShutdownSignals {
             source.setEventHandler { [flag] in
                 if !flag.value.exchange(true, ordering: .relaxed) {
                     logger.info("\(name) received: shutting down gracefully", metadata: ["timeout_s": "\(seconds)"])
+                    onFirst()
                 } else {
                     logger.info("\(name) received again: shutdown already in progress")
                 }
