@@ -71,17 +71,17 @@ def urls(console, seed) -> dict:
     return u
 
 
-@pytest.fixture(scope="session")
-def short_session_server(seed):
-    """A second bursard on the same Redis whose console sessions last 2 seconds."""
+def another_bursard(name: str, *flags: str, scheme: str = "http"):
+    """Another bursard on the same Redis (so the same store and console sessions), with these flags;
+    yields its ops URL and stops it afterwards."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    log = open(os.path.join(bursar.WORK, "bursard-short-ttl.log"), "w")
+    log = open(os.path.join(bursar.WORK, f"bursard-{name}.log"), "w")
     p = subprocess.Popen([bursar.BURSARD, "--redis", bursar.REDIS_URL, "--listen", "127.0.0.1:0",
-                          "--ops", f"127.0.0.1:{port}", "--console-session-ttl", "2", "--log-level", "warning"],
+                          "--ops", f"127.0.0.1:{port}", "--log-level", "warning", *flags],
                          stdout=log, stderr=subprocess.STDOUT)
-    server = f"http://127.0.0.1:{port}"
+    server = f"{scheme}://127.0.0.1:{port}"
     deadline = time.monotonic() + 15
     while True:
         try:
@@ -91,7 +91,7 @@ def short_session_server(seed):
             pass
         if p.poll() is not None or time.monotonic() > deadline:
             p.kill()
-            raise RuntimeError(f"the short-session bursard did not start (see {log.name})")
+            raise RuntimeError(f"the {name} bursard did not start (see {log.name})")
         time.sleep(0.1)
     yield server
     p.terminate()
@@ -100,6 +100,21 @@ def short_session_server(seed):
     except subprocess.TimeoutExpired:
         p.kill()
     log.close()
+
+
+@pytest.fixture(scope="session")
+def short_session_server(seed):
+    """A second bursard whose console sessions last 2 seconds."""
+    yield from another_bursard("short-ttl", "--console-session-ttl", "2")
+
+
+@pytest.fixture(scope="session")
+def tls_server(seed):
+    """A second bursard serving its ops port over TLS, with a self-signed certificate made here."""
+    cert, key = os.path.join(bursar.WORK, "ops-cert.pem"), os.path.join(bursar.WORK, "ops-key.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert,
+                    "-days", "1", "-subj", "/CN=127.0.0.1"], check=True, capture_output=True)
+    yield from another_bursard("tls", "--ops-tls-cert", cert, "--ops-tls-key", key, scheme="https")
 
 
 @pytest.hookimpl(hookwrapper=True)

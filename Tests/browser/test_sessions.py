@@ -95,6 +95,15 @@ def test_session_cookie_flags(console, seed):
     assert not console.driver.execute_script("return document.cookie.includes(arguments[0])", SESSION_COOKIE)
 
 
+def test_session_cookie_secure_over_tls(seed, tls_server):
+    resp, jar = http_sign_in(seed.users["admin"].token, server=tls_server)
+    assert resp.status == 303, (resp.status, resp.page)
+    session = [sc for sc in resp.set_cookies() if sc.startswith(SESSION_COOKIE + "=")]
+    assert len(session) == 1, resp.set_cookies()
+    _, _, attrs = cookie_attributes(session[0])
+    assert "secure" in attrs and "httponly" in attrs, f"over TLS, not Secure and HttpOnly: {session[0]}"
+
+
 @pytest.mark.parametrize("which", ["unknown token", "operator token"])
 def test_sign_in_refused(which, console, seed):
     token = "pat-br-" + "x" * 43 if which == "unknown token" else seed.operator_token
