@@ -269,7 +269,9 @@ struct InvalidationTests {
     @Test("o:<org> drops only that org's digests, d:<hex> only that digest, * everything including unknown digests")
     func eachFormDropsWhatItNames() async throws {
         try await withHarness { h in
-            try await withSecondBursard(h) { b, listener in
+            // The unknown digest must outlive the test on its own (the default 1 s negative TTL
+            // can run out between two steps on a loaded runner); only invalidations may drop it.
+            try await withSecondBursard(h, negativeCacheTTL: .seconds(120)) { b, listener in
                 let w1 = try await h.world()
                 let w2 = try await h.world()
                 let stranger = KeyDigest(bytes: [UInt8](repeating: 9, count: 32))!
@@ -405,17 +407,19 @@ func withRedis(_ body: (RedisServerProcess, RedisClient) async throws -> Void) a
 }
 
 /// A second bursard's engine over the harness's Redis, with its own client and an empty cache.
-func secondEngine(_ h: Harness) -> (engine: DecisionEngine, client: RedisClient) {
+func secondEngine(_ h: Harness, negativeCacheTTL: TimeAmount = .seconds(1)) -> (engine: DecisionEngine, client: RedisClient) {
     let client = RedisClient(configuration: RedisClientConfiguration(endpoint: h.redisServer.endpoint, ioTimeoutMs: 5_000), logger: Harness.logger)
     let engine = DecisionEngine(
-        redis: client, limiter: Limiter(clock: .testFrozen), configuration: EngineConfiguration(deadline: .seconds(10)),
-        logger: Harness.logger)
+        redis: client, limiter: Limiter(clock: .testFrozen),
+        configuration: EngineConfiguration(deadline: .seconds(10), negativeCacheTTL: negativeCacheTTL), logger: Harness.logger)
     return (engine, client)
 }
 
 /// Runs `body` with a second bursard whose invalidation listener is subscribed.
-func withSecondBursard(_ h: Harness, _ body: (DecisionEngine, InvalidationListener) async throws -> Void) async throws {
-    let (engine, client) = secondEngine(h)
+func withSecondBursard(
+    _ h: Harness, negativeCacheTTL: TimeAmount = .seconds(1), _ body: (DecisionEngine, InvalidationListener) async throws -> Void
+) async throws {
+    let (engine, client) = secondEngine(h, negativeCacheTTL: negativeCacheTTL)
     let listener = InvalidationListener(engine: engine, logger: Harness.logger)
     listener.start()
     defer {
