@@ -89,7 +89,10 @@ enum Assets {
     th { text-align: left; font-size: .75rem; text-transform: uppercase; letter-spacing: .05em; color: var(--muted); font-weight: 600; padding: .5rem .6rem; border-bottom: 1px solid var(--line); white-space: nowrap; }
     td { padding: .6rem; border-bottom: 1px solid var(--line); vertical-align: top; }
     tr:last-child td { border-bottom: 0; }
-    td.num, th.num { text-align: right; }
+    td.num, th.num { text-align: right; white-space: nowrap; }
+    td[data-label=Expires] { white-space: nowrap; }
+    .models { display: flex; flex-wrap: wrap; gap: .3rem; font-weight: 500; }
+    .model { white-space: nowrap; font-size: .85rem; background: #f1f2f4; border-radius: 6px; padding: .1rem .45rem; }
     .row-actions { text-align: right; white-space: nowrap; }
     .row-actions form { display: inline-flex; gap: .35rem; align-items: center; margin: 0 0 0 .35rem; }
 

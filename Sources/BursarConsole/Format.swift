@@ -9,6 +9,7 @@ enum Fmt {
         [
             "id": String(p.id), "name": p.name, "status": p.status, "active": p.status == "active",
             "models": p.models.isEmpty ? "All models" : p.models.joined(separator: ", "),
+            "modelChips": p.models, "allModels": p.models.isEmpty,
             "modelsShort": short(p.models), "modelsList": p.models.joined(separator: ", "),
             "tpm": limit(p.tpm), "rpm": limit(p.rpm), "budgetText": p.monthlyBudgetNusd.map(Units.dollars) ?? "No budget",
             "tpmValue": p.tpm.map(String.init) ?? "", "rpmValue": p.rpm.map(String.init) ?? "",

@@ -146,7 +146,7 @@ extension Console {
         ctx["minuteRequests"] = Fmt.rate(usage.requests)
         ctx["minuteTokens"] = Fmt.rate(usage.tokens)
         ctx["reserved"] = Fmt.plural(Int(usage.reserved.count), "open reservation")
-        ctx["roleLabel"] = standing == .orgOwner ? "Owner" : (standing == .projectAdmin ? "Project Admin" : "Project Member")
+        ctx["roleLabel"] = standing == .orgOwner ? "Owner (Project Admin on every project)" : (standing == .projectAdmin ? "Project Admin" : "Project Member")
         ctx["allKeys"] = Policy.permits(.manageAllKeysInProject, standing)
         ctx["back"] = here
         return views.page("project", title: p.name, ctx, chrome: Chrome(signed, org: org))

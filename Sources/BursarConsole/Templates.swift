@@ -231,10 +231,10 @@ enum Templates {
       <section class="panel" data-testid="guardrails" aria-labelledby="guard-h">
         <h2 id="guard-h">Guardrails</h2>
         <dl class="facts">
-          <div><dt>Models</dt><dd>{{models}}</dd></div>
           <div><dt>Tokens / min</dt><dd class="num">{{tpm}}</dd></div>
           <div><dt>Requests / min</dt><dd class="num">{{rpm}}</dd></div>
         </dl>
+        <dl class="facts"><div><dt>Models</dt><dd class="models">{{#allModels}}All models{{/allModels}}{{#modelChips}}<span class="model">{{.}}</span>{{/modelChips}}</dd></div></dl>
         {{#budget}}{{>budget}}{{/budget}}
         <p class="muted small">This minute: {{minuteRequests}} requests · {{minuteTokens}} tokens · {{reserved}}</p>
         {{#can.delete_project}}
@@ -250,7 +250,7 @@ enum Templates {
         <h2 id="edit-h">Edit guardrails</h2>
         <form method="post" action="/console/o/{{orgId}}/p/{{id}}/settings" data-action="edit_project_settings" class="form">
           {{>csrf}}
-          <div class="field"><label for="ps-models">Accessible models</label><input id="ps-models" name="models" value="{{modelsList}}" placeholder="Comma-separated; empty = all models"></div>
+          <div class="field"><label for="ps-models">Accessible models</label><textarea id="ps-models" name="models" rows="2" placeholder="Comma-separated; empty = all models">{{modelsList}}</textarea></div>
           <div class="field-row">
             <div class="field"><label for="ps-tpm">Tokens / min</label><input id="ps-tpm" name="tpm" inputmode="numeric" value="{{tpmValue}}" placeholder="No limit"></div>
             <div class="field"><label for="ps-rpm">Requests / min</label><input id="ps-rpm" name="rpm" inputmode="numeric" value="{{rpmValue}}" placeholder="No limit"></div>
