@@ -27,7 +27,7 @@ extension Console {
         let caps = try await service.keyCapLevels(signed.actor, org, project, user: forUser)
         // Project Admins and Owners may create a key for any member of the project.
         var owners: [[String: Any]] = []
-        if Policy.permits(.manageAllKeysInProject, standing(signed, org, p)) {
+        if Policy.permits(.manageAllKeysInProject, try standing(signed, org, p)) {
             owners = try await service.listProjectMembers(signed.actor, org, project).members.map { m in
                 [
                     "id": String(m.userId), "label": m.userId == signed.userID ? "\(m.email) (you)" : m.email,

@@ -23,7 +23,7 @@ extension Console {
             keys.append(row)
         }
         let ctx: [String: Any] = [
-            "orgId": String(org), "csrf": signed.session.csrf, "can": can(try orgStanding(signed, org)),
+            "orgId": String(org), "csrf": signed.session.csrf, "can": can(try standing(signed, org)),
             "members": members.map { m in
                 [
                     "id": String(m.userId), "email": m.email, "name": m.name, "owner": m.role == "owner",

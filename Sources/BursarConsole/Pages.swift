@@ -16,16 +16,15 @@ let orgActions: [(action: Action, label: String)] = [
 ]
 
 extension Console {
-    /// The caller's standing in the organization for organization-level actions.
-    func orgStanding(_ signed: Signed, _ org: UInt64) throws -> Standing {
-        guard let role = signed.orgRole(org) else { throw APIError(.notFound, "organization \(org) does not exist") }
-        return role == .owner ? .orgOwner : .orgMemberNoProject
-    }
-
-    /// The caller's standing on a project they can see (`ProjectBody.role` is theirs).
-    func standing(_ signed: Signed, _ org: UInt64, _ project: ProjectBody) -> Standing {
-        if signed.orgRole(org) == .owner { return .orgOwner }
-        return project.role == "admin" ? .projectAdmin : .projectMember
+    /// The caller's standing in the organization, or on `project` when given (whose `role` is
+    /// the caller's): the matrix's own `Standing(orgRole:projectRole:)`. not_found when the caller
+    /// is not in the organization.
+    func standing(_ signed: Signed, _ org: UInt64, _ project: ProjectBody? = nil) throws -> Standing {
+        let projectRole = project?.role.flatMap(ProjectRole.init(rawValue:))
+        guard let standing = Standing(orgRole: signed.orgRole(org), projectRole: projectRole) else {
+            throw APIError(.notFound, "organization \(org) does not exist")
+        }
+        return standing
     }
 
     /// `{action: true}` for every action of the matrix `standing` allows: templates show an
@@ -39,7 +38,7 @@ extension Console {
     // MARK: Overview
 
     func overview(_ signed: Signed, _ org: UInt64) async throws -> Response {
-        let orgStanding = try orgStanding(signed, org)
+        let orgStanding = try standing(signed, org)
         let now = try await service.store.redisTimeMs()
         let projects = try await service.listProjects(signed.actor, org).projects
         var cards: [[String: Any]] = []
@@ -48,7 +47,7 @@ extension Console {
             let keys = try await service.listProjectKeys(signed.actor, org, p.id).keys
             let usage = try await service.projectUsage(signed.actor, org, p.id)
             var card = Fmt.project(p)
-            card["role"] = standing(signed, org, p) == .projectMember ? "Project Member" : "Project Admin"
+            card["role"] = try standing(signed, org, p) == .projectMember ? "Project Member" : "Project Admin"
             card["keyCount"] = Fmt.plural(keys.count, "key")
             card["budget"] = Fmt.budget(spent: usage.spend.spendNusd, of: p.monthlyBudgetNusd)
             cards.append(card)
@@ -102,7 +101,7 @@ extension Console {
 
     func project(_ signed: Signed, _ org: UInt64, _ project: UInt64) async throws -> Response {
         let p = try await service.getProject(signed.actor, org, project)
-        let standing = standing(signed, org, p)
+        let standing = try self.standing(signed, org, p)
         let flags = can(standing)
         let now = try await service.store.redisTimeMs()
         let usage = try await service.projectUsage(signed.actor, org, project)
