@@ -113,24 +113,52 @@ public enum Units {
 
     // MARK: Dates
 
-    /// `YYYY-MM-DD` as Unix ms at 00:00 UTC of that date.
-    public static func parseDay(_ text: String) throws(UnitParseError) -> Int64 {
-        let date = text.trimmingSpaces.split(separator: "-", omittingEmptySubsequences: false)
+    /// Why text is not a day: not of the form `YYYY-MM-DD` (1970 or later), or a date the
+    /// calendar does not have (`2026-02-30`).
+    public enum DayFailure: Error, Sendable { case malformed, notACalendarDate }
+
+    /// `YYYY-MM-DD`, exactly (no spaces), as Unix ms at 00:00 UTC of that date.
+    public static func dayStart(_ text: Substring) -> Result<Int64, DayFailure> {
+        let date = text.split(separator: "-", omittingEmptySubsequences: false)
         guard date.count == 3, date[0].count == 4, date[1].count == 2, date[2].count == 2,
             let y = Int64(date[0]), let m = Int64(date[1]), let d = Int64(date[2]), y >= 1970,
             (1...12).contains(m), (1...31).contains(d)
-        else { throw UnitParseError("'\(text)' is not a date: use YYYY-MM-DD") }
+        else { return .failure(.malformed) }
         let day = days(fromCivil: y, m, d)
-        guard civil(fromDays: day) == (y, m, d) else { throw UnitParseError("'\(text)' is not a calendar date") }
-        return day * 86_400_000
+        guard civil(fromDays: day) == (y, m, d) else { return .failure(.notACalendarDate) }
+        return .success(day * 86_400_000)
+    }
+
+    /// `YYYY-MM-DD` (spaces around it allowed) as Unix ms at 00:00 UTC of that date.
+    public static func parseDay(_ text: String) throws(UnitParseError) -> Int64 {
+        switch dayStart(Substring(text.trimmingSpaces)) {
+        case .success(let ms): return ms
+        case .failure(.malformed): throw UnitParseError("'\(text)' is not a date: use YYYY-MM-DD")
+        case .failure(.notACalendarDate): throw UnitParseError("'\(text)' is not a calendar date")
+        }
     }
 
     /// Unix ms as `YYYY-MM-DD` (UTC).
-    public static func day(_ ms: Int64) -> String {
-        var day = ms / 86_400_000
-        if ms % 86_400_000 < 0 { day -= 1 }
+    public static func day(_ ms: Int64) -> String { String(isoTime(ms).prefix { $0 != "T" }) }
+
+    /// Unix ms as ISO-8601 UTC, `2026-12-31T00:00:00Z` (milliseconds shown only when not zero).
+    public static func isoTime(_ ms: Int64) -> String {
+        let dayMs: Int64 = 86_400_000
+        var day = ms / dayMs
+        var rest = ms % dayMs
+        if rest < 0 {
+            day -= 1
+            rest += dayMs
+        }
         let (y, m, d) = civil(fromDays: day)
-        return "\(y)-\(m < 10 ? "0" : "")\(m)-\(d < 10 ? "0" : "")\(d)"
+        func two(_ n: Int64) -> String { n < 10 ? "0\(n)" : "\(n)" }
+        let seconds = rest / 1000
+        var text = "\(y)-\(two(m))-\(two(d))T\(two(seconds / 3600)):\(two(seconds / 60 % 60)):\(two(seconds % 60))"
+        if rest % 1000 != 0 {
+            let millis = String(rest % 1000)
+            text += "." + String(repeating: "0", count: 3 - millis.count) + millis
+        }
+        return text + "Z"
     }
 
     /// How far `ms` is from `nowMs`, in words: `in 30 days`, `3 hours ago`, `in 2 minutes`, `now`.

@@ -78,12 +78,6 @@ enum Fmt {
 
     static func plural(_ n: Int, _ word: String) -> String { n == 1 ? "1 \(word)" : "\(Units.count(Int64(n))) \(word)s" }
 
-    static func iso(_ ms: Int64) -> String {
-        let seconds = (ms % 86_400_000 + 86_400_000) % 86_400_000 / 1000
-        func two(_ n: Int64) -> String { n < 10 ? "0\(n)" : "\(n)" }
-        return "\(Units.day(ms)) \(two(seconds / 3600)):\(two(seconds / 60 % 60)):\(two(seconds % 60)) UTC"
-    }
-
     /// A name as one path segment (virtual model and prompt names may hold `/`).
     static func pathSegment(_ name: String) -> String {
         name.addingPercentEncoding(withAllowedCharacters: .alphanumerics.union(CharacterSet(charactersIn: "-._~"))) ?? name

@@ -124,7 +124,7 @@ extension Console {
             "orgId": String(org),
             "entries": shown.prefix(300).map { e in
                 [
-                    "time": Units.relative(e.timeMs, nowMs: now), "iso": Fmt.iso(e.timeMs), "actor": who(e.actor), "action": e.action,
+                    "time": Units.relative(e.timeMs, nowMs: now), "iso": Units.isoTime(e.timeMs), "actor": who(e.actor), "action": e.action,
                     "target": e.target, "outcome": e.outcome, "ok": e.outcome == "ok",
                 ] as [String: Any]
             },

@@ -76,25 +76,8 @@ func models(_ list: [String]?, empty: String = "all") -> String {
     return list.joined(separator: ",")
 }
 
-/// Unix ms as ISO-8601 UTC, `2026-12-31T00:00:00Z` (milliseconds shown only when not zero).
-func isoTime(_ ms: Int64) -> String {
-    let dayMs: Int64 = 86_400_000
-    var day = ms / dayMs
-    var rest = ms % dayMs
-    if rest < 0 {
-        day -= 1
-        rest += dayMs
-    }
-    let (y, m, d) = civil(fromDays: day)
-    func two(_ n: Int64) -> String { n < 10 ? "0\(n)" : "\(n)" }
-    let seconds = rest / 1000
-    var text = "\(y)-\(two(m))-\(two(d))T\(two(seconds / 3600)):\(two(seconds / 60 % 60)):\(two(seconds % 60))"
-    if rest % 1000 != 0 {
-        let millis = String(rest % 1000)
-        text += "." + String(repeating: "0", count: 3 - millis.count) + millis
-    }
-    return text + "Z"
-}
+/// Unix ms as ISO-8601 UTC, `2026-12-31T00:00:00Z` (`Units.isoTime`).
+func isoTime(_ ms: Int64) -> String { Units.isoTime(ms) }
 
 /// An optional time; nil shows as `none`.
 func isoTime(_ ms: Int64?, none: String = "never") -> String { ms.map { isoTime($0) } ?? none }

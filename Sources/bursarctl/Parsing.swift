@@ -82,16 +82,12 @@ func parseDate(_ text: String, flag: String) throws -> Int64 {
     let bad = Failure.invalid("\(flag): '\(text)' is not a date: use YYYY-MM-DD (00:00 UTC) or YYYY-MM-DDTHH:MM:SSZ")
     let trimmed = text.trimmingCharacters(in: .whitespaces)
     let halves = trimmed.split(separator: "T", maxSplits: 1, omittingEmptySubsequences: false)
-    let date = halves[0].split(separator: "-", omittingEmptySubsequences: false)
-    guard date.count == 3, date[0].count == 4, date[1].count == 2, date[2].count == 2,
-        let y = Int64(date[0]), let m = Int64(date[1]), let d = Int64(date[2]), y >= 1970,
-        (1...12).contains(m), (1...31).contains(d)
-    else { throw bad }
-    let day = days(fromCivil: y, m, d)
-    guard civil(fromDays: day) == (y, m, d) else {
-        throw Failure.invalid("\(flag): '\(text)' is not a calendar date")
+    var ms: Int64
+    switch Units.dayStart(halves[0]) {
+    case .success(let start): ms = start
+    case .failure(.malformed): throw bad
+    case .failure(.notACalendarDate): throw Failure.invalid("\(flag): '\(text)' is not a calendar date")
     }
-    var ms = day * 86_400_000
     if halves.count == 2 {
         var time = halves[1]
         guard time.hasSuffix("Z") || time.hasSuffix("z") else { throw bad }
