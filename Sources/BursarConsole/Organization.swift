@@ -63,7 +63,7 @@ extension Console {
             let r = InviteRequest(email: try Fmt.required(form, "email", "E-mail"), name: form.text("name"), role: form.text("role") ?? "member")
             let invited = try await service.invite(a, org, r)
             var ctx: [String: Any] = ["orgId": String(org), "email": invited.member.email, "role": invited.member.role]
-            if let token = invited.token { ctx["token"] = token }
+            if let token = invited.token { ctx["secret"] = token }
             return views.page("invited", title: "Member invited", ctx, chrome: Chrome(signed, org: org), status: .created)
         case ("members", "role"):
             _ = try await service.setMemberRole(a, org, try id(target!.item), MemberRoleRequest(role: try Fmt.required(form, "role", "Role")))

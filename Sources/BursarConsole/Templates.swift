@@ -5,7 +5,7 @@
 
 enum Templates {
     static let all: [(String, String)] = [
-        ("layout", layout), ("budget", budget), ("csrf", csrf), ("key-table", keyTable), ("key-rows", keyRows),
+        ("layout", layout), ("budget", budget), ("csrf", csrf), ("secret", secret), ("key-table", keyTable), ("key-rows", keyRows),
         ("sign-in", signIn), ("link", link), ("error", error), ("overview", overview), ("project", project),
         ("key-new", keyNew), ("key-created", keyCreated), ("organization", organization), ("invited", invited), ("audit", audit),
     ]
@@ -60,6 +60,15 @@ enum Templates {
 
     static let csrf = #"""
     <input type="hidden" name="_csrf" value="{{csrf}}">
+    """#
+
+    /// A secret shown once (a key's, or an invited user's token) with its copy button.
+    static let secret = #"""
+    <div class="secret">
+      <code id="secret">{{secret}}</code>
+      <button id="copy-secret" type="button" class="btn btn-primary" data-copy="secret">Copy</button>
+    </div>
+    <p class="muted small" role="status" id="copy-status" aria-live="polite"></p>
     """#
 
     static let budget = #"""
@@ -409,11 +418,7 @@ enum Templates {
         <p class="eyebrow">Key created</p>
         <h1>{{key.name}}</h1>
         <p>Copy the secret now. <strong>It is shown only this once</strong>: bursar keeps only its digest.</p>
-        <div class="secret">
-          <code id="secret">{{secret}}</code>
-          <button id="copy-secret" type="button" class="btn btn-primary" data-copy="secret">Copy</button>
-        </div>
-        <p class="muted small" role="status" id="copy-status" aria-live="polite"></p>
+        {{>secret}}
         <dl class="facts">
           <div><dt>Shown as</dt><dd><code>{{key.display}}</code></dd></div>
           <div><dt>Limits</dt><dd>{{key.limits}}</dd></div>
@@ -429,12 +434,11 @@ enum Templates {
       <div class="panel success-panel">
         <p class="eyebrow">Member invited</p>
         <h1>{{email}}</h1>
-        {{#token}}
+        {{#secret}}
         <p>Their personal access token, <strong>shown only this once</strong>. Hand it over privately; they sign in with it.</p>
-        <div class="secret"><code id="secret">{{token}}</code><button id="copy-secret" type="button" class="btn btn-primary" data-copy="secret">Copy</button></div>
-        <p class="muted small" role="status" id="copy-status" aria-live="polite"></p>
-        {{/token}}
-        {{^token}}<p>They already have a bursar account and can sign in with their token.</p>{{/token}}
+        {{>secret}}
+        {{/secret}}
+        {{^secret}}<p>They already have a bursar account and can sign in with their token.</p>{{/secret}}
         <a class="btn" href="/console/o/{{orgId}}/organization#manage_organization_members">Done</a>
       </div>
     </div>

@@ -74,9 +74,7 @@ struct Views: Sendable {
     ) -> Response {
         var chrome = chrome
         chrome?.page = template
-        var ctx = context
-        if let chrome { ctx["chrome"] = chrome.context }
-        let body = library.render(ctx, withTemplate: template) ?? ""
+        let body = library.render(context, withTemplate: template) ?? ""
         var layout: [String: Any] = ["title": title, "page": template, "body": body]
         if let chrome { layout["chrome"] = chrome.context }
         if let error = context["errorCode"] as? String { layout["errorCode"] = error }

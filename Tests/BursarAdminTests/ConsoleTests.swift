@@ -284,6 +284,27 @@ struct ConsoleTests {
         }
     }
 
+    @Test("an Owner's invite shows the new member's token once, and it signs them in")
+    func invite() async throws {
+        try await withAdmin { h in
+            let w = try await h.world()
+            var b = Browser(client: h.api.client)
+            _ = try await b.signIn(w.owner.token)
+            let csrf = try #require(try await b.get("/console/o/\(w.org)/organization").csrf)
+            let page = try await b.request(
+                .post, "/console/o/\(w.org)/organization/members", form: [("_csrf", csrf), ("email", "eve@example.test"), ("role", "member")])
+            #expect(page.status == 201)
+            #expect(page.page == "invited")
+            let token = try #require(page.html.range(of: "<code id=\"secret\">").map { String(page.html[$0.upperBound...].prefix { $0 != "<" }) })
+            #expect(token.hasPrefix("pat-br-"))
+            #expect(page.html.contains("id=\"copy-secret\""))
+            #expect(!(try await b.get("/console/o/\(w.org)/organization").html.contains(token)))
+            var eve = Browser(client: h.api.client)
+            #expect(try await eve.signIn(token).status == 303)
+            #expect(try await eve.get("/console/o/\(w.org)").page == "overview")
+        }
+    }
+
     @Test("a one-time link signs in once; the second use is 410 link_invalid")
     func link() async throws {
         try await withAdmin { h in
