@@ -24,8 +24,6 @@ struct Form: Sendable {
     /// Whether a checkbox is ticked.
     func checked(_ name: String) -> Bool { self[name] != nil }
 
-    init(fields: [(name: String, value: String)]) { self.fields = fields }
-
     /// Parses an urlencoded body: `+` is a space, `%XX` a byte (Foundation decodes the
     /// percent-encoding); a field that does not decode is refused rather than guessed.
     init(urlencoded body: String) throws(FormError) {

@@ -9,21 +9,19 @@ extension Console {
     /// The form for a key of the caller, or (Project Admins and Owners) of another member of the
     /// project, `user`: the caps shown are that member's.
     func newKeyForm(_ signed: Signed, _ org: UInt64, _ project: UInt64, user: UInt64?) async throws -> Response {
-        var values: Form?
-        if let user, user != signed.userID { values = Form(fields: [("user_id", String(user))]) }
-        return try await keyForm(signed, org, project, values: values, error: nil, status: .ok)
+        try await keyForm(signed, org, project, forUser: user == signed.userID ? nil : user, values: nil, error: nil, status: .ok)
     }
 
     /// The form, as pictured on the product page: max spend and its reset, TPM, RPM, models,
     /// expiry, content logging. Each capped field carries its tightest cap (`data-max`) and the
     /// cap's name (`data-cap`), so the page refuses a value above it before it is sent; the
-    /// service refuses it again after.
+    /// service refuses it again after. `forUser` is the key's user when not the caller; `values`
+    /// what was typed, when the form comes back refused.
     func keyForm(
-        _ signed: Signed, _ org: UInt64, _ project: UInt64, values: Form?, error: (message: String, cap: String?, field: String?)?,
-        status: HTTPResponse.Status
+        _ signed: Signed, _ org: UInt64, _ project: UInt64, forUser: UInt64?, values: Form?,
+        error: (message: String, cap: String?, field: String?)?, status: HTTPResponse.Status
     ) async throws -> Response {
         let p = try await service.getProject(signed.actor, org, project)
-        let forUser = values?["user_id"].flatMap { UInt64($0) }
         let caps = try await service.keyCapLevels(signed.actor, org, project, user: forUser)
         // Project Admins and Owners may create a key for any member of the project.
         var owners: [[String: Any]] = []
@@ -69,7 +67,9 @@ extension Console {
         do {
             request = try keyRequest(form)
         } catch let e as FormError {
-            return try await keyForm(signed, org, project, values: form, error: (e.message, nil, e.field), status: .badRequest)
+            return try await keyForm(
+                signed, org, project, forUser: form["user_id"].flatMap { UInt64($0) }, values: form, error: (e.message, nil, e.field),
+                status: .badRequest)
         }
         do {
             let created = try await service.createKey(signed.actor, org, project, request)
@@ -88,7 +88,7 @@ extension Console {
                 message = Self.capMessage(cap, request, levels) ?? (message.hasSuffix(".") ? String(message.dropLast()) : message) + " (\(cap))."
             }
             return try await keyForm(
-                signed, org, project, values: form, error: (message, e.cap, nil),
+                signed, org, project, forUser: request.userId, values: form, error: (message, e.cap, nil),
                 status: e.code == .exceedsCap ? .unprocessableContent : (e.code == .conflict ? .conflict : .badRequest))
         }
     }

@@ -272,6 +272,7 @@ struct ConsoleTests {
             let adminForm = try await admin.get("/console/o/\(w.org)/p/\(w.p)/keys/new?user=\(w.tess.id)")
             #expect(adminForm.offers("manage_all_keys_in_project"))
             #expect(adminForm.html.contains("name=\"user_id\" value=\"\(w.tess.id)\""))
+            #expect(adminForm.html.contains("name=\"expires_in_days\" type=\"number\" min=\"1\" max=\"3650\" value=\"30\""), "the same defaults as one's own key")
             let made = try await admin.request(.post, url, form: [("_csrf", adminForm.csrf ?? ""), ("name", "for-tess"), ("user_id", String(w.tess.id))])
             #expect(made.status == 201)
             #expect(try await h.store.keys(org: w.org, project: w.p).first { $0.name == "for-tess" }?.userID == w.tess.id)
