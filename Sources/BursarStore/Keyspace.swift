@@ -88,6 +88,16 @@ public enum Keyspace {
     public static func prompt(_ org: UInt64, _ name: String) -> String { self.org(org) + "prompt:\(name)" }
     /// The organization's audit log (a stream).
     public static func audit(_ org: UInt64) -> String { self.org(org) + "audit" }
+    /// The org's undelivered admissions (a sorted set): each admission a CHECK script made is a
+    /// member (its reservation sequence, decimal) scored by the epoch of the bursard that sent it,
+    /// until that bursard confirms the answer was handed to the client or voids it. What remains of
+    /// a bursard that died is voided by a sweep (SPEC §13.7).
+    public static func undelivered(_ org: UInt64) -> String { self.org(org) + "ud" }
+    /// The counter every bursard takes its instance epoch from, at start (global).
+    public static let instanceEpochs = "br:seq:instance"
+    /// The live bursard instances (a sorted set): epoch → the Redis time, ms, of its last
+    /// heartbeat (global). An epoch whose heartbeat is older than the lease is swept.
+    public static let instances = "br:instances"
     /// The frozen test time (Unix µs) read only by scripts built with `ScriptClock.testFrozen`.
     public static func testClock(_ org: UInt64) -> String { self.org(org) + "testclock" }
 }

@@ -3,7 +3,7 @@ import BursarAdmin
 import BursarConsole
 import BursarRedis
 import BursarServer
-import BursarStore
+@_spi(Testing) import BursarStore
 import Dispatch
 import Foundation
 import Logging
@@ -58,7 +58,7 @@ struct BursardMain {
             logger: Logger(label: "bursard.redis"))
         let engine = DecisionEngine(
             redis: redisClient,
-            limiter: Limiter(reservationTTLMs: Int64(settings.reservationTTLSeconds) * 1000),
+            limiter: Self.limiter(reservationTTLMs: Int64(settings.reservationTTLSeconds) * 1000),
             configuration: EngineConfiguration(
                 deadline: .milliseconds(Int64(settings.deadlineMs)), cacheTTL: .milliseconds(Int64(settings.cacheTTLMs)),
                 negativeCacheTTL: .milliseconds(Int64(settings.negativeCacheTTLMs)), storeFailure: settings.storeFailure),
@@ -146,6 +146,19 @@ struct BursardMain {
             throw ExitCode(1)
         }
         logger.info("bursard stopped")
+    }
+
+    /// The limiter on Redis's clock. A debug build (the test suite's) also honours
+    /// `BURSAR_TEST_FROZEN_CLOCK=1`: its scripts then read each organization's frozen test clock
+    /// when set, so tests of real processes can compare rate buckets exactly (nothing drains). A
+    /// release build has no way to trust a writable clock.
+    static func limiter(reservationTTLMs: Int64) -> Limiter {
+        #if DEBUG
+        if ProcessInfo.processInfo.environment["BURSAR_TEST_FROZEN_CLOCK"] == "1" {
+            return Limiter(clock: .testFrozen, reservationTTLMs: reservationTTLMs)
+        }
+        #endif
+        return Limiter(reservationTTLMs: reservationTTLMs)
     }
 
     /// Starts the embedded redis-server in --data-dir, or exits 1 with a message naming the fix.
