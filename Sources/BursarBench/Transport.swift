@@ -5,6 +5,7 @@ import BursarWire
 import Logging
 import NIOCore
 import NIOPosix
+import Synchronization
 
 /// Where one lane of the harness sends its decisions. Every future completes on `eventLoop`.
 protocol DecisionTransport: Sendable {
@@ -86,8 +87,30 @@ struct DirectTransport: DecisionTransport {
         return promise.futureResult
     }
 
+    /// The floor chooses reservation sequences as bursard does, under an epoch of its own: it
+    /// runs on an organization of its own, so no bursard's sequence can meet one of these.
+    static let epoch = ReservationSequence.maxEpoch
+    static let counter = Atomic<UInt64>(0)
+
     func check(_ request: CheckRequest, identity: KeyIdentity) -> EventLoopFuture<CheckResult> {
-        submit(limiter.checkCommand(request, identity: identity)) { [limiter] in try limiter.parseCheck($0, identity: identity) }
+        let reservation = ReservationID(
+            orgID: identity.orgID,
+            sequence: ReservationSequence.make(epoch: Self.epoch, counter: Self.counter.wrappingAdd(1, ordering: .relaxed).newValue))
+        let command = limiter.checkCommand(request, identity: identity, sequence: reservation.sequence, epoch: Self.epoch)
+        let answer = submit(command) { [limiter] reply -> CheckResult in
+            guard case .decided(let result) = try limiter.parseCheck(reply, identity: identity, reservation: reservation) else {
+                throw RedisError(.unexpectedReply, "a fresh sequence was found taken")
+            }
+            return result
+        }
+        // Delivered at once, as bursard confirms each admission it hands to a client (one command
+        // here; bursard batches them).
+        return answer.map { [redis] result in
+            if result.allowed {
+                redis.submit([Limiter.deliveredCommand(org: identity.orgID, sequences: [reservation.sequence])], deadline: .now() + Self.deadline, lane: .priority) { _ in }
+            }
+            return result
+        }
     }
 
     func settle(_ request: SettleRequest) -> EventLoopFuture<ReservationResult> {

@@ -143,7 +143,7 @@ final class ClusterWorker: @unchecked Sendable {
 
     func run() {
         let config = client.configuration
-        while let batch = client.work.take(max: config.maxBatch) {
+        while let batch = client.work.take(max: config.maxBatch, stats: client.stats) {
             var deliveries = Deliveries()
             let live = client.unexpired(batch, now: .now(), into: &deliveries)
             if !live.isEmpty { execute(live, into: &deliveries) }
@@ -229,7 +229,9 @@ final class ClusterWorker: @unchecked Sendable {
                     client.stats.commands.add(commands.count, ordering: .relaxed)
                     let started = ContinuousClock.now
                     var replies = try connection.read(count: commands.count)
-                    client.configuration.onRoundTrip?(groupUnits.count, ContinuousClock.now - started)
+                    let elapsed = ContinuousClock.now - started
+                    client.stats.record(roundTrip: elapsed)
+                    client.configuration.onRoundTrip?(groupUnits.count, elapsed)
                     try client.reloadScripts(for: &replies, of: commands, on: connection)
                     var offset = 0
                     for u in groupUnits {

@@ -78,7 +78,37 @@ public final class RedisClientStats: Sendable {
     public let topologyRefreshes = Atomic<Int>(0)
     /// Sentinel: masters resolved through the sentinels.
     public let masterResolutions = Atomic<Int>(0)
+    /// Sheddable requests (CHECKs) failed unsent with `.shed` because they had waited in the
+    /// queue past the queue-delay target while a standing queue lasted (CoDel).
+    public let shedQueueDelay = Atomic<Int>(0)
+    /// Sheddable requests failed unsent with `.shed` because what was left of their deadline
+    /// could not cover the expected round trip: their answer would have come too late.
+    public let shedDeadline = Atomic<Int>(0)
+    /// The expected round trip, ns: a moving average of pipelined write-and-read times.
+    public let expectedRoundTripNs = Atomic<Int>(0)
+    /// The queue delay, ns, of the last request taken from the queue.
+    public let lastQueueDelayNs = Atomic<Int>(0)
     init() {}
+
+    /// Folds one round trip into `expectedRoundTripNs` (an average over about the last 8).
+    func record(roundTrip: Duration) {
+        let ns = Int(roundTrip.components.seconds) * 1_000_000_000 + Int(roundTrip.components.attoseconds / 1_000_000_000)
+        let old = expectedRoundTripNs.load(ordering: .relaxed)
+        expectedRoundTripNs.store(old == 0 ? ns : old + (ns - old) / 8, ordering: .relaxed)
+    }
+}
+
+/// Which queue a request waits in, and whether it may be shed.
+public enum RedisLane: Sendable, Hashable {
+    /// Work that carries money already reserved or resolves an outcome (SETTLE, RELEASE, VOID,
+    /// delivery confirmations, replays): taken before anything else, never shed.
+    case priority
+    /// Ordinary work (metadata, reads): taken after the priority lane, never shed.
+    case normal
+    /// A CHECK: taken after the priority lane, and shed (failed unsent with `.shed`) when it has
+    /// waited past the queue-delay target in a standing queue, or when its deadline can no longer
+    /// cover the expected round trip.
+    case sheddable
 }
 
 /// A Redis client over hiredis. Requests from any thread are queued; each connection's thread
@@ -128,11 +158,13 @@ public final class RedisClient: Sendable {
     /// With `on: loop`, `completion` runs on that event loop, and all completions of one round
     /// trip bound for the same loop run in one task (one wake-up of the loop, not one per request).
     /// Without it, `completion` runs on the connection's thread and must not block.
+    ///
+    /// `lane` says which queue it waits in and whether it may be shed (`RedisLane`).
     public func submit(
-        _ commands: [RedisCommand], deadline: NIODeadline, on loop: (any EventLoop)? = nil,
+        _ commands: [RedisCommand], deadline: NIODeadline, on loop: (any EventLoop)? = nil, lane: RedisLane = .normal,
         completion: @escaping @Sendable (Result<[RedisValue], RedisError>) -> Void
     ) {
-        if !queue.push(Pending(commands: commands, deadline: deadline, loop: loop, completion: completion)) {
+        if !queue.push(Pending(commands: commands, deadline: deadline, loop: loop, lane: lane, enqueued: .now(), completion: completion)) {
             let failure = RedisError(.shutdown, "redis client is shut down")
             if let loop { loop.execute { completion(.failure(failure)) } } else { completion(.failure(failure)) }
         }
@@ -166,15 +198,25 @@ public final class RedisClient: Sendable {
 
     func registeredScripts() -> [RedisScript] { scripts.withLock { Array($0.values) } }
 
-    /// Fails every request of `batch` whose deadline has passed (unsent: it never runs) and
-    /// returns the others. Both kinds of connection thread start each batch with it.
-    func unexpired(_ batch: [Pending], now: NIODeadline, into deliveries: inout Deliveries) -> [Pending] {
+    /// Fails every request of `batch` whose deadline has passed (unsent: it never runs), sheds
+    /// the sheddable ones that should not be sent (`RedisLane.sheddable`; unsent too), and returns
+    /// the others. Both kinds of connection thread start each batch with it.
+    func unexpired(_ batch: Batch, now: NIODeadline, into deliveries: inout Deliveries) -> [Pending] {
         var live: [Pending] = []
-        live.reserveCapacity(batch.count)
-        for item in batch {
+        live.reserveCapacity(batch.items.count)
+        let expected = TimeAmount.nanoseconds(Int64(stats.expectedRoundTripNs.load(ordering: .relaxed)))
+        // A deadline never has to cover more than half of itself: were every request shed because
+        // one slow round trip raised the average, no round trip would bring it down again.
+        for item in batch.items {
             if item.deadline < now {
                 stats.expiredBeforeSend.add(1, ordering: .relaxed)
                 deliveries.add(item, .failure(RedisError(.deadlineExceeded, "deadline passed before the command was sent")))
+            } else if item.lane == .sheddable && batch.dropping && now - item.enqueued > Swift.max(batch.target, item.queueTarget) {
+                stats.shedQueueDelay.add(1, ordering: .relaxed)
+                deliveries.add(item, .failure(RedisError(.shed, "shed: waited past the queue-delay target in a standing queue")))
+            } else if item.lane == .sheddable && item.deadline - now < min(expected, .nanoseconds((item.deadline - item.enqueued).nanoseconds / 2)) {
+                stats.shedDeadline.add(1, ordering: .relaxed)
+                deliveries.add(item, .failure(RedisError(.shed, "shed: the deadline cannot cover the expected round trip")))
             } else {
                 live.append(item)
             }
@@ -201,7 +243,24 @@ struct Pending: Sendable {
     var commands: [RedisCommand]
     var deadline: NIODeadline
     var loop: (any EventLoop)?
+    var lane: RedisLane
+    /// When it was queued (its queue delay runs from here).
+    var enqueued: NIODeadline
+    /// The queue delay it may take in a standing queue before it is shed (sheddable only): a
+    /// fifth of its deadline, at least the queue's own target.
+    var queueTarget: TimeAmount {
+        .nanoseconds((deadline - enqueued).nanoseconds / 5)
+    }
     var completion: @Sendable (Result<[RedisValue], RedisError>) -> Void
+}
+
+/// What a connection thread takes from the queue at once, and the queue's CoDel verdict on it.
+struct Batch {
+    var items: [Pending]
+    /// A standing queue: sheddable items that waited longer than `target` are shed.
+    var dropping: Bool
+    /// The queue-delay target.
+    var target: TimeAmount
 }
 
 /// Completions of one batch, grouped by the event loop they must run on.
@@ -228,36 +287,81 @@ struct Deliveries {
     }
 }
 
-/// A closable multi-consumer queue.
+/// A closable multi-consumer queue with two lanes: everything in the priority lane is taken
+/// before anything else. It watches the delay of what it hands out, CoDel-style: once the
+/// smallest queue delay seen has stayed above `target` for a whole `interval` (a standing queue,
+/// not a burst), it is dropping, and sheddable requests that waited longer than the target are
+/// shed instead of sent, until a request comes out within the target or the queue runs empty.
 final class WorkQueue: @unchecked Sendable {
     private let condition = NSCondition()
+    private var priority: [Pending] = []
     private var items: [Pending] = []
     private var closed = false
+    /// The queue-delay target (CoDel's target) and how long it may be exceeded (its interval).
+    let target: TimeAmount
+    let interval: TimeAmount
+    private var firstAbove: NIODeadline?
+    private var dropping = false
+
+    init(target: TimeAmount = .milliseconds(5), interval: TimeAmount = .milliseconds(100)) {
+        self.target = target
+        self.interval = interval
+    }
 
     /// False once closed.
     func push(_ item: Pending) -> Bool {
         condition.lock()
         defer { condition.unlock() }
         if closed { return false }
-        items.append(item)
+        if item.lane == .priority { priority.append(item) } else { items.append(item) }
         condition.signal()
         return true
     }
 
     /// Blocks for work; nil once closed and drained.
-    func take(max: Int) -> [Pending]? {
+    func take(max: Int, stats: RedisClientStats) -> Batch? {
         condition.lock()
         defer { condition.unlock() }
-        while items.isEmpty && !closed { condition.wait() }
-        if items.isEmpty { return nil }
-        if items.count <= max {
-            var out: [Pending] = []
-            swap(&out, &items)
-            return out
+        while priority.isEmpty && items.isEmpty && !closed { condition.wait() }
+        if priority.isEmpty && items.isEmpty { return nil }
+        var out: [Pending] = []
+        if priority.count <= max {
+            swap(&out, &priority)
+        } else {
+            out = Array(priority.prefix(max))
+            priority.removeFirst(max)
         }
-        let out = Array(items.prefix(max))
-        items.removeFirst(max)
-        return out
+        let room = max - out.count
+        var oldest: Pending?
+        if room > 0 && !items.isEmpty {
+            oldest = items[0]
+            if items.count <= room {
+                if out.isEmpty { swap(&out, &items) } else { out.append(contentsOf: items); items.removeAll(keepingCapacity: true) }
+            } else {
+                out.append(contentsOf: items.prefix(room))
+                items.removeFirst(room)
+            }
+        }
+        // CoDel on the ordinary lanes' delay: the head of what was waiting is the oldest. Every
+        // request waits for a connection to finish its round trip, so the target is never below
+        // the expected round trip: only a delay beyond it is a queue.
+        let now = NIODeadline.now()
+        var target = Swift.max(self.target, TimeAmount.nanoseconds(Int64(stats.expectedRoundTripNs.load(ordering: .relaxed))))
+        if let oldest {
+            let delay = now - oldest.enqueued
+            // A request with a long deadline tolerates a longer queue (a fifth of its deadline).
+            if oldest.lane == .sheddable { target = Swift.max(target, oldest.queueTarget) }
+            stats.lastQueueDelayNs.store(Int(delay.nanoseconds), ordering: .relaxed)
+            if delay <= target {
+                firstAbove = nil
+                dropping = false
+            } else if let first = firstAbove {
+                if now >= first { dropping = true }
+            } else {
+                firstAbove = now + interval
+            }
+        }
+        return Batch(items: out, dropping: dropping, target: target)
     }
 
     func close() {
@@ -283,7 +387,7 @@ private final class Worker: @unchecked Sendable {
 
     func run() {
         let config = client.configuration
-        while let batch = client.work.take(max: config.maxBatch) {
+        while let batch = client.work.take(max: config.maxBatch, stats: client.stats) {
             let now = NIODeadline.now()
             var deliveries = Deliveries()
             let live = client.unexpired(batch, now: now, into: &deliveries)
@@ -340,7 +444,9 @@ private final class Worker: @unchecked Sendable {
             client.stats.commands.add(commands.count, ordering: .relaxed)
             let started = ContinuousClock.now
             var replies = try connection.pipeline(commands)
-            client.configuration.onRoundTrip?(items.count, ContinuousClock.now - started)
+            let elapsed = ContinuousClock.now - started
+            client.stats.record(roundTrip: elapsed)
+            client.configuration.onRoundTrip?(items.count, elapsed)
             try client.reloadScripts(for: &replies, of: commands, on: connection)
             let readOnly = replies.indices.filter { if case .error(let e) = replies[$0] { return e.hasPrefix("READONLY") } else { return false } }
             if !readOnly.isEmpty {

@@ -18,6 +18,9 @@ public struct RedisError: Error, Hashable, Sendable, CustomStringConvertible {
         /// A Redis Cluster refused the command before running it (MOVED, ASK, TRYAGAIN, CLUSTERDOWN,
         /// a script refused mid-migration) until the deadline or the retry limit: it never ran.
         public static let clusterRefused = Code(name: "cluster_refused")
+        /// Shed by the client's load shedding before it was sent (`RedisLane.sheddable`): it
+        /// never ran. The caller answers `overloaded`.
+        public static let shed = Code(name: "shed")
         /// The endpoint string could not be parsed.
         public static let badEndpoint = Code(name: "bad_endpoint")
         public var description: String { name }
@@ -35,7 +38,8 @@ public struct RedisError: Error, Hashable, Sendable, CustomStringConvertible {
     }
 
     /// True when the command certainly did not run (safe to answer "store unavailable" with no side effect).
-    public var certainlyNotExecuted: Bool { code == .connectionFailed || code == .deadlineExceeded || code == .shutdown || code == .clusterRefused }
+    public var certainlyNotExecuted: Bool { code == .connectionFailed || code == .deadlineExceeded || code == .shutdown || code == .clusterRefused
+        || code == .shed }
 
     public var description: String { "redis \(code): \(message)" }
 }

@@ -100,9 +100,8 @@ final class DataPlaneHandler: ChannelDuplexHandler {
                 return
             }
             guard admit(headroom: 1) else {
-                var result = CheckResult.deny(.overloaded)
-                result.retryAfterMs = UInt32(clamping: max(1, engine.configuration.deadline.nanoseconds / 1_000_000))
-                return refused(.checkResult(result), id: id, kind: 0, context: context)
+                engine.admission.shed[ShedReason.bound.rawValue].increment()
+                return refused(.checkResult(engine.overloaded()), id: id, kind: 0, context: context)
             }
             engine.check(request, on: loop) { result in
                 let (handler, context) = bound.value
@@ -111,6 +110,8 @@ final class DataPlaneHandler: ChannelDuplexHandler {
                 } else {
                     if handler.inputClosed && result.allowed { handler.unconfirmed.append(result.reservation) }
                     handler.write(Frame(requestID: id, body: .checkResult(result)), context: context)
+                    // Handed to the client: Redis is told, so no sweep ever voids it.
+                    if result.allowed { handler.engine.delivered(result) }
                     handler.engine.metrics?.checkDuration.record(.nanoseconds((NIODeadline.now() - now).nanoseconds))
                 }
                 if result.reason == .unknownKey { handler.unknownKeys.record(now: .now()) }

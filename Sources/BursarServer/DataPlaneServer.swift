@@ -229,8 +229,9 @@ public final class DataPlaneServer: Service, Sendable {
         if channels.withLock({ $0.isEmpty }) { try await start() }
         try? await gracefulShutdown()
         await shutdown()
-        // Local admissions (store failure policy `allow`) go to Redis before the process goes.
-        let unreplayed = await engine.replayLocalAdmissions()
+        // Local admissions (store failure policy `allow`) go to Redis before the process goes,
+        // and so do the voids and delivery confirmations still owed.
+        let unreplayed = await engine.shutdown()
         if unreplayed > 0 {
             logger.error("local admissions not replayed into Redis; their debits are lost", metadata: ["admissions": "\(unreplayed)"])
         }

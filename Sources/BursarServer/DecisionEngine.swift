@@ -17,15 +17,23 @@ public struct EngineConfiguration: Sendable {
     public var cacheCapacity: Int
     /// What a CHECK gets when Redis cannot decide it in time.
     public var storeFailure: StoreFailurePolicy
-    /// How often admissions made locally are replayed into Redis while any are pending.
+    /// How often admissions made locally are replayed into Redis while any are pending, and
+    /// how often outcomes still owed to Redis (voids, delivery confirmations) are retried.
     public var replayInterval: Duration
+    /// The adaptive limit on CHECKs waiting on Redis (SPEC §15.2); nil: the default for the
+    /// deadline.
+    public var admission: AdmissionConfiguration?
+    /// How long a bursard may go without a heartbeat before another sweeps what it left
+    /// undelivered (SPEC §13.7).
+    public var instanceLease: TimeAmount
 
     /// Defaults: 50 ms deadline, 5 s cache, 1 s negative cache, 100,000 entries, deny on store
-    /// failure, replay every 200 ms.
+    /// failure, replay every 200 ms, the admission limit's defaults, a 10 s instance lease.
     public init(
         deadline: TimeAmount = .milliseconds(50), cacheTTL: TimeAmount = .seconds(5),
         negativeCacheTTL: TimeAmount = .seconds(1), cacheCapacity: Int = 100_000,
-        storeFailure: StoreFailurePolicy = StoreFailurePolicy(), replayInterval: Duration = .milliseconds(200)
+        storeFailure: StoreFailurePolicy = StoreFailurePolicy(), replayInterval: Duration = .milliseconds(200),
+        admission: AdmissionConfiguration? = nil, instanceLease: TimeAmount = .seconds(10)
     ) {
         self.deadline = deadline
         self.cacheTTL = cacheTTL
@@ -33,6 +41,8 @@ public struct EngineConfiguration: Sendable {
         self.cacheCapacity = cacheCapacity
         self.storeFailure = storeFailure
         self.replayInterval = replayInterval
+        self.admission = admission
+        self.instanceLease = instanceLease
     }
 }
 
@@ -42,10 +52,16 @@ public final class EngineStats: Sendable {
     public let decisions: [Counter]
     /// SETTLEs and RELEASEs answered, by `ReservationStatus.rawValue`.
     public let settlements: [Counter]
-    /// Late admissions (Redis answered after the deadline) that were released again.
+    /// Late admissions (Redis answered after the deadline) that were voided again.
     public let lateAdmissionsReleased = Atomic<Int>(0)
-    /// Admissions whose client was gone before the answer could be written, released again.
+    /// Admissions whose client was gone before the answer could be written, voided again.
     public let orphanedAdmissionsReleased = Atomic<Int>(0)
+    /// CHECKs whose Redis step failed after it may have run (connection lost or timed out): their
+    /// outcome was unknown, and they were voided.
+    public let unknownOutcomesVoided = Atomic<Int>(0)
+    /// CHECKs answered (store failure, deadline) while their Redis step was still under way, and
+    /// not yet come back: outcomes bursard does not know yet.
+    public let awaitingLateOutcome = Atomic<Int>(0)
 
     init() {
         decisions = (0...255).map { _ in Counter() }
@@ -88,8 +104,21 @@ public final class DecisionEngine: Sendable {
     let fallback: LocalFallback?
     /// False from a decision Redis failed to make in time until the next one it makes.
     private let storeAnswered = Atomic<Bool>(true)
+    /// When Redis last answered anything (uptime ns).
+    private let lastStoreAnswer = Atomic<UInt64>(NIODeadline.now().uptimeNanoseconds)
+    /// The adaptive limit on CHECKs waiting on Redis.
+    public let admission: AdmissionControl
+    /// This bursard's epoch and the reservation sequences it chooses.
+    let identity: InstanceIdentity
+    /// Voids and delivery confirmations owed to Redis.
+    let reconciler: Reconciler
+    /// Heartbeats and sweeps of dead instances.
+    let registry: InstanceRegistry
+    private let stopped = Atomic<Bool>(false)
 
-    /// An engine. With `metrics`, the data plane records frame latencies into it.
+    /// An engine. With `metrics`, the data plane records frame latencies into it. Its
+    /// maintenance (replays, retries of voids and confirmations, heartbeats, sweeps) runs every
+    /// `replayInterval` until `shutdown()`.
     public init(redis: RedisClient, limiter: Limiter, configuration: EngineConfiguration, logger: Logger, metrics: ServerMetrics? = nil) {
         self.metrics = metrics
         self.redis = redis
@@ -102,17 +131,79 @@ public final class DecisionEngine: Sendable {
                 policy: configuration.storeFailure, reservationTTL: .milliseconds(limiter.reservationTTLMs),
                 capacity: configuration.cacheCapacity)
             : nil
+        self.admission = AdmissionControl(configuration.admission ?? AdmissionConfiguration(deadline: configuration.deadline))
+        let leaseMs = max(100, configuration.instanceLease.nanoseconds / 1_000_000)
+        self.identity = InstanceIdentity(redis: redis, limiter: limiter, leaseMs: leaseMs, logger: logger)
+        self.reconciler = Reconciler(redis: redis, limiter: limiter, logger: logger)
+        self.registry = InstanceRegistry(
+            redis: redis, limiter: limiter, identity: identity, reconciler: reconciler, leaseMs: leaseMs, logger: logger)
         redis.register(limiter.scripts)
-        if fallback != nil {
-            let interval = configuration.replayInterval
-            Task { [weak self] in
-                while true {
-                    try? await Task.sleep(for: interval)
-                    guard let self else { return }
-                    await self.replayLocalAdmissions()
-                }
+        identity.acquire()
+        let interval = configuration.replayInterval
+        Task { [weak self] in
+            while true {
+                try? await Task.sleep(for: interval)
+                guard let self, !self.stopped.load(ordering: .relaxed) else { return }
+                await self.maintain()
             }
         }
+    }
+
+    /// One round of maintenance: retries of voids and confirmations, the replay of local
+    /// admissions, the heartbeat and any sweep it calls for.
+    func maintain() async {
+        reconciler.pump()
+        if fallback != nil { await replayLocalAdmissions() }
+        await registry.maintain()
+    }
+
+    /// Outcomes this bursard still has to resolve: attempts answered before Redis came back
+    /// about them, and voids not yet taken by Redis.
+    public var unresolvedAttempts: Int { stats.awaitingLateOutcome.load(ordering: .relaxed) + reconciler.pendingVoids }
+
+    /// Admissions handed to clients whose delivery Redis has not been told of yet.
+    public var pendingDeliveryConfirmations: Int { reconciler.pendingDeliveries }
+
+    /// Counters of the reconciliation.
+    public var reconcileStats: ReconcileStats { reconciler.stats }
+
+    /// The epoch this bursard's reservation sequences carry (0 before Redis gave it one).
+    public var epoch: UInt64 { identity.epoch }
+
+    /// Takes this bursard's epoch and loads the scripts before the first CHECK; waits up to
+    /// `timeout`. Optional: a CHECK arriving first waits for the epoch within its deadline.
+    public func prepare(timeout: Duration = .seconds(2)) async {
+        try? await preloadScripts()
+        let clock = ContinuousClock()
+        let until = clock.now + timeout
+        while identity.epoch == 0 && clock.now < until {
+            identity.acquire()
+            try? await Task.sleep(for: .milliseconds(10))
+        }
+    }
+
+    /// Resolves what can be before the process goes: replays local admissions, sends the voids
+    /// and confirmations still owed (for up to `timeout`), and leaves the instance registry if
+    /// nothing is left, so no sweep is needed. Returns how many local admissions were not replayed.
+    /// Stops the maintenance.
+    @discardableResult
+    public func shutdown(timeout: Duration = .seconds(5)) async -> Int {
+        let unreplayed = await replayLocalAdmissions()
+        let clock = ContinuousClock()
+        let until = clock.now + timeout
+        while (unresolvedAttempts > 0 || pendingDeliveryConfirmations > 0) && clock.now < until {
+            reconciler.pump()
+            try? await Task.sleep(for: .milliseconds(10))
+        }
+        stopped.store(true, ordering: .relaxed)
+        if unresolvedAttempts == 0 && pendingDeliveryConfirmations == 0 && pendingReplay == 0 {
+            await registry.leave()
+        } else {
+            logger.warning("outcomes left unresolved at exit; another bursard sweeps them after the instance lease", metadata: [
+                "unresolved": "\(unresolvedAttempts)", "unconfirmed_deliveries": "\(pendingDeliveryConfirmations)",
+            ])
+        }
+        return unreplayed
     }
 
     // MARK: Store failure policy
@@ -131,13 +222,23 @@ public final class DecisionEngine: Sendable {
 
     fileprivate func noteStore(answered: Bool) {
         if storeAnswered.load(ordering: .relaxed) != answered { storeAnswered.store(answered, ordering: .relaxed) }
+        if answered { lastStoreAnswer.store(NIODeadline.now().uptimeNanoseconds, ordering: .relaxed) }
+    }
+
+    /// Whether Redis answered anything within the last deadline: a CHECK finding the admission
+    /// limit full is then `overloaded` (Redis is busy), else a store failure (Redis is away).
+    var storeRecentlyAnswered: Bool {
+        let last = lastStoreAnswer.load(ordering: .relaxed)
+        let now = NIODeadline.now().uptimeNanoseconds
+        return now < last || now - last < UInt64(max(0, configuration.deadline.nanoseconds))
     }
 
     /// What a CHECK gets when Redis failed to decide it: a local admission or standing deny
     /// under the store failure policy, else `store_unavailable`. On the attempt's loop.
     fileprivate func storeFailed(_ request: CheckRequest) -> CheckResult {
-        guard let fallback, let identity = cache.lastKnown(request.digest) else { return .deny(.storeUnavailable) }
-        return fallback.decide(request, identity: identity, now: .now()) ?? .deny(.storeUnavailable)
+        guard let fallback, let known = cache.lastKnown(request.digest) else { return .deny(.storeUnavailable) }
+        return fallback.decide(request, identity: known, now: .now(), sequence: { self.identity.next(local: true)?.sequence })
+            ?? .deny(.storeUnavailable)
     }
 
     /// Replays the pending local admissions into Redis, oldest first, in pipelined batches, until
@@ -258,6 +359,10 @@ public final class DecisionEngine: Sendable {
             return "redis unreachable: \(error.code)"
         }
         noteStore(answered: true)
+        if identity.epoch == 0 {
+            identity.acquire()
+            return "instance epoch not registered yet"
+        }
         if exists.count == limiter.scripts.count && exists.allSatisfy({ $0.int == 1 }) { return nil }
         do {
             try await preloadScripts()
@@ -267,28 +372,63 @@ public final class DecisionEngine: Sendable {
         }
     }
 
-    /// Decides a CHECK. Always completes by the deadline.
+    /// Decides a CHECK. Always completes by the deadline. Handing the answer to the caller counts
+    /// as its delivery (an admission is confirmed to Redis as delivered).
     public func check(_ request: CheckRequest, on loop: any EventLoop) -> EventLoopFuture<CheckResult> {
         let promise = loop.makePromise(of: CheckResult.self)
-        check(request, on: loop) { promise.succeed($0) }
+        check(request, on: loop) { [self] result in
+            if result.allowed { delivered(result) }
+            promise.succeed(result)
+        }
         return promise.futureResult
+    }
+
+    /// The answer `result` (an admission) was handed to its client: Redis is told, so that no
+    /// sweep ever voids it (SPEC §13.7). Local admissions were never in Redis's undelivered set.
+    public func delivered(_ result: CheckResult) {
+        guard result.allowed, !result.admittedLocally, ReservationSequence.epoch(of: result.reservation.sequence) != nil else { return }
+        reconciler.delivered(result.reservation)
     }
 
     /// Decides a CHECK and calls `completion` with the answer on `loop`, exactly once, by the
     /// deadline. The data plane's path: no promise, no future.
+    ///
+    /// A CHECK that needs Redis first takes a slot of the adaptive limit (`AdmissionControl`):
+    /// with none free it is answered at once, `overloaded` while Redis answers, or as a store
+    /// failure (the store failure policy) while it does not. Its reservation sequence is chosen
+    /// before it is sent, so if its outcome cannot be learnt in time it is voided afterwards.
     func check(_ request: CheckRequest, on loop: any EventLoop, completion: @escaping (CheckResult) -> Void) {
         let now = NIODeadline.now()
         let deadline = now + configuration.deadline
+        let lookup = cache.lookup(request.digest, now: now)
+        if case .unknown = lookup {
+            stats.decisions[Int(DenyReason.unknownKey.rawValue)].increment()
+            return completion(.deny(.unknownKey))
+        }
+        guard admission.tryAcquire() else {
+            if storeRecentlyAnswered {
+                admission.shed[ShedReason.limit.rawValue].increment()
+                let result = overloaded()
+                result.record(in: stats)
+                return completion(result)
+            }
+            // Redis is not answering: what the CHECKs holding the slots are waiting on. Answer as
+            // a store failure now rather than queue behind them.
+            let result = storeFailed(request)
+            result.record(in: stats)
+            return completion(result)
+        }
         let attempt = Attempt<CheckResult>(engine: self, loop: loop, deadline: deadline, fallback: .deny(.storeUnavailable), completion: completion)
+        attempt.holdsSlot = true
         if fallback != nil { attempt.onStoreFailure = { [self] in storeFailed(request) } }
-        switch cache.lookup(request.digest, now: now) {
+        switch lookup {
         case .known(let identity):
-            runCheck(request, identity, deadline, attempt)
+            runCheck(request, identity, attempt)
         case .unknown:
-            attempt.finishFromAnyThread(.deny(.unknownKey))
+            preconditionFailure("answered above")
         case .miss:
             let generation = cache.generation
-            redis.submit([Limiter.resolveCommand(request.digest)], deadline: deadline, on: loop) { [self] result in
+            redis.submit([Limiter.resolveCommand(request.digest)], deadline: deadline, on: loop, lane: .sheddable) { [self] result in
                 switch result {
                 case .success(let replies):
                     noteStore(answered: true)
@@ -296,42 +436,94 @@ public final class DecisionEngine: Sendable {
                         let identity = try Limiter.parseResolve(replies[0])
                         cache.store(request.digest, identity, now: .now(), resolvedAt: generation)
                         if let identity {
-                            runCheck(request, identity, deadline, attempt)
+                            runCheck(request, identity, attempt)
                         } else {
+                            attempt.releaseSlot(missed: false)
                             attempt.finishFromAnyThread(.deny(.unknownKey))
                         }
                     } catch {
                         logger.error("digest index reply unreadable", metadata: ["error": "\(error)"])
+                        attempt.releaseSlot(missed: false)
                         attempt.finishFromAnyThread(.deny(.storeUnavailable))
                     }
-                case .failure:
-                    attempt.storeFailedFromAnyThread()
+                case .failure(let error):
+                    attempt.releaseSlot(missed: true)
+                    if error.code == .shed {
+                        attempt.shed(error)
+                    } else {
+                        attempt.storeFailedFromAnyThread()
+                    }
                 }
             }
         }
     }
 
-    private func runCheck(_ request: CheckRequest, _ identity: KeyIdentity, _ deadline: NIODeadline, _ attempt: Attempt<CheckResult>) {
-        redis.submit([limiter.checkCommand(request, identity: identity)], deadline: deadline, on: attempt.loop) { [self] result in
+    /// The `overloaded` answer: nothing evaluated, retry after the deadline.
+    func overloaded() -> CheckResult {
+        var result = CheckResult.deny(.overloaded)
+        result.retryAfterMs = UInt32(clamping: max(1, configuration.deadline.nanoseconds / 1_000_000))
+        return result
+    }
+
+    private func runCheck(_ request: CheckRequest, _ identity: KeyIdentity, _ attempt: Attempt<CheckResult>) {
+        guard let (sequence, epoch) = self.identity.next() else {
+            // No epoch yet (Redis has not given one since start): wait for it within the deadline.
+            self.identity.whenReady { [self] ready in
+                attempt.loop.execute {
+                    guard !attempt.done else { return attempt.releaseSlot(missed: true) }
+                    if ready {
+                        self.runCheck(request, identity, attempt)
+                    } else {
+                        attempt.releaseSlot(missed: true)
+                        attempt.storeFailedFromAnyThread()
+                    }
+                }
+            }
+            return
+        }
+        let reservation = ReservationID(orgID: identity.orgID, sequence: sequence)
+        let submitted = NIODeadline.now()
+        attempt.awaitingStore = true
+        redis.submit(
+            [limiter.checkCommand(request, identity: identity, sequence: sequence, epoch: epoch)], deadline: attempt.deadline, on: attempt.loop,
+            lane: .sheddable
+        ) { [self] result in
+            attempt.storeStepEnded()
             switch result {
             case .success(let replies):
                 noteStore(answered: true)
+                attempt.releaseSlot(latency: .now() - submitted, missed: attempt.done)
                 do {
-                    let decision = try limiter.parseCheck(replies[0], identity: identity)
-                    if decision.reason == .unknownKey { cache.invalidate(request.digest) }  // rotated or deleted
-                    fallback?.learn(decision, request: request, identity: identity)
-                    attempt.finishFromAnyThread(decision)
+                    switch try limiter.parseCheck(replies[0], identity: identity, reservation: reservation) {
+                    case .decided(let decision):
+                        if decision.reason == .unknownKey { cache.invalidate(request.digest) }  // rotated or deleted
+                        fallback?.learn(decision, request: request, identity: identity)
+                        attempt.finishFromAnyThread(decision)
+                    case .fenced:
+                        // Voided before it ran: it did nothing. Only an attempt already answered is
+                        // ever voided, so this is a late arrival.
+                        attempt.finishFromAnyThread(.deny(.storeUnavailable))
+                    }
                 } catch {
-                    logger.error("limiter reply unreadable", metadata: ["error": "\(error)"])
+                    // Whether it admitted is unknown: void it, as for a broken connection.
+                    logger.error("limiter reply unreadable; the attempt is voided", metadata: ["error": "\(error)"])
+                    reconciler.void(reservation)
+                    stats.unknownOutcomesVoided.add(1, ordering: .relaxed)
                     attempt.finishFromAnyThread(.deny(.storeUnavailable))
                 }
             case .failure(let error):
-                // If the connection broke mid-command the script may have run; its reservation then
-                // keeps its estimate until the TTL — an over-count, never an over-admission.
-                if !error.certainlyNotExecuted {
-                    logger.warning("CHECK outcome unknown; any reservation expires with its estimate", metadata: ["error": "\(error)"])
+                attempt.releaseSlot(missed: true)
+                if error.code == .shed {
+                    attempt.shed(error)
+                } else {
+                    if !error.certainlyNotExecuted {
+                        // The script may have run: Redis may hold an admission nobody was told of.
+                        // Voided as soon as Redis answers again (SPEC §13.7).
+                        reconciler.void(reservation)
+                        stats.unknownOutcomesVoided.add(1, ordering: .relaxed)
+                    }
+                    attempt.storeFailedFromAnyThread()
                 }
-                attempt.storeFailedFromAnyThread()
             }
         }
     }
@@ -406,18 +598,22 @@ public final class DecisionEngine: Sendable {
         }
     }
 
-    /// Gives back an admission nobody will use (its answer could not be delivered).
+    /// Gives back an admission nobody will use (its answer could not be delivered): voided,
+    /// every counter it moved given back, its request included (SPEC §13.7).
     public func releaseOrphan(_ reservation: ReservationID) {
         stats.orphanedAdmissionsReleased.add(1, ordering: .relaxed)
-        releaseQuietly(reservation)
+        if LocalFallback.isLocal(reservation) {
+            _ = settleLocally(reservation, tokens: nil, cost: 0)
+        } else {
+            voidLater(reservation)
+        }
     }
 
-    fileprivate func releaseQuietly(_ reservation: ReservationID) {
-        redis.submit([limiter.releaseCommand(reservation)], deadline: .now() + .seconds(5)) { [logger] result in
-            if case .failure(let error) = result {
-                logger.warning("could not release an undelivered admission; it expires with its estimate", metadata: ["error": "\(error)"])
-            }
-        }
+    /// Voids an attempt whose client was told it was refused (a local admission was never in
+    /// Redis: there is nothing to void).
+    fileprivate func voidLater(_ reservation: ReservationID) {
+        guard !ReservationSequence.isLocal(reservation.sequence) else { return }
+        reconciler.void(reservation)
     }
 }
 
@@ -432,11 +628,11 @@ protocol AttemptResult: Sendable {
 extension CheckResult: AttemptResult {
     func record(in stats: EngineStats) { stats.decisions[Int(reason.rawValue)].increment() }
 
-    /// Redis admitted it after we answered "store unavailable": give it back at once.
+    /// Redis admitted it after we answered "store unavailable" or "overloaded": void it at once.
     func arrivedLate(engine: DecisionEngine) {
-        guard allowed else { return }
+        guard allowed, !admittedLocally else { return }
         engine.stats.lateAdmissionsReleased.add(1, ordering: .relaxed)
-        engine.releaseQuietly(reservation)
+        engine.voidLater(reservation)
     }
 }
 
@@ -535,8 +731,40 @@ final class Attempt<Result: AttemptResult>: Deadlined, @unchecked Sendable {
     /// after init, on the loop or before the attempt is shared.
     var onStoreFailure: (() -> Result)?
 
+    /// The attempt holds a slot of the engine's admission limit until its Redis step ends.
+    var holdsSlot = false
+    /// Its Redis step is under way (set on the loop when submitted, cleared when it ends).
+    var awaitingStore = false
+    /// It was answered while its Redis step was under way: counted in `awaitingLateOutcome`.
+    private var countedLate = false
+
     /// The deadline passed unanswered: the same answer as a store failure.
-    override func expire() { storeFailed() }
+    override func expire() {
+        if awaitingStore && !countedLate {
+            countedLate = true
+            engine.stats.awaitingLateOutcome.add(1, ordering: .relaxed)
+        }
+        storeFailed()
+    }
+
+    /// Its Redis step came back (on the loop).
+    func storeStepEnded() {
+        loop.assertInEventLoop()
+        awaitingStore = false
+        if countedLate {
+            countedLate = false
+            engine.stats.awaitingLateOutcome.subtract(1, ordering: .relaxed)
+        }
+    }
+
+    /// Gives the admission slot back (once), with the Redis step's latency as a sample unless
+    /// it `missed` its deadline or never ran.
+    func releaseSlot(latency: TimeAmount = .zero, missed: Bool) {
+        guard holdsSlot else { return }
+        holdsSlot = false
+        engine.admission.release(latency: latency, missed: missed, now: .now())
+    }
+
 
     /// Completes with the store-failure answer unless already completed.
     func storeFailedFromAnyThread() {
@@ -568,5 +796,19 @@ final class Attempt<Result: AttemptResult>: Deadlined, @unchecked Sendable {
 
     func finishFromAnyThread(_ result: Result) {
         if loop.inEventLoop { finish(result) } else { loop.execute { self.finish(result) } }
+    }
+}
+
+extension Attempt where Result == CheckResult {
+    /// The Redis client shed it unsent (queue delay, or a deadline too short for a round trip):
+    /// answered `overloaded` at once.
+    ///
+    /// Unless Redis has not answered anything for a deadline: then the queue is Redis being
+    /// away, not overload, and the CHECK gets the store failure policy's answer.
+    func shed(_ error: RedisError) {
+        guard engine.storeRecentlyAnswered else { return storeFailedFromAnyThread() }
+        let reason: ShedReason = error.message.contains("queue-delay") ? .queueDelay : .deadline
+        engine.admission.shed[reason.rawValue].increment()
+        finishFromAnyThread(engine.overloaded())
     }
 }

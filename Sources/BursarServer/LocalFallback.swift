@@ -71,20 +71,19 @@ public final class FallbackStats: Sendable {
 /// The admissions bursard makes on its own while Redis is unreachable, and what it knows of each
 /// key to make them: its store failure policy at work. Thread-safe (one lock).
 ///
-/// A local admission gets a reservation id in its own range (sequence ≥ 2^52, never issued by
-/// Redis's counter; below 2^53 so the scripts' Lua numbers hold it exactly), with this process's
-/// random tag in bits 32…51. A SETTLE or RELEASE of it before its replay is answered here; the
-/// replay then records the admission in Redis with the CHECK script in replay mode (every counter
-/// debited, nothing checked, the reservation recorded under the same id) followed by that SETTLE
-/// or RELEASE, both idempotent, so a replay repeated after a broken connection counts once.
+/// A local admission's reservation sequence carries the local bit (`ReservationSequence`), so any
+/// bursard can tell one that Redis may not know yet. A SETTLE or RELEASE of it before its replay
+/// is answered here; the replay then records the admission in Redis with the CHECK script in
+/// replay mode (every counter debited, nothing checked, the reservation recorded under the same
+/// id) followed by that SETTLE or RELEASE, both idempotent, so a replay repeated after a broken
+/// connection counts once. The CHECK that was sent to Redis before the local admission (and
+/// whose outcome was not learnt in time) is voided by the engine, so the two never both count.
 final class LocalFallback: Sendable {
-    /// Sequences from here up are local admissions.
-    static let sequenceBase: UInt64 = 1 << 52
     /// Most models remembered per key.
     static let modelsPerKey = 16
 
     /// Whether a reservation was made by some bursard's local fallback.
-    static func isLocal(_ reservation: ReservationID) -> Bool { reservation.sequence >= sequenceBase }
+    static func isLocal(_ reservation: ReservationID) -> Bool { ReservationSequence.isLocal(reservation.sequence) }
 
     /// What Redis last said about a key.
     struct Profile {
@@ -125,21 +124,18 @@ final class LocalFallback: Sendable {
     private struct State {
         var profiles: [KeyIdentity: Profile] = [:]
         var pending: [UInt64: Admission] = [:]
-        var counter: UInt64 = 0
     }
 
     let policy: StoreFailurePolicy
     let stats = FallbackStats()
     private let reservationTTL: TimeAmount
     private let capacity: Int
-    private let tag: UInt64
     private let state = Mutex(State())
 
     init(policy: StoreFailurePolicy, reservationTTL: TimeAmount, capacity: Int) {
         self.policy = policy
         self.reservationTTL = reservationTTL
         self.capacity = max(1, capacity)
-        self.tag = UInt64.random(in: 0..<(1 << 20))
     }
 
     /// Admissions awaiting replay.
@@ -190,8 +186,9 @@ final class LocalFallback: Sendable {
         }
     }
 
-    /// Decides a CHECK without Redis: a local admission, a standing deny, or nil (`store_unavailable`).
-    func decide(_ request: CheckRequest, identity: KeyIdentity, now: NIODeadline) -> CheckResult? {
+    /// Decides a CHECK without Redis: a local admission (under a local sequence from `sequence`),
+    /// a standing deny, or nil (`store_unavailable`).
+    func decide(_ request: CheckRequest, identity: KeyIdentity, now: NIODeadline, sequence: () -> UInt64?) -> CheckResult? {
         state.withLock { s -> CheckResult? in
             guard var p = s.profiles[identity] else { return nil }
             if let standing = p.standing {
@@ -205,11 +202,9 @@ final class LocalFallback: Sendable {
                 p.minute = minute
                 p.admittedThisMinute = 0
             }
-            guard p.admittedThisMinute < policy.localAllowancePerKeyPerMinute else { return nil }
+            guard p.admittedThisMinute < policy.localAllowancePerKeyPerMinute, let sequence = sequence() else { return nil }
             p.admittedThisMinute += 1
             s.profiles[identity] = p
-            s.counter += 1
-            let sequence = Self.sequenceBase | (tag << 32) | (s.counter & 0xFFFF_FFFF)
             s.pending[sequence] = Admission(request: request, identity: identity, at: now)
             stats.admitted.add(1, ordering: .relaxed)
             return CheckResult(

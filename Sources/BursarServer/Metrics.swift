@@ -106,8 +106,43 @@ public final class ServerMetrics: Sendable {
             settlements[Int(ReservationStatus.expired.rawValue)].count
         }
         let stats = engine.stats
-        counter("late_admissions_released", help: "Admissions Redis made after the deadline, released again.") { stats.lateAdmissionsReleased.load(ordering: .relaxed) }
-        counter("orphaned_admissions_released", help: "Admissions whose client was gone, released again.") { stats.orphanedAdmissionsReleased.load(ordering: .relaxed) }
+        counter("late_admissions_released", help: "Admissions Redis made after the deadline, voided again.") { stats.lateAdmissionsReleased.load(ordering: .relaxed) }
+        counter("orphaned_admissions_released", help: "Admissions whose client was gone, voided again.") { stats.orphanedAdmissionsReleased.load(ordering: .relaxed) }
+        counter("unknown_outcomes_voided", help: "CHECKs whose Redis step failed after it may have run (connection lost or timed out), voided.") {
+            stats.unknownOutcomesVoided.load(ordering: .relaxed)
+        }
+        gauge("unresolved_attempts", help: "Outcomes this bursard still has to resolve: attempts answered before Redis came back about them, and voids Redis has not taken yet.") {
+            engine.unresolvedAttempts
+        }
+        gauge("undelivered_confirmations_pending", help: "Admissions handed to clients whose delivery Redis has not been told of yet.") {
+            engine.pendingDeliveryConfirmations
+        }
+        let reconcile = engine.reconcileStats
+        counter("voids", labels: [("result", "admission")], help: "Voided attempts, by what Redis held: an admission given back, or nothing (a fence left).") {
+            reconcile.voidedAdmissions.load(ordering: .relaxed)
+        }
+        counter("voids", labels: [("result", "fence")], help: "Voided attempts, by what Redis held: an admission given back, or nothing (a fence left).") {
+            reconcile.voidedFences.load(ordering: .relaxed)
+        }
+        counter("deliveries_confirmed", help: "Admissions confirmed delivered to their clients (removed from the undelivered set).") {
+            reconcile.confirmedDeliveries.load(ordering: .relaxed)
+        }
+        counter("swept_epochs", help: "Dead bursard instances whose undelivered admissions this bursard swept.") { reconcile.sweptEpochs.load(ordering: .relaxed) }
+        counter("swept_admissions", help: "Undelivered admissions of dead instances this bursard's sweeps looked at and voided.") {
+            reconcile.sweptAdmissions.load(ordering: .relaxed)
+        }
+        gauge("instance_epoch", help: "The epoch this bursard's reservation ids carry (0 until Redis gave one).") { Int(engine.epoch) }
+
+        let admission = engine.admission
+        gauge("admission_limit", help: "The adaptive limit on CHECKs waiting on Redis at once.") { admission.limit }
+        gauge("admission_in_flight", help: "CHECKs waiting on Redis now (what the adaptive limit bounds).") { admission.inFlight }
+        gauge("admission_latency_target_microseconds", help: "The latency a CHECK's Redis step should stay under (the adaptive limit's target), µs.") {
+            Int(admission.configuration.latencyTarget.nanoseconds / 1000)
+        }
+        for reason in ShedReason.allCases {
+            let c = admission.shed[reason.rawValue]
+            counter("shed", labels: [("reason", reason.label)], help: "CHECKs answered overloaded without Redis, by why: the fixed in-flight bound, the adaptive limit, the queue-delay target (CoDel), a deadline too short for a round trip.") { c.count }
+        }
 
         gauge("store_available", help: "1 while Redis decides in time; 0 from a decision it failed to make until the next it makes.") {
             engine.storeMode == .available ? 1 : 0
@@ -144,6 +179,12 @@ public final class ServerMetrics: Sendable {
         counter("redis_cluster_redirections", labels: [("kind", "retry")], help: redirectHelp) { redis.clusterRetries.load(ordering: .relaxed) }
         counter("redis_cluster_slot_map_reads", help: "Redis Cluster slot maps read (CLUSTER SLOTS).") { redis.topologyRefreshes.load(ordering: .relaxed) }
         counter("redis_sentinel_master_resolutions", help: "Masters found through Sentinel.") { redis.masterResolutions.load(ordering: .relaxed) }
+        gauge("redis_queue_delay_microseconds", help: "How long the last request taken from the Redis queue had waited, µs.") {
+            redis.lastQueueDelayNs.load(ordering: .relaxed) / 1000
+        }
+        gauge("redis_expected_round_trip_microseconds", help: "The expected pipelined Redis round trip (a moving average), µs.") {
+            redis.expectedRoundTripNs.load(ordering: .relaxed) / 1000
+        }
 
         if let server {
             let connections = server.connectionStats

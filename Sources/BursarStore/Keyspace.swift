@@ -98,6 +98,8 @@ public enum Keyspace {
     /// The live bursard instances (a sorted set): epoch → the Redis time, ms, of its last
     /// heartbeat (global). An epoch whose heartbeat is older than the lease is swept.
     public static let instances = "br:instances"
+    /// Held by the one bursard sweeping what the dead instance `epoch` left (global; expires).
+    public static func sweepClaim(_ epoch: UInt64) -> String { "br:sweep:\(epoch)" }
     /// The frozen test time (Unix µs) read only by scripts built with `ScriptClock.testFrozen`.
     public static func testClock(_ org: UInt64) -> String { self.org(org) + "testclock" }
 }

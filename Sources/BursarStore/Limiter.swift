@@ -24,6 +24,27 @@ public struct KeyIdentity: Hashable, Sendable {
     var indexValue: String { "\(orgID):\(keyID)" }
 }
 
+/// What the CHECK script did with an attempt (its reply's first element).
+public enum CheckOutcome: Int64, Sendable, Hashable {
+    /// Denied: nothing moved.
+    case denied = 0
+    /// Admitted: every counter debited, the reservation recorded.
+    case admitted = 1
+    /// The attempt's sequence was already taken: it had been voided before it ran (SPEC §13.7),
+    /// and did nothing.
+    case fenced = 2
+    /// A replay found its reservation already recorded: it did nothing.
+    case alreadyRecorded = 3
+}
+
+/// A CHECK script's reply, read.
+public enum CheckReply: Sendable {
+    /// Redis decided it.
+    case decided(CheckResult)
+    /// The attempt had been voided before it ran; nothing moved.
+    case fenced
+}
+
 /// Builds the limiter's Redis commands and reads their replies. Pure: no I/O, so the engine can
 /// put many of these into one pipelined round trip.
 public struct Limiter: Sendable {
@@ -31,6 +52,12 @@ public struct Limiter: Sendable {
     public let checkScript: RedisScript
     /// The SETTLE/RELEASE script.
     public let settleScript: RedisScript
+    /// The VOID script: gives back an attempt whose client was told it was refused.
+    public let voidScript: RedisScript
+    /// The SWEEP script: voids what a dead bursard left undelivered in one organization.
+    public let sweepScript: RedisScript
+    /// The instance registry's heartbeat (global key, Redis's clock).
+    public let heartbeatScript: RedisScript
     /// How long an unsettled reservation holds its estimate, ms.
     public let reservationTTLMs: Int64
     /// `EVALSHA <check sha1> 1`: the constant head of every CHECK step.
@@ -48,13 +75,20 @@ public struct Limiter: Sendable {
     public init(clock: ScriptClock, reservationTTLMs: Int64 = 15 * 60 * 1000) {
         checkScript = RedisScript(source: LimiterLua.check(clock))
         settleScript = RedisScript(source: LimiterLua.settle(clock))
+        voidScript = RedisScript(source: LimiterLua.void(clock))
+        sweepScript = RedisScript(source: LimiterLua.sweep(clock))
+        heartbeatScript = RedisScript(source: LimiterLua.heartbeat)
         self.reservationTTLMs = reservationTTLMs
         checkCall = RedisCommand("EVALSHA", checkScript.sha1, "1")
         settleCall = RedisCommand("EVALSHA", settleScript.sha1, "1")
     }
 
-    /// Both scripts, for `RedisClient.register`.
-    public var scripts: [RedisScript] { [checkScript, settleScript] }
+    /// Every script, for `RedisClient.register`.
+    public var scripts: [RedisScript] { [checkScript, settleScript, voidScript, sweepScript, heartbeatScript] }
+
+    /// How long a fence (the record a void leaves under an attempt that never ran) keeps its id
+    /// taken, ms: as long as a reservation's record would have lived.
+    public var fenceTTLMs: Int64 { reservationTTLMs + 3_600_000 }
 
     /// GET of the digest index.
     public static func resolveCommand(_ digest: KeyDigest) -> RedisCommand {
@@ -75,16 +109,20 @@ public struct Limiter: Sendable {
         }
     }
 
-    /// The atomic CHECK step for a resolved key.
+    /// The atomic CHECK step for a resolved key, under the reservation sequence bursard chose for
+    /// this attempt (`ReservationSequence`) and the epoch of the bursard choosing it.
     ///
     /// Built on every CHECK, so written straight into the command's buffer: the script call's
     /// constant head is copied, key names, the digest's hex and the numbers are written in place
     /// (no intermediate Strings or arrays). The arguments are those of `Keyspace.key`,
     /// `Keyspace.org` and `KeyDigest.hex`.
-    public func checkCommand(_ request: CheckRequest, identity: KeyIdentity) -> RedisCommand {
+    public func checkCommand(_ request: CheckRequest, identity: KeyIdentity, sequence: UInt64, epoch: UInt64) -> RedisCommand {
         var c = checkCall
-        c.reserveCapacity(bytes: 160 + request.model.value.utf8.count, arguments: 8)
+        c.reserveCapacity(bytes: 200 + request.model.value.utf8.count, arguments: 11)
         appendCheckArguments(request, identity: identity, ttlMs: reservationTTLMs, to: &c)
+        c.append(decimal: sequence)
+        c.append(decimal: epoch)
+        c.append("check")
         return c
     }
 
@@ -95,9 +133,11 @@ public struct Limiter: Sendable {
     /// reservation already recorded under `sequence` makes it a no-op. Read with `parseReplay`.
     public func replayCommand(_ request: CheckRequest, identity: KeyIdentity, sequence: UInt64, remainingTTLMs: Int64) -> RedisCommand {
         var c = checkCall
-        c.reserveCapacity(bytes: 192 + request.model.value.utf8.count, arguments: 9)
+        c.reserveCapacity(bytes: 200 + request.model.value.utf8.count, arguments: 11)
         appendCheckArguments(request, identity: identity, ttlMs: max(1, remainingTTLMs), to: &c)
         c.append(decimal: sequence)
+        c.append("0")
+        c.append("replay")
         return c
     }
 
@@ -114,10 +154,14 @@ public struct Limiter: Sendable {
     /// Reads a replay's reply.
     public func parseReplay(_ reply: RedisValue) throws(RedisError) -> ReplayOutcome {
         if case .error(let e) = reply { throw RedisError(.server, e) }
-        guard let a = reply.array, let admitted = a.first?.int else { throw RedisError(.unexpectedReply, "replay reply has the wrong shape") }
-        guard admitted == 1 else { return .keyGone }
-        // The script answers sequence 0 when it found the reservation already recorded.
-        return a.count > 3 && a[3].int == 0 ? .alreadyRecorded : .recorded
+        guard let a = reply.array, let raw = a.first?.int, let outcome = CheckOutcome(rawValue: raw) else {
+            throw RedisError(.unexpectedReply, "replay reply has the wrong shape")
+        }
+        switch outcome {
+        case .admitted: return .recorded
+        case .alreadyRecorded, .fenced: return .alreadyRecorded
+        case .denied: return .keyGone
+        }
     }
 
     private func appendCheckArguments(_ request: CheckRequest, identity: KeyIdentity, ttlMs: Int64, to c: inout RedisCommand) {
@@ -153,27 +197,30 @@ public struct Limiter: Sendable {
         }
     }
 
-    /// Reads the CHECK script's reply.
-    public func parseCheck(_ reply: RedisValue, identity: KeyIdentity) throws(RedisError) -> CheckResult {
+    /// Reads the CHECK script's reply for the attempt made under `reservation`.
+    public func parseCheck(_ reply: RedisValue, identity: KeyIdentity, reservation: ReservationID) throws(RedisError) -> CheckReply {
         if case .error(let e) = reply { throw RedisError(.server, e) }
-        guard let a = reply.array, a.count >= 2 else { throw RedisError(.unexpectedReply, "CHECK script reply has the wrong shape") }
+        guard let a = reply.array, a.count >= 2, let raw = a[0].int, let outcome = CheckOutcome(rawValue: raw) else {
+            throw RedisError(.unexpectedReply, "CHECK script reply has the wrong shape")
+        }
+        if outcome == .fenced || outcome == .alreadyRecorded { return .fenced }
         func int(_ i: Int) -> Int64 { i < a.count ? (a[i].int ?? 0) : 0 }
         func u32(_ i: Int) -> UInt32 { UInt32(clamping: int(i)) }
         func optional(_ i: Int) -> Int64 { i < a.count ? (a[i].int ?? CheckResult.unlimited) : CheckResult.unlimited }
         guard let reason = DenyReason(rawValue: UInt8(clamping: int(1))) else {
             throw RedisError(.unexpectedReply, "CHECK script returned reason \(int(1))")
         }
-        let allowed = int(0) == 1
-        if reason == .unknownKey { return .deny(.unknownKey) }
-        return CheckResult(
+        let allowed = outcome == .admitted
+        if reason == .unknownKey { return .decided(.deny(.unknownKey)) }
+        return .decided(CheckResult(
             allowed: allowed, reason: reason, keyFlags: UInt16(clamping: int(5)), retryAfterMs: u32(2),
-            reservation: allowed ? ReservationID(orgID: identity.orgID, sequence: UInt64(int(3))) : .none,
+            reservation: allowed ? reservation : .none,
             orgID: identity.orgID, projectID: UInt64(clamping: int(4)), keyID: identity.keyID,
             requestsLimit: u32(6), requestsRemaining: u32(7), requestsResetMs: u32(8),
             tokensLimit: u32(9), tokensRemaining: u32(10), tokensResetMs: u32(11),
             keyBudgetRemaining: optional(12), keyBudgetResetAtMs: int(13),
             projectBudgetRemaining: optional(14), projectBudgetResetAtMs: int(15),
-            orgCreditsRemaining: optional(16))
+            orgCreditsRemaining: optional(16)))
     }
 
     /// The atomic SETTLE step (built like `checkCommand`, in place).
@@ -207,5 +254,70 @@ public struct Limiter: Sendable {
             throw RedisError(.unexpectedReply, "SETTLE script reply has the wrong shape")
         }
         return ReservationResult(status: status, costDelta: a[1].int ?? 0, tokenDelta: a[2].int ?? 0)
+    }
+
+    /// The VOID step for the attempt under `reservation` (SPEC §13.7).
+    public func voidCommand(_ reservation: ReservationID) -> RedisCommand {
+        var c = RedisCommand("EVALSHA", voidScript.sha1, "1")
+        Keyspace.append(reservation: reservation.sequence, org: reservation.orgID, to: &c)
+        Keyspace.append(org: reservation.orgID, to: &c)
+        c.append(decimal: reservation.sequence)
+        c.append(fenceTTLMs)
+        return c
+    }
+
+    /// Reads a VOID's reply: true if an admission was given back.
+    public func parseVoid(_ reply: RedisValue) throws(RedisError) -> Bool {
+        if case .error(let e) = reply { throw RedisError(.server, e) }
+        guard let n = reply.int else { throw RedisError(.unexpectedReply, "VOID script reply is not an integer") }
+        return n == 1
+    }
+
+    /// The SWEEP step: voids up to `limit` admissions of `org` that bursard `epoch` left undelivered.
+    public func sweepCommand(org: UInt64, epoch: UInt64, limit: Int = 256) -> RedisCommand {
+        sweepScript.call(keys: [Keyspace.undelivered(org)], args: [Keyspace.org(org), String(epoch), String(fenceTTLMs), String(limit)])
+    }
+
+    /// The confirmation that admissions of `org` reached their clients: they leave the org's
+    /// undelivered set (one command for many).
+    public static func deliveredCommand(org: UInt64, sequences: some Sequence<UInt64>) -> RedisCommand {
+        var c = RedisCommand("ZREM", Keyspace.undelivered(org))
+        for s in sequences { c.append(decimal: s) }
+        return c
+    }
+
+    /// What the instance registry is asked.
+    public enum Heartbeat: String, Sendable {
+        /// Adds the epoch, live from now.
+        case register
+        /// Marks the epoch live now (unless a sweep already took it) and lists the dead ones.
+        case beat
+        /// Removes the epoch (a graceful exit that left nothing to sweep).
+        case leave
+    }
+
+    /// A heartbeat of the bursard holding `epoch`.
+    public func heartbeatCommand(epoch: UInt64, _ mode: Heartbeat, leaseMs: Int64) -> RedisCommand {
+        heartbeatScript.call(keys: [Keyspace.instances], args: [String(epoch), mode.rawValue, String(leaseMs)])
+    }
+
+    /// A heartbeat's reply: whether the epoch is still registered, Redis's time, and the epochs
+    /// whose heartbeats are older than the lease.
+    public struct HeartbeatReply: Sendable, Hashable {
+        /// False once a sweep took this epoch for dead.
+        public var registered: Bool
+        /// Redis's time, Unix ms.
+        public var nowMs: Int64
+        /// Dead epochs (only for `beat`).
+        public var dead: [UInt64]
+    }
+
+    /// Reads a heartbeat's reply.
+    public func parseHeartbeat(_ reply: RedisValue) throws(RedisError) -> HeartbeatReply {
+        if case .error(let e) = reply { throw RedisError(.server, e) }
+        guard let a = reply.array, a.count >= 2, let registered = a[0].int, let now = a[1].int else {
+            throw RedisError(.unexpectedReply, "heartbeat reply has the wrong shape")
+        }
+        return HeartbeatReply(registered: registered == 1, nowMs: now, dead: a.dropFirst(2).compactMap { $0.int.map(UInt64.init) })
     }
 }

@@ -55,11 +55,11 @@ extension MetadataStore {
         return result
     }
 
-    /// Deletes a project: its keys are revoked (and their digests unindexed), its memberships
-    /// removed; the next CHECK with any of its keys is denied.
+    /// Deletes a project and its memberships. Its keys stay as they were (a key revoked before
+    /// still reads revoked): the next CHECK with any of them finds no project and is denied
+    /// `project_inactive`, as for an archived project (SPEC §8, step 5 of §9).
     public func deleteProject(org: UInt64, _ id: UInt64) async throws {
         guard try await project(org: org, id) != nil else { throw StoreError.notFound("project \(id)") }
-        let keyIDs = try await idSet(Keyspace.projectKeys(org, id))
         let members = try await idSet(Keyspace.projectMembers(org, id))
         var commands = [
             RedisCommand("DEL", Keyspace.project(org, id), Keyspace.projectModels(org, id), Keyspace.projectMembers(org, id), Keyspace.projectKeys(org, id)),
@@ -69,7 +69,6 @@ extension MetadataStore {
             commands.append(RedisCommand("DEL", Keyspace.membership(org, id, user), Keyspace.membershipModels(org, id, user)))
             commands.append(RedisCommand("SREM", Keyspace.userProjects(org, user), String(id)))
         }
-        for key in keyIDs { commands.append(RedisCommand("HSET", Keyspace.key(org, key), "status", "revoked")) }
         try await transaction(commands)
     }
 

@@ -105,36 +105,103 @@ enum LimiterLua {
           if not existed and expire_at > 0 then redis.call('PEXPIREAT', wkey, expire_at) end
           return v
         end
+        -- Moves the four rate buckets of a reservation `r` (fields as read by `RES_FIELDS`) by
+        -- `requests` and `tokens` units (negative gives back), from the counters read in `cur`.
+        -- The buckets drain at the rates in force when the reservation was made.
+        local function move_buckets(kid, pid, cur, rates, requests, tokens)
+          local names = {P .. 'b:k:' .. kid .. ':rpm', P .. 'b:k:' .. kid .. ':tpm', P .. 'b:p:' .. pid .. ':rpm', P .. 'b:p:' .. pid .. ':tpm'}
+          local units = {requests, tokens, requests, tokens}
+          for i = 1, 4 do
+            local rate = rates[i]
+            if rate and rate > 0 and units[i] ~= 0 then
+              local l, u = parse_bucket(cur[i])
+              store_bucket(names[i], drained(l, u, rate) + units[i] * SCALE, rate)
+            end
+          end
+        end
+        -- The reservation fields every step reads, in this order.
+        local RES_FIELDS = {'st', 'exp', 'kid', 'pid', 'tok', 'cost', 'kw', 'pw', 'met', 'ktr', 'ptr', 'krr', 'prr'}
+        local function read_reservation(rkey)
+          return redis.call('HMGET', rkey, unpack(RES_FIELDS))
+        end
+        -- Everything a reservation's counters hold, in one MGET: read before any write, so that on
+        -- a cluster node whose slot is migrating the step is refused before it writes (SPEC §13.10).
+        local function read_counters(r)
+          return redis.call('MGET', P .. 'b:k:' .. r[3] .. ':rpm', P .. 'b:k:' .. r[3] .. ':tpm',
+            P .. 'b:p:' .. r[4] .. ':rpm', P .. 'b:p:' .. r[4] .. ':tpm', r[7], r[8], P .. 'credits')
+        end
+        local function rates_of(r)
+          return {tonumber(r[12]) or 0, tonumber(r[10]) or 0, tonumber(r[13]) or 0, tonumber(r[11]) or 0}
+        end
+        -- Moves spend windows and credits by `amount` nano-USD (negative gives back).
+        local function move_spend(r, amount)
+          if amount == 0 then return end
+          redis.call('INCRBY', r[7], amount)
+          redis.call('INCRBY', r[8], amount)
+          if r[9] == '1' then redis.call('DECRBY', P .. 'credits', amount) end
+        end
+        -- Voids the attempt under reservation sequence `seq` (SPEC §13.7): its client was told it
+        -- was refused, or never got an answer. If the CHECK ran and admitted, every counter it
+        -- moved is given back, its request included, and the reservation takes `state` ('void',
+        -- or 'swept' when a sweep did it for a dead bursard: a SETTLE may still come). If it has not
+        -- run, a fence is left under its id so that it never will (it finds the id taken). Settled
+        -- and released reservations stay as they are. Idempotent. Returns 1 if counters moved.
+        local function void_attempt(seq, state, fence_ms)
+          local rkey = P .. 'r:' .. seq
+          local r = read_reservation(rkey)
+          if not r[1] then
+            redis.call('HSET', rkey, 'st', 'void')
+            redis.call('PEXPIRE', rkey, fence_ms)
+            redis.call('ZREM', P .. 'ud', seq)
+            return 0
+          end
+          if r[1] ~= 'open' then
+            redis.call('ZREM', P .. 'ud', seq)
+            return 0
+          end
+          local cur = read_counters(r)
+          move_buckets(r[3], r[4], cur, rates_of(r), -1, -tonumber(r[5]))
+          move_spend(r, -tonumber(r[6]))
+          redis.call('HSET', rkey, 'st', state)
+          redis.call('ZREM', P .. 'ud', seq)
+          return 1
+        end
 
         """
     }
 
-    /// CHECK. KEYS[1] = key hash. ARGV: prefix, key id, digest hex, model, tokens, cost, reservation TTL ms,
-    /// and for a replay only, the reservation sequence of a local admission (see below).
-    /// Reply: {allowed, reason, retry_ms, seq, project, flags, rq_limit, rq_rem, rq_reset_ms,
-    ///         tk_limit, tk_rem, tk_reset_ms, key_budget_rem|nil, key_reset_at, proj_budget_rem|nil,
-    ///         proj_reset_at, org_credits|nil}
+    /// CHECK. KEYS[1] = key hash. ARGV: prefix, key id, digest hex, model, tokens, cost, reservation
+    /// TTL ms, the reservation sequence bursard chose for this attempt (decimal; never read as a
+    /// Lua number: it passes 2^53), the epoch of the bursard that chose it, and the mode: `check`,
+    /// or `replay` for an admission bursard already made on its own while Redis was away (its
+    /// store failure policy): nothing is checked, everything is debited, under the sequence that
+    /// admission was given.
+    ///
+    /// Reply: {outcome, reason, retry_ms, 0, project, flags, rq_limit, rq_rem, rq_reset_ms,
+    /// tk_limit, tk_rem, tk_reset_ms, key_budget_rem|false, key_reset_at, proj_budget_rem|false,
+    /// proj_reset_at, org_credits|false}. Outcome (`CheckOutcome`): 0 denied, 1 admitted, 2 fenced
+    /// (the sequence was already taken: this attempt was voided before it ran, and did nothing),
+    /// 3 already recorded (a replay found its reservation: it did nothing).
     static func check(_ clock: ScriptClock) -> String {
         prelude(clock) + """
         local kid, digest, model = ARGV[2], ARGV[3], ARGV[4]
         local tokens, cost, ttl = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
-        -- A replay records an admission bursard already made on its own while Redis was away (its
-        -- store failure policy): nothing is checked, everything is debited, under the sequence
-        -- the admission was given. It applies once: a second replay finds the reservation.
-        local replay = ARGV[8]
+        local seq, epoch = ARGV[8], ARGV[9]
+        local replay = ARGV[10] == 'replay'
+        local rkey = P .. 'r:' .. seq
 
         local k = redis.call('HMGET', KEYS[1], 'digest', 'project', 'user', 'status', 'expires', 'rpm', 'tpm', 'budget', 'period', 'flags', 'nm')
         if replay then
           if not k[2] then return {0, 1} end
-          if redis.call('EXISTS', P .. 'r:' .. replay) == 1 then return {1, 0, 0, 0, k[2], tonumber(k[10]) or 0} end
         elseif k[1] ~= digest then
           return {0, 1}
         end
         local pid, uid, flags = k[2], k[3], tonumber(k[10]) or 0
-        -- Redis Cluster, while this organization's slot migrates (SPEC §13.10): one multi-key
-        -- command over the metadata read below makes a node refuse the step (ASK, TRYAGAIN) when
-        -- any of it has moved, instead of reading it as absent. Elsewhere it is one cheap call.
-        redis.call('EXISTS', P .. 'org', P .. 'p:' .. pid, P .. 'u:' .. uid)
+        -- One multi-key EXISTS over the metadata read below and this attempt's reservation. On
+        -- Redis Cluster, while this organization's slot migrates (SPEC §13.10), it makes a node
+        -- refuse the step (ASK, TRYAGAIN) when any of it has moved, instead of reading it as
+        -- absent. Its count also tells whether the sequence is taken (see `taken` below).
+        local present = redis.call('EXISTS', P .. 'org', P .. 'p:' .. pid, P .. 'u:' .. uid, rkey)
         local check = not replay
         if check and k[4] ~= 'active' then return {0, 2, 0, 0, pid, flags} end
         local expires = num(k[5])
@@ -142,10 +209,14 @@ enum LimiterLua {
 
         local org = redis.call('HMGET', P .. 'org', 'status', 'metered')
         if check and org[1] ~= 'active' then return {0, 6, 0, 0, pid, flags} end
+        -- An archived project, or a deleted one (its hash is gone): project_inactive.
         local p = redis.call('HMGET', P .. 'p:' .. pid, 'status', 'rpm', 'tpm', 'budget', 'nm')
         if check and p[1] ~= 'active' then return {0, 5, 0, 0, pid, flags} end
 
         local role = redis.call('HGET', P .. 'u:' .. uid, 'role')
+        -- Every org, project and user hash has its status or role field, so what EXISTS counted
+        -- beyond them is the reservation.
+        local taken = present - (org[1] and 1 or 0) - (p[1] and 1 or 0) - (role and 1 or 0) > 0
         local grant = nil
         if role == 'member' then
           grant = redis.call('HMGET', P .. 'm:' .. pid .. ':' .. uid, 'role', 'rpm', 'tpm', 'spend', 'nm')
@@ -178,10 +249,10 @@ enum LimiterLua {
         if check and ((ktpm and tokens > ktpm) or (ptpm and tokens > ptpm)) then return {0, 15, 0, 0, pid, flags} end
 
         -- Every counter this step reads or writes, in one MGET: spend windows, credits, the four
-        -- buckets, the reservation sequence. On a cluster node whose slot is migrating, this one
-        -- multi-key read is refused unless all of them are here, before anything is written.
-        -- Key spend is always counted in the key's period window (monthly by default), project
-        -- spend in the calendar month, so usage is visible even without a budget.
+        -- buckets. On a cluster node whose slot is migrating, this one multi-key read is refused
+        -- unless all of them are here, before anything is written. Key spend is always counted in
+        -- the key's period window (monthly by default), project spend in the calendar month, so
+        -- usage is visible even without a budget.
         local period = k[9]
         if period ~= 'daily' and period ~= 'weekly' and period ~= 'lifetime' then period = 'monthly' end
         local kws, kwe = window(period)
@@ -192,7 +263,7 @@ enum LimiterLua {
           {P .. 'b:k:' .. kid .. ':rpm', krpm, 1, 8}, {P .. 'b:k:' .. kid .. ':tpm', ktpm, tokens, 9},
           {P .. 'b:p:' .. pid .. ':rpm', prpm, 1, 10}, {P .. 'b:p:' .. pid .. ':tpm', ptpm, tokens, 11},
         }
-        local c = redis.call('MGET', kwkey, pwkey, P .. 'credits', specs[1][1], specs[2][1], specs[3][1], specs[4][1], P .. 'seq:r')
+        local c = redis.call('MGET', kwkey, pwkey, P .. 'credits', specs[1][1], specs[2][1], specs[3][1], specs[4][1])
         local kspent = tonumber(c[1]) or 0
         local pspent = tonumber(c[2]) or 0
         local metered = org[2] == '1'
@@ -241,17 +312,20 @@ enum LimiterLua {
           elseif metered and balance < cost then deny_reason = 14 end
         end
 
-        local admitted = deny_reason == 0 or replay ~= nil
-        local seq = 0
+        local admitted = deny_reason == 0 or replay
         if admitted then
+          -- The sequence is taken: a replay already recorded (3), or this attempt was voided before
+          -- it ran (2). Either way it does nothing.
+          if taken then return {replay and 3 or 2, 0, 0, 0, pid, flags} end
           -- The reservation is written first: it is the one new key, which a cluster node whose
           -- slot is migrating refuses (ASK), so a refusal comes before any counter moves.
-          if replay then seq = replay else seq = redis.call('INCR', P .. 'seq:r') end
-          local rkey = P .. 'r:' .. seq
           redis.call('HSET', rkey, 'st', 'open', 'at', now_us, 'exp', now_ms + ttl, 'kid', kid, 'pid', pid,
             'tok', tokens, 'cost', cost, 'kw', kwkey, 'pw', pwkey, 'met', metered and 1 or 0,
-            'ktr', ktpm or 0, 'ptr', ptpm or 0)
+            'ktr', ktpm or 0, 'ptr', ptpm or 0, 'krr', krpm or 0, 'prr', prpm or 0)
           redis.call('PEXPIRE', rkey, ttl + 3600000)
+          -- Undelivered until the bursard that sent it confirms the answer went to its client;
+          -- scored by that bursard's epoch, so a sweep finds what a dead one left.
+          if check then redis.call('ZADD', P .. 'ud', epoch, seq) end
           for i = 1, 4 do
             local st = states[i]
             if st then store_bucket(st[1], st[4], st[2]) end
@@ -263,7 +337,7 @@ enum LimiterLua {
 
         local rl, rr, rs = header(states[1], states[3], admitted)
         local tl, tr, ts = header(states[2], states[4], admitted)
-        return {admitted and 1 or 0, deny_reason, retry_ms, seq, pid, flags, rl, rr, rs, tl, tr, ts,
+        return {admitted and 1 or 0, deny_reason, retry_ms, 0, pid, flags, rl, rr, rs, tl, tr, ts,
           kbudget and (kbudget - kspent) or false, kwe, pbudget and (pbudget - pspent) or false, pwe,
           metered and balance or false}
         """
@@ -271,43 +345,41 @@ enum LimiterLua {
 
     /// SETTLE and RELEASE. KEYS[1] = reservation hash. ARGV: prefix, mode ("settle" | "release"),
     /// actual tokens, actual cost. Reply: {status, cost delta, token delta}.
+    ///
+    /// A reservation a sweep voided for a dead bursard (`swept`) may have reached its client
+    /// after all (SPEC §13.7): a SETTLE then debits the actual usage in full (and the request
+    /// on RPM) and a RELEASE counts the request on RPM, as if the sweep had not happened. A
+    /// fence or an attempt its own bursard voided (`void`) was never admitted: `unknown`.
     static func settle(_ clock: ScriptClock) -> String {
         prelude(clock) + """
         local mode = ARGV[2]
-        local r = redis.call('HMGET', KEYS[1], 'st', 'exp', 'kid', 'pid', 'tok', 'cost', 'kw', 'pw', 'met', 'ktr', 'ptr')
-        if not r[1] then return {4, 0, 0} end
+        local r = read_reservation(KEYS[1])
+        if not r[1] or r[1] == 'void' then return {4, 0, 0} end
         if r[1] == 'settled' then return {1, 0, 0} end
         if r[1] == 'released' then return {2, 0, 0} end
         if r[1] == 'expired' then return {3, 0, 0} end
         if now_ms >= tonumber(r[2]) then
-          redis.call('HSET', KEYS[1], 'st', 'expired')
+          if r[1] == 'open' then redis.call('HSET', KEYS[1], 'st', 'expired') end
           return {3, 0, 0}
         end
-        local dtok, dcost
-        if mode == 'settle' then
+        -- Everything this step may write, read in one MGET first: on a cluster node whose slot is
+        -- migrating, that one multi-key read is refused unless all of it is here (SPEC §13.10).
+        local cur = read_counters(r)
+        local requests, dtok, dcost = 0, 0, 0
+        if r[1] == 'swept' then
+          requests = 1
+          if mode == 'settle' then
+            dtok, dcost = tonumber(ARGV[3]), tonumber(ARGV[4])
+          end
+        elseif mode == 'settle' then
           dtok = tonumber(ARGV[3]) - tonumber(r[5])
           dcost = tonumber(ARGV[4]) - tonumber(r[6])
         else
           dtok = -tonumber(r[5])
           dcost = -tonumber(r[6])
         end
-        -- Everything this step may write, read in one MGET first: on a cluster node whose slot is
-        -- migrating, that one multi-key read is refused unless all of it is here (SPEC §13.10).
-        local kb, pb = P .. 'b:k:' .. r[3] .. ':tpm', P .. 'b:p:' .. r[4] .. ':tpm'
-        local cur = redis.call('MGET', kb, pb, r[7], r[8], P .. 'credits')
-        -- The TPM buckets drain at the rate in force when the reservation was made.
-        local function adjust(bkey, value, rate)
-          if rate <= 0 or dtok == 0 then return end
-          local l, u = parse_bucket(value)
-          store_bucket(bkey, drained(l, u, rate) + dtok * SCALE, rate)
-        end
-        adjust(kb, cur[1], tonumber(r[10]))
-        adjust(pb, cur[2], tonumber(r[11]))
-        if dcost ~= 0 then
-          redis.call('INCRBY', r[7], dcost)
-          redis.call('INCRBY', r[8], dcost)
-          if r[9] == '1' then redis.call('DECRBY', P .. 'credits', dcost) end
-        end
+        move_buckets(r[3], r[4], cur, rates_of(r), requests, dtok)
+        move_spend(r, dcost)
         if mode == 'settle' then
           redis.call('HSET', KEYS[1], 'st', 'settled', 'atok', ARGV[3], 'acost', ARGV[4])
         else
@@ -316,4 +388,51 @@ enum LimiterLua {
         return {0, dcost, dtok}
         """
     }
+
+    /// VOID: gives back an attempt whose client was told it was refused (SPEC §13.7). KEYS[1] =
+    /// the reservation hash (it names the slot). ARGV: prefix, sequence, fence TTL ms. Reply: 1 if
+    /// an admission was given back, 0 if there was none (a fence now stands, or it was settled,
+    /// released or voided before).
+    static func void(_ clock: ScriptClock) -> String {
+        prelude(clock) + """
+        return void_attempt(ARGV[2], 'void', tonumber(ARGV[3]))
+        """
+    }
+
+    /// SWEEP: voids up to `limit` admissions of one organization that a dead bursard (epoch) made
+    /// and never confirmed delivered (SPEC §13.7). KEYS[1] = the org's undelivered set. ARGV:
+    /// prefix, epoch, fence TTL ms, limit. Reply: how many it looked at (0: none left).
+    static func sweep(_ clock: ScriptClock) -> String {
+        prelude(clock) + """
+        local seqs = redis.call('ZRANGEBYSCORE', KEYS[1], ARGV[2], ARGV[2], 'LIMIT', 0, tonumber(ARGV[4]))
+        for _, seq in ipairs(seqs) do void_attempt(seq, 'swept', tonumber(ARGV[3])) end
+        return #seqs
+        """
+    }
+
+    /// HEARTBEAT: KEYS[1] = the instance registry. ARGV: epoch, mode (`register` | `beat` |
+    /// `leave`), lease ms. On Redis's own clock (never a test clock: it is global).
+    /// Reply for `register`: {1, now_ms}. For `beat`: {registered (0 if a sweep already took this
+    /// epoch for dead), now_ms, up to 16 epochs whose last heartbeat is older than the lease}.
+    /// For `leave`: {1, now_ms}, the epoch removed.
+    static let heartbeat = """
+        local t = redis.call('TIME')
+        local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+        local epoch, mode = ARGV[1], ARGV[2]
+        if mode == 'register' then
+          redis.call('ZADD', KEYS[1], now, epoch)
+          return {1, now}
+        end
+        if mode == 'leave' then
+          redis.call('ZREM', KEYS[1], epoch)
+          return {1, now}
+        end
+        if not redis.call('ZSCORE', KEYS[1], epoch) then return {0, now} end
+        redis.call('ZADD', KEYS[1], now, epoch)
+        local reply = {1, now}
+        for _, e in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. (now - tonumber(ARGV[3])), 'LIMIT', 0, 16)) do
+          reply[#reply + 1] = e
+        end
+        return reply
+        """
 }

@@ -70,6 +70,12 @@ struct Bursard: AsyncParsableCommand {
     @Option(name: .long, help: Bursard.help("deadline-ms"))
     var deadlineMs: String?
 
+    @Option(name: .long, help: Bursard.help("latency-target-ms"))
+    var latencyTargetMs: String?
+
+    @Option(name: .long, help: Bursard.help("instance-lease-ms"))
+    var instanceLeaseMs: String?
+
     @Option(name: .long, help: Bursard.help("reservation-ttl"))
     var reservationTtl: String?
 
@@ -138,7 +144,7 @@ struct Bursard: AsyncParsableCommand {
         let given: [(String, String?)] = [
             ("listen", listen), ("ops", ops), ("stats", stats), ("ops-tls-cert", opsTLSCert), ("ops-tls-key", opsTLSKey),
             ("ops-allow-insecure-remote", opsAllowInsecureRemote), ("unix", unix), ("redis", redis), ("data-dir", dataDir),
-            ("redis-server", redisServer), ("appendfsync", appendFsync), ("deadline-ms", deadlineMs), ("reservation-ttl", reservationTtl),
+            ("redis-server", redisServer), ("appendfsync", appendFsync), ("deadline-ms", deadlineMs), ("latency-target-ms", latencyTargetMs), ("instance-lease-ms", instanceLeaseMs), ("reservation-ttl", reservationTtl),
             ("cache-ttl-ms", cacheTtlMs), ("negative-cache-ttl-ms", negativeCacheTtlMs),
             ("on-store-failure-rate", onStoreFailureRate), ("on-store-failure-spend", onStoreFailureSpend), ("local-allowance", localAllowance),
             ("redis-connections", redisConnections), ("threads", threads), ("log-level", logLevel),

@@ -61,12 +61,15 @@ struct BursardMain {
             limiter: Self.limiter(reservationTTLMs: Int64(settings.reservationTTLSeconds) * 1000),
             configuration: EngineConfiguration(
                 deadline: .milliseconds(Int64(settings.deadlineMs)), cacheTTL: .milliseconds(Int64(settings.cacheTTLMs)),
-                negativeCacheTTL: .milliseconds(Int64(settings.negativeCacheTTLMs)), storeFailure: settings.storeFailure),
+                negativeCacheTTL: .milliseconds(Int64(settings.negativeCacheTTLMs)), storeFailure: settings.storeFailure,
+                admission: settings.latencyTargetMs.map { AdmissionConfiguration(latencyTarget: .milliseconds(Int64($0))) },
+                instanceLease: .milliseconds(Int64(settings.instanceLeaseMs))),
             logger: logger, metrics: metrics)
-        do {
-            try await engine.preloadScripts()
-        } catch {
-            logger.warning("could not load the limiter scripts yet; they load on first use", metadata: ["error": "\(error)"])
+        // The scripts and this instance's epoch, ahead of the first CHECK (which would otherwise
+        // wait for them); if Redis is not there yet, they come on first use.
+        await engine.prepare()
+        if engine.epoch == 0 {
+            logger.warning("Redis did not give this bursard its instance epoch yet; CHECKs wait for it")
         }
         let group = MultiThreadedEventLoopGroup(numberOfThreads: settings.threads)
         let server = DataPlaneServer(

@@ -157,7 +157,7 @@ struct KeyGovernanceTests {
         }
     }
 
-    @Test("deleting a project revokes its keys; suspending the organization denies every key")
+    @Test("deleting a project denies its keys project_inactive (SPEC §8); suspending the organization denies every key")
     func deleteAndSuspend() async throws {
         try await withAdmin { h in
             let w = try await h.world()
@@ -167,8 +167,9 @@ struct KeyGovernanceTests {
             try await h.store.setOrganizationStatus(w.org, .active)
             #expect(try await h.api.call(.delete, "/v1/orgs/\(w.org)/projects/\(w.p)", token: w.owner.token).status == 204)
             let r = try await h.check(k.secret)
-            #expect(!r.allowed)
-            #expect(try await h.store.key(org: w.org, k.key.id)?.status == .revoked)
+            #expect(!r.allowed && r.reason == .projectInactive, "\(r.reason)")
+            // Nobody revoked the key: its project is gone.
+            #expect(try await h.store.key(org: w.org, k.key.id)?.status == .active)
         }
     }
 }

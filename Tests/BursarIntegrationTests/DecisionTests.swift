@@ -1,4 +1,5 @@
 import BursarClient
+import BursarServer
 import BursarStore
 import BursarWire
 import Testing
@@ -16,7 +17,10 @@ struct DecisionTests {
             let r = try await c.check(.make(w.digest, input: 100, output: 400, cost: 1_200))
             #expect(r.allowed)
             #expect(r.reason == .none)
-            #expect(r.reservation.orgID == w.org.id && r.reservation.sequence == 1)
+            #expect(r.reservation.orgID == w.org.id && ReservationSequence.counter(of: r.reservation.sequence) == 1)
+            // The sequence is bursard's own choice: its epoch's first, made before it was sent (SPEC §5).
+            #expect(ReservationSequence.epoch(of: r.reservation.sequence) == h.engine.epoch && h.engine.epoch > 0)
+            #expect(!ReservationSequence.isLocal(r.reservation.sequence))
             #expect(r.keyID == w.key.key.id && r.projectID == w.project.id && r.orgID == w.org.id)
             #expect(r.contentLoggingDisabled)
             // Tighter of key (60 RPM, 59 left) and project (600, 599 left) is the key.
@@ -309,6 +313,8 @@ struct PipeliningTests {
             }
             let tripsBefore = h.redis.stats.roundTrips.load(ordering: .relaxed)
             let commandsBefore = h.redis.stats.commands.load(ordering: .relaxed)
+            for _ in 0..<500 where h.engine.pendingDeliveryConfirmations > 0 { try await Task.sleep(for: .milliseconds(10)) }
+            let confirmationsBefore = h.engine.reconcileStats.deliveryCommands.load(ordering: .relaxed)
             let allowed = try await withThrowingTaskGroup(of: Int.self) { group in
                 for c in connections {
                     for _ in 0..<10 { group.addTask { try await c.check(.make(w.digest)).allowed ? 1 : 0 } }
@@ -316,9 +322,13 @@ struct PipeliningTests {
                 return try await group.reduce(0, +)
             }
             #expect(allowed == 200)
+            // Each admission is confirmed delivered (SPEC §13.7), many to one command.
+            for _ in 0..<500 where h.engine.pendingDeliveryConfirmations > 0 { try await Task.sleep(for: .milliseconds(10)) }
+            let confirmations = h.engine.reconcileStats.deliveryCommands.load(ordering: .relaxed) - confirmationsBefore
             let trips = h.redis.stats.roundTrips.load(ordering: .relaxed) - tripsBefore
-            let commands = h.redis.stats.commands.load(ordering: .relaxed) - commandsBefore
-            #expect(commands == 200, "one script call per CHECK, nothing else")
+            let commands = h.redis.stats.commands.load(ordering: .relaxed) - commandsBefore - confirmations
+            #expect(commands == 200, "one script call per CHECK, nothing else but the delivery confirmations")
+            #expect(confirmations < 200, "\(confirmations) delivery confirmations for 200 admissions")
             #expect(trips < commands, "\(commands) CHECKs took \(trips) round trips")
             for c in connections { await c.close() }
             await warm.close()

@@ -90,7 +90,7 @@ struct StoreFailurePolicyTests {
             }
             #expect(local.count == 5, "the allowance is 5 per key per minute")
             #expect(unavailable == 3)
-            #expect(local.allSatisfy { $0.admittedLocally && $0.keyID == first.keyID && $0.reservation.sequence >= 1 << 52 })
+            #expect(local.allSatisfy { $0.admittedLocally && $0.keyID == first.keyID && ReservationSequence.isLocal($0.reservation.sequence) })
             #expect(Set(local.map(\.reservation)).count == 5)
             #expect(h.engine.storeMode == .unavailableAdmittingLocally)
             #expect(h.engine.pendingReplay == 5)
@@ -216,14 +216,14 @@ struct StoreFailurePolicyTests {
             #expect(first.allowed)
             let identity = KeyIdentity(orgID: w.org.id, keyID: first.keyID)
             let command = h.engine.limiter.replayCommand(
-                .make(w.digest, cost: 2_500), identity: identity, sequence: LocalFallback.sequenceBase + 77, remainingTTLMs: 60_000)
+                .make(w.digest, cost: 2_500), identity: identity, sequence: ReservationSequence.make(epoch: 1, counter: 77, local: true), remainingTTLMs: 60_000)
             let outcomes = [try h.engine.limiter.parseReplay(try await h.redis.send([command])[0]),
                             try h.engine.limiter.parseReplay(try await h.redis.send([command])[0])]
             #expect(outcomes == [.recorded, .alreadyRecorded])
             #expect(try await h.store.credits(w.org.id) == 10_000 - 1_000 - 2_500)
             let ghost = h.engine.limiter.replayCommand(
                 .make(w.digest, cost: 2_500), identity: KeyIdentity(orgID: w.org.id, keyID: 999_999),
-                sequence: LocalFallback.sequenceBase + 78, remainingTTLMs: 60_000)
+                sequence: ReservationSequence.make(epoch: 1, counter: 78, local: true), remainingTTLMs: 60_000)
             #expect(try h.engine.limiter.parseReplay(try await h.redis.send([ghost])[0]) == .keyGone)
             #expect(try await h.store.credits(w.org.id) == 10_000 - 1_000 - 2_500)
             await c.close()

@@ -106,7 +106,7 @@ struct WindowTests {
                     try await h.setClock(org: w.org.id, toMs: t)
                     let r = try await c.check(.make(w.digest, cost: 0))
                     let expected = SpendWindow.containing(t, period: period)
-                    #expect(r.keyBudgetResetAtMs == expected.endMs, "\(period) at \(t)")
+                    #expect(r.keyBudgetResetAtMs == expected.endMs, "\(period) at \(t): \(r.reason)")
                     if period == .monthly { #expect(r.projectBudgetResetAtMs == expected.endMs, "project at \(t)") }
                 }
             }

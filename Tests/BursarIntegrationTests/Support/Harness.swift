@@ -45,8 +45,12 @@ final class Harness: Sendable {
         let engine = DecisionEngine(
             redis: redis, limiter: Limiter(clock: .testFrozen, reservationTTLMs: reservationTTLMs),
             configuration: EngineConfiguration(
-                deadline: deadline, negativeCacheTTL: negativeCacheTTL, storeFailure: storeFailure, replayInterval: .milliseconds(50)),
+                deadline: deadline, negativeCacheTTL: negativeCacheTTL, storeFailure: storeFailure, replayInterval: .milliseconds(50),
+                // One engine per Redis: no other instance to sweep, and a heartbeat only every 15 s
+                // (tests that count commands see none).
+                instanceLease: .seconds(60)),
             logger: logger)
+        await engine.prepare()
         let server = DataPlaneServer(
             configuration: ListenerConfiguration(host: "127.0.0.1", port: 0), engine: engine,
             group: MultiThreadedEventLoopGroup.singleton, logger: logger)
@@ -60,6 +64,7 @@ final class Harness: Sendable {
 
     func stop() async {
         await server.stop()
+        await engine.shutdown(timeout: .seconds(1))
         redis.shutdown()
         redisServer.stop()
     }
