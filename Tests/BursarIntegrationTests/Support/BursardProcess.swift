@@ -7,6 +7,8 @@ import Testing
 final class BursardProcess: Sendable {
     let child: ChildProcess
     let port: Int
+    /// The ops port as given (0: bursard picked one and it is not known here).
+    let opsPort: Int
     let logPath: String
 
     /// The built `bursard`: `$BURSAR_TEST_BURSARD_BINARY`, else beside the test bundle in the build directory.
@@ -26,12 +28,13 @@ final class BursardProcess: Sendable {
     }
 
     /// Starts bursard against an existing Redis on a free loopback port and waits until it answers PING.
-    convenience init(redis: RedisEndpoint, opsPort: Int = 0, extraArguments: [String] = []) async throws {
-        try await self.init(redisURL: redis.description, opsPort: opsPort, extraArguments: extraArguments)
+    /// `environment`: the child's whole environment (nil: this process's).
+    convenience init(redis: RedisEndpoint, opsPort: Int = 0, extraArguments: [String] = [], environment: [String: String]? = nil) async throws {
+        try await self.init(redisURL: redis.description, opsPort: opsPort, extraArguments: extraArguments, environment: environment)
     }
 
     /// Starts bursard against the Redis a `--redis` URL names (a cluster, sentinels).
-    init(redisURL: String, opsPort: Int = 0, extraArguments: [String] = []) async throws {
+    init(redisURL: String, opsPort: Int = 0, extraArguments: [String] = [], environment: [String: String]? = nil) async throws {
         let bin = try Self.binary()
         var lastError: (any Error)?
         for _ in 0..<5 {
@@ -39,10 +42,11 @@ final class BursardProcess: Sendable {
             let log = NSTemporaryDirectory() + "bursard-\(UUID().uuidString).log"
             let child = try ChildProcess(
                 [bin, "--redis", redisURL, "--listen", "127.0.0.1:\(port)", "--ops", "127.0.0.1:\(opsPort)", "--log-level", "info"] + extraArguments,
-                logPath: log)
+                logPath: log, environment: environment)
             if try await Self.answersPing(port: port, while: child, attempts: 200) {
                 self.child = child
                 self.port = port
+                self.opsPort = opsPort
                 self.logPath = log
                 return
             }
