@@ -4,12 +4,14 @@
 # audit on, and prints one Markdown table (also written to bench-results/table.md with every run's
 # JSON beside it).
 #
-#   deploy/bench.sh            the full set, including the 10-minute memory run (about 15 minutes)
-#   deploy/bench.sh --quick    every scenario shortened (about 2 minutes; figures are rougher)
+#   deploy/bench.sh            the full set, including the 10-minute memory run (about 17 minutes)
+#   deploy/bench.sh --quick    every scenario shortened (about 3 minutes; figures are rougher)
 #
 # Environment: BENCH_OUT (default bench-results), BENCH_MEMORY_SECONDS (default 600, --quick 30),
 # BENCH_MEMORY_KEYS (default 100000), BENCH_CONFIG (release, the default and the only one whose figures mean anything, or debug: CI
-# runs `--quick` on the debug build to keep the script honest).
+# runs `--quick` on the debug build to keep the script honest), BENCH_SCRATCH (the build directory,
+# default .build), BENCH_JOBS (build jobs, default swift build's), BENCH_ONLY (space-separated
+# scenario names or globs, e.g. 'overload-*': run only those; default every scenario).
 # Exits non-zero when a scenario produced no result or an audit FAILED; the performance bars are
 # reported in the table, never turned into an exit code.
 set -euo pipefail
@@ -23,9 +25,11 @@ if ((quick)); then dur=4; warm=1; mem=${BENCH_MEMORY_SECONDS:-30}; memwarm=5; el
 command -v redis-server >/dev/null || { echo "bench.sh: redis-server not found (run deploy/install-deps.sh)" >&2; exit 1; }
 command -v python3 >/dev/null || { echo "bench.sh: python3 not found (run deploy/install-deps.sh)" >&2; exit 1; }
 config=${BENCH_CONFIG:-release}
-swift build -c "$config" --product bursard >/dev/null
-swift build -c "$config" --product bursar-bench >/dev/null
-bin=.build/$config
+scratch=${BENCH_SCRATCH:-.build}
+build=(swift build -c "$config" --scratch-path "$scratch" ${BENCH_JOBS:+-j "$BENCH_JOBS"})
+"${build[@]}" --product bursard >/dev/null
+"${build[@]}" --product bursar-bench >/dev/null
+bin=$scratch/$config
 
 mkdir -p "$out/logs"
 launched=0
@@ -49,9 +53,22 @@ start_bursards() {
   done
 }
 
+# selected NAME: whether BENCH_ONLY (if set) names the scenario.
+selected() {
+  [[ -z "${BENCH_ONLY:-}" ]] && return 0
+  local pattern
+  for pattern in $BENCH_ONLY; do
+    # shellcheck disable=SC2053 # a glob on purpose
+    [[ "$1" == $pattern ]] && return 0
+  done
+  return 1
+}
+
 # run NAME BAR ARGS...: one scenario; its JSON goes to $out/NAME.json.
 run() {
   local name=$1 bar=$2; shift 2
+  selected "$name" || return 0
+  rm -f "$out/$name.json"
   echo "== $name: bursar-bench $*" >&2
   "$bin/bursar-bench" --redis "$redis_url" --audit --json "$@" >"$out/$name.json" || true
   printf '%s\t%s\t%s\n' "$name" "$bar" "$*" >>"$out/scenarios.tsv"
@@ -71,6 +88,29 @@ run hot-key-3x "audit 0 (3 instances, one key)" "${targets[@]}" "${target_pids[@
   --project-rpm 6000 --project-tpm 1500000 --project-budget 20000000
 run zipf-3x "audit 0 (skewed keys)" "${targets[@]}" "${target_pids[@]}" \
   --connections 12 --pipeline 8 --duration "$dur" --warmup "$warm" --keys 10000 --projects 10 --deny-share 0.2 --zipf 1.1
+
+# Overload: three fresh instances, one hot key that nothing can deny (no key, project or org
+# limit within reach: no project caps, a loose key budget, credits for years), so every answer
+# other than allow is the server's own: overloaded, store_unavailable. First capacity (12 x 8),
+# then eight times the concurrency, then an open loop at twice the capacity measured.
+if selected 'overload-*'; then
+  start_bursards 3
+  hot=(--keys 1 --projects 1 --deny-share 0)
+  run overload-12x8 "capacity (the goodput reference)" "${targets[@]}" "${target_pids[@]}" \
+    --connections 12 --pipeline 8 --duration "$dur" --warmup "$warm" "${hot[@]}"
+  run overload-96x8 "goodput >= 0.9 x 12x8; store_unavailable <= 0.1%; overloaded p99 <= 5 ms" "${targets[@]}" "${target_pids[@]}" \
+    --connections 96 --pipeline 8 --duration "$dur" --warmup "$warm" "${hot[@]}"
+  rate=$(python3 -c 'import json, sys; print(round(2 * json.load(open(sys.argv[1]))["bursard"]["goodput_per_s"]))' \
+    "$out/overload-12x8.json" 2>/dev/null || echo 0)
+  if ((rate > 0)); then
+    run overload-open-2x "at 2 x the 12x8 goodput: store_unavailable <= 0.1%; overloaded p99 <= 5 ms" "${targets[@]}" "${target_pids[@]}" \
+      --rate "$rate" --connections 12 --duration "$dur" --warmup "$warm" "${hot[@]}"
+  elif selected overload-open-2x; then
+    echo "== overload-open-2x: not run, no goodput from overload-12x8" >&2
+    rm -f "$out/overload-open-2x.json"
+    printf '%s\t%s\t%s\n' overload-open-2x "at 2 x the 12x8 goodput" "(not run: no goodput from overload-12x8)" >>"$out/scenarios.tsv"
+  fi
+fi
 start_bursards 1
 run memory-100k "RSS flat (+-10%) after warmup" "${targets[@]}" "${target_pids[@]}" \
   --rate 2000 --connections 4 --duration "$mem" --warmup "$memwarm" --keys "${BENCH_MEMORY_KEYS:-100000}" --projects 10 --deny-share 0.1
@@ -82,6 +122,13 @@ broken = []
 rows = [l.rstrip("\n").split("\t") for l in open(os.path.join(out, "scenarios.tsv"))]
 def f(x, d=0):
     return "—" if x is None else f"{x:,.{d}f}"
+def load(name):
+    return json.load(open(os.path.join(out, name + ".json")))
+try:
+    reference = load("overload-12x8")["bursard"]["goodput_per_s"]
+except Exception:
+    reference = None
+overload = []
 cpus = os.cpu_count()
 print(f"bursar-bench, {datetime.date.today().isoformat()}, {cpus} cores, bursard + Redis 7 (AOF everysec) + harness on one machine"
       + (" (--quick: short runs)" if quick else "") + ("" if config == "release" else f" ({config} build: figures not comparable)"))
@@ -90,7 +137,7 @@ print("| scenario | mode | decisions/s | p50 µs | p99 µs | p99.9 µs | CPU µs
 print("|---|---|---:|---:|---:|---:|---:|---:|---|---|---|")
 for name, bar, args in rows:
     try:
-        data = json.load(open(os.path.join(out, name + ".json")))
+        data = load(name)
     except Exception as e:
         print(f"| {name} | — | failed to run: {e} | | | | | | | {bar} | not measured |")
         broken.append(f"{name}: no result")
@@ -104,6 +151,19 @@ for name, bar, args in rows:
         cpu = (b.get("cpu_s_per_1000_decisions") or 0) * 1000
         ok = b["decisions"] > 0 and not (b["errors"] or b["unanswered"] or b["shed"]) and b["p99_us"] <= 1000 and b["p999_us"] <= 5000 and cpu <= 10
         verdict = "met" if ok else "NOT met"
+    elif name.startswith("overload") and b:
+        overload.append((name, b))
+        goodput, share, p99 = b["goodput_per_s"], b["store_unavailable_share"], b["overloaded_p99_us"]
+        if name == "overload-12x8":
+            verdict = f"goodput {goodput:,.0f}/s"
+        else:
+            bars = []
+            if name == "overload-96x8":
+                ratio = goodput / reference if reference else None
+                bars.append((f"goodput {'—' if ratio is None else f'{ratio:.2f}'} x 12x8", ratio is not None and ratio >= 0.9))
+            bars.append((f"store_unavailable {share * 100:.2f}%", b["decisions"] > 0 and share <= 0.001))
+            bars.append((f"overloaded p99 {p99 / 1000:.1f} ms", p99 <= 5000))
+            verdict = ", ".join(f"{text} {'met' if ok else 'NOT met'}" for text, ok in bars) + (" — met" if all(ok for _, ok in bars) else " — NOT met")
     elif name.startswith("memory") and b and b.get("rss_growth_percent") is not None:
         verdict = f"{b['rss_growth_percent']:+.1f}% — " + ("met" if abs(b["rss_growth_percent"]) <= 10 else "NOT met")
     for label, r in (("bursard", b), ("direct floor", d)):
@@ -116,9 +176,22 @@ for name, bar, args in rows:
         bad = sum(a.get(k, 0) for k in ("over_admitted_spend", "over_admitted_requests", "over_admitted_tokens", "lost_debits", "double_debits"))
         if name.startswith(("hot", "zipf")) and label == "bursard":
             verdict = "met" if audit == "passed" and bad == 0 else "NOT met"
-        extra = f" (errors {r['errors']}, unanswered {r['unanswered']}, shed {r['shed']})" if r["errors"] or r["unanswered"] or r["shed"] else ""
+        no_answer = r.get("no_answer", 0)
+        extra = (f" (errors {r['errors']}, unanswered {r['unanswered']}, shed {r['shed']}, no answer {no_answer})"
+                 if r["errors"] or r["unanswered"] or r["shed"] or no_answer else "")
         print(f"| {name} | {label} | {f(r['decisions_per_s'])} | {f(r['p50_us'])} | {f(r['p99_us'])} | {f(r['p999_us'])} | "
               f"{f(None if cpu is None else cpu*1000, 1)} | {rss} | {audit}{extra} | {bar if label == 'bursard' else ''} | {verdict if label == 'bursard' else ''} |")
+if overload:
+    print()
+    print("Overload figures (measured CHECK answers; goodput = allowed + denied by a limit, reasons 1-15):")
+    print()
+    print("| scenario | load | answers/s | goodput/s | overloaded | overloaded p50 µs | overloaded p99 µs | store_unavailable | share | no answer | harness CPU µs/decision |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for name, r in overload:
+        harness = r.get("harness_cpu_s_per_1000_decisions")
+        print(f"| {name} | {r['load']}, {r['connections']} connections | {f(r['decisions_per_s'])} | {f(r['goodput_per_s'])} | "
+              f"{f(r['overloaded'])} | {f(r['overloaded_p50_us'])} | {f(r['overloaded_p99_us'])} | {f(r['store_unavailable'])} | "
+              f"{r['store_unavailable_share'] * 100:.2f}% | {f(r['no_answer'])} | {f(None if harness is None else harness * 1000, 1)} |")
 print()
 print("Commands (each also with --redis URL --audit --json):")
 for name, bar, args in rows:

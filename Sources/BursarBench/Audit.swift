@@ -31,6 +31,14 @@ public struct AuditReport: Sendable, Codable {
     /// Of `unresolved`, requests of unknown key (abandoned in flight): the counters cannot be
     /// bounded, so the verdict is at best `inconclusive`.
     public var unattributed: Int
+    /// Admissions still in the org's undelivered set (`Keyspace.undelivered`) when the audit
+    /// stopped waiting for bursard to resolve them: answers it could not deliver that it has not
+    /// yet voided (or confirmed). Their estimates may still sit in the counters, so while any
+    /// remain the verdict is at best `inconclusive`, and excess spend is not called a double debit
+    /// failure.
+    public var unresolvedAdmissions: Int = 0
+    /// How long the audit waited for that set to empty, ms.
+    public var resolveWaitedMs: Int64 = 0
     /// The span the rate bounds were computed over, ms.
     public var spanMs: Int64
     /// Key id → the Redis spend counter audited (for inspection and for tests; not printed).
@@ -41,42 +49,55 @@ public struct AuditReport: Sendable, Codable {
         case overAdmittedRequests = "over_admitted_requests", overAdmittedTokens = "over_admitted_tokens"
         case lostDebits = "lost_debits", doubleDebits = "double_debits", countersMismatched = "counters_mismatched"
         case creditsMismatch = "credits_mismatch", unresolved, unattributed, spanMs = "span_ms"
+        case unresolvedAdmissions = "unresolved_admissions", resolveWaitedMs = "resolve_waited_ms"
     }
 
     /// True when everything that must be 0 is 0.
     public var passed: Bool { verdict == "passed" }
 
     /// `passed`, `FAILED`, or `inconclusive` (unknown outcomes stand in the way: with no key to
-    /// bound them always, else only when nothing falls outside their ranges).
+    /// bound them always, else only when nothing falls outside their ranges). Admissions bursard
+    /// has not resolved can explain spend above the ledger (double debits, credits debited beyond
+    /// it), never spend below it or over-admission.
     public var verdict: String {
         if unattributed > 0 { return "inconclusive" }
-        if overAdmittedSpend != 0 || overAdmittedRequests != 0 || overAdmittedTokens != 0 || lostDebits != 0 || doubleDebits != 0
-            || creditsMismatch != 0
-        {
+        if overAdmittedSpend != 0 || overAdmittedRequests != 0 || overAdmittedTokens != 0 || lostDebits != 0 || creditsMismatch < 0 {
             return "FAILED"
         }
-        return unresolved == 0 ? "passed" : "inconclusive"
+        if doubleDebits != 0 || creditsMismatch > 0 { return unresolvedAdmissions > 0 ? "inconclusive" : "FAILED" }
+        return unresolved == 0 && unresolvedAdmissions == 0 ? "passed" : "inconclusive"
     }
 
     /// One line for the human summary.
     public var summary: String {
         "audit: \(verdict)  (keys \(keysAudited), projects \(projectsAudited); over-admitted spend \(overAdmittedSpend), "
             + "requests \(overAdmittedRequests), tokens \(overAdmittedTokens); lost \(lostDebits), double \(doubleDebits), "
-            + "counters mismatched \(countersMismatched), credits mismatch \(creditsMismatch), unresolved \(unresolved))"
+            + "counters mismatched \(countersMismatched), credits mismatch \(creditsMismatch), unresolved \(unresolved), "
+            + "unresolved admissions \(unresolvedAdmissions) after waiting \(resolveWaitedMs) ms)"
     }
 }
 
 /// Compares Redis with what the harness saw.
 public enum BenchAudit {
-    /// Reads every admitted key's and project's spend counter (named by one of their
-    /// reservations) and the org's credits, compares them with `ledger`, and checks every RPM and
-    /// TPM limit against the bucket contract over the run's span. Call after the run has drained.
-    public static func run(world: BenchWorld, ledger: Ledger, redis: RedisClient) async throws -> AuditReport {
+    /// Default of `resolveWait`.
+    public static let defaultResolveWait: Duration = .seconds(30)
+
+    /// Waits (up to `resolveWait`) until bursard has resolved every admission it could not
+    /// deliver (the org's undelivered set is empty), then reads every admitted key's and project's
+    /// spend counter (named by one of their reservations) and the org's credits, compares them
+    /// with `ledger`, and checks every RPM and TPM limit against the bucket contract over the
+    /// run's span. Call after the run has drained.
+    public static func run(
+        world: BenchWorld, ledger: Ledger, redis: RedisClient, resolveWait: Duration = defaultResolveWait
+    ) async throws -> AuditReport {
         let spanMs = (ledger.spanNs + 999_999) / 1_000_000
         var report = AuditReport(
             keysAudited: 0, projectsAudited: 0, overAdmittedSpend: 0, overAdmittedRequests: 0, overAdmittedTokens: 0,
             lostDebits: 0, doubleDebits: 0, countersMismatched: 0, creditsMismatch: 0, unresolved: ledger.unresolved,
             unattributed: ledger.unattributed, spanMs: spanMs)
+        let waited = try await waitForResolution(org: world.orgID, redis: redis, within: resolveWait)
+        report.unresolvedAdmissions = waited.left
+        report.resolveWaitedMs = waited.ms
 
         /// Compares one spend counter and the rate totals of one key or project with their
         /// limits. Unknown outcomes give a range of spend Redis may rightly hold; only what lies
@@ -124,6 +145,20 @@ public enum BenchAudit {
         let total = ledger.totalSpend
         report.creditsMismatch = max(0, debited - (total.expected + total.up)) - max(0, (total.expected - total.down) - debited)
         return report
+    }
+
+    /// Polls the org's undelivered set until it is empty or `limit` has passed; what is left, and
+    /// how long it waited.
+    static func waitForResolution(org: UInt64, redis: RedisClient, within limit: Duration) async throws -> (left: Int, ms: Int64) {
+        let started = ContinuousClock.now
+        let key = Keyspace.undelivered(org)
+        var left = try await redis.send(RedisCommand("ZCARD", key)).int ?? 0
+        while left > 0, ContinuousClock.now - started < limit {
+            try await Task.sleep(for: .milliseconds(50))
+            left = try await redis.send(RedisCommand("ZCARD", key)).int ?? 0
+        }
+        let waited = ContinuousClock.now - started
+        return (Int(left), waited.components.seconds * 1000 + waited.components.attoseconds / 1_000_000_000_000_000)
     }
 
     /// The most units a per-minute bucket of limit `limit` may admit over `spanMs`: R + R·t/60.

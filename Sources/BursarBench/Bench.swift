@@ -5,17 +5,19 @@ import Logging
 /// Seed, run, drain, audit: the whole of one run.
 public enum Bench {
     /// Seeds a fresh org on `redis`, runs `configuration` (against its targets, or straight
-    /// against Redis when `direct` is set), and (when `audit`) waits `auditGrace` and audits Redis
+    /// against Redis when `direct` is set), and (when `audit`) waits `auditGrace`, then up to
+    /// `resolveWait` for bursard to resolve the admissions it could not deliver, and audits Redis
     /// against what the harness saw.
     public static func run(
-        _ configuration: BenchConfiguration, redis: RedisClient, audit: Bool, auditGrace: Duration = .milliseconds(200)
+        _ configuration: BenchConfiguration, redis: RedisClient, audit: Bool, auditGrace: Duration = .milliseconds(200),
+        resolveWait: Duration = BenchAudit.defaultResolveWait
     ) async throws -> (report: BenchReport, world: BenchWorld, result: RunResult) {
         let world = try await BenchWorld.seed(configuration.workload, store: MetadataStore(redis: redis))
         let result = try await BenchRunner.run(configuration, world: world)
         var auditReport: AuditReport?
         if audit {
             try await Task.sleep(for: auditGrace)
-            auditReport = try await BenchAudit.run(world: world, ledger: result.ledger, redis: redis)
+            auditReport = try await BenchAudit.run(world: world, ledger: result.ledger, redis: redis, resolveWait: resolveWait)
         }
         return (BenchReport(result, configuration: configuration, audit: auditReport), world, result)
     }

@@ -14,9 +14,11 @@ public struct KeyLedger: Sendable {
     public var netTokens: Int64 = 0
     /// One reservation of this key, used to find its spend counters in Redis.
     public var sample: ReservationID?
-    /// Unknown outcomes widen what Redis may hold: a CHECK that got no answer may have admitted
-    /// (spend, tokens and requests up to these more), a SETTLE or RELEASE that got no answer may
-    /// have applied (spend and tokens down to these less).
+    /// Unknown outcomes widen what Redis may hold: a CHECK the harness abandoned unanswered (a
+    /// hung target) or that failed oddly may have admitted (spend, tokens and requests up to
+    /// these more), a SETTLE or RELEASE without a definitive answer may have applied (spend and
+    /// tokens down to these less). A CHECK whose connection broke is not among them: bursard
+    /// voids such an attempt, so it moved nothing.
     public var spendUp: Int64 = 0
     /// See `spendUp`.
     public var spendDown: Int64 = 0
@@ -25,6 +27,16 @@ public struct KeyLedger: Sendable {
 
     /// An empty ledger.
     public init() {}
+
+    mutating func adjust(cost: Int64, tokens: Int64) {
+        expectedSpend += cost
+        netTokens += tokens
+    }
+
+    mutating func widen(cost: Int64, tokens: Int64) {
+        spendDown -= cost
+        tokensDown -= tokens
+    }
 
     mutating func add(_ other: KeyLedger) {
         admissions += other.admissions
@@ -42,9 +54,10 @@ public struct KeyLedger: Sendable {
 public struct Ledger: Sendable {
     /// Per key index (see `Workload.keyIndex`).
     public var keys: [Int: KeyLedger] = [:]
-    /// Requests whose effect is unknown (a CHECK, SETTLE or RELEASE that got no answer, or a
-    /// SETTLE/RELEASE answered `store_unavailable` on every try). Those of known key widen that
-    /// key's range; the audit stays exact outside the ranges, but cannot call the run `passed`.
+    /// Requests whose effect is unknown (a CHECK abandoned unanswered at the end or failed with
+    /// an unexpected answer, a SETTLE or RELEASE left without a definitive answer when its retries
+    /// ran out of time). Those of known key widen that key's range; the audit stays exact outside
+    /// the ranges, but cannot call the run `passed`.
     public var unresolved = 0
     /// Of `unresolved`, requests whose key is not known (still in flight when the run was
     /// abandoned): their keys' counters cannot be bounded.
@@ -67,11 +80,10 @@ public struct Ledger: Sendable {
     }
 
     mutating func adjust(_ key: Int, cost: Int64, tokens: Int64) {
-        keys[key, default: KeyLedger()].expectedSpend += cost
-        keys[key, default: KeyLedger()].netTokens += tokens
+        keys[key, default: KeyLedger()].adjust(cost: cost, tokens: tokens)
     }
 
-    /// A CHECK of `key` whose answer never came: it may have admitted.
+    /// A CHECK of `key` whose outcome is unknown: it may have admitted.
     mutating func uncertainCheck(_ key: Int, estimate: Int64) {
         unresolved += 1
         keys[key, default: KeyLedger()].spendUp += estimate
@@ -81,8 +93,7 @@ public struct Ledger: Sendable {
     /// `cost` and `tokens` (both ≤ 0, actuals never exceeding estimates).
     mutating func uncertainFollowUp(_ key: Int, cost: Int64, tokens: Int64) {
         unresolved += 1
-        keys[key, default: KeyLedger()].spendDown -= cost
-        keys[key, default: KeyLedger()].tokensDown -= tokens
+        keys[key, default: KeyLedger()].widen(cost: cost, tokens: tokens)
     }
 
     /// Adds another lane's ledger.

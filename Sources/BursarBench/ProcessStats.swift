@@ -3,6 +3,9 @@ import Synchronization
 
 /// CPU time of local processes, from /proc/PID/stat.
 enum CPUTime {
+    /// User + system seconds of this process (every thread), nil if /proc cannot be read.
+    static func ownSeconds() -> Double? { seconds(of: [getpid()]) }
+
     /// Sum of utime + stime of `pids` in seconds; nil when `pids` is empty or one is unreadable.
     static func seconds(of pids: [Int32]) -> Double? {
         guard !pids.isEmpty else { return nil }

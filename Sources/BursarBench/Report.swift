@@ -28,6 +28,26 @@ public struct BenchReport: Sendable, Codable {
     public var errors: Int
     /// Requests unanswered when the harness stopped (a hung target).
     public var unanswered: Int
+    /// CHECKs (whole run) without an answer because their connection broke or no target could be
+    /// reached: a gateway's `store_unavailable`; recorded as not admitted.
+    public var no_answer: Int
+    /// New connections lanes made after losing theirs.
+    public var reconnects: Int
+    /// SETTLEs and RELEASEs sent again after their connection broke.
+    public var resent: Int
+    /// Measured CHECKs Redis decided (allowed, or denied for reasons 1…15) per second: the
+    /// useful work, as opposed to answers refused unevaluated or undecided.
+    public var goodput_per_s: Double
+    /// Measured CHECKs answered `overloaded` (17).
+    public var overloaded: Int
+    /// Their latency p50, µs (measured like `p50_us`).
+    public var overloaded_p50_us: Double
+    /// Their latency p99, µs.
+    public var overloaded_p99_us: Double
+    /// Measured CHECKs answered `store_unavailable` (16).
+    public var store_unavailable: Int
+    /// `store_unavailable` over every measured CHECK answer (0…1).
+    public var store_unavailable_share: Double
     /// Open loop: scheduled CHECKs not sent because their lane was full.
     public var shed: Int
     /// CHECK latency percentiles, µs (open loop: from the scheduled start, coordinated omission
@@ -48,6 +68,8 @@ public struct BenchReport: Sendable, Codable {
     /// CPU seconds the target processes used per 1,000 decisions (a CHECK and its SETTLE or
     /// RELEASE), when `--target-pid` was given.
     public var cpu_s_per_1000_decisions: Double?
+    /// CPU seconds the harness itself used per 1,000 decisions, over the measured period.
+    public var harness_cpu_s_per_1000_decisions: Double?
     /// Resident memory of the target processes at the start of measuring, KiB.
     public var rss_start_kib: Int?
     /// At the end, KiB.
@@ -76,7 +98,14 @@ public struct BenchReport: Sendable, Codable {
         not_applied = result.notApplied
         errors = result.errors
         unanswered = result.unanswered
+        no_answer = result.noAnswer
+        reconnects = result.reconnects
+        resent = result.resent
         shed = result.shed
+        goodput_per_s = Double(result.goodput) / seconds
+        overloaded = result.denied[.overloaded] ?? 0
+        store_unavailable = result.denied[.storeUnavailable] ?? 0
+        store_unavailable_share = result.decisions == 0 ? 0 : Double(store_unavailable) / Double(result.decisions)
         let h = result.latencyNs
         func us(_ p: Double, _ h: Histogram<UInt64>) -> Double { h.totalCount == 0 ? 0 : Double(h.valueAtPercentile(p)) / 1000 }
         p50_us = us(50, h)
@@ -86,8 +115,13 @@ public struct BenchReport: Sendable, Codable {
         max_us = h.totalCount == 0 ? 0 : Double(h.max) / 1000
         followup_p50_us = us(50, result.followUpLatencyNs)
         followup_p99_us = us(99, result.followUpLatencyNs)
+        overloaded_p50_us = us(50, result.overloadedLatencyNs)
+        overloaded_p99_us = us(99, result.overloadedLatencyNs)
         if let cpu = result.targetCPUSeconds, result.decisions > 0 {
             cpu_s_per_1000_decisions = cpu / Double(result.decisions) * 1000
+        }
+        if let cpu = result.harnessCPUSeconds, result.decisions > 0 {
+            harness_cpu_s_per_1000_decisions = cpu / Double(result.decisions) * 1000
         }
         if let rss = result.targetRSS {
             rss_start_kib = rss.startKiB
@@ -112,11 +146,16 @@ public struct BenchReport: Sendable, Codable {
             "[\(mode)] \(load), \(connections) connection(s)",
             "decisions/s: \(f(decisions_per_s))  (decisions \(decisions), allowed \(allowed), denied \(decisions - allowed))",
             "denied by reason: " + (denied_by_reason.isEmpty ? "none" : denied_by_reason.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")),
+            "goodput/s: \(f(goodput_per_s))  (allowed or denied by a limit); overloaded \(overloaded) (latency µs p50 "
+                + "\(f(overloaded_p50_us)), p99 \(f(overloaded_p99_us))); store_unavailable \(store_unavailable) "
+                + "(\(String(format: "%.2f", store_unavailable_share * 100))% of answers)",
             "settles \(settles), releases \(releases), not applied \(not_applied), errors \(errors), unanswered \(unanswered), shed \(shed)",
+            "no answer \(no_answer), reconnects \(reconnects), SETTLE/RELEASE re-sent \(resent)",
             "CHECK latency µs: p50 \(f(p50_us))  p90 \(f(p90_us))  p99 \(f(p99_us))  p99.9 \(f(p999_us))  max \(f(max_us))",
             "SETTLE/RELEASE latency µs: p50 \(f(followup_p50_us))  p99 \(f(followup_p99_us))",
         ]
         if let cpu = cpu_s_per_1000_decisions { lines.append("target CPU: \(f(cpu * 1000)) µs per decision") }
+        if let cpu = harness_cpu_s_per_1000_decisions { lines.append("harness CPU: \(f(cpu * 1000)) µs per decision") }
         if let start = rss_start_kib, let end = rss_end_kib, let peak = rss_max_kib, let growth = rss_growth_percent {
             lines.append("target RSS KiB: start \(start), end \(end), max \(peak) (\(String(format: "%+.1f", growth))%)")
         }

@@ -21,15 +21,27 @@ public struct RunResult: Sendable {
     public var releases = 0
     /// SETTLE/RELEASE answers whose status was not `applied`.
     public var notApplied = 0
-    /// Requests that failed (connection error, ERROR frame, unexpected answer) before the end.
+    /// Requests that failed (an ERROR frame, an unexpected answer, a Redis error of the direct
+    /// floor; a SETTLE or RELEASE that no target could be reached for) before the end.
     public var errors = 0
     /// Requests still unanswered when the harness gave up waiting (a hung or stalled target).
     public var unanswered = 0
+    /// CHECKs (whole run) that got no answer because their connection broke (the target was
+    /// killed or closed it), or that could not be sent because no target could be reached. A
+    /// gateway treats them like `store_unavailable`; bursard voids such an attempt, so the
+    /// ledger records nothing for them.
+    public var noAnswer = 0
+    /// New connections lanes made after losing theirs.
+    public var reconnects = 0
+    /// SETTLEs and RELEASEs sent again, with the same reservation id, after their connection broke.
+    public var resent = 0
     /// Open loop: scheduled CHECKs not sent because the lane already had its most in flight.
     public var shed = 0
     /// Latency of every measured CHECK, nanoseconds: from its send (closed loop) or from its
     /// scheduled start (open loop, so coordinated omission is corrected).
     public var latencyNs: Histogram<UInt64>
+    /// Latency of the measured CHECKs answered `overloaded`, measured like `latencyNs`.
+    public var overloadedLatencyNs: Histogram<UInt64>
     /// Latency of the SETTLEs and RELEASEs that followed measured CHECKs, send → answer.
     public var followUpLatencyNs: Histogram<UInt64>
     /// What the harness saw admitted, settled and released (warmup included), for the audit.
@@ -38,10 +50,20 @@ public struct RunResult: Sendable {
     public var targetCPUSeconds: Double?
     /// Resident memory of the `targetPIDs` (summed), when known.
     public var targetRSS: RSSSamples?
+    /// CPU seconds (user + system) the harness itself used during the measured period.
+    public var harnessCPUSeconds: Double?
+
+    /// Measured CHECKs Redis decided: allowed, or denied for reasons 1…15 (a limit or the key's
+    /// standing), as opposed to refused unevaluated (`overloaded`, `key_lookups_throttled`) or
+    /// undecided (`store_unavailable`).
+    public var goodput: Int {
+        allowed + denied.reduce(0) { (1...15).contains($1.key.rawValue) ? $0 + $1.value : $0 }
+    }
 
     init(measuredSeconds: Double) {
         self.measuredSeconds = measuredSeconds
         self.latencyNs = RunResult.emptyHistogram()
+        self.overloadedLatencyNs = RunResult.emptyHistogram()
         self.followUpLatencyNs = RunResult.emptyHistogram()
     }
 
@@ -52,15 +74,21 @@ public struct RunResult: Sendable {
     mutating func add(_ t: Driver.Tally) {
         decisions += t.decisions
         allowed += t.allowed
-        for (k, v) in t.denied { denied[k, default: 0] += v }
+        for (raw, v) in t.denied.enumerated() where v > 0 {
+            if let reason = DenyReason(rawValue: UInt8(raw)) { denied[reason, default: 0] += v }
+        }
         settles += t.settles
         releases += t.releases
         notApplied += t.notApplied
         errors += t.errors
         unanswered += t.unanswered
+        noAnswer += t.noAnswer
+        reconnects += t.reconnects
+        resent += t.resent
         shed += t.shed
         ledger.merge(t.ledger)
         latencyNs.add(t.checkLatency)
+        overloadedLatencyNs.add(t.overloadedLatency)
         followUpLatencyNs.add(t.followUpLatency)
     }
 }
@@ -71,10 +99,14 @@ public enum BenchRunner {
     /// returns by `warmup + duration + drainGrace` plus about a second (and connection set-up):
     /// requests still unanswered then are abandoned by closing the connections and counted in
     /// `unanswered`.
+    ///
+    /// Lanes are spread over the event loops of `MultiThreadedEventLoopGroup.singleton` (one per
+    /// core) by the connections' round robin, and each lane's work runs on its loop alone.
     public static func run(_ configuration: BenchConfiguration, world: BenchWorld) async throws -> RunResult {
         precondition(configuration.connections > 0)
         precondition(configuration.direct != nil || !configuration.targets.isEmpty)
         var transports: [any DecisionTransport] = []
+        var connector: Driver.Connector?
         var directClient: RedisClient?
         defer { directClient?.shutdown() }
         if let url = configuration.direct {
@@ -85,9 +117,12 @@ public enum BenchRunner {
             }
         } else {
             do {
+                let group = MultiThreadedEventLoopGroup.singleton
                 for i in 0..<configuration.connections {
-                    transports.append(try await BursardTransport.connect(configuration.targets[i % configuration.targets.count]))
+                    let target = configuration.targets[i % configuration.targets.count]
+                    transports.append(try await BursardTransport.connect(target, on: group.next()).get())
                 }
+                connector = { BursardTransport.connect($0, on: $1) }
             } catch {
                 for t in transports { await t.close() }
                 throw error
@@ -99,8 +134,8 @@ public enum BenchRunner {
         let end = measureStart + TimeAmount(configuration.duration)
         let drivers = transports.enumerated().map { i, t in
             Driver(
-                transport: t, lane: i, of: transports.count, configuration: configuration, world: world, start: start,
-                measureStart: measureStart, end: end)
+                transport: t, connector: connector, targetIndex: i % max(1, configuration.targets.count), lane: i, of: transports.count,
+                configuration: configuration, world: world, start: start, measureStart: measureStart, end: end)
         }
         for d in drivers { d.loop.execute { d.begin() } }
         func inFlight() -> Int { drivers.reduce(0) { $0 + $1.inFlight.load(ordering: .relaxed) } }
@@ -108,12 +143,14 @@ public enum BenchRunner {
         let rss = RSSSampler(pids: configuration.targetPIDs)
         await sleep(until: measureStart)
         let cpuBefore = CPUTime.seconds(of: configuration.targetPIDs)
+        let harnessBefore = CPUTime.ownSeconds()
         rss.sample(first: true)
         while NIODeadline.now() < end {
             await sleep(until: min(end, .now() + .seconds(1)))
             rss.sample(first: false)
         }
         let cpuAfter = CPUTime.seconds(of: configuration.targetPIDs)
+        let harnessAfter = CPUTime.ownSeconds()
         // Let in-flight requests finish (their SETTLEs keep the audit exact), but never longer than the grace.
         let giveUp = end + TimeAmount(configuration.drainGrace)
         while inFlight() > 0, NIODeadline.now() < giveUp {
@@ -122,8 +159,7 @@ public enum BenchRunner {
         // Closing fails every answer still due; one the close cannot reach is counted as
         // unanswered when the lane reports.
         for d in drivers {
-            try? await d.loop.submit { d.close() }.get()
-            await d.transport.close()
+            if let transport = try? await d.loop.submit({ d.close() }).get() { await transport.close() }
         }
         let abandon = NIODeadline.now() + .seconds(1)
         while inFlight() > 0, NIODeadline.now() < abandon {
@@ -133,6 +169,7 @@ public enum BenchRunner {
         var result = RunResult(measuredSeconds: Double(TimeAmount(configuration.duration).nanoseconds) / 1e9)
         for d in drivers { result.add(try await d.loop.submit { d.result() }.get()) }
         if let before = cpuBefore, let after = cpuAfter { result.targetCPUSeconds = after - before }
+        if let before = harnessBefore, let after = harnessAfter { result.harnessCPUSeconds = after - before }
         result.targetRSS = rss.samples
         return result
     }

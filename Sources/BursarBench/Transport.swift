@@ -19,41 +19,75 @@ protocol DecisionTransport: Sendable {
     func release(_ reservation: ReservationID) -> EventLoopFuture<ReservationResult>
     /// Closes the lane; every request still outstanding fails.
     func close() async
+    /// Sends what the requests above left buffered. A transport may hold requests until then, so
+    /// that a lane sending many in one event-loop pass writes them together.
+    func flush()
+    /// True when `error` (a failed request) means the lane's connection is gone: the request got
+    /// no answer, and the lane may carry on over a new connection.
+    func isConnectionLoss(_ error: any Error) -> Bool
 }
 
-/// A connection to bursard's data plane.
+extension DecisionTransport {
+    /// Sends at once.
+    func flush() {}
+    /// A transport without connections of its own never loses one.
+    func isConnectionLoss(_ error: any Error) -> Bool { false }
+}
+
+/// An answer that does not fit its request: an ERROR frame (the server refused the request and
+/// closes the connection) or an answer of another type. A fault of the target or the harness,
+/// counted in `errors`, never a lost connection.
+struct UnexpectedAnswer: Error, CustomStringConvertible {
+    /// The answer.
+    var frame: Frame
+    var description: String { "unexpected answer: \(frame.body)" }
+}
+
+/// A connection to bursard's data plane. Requests are written unflushed; the lane flushes once
+/// per event-loop pass.
 struct BursardTransport: DecisionTransport {
     let connection: BursarConnection
 
-    static func connect(_ target: BenchTarget) async throws -> BursardTransport {
-        switch target {
-        case .tcp(let host, let port): BursardTransport(connection: try await BursarConnection.connect(host: host, port: port))
-        case .unix(let path): BursardTransport(connection: try await BursarConnection.connect(unixSocketPath: path))
+    /// Connects to `target` on `loop`, so that a lane reconnecting stays on its own loop.
+    static func connect(_ target: BenchTarget, on loop: any EventLoop) -> EventLoopFuture<any DecisionTransport> {
+        let promise = loop.makePromise(of: (any DecisionTransport).self)
+        promise.completeWithTask {
+            switch target {
+            case .tcp(let host, let port): BursardTransport(connection: try await BursarConnection.connect(host: host, port: port, group: loop))
+            case .unix(let path): BursardTransport(connection: try await BursarConnection.connect(unixSocketPath: path, group: loop))
+            }
         }
+        return promise.futureResult
     }
 
     var eventLoop: any EventLoop { connection.channel.eventLoop }
 
     func check(_ request: CheckRequest, identity: KeyIdentity) -> EventLoopFuture<CheckResult> {
-        connection.request(.check(request)).flatMapThrowing { frame in
-            guard case .checkResult(let r) = frame.body else { throw connection.unexpected(frame) }
+        connection.request(.check(request), flush: false).flatMapThrowing { frame in
+            guard case .checkResult(let r) = frame.body else { throw UnexpectedAnswer(frame: frame) }
             return r
         }
     }
 
     func settle(_ request: SettleRequest) -> EventLoopFuture<ReservationResult> {
-        connection.request(.settle(request)).flatMapThrowing { frame in
-            guard case .settleResult(let r) = frame.body else { throw connection.unexpected(frame) }
+        connection.request(.settle(request), flush: false).flatMapThrowing { frame in
+            guard case .settleResult(let r) = frame.body else { throw UnexpectedAnswer(frame: frame) }
             return r
         }
     }
 
     func release(_ reservation: ReservationID) -> EventLoopFuture<ReservationResult> {
-        connection.request(.release(ReleaseRequest(reservation: reservation))).flatMapThrowing { frame in
-            guard case .releaseResult(let r) = frame.body else { throw connection.unexpected(frame) }
+        connection.request(.release(ReleaseRequest(reservation: reservation)), flush: false).flatMapThrowing { frame in
+            guard case .releaseResult(let r) = frame.body else { throw UnexpectedAnswer(frame: frame) }
             return r
         }
     }
+
+    func flush() { connection.flush() }
+
+    /// The client fails every outstanding request with `BursarClientError` when the connection
+    /// closes (and a write on a closed one at once); answers that do not fit are `UnexpectedAnswer`.
+    func isConnectionLoss(_ error: any Error) -> Bool { error is BursarClientError }
 
     func close() async { await connection.close() }
 }

@@ -59,14 +59,31 @@ public final class BursarConnection: Sendable {
     /// Sends a request body; the future (on the channel's event loop) holds the answer frame, or
     /// fails with `BursarClientError` when the connection closes first.
     public func request(_ body: Frame.Body) -> EventLoopFuture<Frame> {
+        request(body, flush: true)
+    }
+
+    /// Sends a request body, flushing it to the socket at once when `flush`, else leaving it in
+    /// the channel's outbound buffer until `flush()`: a client that sends many requests in one
+    /// event-loop pass then writes them with one syscall. The future is as for `request(_:)`.
+    public func request(_ body: Frame.Body, flush: Bool) -> EventLoopFuture<Frame> {
         let id = nextID.wrappingAdd(1, ordering: .relaxed).oldValue
         let promise = channel.eventLoop.makePromise(of: Frame.self)
         // A write that fails (the channel already closed) never reaches the handler's table of
         // outstanding requests, so it fails the answer here.
         let written = channel.eventLoop.makePromise(of: Void.self)
         written.futureResult.whenFailure { _ in promise.fail(BursarClientError.closed()) }
-        channel.writeAndFlush(Outgoing(frame: Frame(requestID: id, body: body), promise: promise), promise: written)
+        let outgoing = Outgoing(frame: Frame(requestID: id, body: body), promise: promise)
+        if flush {
+            channel.writeAndFlush(outgoing, promise: written)
+        } else {
+            channel.write(outgoing, promise: written)
+        }
         return promise.futureResult
+    }
+
+    /// Writes every request sent with `flush: false` and not yet flushed.
+    public func flush() {
+        channel.flush()
     }
 
     /// Sends a request body and returns the answer frame.

@@ -81,6 +81,11 @@ struct BursarBenchCommand: AsyncParsableCommand {
     @Flag(help: "After each run, compare Redis counters with what the harness saw (over-admission, lost and double debits).")
     var audit = false
 
+    @Option(help: "Audit: most seconds to wait, after the run drains, for bursard to resolve the admissions it could not deliver (the org's undelivered set to empty); what remains makes the audit inconclusive.")
+    var resolveWait = 30.0
+
+    var resolveWaitDuration: Duration { .milliseconds(Int64(resolveWait * 1000)) }
+
     var targets: [BenchTarget] { target.compactMap(BenchTarget.init(parsing:)) + unix.map { .unix(path: $0) } }
 
     func validate() throws {
@@ -93,7 +98,9 @@ struct BursarBenchCommand: AsyncParsableCommand {
             throw ValidationError("--connections, --pipeline, --keys, --projects and --max-in-flight must be positive")
         }
         if let rate, rate <= 0 { throw ValidationError("--rate must be positive") }
-        guard duration > 0, warmup >= 0, drainGrace >= 0 else { throw ValidationError("--duration must be positive, --warmup and --drain-grace not negative") }
+        guard duration > 0, warmup >= 0, drainGrace >= 0, resolveWait >= 0 else {
+            throw ValidationError("--duration must be positive, --warmup, --drain-grace and --resolve-wait not negative")
+        }
         guard (0...1).contains(denyShare), (0...1).contains(settleShare) else { throw ValidationError("--deny-share and --settle-share are 0…1") }
         guard zipf >= 0 else { throw ValidationError("--zipf must not be negative") }
         for (name, value) in [("--project-rpm", projectRpm), ("--project-tpm", projectTpm), ("--project-budget", projectBudget)] {
@@ -116,12 +123,12 @@ struct BursarBenchCommand: AsyncParsableCommand {
         var bursard: BenchReport?
         var floor: BenchReport?
         if !config.targets.isEmpty {
-            bursard = try await Bench.run(config, redis: client, audit: audit).report
+            bursard = try await Bench.run(config, redis: client, audit: audit, resolveWait: resolveWaitDuration).report
         }
         if let direct {
             config.direct = direct
             config.targetPIDs = []
-            floor = try await Bench.run(config, redis: client, audit: audit).report
+            floor = try await Bench.run(config, redis: client, audit: audit, resolveWait: resolveWaitDuration).report
         }
         let output = BenchOutput(bursard: bursard, direct: floor)
         print(json ? try output.json() : output.summary)

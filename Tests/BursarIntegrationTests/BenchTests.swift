@@ -5,6 +5,7 @@ import BursarWire
 import Foundation
 import NIOCore
 import NIOPosix
+import Synchronization
 import Testing
 
 /// bursar-bench against a real bursard on a real redis-server: the audit is clean on a correct
@@ -228,6 +229,178 @@ struct BenchTests {
             #expect(!report.succeeded)
             #expect(report.summary.contains("HANG"))
             #expect(report.audit?.verdict == "inconclusive")
+        }
+    }
+}
+
+extension BenchTests {
+    @Test("a lane whose bursard is SIGKILLed reconnects to the other target and finishes its SETTLEs and RELEASEs there")
+    func laneSurvivesKilledTarget() async throws {
+        try await withHarness { h in
+            let doomed = try await BursardProcess(redis: h.redisServer.endpoint)
+            let survivor = try await BursardProcess(redis: h.redisServer.endpoint)
+            defer { doomed.stop(); survivor.stop() }
+            let pid = try #require(doomed.child.pid)
+            // Lanes 0 and 2 start on the doomed instance, 1 and 3 on the survivor; eight flows
+            // each, so the kill catches both CHECKs and follow-ups in flight.
+            var c = config([.tcp(host: "127.0.0.1", port: doomed.port), .tcp(host: "127.0.0.1", port: survivor.port)], duration: .seconds(2))
+            c.load = .closed(pipeline: 8)
+            c.warmup = .zero
+            let world = try await BenchWorld.seed(c.workload, store: MetadataStore(redis: h.redis))
+            let killer = Task {
+                try await Task.sleep(for: .milliseconds(700))
+                kill(pid, SIGKILL)
+            }
+            let result = try await BenchRunner.run(c, world: world)
+            try await killer.value
+            let audit = try await BenchAudit.run(world: world, ledger: result.ledger, redis: h.redis)
+            let report = BenchReport(result, configuration: c, audit: audit)
+            // The CHECKs in flight on the dead connections got no answer: not errors, not admitted.
+            #expect(result.noAnswer > 0 && result.noAnswer <= 2 * 8, "\(report.summary)")
+            #expect(result.errors == 0 && result.unanswered == 0, "\(report.summary)")
+            // Both doomed lanes moved to the survivor (the next target) at the first attempt …
+            #expect(result.reconnects == 2, "\(report.summary)")
+            // … re-sent the SETTLEs and RELEASEs the kill interrupted there, and every one got a
+            // definitive answer: nothing is left uncertain.
+            #expect(result.resent > 0, "\(report.summary)")
+            #expect(result.ledger.unresolved == 0 && result.ledger.unattributed == 0, "\(report.summary)")
+            #expect(report.decisions > 100 && report.allowed > 0, "\(report.summary)")
+            #expect(audit.unresolved == 0 && audit.unattributed == 0)
+            #expect(audit.lostDebits == 0 && audit.creditsMismatch >= 0, "\(audit.summary)")
+            #expect(audit.overAdmittedSpend == 0 && audit.overAdmittedRequests == 0 && audit.overAdmittedTokens == 0, "\(audit.summary)")
+            // Whatever Redis holds beyond the ledger is at most what the CHECKs without an answer
+            // could have reserved (on a key and a project counter each): the re-sent SETTLEs and
+            // RELEASEs are all accounted for.
+            let unanswered = Int64(result.noAnswer) * (Workload.minEstimate + Workload.estimateSpread)
+            #expect(audit.creditsMismatch <= unanswered && audit.doubleDebits <= 2 * unanswered, "\(audit.summary)")
+            // Issue 16: a bursard now voids the admissions a killed instance could not deliver, so
+            // the ledger (which records nothing for a CHECK without an answer) matches Redis
+            // exactly. Until that server change is merged, an admission Redis made just before the
+            // kill keeps its estimate: remove this known issue with the merge.
+            withKnownIssue("issue 16: the current bursard does not void a killed instance's undelivered admissions", isIntermittent: true) {
+                #expect(audit.doubleDebits == 0 && audit.creditsMismatch == 0 && audit.passed, "\(audit.summary)")
+            }
+        }
+    }
+
+    @Test("against tiny in-flight bounds: overloaded answers are counted with their own latency, and goodput counts only what Redis decided")
+    func overloadedFigures() async throws {
+        try await withHarness { h in
+            let bursard = try await BursardProcess(
+                redis: h.redisServer.endpoint, extraArguments: ["--max-in-flight", "4", "--max-in-flight-per-connection", "2"])
+            defer { bursard.stop() }
+            var c = config(tcp(bursard))
+            c.load = .closed(pipeline: 4)
+            let (report, _, result) = try await Bench.run(c, redis: h.redis, audit: true)
+            #expect(report.overloaded > 0 && report.overloaded == result.denied[.overloaded], "\(report.summary)")
+            #expect(report.overloaded_p50_us > 0 && report.overloaded_p50_us <= report.overloaded_p99_us, "\(report.summary)")
+            #expect(report.overloaded_p99_us <= report.max_us)
+            // Goodput: allowed plus denied for reasons 1…15, per measured second; never above
+            // the rate of all answers, which includes the overloaded ones.
+            let decided = result.allowed + result.denied.filter { (1...15).contains($0.key.rawValue) }.values.reduce(0, +)
+            #expect(result.goodput == decided && decided > 0)
+            #expect(report.goodput_per_s == Double(decided) / result.measuredSeconds)
+            #expect(report.goodput_per_s < report.decisions_per_s, "\(report.summary)")
+            #expect(report.store_unavailable == (result.denied[.storeUnavailable] ?? 0))
+            #expect(report.store_unavailable_share == Double(report.store_unavailable) / Double(report.decisions))
+            #expect(report.errors == 0 && report.unanswered == 0 && report.no_answer == 0, "\(report.summary)")
+            let audit = try #require(report.audit)
+            #expect(audit.passed && audit.unresolvedAdmissions == 0, "\(report.summary)")
+            let json = try report.json()
+            for field in [
+                "goodput_per_s", "overloaded", "overloaded_p50_us", "overloaded_p99_us", "store_unavailable", "store_unavailable_share",
+                "no_answer", "reconnects", "resent", "unresolved_admissions", "resolve_waited_ms",
+            ] {
+                #expect(json.contains("\"\(field)\""), "JSON lacks \(field)")
+            }
+            #expect(report.summary.contains("goodput/s") && report.summary.contains("no answer"))
+        }
+    }
+
+    @Test("closed loop: a flow answered overloaded waits retry_after_ms before its next CHECK; the open loop keeps its schedule")
+    func honoursRetryAfter() async throws {
+        try await withHarness { h in
+            let server = try await OverloadedServer.start(retryAfterMs: 200)
+            defer { server.close() }
+            var c = config([.tcp(host: "127.0.0.1", port: server.port)], duration: .seconds(1))
+            c.connections = 1
+            c.load = .closed(pipeline: 4)
+            c.warmup = .zero
+            c.drainGrace = .milliseconds(300)
+            let world = try await BenchWorld.seed(c.workload, store: MetadataStore(redis: h.redis))
+            let closed = try await BenchRunner.run(c, world: world)
+            let sent = server.checks
+            // Each of the 4 flows sends at most once per 200 ms over the 1 s run (plus its first):
+            // a lane ignoring retry_after_ms would send thousands.
+            #expect(sent >= 4 && sent <= 4 * (1_000 / 200 + 1), "CHECKs sent: \(sent)")
+            #expect(closed.decisions == closed.denied[.overloaded] && closed.goodput == 0)
+            #expect(closed.errors == 0 && closed.unanswered == 0 && closed.noAnswer == 0)
+
+            // The open loop sends on its schedule whatever the answers: 100/s for 1 s.
+            server.resetChecks()
+            c.load = .open(rate: 100)
+            let open = try await BenchRunner.run(c, world: world)
+            #expect(server.checks == 100 && open.decisions == 100, "\(open.decisions)")
+            #expect(open.denied[.overloaded] == 100)
+        }
+    }
+}
+
+/// A data-plane listener that answers every CHECK `overloaded` with a fixed `retry_after_ms`, and
+/// counts them.
+final class OverloadedServer: Sendable {
+    let channel: any Channel
+    private let counter: Counter
+    var port: Int { channel.localAddress?.port ?? 0 }
+    /// CHECKs answered since the start or the last `resetChecks()`.
+    var checks: Int { counter.value.load(ordering: .relaxed) }
+
+    private init(channel: any Channel, counter: Counter) {
+        self.channel = channel
+        self.counter = counter
+    }
+
+    func resetChecks() { counter.value.store(0, ordering: .relaxed) }
+
+    static func start(retryAfterMs: UInt32) async throws -> OverloadedServer {
+        let counter = Counter()
+        let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandlers([
+                        ByteToMessageHandler(FrameDecoder(direction: .toServer)), MessageToByteHandler(FrameEncoder()),
+                        Responder(retryAfterMs: retryAfterMs, counter: counter),
+                    ])
+                }
+            }
+            .bind(host: "127.0.0.1", port: 0).get()
+        return OverloadedServer(channel: channel, counter: counter)
+    }
+
+    func close() { channel.close(promise: nil) }
+
+    final class Counter: Sendable {
+        let value = Atomic<Int>(0)
+    }
+
+    final class Responder: ChannelInboundHandler {
+        typealias InboundIn = Frame
+        typealias OutboundOut = Frame
+        let retryAfterMs: UInt32
+        let counter: Counter
+
+        init(retryAfterMs: UInt32, counter: Counter) {
+            self.retryAfterMs = retryAfterMs
+            self.counter = counter
+        }
+
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            let frame = unwrapInboundIn(data)
+            guard case .check = frame.body else { return }
+            counter.value.add(1, ordering: .relaxed)
+            var result = CheckResult.deny(.overloaded)
+            result.retryAfterMs = retryAfterMs
+            context.writeAndFlush(wrapOutboundOut(Frame(requestID: frame.requestID, body: .checkResult(result))), promise: nil)
         }
     }
 }
