@@ -88,6 +88,12 @@ struct GradientLimit: Sendable {
         if nowNs - windowStart >= windowNs { update(nowNs: nowNs) }
     }
 
+    /// Gives a slot back without a sample.
+    mutating func release(nowNs: Int64) {
+        inFlight -= 1
+        if nowNs - windowStart >= windowNs { update(nowNs: nowNs) }
+    }
+
     private mutating func update(nowNs: Int64) {
         defer {
             windowStart = nowNs
@@ -152,6 +158,11 @@ public final class AdmissionControl: Sendable {
 
     func release(latency: TimeAmount, missed: Bool, now: NIODeadline) {
         state.withLock { $0.release(latencyNs: latency.nanoseconds, missed: missed, nowNs: now.uptimeNanoseconds.asInt64) }
+    }
+
+    /// Gives a slot back without a sample (its step said nothing about Redis's load).
+    func release(now: NIODeadline) {
+        state.withLock { $0.release(nowNs: now.uptimeNanoseconds.asInt64) }
     }
 }
 

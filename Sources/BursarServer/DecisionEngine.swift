@@ -759,10 +759,17 @@ final class Attempt<Result: AttemptResult>: Deadlined, @unchecked Sendable {
 
     /// Gives the admission slot back (once), with the Redis step's latency as a sample unless
     /// it `missed` its deadline or never ran.
+    ///
+    /// A miss while Redis answers nothing at all is Redis being away, not overload: it is not
+    /// held against the limit, so the limit is where it was when Redis comes back.
     func releaseSlot(latency: TimeAmount = .zero, missed: Bool) {
         guard holdsSlot else { return }
         holdsSlot = false
-        engine.admission.release(latency: latency, missed: missed, now: .now())
+        if missed && !engine.storeRecentlyAnswered {
+            engine.admission.release(now: .now())
+        } else {
+            engine.admission.release(latency: latency, missed: missed, now: .now())
+        }
     }
 
 

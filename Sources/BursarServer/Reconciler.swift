@@ -255,9 +255,10 @@ final class Reconciler: Sendable {
 /// The instance registry's side of bursard: heartbeats, and sweeps of what dead instances left.
 ///
 /// Every `lease / 4` the engine's maintenance beats (`Limiter.heartbeatCommand`, on Redis's
-/// clock). An epoch whose last beat is older than the lease is dead, but only once this bursard
-/// itself has beaten without a failure for a whole lease: after a Redis outage every live
-/// instance beats again within that time, so none is taken for dead because Redis was away. A
+/// clock). An epoch whose last beat is older than its own lease (each instance registers its
+/// lease) is dead, but only once this bursard itself has beaten without a failure for that whole
+/// lease: after a Redis outage every live instance beats again within that time, so none is
+/// taken for dead because Redis was away. A
 /// dead epoch is claimed (one sweeper at a time), every organization's undelivered admissions of
 /// it are voided (`Limiter.sweepCommand`, a batch of organizations per round trip), and it leaves
 /// the registry. A bursard that finds its own epoch gone (it was taken for dead while cut off
@@ -317,11 +318,13 @@ final class InstanceRegistry: Sendable {
             if s.healthySinceMs == nil { s.healthySinceMs = reply.nowMs }
             return reply.nowMs - s.healthySinceMs!
         }
-        let dead = reply.dead.filter { $0 != epoch }
-        guard healthyFor >= leaseMs, !dead.isEmpty else { return }
+        // An epoch is swept only by a bursard that has itself beaten without a failure for that
+        // epoch's whole lease: had Redis been away, its owner has had the time to beat again.
+        let dead = reply.dead.filter { $0.epoch != epoch && healthyFor >= $0.leaseMs }
+        guard !dead.isEmpty else { return }
         state.withLock { $0.sweeping = true }
         defer { state.withLock { $0.sweeping = false } }
-        for e in dead { await sweep(epoch: e, by: epoch) }
+        for e in dead { await sweep(epoch: e.epoch, by: epoch) }
     }
 
     /// Voids everything `epoch` left undelivered in every organization, then removes it.

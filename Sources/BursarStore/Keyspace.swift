@@ -96,8 +96,10 @@ public enum Keyspace {
     /// The counter every bursard takes its instance epoch from, at start (global).
     public static let instanceEpochs = "br:seq:instance"
     /// The live bursard instances (a sorted set): epoch → the Redis time, ms, of its last
-    /// heartbeat (global). An epoch whose heartbeat is older than the lease is swept.
-    public static let instances = "br:instances"
+    /// heartbeat (global). An epoch whose heartbeat is older than its lease is swept.
+    public static let instances = "br:{inst}:beats"
+    /// Each live instance's lease, ms (a hash: epoch → lease); in the registry's slot.
+    public static let instanceLeases = "br:{inst}:leases"
     /// Held by the one bursard sweeping what the dead instance `epoch` left (global; expires).
     public static func sweepClaim(_ epoch: UInt64) -> String { "br:sweep:\(epoch)" }
     /// The frozen test time (Unix µs) read only by scripts built with `ScriptClock.testFrozen`.

@@ -298,18 +298,25 @@ public struct Limiter: Sendable {
 
     /// A heartbeat of the bursard holding `epoch`.
     public func heartbeatCommand(epoch: UInt64, _ mode: Heartbeat, leaseMs: Int64) -> RedisCommand {
-        heartbeatScript.call(keys: [Keyspace.instances], args: [String(epoch), mode.rawValue, String(leaseMs)])
+        heartbeatScript.call(keys: [Keyspace.instances, Keyspace.instanceLeases], args: [String(epoch), mode.rawValue, String(leaseMs)])
     }
 
     /// A heartbeat's reply: whether the epoch is still registered, Redis's time, and the epochs
-    /// whose heartbeats are older than the lease.
+    /// whose heartbeats are older than their lease.
     public struct HeartbeatReply: Sendable, Hashable {
+        /// An instance that missed its beats.
+        public struct Dead: Sendable, Hashable {
+            /// Its epoch.
+            public var epoch: UInt64
+            /// The lease it registered, ms.
+            public var leaseMs: Int64
+        }
         /// False once a sweep took this epoch for dead.
         public var registered: Bool
         /// Redis's time, Unix ms.
         public var nowMs: Int64
-        /// Dead epochs (only for `beat`).
-        public var dead: [UInt64]
+        /// Dead instances (only for `beat`).
+        public var dead: [Dead]
     }
 
     /// Reads a heartbeat's reply.
@@ -318,6 +325,13 @@ public struct Limiter: Sendable {
         guard let a = reply.array, a.count >= 2, let registered = a[0].int, let now = a[1].int else {
             throw RedisError(.unexpectedReply, "heartbeat reply has the wrong shape")
         }
-        return HeartbeatReply(registered: registered == 1, nowMs: now, dead: a.dropFirst(2).compactMap { $0.int.map(UInt64.init) })
+        let rest = Array(a.dropFirst(2))
+        var dead: [HeartbeatReply.Dead] = []
+        var i = 0
+        while i + 1 < rest.count {
+            if let e = rest[i].int, let l = rest[i + 1].int { dead.append(HeartbeatReply.Dead(epoch: UInt64(e), leaseMs: l)) }
+            i += 2
+        }
+        return HeartbeatReply(registered: registered == 1, nowMs: now, dead: dead)
     }
 }

@@ -237,8 +237,9 @@ extension BenchTests {
     @Test("a lane whose bursard is SIGKILLed reconnects to the other target and finishes its SETTLEs and RELEASEs there")
     func laneSurvivesKilledTarget() async throws {
         try await withHarness { h in
-            let doomed = try await BursardProcess(redis: h.redisServer.endpoint)
-            let survivor = try await BursardProcess(redis: h.redisServer.endpoint)
+            // A short instance lease, so the survivor sweeps what the killed one left within the test.
+            let doomed = try await BursardProcess(redis: h.redisServer.endpoint, extraArguments: ["--instance-lease-ms", "1000"])
+            let survivor = try await BursardProcess(redis: h.redisServer.endpoint, extraArguments: ["--instance-lease-ms", "1000"])
             defer { doomed.stop(); survivor.stop() }
             let pid = try #require(doomed.child.pid)
             // Lanes 0 and 2 start on the doomed instance, 1 and 3 on the survivor; eight flows
@@ -247,8 +248,10 @@ extension BenchTests {
             c.load = .closed(pipeline: 8)
             c.warmup = .zero
             let world = try await BenchWorld.seed(c.workload, store: MetadataStore(redis: h.redis))
+            // Mid-load: once CHECKs flow (the run has connected every lane), and a little later.
             let killer = Task {
-                try await Task.sleep(for: .milliseconds(700))
+                try await waitForScripts(h, atLeast: 100)
+                try await Task.sleep(for: .milliseconds(300))
                 kill(pid, SIGKILL)
             }
             let result = try await BenchRunner.run(c, world: world)
@@ -273,13 +276,9 @@ extension BenchTests {
             // RELEASEs are all accounted for.
             let unanswered = Int64(result.noAnswer) * (Workload.minEstimate + Workload.estimateSpread)
             #expect(audit.creditsMismatch <= unanswered && audit.doubleDebits <= 2 * unanswered, "\(audit.summary)")
-            // Issue 16: a bursard now voids the admissions a killed instance could not deliver, so
-            // the ledger (which records nothing for a CHECK without an answer) matches Redis
-            // exactly. Until that server change is merged, an admission Redis made just before the
-            // kill keeps its estimate: remove this known issue with the merge.
-            withKnownIssue("issue 16: the current bursard does not void a killed instance's undelivered admissions", isIntermittent: true) {
-                #expect(audit.doubleDebits == 0 && audit.creditsMismatch == 0 && audit.passed, "\(audit.summary)")
-            }
+            // The survivor swept what the killed instance left undelivered (SPEC §13.7), so the
+            // ledger (which records nothing for a CHECK without an answer) matches Redis exactly.
+            #expect(audit.doubleDebits == 0 && audit.creditsMismatch == 0 && audit.passed, "\(audit.summary)")
         }
     }
 

@@ -342,6 +342,13 @@ def res(org_id, sequence):
     return {"org_id": org_id, "sequence": sequence}
 
 
+def bursard_sequence(epoch, counter, local=False):
+    """A reservation sequence as bursard chooses it (SPEC 5): bit 62 local admission, bit 61 set,
+    bits 38..60 the instance epoch (1..2^23-1), bits 0..37 the counter (1..2^38-1)."""
+    assert 1 <= epoch < 1 << 23 and 1 <= counter < 1 << 38
+    return (1 << 61) | ((1 << 62) if local else 0) | (epoch << 38) | counter
+
+
 def check(request_id, key_digest, model, input_tokens, max_output_tokens, estimated_cost):
     return {
         "type": TYPE_CODE["check"],
@@ -478,6 +485,7 @@ valid("settle_over_estimate", "to_server", settle(9, res(42, 1002), 1200, 4000, 
 valid("settle_cost_zero", "to_server", settle(10, res(7, 1), 0, 0, 0))
 valid("settle_extremes", "to_server", settle(11, res(U64_MAX, U64_MAX), U32_MAX, U32_MAX, MAX_EXACT))
 valid("release", "to_server", release(12, res(42, 1003)))
+valid("settle_bursard_sequence", "to_server", settle(16, res(42, bursard_sequence(8_388_607, (1 << 38) - 1)), 10, 20, 3_000))
 valid("release_sequence_one", "to_server", release(13, res(1, 1)))
 valid("ping", "to_server", empty("ping", 14))
 valid("ping_request_id_max_u64", "to_server", empty("ping", U64_MAX))
@@ -515,6 +523,14 @@ valid(
         key_budget_remaining=1, key_budget_resets_at_ms=0,
         project_budget_remaining=0, project_budget_resets_at_ms=FEB_END_MS,
         org_credits_remaining=INT64_MAX,
+    ),
+)
+valid(
+    "check_result_allow_admitted_locally",
+    "to_client",
+    check_result(
+        15, 1, 0,
+        key_flags=2, reservation=res(42, bursard_sequence(5, 7, local=True)), org_id=42, project_id=7, key_id=99,
     ),
 )
 valid("check_result_deny_unknown_key", "to_client", check_result(4, 0, REASON_CODE["unknown_key"]))
