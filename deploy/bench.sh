@@ -7,7 +7,7 @@
 #   deploy/bench.sh            the full set, including the 10-minute memory run (about 17 minutes)
 #   deploy/bench.sh --quick    every scenario shortened (about 3 minutes; figures are rougher)
 #
-# Environment: BENCH_OUT (default bench-results), BENCH_MEMORY_SECONDS (default 600, --quick 30),
+# Environment: BENCH_BURSARD_ARGS (extra flags for every bursard, e.g. '--latency-target-ms 25'), BENCH_OUT (default bench-results), BENCH_MEMORY_SECONDS (default 600, --quick 30),
 # BENCH_MEMORY_KEYS (default 100000), BENCH_CONFIG (release, the default and the only one whose figures mean anything, or debug: CI
 # runs `--quick` on the debug build to keep the script honest), BENCH_SCRATCH (the build directory,
 # default .build), BENCH_JOBS (build jobs, default swift build's), BENCH_ONLY (space-separated
@@ -45,7 +45,7 @@ start_bursards() {
     local port; port=$(free_port)
     launched=$((launched + 1))
     # Kept in $out/logs (warnings and errors only), so a failed audit can be explained afterwards.
-    "$bin/bursard" --redis "$redis_url" --listen "127.0.0.1:$port" --ops 127.0.0.1:0 --log-level warning >"$out/logs/bursard-$launched.log" 2>&1 &
+    "$bin/bursard" --redis "$redis_url" --listen "127.0.0.1:$port" --ops 127.0.0.1:0 --log-level warning ${BENCH_BURSARD_ARGS:-} >"$out/logs/bursard-$launched.log" 2>&1 &
     local pid=$!
     pids+=("$pid"); bursard_pids+=("$pid")
     targets+=(--target "127.0.0.1:$port"); target_pids+=(--target-pid "$pid")
@@ -103,7 +103,7 @@ if selected 'overload-*'; then
   rate=$(python3 -c 'import json, sys; print(round(2 * json.load(open(sys.argv[1]))["bursard"]["goodput_per_s"]))' \
     "$out/overload-12x8.json" 2>/dev/null || echo 0)
   if ((rate > 0)); then
-    run overload-open-2x "at 2 x the 12x8 goodput: store_unavailable <= 0.1%; overloaded p99 <= 5 ms" "${targets[@]}" "${target_pids[@]}" \
+    run overload-open-2x "at 2 x the 12x8 goodput: goodput >= 0.9 x 12x8; store_unavailable <= 0.1%; overloaded p99 <= 5 ms" "${targets[@]}" "${target_pids[@]}" \
       --rate "$rate" --connections 12 --duration "$dur" --warmup "$warm" "${hot[@]}"
   elif selected overload-open-2x; then
     echo "== overload-open-2x: not run, no goodput from overload-12x8" >&2
@@ -158,7 +158,9 @@ for name, bar, args in rows:
             verdict = f"goodput {goodput:,.0f}/s"
         else:
             bars = []
-            if name == "overload-96x8":
+            # The bars: goodput under overload (closed 96 x 8, and open at twice capacity)
+            # at least 90% of the 12 x 8 capacity.
+            if True:
                 ratio = goodput / reference if reference else None
                 bars.append((f"goodput {'—' if ratio is None else f'{ratio:.2f}'} x 12x8", ratio is not None and ratio >= 0.9))
             bars.append((f"store_unavailable {share * 100:.2f}%", b["decisions"] > 0 and share <= 0.001))

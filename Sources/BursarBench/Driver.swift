@@ -48,6 +48,8 @@ final class Driver: @unchecked Sendable {
         /// When latency starts: the scheduled start (open loop) or the send.
         var origin: NIODeadline
         var measured: Bool
+        /// How many `overloaded` answers in a row this flow had before this request.
+        var refusals: Int
     }
 
     /// The SETTLE or RELEASE of an admitted request.
@@ -182,13 +184,13 @@ final class Driver: @unchecked Sendable {
 
     /// Starts one CHECK (and, if admitted, its SETTLE or RELEASE). Latency counts from
     /// `scheduled` when given (open loop), else from the send.
-    private func launch(scheduled: NIODeadline?) {
+    private func launch(scheduled: NIODeadline?, refusals: Int = 0) {
         guard !closing else { return }
         let n = issued &* lanes &+ lane
         issued &+= 1
         let origin = scheduled ?? .now()
         inFlight.add(1, ordering: .relaxed)
-        send(Request(n: n, key: workload.keyIndex(n), estimate: workload.estimate(n), origin: origin, measured: origin >= measureStart && origin < end))
+        send(Request(n: n, key: workload.keyIndex(n), estimate: workload.estimate(n), origin: origin, measured: origin >= measureStart && origin < end, refusals: refusals))
     }
 
     private func send(_ r: Request) {
@@ -232,7 +234,9 @@ final class Driver: @unchecked Sendable {
             }
             guard answer.allowed else {
                 // A well-behaved gateway sends nothing more for this flow before `retry_after_ms`.
-                if answer.reason == .overloaded, case .closed = load { return finish(next: true, after: pause(answer.retryAfterMs, r.n)) }
+                if answer.reason == .overloaded, case .closed = load {
+                    return finish(next: true, after: pause(answer.retryAfterMs, r.n, refusals: r.refusals), refusals: r.refusals + 1)
+                }
                 return finish(next: true)
             }
             tally.ledger.admit(r.key, estimate: r.estimate, tokens: Workload.reservedTokens, reservation: answer.reservation)
@@ -243,10 +247,12 @@ final class Driver: @unchecked Sendable {
         }
     }
 
-    /// How long a flow refused `overloaded` waits: `retry_after_ms`, plus up to a quarter more
-    /// spread by request, so flows refused together do not all come back together.
-    private func pause(_ retryAfterMs: UInt32, _ n: UInt64) -> TimeAmount {
-        let ms = Int64(max(1, retryAfterMs))
+    /// How long a flow refused `overloaded` waits (SPEC §8: after `retry_after_ms`, with
+    /// backoff): `retry_after_ms`, doubled for each refusal in a row before this one (at most 16
+    /// times), plus up to a quarter more spread by request, so flows refused together do not all
+    /// come back together. A flow admitted or denied by a limit starts again from `retry_after_ms`.
+    private func pause(_ retryAfterMs: UInt32, _ n: UInt64, refusals: Int) -> TimeAmount {
+        let ms = Int64(max(1, retryAfterMs)) << Int64(min(refusals, 4))
         return .milliseconds(ms + Int64((n &* 0x9E37_79B9_7F4A_7C15) >> 40) % (ms / 4 + 1))
     }
 
@@ -421,12 +427,12 @@ final class Driver: @unchecked Sendable {
 
     /// A flow ended; in a closed loop, when `next`, the next one starts (after `after`, if given)
     /// unless the run is over.
-    private func finish(next: Bool, after: TimeAmount? = nil) {
+    private func finish(next: Bool, after: TimeAmount? = nil, refusals: Int = 0) {
         inFlight.subtract(1, ordering: .relaxed)
         guard next, case .closed = load, NIODeadline.now() < end else { return }
         guard let after else { return launch(scheduled: nil) }
         loop.scheduleTask(in: after) {
-            if NIODeadline.now() < self.end { self.launch(scheduled: nil) }
+            if NIODeadline.now() < self.end { self.launch(scheduled: nil, refusals: refusals) }
         }
     }
 

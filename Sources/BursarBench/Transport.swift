@@ -137,13 +137,42 @@ struct DirectTransport: DecisionTransport {
             }
             return result
         }
-        // Delivered at once, as bursard confirms each admission it hands to a client (one command
-        // here; bursard batches them).
+        // Delivered, as bursard confirms each admission it hands to a client: batched the same
+        // way (one command per organization for whatever queued while the last was in flight).
         return answer.map { [redis] result in
-            if result.allowed {
-                redis.submit([Limiter.deliveredCommand(org: identity.orgID, sequences: [reservation.sequence])], deadline: .now() + Self.deadline, lane: .priority) { _ in }
-            }
+            if result.allowed { Self.confirmations.add(reservation, redis: redis) }
             return result
+        }
+    }
+
+    /// The floor's delivery confirmations, batched like bursard's.
+    static let confirmations = Confirmations()
+
+    final class Confirmations: Sendable {
+        private struct State {
+            var pending: [UInt64: [UInt64]] = [:]
+            var sending = false
+        }
+        private let state = Mutex(State())
+
+        func add(_ reservation: ReservationID, redis: RedisClient) {
+            state.withLock { $0.pending[reservation.orgID, default: []].append(reservation.sequence) }
+            send(redis)
+        }
+
+        private func send(_ redis: RedisClient) {
+            let batch = state.withLock { s -> [UInt64: [UInt64]] in
+                guard !s.sending, !s.pending.isEmpty else { return [:] }
+                s.sending = true
+                defer { s.pending.removeAll() }
+                return s.pending
+            }
+            guard !batch.isEmpty else { return }
+            let commands = batch.map { Limiter.deliveredCommand(org: $0.key, sequences: $0.value) }
+            redis.submit(commands, deadline: .now() + DirectTransport.deadline, lane: .priority) { [self] _ in
+                state.withLock { $0.sending = false }
+                send(redis)
+            }
         }
     }
 

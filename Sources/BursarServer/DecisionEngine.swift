@@ -225,9 +225,12 @@ public final class DecisionEngine: Sendable {
         if answered { lastStoreAnswer.store(NIODeadline.now().uptimeNanoseconds, ordering: .relaxed) }
     }
 
-    /// Whether Redis answered anything within the last deadline: a CHECK finding the admission
-    /// limit full is then `overloaded` (Redis is busy), else a store failure (Redis is away).
+    /// False only while Redis is away: a decision failed to come back in time and Redis has
+    /// answered nothing for a whole deadline since. A CHECK finding the admission limit full is
+    /// then a store failure (the store failure policy answers), else `overloaded` (Redis is busy).
+    /// An idle bursard is not "away": nothing failed.
     var storeRecentlyAnswered: Bool {
+        if storeAnswered.load(ordering: .relaxed) { return true }
         let last = lastStoreAnswer.load(ordering: .relaxed)
         let now = NIODeadline.now().uptimeNanoseconds
         return now < last || now - last < UInt64(max(0, configuration.deadline.nanoseconds))

@@ -105,6 +105,14 @@ enum LimiterLua {
           if not existed and expire_at > 0 then redis.call('PEXPIREAT', wkey, expire_at) end
           return v
         end
+
+        """
+    }
+
+    /// What the steps on an existing reservation share (SETTLE/RELEASE, VOID, SWEEP): reading it
+    /// and its counters, moving them back or forth, voiding an attempt. Kept out of the CHECK
+    /// script, which runs on every request and needs none of it.
+    static let reservationHelpers = """
         -- Moves the four rate buckets of a reservation `r` (fields as read by `RES_FIELDS`) by
         -- `requests` and `tokens` units (negative gives back), from the counters read in `cur`.
         -- The buckets drain at the rates in force when the reservation was made.
@@ -168,7 +176,6 @@ enum LimiterLua {
         end
 
         """
-    }
 
     /// CHECK. KEYS[1] = key hash. ARGV: prefix, key id, digest hex, model, tokens, cost, reservation
     /// TTL ms, the reservation sequence bursard chose for this attempt (decimal; never read as a
@@ -351,7 +358,7 @@ enum LimiterLua {
     /// on RPM) and a RELEASE counts the request on RPM, as if the sweep had not happened. A
     /// fence or an attempt its own bursard voided (`void`) was never admitted: `unknown`.
     static func settle(_ clock: ScriptClock) -> String {
-        prelude(clock) + """
+        prelude(clock) + reservationHelpers + """
         local mode = ARGV[2]
         local r = read_reservation(KEYS[1])
         if not r[1] or r[1] == 'void' then return {4, 0, 0} end
@@ -394,7 +401,7 @@ enum LimiterLua {
     /// an admission was given back, 0 if there was none (a fence now stands, or it was settled,
     /// released or voided before).
     static func void(_ clock: ScriptClock) -> String {
-        prelude(clock) + """
+        prelude(clock) + reservationHelpers + """
         return void_attempt(ARGV[2], 'void', tonumber(ARGV[3]))
         """
     }
@@ -403,7 +410,7 @@ enum LimiterLua {
     /// and never confirmed delivered (SPEC §13.7). KEYS[1] = the org's undelivered set. ARGV:
     /// prefix, epoch, fence TTL ms, limit. Reply: how many it looked at (0: none left).
     static func sweep(_ clock: ScriptClock) -> String {
-        prelude(clock) + """
+        prelude(clock) + reservationHelpers + """
         local seqs = redis.call('ZRANGEBYSCORE', KEYS[1], ARGV[2], ARGV[2], 'LIMIT', 0, tonumber(ARGV[4]))
         for _, seq in ipairs(seqs) do void_attempt(seq, 'swept', tonumber(ARGV[3])) end
         return #seqs
