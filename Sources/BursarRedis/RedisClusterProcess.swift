@@ -81,6 +81,14 @@ public final class RedisClusterProcess: @unchecked Sendable {
     /// KEYS) with `pauseMs` between batches, then the new owner announced to every master.
     /// Returns how many keys moved.
     @discardableResult
+    /// How many keys the master serving `slot` holds in it (`CLUSTER COUNTKEYSINSLOT`).
+    public func keyCount(inSlot slot: Int) throws(RedisError) -> Int {
+        guard let owner = try slotMap().master(forSlot: slot), let index = nodeIndex(port: owner.port) else {
+            throw RedisError(.unexpectedReply, "no master serves slot \(slot)")
+        }
+        return Int(try Self.call(try Self.connect(nodes[index]), "CLUSTER", "COUNTKEYSINSLOT", String(slot)).int ?? 0)
+    }
+
     public func migrate(slot: Int, toNode target: Int, batch: Int = 3, pauseMs: Int = 20) throws(RedisError) -> Int {
         let map = try slotMap()
         guard let owner = map.master(forSlot: slot), let sourceIndex = nodeIndex(port: owner.port) else {

@@ -117,6 +117,8 @@ public final class ReconcileStats: Sendable {
     public let confirmedDeliveries = Atomic<Int>(0)
     /// Redis commands those confirmations took (one per organization per batch).
     public let deliveryCommands = Atomic<Int>(0)
+    /// Redis commands the instance registry sent (heartbeats, sweep claims and scans, sweeps).
+    public let registryCommands = Atomic<Int>(0)
     /// Dead bursards' epochs swept, and the admissions of theirs a sweep voided.
     public let sweptEpochs = Atomic<Int>(0)
     /// See `sweptEpochs`.
@@ -265,7 +267,8 @@ final class Reconciler: Sendable {
 /// from Redis) takes a new one.
 final class InstanceRegistry: Sendable {
     private struct State {
-        var lastBeat: NIODeadline = .distantPast
+        /// Registering the epoch is its first beat.
+        var lastBeat: NIODeadline = .now()
         var healthySinceMs: Int64?
         var sweeping = false
     }
@@ -302,6 +305,7 @@ final class InstanceRegistry: Sendable {
             return
         }
         let reply: Limiter.HeartbeatReply
+        reconciler.stats.registryCommands.add(1, ordering: .relaxed)
         do {
             reply = try limiter.parseHeartbeat(
                 try await redis.send([limiter.heartbeatCommand(epoch: epoch, .beat, leaseMs: leaseMs)], timeout: .seconds(1))[0])
@@ -330,6 +334,7 @@ final class InstanceRegistry: Sendable {
     /// Voids everything `epoch` left undelivered in every organization, then removes it.
     private func sweep(epoch dead: UInt64, by me: UInt64) async {
         do {
+            reconciler.stats.registryCommands.add(1, ordering: .relaxed)
             let claim = try await redis.send(
                 RedisCommand("SET", Keyspace.sweepClaim(dead), String(me), "NX", "PX", "60000"), timeout: .seconds(1))
             guard claim.string == "OK" else { return }
@@ -337,6 +342,7 @@ final class InstanceRegistry: Sendable {
             var cursor = "0"
             var voided = 0
             repeat {
+                reconciler.stats.registryCommands.add(1, ordering: .relaxed)
                 let page = try await redis.send(RedisCommand("SSCAN", Keyspace.orgs, cursor, "COUNT", "256"), timeout: .seconds(2))
                 guard let parts = page.array, parts.count == 2, let next = parts[0].string else {
                     throw RedisError(.unexpectedReply, "SSCAN reply has the wrong shape")
@@ -345,6 +351,7 @@ final class InstanceRegistry: Sendable {
                 var orgs = (parts[1].array ?? []).compactMap { $0.string.flatMap(UInt64.init) }
                 // Each org until its sweep comes back short of the limit (nothing of the epoch left).
                 while !orgs.isEmpty {
+                    reconciler.stats.registryCommands.add(orgs.count, ordering: .relaxed)
                     let replies = try await redis.send(orgs.map { limiter.sweepCommand(org: $0, epoch: dead) }, timeout: .seconds(5))
                     var again: [UInt64] = []
                     for (org, reply) in zip(orgs, replies) {
@@ -355,6 +362,7 @@ final class InstanceRegistry: Sendable {
                     orgs = again
                 }
             } while cursor != "0"
+            reconciler.stats.registryCommands.add(1, ordering: .relaxed)
             _ = try await redis.send(limiter.heartbeatCommand(epoch: dead, .leave, leaseMs: leaseMs), timeout: .seconds(1))
             reconciler.stats.sweptEpochs.add(1, ordering: .relaxed)
             reconciler.stats.sweptAdmissions.add(voided, ordering: .relaxed)

@@ -162,9 +162,12 @@ struct ClusterTests {
             let slot = l.slot
             let source = try #require(try cluster.slotMap().master(forSlot: slot))
             let target = try #require(cluster.masters.firstIndex { cluster.port($0) != source.port })
-            // A second into the run, the org's slot moves to another master, three keys per MIGRATE.
+            // Once the run has filled the org's slot with a couple of hundred keys (reservations,
+            // buckets: a second or so), the slot moves to another master, three keys per MIGRATE,
+            // so the move lasts long enough for requests to meet it mid-way.
             let migration = Task {
                 try await Task.sleep(for: .seconds(1))
+                for _ in 0..<60 where try cluster.keyCount(inSlot: slot) < 200 { try await Task.sleep(for: .milliseconds(50)) }
                 return try cluster.migrate(slot: slot, toNode: target, batch: 3, pauseMs: 5)
             }
             let result = try await BenchRunner.run(c, world: world)
