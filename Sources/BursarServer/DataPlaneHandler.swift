@@ -111,7 +111,7 @@ final class DataPlaneHandler: ChannelDuplexHandler {
                     if handler.inputClosed && result.allowed { handler.unconfirmed.append(result.reservation) }
                     handler.write(Frame(requestID: id, body: .checkResult(result)), context: context)
                     // Handed to the client: Redis is told, so no sweep ever voids it.
-                    if result.allowed { handler.engine.delivered(result) }
+                    handler.engine.delivered(result)
                     handler.engine.metrics?.checkDuration.record(.nanoseconds((NIODeadline.now() - now).nanoseconds))
                 }
                 if result.reason == .unknownKey { handler.unknownKeys.record(now: .now()) }

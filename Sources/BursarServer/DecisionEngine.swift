@@ -380,14 +380,15 @@ public final class DecisionEngine: Sendable {
     public func check(_ request: CheckRequest, on loop: any EventLoop) -> EventLoopFuture<CheckResult> {
         let promise = loop.makePromise(of: CheckResult.self)
         check(request, on: loop) { [self] result in
-            if result.allowed { delivered(result) }
+            delivered(result)
             promise.succeed(result)
         }
         return promise.futureResult
     }
 
-    /// The answer `result` (an admission) was handed to its client: Redis is told, so that no
-    /// sweep ever voids it (SPEC §13.7). Local admissions were never in Redis's undelivered set.
+    /// The answer `result` was handed to its client: if it is an admission, Redis is told, so that
+    /// no sweep ever voids it (SPEC §13.7). Denials and local admissions (never in Redis's
+    /// undelivered set) need nothing.
     public func delivered(_ result: CheckResult) {
         guard result.allowed, !result.admittedLocally, ReservationSequence.epoch(of: result.reservation.sequence) != nil else { return }
         reconciler.delivered(result.reservation)
@@ -403,33 +404,15 @@ public final class DecisionEngine: Sendable {
     func check(_ request: CheckRequest, on loop: any EventLoop, completion: @escaping (CheckResult) -> Void) {
         let now = NIODeadline.now()
         let deadline = now + configuration.deadline
-        let lookup = cache.lookup(request.digest, now: now)
-        if case .unknown = lookup {
-            stats.decisions[Int(DenyReason.unknownKey.rawValue)].increment()
-            return completion(.deny(.unknownKey))
-        }
-        guard admission.tryAcquire() else {
-            if storeRecentlyAnswered {
-                admission.shed[ShedReason.limit.rawValue].increment()
-                let result = overloaded()
-                result.record(in: stats)
-                return completion(result)
-            }
-            // Redis is not answering: what the CHECKs holding the slots are waiting on. Answer as
-            // a store failure now rather than queue behind them.
-            let result = storeFailed(request)
-            result.record(in: stats)
-            return completion(result)
-        }
-        let attempt = Attempt<CheckResult>(engine: self, loop: loop, deadline: deadline, fallback: .deny(.storeUnavailable), completion: completion)
-        attempt.holdsSlot = true
-        if fallback != nil { attempt.onStoreFailure = { [self] in storeFailed(request) } }
-        switch lookup {
-        case .known(let identity):
-            runCheck(request, identity, attempt)
+        switch cache.lookup(request.digest, now: now) {
         case .unknown:
-            preconditionFailure("answered above")
+            stats.decisions[Int(DenyReason.unknownKey.rawValue)].increment()
+            completion(.deny(.unknownKey))
+        case .known(let identity):
+            guard let attempt = admitted(request, on: loop, deadline: deadline, completion: completion) else { return }
+            runCheck(request, identity, attempt)
         case .miss:
+            guard let attempt = admitted(request, on: loop, deadline: deadline, completion: completion) else { return }
             let generation = cache.generation
             redis.submit([Limiter.resolveCommand(request.digest)], deadline: deadline, on: loop, lane: .sheddable) { [self] result in
                 switch result {
@@ -450,15 +433,42 @@ public final class DecisionEngine: Sendable {
                         attempt.finishFromAnyThread(.deny(.storeUnavailable))
                     }
                 case .failure(let error):
-                    attempt.releaseSlot(missed: true)
-                    if error.code == .shed {
-                        attempt.shed(error)
-                    } else {
-                        attempt.storeFailedFromAnyThread()
-                    }
+                    attempt.storeStepFailed(error)
                 }
             }
         }
+    }
+
+    /// A slot of the admission limit for a CHECK that needs Redis, as an attempt holding it; nil
+    /// when none is free, `completion` then called at once: `overloaded` while Redis answers, a
+    /// store failure (the store failure policy) while it does not — the CHECKs holding the slots
+    /// are waiting on it, and this one would only queue behind them.
+    private func admitted(
+        _ request: CheckRequest, on loop: any EventLoop, deadline: NIODeadline, completion: @escaping (CheckResult) -> Void
+    ) -> Attempt<CheckResult>? {
+        guard admission.tryAcquire() else {
+            let result: CheckResult
+            if storeRecentlyAnswered {
+                admission.shed[ShedReason.limit.rawValue].increment()
+                result = overloaded()
+            } else {
+                result = storeFailed(request)
+            }
+            result.record(in: stats)
+            completion(result)
+            return nil
+        }
+        let attempt = Attempt<CheckResult>(engine: self, loop: loop, deadline: deadline, fallback: .deny(.storeUnavailable), completion: completion)
+        attempt.holdsSlot = true
+        if fallback != nil { attempt.onStoreFailure = { [self] in storeFailed(request) } }
+        return attempt
+    }
+
+    /// An attempt whose CHECK may have run but whose outcome was not learnt: voided as soon as
+    /// Redis answers again (SPEC §13.7).
+    private func voidUnknown(_ reservation: ReservationID) {
+        reconciler.void(reservation)
+        stats.unknownOutcomesVoided.add(1, ordering: .relaxed)
     }
 
     /// The `overloaded` answer: nothing evaluated, retry after the deadline.
@@ -510,23 +520,13 @@ public final class DecisionEngine: Sendable {
                 } catch {
                     // Whether it admitted is unknown: void it, as for a broken connection.
                     logger.error("limiter reply unreadable; the attempt is voided", metadata: ["error": "\(error)"])
-                    reconciler.void(reservation)
-                    stats.unknownOutcomesVoided.add(1, ordering: .relaxed)
+                    voidUnknown(reservation)
                     attempt.finishFromAnyThread(.deny(.storeUnavailable))
                 }
             case .failure(let error):
-                attempt.releaseSlot(missed: true)
-                if error.code == .shed {
-                    attempt.shed(error)
-                } else {
-                    if !error.certainlyNotExecuted {
-                        // The script may have run: Redis may hold an admission nobody was told of.
-                        // Voided as soon as Redis answers again (SPEC §13.7).
-                        reconciler.void(reservation)
-                        stats.unknownOutcomesVoided.add(1, ordering: .relaxed)
-                    }
-                    attempt.storeFailedFromAnyThread()
-                }
+                // The script may have run: Redis may hold an admission nobody was told of.
+                if !error.certainlyNotExecuted { voidUnknown(reservation) }
+                attempt.storeStepFailed(error)
             }
         }
     }
@@ -810,6 +810,13 @@ final class Attempt<Result: AttemptResult>: Deadlined, @unchecked Sendable {
 }
 
 extension Attempt where Result == CheckResult {
+    /// Its Redis step failed: the slot goes back, and the CHECK is answered `overloaded` if the
+    /// client shed it unsent, else as a store failure.
+    func storeStepFailed(_ error: RedisError) {
+        releaseSlot(missed: true)
+        if error.code == .shed { shed(error) } else { storeFailedFromAnyThread() }
+    }
+
     /// The Redis client shed it unsent (queue delay, or a deadline too short for a round trip):
     /// answered `overloaded` at once.
     ///

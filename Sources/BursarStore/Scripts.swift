@@ -157,22 +157,19 @@ enum LimiterLua {
         local function void_attempt(seq, state, fence_ms)
           local rkey = P .. 'r:' .. seq
           local r = read_reservation(rkey)
+          local moved = 0
           if not r[1] then
             redis.call('HSET', rkey, 'st', 'void')
             redis.call('PEXPIRE', rkey, fence_ms)
-            redis.call('ZREM', P .. 'ud', seq)
-            return 0
+          elseif r[1] == 'open' then
+            local cur = read_counters(r)
+            move_buckets(r[3], r[4], cur, rates_of(r), -1, -tonumber(r[5]))
+            move_spend(r, -tonumber(r[6]))
+            redis.call('HSET', rkey, 'st', state)
+            moved = 1
           end
-          if r[1] ~= 'open' then
-            redis.call('ZREM', P .. 'ud', seq)
-            return 0
-          end
-          local cur = read_counters(r)
-          move_buckets(r[3], r[4], cur, rates_of(r), -1, -tonumber(r[5]))
-          move_spend(r, -tonumber(r[6]))
-          redis.call('HSET', rkey, 'st', state)
           redis.call('ZREM', P .. 'ud', seq)
-          return 1
+          return moved
         end
 
         """
