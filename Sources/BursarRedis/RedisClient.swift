@@ -76,8 +76,10 @@ public final class RedisClientStats: Sendable {
     public let clusterRetries = Atomic<Int>(0)
     /// Cluster: slot maps read (CLUSTER SLOTS).
     public let topologyRefreshes = Atomic<Int>(0)
-    /// Sentinel: masters resolved through the sentinels.
+    /// Sentinel: masters resolved through the sentinels (asked, or announced by them).
     public let masterResolutions = Atomic<Int>(0)
+    /// Sentinel: master switches the sentinels announced (`+switch-master`) for this master.
+    public let masterSwitches = Atomic<Int>(0)
     /// Sheddable requests (CHECKs) failed unsent with `.shed` because they had waited in the
     /// queue past the queue-delay target while a standing queue lasted (CoDel).
     public let shedQueueDelay = Atomic<Int>(0)
@@ -122,13 +124,64 @@ public final class RedisClient: Sendable {
     private let queue: WorkQueue
     private let scripts: Mutex<[String: RedisScript]>
     private let logger: Logger
+    /// Sentinel: the master the sentinels last announced.
+    let announced = AnnouncedMaster()
+    private let switchWatcher: RedisSubscriber?
 
     /// Starts the connection threads. Connections are made lazily and re-made after failures.
+    ///
+    /// Behind Sentinel, a subscriber on the sentinels also listens for `+switch-master`: a
+    /// `SENTINEL FAILOVER` promotes the replica while the old master, still running, takes
+    /// writes until the sentinels demote it (seconds later, on their next look at it). Those
+    /// writes are lost in its resync, so every connection moves to the announced master as soon
+    /// as the switch is announced, not when the old master starts refusing writes.
     public init(configuration: RedisClientConfiguration, logger: Logger) {
         self.configuration = configuration
         self.queue = WorkQueue()
         self.scripts = Mutex([:])
         self.logger = logger
+        if case .sentinel(let sentinels, let name, let db) = configuration.target {
+            let announced = announced
+            let stats = stats
+            let subscribed = Atomic<Bool>(false)
+            // Any one sentinel will do (each announces the switches it learns of); the
+            // subscriber tries the next one when one is away.
+            switchWatcher = RedisSubscriber(
+                configuration: RedisSubscriberConfiguration(
+                    target: .cluster(seeds: sentinels), connectTimeoutMs: configuration.connectTimeoutMs, ioTimeoutMs: configuration.ioTimeoutMs,
+                    minBackoffMs: configuration.minBackoffMs, maxBackoffMs: configuration.maxBackoffMs),
+                channels: ["+failover-state-send-slaveof-noone", "+switch-master"], logger: logger,
+                onReconnect: {
+                    // A switch may have been announced while no sentinel was heard: every
+                    // connection asks the sentinels again (not on the first subscription).
+                    if subscribed.exchange(true, ordering: .relaxed) {
+                        announced.switched(to: nil)
+                    }
+                },
+                onMessage: { message in
+                    let parts = message.text.split(separator: " ")
+                    let endpoint: RedisEndpoint
+                    if message.channel == "+switch-master" {
+                        // "<master name> <old ip> <old port> <new ip> <new port>"
+                        guard parts.count == 5, parts[0] == name, let port = Int(parts[4]) else { return }
+                        endpoint = .tcp(host: String(parts[3]), port: port, db: db)
+                    } else {
+                        // The replica is being promoted: "slave <ip:port> <ip> <port> @ <master name> …".
+                        // Moving now, not at the switch a second later, leaves the old master
+                        // nothing to take that its resync would lose.
+                        guard parts.count >= 6, parts[0] == "slave", parts[4] == "@", parts[5] == name, let port = Int(parts[3]) else { return }
+                        endpoint = .tcp(host: String(parts[2]), port: port, db: db)
+                    }
+                    guard announced.switched(to: endpoint, promoting: message.channel != "+switch-master") else { return }
+                    stats.masterSwitches.add(1, ordering: .relaxed)
+                    logger.warning("the sentinels announced a new master; every connection moves to it", metadata: [
+                        "master": "\(name)", "to": "\(endpoint)", "event": "\(message.channel)",
+                    ])
+                })
+        } else {
+            switchWatcher = nil
+        }
+        switchWatcher?.start()
         let topology: ClusterTopology?
         if case .cluster(let seeds) = configuration.target { topology = ClusterTopology(seeds: seeds) } else { topology = nil }
         for i in 0..<max(1, configuration.connections) {
@@ -194,6 +247,7 @@ public final class RedisClient: Sendable {
     /// Stops the threads after the queue drains; later submissions fail with `.shutdown`.
     public func shutdown() {
         queue.close()
+        switchWatcher?.stop()
     }
 
     func registeredScripts() -> [RedisScript] { scripts.withLock { Array($0.values) } }
@@ -237,6 +291,45 @@ public final class RedisClient: Sendable {
     }
     var log: Logger { logger }
     var work: WorkQueue { queue }
+}
+
+/// Sentinel: the master the sentinels last announced (`+switch-master`), and how many switches
+/// were announced. Each connection made before the latest switch is re-made before its next
+/// round trip.
+final class AnnouncedMaster: Sendable {
+    private let state = Mutex<(generation: Int, endpoint: RedisEndpoint?, promoting: Bool)>((0, nil, false))
+    /// The switch count, read without the lock on every round trip.
+    let generation = Atomic<Int>(0)
+
+    /// The switch count and the announced master (nil: ask the sentinels).
+    var current: (Int, RedisEndpoint?) { state.withLock { ($0.generation, $0.endpoint) } }
+
+    /// A switch to `endpoint` (nil: one may have been missed, ask the sentinels), `promoting` if
+    /// it is a replica being promoted; false if `endpoint` is already the announced master (its
+    /// promotion was announced, then the switch).
+    @discardableResult
+    func switched(to endpoint: RedisEndpoint?, promoting: Bool = false) -> Bool {
+        state.withLock {
+            if let endpoint, $0.endpoint == endpoint {
+                $0.promoting = $0.promoting && promoting
+                return false
+            }
+            $0 = ($0.generation + 1, endpoint, promoting)
+            generation.store($0.generation, ordering: .releasing)
+            return true
+        }
+    }
+
+    /// Whether `endpoint` is the replica the sentinels announced they are promoting.
+    func isPromoting(_ endpoint: RedisEndpoint) -> Bool {
+        state.withLock { $0.promoting && $0.endpoint == endpoint }
+    }
+
+    /// `endpoint` refused writes: stale (a later switch was missed, or the promotion was
+    /// abandoned), the sentinels are asked.
+    func forget(_ endpoint: RedisEndpoint) {
+        state.withLock { if $0.endpoint == endpoint { ($0.endpoint, $0.promoting) = (nil, false) } }
+    }
 }
 
 struct Pending: Sendable {
@@ -379,6 +472,8 @@ private final class Worker: @unchecked Sendable {
     var connection: RedisConnection?
     var backoffMs: Int = 0
     var retryAt: NIODeadline = .distantPast
+    /// Sentinel: the announced-switch count when `connection` was made.
+    var generation = 0
 
     init(client: RedisClient, index: Int) {
         self.client = client
@@ -405,21 +500,35 @@ private final class Worker: @unchecked Sendable {
     }
 
     private func connect(now: NIODeadline) -> RedisConnection? {
-        if let connection, connection.isOpen { return connection }
+        if let connection, connection.isOpen {
+            // Behind Sentinel, a connection made before the latest announced switch moves.
+            if generation == client.announced.generation.load(ordering: .acquiring) { return connection }
+            connection.close()
+            client.log.info("redis connection moves to the announced master", metadata: ["endpoint": "\(connection.endpoint)", "connection": "\(index)"])
+            retryAt = .distantPast
+        }
         connection = nil
         if now < retryAt { return nil }
         let config = client.configuration
         do {
             let endpoint: RedisEndpoint
+            var made = 0
             switch config.target {
             case .server(let e): endpoint = e
             case .sentinel(let sentinels, let master, let db):
-                endpoint = try SentinelResolver.master(
-                    sentinels: sentinels, name: master, db: db, connectTimeoutMs: config.connectTimeoutMs, ioTimeoutMs: config.ioTimeoutMs)
+                let (number, announced) = client.announced.current
+                made = number
+                if let e = announced {
+                    endpoint = e
+                } else {
+                    endpoint = try SentinelResolver.master(
+                        sentinels: sentinels, name: master, db: db, connectTimeoutMs: config.connectTimeoutMs, ioTimeoutMs: config.ioTimeoutMs)
+                }
                 client.stats.masterResolutions.add(1, ordering: .relaxed)
             case .cluster: preconditionFailure("a cluster is served by ClusterWorker")
             }
             let c = try RedisConnection(endpoint: endpoint, connectTimeoutMs: config.connectTimeoutMs, ioTimeoutMs: config.ioTimeoutMs)
+            generation = made
             connection = c
             backoffMs = 0
             client.stats.connects.add(1, ordering: .relaxed)
@@ -435,6 +544,12 @@ private final class Worker: @unchecked Sendable {
         }
     }
 
+    private static func isReadOnly(_ reply: RedisValue) -> Bool {
+        if case .error(let e) = reply { e.hasPrefix("READONLY") } else { false }
+    }
+
+    private static func readOnly(_ replies: [RedisValue]) -> [Int] { replies.indices.filter { isReadOnly(replies[$0]) } }
+
     private func execute(_ items: [Pending], on connection: RedisConnection, into deliveries: inout Deliveries) {
         var commands: [RedisCommand] = []
         commands.reserveCapacity(items.count)
@@ -448,19 +563,42 @@ private final class Worker: @unchecked Sendable {
             client.stats.record(roundTrip: elapsed)
             client.configuration.onRoundTrip?(items.count, elapsed)
             try client.reloadScripts(for: &replies, of: commands, on: connection)
-            let readOnly = replies.indices.filter { if case .error(let e) = replies[$0] { return e.hasPrefix("READONLY") } else { return false } }
-            if !readOnly.isEmpty {
-                // The server was demoted to a replica (a Sentinel failover): the refused commands did
-                // not run. Find the new master and send them there once.
-                client.log.warning("redis server is now a replica; finding the master again", metadata: ["endpoint": "\(connection.endpoint)"])
+            var readOnly = Self.readOnly(replies)
+            var waits = 0
+            var askedSentinels = false
+            while !readOnly.isEmpty {
+                // The server is a replica: demoted (a Sentinel failover), or the one the sentinels
+                // are promoting, whose promotion takes a moment. The refused commands did not
+                // run: they go to the master, after waiting out a promotion (5 ms at a time, at
+                // most a second: the sentinels announce it a timer tick, ≤ 100 ms, before they
+                // send it), else to the master the sentinels name (once).
+                let current = self.connection?.endpoint ?? connection.endpoint
+                self.connection?.close()
                 connection.close()
                 self.connection = nil
                 client.stats.connected.store(0, ordering: .relaxed)
                 retryAt = .distantPast
-                if let next = connect(now: .now()) {
-                    let retried = try next.pipeline(readOnly.map { commands[$0] })
-                    for (i, index) in readOnly.enumerated() { replies[index] = retried[i] }
+                if client.announced.isPromoting(current) && waits < 200 {
+                    if waits == 0 {
+                        client.log.warning("redis server is being promoted; waiting for it", metadata: ["endpoint": "\(current)"])
+                    }
+                    waits += 1
+                    usleep(5_000)
+                } else {
+                    if askedSentinels { break }
+                    client.log.warning("redis server is a replica; finding the master again", metadata: ["endpoint": "\(current)"])
+                    // An announced master that refuses writes is stale (a later switch was
+                    // missed, or its promotion was abandoned): the sentinels are asked.
+                    client.announced.forget(current)
+                    askedSentinels = true
                 }
+                guard let next = connect(now: .now()) else { break }
+                // The new master may not have the scripts (SCRIPT LOAD is not replicated).
+                let again = readOnly.map { commands[$0] }
+                var retried = try next.pipeline(again)
+                try client.reloadScripts(for: &retried, of: again, on: next)
+                for (i, index) in readOnly.enumerated() { replies[index] = retried[i] }
+                readOnly = zip(readOnly, retried).filter { Self.isReadOnly($0.1) }.map(\.0)
             }
             var offset = 0
             for item in items {

@@ -201,6 +201,15 @@ public final class RedisClusterProcess: @unchecked Sendable {
             }
             return true
         }
+        // A replica counts once its first sync is done: a failover promoting it loses only what
+        // asynchronous replication had not yet carried, never the whole data set.
+        try waitUntil("every replica's link to its master up") { () throws(RedisError) -> Bool in
+            for replica in nodes.dropFirst(masterCount) {
+                let info = try Self.call(try Self.connect(replica), "INFO", "replication").string ?? ""
+                guard info.contains("master_link_status:up") else { return false }
+            }
+            return true
+        }
     }
 
     private func waitUntil(_ what: String, timeoutMs: Int = 30_000, _ condition: () throws(RedisError) -> Bool) throws(RedisError) {

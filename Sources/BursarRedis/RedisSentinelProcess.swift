@@ -15,7 +15,8 @@ public final class RedisSentinelProcess: @unchecked Sendable {
     public let masterName: String
     private let sentinels: [ChildProcess]
 
-    /// Starts everything and waits until every sentinel sees the master and all its replicas.
+    /// Starts everything and waits until every sentinel sees the master and all its replicas, and
+    /// every replica has finished its first sync.
     public init(replicas: Int = 1, sentinels count: Int = 3, masterName: String = "bursar", downAfterMs: Int = 1_000, binary: String? = nil) throws(RedisError) {
         let bin = try RedisServerProcess.locate(explicit: binary)
         let base = NSTemporaryDirectory() + "bursar-sentinel-\(UUID().uuidString)"
@@ -101,9 +102,21 @@ public final class RedisSentinelProcess: @unchecked Sendable {
                     break
                 }
             }
+            // And each replica has finished its first sync: promoting one that has not would
+            // lose the whole data set, not what asynchronous replication had not carried yet.
+            for node in dataNodes.dropFirst() where settled {
+                guard case .tcp(let port) = node.listen,
+                      let c = try? RedisConnection(endpoint: .tcp(host: "127.0.0.1", port: port, db: 0), connectTimeoutMs: 500, ioTimeoutMs: 1_000),
+                      let info = (try? c.pipeline([RedisCommand("INFO", "replication")]))?.first?.string,
+                      info.contains("master_link_status:up")
+                else {
+                    settled = false
+                    break
+                }
+            }
             if settled { return }
             usleep(100_000)
         }
-        throw RedisError(.connectionFailed, "the sentinels did not all see the master and its \(replicas) replicas within \(timeoutMs) ms")
+        throw RedisError(.connectionFailed, "the sentinels did not all see the master and its \(replicas) replicas, each synced, within \(timeoutMs) ms")
     }
 }

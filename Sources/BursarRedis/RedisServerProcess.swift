@@ -87,6 +87,10 @@ public final class RedisServerProcess: @unchecked Sendable {
         var config = [
             "bind 127.0.0.1", "protected-mode yes", "daemonize no", "dir \(directory)", "save \"\"",
             "appendonly \(appendOnly ? "yes" : "no")", "appendfsync \(appendFsync.rawValue)", "logfile \(directory)/redis.log",
+            // A replica's first sync starts at once, not after Redis's default 5 s wait for more
+            // replicas to share a diskless transfer: a failover soon after start must not promote
+            // a replica that never received anything.
+            "repl-diskless-sync-delay 0",
         ]
         switch listen {
         case .unixSocket(let path): config += ["port 0", "unixsocket \(path)", "unixsocketperm 700"]

@@ -134,7 +134,8 @@ public final class RedisSubscriber: Sendable {
                 switch configuration.target {
                 case .server(let e): endpoint = e
                 case .cluster(let seeds):
-                    // A cluster delivers every PUBLISH to every node: any seed that answers will do.
+                    // A cluster delivers every PUBLISH to every node, and each sentinel announces
+                    // the switches it learns of (RedisClient's watcher): any seed that answers will do.
                     endpoint = seeds[attempt % seeds.count]
                     attempt += 1
                 case .sentinel(let sentinels, let master, let db):

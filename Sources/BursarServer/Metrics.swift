@@ -179,6 +179,9 @@ public final class ServerMetrics: Sendable {
         counter("redis_cluster_redirections", labels: [("kind", "retry")], help: redirectHelp) { redis.clusterRetries.load(ordering: .relaxed) }
         counter("redis_cluster_slot_map_reads", help: "Redis Cluster slot maps read (CLUSTER SLOTS).") { redis.topologyRefreshes.load(ordering: .relaxed) }
         counter("redis_sentinel_master_resolutions", help: "Masters found through Sentinel.") { redis.masterResolutions.load(ordering: .relaxed) }
+        counter("redis_sentinel_master_switches", help: "Master switches the sentinels announced (+switch-master); each moves every connection.") {
+            redis.masterSwitches.load(ordering: .relaxed)
+        }
         gauge("redis_queue_delay_microseconds", help: "How long the last request taken from the Redis queue had waited, µs.") {
             redis.lastQueueDelayNs.load(ordering: .relaxed) / 1000
         }

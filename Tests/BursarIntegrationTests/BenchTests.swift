@@ -129,8 +129,11 @@ struct BenchTests {
             let world = try await BenchWorld.seed(c.workload, store: MetadataStore(redis: h.redis))
             // 400 ms of a frozen Redis: bursard's 50 ms deadline answers store_unavailable, and
             // SETTLEs caught in the pause have an unknown outcome (they may run when Redis resumes).
+            // The pause falls inside the measured part of the run: after load has reached Redis
+            // (the run's start can lag on a loaded machine) and past the 200 ms warmup.
             let pause = Task {
-                try await Task.sleep(for: .milliseconds(900))
+                try await waitForScripts(h, atLeast: 100)
+                try await Task.sleep(for: .milliseconds(500))
                 h.redisServer.signal(SIGSTOP)
                 try await Task.sleep(for: .milliseconds(400))
                 h.redisServer.signal(SIGCONT)
