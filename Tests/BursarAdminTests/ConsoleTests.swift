@@ -131,7 +131,8 @@ struct ConsoleTests {
 
     @Test("without a session, an expired one or after signing out, every page redirects to sign-in")
     func sessions() async throws {
-        try await withAdmin(consoleSessionTTL: 1) { h in
+        // A TTL long enough that a loaded machine still reaches the first page inside it.
+        try await withAdmin(consoleSessionTTL: 4) { h in
             let w = try await h.world()
             var anonymous = Browser(client: h.api.client)
             let page = try await anonymous.get("/console/o/\(w.org)/p/\(w.p)")
@@ -141,7 +142,7 @@ struct ConsoleTests {
             var b = Browser(client: h.api.client)
             _ = try await b.signIn(w.owner.token)
             #expect(try await b.get("/console/o/\(w.org)").page == "overview")
-            try await Task.sleep(for: .milliseconds(1600))
+            try await Task.sleep(for: .milliseconds(4600))
             let expired = try await b.get("/console/o/\(w.org)")
             #expect(expired.status == 303)
             #expect(expired.location?.hasPrefix("/console/sign-in") == true)
