@@ -81,6 +81,7 @@ _TYPES = {
 }
 
 _REASONS = list(DenyReason)
+_FRAME_TYPES = {int(t): t for t in FrameType}
 _STATUSES = list(ReservationStatus)
 _BAD_MAGIC = int(ErrorCode.BAD_MAGIC)
 _MALFORMED = int(ErrorCode.MALFORMED_FIELD)
@@ -364,7 +365,7 @@ def decode_frame(buf, direction: str = TO_CLIENT, off: int = 0) -> Optional[Tupl
     if avail < HEADER_SIZE + blen:
         return None
     body = _decode_body(t, rid, buf, off + HEADER_SIZE, blen)
-    return Frame(FrameType(t), rid, body), HEADER_SIZE + blen
+    return Frame(_FRAME_TYPES[t], rid, body), HEADER_SIZE + blen
 
 
 class Decoder:
