@@ -35,6 +35,10 @@ class _Server:
 
     def close(self) -> None:
         self.closed = True
+        try:  # wakes the accept thread; close alone would leave the socket listening
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
         self.sock.close()
         for c in self.conns:
             try:

@@ -90,7 +90,7 @@ def test_server_error_frame_raises_protocol_error():
     srv = Fake(answer)
     try:
         async def go():
-            async with bursar.AsyncClient(srv.url) as c:
+            async with bursar.AsyncClient(srv.url, pool_size=1) as c:
                 with pytest.raises(bursar.ProtocolError) as e:
                     await c.check(**KW)
                 assert e.value.code is bursar.ErrorCode.INTERNAL_ERROR and e.value.message == "boom"
