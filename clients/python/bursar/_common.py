@@ -92,10 +92,15 @@ def check_args(input_tokens: int, max_output_tokens: int, estimated_cost: int) -
 
 
 def settle_args(reservation: int, input_tokens: int, output_tokens: int, cost: int) -> None:
-    check_reservation(reservation)
-    check_u32(input_tokens, "input_tokens")
-    check_u32(output_tokens, "output_tokens")
-    check_money(cost, "cost")
+    if (type(reservation) is not int or not 0 < reservation & 0xFFFF_FFFF_FFFF_FFFF
+            or not 0 <= reservation < (1 << 128)):
+        check_reservation(reservation)
+    if type(input_tokens) is not int or not 0 <= input_tokens <= 0xFFFF_FFFF:
+        check_u32(input_tokens, "input_tokens")
+    if type(output_tokens) is not int or not 0 <= output_tokens <= 0xFFFF_FFFF:
+        check_u32(output_tokens, "output_tokens")
+    if type(cost) is not int or not 0 <= cost <= 0x1F_FFFF_FFFF_FFFF:
+        check_money(cost, "cost")
 
 
 def check_timeout(value: Optional[float], field: str) -> Optional[float]:

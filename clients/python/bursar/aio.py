@@ -37,6 +37,9 @@ from .types import CheckResult, ReservationStatus, SettleResult
 __all__ = ["AsyncClient"]
 
 _decode = _p.decode_frame
+_fast_body = _p._decode_body
+_HEADER_unpack = _p.HEADER.unpack_from
+_FAST_SIZES = {0x81: 112, 0x82: 24, 0x83: 24, 0x84: 0}
 _TO_CLIENT = _p.TO_CLIENT
 _encode_check = _p.encode_check
 _encode_settle = _p.encode_settle
@@ -79,13 +82,26 @@ class _Connection(asyncio.Protocol):
         buf += data
         off = 0
         pending = self.pending
+        end = len(buf)
         try:
             while True:
-                got = _decode(buf, _TO_CLIENT, off)
-                if got is None:
+                # Fast path for the common answers; anything else (or anything wrong) goes
+                # through the full decoder, which applies every check of SPEC §11.2.
+                if end - off >= 16:
+                    magic, version, t, blen, rid = _HEADER_unpack(buf, off)
+                    if (magic == 0x4252 and version == 1 and blen == _FAST_SIZES.get(t)
+                            and end - off >= 16 + blen):
+                        body = _fast_body(t, rid, buf, off + 16, blen)
+                        off += 16 + blen
+                    else:
+                        got = _decode(buf, _TO_CLIENT, off)
+                        if got is None:
+                            break
+                        (t, rid, body), n = got
+                        off += n
+                else:
+                    _decode(buf, _TO_CLIENT, off)  # refuses a bad partial magic at once
                     break
-                (t, rid, body), n = got
-                off += n
                 if t == 0xFF:
                     self._server_error(rid, body)
                     return
@@ -145,12 +161,15 @@ class _Connection(asyncio.Protocol):
         while heap and heap[0][0] <= now:
             _, rid = _heappop(heap)
             fut = pending.get(rid)
-            if fut is not None and not fut.done():
+            if fut is not None:
+                # past its deadline: failed now, or its caller was cancelled; a late allowed
+                # answer for it is released (data_received)
                 del pending[rid]
                 if len(self.abandoned) < _ABANDONED_MAX:
                     self.abandoned.add(rid)
-                fut.set_exception(DeadlineExceeded(
-                    f"no answer from bursard at {self.client.address} within the deadline"))
+                if not fut.done():
+                    fut.set_exception(DeadlineExceeded(
+                        f"no answer from bursard at {self.client.address} within the deadline"))
         while heap and heap[0][1] not in pending:  # skip entries of calls already answered
             _heappop(heap)
         if heap:
