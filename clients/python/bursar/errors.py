@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Optional
 
+from .types import ErrorCode
+
 __all__ = [
     "BursarError",
     "Unreachable",
@@ -51,8 +53,6 @@ class ProtocolError(BursarError):
     """
 
     def __init__(self, code: int, message: str = "", request_id: int = 0) -> None:
-        from .types import ErrorCode
-
         try:
             self.code = ErrorCode(code)
         except ValueError:  # pragma: no cover - the decoder refuses unknown codes first

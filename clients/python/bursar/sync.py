@@ -51,14 +51,21 @@ class _SyncConnection:
             sock.sendall(data_for(rid))
             buf = self.buf
             while True:
-                got = _p.decode_frame(buf, _p.TO_CLIENT)
+                try:
+                    got = _p.decode_frame(buf, _p.TO_CLIENT)
+                    if got is not None and got[0][1] != rid and got[0][0] != 0xFF:
+                        raise ProtocolError(4, f"answer for request {got[0][1]}, expected {rid}",
+                                            got[0][1])
+                except ProtocolError as e:
+                    # as in the async client: an invalid stream ends the connection; the
+                    # request may or may not have been applied (a SETTLE is retried)
+                    raise ConnectionLost(f"bursard sent an invalid frame ({e}); connection "
+                                         "closed") from e
                 if got is not None:
                     (t, frid, body), n = got
                     del buf[:n]
-                    if t == 0xFF:
+                    if t == 0xFF:  # the server refused this request (or the connection)
                         raise ProtocolError(body.code, body.message, frid)
-                    if frid != rid:
-                        raise ProtocolError(4, f"answer for request {frid}, expected {rid}", frid)
                     return body
                 remaining = deadline - _now()
                 if remaining <= 0:

@@ -85,6 +85,7 @@ class Bursard:
         self.unix_path = os.path.join(workdir, f"{name}.sock")
         self.log_path = os.path.join(workdir, f"{name}.log")
         self.proc: Optional[subprocess.Popen] = None
+        self.extra_args: List[str] = []
         self.tcp_url = f"tcp://127.0.0.1:{self.port}"
         self.unix_url = f"unix://{self.unix_path}"
         self.ops_url = f"http://127.0.0.1:{self.ops_port}"
@@ -95,7 +96,7 @@ class Bursard:
         self.proc = subprocess.Popen(
             [self.exe, "--redis", self.redis.url, "--listen", f"127.0.0.1:{self.port}",
              "--unix", self.unix_path, "--ops", f"127.0.0.1:{self.ops_port}",
-             "--log-level", "warning"], stdout=log, stderr=log)
+             "--log-level", "warning", *self.extra_args], stdout=log, stderr=log)
         log.close()
         _wait(self._healthy, f"bursard (log: {self.log_path})")
 

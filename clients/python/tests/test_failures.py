@@ -117,6 +117,10 @@ def test_invalid_answer_fails_in_flight_calls_clearly():
                 assert isinstance(res[0].__cause__, bursar.ProtocolError)
                 assert res[0].__cause__.code is bursar.ErrorCode.BAD_MAGIC
         asyncio.run(go())
+        with bursar.Client(srv.url) as c:
+            with pytest.raises(bursar.ConnectionLost) as e:
+                c.check(**KW)
+            assert e.value.__cause__.code is bursar.ErrorCode.BAD_MAGIC
     finally:
         srv.close()
 

@@ -256,3 +256,44 @@ def test_settle_retried_after_connection_break_applies_once(stack):
         assert stack.spend(key_id) == 32_337
     finally:
         proxy.close()
+
+
+def test_release_retried_after_connection_break_applies_once(stack):
+    secret, key_id = stack.key("--budget", "10")
+    proxy = Proxy(stack.bursard.port)
+    try:
+        async def go():
+            async with bursar.AsyncClient(proxy.url, pool_size=1, timeout=1) as c:
+                r = await c.check(**check_kwargs(secret, estimated_cost=77_000))
+                assert r.allowed
+                assert stack.usage(key_id)["reserved"]["cost_nusd"] == 77_000
+                proxy.cut_after_answer_type = 0x83  # RELEASE applied, its answer lost
+                return await c.release(r.reservation)
+        s = run(go())
+        assert proxy.cuts == 1
+        assert s.attempts >= 2 and s.status is ReservationStatus.ALREADY_RELEASED and s.ok
+        usage = stack.usage(key_id)
+        assert usage["reserved"]["cost_nusd"] == 0 and usage["spend"]["spend_nusd"] == 0
+    finally:
+        proxy.close()
+
+
+def test_overloaded_check_is_a_result_not_an_exception(stack):
+    """Past its per-connection in-flight bound bursard answers CHECK `overloaded` at once
+    (SPEC §15.1): a deny with retry_after_ms and HTTP 503, never an exception."""
+    secret, _ = stack.key()
+    b = stack.another_bursard("tight")
+    b.stop()
+    b.extra_args = ["--max-in-flight-per-connection", "4"]
+    b.start()
+
+    async def go():
+        async with bursar.AsyncClient(b.tcp_url, pool_size=1, timeout=5) as c:
+            rs = await asyncio.gather(*[c.check(**check_kwargs(secret)) for _ in range(100)])
+            await asyncio.gather(*[c.release(r.reservation) for r in rs if r.allowed])
+            return rs
+    rs = run(go())
+    over = [r for r in rs if not r.allowed]
+    assert over and all(r.reason is DenyReason.OVERLOADED for r in over)
+    assert all(r.http_status == 503 and r.retry_after_ms > 0 for r in over)
+    assert any(r.allowed for r in rs)
