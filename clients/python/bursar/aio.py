@@ -67,11 +67,15 @@ class _Connection(asyncio.Protocol):
         self.timer: Optional[asyncio.TimerHandle] = None
         self.timer_at = _INF
         self.alive = False
+        self.opened_at = 0.0
+        self.reported = False  # the client was told it ended
+        self.proven = False  # a valid answer arrived on it
         self.lost_error: Optional[BaseException] = None
 
     # -- asyncio.Protocol
     def connection_made(self, transport) -> None:  # type: ignore[override]
         self.transport = transport
+        self.opened_at = self.loop.time()
         sock = transport.get_extra_info("socket")
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -119,6 +123,9 @@ class _Connection(asyncio.Protocol):
             return
         if off:
             del buf[:off]
+            if not self.proven:
+                self.proven = True
+                self.client._backoff.succeeded()
 
     def connection_lost(self, exc: Optional[BaseException]) -> None:
         self.alive = False
@@ -281,6 +288,12 @@ class AsyncClient:
                 host, port = self.address.target  # type: ignore[misc]
                 coro = loop.create_connection(factory, host, port)
             _, conn = await asyncio.wait_for(coro, self.connect_timeout)
+        except asyncio.CancelledError:  # close() while connecting
+            self._connecting = None
+            if not fut.done():
+                fut.set_exception(ClientClosed("the client was closed"))
+                fut.exception()
+            raise
         except (OSError, asyncio.TimeoutError) as e:
             self._backoff.failed(loop.time(), e if not isinstance(e, asyncio.TimeoutError)
                                  else TimeoutError(f"connect timed out after {self.connect_timeout} s"))
@@ -290,11 +303,12 @@ class AsyncClient:
                                   or Unreachable(f"bursard at {self.address} unreachable: {e}"))
                 fut.exception()  # mark retrieved: nobody may be waiting
             return
-        self._backoff.succeeded()
+        # The backoff is reset by the connection's first valid answer (data_received), not
+        # here: a server that accepts and then closes at once must not defeat it.
         self._connecting = None
         if self._closed:
             conn.transport.close()  # type: ignore[union-attr]
-        else:
+        elif conn.alive:  # it may already have been closed (e.g. too_many_connections)
             self._conns.append(conn)
             if len(self._conns) < self.pool_size:
                 self._start_connect()
@@ -333,10 +347,18 @@ class AsyncClient:
                 return self._conns[self._rr % len(self._conns)]
 
     def _lost(self, conn: _Connection) -> None:
+        if conn.reported:
+            return
+        conn.reported = True
         try:
             self._conns.remove(conn)
         except ValueError:
             pass
+        # A connection the server ends right after it opened (too_many_connections, a bursard
+        # going down) counts as a failed connect, so the pool backs off instead of spinning.
+        if self._loop is not None and self._loop.time() - conn.opened_at < 1.0:
+            self._backoff.failed(self._loop.time(),
+                                 conn.lost_error or ConnectionError("closed right after opening"))
 
     def _release_late(self, reservation: int) -> None:
         """RELEASE an admission whose caller is no longer waiting for it."""

@@ -31,10 +31,11 @@ _now = time.monotonic
 
 
 class _SyncConnection:
-    __slots__ = ("sock", "next_id", "buf")
+    __slots__ = ("sock", "next_id", "buf", "answered")
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
+        self.answered = 0
         self.next_id = 0
         self.buf = bytearray()
 
@@ -64,8 +65,13 @@ class _SyncConnection:
                 if got is not None:
                     (t, frid, body), n = got
                     del buf[:n]
-                    if t == 0xFF:  # the server refused this request (or the connection)
-                        raise ProtocolError(body.code, body.message, frid)
+                    if t == 0xFF:
+                        err = ProtocolError(body.code, body.message, frid)
+                        if frid == rid:  # the server refused this request
+                            raise err
+                        # about the connection (too_many_connections, idle_timeout, …)
+                        raise ConnectionLost(f"bursard closed the connection with {err}") from err
+                    self.answered += 1
                     return body
                 remaining = deadline - _now()
                 if remaining <= 0:
@@ -164,8 +170,6 @@ class Client:
             if isinstance(e, socket.timeout) and deadline - _now() <= 0:
                 raise DeadlineExceeded(f"no connection to bursard at {self.address} within the deadline") from e
             raise Unreachable(f"bursard at {self.address} unreachable: {e}") from e
-        with self._cond:
-            self._backoff.succeeded()
         return _SyncConnection(sock)
 
     def _checkin(self, conn: _SyncConnection, healthy: bool) -> None:
@@ -182,10 +186,16 @@ class Client:
         conn = self._checkout(deadline)
         try:
             body = conn.call(data_for, deadline, self.address)
-        except BaseException:
+        except BaseException as e:
             self._checkin(conn, False)
+            if not conn.answered and isinstance(e, (ConnectionLost, ProtocolError)):
+                with self._cond:  # ended before any answer: count it as a failed connect
+                    self._backoff.failed(_now(), e)
             raise
         self._checkin(conn, True)
+        if self._backoff.failures:  # a valid answer: the server is back (see aio._connect)
+            with self._cond:
+                self._backoff.succeeded()
         return body
 
     # ------------------------------------------------------------------ calls

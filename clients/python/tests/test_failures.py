@@ -350,3 +350,52 @@ def test_headers_denied():
     o = _result(allowed=False, reason=DenyReason.OVERLOADED, retry_after_ms=50, requests_limit=0,
                 tokens_limit=0)
     assert bursar.rate_limit_headers(o) == {"Retry-After": "1"}
+
+
+def test_server_refusing_connections_makes_the_pool_back_off():
+    """A server that closes every connection at once with too_many_connections: calls fail with
+    Unreachable/ConnectionLost and the client backs off instead of reconnecting in a loop."""
+    import socket as s
+
+    class Refuser(Silent):
+        accepted = 0
+
+        def handle(self, c):
+            Refuser.accepted += 1
+            try:
+                c.sendall(p.encode_error(0, 10, "too many connections"))
+                c.shutdown(s.SHUT_RDWR)
+            except OSError:
+                pass
+            c.close()
+    srv = Refuser()
+    try:
+        async def go():
+            async with bursar.AsyncClient(srv.url, timeout=0.2) as c:
+                end = time.monotonic() + 1.0
+                failures = 0
+                while time.monotonic() < end:
+                    with pytest.raises((bursar.Unreachable, bursar.DeadlineExceeded)):
+                        await c.check(**KW)
+                    failures += 1
+                    await asyncio.sleep(0.001)
+                return failures
+        failures = asyncio.run(go())
+        assert failures > 50
+        assert Refuser.accepted < 25, Refuser.accepted  # backoff 20 ms … 1 s, not one per call
+
+        Refuser.accepted = 0
+        with bursar.Client(srv.url, timeout=0.2) as c:
+            end = time.monotonic() + 1.0
+            failures = 0
+            while time.monotonic() < end:
+                with pytest.raises(bursar.Unreachable) as e:
+                    c.check(**KW)
+                if isinstance(e.value, bursar.ConnectionLost):
+                    assert e.value.__cause__.code is bursar.ErrorCode.TOO_MANY_CONNECTIONS
+                failures += 1
+                time.sleep(0.001)
+        assert failures > 50
+        assert Refuser.accepted < 25, Refuser.accepted
+    finally:
+        srv.close()
