@@ -1,0 +1,47 @@
+"""bursar — Python client for bursard, the rate-limit and budget sidecar for AI gateways.
+
+    import bursar
+    async with bursar.AsyncClient("tcp://127.0.0.1:7420") as client:
+        r = await client.check(key="sk-br-…", model="gpt-4o-mini", input_tokens=1200,
+                               max_output_tokens=800, estimated_cost=1_230_000)
+        if r.allowed:
+            ...  # call the provider
+            await client.settle(r.reservation, input_tokens=1180, output_tokens=312, cost=912_340)
+
+Money is integer nano-USD (1 USD = 1_000_000_000), tokens are integers. See README.md.
+"""
+from .errors import (
+    BursarError,
+    ClientClosed,
+    ConnectionLost,
+    DeadlineExceeded,
+    Overloaded,
+    ProtocolError,
+    StoreUnavailable,
+    Unreachable,
+)
+from .headers import rate_limit_headers
+from .protocol import digest
+from .types import (
+    INT64_MAX,
+    CheckResult,
+    DenyReason,
+    ErrorCode,
+    FrameType,
+    ReservationStatus,
+    SettleResult,
+    reservation_id,
+    split_reservation,
+)
+from .aio import AsyncClient
+from .sync import Client
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AsyncClient", "Client", "digest", "rate_limit_headers",
+    "CheckResult", "SettleResult", "DenyReason", "ReservationStatus", "ErrorCode", "FrameType",
+    "INT64_MAX", "reservation_id", "split_reservation",
+    "BursarError", "Unreachable", "ConnectionLost", "DeadlineExceeded", "ProtocolError",
+    "Overloaded", "StoreUnavailable", "ClientClosed",
+]

@@ -1,0 +1,151 @@
+"""What the asyncio and the blocking client share: address parsing, argument checks, backoff."""
+from __future__ import annotations
+
+import hashlib
+import random
+from typing import NamedTuple, Optional, Tuple, Union
+from urllib.parse import urlsplit
+
+from .errors import Unreachable
+from .protocol import check_digest, check_money, check_reservation, check_u32, model_field
+
+_sha256 = hashlib.sha256
+
+
+class Address(NamedTuple):
+    """Where bursard listens: ``("tcp", (host, port))`` or ``("unix", path)``."""
+
+    kind: str
+    target: Union[Tuple[str, int], str]
+
+    def __str__(self) -> str:
+        if self.kind == "unix":
+            return f"unix://{self.target}"
+        host, port = self.target  # type: ignore[misc]
+        return f"tcp://[{host}]:{port}" if ":" in host else f"tcp://{host}:{port}"
+
+
+def parse_address(url: str) -> Address:
+    """``tcp://host:port`` (IPv6 as ``[::1]``), ``unix:///path/to.sock``, or bare ``host:port``."""
+    if not isinstance(url, str) or not url:
+        raise ValueError(f"url: expected 'tcp://host:port' or 'unix:///path', got {url!r}")
+    if url.startswith("unix:"):
+        path = url[len("unix://"):] if url.startswith("unix://") else url[len("unix:"):]
+        if not path:
+            raise ValueError(f"url: unix socket path missing in {url!r}")
+        return Address("unix", path)
+    parts = urlsplit(url if "://" in url else "tcp://" + url)
+    if parts.scheme != "tcp":
+        raise ValueError(f"url: scheme must be tcp or unix, got {parts.scheme!r}")
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    if not parts.hostname or port is None:
+        raise ValueError(f"url: expected tcp://host:port, got {url!r}")
+    return Address("tcp", (parts.hostname, port))
+
+
+class ModelCache:
+    """Encoded, validated model names: gateways use a handful of models, so each name is checked
+    and encoded once. Bounded, so arbitrary names from callers cannot grow it without limit."""
+
+    __slots__ = ("_d",)
+
+    def __init__(self) -> None:
+        self._d: dict = {}
+
+    def get(self, model: str) -> bytes:
+        raw = self._d.get(model)
+        if raw is None:
+            raw = model_field(model)
+            if len(self._d) >= 1024:
+                self._d.clear()
+            self._d[model] = raw
+        return raw
+
+
+def key_digest(key: Union[str, bytes, None], digest: Optional[bytes]) -> bytes:
+    """The CHECK's 32-byte key digest from exactly one of ``key`` (the secret) or ``digest``."""
+    if key is not None:
+        if digest is not None:
+            raise ValueError("key, digest: give one of them, not both")
+        if isinstance(key, str):
+            return _sha256(key.encode("utf-8")).digest()
+        if isinstance(key, (bytes, bytearray)):
+            return _sha256(key).digest()
+        raise ValueError(f"key: expected the key's secret as str or bytes, got {type(key).__name__}")
+    if digest is None:
+        raise ValueError("key, digest: one of them is required")
+    if type(digest) is bytes and len(digest) == 32:
+        return digest
+    return check_digest(digest, "digest")
+
+
+def check_args(input_tokens: int, max_output_tokens: int, estimated_cost: int) -> None:
+    if type(input_tokens) is not int or not 0 <= input_tokens <= 0xFFFF_FFFF:
+        check_u32(input_tokens, "input_tokens")
+    if type(max_output_tokens) is not int or not 0 <= max_output_tokens <= 0xFFFF_FFFF:
+        check_u32(max_output_tokens, "max_output_tokens")
+    if type(estimated_cost) is not int or not 0 <= estimated_cost <= 0x1F_FFFF_FFFF_FFFF:
+        check_money(estimated_cost, "estimated_cost")
+
+
+def settle_args(reservation: int, input_tokens: int, output_tokens: int, cost: int) -> None:
+    if (type(reservation) is not int or not 0 < reservation & 0xFFFF_FFFF_FFFF_FFFF
+            or not 0 <= reservation < (1 << 128)):
+        check_reservation(reservation)
+    if type(input_tokens) is not int or not 0 <= input_tokens <= 0xFFFF_FFFF:
+        check_u32(input_tokens, "input_tokens")
+    if type(output_tokens) is not int or not 0 <= output_tokens <= 0xFFFF_FFFF:
+        check_u32(output_tokens, "output_tokens")
+    if type(cost) is not int or not 0 <= cost <= 0x1F_FFFF_FFFF_FFFF:
+        check_money(cost, "cost")
+
+
+def check_timeout(value: Optional[float], field: str) -> Optional[float]:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise ValueError(f"{field}: expected seconds > 0, got {value!r}")
+    return float(value)
+
+
+class Backoff:
+    """Reconnect backoff of one client: exponential with full jitter, from ``base`` to ``cap``
+    seconds. While it runs, calls fail at once with Unreachable instead of each waiting for a
+    connect to a bursard that is down; the first success resets it."""
+
+    __slots__ = ("base", "cap", "failures", "not_before", "last_error")
+
+    def __init__(self, base: float = 0.02, cap: float = 1.0) -> None:
+        self.base = base
+        self.cap = cap
+        self.failures = 0
+        self.not_before = 0.0
+        self.last_error: Optional[BaseException] = None
+
+    def failed(self, now: float, error: BaseException) -> None:
+        self.failures += 1
+        self.last_error = error
+        delay = min(self.cap, self.base * (2 ** min(self.failures - 1, 16)))
+        self.not_before = now + delay * (0.5 + random.random() / 2)
+
+    def succeeded(self) -> None:
+        self.failures = 0
+        self.not_before = 0.0
+        self.last_error = None
+
+    def refuse(self, now: float, address: object) -> Optional[Unreachable]:
+        """The error to fail a call with while backing off, or None if a connect may be tried."""
+        if now >= self.not_before:
+            return None
+        err = Unreachable(f"bursard at {address} unreachable ({self.last_error}); next connect "
+                          f"attempt in {int((self.not_before - now) * 1000)} ms")
+        err.__cause__ = self.last_error
+        return err
+
+
+def retry_delay(attempt: int, base: float = 0.005, cap: float = 0.2) -> float:
+    """Pause before SETTLE/RELEASE attempt ``attempt + 1``: exponential, jittered."""
+    return min(cap, base * (2 ** min(attempt - 1, 16))) * (0.5 + random.random() / 2)
