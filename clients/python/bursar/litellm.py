@@ -248,8 +248,6 @@ class BursarHandler(CustomLogger):
     def settings(self) -> Settings:
         if self._settings is None:
             self._settings = Settings.from_env()
-            if self._settings.redact_key_info:
-                litellm.redact_user_api_key_info = True
         return self._settings
 
     def _client(self) -> bursar.AsyncClient:
@@ -388,7 +386,19 @@ class BursarHandler(CustomLogger):
             if headers:
                 self._remember_headers(ticket, headers)
         if result.content_logging_disabled:
+            # LiteLLM reads this per-request switch into the request's logging object when it
+            # creates it, which is before this hook: set it there too (it is the same dict that
+            # the success/failure handlers consult when they redact).
             data["turn_off_message_logging"] = True
+            logging_obj = data.get("litellm_logging_obj")
+            params = getattr(logging_obj, "standard_callback_dynamic_params", None)
+            if isinstance(params, dict):
+                params["turn_off_message_logging"] = True
+            elif logging_obj is not None:
+                log.error("bursar: cannot turn content logging off for a request: LiteLLM's logging "
+                          "object has no standard_callback_dynamic_params")
+                raise ProxyException(message="bursar: content logging cannot be turned off for this key",
+                                     type="bursar_unavailable", param=None, code=503)
             for holder in (meta.get("headers"), (data.get("proxy_server_request") or {}).get("headers")):
                 if isinstance(holder, dict):
                     for h in list(holder):
@@ -566,6 +576,10 @@ async def user_api_key_auth(request: Any, api_key: str) -> UserAPIKeyAuth:
     raise ProxyException(message="bursar: a bursar key (sk-br-…) is required", type="unknown_key",
                          param=None, code=401, headers={"WWW-Authenticate": "Bearer"})
 
+
+if _env_bool("BURSAR_REDACT_KEY_INFO", True):
+    # Set at import, before LiteLLM builds its router from the settings it has then.
+    litellm.redact_user_api_key_info = True
 
 handler = BursarHandler()
 proxy_handler_instance = handler
