@@ -201,7 +201,9 @@ def test_content_logging_disabled_key_is_redacted(proxy, bursar_server):
     quiet_ev = proxy.events(ids["quiet"])[0]
     loud_ev = proxy.events(ids["loud"])[0]
     assert "secret words" not in repr(quiet_ev["kwargs_messages"]) + repr(quiet_ev["slo_messages"])
-    assert "tok" not in repr(quiet_ev["slo_response"])
+    assert "tok tok" not in repr(quiet_ev["slo_response"])  # the answer text
+    assert quiet_ev["slo_response"]["choices"][0]["message"]["content"] == "redacted-by-litellm"
+    assert "tok tok" in repr(loud_ev["slo_response"])
     assert "secret words loud" in repr(loud_ev["slo_messages"])
 
 
