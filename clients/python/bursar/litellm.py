@@ -344,13 +344,16 @@ class BursarHandler(CustomLogger):
     # ------------------------------------------------------------------ CHECK
     async def async_pre_call_hook(self, user_api_key_dict: UserAPIKeyAuth, cache: Any, data: dict,
                                   call_type: Any) -> dict:
-        meta = data.get("metadata")
+        for name in ("metadata", "litellm_metadata"):
+            m = data.get(name)
+            if isinstance(m, dict):
+                m.pop(TICKET, None)  # never trust a caller's ticket
+        # Routes whose own API has a "metadata" field (/v1/responses, /v1/messages) carry
+        # LiteLLM's in "litellm_metadata"; use whichever LiteLLM uses for this request.
+        field = "litellm_metadata" if isinstance(data.get("litellm_metadata"), dict) else "metadata"
+        meta = data.get(field)
         if not isinstance(meta, dict):
-            meta = data["metadata"] = {}
-        meta.pop(TICKET, None)  # never trust a caller's ticket
-        lm = data.get("litellm_metadata")
-        if isinstance(lm, dict):
-            lm.pop(TICKET, None)
+            meta = data[field] = {}
         model = data.get("model")
         if not isinstance(model, str) or not model:
             return data  # nothing to price (e.g. a file or batch route): not a model call

@@ -18,6 +18,7 @@ def _write(kind, kwargs, response_obj):
         "slo_response": slo.get("response"), "ticket": md.get("bursar_ticket"),
         "client_disconnected": md.get("client_disconnected"),
         "user_api_key_hash": md.get("user_api_key_hash"),
+        "slo_user_api_key_hash": (slo.get("metadata") or {}).get("user_api_key_hash"),
     }
     path = os.environ.get("CAPTURE_LOG")
     if path:

@@ -147,6 +147,17 @@ class Bursar:
     def usage(self, key_id: int) -> dict:
         return self.json("usage", "key", str(key_id))
 
+    def metrics(self) -> dict:
+        """bursard's Prometheus counters, {"name{labels}": value}."""
+        with urllib.request.urlopen(self.ops + "/metrics", timeout=5) as r:
+            text = r.read().decode()
+        out = {}
+        for line in text.splitlines():
+            if line and not line.startswith("#"):
+                name, _, value = line.rpartition(" ")
+                out[name] = float(value)
+        return out
+
     def wait_settled(self, key_id: int, timeout: float = 15.0) -> dict:
         """The key's usage once nothing is reserved any more (SETTLE/RELEASE run in the
         background after the response)."""

@@ -211,3 +211,22 @@ def test_master_key_model_calls_are_checked_too(proxy):
     from conftest import MASTER_KEY
     e = deny(proxy, MASTER_KEY)
     assert e.status_code == 401 and e.body["type"] == "unknown_key"
+
+
+def test_zz_every_admission_was_settled_or_released_exactly_once(proxy, bursar_server):
+    """Runs last: over the whole session, bursard received exactly one SETTLE or RELEASE per
+    allowed CHECK, and none of them found its reservation already closed."""
+    end = time.monotonic() + 15
+    while True:
+        m = bursar_server.metrics()
+        allowed = m['bursar_decisions_total{outcome="allowed"}']
+        closed = (m['bursar_frame_duration_seconds_count{op="settle"}']
+                  + m['bursar_frame_duration_seconds_count{op="release"}'])
+        if closed >= allowed or time.monotonic() > end:
+            break
+        time.sleep(0.2)
+    assert allowed > 0
+    assert closed == allowed, m
+    assert m['bursar_settlements_total{status="already_settled"}'] == 0
+    assert m['bursar_settlements_total{status="already_released"}'] == 0
+    assert m['bursar_settlements_total{status="applied"}'] == allowed
