@@ -14,9 +14,10 @@ token: ``Authorization: Bearer sk-br-…``. LiteLLM needs no database of its own
 What happens to one proxy request (hooks as observed with the real proxy, 1.110.2):
 
 1. ``user_api_key_auth`` (custom auth) accepts any ``sk-br-`` bearer without a lookup (bursard is
-   the judge) and the master key (for admin routes); anything else is 401 ``unknown_key``.
-   LiteLLM hashes the key into ``UserAPIKeyAuth.token`` = SHA-256 hex of the secret, which is
-   exactly bursar's key digest, so the plaintext never leaves the auth step.
+   the judge) and the master key (for admin routes); anything else is 401 ``unknown_key``. It
+   keeps the key's digest (SHA-256 of the secret) in process memory and gives LiteLLM a one-way
+   token of it instead (``brk-…``): LiteLLM would otherwise log ``sha256(secret)`` — the digest,
+   which can spend the key at bursard — as ``user_api_key_hash`` to every logging integration.
 2. ``async_pre_call_hook`` (once per proxy request, before the router, so before any retry or
    fallback) sends CHECK: the requested model name, input tokens from ``litellm.token_counter``,
    ``max_tokens``/``max_completion_tokens`` or the default below, and the estimated cost from
@@ -48,18 +49,21 @@ Environment:
 - ``BURSAR_DEFAULT_MAX_OUTPUT_TOKENS``: output tokens reserved when a request names no maximum
   (default 4096; never more than the model's own ``max_output_tokens`` in LiteLLM's map)
 - ``BURSAR_MAX_OUTPUT_TOKENS``: JSON object of per-model defaults, e.g. ``{"gpt-4o-mini": 1024}``
-- ``BURSAR_REDACT_KEY_INFO``: ``1`` (default) sets ``litellm.redact_user_api_key_info`` — LiteLLM's
-  ``user_api_key_hash`` in logs is the bursar key digest, which can spend the key's limits.
+- ``BURSAR_REDACT_KEY_INFO``: ``1`` (default) sets ``litellm.redact_user_api_key_info`` (drops
+  ``user_api_key_*`` from the metadata some integrations send; the standard logging payload
+  keeps them, hence the ``brk-`` token above).
 """
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import hmac
 import json
 import logging
 import os
 import secrets
 import time
+from collections import OrderedDict
 from decimal import ROUND_CEILING, ROUND_HALF_UP, Decimal
 from typing import Any, Dict, Optional, Tuple
 
@@ -549,16 +553,31 @@ _DENY_TEXT = {
 }
 
 
+# Key digests of the keys user_api_key_auth accepted, by the public token it gave LiteLLM instead.
+# LiteLLM hands the identity's token to every logging integration (user_api_key_hash) and
+# redact_user_api_key_info does not remove it there, so the token must not be the digest: a
+# digest can spend the key's limits at bursard's data plane. Auth and the pre-call hook of one
+# request run in the same process moments apart, so a bounded map is enough.
+_DIGESTS: "OrderedDict[str, bytes]" = OrderedDict()
+_DIGESTS_MAX = 65536
+_TOKEN_PREFIX = "brk-"
+
+
+def public_token(digest: bytes) -> str:
+    """The identifier LiteLLM (and its logs) see for a bursar key: one-way from the digest, stable
+    per key, and not a LiteLLM ``sk-`` key (LiteLLM would hash it again)."""
+    return _TOKEN_PREFIX + hashlib.sha256(b"bursar.litellm\x00" + digest).hexdigest()
+
+
 def _digest(user: UserAPIKeyAuth) -> Optional[bytes]:
-    """bursar's key digest (SHA-256 of the secret). LiteLLM stores exactly that, hex, as
-    ``token`` for the key ``user_api_key_auth`` accepted."""
+    """bursar's key digest (SHA-256 of the secret) for the identity user_api_key_auth made."""
     token = getattr(user, "token", None) or getattr(user, "api_key", None)
-    if isinstance(token, str) and len(token) == 64:
-        try:
-            return bytes.fromhex(token)
-        except ValueError:
-            return None
-    return None
+    if not isinstance(token, str):
+        return None
+    digest = _DIGESTS.get(token)
+    if digest is not None:
+        _DIGESTS.move_to_end(token)
+    return digest
 
 
 async def user_api_key_auth(request: Any, api_key: str) -> UserAPIKeyAuth:
@@ -569,7 +588,14 @@ async def user_api_key_auth(request: Any, api_key: str) -> UserAPIKeyAuth:
     if key.startswith("Bearer "):
         key = key[len("Bearer "):]
     if key.startswith(KEY_PREFIX):
-        return UserAPIKeyAuth(api_key=key)
+        digest = hashlib.sha256(key.encode()).digest()
+        token = public_token(digest)
+        _DIGESTS[token] = digest
+        _DIGESTS.move_to_end(token)
+        while len(_DIGESTS) > _DIGESTS_MAX:
+            _DIGESTS.popitem(last=False)
+        # key_alias: bursar's own display form of a key (its last four characters)
+        return UserAPIKeyAuth(api_key=token, key_alias=KEY_PREFIX + "\u2026" + key[-4:])
     try:
         from litellm.proxy.proxy_server import master_key
     except Exception:  # pragma: no cover

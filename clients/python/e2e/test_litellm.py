@@ -213,6 +213,21 @@ def test_master_key_model_calls_are_checked_too(proxy):
     assert e.status_code == 401 and e.body["type"] == "unknown_key"
 
 
+def test_key_digest_never_reaches_litellm_logs(proxy, bursar_server):
+    """LiteLLM gives every logging integration the identity's token as user_api_key_hash; for a
+    bursar key that must not be sha256(secret), bursar's key digest (it can spend the key)."""
+    import hashlib
+    key, key_id = bursar_server.key()
+    raw = sdk(proxy, key).chat.completions.with_raw_response.create(model="gpt-4o-mini", messages=MSG,
+                                                                    max_tokens=2)
+    ev = proxy.events(raw.headers["x-litellm-call-id"])[0]
+    digest = hashlib.sha256(key.encode()).hexdigest()
+    assert ev["user_api_key_hash"] and ev["user_api_key_hash"].startswith("brk-")
+    assert digest not in proxy.capture.read_text()
+    assert digest not in (proxy.capture.parent / "litellm.log").read_text(errors="replace")
+    assert key not in (proxy.capture.parent / "litellm.log").read_text(errors="replace")
+
+
 def test_zz_every_admission_was_settled_or_released_exactly_once(proxy, bursar_server):
     """Runs last: over the whole session, bursard received exactly one SETTLE or RELEASE per
     allowed CHECK, and none of them found its reservation already closed."""
