@@ -235,9 +235,10 @@ def _config(upstream: str) -> str:
 
 
 class Proxy:
-    def __init__(self, base: str, capture: Path) -> None:
+    def __init__(self, base: str, capture: Path, log: Path) -> None:
         self.base = base
         self.capture = capture
+        self.log = log
 
     def events(self, call_id: str, kind: str = "success", timeout: float = 10.0) -> list:
         """The logging events (capture_logger) of one proxy request of this kind ("success",
@@ -255,25 +256,36 @@ class Proxy:
             time.sleep(0.1)
 
 
-@pytest.fixture(scope="session")
-def proxy(procs, work, bursar_server, upstream) -> Proxy:
+def _start_proxy(procs: Processes, work: Path, name: str, bursar_url: str, upstream: Upstream,
+                 extra_env: dict | None = None) -> Proxy:
     litellm_bin = os.environ.get("LITELLM_BIN") or str(Path(sys.executable).with_name("litellm"))
     if not os.path.exists(litellm_bin):
         pytest.fail(f"litellm not found at {litellm_bin} (set LITELLM_BIN)", pytrace=False)
-    cfg = work / "litellm-config.yaml"
+    cfg = work / f"{name}-config.yaml"
     cfg.write_text(_config(upstream.base))
     port = _free_port()
-    capture = work / "capture.jsonl"
+    capture = work / f"{name}-capture.jsonl"
     pythonpath = [os.environ.get("BURSAR_PYTHONPATH") or str(REPO / "clients" / "python"), str(HERE)]
     env = dict(os.environ, LITELLM_MASTER_KEY=MASTER_KEY, LITELLM_LOCAL_MODEL_COST_MAP="True",
-               BURSAR_URL=bursar_server.data, BURSAR_TIMEOUT_MS="2000", CAPTURE_LOG=str(capture),
+               BURSAR_URL=bursar_url, BURSAR_TIMEOUT_MS="2000", CAPTURE_LOG=str(capture),
                PYTHONPATH=os.pathsep.join(pythonpath + [os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep),
-               DISABLE_SCHEMA_UPDATE="true")
+               **(extra_env or {}))
     env.pop("DATABASE_URL", None)
-    p, log = procs.start("litellm", [litellm_bin, "--config", str(cfg), "--host", "127.0.0.1", "--port", str(port)],
+    p, log = procs.start(name, [litellm_bin, "--config", str(cfg), "--host", "127.0.0.1", "--port", str(port)],
                          env=env)
     base = f"http://127.0.0.1:{port}"
     started = time.monotonic()
-    _wait("LiteLLM proxy", lambda: _http_ok(base + "/health/liveliness"), 240, p, log)
-    print(f"\nLiteLLM proxy ready in {time.monotonic() - started:.1f} s", file=sys.stderr)
-    return Proxy(base, capture)
+    _wait(f"LiteLLM proxy {name}", lambda: _http_ok(base + "/health/liveliness"), 240, p, log)
+    print(f"\nLiteLLM proxy {name} ready in {time.monotonic() - started:.1f} s", file=sys.stderr)
+    return Proxy(base, capture, log)
+
+
+@pytest.fixture(scope="session")
+def proxy(procs, work, bursar_server, upstream) -> Proxy:
+    return _start_proxy(procs, work, "litellm", bursar_server.data, upstream)
+
+
+@pytest.fixture(scope="session")
+def proxy_without_bursar(procs, work, upstream) -> Proxy:
+    """A proxy whose BURSAR_URL names a port nobody listens on."""
+    return _start_proxy(procs, work, "litellm-nobursar", f"tcp://127.0.0.1:{_free_port()}", upstream)
