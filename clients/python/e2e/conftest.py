@@ -286,6 +286,12 @@ def proxy(procs, work, bursar_server, upstream) -> Proxy:
 
 
 @pytest.fixture(scope="session")
+def proxy_b(procs, work, bursar_server, upstream) -> Proxy:
+    """A second proxy on the same bursard (two gateways sharing budgets)."""
+    return _start_proxy(procs, work, "litellm-b", bursar_server.data, upstream)
+
+
+@pytest.fixture(scope="session")
 def proxy_without_bursar(procs, work, upstream) -> Proxy:
     """A proxy whose BURSAR_URL names a port nobody listens on."""
     return _start_proxy(procs, work, "litellm-nobursar", f"tcp://127.0.0.1:{_free_port()}", upstream)

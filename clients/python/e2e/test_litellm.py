@@ -229,36 +229,47 @@ def test_key_digest_never_reaches_litellm_logs(proxy, bursar_server):
 
 
 
-def test_concurrent_requests_never_overspend_and_settle_exactly(proxy, bursar_server):
-    """50 callers at once on one key whose budget fits about two reservations: bursar admits
-    what the budget covers, denies the rest 402, and the key's spend is exactly the sum of
-    LiteLLM's costs of the admitted calls (each SETTLE replaces a ~4.8M nano-USD estimate with
-    the ~6k actual, so later callers get in)."""
+
+def _burst(proxies, key: str, per_proxy: int, max_tokens: int) -> list:
+    """per_proxy concurrent callers on each proxy at once; [(proxy, status, call_id, body)]."""
     import asyncio
 
-    key, key_id = bursar_server.key("--budget", "$0.01")
-
-    async def one(client: httpx.AsyncClient):
+    async def one(proxy, client: httpx.AsyncClient):
         r = await client.post("/v1/chat/completions", json={"model": "gpt-4o-mini", "messages": MSG,
-                                                              "max_tokens": 8000})
-        return r.status_code, r.headers.get("x-litellm-call-id"), r.json()
+                                                              "max_tokens": max_tokens})
+        return proxy, r.status_code, r.headers.get("x-litellm-call-id"), r.json()
 
     async def run():
-        async with httpx.AsyncClient(base_url=proxy.base, headers={"Authorization": f"Bearer {key}"},
-                                     timeout=120, limits=httpx.Limits(max_connections=50)) as client:
-            return await asyncio.gather(*(one(client) for _ in range(50)))
+        clients = [httpx.AsyncClient(base_url=p.base, headers={"Authorization": f"Bearer {key}"}, timeout=120,
+                                     limits=httpx.Limits(max_connections=per_proxy)) for p in proxies]
+        try:
+            return await asyncio.gather(*(one(p, c) for p, c in zip(proxies, clients) for _ in range(per_proxy)))
+        finally:
+            for c in clients:
+                await c.aclose()
 
-    results = asyncio.run(run())
-    ok = [cid for status, cid, _ in results if status == 200]
-    denied = [body for status, _, body in results if status != 200]
+    return asyncio.run(run())
+
+
+@pytest.mark.parametrize("proxies", ["one", "two"])
+def test_concurrent_callers_never_overspend_and_settle_exactly(proxies, proxy, request, bursar_server):
+    """50 callers per proxy at once (one proxy, or two sharing bursard) on one key whose budget
+    fits about two reservations: bursar admits what the budget covers, denies the rest 402, and
+    the key's spend is exactly the sum of LiteLLM's costs of the admitted calls (each SETTLE
+    replaces a ~4.8M nano-USD estimate with the ~6k actual, so later callers get in)."""
+    ps = [proxy] if proxies == "one" else [proxy, request.getfixturevalue("proxy_b")]
+    key, key_id = bursar_server.key("--budget", "$0.01")
+    results = _burst(ps, key, 50, 8000)
+    ok = [(p, cid) for p, status, cid, _ in results if status == 200]
+    denied = [body for _, status, _, body in results if status != 200]
     assert ok, results
     assert all(b["error"]["type"] == "key_budget" and b["error"]["code"] == "402" for b in denied), denied
     usage = bursar_server.wait_settled(key_id, timeout=30)
     assert usage["reserved"]["count"] == 0
-    expected = sum(nano(litellm_cost(proxy, cid)) for cid in ok)
+    expected = sum(nano(litellm_cost(p, cid)) for p, cid in ok)
     assert usage["spend"]["spend_nusd"] == expected
     assert usage["spend"]["spend_nusd"] <= usage["spend"]["budget_nusd"]
-
+    print(f"\n{proxies} proxy(ies): {len(ok)} admitted, {len(denied)} denied 402, spend {expected} nano-USD")
 
 def test_bursard_unreachable_is_503_and_nothing_reaches_upstream(proxy_without_bursar, upstream):
     before = len(upstream.log())
