@@ -610,5 +610,7 @@ if _env_bool("BURSAR_REDACT_KEY_INFO", True):
     # Set at import, before LiteLLM builds its router from the settings it has then.
     litellm.redact_user_api_key_info = True
 
-handler = BursarHandler()
+# The environment is read now, so a bad value stops the proxy at start-up rather than failing
+# requests later.
+handler = BursarHandler(Settings.from_env())
 proxy_handler_instance = handler
