@@ -1,0 +1,297 @@
+"""bursar.litellm against a real LiteLLM proxy, a real bursard and a fake OpenAI upstream.
+
+Each test makes its own key (bursarctl), calls the proxy with the ``openai`` SDK as a caller
+would, and reads the key's usage back from bursard. Money in bursar is nano-USD; LiteLLM's
+cost for a request (``response_cost`` of its logging event) is USD.
+"""
+from __future__ import annotations
+
+import time
+from decimal import ROUND_HALF_UP, Decimal
+
+import httpx
+import openai
+import pytest
+
+MSG = [{"role": "user", "content": "hello there world"}]
+
+
+def nano(usd) -> int:
+    return int((Decimal(repr(float(usd))) * 1_000_000_000).to_integral_value(rounding=ROUND_HALF_UP))
+
+
+def sdk(proxy, key: str) -> openai.OpenAI:
+    return openai.OpenAI(base_url=proxy.base + "/v1", api_key=key, max_retries=0, timeout=60)
+
+
+def litellm_cost(proxy, call_id: str) -> float:
+    events = proxy.events(call_id)
+    assert len(events) == 1, events
+    return events[0]["response_cost"]
+
+
+def deny(proxy, key: str, model: str = "gpt-4o-mini", **kw) -> openai.APIStatusError:
+    with pytest.raises(openai.APIStatusError) as e:
+        sdk(proxy, key).chat.completions.create(model=model, messages=MSG, max_tokens=5, **kw)
+    return e.value
+
+
+def test_allowed_request_settles_litellm_cost(proxy, bursar_server):
+    key, key_id = bursar_server.key("--rpm", "100", "--tpm", "100k", "--budget", "$10")
+    raw = sdk(proxy, key).chat.completions.with_raw_response.create(model="gpt-4o-mini", messages=MSG,
+                                                                    max_tokens=5)
+    assert raw.status_code == 200
+    body = raw.parse()
+    assert body.usage.prompt_tokens == 6 and body.usage.completion_tokens == 5  # the fake upstream's count
+    # bursar's rate-limit headers ride on the success response
+    assert raw.headers["x-ratelimit-limit-requests"] == "100"
+    assert raw.headers["x-ratelimit-remaining-requests"] == "99"
+    assert raw.headers["x-ratelimit-limit-tokens"] == "100000"
+    cost = litellm_cost(proxy, raw.headers["x-litellm-call-id"])
+    assert cost > 0
+    usage = bursar_server.wait_settled(key_id)
+    assert usage["reserved"]["count"] == 0
+    assert usage["spend"]["spend_nusd"] == nano(cost)
+
+
+def test_stream_settles_litellm_cost(proxy, bursar_server):
+    key, key_id = bursar_server.key("--budget", "$10")
+    with sdk(proxy, key).chat.completions.with_streaming_response.create(
+            model="gpt-4o-mini", messages=MSG, max_tokens=5, stream=True,
+            stream_options={"include_usage": True}) as resp:
+        call_id = resp.headers["x-litellm-call-id"]
+        chunks = list(resp.parse())
+    assert chunks[-1].usage.completion_tokens == 5
+    cost = litellm_cost(proxy, call_id)
+    usage = bursar_server.wait_settled(key_id)
+    assert usage["reserved"]["count"] == 0
+    assert usage["spend"]["spend_nusd"] == nano(cost) > 0
+
+
+def test_stream_without_usage_option_still_settles(proxy, bursar_server):
+    key, key_id = bursar_server.key("--budget", "$10")
+    with sdk(proxy, key).chat.completions.with_streaming_response.create(
+            model="gpt-4o-mini", messages=MSG, max_tokens=3, stream=True) as resp:
+        call_id = resp.headers["x-litellm-call-id"]
+        list(resp.parse())
+    cost = litellm_cost(proxy, call_id)
+    usage = bursar_server.wait_settled(key_id)
+    assert usage["reserved"]["count"] == 0
+    assert usage["spend"]["spend_nusd"] == nano(cost) > 0
+
+
+def test_unknown_key_is_401(proxy):
+    e = deny(proxy, "sk-br-" + "x" * 43)
+    assert e.status_code == 401
+    assert e.body["type"] == "unknown_key" and e.body["code"] == "401"
+
+
+def test_non_bursar_key_is_401_before_bursard(proxy):
+    e = deny(proxy, "sk-not-a-bursar-key")
+    assert e.status_code == 401
+    assert e.body["type"] == "unknown_key"
+
+
+def test_revoked_key_is_401(proxy, bursar_server):
+    key, key_id = bursar_server.key()
+    bursar_server.run("key", "revoke", str(key_id))
+    time.sleep(0.2)
+    e = deny(proxy, key)
+    assert e.status_code == 401 and e.body["type"] == "key_revoked"
+
+
+def test_model_not_allowed_is_403(proxy, bursar_server):
+    key, _ = bursar_server.key("--models", "gpt-4o-mini")
+    e = deny(proxy, key, model="other-gpt-4o-mini")
+    assert e.status_code == 403 and e.body["type"] == "model_not_allowed"
+
+
+def test_key_rpm_is_429_with_retry_after(proxy, bursar_server):
+    key, _ = bursar_server.key("--rpm", "1")
+    sdk(proxy, key).chat.completions.create(model="gpt-4o-mini", messages=MSG, max_tokens=2)
+    e = deny(proxy, key)
+    assert e.status_code == 429 and e.body["type"] == "key_rpm"
+    assert int(e.response.headers["retry-after"]) >= 1
+    assert e.response.headers["x-ratelimit-limit-requests"] == "1"
+    assert e.response.headers["x-ratelimit-remaining-requests"] == "0"
+
+
+def test_key_budget_is_402(proxy, bursar_server):
+    # gpt-4o-mini: 1000 output tokens alone are 600,000 nano-USD, over a $0.0001 budget
+    key, key_id = bursar_server.key("--budget", "$0.0001")
+    with pytest.raises(openai.APIStatusError) as e:
+        sdk(proxy, key).chat.completions.create(model="gpt-4o-mini", messages=MSG, max_tokens=1000)
+    assert e.value.status_code == 402 and e.value.body["type"] == "key_budget"
+    assert bursar_server.usage(key_id)["spend"]["spend_nusd"] == 0
+
+
+def test_request_too_large_is_429_without_retry_after(proxy, bursar_server):
+    key, _ = bursar_server.key("--tpm", "100")
+    with pytest.raises(openai.APIStatusError) as e:
+        sdk(proxy, key).chat.completions.create(model="gpt-4o-mini", messages=MSG, max_tokens=500)
+    assert e.value.status_code == 429 and e.value.body["type"] == "request_too_large"
+    assert "retry-after" not in e.value.response.headers
+
+
+def test_default_max_output_tokens_is_reserved(proxy, bursar_server):
+    # no max_tokens: bursar.litellm reserves BURSAR_DEFAULT_MAX_OUTPUT_TOKENS (4096), which a
+    # 4000-token TPM limit can never admit
+    key, _ = bursar_server.key("--tpm", "4000")
+    with pytest.raises(openai.APIStatusError) as e:
+        sdk(proxy, key).chat.completions.create(model="gpt-4o-mini", messages=MSG)
+    assert e.value.status_code == 429 and e.value.body["type"] == "request_too_large"
+
+
+def test_upstream_failure_releases_once_after_retries(proxy, bursar_server, upstream):
+    key, key_id = bursar_server.key("--budget", "$10")
+    before = len([r for r in upstream.log() if r["path"].startswith("/fail/")])
+    with pytest.raises(openai.InternalServerError):
+        sdk(proxy, key).chat.completions.create(model="fail-gpt-4o-mini", messages=MSG, max_tokens=5)
+    attempts = len([r for r in upstream.log() if r["path"].startswith("/fail/")]) - before
+    assert attempts == 3  # num_retries: 2 — LiteLLM retried; bursar saw one CHECK, one RELEASE
+    usage = bursar_server.wait_settled(key_id)
+    assert usage["reserved"]["count"] == 0
+    assert usage["spend"]["spend_nusd"] == 0
+
+
+def test_fallback_settles_once_with_the_fallbacks_cost(proxy, bursar_server):
+    key, key_id = bursar_server.key("--budget", "$10")
+    raw = sdk(proxy, key).chat.completions.with_raw_response.create(model="fallback-gpt-4o-mini",
+                                                                    messages=MSG, max_tokens=4)
+    assert raw.status_code == 200
+    cost = litellm_cost(proxy, raw.headers["x-litellm-call-id"])
+    usage = bursar_server.wait_settled(key_id)
+    assert usage["reserved"]["count"] == 0
+    assert usage["spend"]["spend_nusd"] == nano(cost) > 0
+
+
+def test_client_disconnect_mid_stream_settles_partial_usage(proxy, bursar_server, upstream):
+    key, key_id = bursar_server.key("--budget", "$10")
+    with httpx.stream("POST", proxy.base + "/v1/chat/completions", headers={"Authorization": f"Bearer {key}"},
+                      json={"model": "slow-gpt-4o-mini", "messages": MSG, "stream": True,
+                            "stream_options": {"include_usage": True}}, timeout=30) as r:
+        assert r.status_code == 200
+        call_id = r.headers["x-litellm-call-id"]
+        lines = 0
+        for line in r.iter_lines():
+            lines += bool(line)
+            if lines >= 3:
+                break  # leave mid-stream: the connection closes
+    events = proxy.events(call_id, timeout=20)
+    assert len(events) == 1 and events[0]["client_disconnected"] is True
+    usage = bursar_server.wait_settled(key_id, timeout=20)
+    assert usage["reserved"]["count"] == 0
+    # LiteLLM's cost of what was streamed before the disconnect, not the 8-token whole
+    assert usage["spend"]["spend_nusd"] == nano(events[0]["response_cost"]) > 0
+
+
+def test_content_logging_disabled_key_is_redacted(proxy, bursar_server):
+    quiet, _ = bursar_server.key("--no-content-logging")
+    loud, _ = bursar_server.key()
+    ids = {}
+    for name, key in (("quiet", quiet), ("loud", loud)):
+        raw = httpx.post(proxy.base + "/v1/chat/completions",
+                         headers={"Authorization": f"Bearer {key}",
+                                  # a caller must not be able to switch redaction back off
+                                  "litellm-disable-message-redaction": "true"},
+                         json={"model": "gpt-4o-mini", "max_tokens": 3,
+                               "messages": [{"role": "user", "content": f"secret words {name}"}]}, timeout=60)
+        assert raw.status_code == 200, raw.text
+        ids[name] = raw.headers["x-litellm-call-id"]
+    quiet_ev = proxy.events(ids["quiet"])[0]
+    loud_ev = proxy.events(ids["loud"])[0]
+    assert "secret words" not in repr(quiet_ev["kwargs_messages"]) + repr(quiet_ev["slo_messages"])
+    assert "tok tok" not in repr(quiet_ev["slo_response"])  # the answer text
+    assert quiet_ev["slo_response"]["choices"][0]["message"]["content"] == "redacted-by-litellm"
+    assert "tok tok" in repr(loud_ev["slo_response"])
+    assert "secret words loud" in repr(loud_ev["slo_messages"])
+
+
+def test_master_key_model_calls_are_checked_too(proxy):
+    from conftest import MASTER_KEY
+    e = deny(proxy, MASTER_KEY)
+    assert e.status_code == 401 and e.body["type"] == "unknown_key"
+
+
+def test_key_digest_never_reaches_litellm_logs(proxy, bursar_server):
+    """LiteLLM gives every logging integration the identity's token as user_api_key_hash; for a
+    bursar key that must not be sha256(secret), bursar's key digest (it can spend the key)."""
+    import hashlib
+    key, key_id = bursar_server.key()
+    raw = sdk(proxy, key).chat.completions.with_raw_response.create(model="gpt-4o-mini", messages=MSG,
+                                                                    max_tokens=2)
+    ev = proxy.events(raw.headers["x-litellm-call-id"])[0]
+    digest = hashlib.sha256(key.encode()).hexdigest()
+    assert ev["user_api_key_hash"] and ev["user_api_key_hash"].startswith("brk-")
+    assert digest not in proxy.capture.read_text()
+    assert digest not in proxy.log.read_text(errors="replace")
+    assert key not in proxy.log.read_text(errors="replace")
+
+
+
+
+def _burst(proxies, key: str, per_proxy: int, max_tokens: int) -> list:
+    """per_proxy concurrent callers on each proxy at once; [(proxy, status, call_id, body)]."""
+    import asyncio
+
+    async def one(proxy, client: httpx.AsyncClient):
+        r = await client.post("/v1/chat/completions", json={"model": "gpt-4o-mini", "messages": MSG,
+                                                              "max_tokens": max_tokens})
+        return proxy, r.status_code, r.headers.get("x-litellm-call-id"), r.json()
+
+    async def run():
+        clients = [httpx.AsyncClient(base_url=p.base, headers={"Authorization": f"Bearer {key}"}, timeout=120,
+                                     limits=httpx.Limits(max_connections=per_proxy)) for p in proxies]
+        try:
+            return await asyncio.gather(*(one(p, c) for p, c in zip(proxies, clients) for _ in range(per_proxy)))
+        finally:
+            for c in clients:
+                await c.aclose()
+
+    return asyncio.run(run())
+
+
+@pytest.mark.parametrize("proxies", ["one", "two"])
+def test_concurrent_callers_never_overspend_and_settle_exactly(proxies, proxy, request, bursar_server):
+    """50 callers per proxy at once (one proxy, or two sharing bursard) on one key whose budget
+    fits about two reservations: bursar admits what the budget covers, denies the rest 402, and
+    the key's spend is exactly the sum of LiteLLM's costs of the admitted calls (each SETTLE
+    replaces a ~4.8M nano-USD estimate with the ~6k actual, so later callers get in)."""
+    ps = [proxy] if proxies == "one" else [proxy, request.getfixturevalue("proxy_b")]
+    key, key_id = bursar_server.key("--budget", "$0.01")
+    results = _burst(ps, key, 50, 8000)
+    ok = [(p, cid) for p, status, cid, _ in results if status == 200]
+    denied = [body for _, status, _, body in results if status != 200]
+    assert ok, results
+    assert all(b["error"]["type"] == "key_budget" and b["error"]["code"] == "402" for b in denied), denied
+    usage = bursar_server.wait_settled(key_id, timeout=30)
+    assert usage["reserved"]["count"] == 0
+    expected = sum(nano(litellm_cost(p, cid)) for p, cid in ok)
+    assert usage["spend"]["spend_nusd"] == expected
+    assert usage["spend"]["spend_nusd"] <= usage["spend"]["budget_nusd"]
+    print(f"\n{proxies} proxy(ies): {len(ok)} admitted, {len(denied)} denied 402, spend {expected} nano-USD")
+
+def test_bursard_unreachable_is_503_and_nothing_reaches_upstream(proxy_without_bursar, upstream):
+    before = len(upstream.log())
+    e = deny(proxy_without_bursar, "sk-br-" + "y" * 43)
+    assert e.status_code == 503 and e.body["type"] == "bursar_unavailable"
+    assert e.response.headers["retry-after"] == "1"
+    assert len(upstream.log()) == before
+
+def test_zz_every_admission_was_settled_or_released_exactly_once(proxy, bursar_server):
+    """Runs last: over the whole session, bursard received exactly one SETTLE or RELEASE per
+    allowed CHECK, and none of them found its reservation already closed."""
+    end = time.monotonic() + 15
+    while True:
+        m = bursar_server.metrics()
+        allowed = m['bursar_decisions_total{outcome="allowed"}']
+        closed = (m['bursar_frame_duration_seconds_count{op="settle"}']
+                  + m['bursar_frame_duration_seconds_count{op="release"}'])
+        if closed >= allowed or time.monotonic() > end:
+            break
+        time.sleep(0.2)
+    assert allowed > 0
+    assert closed == allowed, m
+    assert m['bursar_settlements_total{status="already_settled"}'] == 0
+    assert m['bursar_settlements_total{status="already_released"}'] == 0
+    assert m['bursar_settlements_total{status="applied"}'] == allowed
