@@ -125,24 +125,27 @@ struct BenchTests {
         try await withHarness { h in
             let bursard = try await BursardProcess(redis: h.redisServer.endpoint)
             defer { bursard.stop() }
-            let c = config(tcp(bursard), duration: .seconds(2))
+            let c = config(tcp(bursard), duration: .seconds(3))
             let world = try await BenchWorld.seed(c.workload, store: MetadataStore(redis: h.redis))
-            // 400 ms of a frozen Redis: bursard's 50 ms deadline answers store_unavailable, and
+            // 1.2 s of a frozen Redis: bursard's 50 ms deadline answers store_unavailable, and
             // SETTLEs caught in the pause have an unknown outcome (they may run when Redis resumes).
             // The pause falls inside the measured part of the run: after load has reached Redis
-            // (the run's start can lag on a loaded machine) and past the 200 ms warmup.
+            // (the run's start can lag on a loaded machine) and past the 200 ms warmup. It outlasts
+            // the harness's longest backoff after `overloaded` answers (16 × the 50 ms
+            // retry_after_ms, plus a quarter): on a machine so loaded that bursard was refusing
+            // load, every flow still sends a CHECK into the pause.
             let pause = Task {
                 try await waitForScripts(h, atLeast: 100)
                 try await Task.sleep(for: .milliseconds(500))
                 h.redisServer.signal(SIGSTOP)
-                try await Task.sleep(for: .milliseconds(400))
+                try await Task.sleep(for: .milliseconds(1200))
                 h.redisServer.signal(SIGCONT)
             }
             let result = try await BenchRunner.run(c, world: world)
             try await pause.value
             try await Task.sleep(for: .milliseconds(200))
             let audit = try await BenchAudit.run(world: world, ledger: result.ledger, redis: h.redis)
-            #expect((result.denied[.storeUnavailable] ?? 0) > 0, "the pause must show as store_unavailable")
+            #expect((result.denied[.storeUnavailable] ?? 0) > 0, "the pause must show as store_unavailable: \(result.denied), decisions \(result.decisions)")
             #expect(result.errors == 0 && result.unanswered == 0)
             #expect(audit.unattributed == 0)
             #expect(audit.lostDebits == 0 && audit.doubleDebits == 0 && audit.creditsMismatch == 0, "\(audit.summary)")
