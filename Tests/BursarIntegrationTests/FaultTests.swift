@@ -12,8 +12,12 @@ struct FaultTests {
     func bursardKilledMidLoad() async throws {
         try await withHarness { h in
             // A short instance lease, so the survivor sweeps what the killed one left within the test.
-            let doomed = try await BursardProcess(redis: h.redisServer.endpoint, extraArguments: ["--instance-lease-ms", "1000"])
-            let survivor = try await BursardProcess(redis: h.redisServer.endpoint, extraArguments: ["--instance-lease-ms", "1000"])
+            // A 200 ms deadline (latency target 80 ms): on a machine loaded by the rest of the
+            // suite, the default 20 ms target would have bursard answer `overloaded` and every
+            // flow back off, leaving no CHECK in flight for the kill to catch.
+            let arguments = ["--instance-lease-ms", "1000", "--deadline-ms", "200"]
+            let doomed = try await BursardProcess(redis: h.redisServer.endpoint, extraArguments: arguments)
+            let survivor = try await BursardProcess(redis: h.redisServer.endpoint, extraArguments: arguments)
             defer { doomed.stop(); survivor.stop() }
             let pid = try #require(doomed.child.pid)
             let config = BenchConfiguration(
