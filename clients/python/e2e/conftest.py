@@ -8,8 +8,9 @@ Environment (``deploy/litellm-e2e.sh`` sets it):
 
 - ``BURSARD``, ``BURSARCTL``: the binaries (default: ``.build/debug/…`` of the repository, then PATH)
 - ``LITELLM_BIN``: the ``litellm`` entry point of the venv (default: beside this Python)
-- ``BURSAR_PYTHONPATH``: where the ``bursar`` package (client + ``bursar.litellm``) is
-  (default: ``clients/python`` of the repository)
+- the ``bursar`` package (client + ``bursar.litellm``) must be *installed* in LiteLLM's venv
+  (the script does ``pip install ./clients/python``): the proxy runs with ``PYTHONPATH`` holding
+  only this directory (for ``capture_logger``), never the source tree
 - ``E2E_KEEP_LOGS``: a directory to copy the processes' logs to at the end
 """
 from __future__ import annotations
@@ -265,10 +266,9 @@ def _start_proxy(procs: Processes, work: Path, name: str, bursar_url: str, upstr
     cfg.write_text(_config(upstream.base))
     port = _free_port()
     capture = work / f"{name}-capture.jsonl"
-    pythonpath = [os.environ.get("BURSAR_PYTHONPATH") or str(REPO / "clients" / "python"), str(HERE)]
     env = dict(os.environ, LITELLM_MASTER_KEY=MASTER_KEY, LITELLM_LOCAL_MODEL_COST_MAP="True",
                BURSAR_URL=bursar_url, BURSAR_TIMEOUT_MS="2000", CAPTURE_LOG=str(capture),
-               PYTHONPATH=os.pathsep.join(pythonpath + [os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep),
+               PYTHONPATH=str(HERE),
                **(extra_env or {}))
     env.pop("DATABASE_URL", None)
     p, log = procs.start(name, [litellm_bin, "--config", str(cfg), "--host", "127.0.0.1", "--port", str(port)],
