@@ -188,19 +188,21 @@ def bursar_server(procs, work) -> Bursar:
     # A 1 s Redis deadline: the CI machine may be busy, and these tests are about the gateway.
     bp, blog = procs.start("bursard", [bursard, "--listen", f"127.0.0.1:{dport}", "--ops", f"127.0.0.1:{oport}",
                                        "--redis", f"redis://127.0.0.1:{rport}", "--deadline-ms", "1000",
-                                       "--max-unknown-keys-per-minute", "0"])
+                                       "--max-unknown-keys-per-minute", "0", "--unix", str(work / "bursard.sock")])
     ops = f"http://127.0.0.1:{oport}"
     _wait("bursard", lambda: _http_ok(ops + "/readyz"), 60, bp, blog)
     boot = subprocess.run([ctl, "bootstrap", "--org", "E2E Org", "--owner", "owner@e2e.test", "--owner-name", "Owner",
                            "--json"], env=dict(os.environ, BURSAR_SERVER=ops), capture_output=True, text=True, timeout=60)
     assert boot.returncode == 0, boot.stderr
     b = Bursar(ctl, ops, f"tcp://127.0.0.1:{dport}", json.loads(boot.stdout)["owner_token"])
+    b.unix = f"unix://{work / 'bursard.sock'}"  # the same data plane on a unix socket
     b.run("project", "create", "E2E", "--models", ",".join(MODELS), "--budget", "$1000")
     return b
 
 
 # The proxy's model groups; every one is priced by LiteLLM's map as openai/gpt-4o-mini.
-MODELS = ["gpt-4o-mini", "slow-gpt-4o-mini", "fail-gpt-4o-mini", "fallback-gpt-4o-mini", "other-gpt-4o-mini"]
+MODELS = ["gpt-4o-mini", "slow-gpt-4o-mini", "fail-gpt-4o-mini", "fallback-gpt-4o-mini", "other-gpt-4o-mini",
+          "break-gpt-4o-mini"]
 
 
 class Upstream:
@@ -227,7 +229,7 @@ def _config(upstream: str) -> str:
                 f"      api_base: {upstream}/{prefix}/v1\n      api_key: fake-upstream-key\n")
     return ("model_list:\n" + model("gpt-4o-mini", "plain") + model("other-gpt-4o-mini", "plain")
             + model("slow-gpt-4o-mini", "slow") + model("fail-gpt-4o-mini", "fail")
-            + model("fallback-gpt-4o-mini", "fail")
+            + model("fallback-gpt-4o-mini", "fail") + model("break-gpt-4o-mini", "break")
             + "router_settings:\n  num_retries: 2\n  retry_after: 0\n"
             + "  fallbacks: [{\"fallback-gpt-4o-mini\": [\"gpt-4o-mini\"]}]\n"
             + "litellm_settings:\n  callbacks: [\"bursar.litellm.handler\", \"capture_logger.capture\"]\n"
@@ -289,6 +291,12 @@ def proxy(procs, work, bursar_server, upstream) -> Proxy:
 def proxy_b(procs, work, bursar_server, upstream) -> Proxy:
     """A second proxy on the same bursard (two gateways sharing budgets)."""
     return _start_proxy(procs, work, "litellm-b", bursar_server.data, upstream)
+
+
+@pytest.fixture(scope="session")
+def proxy_unix(procs, work, bursar_server, upstream) -> Proxy:
+    """A proxy reaching bursard over its unix socket (BURSAR_URL=unix:///…)."""
+    return _start_proxy(procs, work, "litellm-unix", bursar_server.unix, upstream)
 
 
 @pytest.fixture(scope="session")

@@ -382,3 +382,53 @@ def test_proxy_runs_the_installed_package_not_the_source_tree(proxy):
     files = json.loads(r.stdout.strip().splitlines()[-1])
     src = str(conftest.REPO / "clients" / "python")
     assert all("site-packages" in f and not f.startswith(src) for f in files), files
+
+
+def test_upstream_error_mid_stream_settles_what_was_streamed(proxy, bursar_server, upstream):
+    """The upstream sends 3 content chunks, then an error event. The caller got part of the
+    answer and then the error; the provider generated (and bills) those tokens and the prompt,
+    so bursar.litellm SETTLEs what was streamed — the same amount LiteLLM itself prices for the
+    request in its failure event — instead of RELEASE."""
+    key, key_id = bursar_server.key("--budget", "$10")
+    chunks = []
+    with pytest.raises(openai.APIError, match="mid-stream"):
+        with sdk(proxy, key).chat.completions.with_streaming_response.create(
+                model="break-gpt-4o-mini", messages=MSG, max_tokens=8, stream=True,
+                stream_options={"include_usage": True}) as resp:
+            call_id = resp.headers["x-litellm-call-id"]
+            for c in resp.parse():
+                chunks.append(c)
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "tok " * 3
+    assert [r["outcome"] for r in upstream.log() if r["path"].startswith("/break")][-1] == "broken"
+    failures = proxy.events(call_id, "failure")
+    assert len(failures) == 1 and failures[0]["stream"] is True
+    usage = bursar_server.wait_settled(key_id)
+    assert usage["reserved"]["count"] == 0
+    assert usage["spend"]["spend_nusd"] == nano(failures[0]["response_cost"]) > 0
+    # less than the whole answer's 8 tokens would have cost
+    assert usage["spend"]["spend_nusd"] < nano(10 * 0.15e-6 + 8 * 0.6e-6)
+
+
+def test_stream_failing_before_any_content_releases(proxy, bursar_server, upstream):
+    key, key_id = bursar_server.key("--budget", "$10")
+    with pytest.raises(openai.APIStatusError):
+        with sdk(proxy, key).chat.completions.with_streaming_response.create(
+                model="fail-gpt-4o-mini", messages=MSG, max_tokens=8, stream=True) as resp:
+            list(resp.parse())
+    usage = bursar_server.wait_settled(key_id)
+    assert usage["reserved"]["count"] == 0
+    assert usage["spend"]["spend_nusd"] == 0
+
+
+def test_unix_socket_bursar_url(proxy_unix, bursar_server):
+    """BURSAR_URL=unix:///…: the same CHECK, headers and SETTLE over bursard's unix socket."""
+    key, key_id = bursar_server.key("--rpm", "2", "--budget", "$10")
+    raw = sdk(proxy_unix, key).chat.completions.with_raw_response.create(model="gpt-4o-mini", messages=MSG,
+                                                                         max_tokens=5)
+    assert raw.status_code == 200 and raw.headers["x-ratelimit-remaining-requests"] == "1"
+    cost = litellm_cost(proxy_unix, raw.headers["x-litellm-call-id"])
+    assert bursar_server.wait_settled(key_id)["spend"]["spend_nusd"] == nano(cost) > 0
+    sdk(proxy_unix, key).chat.completions.create(model="gpt-4o-mini", messages=MSG, max_tokens=1)
+    e = deny(proxy_unix, key)
+    assert_deny(e, 429, "key_rpm", limits=False, retry_after=True)
+    assert e.response.headers["x-ratelimit-limit-requests"] == "2"
