@@ -66,4 +66,4 @@ unset PYTHONPATH
 
 export LITELLM_BIN=$venv/bin/litellm
 cd "$e2e"
-"$venv/bin/python" -m pytest -p no:cacheprovider -v "$@" test_litellm.py
+"$venv/bin/python" -m pytest -p no:cacheprovider -v "$@" test_litellm.py test_overspend.py

@@ -170,20 +170,25 @@ class Bursar:
         return u
 
 
-@pytest.fixture(scope="session")
-def bursar_server(procs, work) -> Bursar:
+def _start_redis(procs: Processes, work: Path, name: str) -> int:
     redis = shutil.which("redis-server") or pytest.fail("redis-server not on PATH", pytrace=False)
-    bursard = _binary("BURSARD", "bursard")
-    ctl = _binary("BURSARCTL", "bursarctl")
     rport = _free_port()
-    rp, rlog = procs.start("redis", [redis, "--port", str(rport), "--bind", "127.0.0.1", "--save", "",
-                                     "--dir", str(work), "--logfile", ""])
+    rp, rlog = procs.start(name, [redis, "--port", str(rport), "--bind", "127.0.0.1", "--save", "",
+                                  "--dir", str(work), "--logfile", ""])
 
     def redis_ping() -> bool:
         with socket.create_connection(("127.0.0.1", rport), timeout=1) as s:
             s.sendall(b"PING\r\n")
             return s.recv(16).startswith(b"+PONG")
-    _wait("redis-server", redis_ping, 20, rp, rlog)
+    _wait(name, redis_ping, 20, rp, rlog)
+    return rport
+
+
+@pytest.fixture(scope="session")
+def bursar_server(procs, work) -> Bursar:
+    bursard = _binary("BURSARD", "bursard")
+    ctl = _binary("BURSARCTL", "bursarctl")
+    rport = _start_redis(procs, work, "redis")
     dport, oport = _free_port(), _free_port()
     # A 1 s Redis deadline: the CI machine may be busy, and these tests are about the gateway.
     bp, blog = procs.start("bursard", [bursard, "--listen", f"127.0.0.1:{dport}", "--ops", f"127.0.0.1:{oport}",
@@ -223,7 +228,7 @@ def upstream(procs) -> Upstream:
     return Upstream(base)
 
 
-def _config(upstream: str) -> str:
+def _config(upstream: str, native: bool = False) -> str:
     def model(name: str, prefix: str) -> str:
         return (f"  - model_name: {name}\n    litellm_params:\n      model: openai/gpt-4o-mini\n"
                 f"      api_base: {upstream}/{prefix}/v1\n      api_key: fake-upstream-key\n")
@@ -232,9 +237,13 @@ def _config(upstream: str) -> str:
             + model("fallback-gpt-4o-mini", "fail") + model("break-gpt-4o-mini", "break")
             + "router_settings:\n  num_retries: 2\n  retry_after: 0\n"
             + "  fallbacks: [{\"fallback-gpt-4o-mini\": [\"gpt-4o-mini\"]}]\n"
-            + "litellm_settings:\n  callbacks: [\"bursar.litellm.handler\", \"capture_logger.capture\"]\n"
-            + "general_settings:\n  master_key: os.environ/LITELLM_MASTER_KEY\n"
-            + "  custom_auth: bursar.litellm.user_api_key_auth\n")
+            + ("litellm_settings:\n  callbacks: [\"capture_logger.capture\"]\n"
+               "general_settings:\n  master_key: os.environ/LITELLM_MASTER_KEY\n"
+               "  custom_auth: native_auth.user_api_key_auth\n  custom_auth_run_common_checks: true\n"
+               if native else
+               "litellm_settings:\n  callbacks: [\"bursar.litellm.handler\", \"capture_logger.capture\"]\n"
+               "general_settings:\n  master_key: os.environ/LITELLM_MASTER_KEY\n"
+               "  custom_auth: bursar.litellm.user_api_key_auth\n"))
 
 
 class Proxy:
@@ -260,12 +269,12 @@ class Proxy:
 
 
 def _start_proxy(procs: Processes, work: Path, name: str, bursar_url: str, upstream: Upstream,
-                 extra_env: dict | None = None) -> Proxy:
+                 extra_env: dict | None = None, native: bool = False) -> Proxy:
     litellm_bin = os.environ.get("LITELLM_BIN") or str(Path(sys.executable).with_name("litellm"))
     if not os.path.exists(litellm_bin):
         pytest.fail(f"litellm not found at {litellm_bin} (set LITELLM_BIN)", pytrace=False)
     cfg = work / f"{name}-config.yaml"
-    cfg.write_text(_config(upstream.base))
+    cfg.write_text(_config(upstream.base, native))
     port = _free_port()
     capture = work / f"{name}-capture.jsonl"
     env = dict(os.environ, LITELLM_MASTER_KEY=MASTER_KEY, LITELLM_LOCAL_MODEL_COST_MAP="True",
@@ -303,3 +312,18 @@ def proxy_unix(procs, work, bursar_server, upstream) -> Proxy:
 def proxy_without_bursar(procs, work, upstream) -> Proxy:
     """A proxy whose BURSAR_URL names a port nobody listens on."""
     return _start_proxy(procs, work, "litellm-nobursar", f"tcp://127.0.0.1:{_free_port()}", upstream)
+
+
+# LiteLLM's own limits for the overspend comparison (test_overspend.py): the same budget and TPM
+# as the bursar key there, enforced by LiteLLM from a shared Redis.
+NATIVE_LIMITS = {"NATIVE_MAX_BUDGET": "0.0005", "NATIVE_TPM": "1000", "NATIVE_RPM": "1000"}
+
+
+@pytest.fixture(scope="session")
+def native_proxies(procs, work, upstream) -> list:
+    """Two LiteLLM proxies without bursar, sharing one Redis (REDIS_HOST/REDIS_PORT) for LiteLLM's
+    spend counters and rate limiter; keys from native_auth.py."""
+    rport = _start_redis(procs, work, "redis-native")
+    env = dict(NATIVE_LIMITS, REDIS_HOST="127.0.0.1", REDIS_PORT=str(rport))
+    return [_start_proxy(procs, work, f"litellm-native-{i}", "tcp://127.0.0.1:1", upstream, env, native=True)
+            for i in (1, 2)]
