@@ -4,7 +4,8 @@
 # the openai SDK (clients/python/e2e/). Everything runs as real processes on ephemeral ports.
 #
 #   deploy/litellm-e2e.sh [pytest args…]      bootstrap the venv if needed, then run the tests
-#   deploy/litellm-e2e.sh --bootstrap-only    only make the venv
+#   deploy/litellm-e2e.sh --bootstrap-only    only make the venv (and install the client)
+#   deploy/litellm-e2e.sh --bench-latency     the latency bursar.litellm adds (bench_latency.py)
 #
 #   LITELLM_VENV       where the venv lives (default: .build/litellm-venv); it is rebuilt when
 #                      clients/python/e2e/requirements-litellm.txt or constraints-litellm.txt change
@@ -66,4 +67,9 @@ unset PYTHONPATH
 
 export LITELLM_BIN=$venv/bin/litellm
 cd "$e2e"
+if [ "${1:-}" = "--bench-latency" ]; then
+  shift
+  "$venv/bin/python" -m pytest -p no:cacheprovider -s "$@" bench_latency.py
+  exit
+fi
 "$venv/bin/python" -m pytest -p no:cacheprovider -v "$@" test_litellm.py test_overspend.py

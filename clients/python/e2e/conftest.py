@@ -228,7 +228,7 @@ def upstream(procs) -> Upstream:
     return Upstream(base)
 
 
-def _config(upstream: str, native: bool = False) -> str:
+def _config(upstream: str, variant: str = "bursar") -> str:
     def model(name: str, prefix: str) -> str:
         return (f"  - model_name: {name}\n    litellm_params:\n      model: openai/gpt-4o-mini\n"
                 f"      api_base: {upstream}/{prefix}/v1\n      api_key: fake-upstream-key\n")
@@ -237,13 +237,21 @@ def _config(upstream: str, native: bool = False) -> str:
             + model("fallback-gpt-4o-mini", "fail") + model("break-gpt-4o-mini", "break")
             + "router_settings:\n  num_retries: 2\n  retry_after: 0\n"
             + "  fallbacks: [{\"fallback-gpt-4o-mini\": [\"gpt-4o-mini\"]}]\n"
-            + ("litellm_settings:\n  callbacks: [\"capture_logger.capture\"]\n"
+            + _SETTINGS[variant])
+
+
+_BURSAR_AUTH = "general_settings:\n  master_key: os.environ/LITELLM_MASTER_KEY\n  custom_auth: bursar.litellm.user_api_key_auth\n"
+_SETTINGS = {
+    # the suite's proxies: bursar.litellm and the capture logger
+    "bursar": "litellm_settings:\n  callbacks: [\"bursar.litellm.handler\", \"capture_logger.capture\"]\n" + _BURSAR_AUTH,
+    # LiteLLM's own limits (test_overspend.py)
+    "native": ("litellm_settings:\n  callbacks: [\"capture_logger.capture\"]\n"
                "general_settings:\n  master_key: os.environ/LITELLM_MASTER_KEY\n"
-               "  custom_auth: native_auth.user_api_key_auth\n  custom_auth_run_common_checks: true\n"
-               if native else
-               "litellm_settings:\n  callbacks: [\"bursar.litellm.handler\", \"capture_logger.capture\"]\n"
-               "general_settings:\n  master_key: os.environ/LITELLM_MASTER_KEY\n"
-               "  custom_auth: bursar.litellm.user_api_key_auth\n"))
+               "  custom_auth: native_auth.user_api_key_auth\n  custom_auth_run_common_checks: true\n"),
+    # bench_latency.py: bursar.litellm alone, and no callback at all (master key)
+    "bench-bursar": "litellm_settings:\n  callbacks: [\"bursar.litellm.handler\"]\n" + _BURSAR_AUTH,
+    "bench-none": "general_settings:\n  master_key: os.environ/LITELLM_MASTER_KEY\n",
+}
 
 
 class Proxy:
@@ -269,12 +277,12 @@ class Proxy:
 
 
 def _start_proxy(procs: Processes, work: Path, name: str, bursar_url: str, upstream: Upstream,
-                 extra_env: dict | None = None, native: bool = False) -> Proxy:
+                 extra_env: dict | None = None, variant: str = "bursar") -> Proxy:
     litellm_bin = os.environ.get("LITELLM_BIN") or str(Path(sys.executable).with_name("litellm"))
     if not os.path.exists(litellm_bin):
         pytest.fail(f"litellm not found at {litellm_bin} (set LITELLM_BIN)", pytrace=False)
     cfg = work / f"{name}-config.yaml"
-    cfg.write_text(_config(upstream.base, native))
+    cfg.write_text(_config(upstream.base, variant))
     port = _free_port()
     capture = work / f"{name}-capture.jsonl"
     env = dict(os.environ, LITELLM_MASTER_KEY=MASTER_KEY, LITELLM_LOCAL_MODEL_COST_MAP="True",
@@ -325,5 +333,5 @@ def native_proxies(procs, work, upstream) -> list:
     spend counters and rate limiter; keys from native_auth.py."""
     rport = _start_redis(procs, work, "redis-native")
     env = dict(NATIVE_LIMITS, REDIS_HOST="127.0.0.1", REDIS_PORT=str(rport))
-    return [_start_proxy(procs, work, f"litellm-native-{i}", "tcp://127.0.0.1:1", upstream, env, native=True)
+    return [_start_proxy(procs, work, f"litellm-native-{i}", "tcp://127.0.0.1:1", upstream, env, variant="native")
             for i in (1, 2)]
