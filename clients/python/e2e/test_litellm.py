@@ -342,25 +342,6 @@ def test_bursard_unreachable_is_503_and_nothing_reaches_upstream(proxy_without_b
     assert e.response.headers["retry-after"] == "1"
     assert len(upstream.log()) == before
 
-def test_zz_every_admission_was_settled_or_released_exactly_once(proxy, bursar_server):
-    """Runs last: over the whole session, bursard received exactly one SETTLE or RELEASE per
-    allowed CHECK, and none of them found its reservation already closed."""
-    end = time.monotonic() + 15
-    while True:
-        m = bursar_server.metrics()
-        allowed = m['bursar_decisions_total{outcome="allowed"}']
-        closed = (m['bursar_frame_duration_seconds_count{op="settle"}']
-                  + m['bursar_frame_duration_seconds_count{op="release"}'])
-        if closed >= allowed or time.monotonic() > end:
-            break
-        time.sleep(0.2)
-    assert allowed > 0
-    assert closed == allowed, m
-    assert m['bursar_settlements_total{status="already_settled"}'] == 0
-    assert m['bursar_settlements_total{status="already_released"}'] == 0
-    assert m['bursar_settlements_total{status="applied"}'] == allowed
-
-
 def test_proxy_runs_the_installed_package_not_the_source_tree(proxy):
     """The proxy's environment (same interpreter, PYTHONPATH, cwd as conftest gives it) imports
     bursar.litellm from the venv's site-packages: `pip install ./clients/python` + config is all
@@ -432,3 +413,22 @@ def test_unix_socket_bursar_url(proxy_unix, bursar_server):
     e = deny(proxy_unix, key)
     assert_deny(e, 429, "key_rpm", limits=False, retry_after=True)
     assert e.response.headers["x-ratelimit-limit-requests"] == "2"
+
+
+def test_zz_every_admission_was_settled_or_released_exactly_once(proxy, bursar_server):
+    """Runs last: over the whole session, bursard received exactly one SETTLE or RELEASE per
+    allowed CHECK, and none of them found its reservation already closed."""
+    end = time.monotonic() + 15
+    while True:
+        m = bursar_server.metrics()
+        allowed = m['bursar_decisions_total{outcome="allowed"}']
+        closed = (m['bursar_frame_duration_seconds_count{op="settle"}']
+                  + m['bursar_frame_duration_seconds_count{op="release"}'])
+        if closed >= allowed or time.monotonic() > end:
+            break
+        time.sleep(0.2)
+    assert allowed > 0
+    assert closed == allowed, m
+    assert m['bursar_settlements_total{status="already_settled"}'] == 0
+    assert m['bursar_settlements_total{status="already_released"}'] == 0
+    assert m['bursar_settlements_total{status="applied"}'] == allowed
