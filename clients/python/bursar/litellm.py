@@ -71,9 +71,13 @@ from collections import OrderedDict
 from decimal import ROUND_CEILING, ROUND_HALF_UP, Decimal
 from typing import Any, Dict, Optional, Tuple
 
-import litellm
-from litellm.integrations.custom_logger import CustomLogger
-from litellm.proxy._types import LitellmUserRoles, ProxyException, UserAPIKeyAuth
+try:
+    import litellm
+    from litellm.integrations.custom_logger import CustomLogger
+    from litellm.proxy._types import LitellmUserRoles, ProxyException, UserAPIKeyAuth
+except ImportError as e:  # the bursar client itself needs nothing; this module runs inside LiteLLM
+    raise ImportError(f"bursar.litellm runs inside a LiteLLM proxy and needs LiteLLM's proxy in the same "
+                      f"environment (tested with litellm 1.110.2): {e}") from e
 
 import bursar
 
