@@ -4,13 +4,17 @@
 # the openai SDK (clients/python/e2e/). Everything runs as real processes on ephemeral ports.
 #
 #   deploy/litellm-e2e.sh [pytest args…]      bootstrap the venv if needed, then run the tests
-#   deploy/litellm-e2e.sh --bootstrap-only    only make the venv
+#   deploy/litellm-e2e.sh --bootstrap-only    only make the venv (and install the client)
+#   deploy/litellm-e2e.sh --bench-latency     the latency bursar.litellm adds (bench_latency.py)
 #
 #   LITELLM_VENV       where the venv lives (default: .build/litellm-venv); it is rebuilt when
 #                      clients/python/e2e/requirements-litellm.txt or constraints-litellm.txt change
 #   BURSARD, BURSARCTL the binaries (default: .build/debug/, then .build/release/, then PATH)
-#   BURSAR_PYTHONPATH  the directory holding the `bursar` package (default: clients/python)
 #   E2E_KEEP_LOGS      copy every process's log there at the end
+#
+# The client is installed the way a user installs it, `pip install ./clients/python` (not
+# editable), into that venv on every run (it is small), and the proxy and the tests run with no
+# PYTHONPATH into the source tree: the suite proves that the package plus config is enough.
 #
 # Installing takes about 100 s on a busy 2-core machine (PyPI, ~90 packages); the proxy then
 # starts in about 20–25 s.
@@ -41,14 +45,31 @@ bootstrap() {
 }
 
 bootstrap
+
+# The client, as a user installs it: `pip install ./clients/python`, not editable (from a copy,
+# so the in-tree build leaves nothing in the source tree). pip fetches the build backend
+# (setuptools) into an isolated build environment, as it does for any user; the package itself
+# has no dependencies.
+pkg=$(mktemp -d)
+trap 'rm -rf "$pkg"' EXIT
+cp -r "$repo/clients/python/." "$pkg/"
+rm -rf "$pkg/build" "$pkg"/*.egg-info
+(cd "$pkg" && "$venv/bin/pip" install --quiet --disable-pip-version-check --force-reinstall .)
+# From a neutral directory, with no PYTHONPATH: the installed package, not the source tree.
+(cd / && env -u PYTHONPATH LITELLM_LOCAL_MODEL_COST_MAP=True "$venv/bin/python" -c '
+import bursar, bursar.litellm, os, sys
+where = os.path.dirname(bursar.__file__)
+assert "site-packages" in where, where
+print("litellm-e2e: bursar", getattr(bursar, "__version__", "?"), "installed at", where)') \
+  || { echo "litellm-e2e: python -c \"import bursar, bursar.litellm\" fails in $venv" >&2; exit 1; }
+unset PYTHONPATH
 [ "${1:-}" = "--bootstrap-only" ] && exit 0
 
-export BURSAR_PYTHONPATH=${BURSAR_PYTHONPATH:-$repo/clients/python}
-[ -f "$BURSAR_PYTHONPATH/bursar/__init__.py" ] \
-  || { echo "litellm-e2e: no bursar client package in $BURSAR_PYTHONPATH" >&2; exit 1; }
-[ -f "$BURSAR_PYTHONPATH/bursar/litellm.py" ] \
-  || { echo "litellm-e2e: no bursar/litellm.py in $BURSAR_PYTHONPATH" >&2; exit 1; }
 export LITELLM_BIN=$venv/bin/litellm
-export PYTHONPATH=$BURSAR_PYTHONPATH${PYTHONPATH:+:$PYTHONPATH}
 cd "$e2e"
-exec "$venv/bin/python" -m pytest -p no:cacheprovider -v "$@" test_litellm.py
+if [ "${1:-}" = "--bench-latency" ]; then
+  shift
+  "$venv/bin/python" -m pytest -p no:cacheprovider -s "$@" bench_latency.py
+  exit
+fi
+"$venv/bin/python" -m pytest -p no:cacheprovider -v "$@" test_litellm.py test_overspend.py

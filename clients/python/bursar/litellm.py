@@ -33,6 +33,10 @@ What happens to one proxy request (hooks as observed with the real proxy, 1.110.
    also after a client disconnect, then with the partial usage LiteLLM counted) SETTLEs.
 5. Failure: ``async_post_call_failure_hook`` (once per proxy request, after every retry and
    fallback failed) RELEASEs. Per-attempt failure events are ignored: a retry may still succeed.
+   A stream whose upstream fails after content was streamed (the caller got part of the answer,
+   then an error) is SETTLEd instead: the provider bills the prompt and the generated tokens.
+   The amount is the stream's usage chunk if one came, else the prompt counted at CHECK plus the
+   streamed text counted with ``litellm.token_counter``, at LiteLLM's prices.
 
 Every path pops the ticket's reservation from one dict first, so each reservation is settled or
 released exactly once whatever order the hooks come in. SETTLE/RELEASE run in background tasks
@@ -67,9 +71,13 @@ from collections import OrderedDict
 from decimal import ROUND_CEILING, ROUND_HALF_UP, Decimal
 from typing import Any, Dict, Optional, Tuple
 
-import litellm
-from litellm.integrations.custom_logger import CustomLogger
-from litellm.proxy._types import LitellmUserRoles, ProxyException, UserAPIKeyAuth
+try:
+    import litellm
+    from litellm.integrations.custom_logger import CustomLogger
+    from litellm.proxy._types import LitellmUserRoles, ProxyException, UserAPIKeyAuth
+except ImportError as e:  # the bursar client itself needs nothing; this module runs inside LiteLLM
+    raise ImportError(f"bursar.litellm runs inside a LiteLLM proxy and needs LiteLLM's proxy in the same "
+                      f"environment (tested with litellm 1.110.2): {e}") from e
 
 import bursar
 
@@ -180,7 +188,7 @@ class _Open:
     """One admitted request whose reservation is not settled or released yet."""
 
     __slots__ = ("reservation", "model", "input_tokens", "max_output_tokens", "estimated_cost",
-                 "headers", "created", "stream", "usage")
+                 "headers", "created", "stream", "usage", "streamed", "stream_failed")
 
     def __init__(self, reservation: int, model: str, input_tokens: int, max_output_tokens: int,
                  estimated_cost: int, headers: Dict[str, str]) -> None:
@@ -193,6 +201,8 @@ class _Open:
         self.created = time.monotonic()
         self.stream = False
         self.usage: Optional[Tuple[int, int, int]] = None  # last usage seen in a stream
+        self.streamed: list = []  # the text of the content chunks passed to the caller
+        self.stream_failed = False  # the upstream failed after the stream began
 
 
 def _metadata(d: Any) -> Dict[str, Any]:
@@ -475,9 +485,33 @@ class BursarHandler(CustomLogger):
                                            user_api_key_dict: UserAPIKeyAuth,
                                            traceback_str: Optional[str] = None) -> Any:
         entry = self._take(_ticket(request_data))
-        if entry is not None:
+        if entry is None:
+            return None
+        if entry.stream_failed and (entry.usage is not None or entry.streamed):
+            # The upstream failed after part of the answer was streamed to the caller: the
+            # provider generated (and bills) those tokens and the prompt, so SETTLE what was
+            # streamed rather than RELEASE (a failure before any content RELEASEs).
+            p, c, nano = self._streamed_usage(entry)
+            self._spawn(self._settle(entry, p, c, nano))
+        else:
             self._spawn(self._release(entry))
         return None
+
+    def _streamed_usage(self, entry: _Open) -> Tuple[int, int, int]:
+        """(input tokens, output tokens, cost in nano-USD) of a stream that broke off: the
+        provider's usage when a usage chunk came, else the prompt as counted at CHECK and the
+        streamed text counted and priced the way LiteLLM prices a stream without usage."""
+        if entry.usage is not None and entry.usage[2] > 0:
+            return entry.usage
+        pin, pout, _, tokenizer_model = self._price(entry.model)
+        text = "".join(entry.streamed)
+        try:
+            out = litellm.token_counter(model=tokenizer_model, text=text, count_response_tokens=True)
+        except Exception:
+            out = len(entry.streamed)
+        out = min(_u32(out), entry.max_output_tokens or MAX_U32)
+        cost = (pin * entry.input_tokens + pout * out) * NANO
+        return entry.input_tokens, out, min(int(cost.to_integral_value(rounding=ROUND_HALF_UP)), MAX_MONEY)
 
     async def async_post_call_streaming_iterator_hook(self, user_api_key_dict: UserAPIKeyAuth,
                                                       response: Any, request_data: dict):
@@ -487,10 +521,21 @@ class BursarHandler(CustomLogger):
             entry.stream = True
         try:
             async for item in response:
-                if entry is not None and getattr(item, "usage", None) is not None:
-                    p, c = _usage_of(item)
-                    entry.usage = (p, c, usd_to_nano(getattr(item.usage, "cost", None)))
+                if entry is not None:
+                    if getattr(item, "usage", None) is not None:
+                        p, c = _usage_of(item)
+                        entry.usage = (p, c, usd_to_nano(getattr(item.usage, "cost", None)))
+                    for choice in getattr(item, "choices", None) or ():
+                        content = getattr(getattr(choice, "delta", None), "content", None)
+                        if isinstance(content, str) and content:
+                            entry.streamed.append(content)
                 yield item
+        except Exception:
+            # The upstream failed mid-stream (a client disconnect is CancelledError/GeneratorExit,
+            # not this): the failure hook that follows settles what was streamed.
+            if entry is not None:
+                entry.stream_failed = True
+            raise
         finally:
             if entry is not None and ticket in self._open:
                 # The success event normally settles the stream moments later; if it never

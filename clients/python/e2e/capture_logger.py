@@ -19,6 +19,7 @@ def _write(kind, kwargs, response_obj):
         "client_disconnected": md.get("client_disconnected"),
         "user_api_key_hash": md.get("user_api_key_hash"),
         "slo_user_api_key_hash": (slo.get("metadata") or {}).get("user_api_key_hash"),
+        "exception": kwargs.get("exception") and repr(kwargs.get("exception")),
     }
     path = os.environ.get("CAPTURE_LOG")
     if path:
@@ -32,6 +33,13 @@ class Capture(CustomLogger):
 
     async def async_log_failure_event(self, kwargs, response_obj, start_time, end_time):
         _write("failure", kwargs, response_obj)
+
+
+    async def async_post_call_failure_hook(self, request_data, original_exception, user_api_key_dict,
+                                           traceback_str=None):
+        _write("post_call_failure", {"litellm_call_id": request_data.get("litellm_call_id"),
+                                     "litellm_params": {"metadata": request_data.get("metadata") or {}},
+                                     "exception": repr(original_exception)}, None)
 
 
 capture = Capture()

@@ -8,8 +8,9 @@ Environment (``deploy/litellm-e2e.sh`` sets it):
 
 - ``BURSARD``, ``BURSARCTL``: the binaries (default: ``.build/debug/…`` of the repository, then PATH)
 - ``LITELLM_BIN``: the ``litellm`` entry point of the venv (default: beside this Python)
-- ``BURSAR_PYTHONPATH``: where the ``bursar`` package (client + ``bursar.litellm``) is
-  (default: ``clients/python`` of the repository)
+- the ``bursar`` package (client + ``bursar.litellm``) must be *installed* in LiteLLM's venv
+  (the script does ``pip install ./clients/python``): the proxy runs with ``PYTHONPATH`` holding
+  only this directory (for ``capture_logger``), never the source tree
 - ``E2E_KEEP_LOGS``: a directory to copy the processes' logs to at the end
 """
 from __future__ import annotations
@@ -56,7 +57,7 @@ def _wait(what: str, probe, timeout: float, proc: subprocess.Popen, log: Path) -
     while time.monotonic() < end:
         if proc.poll() is not None:
             pytest.fail(f"{what} exited with {proc.returncode} before it was ready:\n"
-                        + log.read_text(errors="replace")[-3000:], pytrace=False)
+                        + log.read_text(errors="replace")[-12000:], pytrace=False)
         try:
             if probe():
                 return
@@ -169,37 +170,44 @@ class Bursar:
         return u
 
 
-@pytest.fixture(scope="session")
-def bursar_server(procs, work) -> Bursar:
+def _start_redis(procs: Processes, work: Path, name: str) -> int:
     redis = shutil.which("redis-server") or pytest.fail("redis-server not on PATH", pytrace=False)
-    bursard = _binary("BURSARD", "bursard")
-    ctl = _binary("BURSARCTL", "bursarctl")
     rport = _free_port()
-    rp, rlog = procs.start("redis", [redis, "--port", str(rport), "--bind", "127.0.0.1", "--save", "",
-                                     "--dir", str(work), "--logfile", ""])
+    rp, rlog = procs.start(name, [redis, "--port", str(rport), "--bind", "127.0.0.1", "--save", "",
+                                  "--dir", str(work), "--logfile", ""])
 
     def redis_ping() -> bool:
         with socket.create_connection(("127.0.0.1", rport), timeout=1) as s:
             s.sendall(b"PING\r\n")
             return s.recv(16).startswith(b"+PONG")
-    _wait("redis-server", redis_ping, 20, rp, rlog)
+    _wait(name, redis_ping, 20, rp, rlog)
+    return rport
+
+
+@pytest.fixture(scope="session")
+def bursar_server(procs, work) -> Bursar:
+    bursard = _binary("BURSARD", "bursard")
+    ctl = _binary("BURSARCTL", "bursarctl")
+    rport = _start_redis(procs, work, "redis")
     dport, oport = _free_port(), _free_port()
     # A 1 s Redis deadline: the CI machine may be busy, and these tests are about the gateway.
     bp, blog = procs.start("bursard", [bursard, "--listen", f"127.0.0.1:{dport}", "--ops", f"127.0.0.1:{oport}",
                                        "--redis", f"redis://127.0.0.1:{rport}", "--deadline-ms", "1000",
-                                       "--max-unknown-keys-per-minute", "0"])
+                                       "--max-unknown-keys-per-minute", "0", "--unix", str(work / "bursard.sock")])
     ops = f"http://127.0.0.1:{oport}"
     _wait("bursard", lambda: _http_ok(ops + "/readyz"), 60, bp, blog)
     boot = subprocess.run([ctl, "bootstrap", "--org", "E2E Org", "--owner", "owner@e2e.test", "--owner-name", "Owner",
                            "--json"], env=dict(os.environ, BURSAR_SERVER=ops), capture_output=True, text=True, timeout=60)
     assert boot.returncode == 0, boot.stderr
     b = Bursar(ctl, ops, f"tcp://127.0.0.1:{dport}", json.loads(boot.stdout)["owner_token"])
+    b.unix = f"unix://{work / 'bursard.sock'}"  # the same data plane on a unix socket
     b.run("project", "create", "E2E", "--models", ",".join(MODELS), "--budget", "$1000")
     return b
 
 
 # The proxy's model groups; every one is priced by LiteLLM's map as openai/gpt-4o-mini.
-MODELS = ["gpt-4o-mini", "slow-gpt-4o-mini", "fail-gpt-4o-mini", "fallback-gpt-4o-mini", "other-gpt-4o-mini"]
+MODELS = ["gpt-4o-mini", "slow-gpt-4o-mini", "fail-gpt-4o-mini", "fallback-gpt-4o-mini", "other-gpt-4o-mini",
+          "break-gpt-4o-mini"]
 
 
 class Upstream:
@@ -220,18 +228,30 @@ def upstream(procs) -> Upstream:
     return Upstream(base)
 
 
-def _config(upstream: str) -> str:
+def _config(upstream: str, variant: str = "bursar") -> str:
     def model(name: str, prefix: str) -> str:
         return (f"  - model_name: {name}\n    litellm_params:\n      model: openai/gpt-4o-mini\n"
                 f"      api_base: {upstream}/{prefix}/v1\n      api_key: fake-upstream-key\n")
     return ("model_list:\n" + model("gpt-4o-mini", "plain") + model("other-gpt-4o-mini", "plain")
             + model("slow-gpt-4o-mini", "slow") + model("fail-gpt-4o-mini", "fail")
-            + model("fallback-gpt-4o-mini", "fail")
+            + model("fallback-gpt-4o-mini", "fail") + model("break-gpt-4o-mini", "break")
             + "router_settings:\n  num_retries: 2\n  retry_after: 0\n"
             + "  fallbacks: [{\"fallback-gpt-4o-mini\": [\"gpt-4o-mini\"]}]\n"
-            + "litellm_settings:\n  callbacks: [\"bursar.litellm.handler\", \"capture_logger.capture\"]\n"
-            + "general_settings:\n  master_key: os.environ/LITELLM_MASTER_KEY\n"
-            + "  custom_auth: bursar.litellm.user_api_key_auth\n")
+            + _SETTINGS[variant])
+
+
+_BURSAR_AUTH = "general_settings:\n  master_key: os.environ/LITELLM_MASTER_KEY\n  custom_auth: bursar.litellm.user_api_key_auth\n"
+_SETTINGS = {
+    # the suite's proxies: bursar.litellm and the capture logger
+    "bursar": "litellm_settings:\n  callbacks: [\"bursar.litellm.handler\", \"capture_logger.capture\"]\n" + _BURSAR_AUTH,
+    # LiteLLM's own limits (test_overspend.py)
+    "native": ("litellm_settings:\n  callbacks: [\"capture_logger.capture\"]\n"
+               "general_settings:\n  master_key: os.environ/LITELLM_MASTER_KEY\n"
+               "  custom_auth: native_auth.user_api_key_auth\n  custom_auth_run_common_checks: true\n"),
+    # bench_latency.py: bursar.litellm alone, and no callback at all (master key)
+    "bench-bursar": "litellm_settings:\n  callbacks: [\"bursar.litellm.handler\"]\n" + _BURSAR_AUTH,
+    "bench-none": "general_settings:\n  master_key: os.environ/LITELLM_MASTER_KEY\n",
+}
 
 
 class Proxy:
@@ -257,27 +277,40 @@ class Proxy:
 
 
 def _start_proxy(procs: Processes, work: Path, name: str, bursar_url: str, upstream: Upstream,
-                 extra_env: dict | None = None) -> Proxy:
+                 extra_env: dict | None = None, variant: str = "bursar") -> Proxy:
     litellm_bin = os.environ.get("LITELLM_BIN") or str(Path(sys.executable).with_name("litellm"))
     if not os.path.exists(litellm_bin):
         pytest.fail(f"litellm not found at {litellm_bin} (set LITELLM_BIN)", pytrace=False)
     cfg = work / f"{name}-config.yaml"
-    cfg.write_text(_config(upstream.base))
+    cfg.write_text(_config(upstream.base, variant))
     port = _free_port()
     capture = work / f"{name}-capture.jsonl"
-    pythonpath = [os.environ.get("BURSAR_PYTHONPATH") or str(REPO / "clients" / "python"), str(HERE)]
     env = dict(os.environ, LITELLM_MASTER_KEY=MASTER_KEY, LITELLM_LOCAL_MODEL_COST_MAP="True",
                BURSAR_URL=bursar_url, BURSAR_TIMEOUT_MS="2000", CAPTURE_LOG=str(capture),
-               PYTHONPATH=os.pathsep.join(pythonpath + [os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep),
+               PYTHONPATH=str(HERE),
                **(extra_env or {}))
     env.pop("DATABASE_URL", None)
-    p, log = procs.start(name, [litellm_bin, "--config", str(cfg), "--host", "127.0.0.1", "--port", str(port)],
-                         env=env)
-    base = f"http://127.0.0.1:{port}"
-    started = time.monotonic()
-    _wait(f"LiteLLM proxy {name}", lambda: _http_ok(base + "/health/liveliness"), 240, p, log)
-    print(f"\nLiteLLM proxy {name} ready in {time.monotonic() - started:.1f} s", file=sys.stderr)
-    return Proxy(base, capture, log)
+    # LiteLLM's start-up failed once (uvicorn exit 3, "startup failure") on a machine at load 7.7
+    # on 2 cores; a proxy that exits before it is ready gets one more try, said on stderr with
+    # its log. A proxy that is never ready, or fails twice, fails the session.
+    for attempt in (1, 2):
+        port = _free_port()
+        run = name if attempt == 1 else f"{name}-retry"
+        p, log = procs.start(run, [litellm_bin, "--config", str(cfg), "--host", "127.0.0.1", "--port", str(port)],
+                             env=env)
+        base = f"http://127.0.0.1:{port}"
+        started = time.monotonic()
+        try:
+            _wait(f"LiteLLM proxy {run}", lambda: _http_ok(base + "/health/liveliness"), 240, p, log)
+        except pytest.fail.Exception:
+            if attempt == 2 or p.poll() is None:
+                raise
+            print(f"\nLiteLLM proxy {name} exited with {p.returncode} before it was ready; starting it "
+                  f"again. Its log:\n" + log.read_text(errors="replace")[-12000:], file=sys.stderr)
+            continue
+        print(f"\nLiteLLM proxy {run} ready in {time.monotonic() - started:.1f} s", file=sys.stderr)
+        return Proxy(base, capture, log)
+    raise AssertionError("unreachable")
 
 
 @pytest.fixture(scope="session")
@@ -292,6 +325,27 @@ def proxy_b(procs, work, bursar_server, upstream) -> Proxy:
 
 
 @pytest.fixture(scope="session")
+def proxy_unix(procs, work, bursar_server, upstream) -> Proxy:
+    """A proxy reaching bursard over its unix socket (BURSAR_URL=unix:///…)."""
+    return _start_proxy(procs, work, "litellm-unix", bursar_server.unix, upstream)
+
+
+@pytest.fixture(scope="session")
 def proxy_without_bursar(procs, work, upstream) -> Proxy:
     """A proxy whose BURSAR_URL names a port nobody listens on."""
     return _start_proxy(procs, work, "litellm-nobursar", f"tcp://127.0.0.1:{_free_port()}", upstream)
+
+
+# LiteLLM's own limits for the overspend comparison (test_overspend.py): the same budget and TPM
+# as the bursar key there, enforced by LiteLLM from a shared Redis.
+NATIVE_LIMITS = {"NATIVE_MAX_BUDGET": "0.0005", "NATIVE_TPM": "1000", "NATIVE_RPM": "1000"}
+
+
+@pytest.fixture(scope="session")
+def native_proxies(procs, work, upstream) -> list:
+    """Two LiteLLM proxies without bursar, sharing one Redis (REDIS_HOST/REDIS_PORT) for LiteLLM's
+    spend counters and rate limiter; keys from native_auth.py."""
+    rport = _start_redis(procs, work, "redis-native")
+    env = dict(NATIVE_LIMITS, REDIS_HOST="127.0.0.1", REDIS_PORT=str(rport))
+    return [_start_proxy(procs, work, f"litellm-native-{i}", "tcp://127.0.0.1:1", upstream, env, variant="native")
+            for i in (1, 2)]

@@ -17,6 +17,9 @@ Behaviour is chosen by a path prefix (put it in LiteLLM's ``api_base``) or the m
 - prefix ``/fail`` or a model named ``fail-*``: HTTP 500 with an OpenAI error body;
 - prefix ``/slow`` or a model named ``slow-*``: a stream sends one chunk every 0.25 s (a
   non-streaming answer waits 0.25 s per token), so a client can disconnect mid-stream;
+- prefix ``/break`` or a model named ``break-*``: a stream sends ``BREAK_AFTER`` (3) content
+  chunks, then an OpenAI error event (``data: {"error": …}``, what OpenAI sends when a stream
+  fails) and closes, without usage or ``[DONE]``; a non-streaming answer is HTTP 500;
 - prefix ``/plain`` (or anything else): the normal answer.
 
 GET /_log returns every request seen so far as JSON lines objects
@@ -38,6 +41,7 @@ _log: list[dict] = []
 _lock = threading.Lock()
 SLOW_DELAY = 0.25
 DEFAULT_COMPLETION_TOKENS = 8
+BREAK_AFTER = 3
 
 
 def _words(content) -> int:
@@ -102,13 +106,15 @@ class Handler(BaseHTTPRequestHandler):
             mode = "fail"
         elif prefix.startswith("/slow") or model.startswith("slow-"):
             mode = "slow"
+        elif prefix.startswith("/break") or model.startswith("break-"):
+            mode = "break"
         prompt, completion = usage_for(body)
         stream = bool(body.get("stream"))
         entry = {"path": self.path, "model": model, "stream": stream, "prompt_tokens": prompt,
                  "completion_tokens": completion, "outcome": "streaming"}
         with _lock:
             _log.append(entry)
-        if mode == "fail":
+        if mode == "fail" or (mode == "break" and not stream):
             entry["outcome"] = "failed"
             return self._json(500, {"error": {"message": "fake upstream failure", "type": "server_error",
                                               "code": "fake_failure"}})
@@ -144,9 +150,16 @@ class Handler(BaseHTTPRequestHandler):
 
         try:
             chunk({"role": "assistant", "content": ""})
-            for _ in range(completion):
+            for i in range(completion):
                 if mode == "slow":
                     time.sleep(SLOW_DELAY)
+                if mode == "break" and i == BREAK_AFTER:
+                    err = {"error": {"message": "fake upstream failed mid-stream", "type": "server_error",
+                                     "code": "fake_mid_stream_failure"}}
+                    self.wfile.write(b"data: " + json.dumps(err).encode() + b"\n\n")
+                    self.wfile.flush()
+                    entry["outcome"] = "broken"
+                    return
                 chunk({"content": "tok "})
             chunk({}, finish="stop" if completion < 8 else "length")
             if include_usage:

@@ -30,9 +30,9 @@ def litellm_cost(proxy, call_id: str) -> float:
     return events[0]["response_cost"]
 
 
-def deny(proxy, key: str, model: str = "gpt-4o-mini", **kw) -> openai.APIStatusError:
+def deny(proxy, key: str, model: str = "gpt-4o-mini", max_tokens: int = 5, **kw) -> openai.APIStatusError:
     with pytest.raises(openai.APIStatusError) as e:
-        sdk(proxy, key).chat.completions.create(model=model, messages=MSG, max_tokens=5, **kw)
+        sdk(proxy, key).chat.completions.create(model=model, messages=MSG, max_tokens=max_tokens, **kw)
     return e.value
 
 
@@ -80,10 +80,32 @@ def test_stream_without_usage_option_still_settles(proxy, bursar_server):
     assert usage["spend"]["spend_nusd"] == nano(cost) > 0
 
 
+def assert_deny(e: openai.APIStatusError, status: int, reason: str, *, limits: bool = True,
+                retry_after: bool = False) -> None:
+    """What every deny looks like to an openai SDK caller: SPEC §8's status, the reason as the
+    error type with its status as the code and a message, and bursar's rate-limit headers."""
+    assert e.status_code == status, (e.status_code, e.body)
+    assert e.body["type"] == reason and e.body["code"] == str(status), e.body
+    assert e.body["message"].startswith("bursar: "), e.body
+    h = e.response.headers
+    if limits:  # the key has RPM and TPM limits: both header groups, and the IETF fields
+        for name in ("x-ratelimit-limit-requests", "x-ratelimit-remaining-requests",
+                     "x-ratelimit-reset-requests", "x-ratelimit-limit-tokens",
+                     "x-ratelimit-remaining-tokens", "x-ratelimit-reset-tokens",
+                     "ratelimit-policy", "ratelimit"):
+            assert name in h, (name, dict(h))
+    if retry_after:
+        assert int(h["retry-after"]) >= 1
+    else:
+        assert "retry-after" not in h, dict(h)
+
+
+LIMITS = ("--rpm", "1000", "--tpm", "1m")  # present but never reached: the headers' subject
+
+
 def test_unknown_key_is_401(proxy):
     e = deny(proxy, "sk-br-" + "x" * 43)
-    assert e.status_code == 401
-    assert e.body["type"] == "unknown_key" and e.body["code"] == "401"
+    assert_deny(e, 401, "unknown_key", limits=False)  # an unknown key has no limits to show
 
 
 def test_non_bursar_key_is_401_before_bursard(proxy):
@@ -92,37 +114,79 @@ def test_non_bursar_key_is_401_before_bursard(proxy):
     assert e.body["type"] == "unknown_key"
 
 
-def test_revoked_key_is_401(proxy, bursar_server):
-    key, key_id = bursar_server.key()
+def test_revoked_key_is_refused_on_its_next_request(proxy, bursar_server):
+    key, key_id = bursar_server.key(*LIMITS)
+    ok = sdk(proxy, key).chat.completions.create(model="gpt-4o-mini", messages=MSG, max_tokens=2)
+    assert ok.usage.completion_tokens == 2
     bursar_server.run("key", "revoke", str(key_id))
-    time.sleep(0.2)
-    e = deny(proxy, key)
-    assert e.status_code == 401 and e.body["type"] == "key_revoked"
+    e = deny(proxy, key)  # the very next request, no wait
+    assert_deny(e, 401, "key_revoked", limits=False)
 
 
 def test_model_not_allowed_is_403(proxy, bursar_server):
-    key, _ = bursar_server.key("--models", "gpt-4o-mini")
+    key, _ = bursar_server.key("--models", "gpt-4o-mini", *LIMITS)
     e = deny(proxy, key, model="other-gpt-4o-mini")
-    assert e.status_code == 403 and e.body["type"] == "model_not_allowed"
+    # bursard judges the model before any bucket (SPEC §9), so the answer carries no limits
+    assert_deny(e, 403, "model_not_allowed", limits=False)
 
 
 def test_key_rpm_is_429_with_retry_after(proxy, bursar_server):
-    key, _ = bursar_server.key("--rpm", "1")
+    key, _ = bursar_server.key("--rpm", "1", "--tpm", "1m")
     sdk(proxy, key).chat.completions.create(model="gpt-4o-mini", messages=MSG, max_tokens=2)
     e = deny(proxy, key)
-    assert e.status_code == 429 and e.body["type"] == "key_rpm"
-    assert int(e.response.headers["retry-after"]) >= 1
+    assert_deny(e, 429, "key_rpm", retry_after=True)
     assert e.response.headers["x-ratelimit-limit-requests"] == "1"
     assert e.response.headers["x-ratelimit-remaining-requests"] == "0"
 
 
+def test_key_tpm_is_429_with_retry_after(proxy, bursar_server):
+    """A slow request holds ~130 tokens of a 200-token TPM bucket while it runs; a second one
+    asking for as many does not fit beside it (it would fit alone: not request_too_large)."""
+    import threading
+    key, key_id = bursar_server.key("--rpm", "1000", "--tpm", "200")
+    first = {}
+
+    def slow():  # the fake upstream answers min(120, 8) tokens after 8 × 0.25 s
+        first["r"] = sdk(proxy, key).chat.completions.create(model="slow-gpt-4o-mini", messages=MSG,
+                                                             max_tokens=120)
+    t = threading.Thread(target=slow)
+    t.start()
+    try:
+        end = time.monotonic() + 30
+        while bursar_server.usage(key_id)["reserved"]["count"] == 0:
+            assert time.monotonic() < end and t.is_alive(), "the first request was never admitted"
+            time.sleep(0.05)
+        e = deny(proxy, key, max_tokens=120)
+    finally:
+        t.join(60)
+    assert_deny(e, 429, "key_tpm", retry_after=True)
+    h = e.response.headers
+    assert h["x-ratelimit-limit-tokens"] == "200"
+    assert int(h["x-ratelimit-remaining-tokens"]) < 130
+    assert first["r"].usage.completion_tokens == 8
+
+
 def test_key_budget_is_402(proxy, bursar_server):
     # gpt-4o-mini: 1000 output tokens alone are 600,000 nano-USD, over a $0.0001 budget
-    key, key_id = bursar_server.key("--budget", "$0.0001")
-    with pytest.raises(openai.APIStatusError) as e:
-        sdk(proxy, key).chat.completions.create(model="gpt-4o-mini", messages=MSG, max_tokens=1000)
-    assert e.value.status_code == 402 and e.value.body["type"] == "key_budget"
+    key, key_id = bursar_server.key("--budget", "$0.0001", *LIMITS)
+    e = deny(proxy, key, max_tokens=1000)
+    assert_deny(e, 402, "key_budget")
     assert bursar_server.usage(key_id)["spend"]["spend_nusd"] == 0
+
+
+def test_project_budget_is_402(proxy, bursar_server):
+    """The key has no budget of its own; its project's monthly budget ($0.0001) is what denies."""
+    from conftest import MODELS
+    bursar_server.run("project", "create", "E2E small budget", "--models", ",".join(MODELS),
+                      "--budget", "$0.0001")
+    key, key_id = bursar_server.key(*LIMITS, project="E2E small budget")
+    e = deny(proxy, key, max_tokens=1000)
+    assert_deny(e, 402, "project_budget")
+    assert "project" in e.body["message"]
+    # a request the budget covers still passes (the deny was the estimate, not the key)
+    ok = sdk(proxy, key).chat.completions.create(model="gpt-4o-mini", messages=MSG, max_tokens=5)
+    assert ok.usage.completion_tokens == 5
+    assert bursar_server.wait_settled(key_id)["spend"]["spend_nusd"] > 0
 
 
 def test_request_too_large_is_429_without_retry_after(proxy, bursar_server):
@@ -277,6 +341,79 @@ def test_bursard_unreachable_is_503_and_nothing_reaches_upstream(proxy_without_b
     assert e.status_code == 503 and e.body["type"] == "bursar_unavailable"
     assert e.response.headers["retry-after"] == "1"
     assert len(upstream.log()) == before
+
+def test_proxy_runs_the_installed_package_not_the_source_tree(proxy):
+    """The proxy's environment (same interpreter, PYTHONPATH, cwd as conftest gives it) imports
+    bursar.litellm from the venv's site-packages: `pip install ./clients/python` + config is all
+    a gateway needs."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import conftest
+    litellm_bin = os.environ.get("LITELLM_BIN") or str(Path(sys.executable).with_name("litellm"))
+    py = str(Path(litellm_bin).with_name("python"))
+    env = dict(os.environ, PYTHONPATH=str(conftest.HERE), LITELLM_LOCAL_MODEL_COST_MAP="True")
+    r = subprocess.run([py, "-c", "import json, bursar, bursar.litellm; print(json.dumps("
+                        "[bursar.__file__, bursar.litellm.__file__]))"],
+                       env=env, cwd=str(proxy.capture.parent), capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    files = json.loads(r.stdout.strip().splitlines()[-1])
+    src = str(conftest.REPO / "clients" / "python")
+    assert all("site-packages" in f and not f.startswith(src) for f in files), files
+
+
+def test_upstream_error_mid_stream_settles_what_was_streamed(proxy, bursar_server, upstream):
+    """The upstream sends 3 content chunks, then an error event. The caller got part of the
+    answer and then the error; the provider generated (and bills) those tokens and the prompt,
+    so bursar.litellm SETTLEs what was streamed — the same amount LiteLLM itself prices for the
+    request in its failure event — instead of RELEASE."""
+    key, key_id = bursar_server.key("--budget", "$10")
+    chunks = []
+    with pytest.raises(openai.APIError, match="mid-stream"):
+        with sdk(proxy, key).chat.completions.with_streaming_response.create(
+                model="break-gpt-4o-mini", messages=MSG, max_tokens=8, stream=True,
+                stream_options={"include_usage": True}) as resp:
+            call_id = resp.headers["x-litellm-call-id"]
+            for c in resp.parse():
+                chunks.append(c)
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "tok " * 3
+    assert [r["outcome"] for r in upstream.log() if r["path"].startswith("/break")][-1] == "broken"
+    failures = proxy.events(call_id, "failure")
+    assert len(failures) == 1 and failures[0]["stream"] is True
+    usage = bursar_server.wait_settled(key_id)
+    assert usage["reserved"]["count"] == 0
+    assert usage["spend"]["spend_nusd"] == nano(failures[0]["response_cost"]) > 0
+    # less than the whole answer's 8 tokens would have cost
+    assert usage["spend"]["spend_nusd"] < nano(10 * 0.15e-6 + 8 * 0.6e-6)
+
+
+def test_stream_failing_before_any_content_releases(proxy, bursar_server, upstream):
+    key, key_id = bursar_server.key("--budget", "$10")
+    with pytest.raises(openai.APIStatusError):
+        with sdk(proxy, key).chat.completions.with_streaming_response.create(
+                model="fail-gpt-4o-mini", messages=MSG, max_tokens=8, stream=True) as resp:
+            list(resp.parse())
+    usage = bursar_server.wait_settled(key_id)
+    assert usage["reserved"]["count"] == 0
+    assert usage["spend"]["spend_nusd"] == 0
+
+
+def test_unix_socket_bursar_url(proxy_unix, bursar_server):
+    """BURSAR_URL=unix:///…: the same CHECK, headers and SETTLE over bursard's unix socket."""
+    key, key_id = bursar_server.key("--rpm", "2", "--budget", "$10")
+    raw = sdk(proxy_unix, key).chat.completions.with_raw_response.create(model="gpt-4o-mini", messages=MSG,
+                                                                         max_tokens=5)
+    assert raw.status_code == 200 and raw.headers["x-ratelimit-remaining-requests"] == "1"
+    cost = litellm_cost(proxy_unix, raw.headers["x-litellm-call-id"])
+    assert bursar_server.wait_settled(key_id)["spend"]["spend_nusd"] == nano(cost) > 0
+    sdk(proxy_unix, key).chat.completions.create(model="gpt-4o-mini", messages=MSG, max_tokens=1)
+    e = deny(proxy_unix, key)
+    assert_deny(e, 429, "key_rpm", limits=False, retry_after=True)
+    assert e.response.headers["x-ratelimit-limit-requests"] == "2"
+
 
 def test_zz_every_admission_was_settled_or_released_exactly_once(proxy, bursar_server):
     """Runs last: over the whole session, bursard received exactly one SETTLE or RELEASE per
