@@ -31,6 +31,16 @@ python3 -m venv "$work/venv"
 "$work/venv/bin/pip" install --quiet --disable-pip-version-check ./clients/python pytest
 # the installed package, not the source tree, must import
 (cd "$work" && "$work/venv/bin/python" -c 'import bursar, sys; print("bursar", bursar.__version__, "from", bursar.__file__)')
+# bursar.litellm imports without LiteLLM (no runtime dependencies); its handler then says what it needs
+(cd "$work" && "$work/venv/bin/python" -c '
+import bursar, bursar.litellm
+try:
+    bursar.litellm.handler
+except ImportError as e:
+    assert "LiteLLM" in str(e), e
+else:
+    raise SystemExit("bursar.litellm.handler loaded without LiteLLM installed")
+print("bursar.litellm imports without LiteLLM; its handler needs it")')
 # tests import the installed package: run them from a copy without the source package beside them
 cp -r clients/python/tests "$work/tests"
 (cd "$work" && "$work/venv/bin/python" -m pytest -q -p no:cacheprovider tests "$@")
