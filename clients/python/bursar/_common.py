@@ -1,4 +1,5 @@
-"""What the asyncio and the blocking client share: address parsing, argument checks, backoff."""
+"""What the asyncio and the blocking client share: their settings, address parsing, argument
+checks, backoff, and the error a SETTLE/RELEASE retry loop ends with."""
 from __future__ import annotations
 
 import hashlib
@@ -6,8 +7,9 @@ import random
 from typing import NamedTuple, Optional, Tuple, Union
 from urllib.parse import urlsplit
 
-from .errors import Unreachable
+from .errors import Overloaded, StoreUnavailable, Unreachable
 from .protocol import check_digest, check_money, check_reservation, check_u32, model_field
+from .types import ReservationStatus
 
 _sha256 = hashlib.sha256
 
@@ -149,3 +151,32 @@ class Backoff:
 def retry_delay(attempt: int, base: float = 0.005, cap: float = 0.2) -> float:
     """Pause before SETTLE/RELEASE attempt ``attempt + 1``: exponential, jittered."""
     return min(cap, base * (2 ** min(attempt - 1, 16))) * (0.5 + random.random() / 2)
+
+
+class ClientBase:
+    """The settings both clients take (see ``AsyncClient``), checked once here."""
+
+    def __init__(self, url: str, pool_size: int, timeout: float, settle_timeout: float,
+                 connect_timeout: Optional[float], fail_open: bool) -> None:
+        self.address = parse_address(url)
+        if type(pool_size) is not int or pool_size < 1:
+            raise ValueError(f"pool_size: expected an int >= 1, got {pool_size!r}")
+        self.pool_size = pool_size
+        self.timeout = check_timeout(timeout, "timeout")
+        self.settle_timeout = check_timeout(settle_timeout, "settle_timeout")
+        self.connect_timeout = check_timeout(connect_timeout, "connect_timeout") or self.timeout
+        self.fail_open = bool(fail_open)
+        self._backoff = Backoff()
+        self._closed = False
+        self._models = ModelCache()
+
+
+def settle_exhausted(last, attempt: int, is_release: bool) -> BaseException:
+    """The error a SETTLE/RELEASE ends with when its budget ran out: the last non-definitive
+    status as Overloaded/StoreUnavailable, else the last connection or deadline error."""
+    if isinstance(last, BaseException):
+        return last
+    kind = Overloaded if last.status == ReservationStatus.OVERLOADED else StoreUnavailable
+    return kind(last, f"{'RELEASE' if is_release else 'SETTLE'} still "
+                      f"{last.status.name_str} after {attempt} attempts; retrying later "
+                      f"with the same reservation id is safe")

@@ -25,14 +25,12 @@ from typing import Dict, List, Optional, Set, Union
 
 from . import protocol as _p
 from ._common import (
-    Backoff, ModelCache, check_args, check_timeout, key_digest, parse_address, retry_delay,
-    settle_args,
+    ClientBase, check_args, check_timeout, key_digest, retry_delay, settle_args, settle_exhausted,
 )
 from .errors import (
-    BursarError, ClientClosed, ConnectionLost, DeadlineExceeded, Overloaded, ProtocolError,
-    StoreUnavailable, Unreachable,
+    BursarError, ClientClosed, ConnectionLost, DeadlineExceeded, ProtocolError, Unreachable,
 )
-from .types import CheckResult, ReservationStatus, SettleResult
+from .types import CheckResult, SettleResult
 
 __all__ = ["AsyncClient"]
 
@@ -214,7 +212,7 @@ class _Connection(asyncio.Protocol):
                 fut.set_exception(e)
 
 
-class AsyncClient:
+class AsyncClient(ClientBase):
     """Async client of one bursard.
 
     ``AsyncClient(url, pool_size=2, timeout=0.25, *, settle_timeout=2.0, connect_timeout=None,
@@ -236,20 +234,10 @@ class AsyncClient:
     def __init__(self, url: str, pool_size: int = 2, timeout: float = 0.25, *,
                  settle_timeout: float = 2.0, connect_timeout: Optional[float] = None,
                  fail_open: bool = False) -> None:
-        self.address = parse_address(url)
-        if type(pool_size) is not int or pool_size < 1:
-            raise ValueError(f"pool_size: expected an int >= 1, got {pool_size!r}")
-        self.pool_size = pool_size
-        self.timeout = check_timeout(timeout, "timeout")
-        self.settle_timeout = check_timeout(settle_timeout, "settle_timeout")
-        self.connect_timeout = check_timeout(connect_timeout, "connect_timeout") or self.timeout
-        self.fail_open = bool(fail_open)
+        super().__init__(url, pool_size, timeout, settle_timeout, connect_timeout, fail_open)
         self._conns: List[_Connection] = []
         self._rr = 0
         self._connecting: Optional[asyncio.Future] = None
-        self._backoff = Backoff()
-        self._closed = False
-        self._models = ModelCache()
         self._background: Set[asyncio.Task] = set()
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         #: late allowed CHECK answers this client released itself (see module docstring)
@@ -418,7 +406,7 @@ class AsyncClient:
         or ``timeout`` (default ``settle_timeout``) runs out; an ``already_settled`` after a retry
         means the first attempt took effect (``result.ok`` is True)."""
         if reservation == 0 and self.fail_open:
-            return SettleResult(ReservationStatus.UNKNOWN, 0, 0, False, 0, True)
+            return SettleResult.failed_open(False)
         settle_args(reservation, input_tokens, output_tokens, cost)
         return await self._retrying(
             lambda rid: _encode_settle(rid, reservation, input_tokens, output_tokens, cost),
@@ -428,7 +416,7 @@ class AsyncClient:
         """RELEASE (SPEC §6.3): the call never happened; give the reservation back. Retried like
         ``settle``."""
         if reservation == 0 and self.fail_open:
-            return SettleResult(ReservationStatus.UNKNOWN, 0, 0, True, 0, True)
+            return SettleResult.failed_open(True)
         _p.check_reservation(reservation)
         return await self._retrying(lambda rid: _encode_release(rid, reservation), True, timeout)
 
@@ -477,13 +465,7 @@ class AsyncClient:
             if loop.time() + delay >= end:
                 break
             await asyncio.sleep(delay)
-        if isinstance(last, SettleResult):
-            kind = Overloaded if last.status == ReservationStatus.OVERLOADED else StoreUnavailable
-            raise kind(last, f"{'RELEASE' if is_release else 'SETTLE'} still "
-                             f"{last.status.name_str} after {attempt} attempts; retrying later "
-                             f"with the same reservation id is safe")
-        assert isinstance(last, BaseException)
-        raise last
+        raise settle_exhausted(last, attempt, is_release)
 
     def _mismatch(self, conn: _Connection, expected: str, got: object) -> ProtocolError:
         err = ProtocolError(4, f"expected {expected}, bursard answered {type(got).__name__}")

@@ -50,20 +50,17 @@ def rate_limit_headers(result: CheckResult) -> Dict[str, str]:
     headers: Dict[str, str] = {}
     policies = []
     states = []
-    if result.requests_limit:
-        headers["x-ratelimit-limit-requests"] = str(result.requests_limit)
-        headers["x-ratelimit-remaining-requests"] = str(result.requests_remaining)
-        headers["x-ratelimit-reset-requests"] = format_duration(result.requests_reset_ms)
-        policies.append(f'"requests";q={result.requests_limit};w=60')
-        states.append(f'"requests";r={result.requests_remaining};'
-                      f't={_ceil_seconds(result.requests_reset_ms)}')
-    if result.tokens_limit:
-        headers["x-ratelimit-limit-tokens"] = str(result.tokens_limit)
-        headers["x-ratelimit-remaining-tokens"] = str(result.tokens_remaining)
-        headers["x-ratelimit-reset-tokens"] = format_duration(result.tokens_reset_ms)
-        policies.append(f'"tokens";q={result.tokens_limit};w=60')
-        states.append(f'"tokens";r={result.tokens_remaining};'
-                      f't={_ceil_seconds(result.tokens_reset_ms)}')
+    for name, limit, remaining, reset_ms in (
+        ("requests", result.requests_limit, result.requests_remaining, result.requests_reset_ms),
+        ("tokens", result.tokens_limit, result.tokens_remaining, result.tokens_reset_ms),
+    ):
+        if not limit:
+            continue
+        headers[f"x-ratelimit-limit-{name}"] = str(limit)
+        headers[f"x-ratelimit-remaining-{name}"] = str(remaining)
+        headers[f"x-ratelimit-reset-{name}"] = format_duration(reset_ms)
+        policies.append(f'"{name}";q={limit};w=60')
+        states.append(f'"{name}";r={remaining};t={_ceil_seconds(reset_ms)}')
     if policies:
         headers["RateLimit-Policy"] = ", ".join(policies)
         headers["RateLimit"] = ", ".join(states)

@@ -16,14 +16,10 @@ from typing import List, Optional, Union
 
 from . import protocol as _p
 from ._common import (
-    Backoff, ModelCache, check_args, check_timeout, key_digest, parse_address, retry_delay,
-    settle_args,
+    ClientBase, check_args, check_timeout, key_digest, retry_delay, settle_args, settle_exhausted,
 )
-from .errors import (
-    ClientClosed, ConnectionLost, DeadlineExceeded, Overloaded, ProtocolError, StoreUnavailable,
-    Unreachable,
-)
-from .types import CheckResult, ReservationStatus, SettleResult
+from .errors import ClientClosed, ConnectionLost, DeadlineExceeded, ProtocolError, Unreachable
+from .types import CheckResult, SettleResult
 
 __all__ = ["Client"]
 
@@ -101,27 +97,17 @@ class _SyncConnection:
             pass
 
 
-class Client:
+class Client(ClientBase):
     """Blocking, thread-safe client of one bursard. Arguments as for ``AsyncClient``; here
     ``pool_size`` is also the number of calls that can run at once."""
 
     def __init__(self, url: str, pool_size: int = 2, timeout: float = 0.25, *,
                  settle_timeout: float = 2.0, connect_timeout: Optional[float] = None,
                  fail_open: bool = False) -> None:
-        self.address = parse_address(url)
-        if type(pool_size) is not int or pool_size < 1:
-            raise ValueError(f"pool_size: expected an int >= 1, got {pool_size!r}")
-        self.pool_size = pool_size
-        self.timeout = check_timeout(timeout, "timeout")
-        self.settle_timeout = check_timeout(settle_timeout, "settle_timeout")
-        self.connect_timeout = check_timeout(connect_timeout, "connect_timeout") or self.timeout
-        self.fail_open = bool(fail_open)
+        super().__init__(url, pool_size, timeout, settle_timeout, connect_timeout, fail_open)
         self._idle: List[_SyncConnection] = []
         self._open = 0
         self._cond = threading.Condition()
-        self._backoff = Backoff()
-        self._closed = False
-        self._models = ModelCache()
 
     # ------------------------------------------------------------------ pool
     def _checkout(self, deadline: float) -> _SyncConnection:
@@ -223,7 +209,7 @@ class Client:
                timeout: Optional[float] = None) -> SettleResult:
         """SETTLE, retried with the same reservation id; see ``AsyncClient.settle``."""
         if reservation == 0 and self.fail_open:
-            return SettleResult(ReservationStatus.UNKNOWN, 0, 0, False, 0, True)
+            return SettleResult.failed_open(False)
         settle_args(reservation, input_tokens, output_tokens, cost)
         return self._retrying(
             lambda rid: _p.encode_settle(rid, reservation, input_tokens, output_tokens, cost),
@@ -232,7 +218,7 @@ class Client:
     def release(self, reservation: int, *, timeout: Optional[float] = None) -> SettleResult:
         """RELEASE, retried with the same reservation id; see ``AsyncClient.release``."""
         if reservation == 0 and self.fail_open:
-            return SettleResult(ReservationStatus.UNKNOWN, 0, 0, True, 0, True)
+            return SettleResult.failed_open(True)
         _p.check_reservation(reservation)
         return self._retrying(lambda rid: _p.encode_release(rid, reservation), True, timeout)
 
@@ -266,13 +252,7 @@ class Client:
             if _now() + delay >= end:
                 break
             time.sleep(delay)
-        if isinstance(last, SettleResult):
-            kind = Overloaded if last.status == ReservationStatus.OVERLOADED else StoreUnavailable
-            raise kind(last, f"{'RELEASE' if is_release else 'SETTLE'} still "
-                             f"{last.status.name_str} after {attempt} attempts; retrying later "
-                             f"with the same reservation id is safe")
-        assert isinstance(last, BaseException)
-        raise last
+        raise settle_exhausted(last, attempt, is_release)
 
     def close(self) -> None:
         """Close idle connections now; connections in use are closed when checked back in."""

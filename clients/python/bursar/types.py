@@ -275,6 +275,12 @@ class SettleResult:
         self.attempts = attempts
         self.fail_open = fail_open
 
+    @classmethod
+    def failed_open(cls, is_release: bool) -> "SettleResult":
+        """What a ``fail_open=True`` client answers for reservation 0 (a CHECK that failed open):
+        nothing to settle or release, status UNKNOWN, ``fail_open`` True, bursard not asked."""
+        return cls(ReservationStatus.UNKNOWN, 0, 0, is_release, 0, True)
+
     @property
     def ok(self) -> bool:
         s = self.status
