@@ -130,11 +130,12 @@ public final class RedisClient: Sendable {
 
     /// Starts the connection threads. Connections are made lazily and re-made after failures.
     ///
-    /// Behind Sentinel, a subscriber on the sentinels also listens for `+switch-master`: a
-    /// `SENTINEL FAILOVER` promotes the replica while the old master, still running, takes
-    /// writes until the sentinels demote it (seconds later, on their next look at it). Those
-    /// writes are lost in its resync, so every connection moves to the announced master as soon
-    /// as the switch is announced, not when the old master starts refusing writes.
+    /// Behind Sentinel, a subscriber on the sentinels also listens for the promotion
+    /// (`+failover-state-send-slaveof-noone`) and `+switch-master`: a `SENTINEL FAILOVER`
+    /// promotes the replica while the old master, still running, takes writes until the
+    /// sentinels demote it (seconds later, on their next look at it). Those writes are lost in
+    /// its resync, so every connection moves to the replica as soon as its promotion is
+    /// announced, not when the old master starts refusing writes.
     public init(configuration: RedisClientConfiguration, logger: Logger) {
         self.configuration = configuration
         self.queue = WorkQueue()
@@ -293,8 +294,8 @@ public final class RedisClient: Sendable {
     var work: WorkQueue { queue }
 }
 
-/// Sentinel: the master the sentinels last announced (`+switch-master`), and how many switches
-/// were announced. Each connection made before the latest switch is re-made before its next
+/// Sentinel: the master the sentinels last announced (a promotion or `+switch-master`), and
+/// how many switches were announced. Each connection made before the latest switch is re-made before its next
 /// round trip.
 final class AnnouncedMaster: Sendable {
     private let state = Mutex<(generation: Int, endpoint: RedisEndpoint?, promoting: Bool)>((0, nil, false))
