@@ -129,6 +129,7 @@ try:
 except Exception:
     reference = None
 overload = []
+costs = []
 cpus = os.cpu_count()
 print(f"bursar-bench, {datetime.date.today().isoformat()}, {cpus} cores, bursard + Redis 7 (AOF everysec) + harness on one machine"
       + (" (--quick: short runs)" if quick else "") + ("" if config == "release" else f" ({config} build: figures not comparable)"))
@@ -170,6 +171,7 @@ for name, bar, args in rows:
         verdict = f"{b['rss_growth_percent']:+.1f}% — " + ("met" if abs(b["rss_growth_percent"]) <= 10 else "NOT met")
     for label, r in (("bursard", b), ("direct floor", d)):
         if not r: continue
+        costs.append((name, label, r))
         cpu = r.get("cpu_s_per_1000_decisions")
         rss = "—" if r.get("rss_start_kib") is None else f"{r['rss_start_kib']/1024:.1f}→{r['rss_end_kib']/1024:.1f}"
         audit = r.get("audit_verdict") or "—"
@@ -194,6 +196,26 @@ if overload:
         print(f"| {name} | {r['load']}, {r['connections']} connections | {f(r['decisions_per_s'])} | {f(r['goodput_per_s'])} | "
               f"{f(r['overloaded'])} | {f(r['overloaded_p50_us'])} | {f(r['overloaded_p99_us'])} | {f(r['store_unavailable'])} | "
               f"{r['store_unavailable_share'] * 100:.2f}% | {f(r['no_answer'])} | {f(None if harness is None else harness * 1000, 1)} |")
+if costs:
+    print()
+    print("Cost per decision (a CHECK and its SETTLE or RELEASE; Redis's from INFO commandstats and INFO cpu over the measured period,")
+    print("every call inside a script counted besides the script call; the direct floor's CPU column is its own client's, inside the harness):")
+    print()
+    print("| scenario | mode | bursard CPU µs | Redis commands | of them script calls | Redis CPU µs | harness CPU µs | bar | verdict |")
+    print("|---|---|---:|---:|---:|---:|---:|---|---|")
+    for name, label, r in costs:
+        us = lambda k: None if r.get(k) is None else r[k] * 1000
+        cpu, redis_cpu, harness = us("cpu_s_per_1000_decisions"), us("redis_cpu_s_per_1000_decisions"), us("harness_cpu_s_per_1000_decisions")
+        commands, scripts = r.get("redis_commands_per_decision"), r.get("redis_scripts_per_decision")
+        bar = verdict = ""
+        if name == "closed-1x" and label == "bursard":
+            # The bars of the issue on the cost of a decision, at 8 x 16 on one bursard.
+            bar = "<= 12 Redis commands, bursard <= 15 µs, Redis <= 40 µs"
+            checks = [(f"{f(commands, 1)} commands", commands is not None and commands <= 12),
+                      (f"bursard {f(cpu, 1)} µs", cpu is not None and cpu <= 15),
+                      (f"Redis {f(redis_cpu, 1)} µs", redis_cpu is not None and redis_cpu <= 40)]
+            verdict = ", ".join(f"{t} {'met' if ok else 'NOT met'}" for t, ok in checks) + (" — met" if all(ok for _, ok in checks) else " — NOT met")
+        print(f"| {name} | {label} | {f(cpu, 1) if label == 'bursard' else '—'} | {f(commands, 1)} | {f(scripts, 2)} | {f(redis_cpu, 1)} | {f(harness, 1)} | {bar} | {verdict} |")
 print()
 print("Commands (each also with --redis URL --audit --json):")
 for name, bar, args in rows:

@@ -7,13 +7,14 @@ public enum Bench {
     /// Seeds a fresh org on `redis`, runs `configuration` (against its targets, or straight
     /// against Redis when `direct` is set), and (when `audit`) waits `auditGrace`, then up to
     /// `resolveWait` for bursard to resolve the admissions it could not deliver, and audits Redis
-    /// against what the harness saw.
+    /// against what the harness saw. What Redis ran and the CPU it used in the measured period are
+    /// read from `redis` too (the server the targets use).
     public static func run(
         _ configuration: BenchConfiguration, redis: RedisClient, audit: Bool, auditGrace: Duration = .milliseconds(200),
         resolveWait: Duration = BenchAudit.defaultResolveWait
     ) async throws -> (report: BenchReport, world: BenchWorld, result: RunResult) {
         let world = try await BenchWorld.seed(configuration.workload, store: MetadataStore(redis: redis))
-        let result = try await BenchRunner.run(configuration, world: world)
+        let result = try await BenchRunner.run(configuration, world: world, redis: redis)
         var auditReport: AuditReport?
         if audit {
             try await Task.sleep(for: auditGrace)

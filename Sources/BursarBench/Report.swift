@@ -70,6 +70,13 @@ public struct BenchReport: Sendable, Codable {
     public var cpu_s_per_1000_decisions: Double?
     /// CPU seconds the harness itself used per 1,000 decisions, over the measured period.
     public var harness_cpu_s_per_1000_decisions: Double?
+    /// Commands the targets' Redis ran per decision in the measured period: every call inside a
+    /// script counted, and the script call itself (`INFO commandstats` deltas; not on Cluster).
+    public var redis_commands_per_decision: Double?
+    /// Of those, script calls (EVALSHA) per decision.
+    public var redis_scripts_per_decision: Double?
+    /// CPU seconds the targets' Redis used per 1,000 decisions (`INFO cpu` deltas; not on Cluster).
+    public var redis_cpu_s_per_1000_decisions: Double?
     /// Resident memory of the target processes at the start of measuring, KiB.
     public var rss_start_kib: Int?
     /// At the end, KiB.
@@ -123,6 +130,11 @@ public struct BenchReport: Sendable, Codable {
         if let cpu = result.harnessCPUSeconds, result.decisions > 0 {
             harness_cpu_s_per_1000_decisions = cpu / Double(result.decisions) * 1000
         }
+        if result.decisions > 0 {
+            redis_commands_per_decision = result.redisCommands.map { Double($0) / Double(result.decisions) }
+            redis_scripts_per_decision = result.redisScripts.map { Double($0) / Double(result.decisions) }
+            redis_cpu_s_per_1000_decisions = result.redisCPUSeconds.map { $0 / Double(result.decisions) * 1000 }
+        }
         if let rss = result.targetRSS {
             rss_start_kib = rss.startKiB
             rss_end_kib = rss.endKiB
@@ -156,6 +168,10 @@ public struct BenchReport: Sendable, Codable {
         ]
         if let cpu = cpu_s_per_1000_decisions { lines.append("target CPU: \(f(cpu * 1000)) µs per decision") }
         if let cpu = harness_cpu_s_per_1000_decisions { lines.append("harness CPU: \(f(cpu * 1000)) µs per decision") }
+        if let cpu = redis_cpu_s_per_1000_decisions {
+            let commands = redis_commands_per_decision.map { "\(f($0)) commands per decision (\(f(redis_scripts_per_decision ?? 0)) of them script calls), " } ?? ""
+            lines.append("Redis: \(commands)\(f(cpu * 1000)) µs CPU per decision")
+        }
         if let start = rss_start_kib, let end = rss_end_kib, let peak = rss_max_kib, let growth = rss_growth_percent {
             lines.append("target RSS KiB: start \(start), end \(end), max \(peak) (\(String(format: "%+.1f", growth))%)")
         }

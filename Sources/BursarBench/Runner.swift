@@ -1,6 +1,6 @@
 public import BursarWire
 public import Histogram
-import BursarRedis
+public import BursarRedis
 import Foundation
 import NIOCore
 import NIOPosix
@@ -52,6 +52,13 @@ public struct RunResult: Sendable {
     public var targetRSS: RSSSamples?
     /// CPU seconds (user + system) the harness itself used during the measured period.
     public var harnessCPUSeconds: Double?
+    /// Commands the Redis the targets use ran during the measured period (`INFO commandstats`:
+    /// every call inside a script besides the script call), when the harness could read them.
+    public var redisCommands: Int?
+    /// Of those, script calls (EVALSHA and its kin).
+    public var redisScripts: Int?
+    /// CPU seconds that Redis used during the measured period (`INFO cpu`), when known.
+    public var redisCPUSeconds: Double?
 
     /// Measured CHECKs Redis decided: allowed, or denied for reasons 1…15 (a limit or the key's
     /// standing), as opposed to refused unevaluated (`overloaded`, `key_lookups_throttled`) or
@@ -102,7 +109,10 @@ public enum BenchRunner {
     ///
     /// Lanes are spread over the event loops of `MultiThreadedEventLoopGroup.singleton` (one per
     /// core) by the connections' round robin, and each lane's work runs on its loop alone.
-    public static func run(_ configuration: BenchConfiguration, world: BenchWorld) async throws -> RunResult {
+    ///
+    /// With `redis` (the server the targets use), what Redis ran and the CPU it used over the
+    /// measured period are read from its INFO at the period's start and end (not on Cluster).
+    public static func run(_ configuration: BenchConfiguration, world: BenchWorld, redis: RedisClient? = nil) async throws -> RunResult {
         precondition(configuration.connections > 0)
         precondition(configuration.direct != nil || !configuration.targets.isEmpty)
         var transports: [any DecisionTransport] = []
@@ -144,6 +154,7 @@ public enum BenchRunner {
         await sleep(until: measureStart)
         let cpuBefore = CPUTime.seconds(of: configuration.targetPIDs)
         let harnessBefore = CPUTime.ownSeconds()
+        let redisBefore = if let redis { await RedisCostSample.take(redis) } else { RedisCostSample?.none }
         rss.sample(first: true)
         while NIODeadline.now() < end {
             await sleep(until: min(end, .now() + .seconds(1)))
@@ -151,6 +162,7 @@ public enum BenchRunner {
         }
         let cpuAfter = CPUTime.seconds(of: configuration.targetPIDs)
         let harnessAfter = CPUTime.ownSeconds()
+        let redisAfter = if let redis { await RedisCostSample.take(redis) } else { RedisCostSample?.none }
         // Let in-flight requests finish (their SETTLEs keep the audit exact), but never longer than the grace.
         let giveUp = end + TimeAmount(configuration.drainGrace)
         while inFlight() > 0, NIODeadline.now() < giveUp {
@@ -170,6 +182,10 @@ public enum BenchRunner {
         for d in drivers { result.add(try await d.loop.submit { d.result() }.get()) }
         if let before = cpuBefore, let after = cpuAfter { result.targetCPUSeconds = after - before }
         if let before = harnessBefore, let after = harnessAfter { result.harnessCPUSeconds = after - before }
+        if let before = redisBefore, let after = redisAfter {
+            let delta = after.since(before)
+            (result.redisCommands, result.redisScripts, result.redisCPUSeconds) = (delta.commands, delta.scripts, delta.cpuSeconds)
+        }
         result.targetRSS = rss.samples
         return result
     }
