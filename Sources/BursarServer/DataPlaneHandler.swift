@@ -4,7 +4,7 @@ import NIOCore
 import Prometheus
 import Synchronization
 
-/// Serves one data-plane connection: decodes frames (done by the `FrameDecoder` before it), hands
+/// Serves one data-plane connection: decodes frames (done by the `FrameReader` before it), hands
 /// them to the engine, writes answers in completion order, and on bad input answers every frame
 /// already accepted before sending one ERROR and closing.
 ///

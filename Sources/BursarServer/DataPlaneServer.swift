@@ -158,8 +158,8 @@ public final class DataPlaneServer: Service, Sendable {
                     }
                     let partialFrame = PartialFrameClock()
                     try channel.pipeline.syncOperations.addHandlers([
-                        ByteToMessageHandler(TimedFrameDecoder(clock: partialFrame)),
-                        MessageToByteHandler(FrameEncoder()),
+                        FrameReader(clock: partialFrame),
+                        FrameWriter(),
                         ConnectionDrainHandler(logger: logger),
                         DataPlaneHandler(
                             engine: engine, connectionStats: connectionStats, limits: limits, partialFrame: partialFrame, logger: logger),
@@ -431,35 +431,10 @@ final class RefusedConnectionHandler: ChannelInboundHandler {
     }
 }
 
-/// When the frame being received began, shared by a connection's `TimedFrameDecoder` (which
+/// When the frame being received began, shared by a connection's `FrameReader` (which
 /// sets it) and its `DataPlaneHandler` (which enforces the frame timeout). Confined to the
 /// connection's event loop.
 final class PartialFrameClock {
     /// When the first byte of a frame not yet complete arrived; nil between frames.
     var since: NIODeadline?
-}
-
-/// `FrameDecoder` for requests, noting in a `PartialFrameClock` when an incomplete frame began.
-/// A frame is still never buffered past its maximum size: the header is checked first.
-struct TimedFrameDecoder: NIOSingleStepByteToMessageDecoder {
-    typealias InboundOut = Frame
-
-    private var decoder = FrameDecoder(direction: .toServer)
-    private let clock: PartialFrameClock
-
-    init(clock: PartialFrameClock) { self.clock = clock }
-
-    mutating func decode(buffer: inout ByteBuffer) throws -> Frame? {
-        let frame = try decoder.decode(buffer: &buffer)
-        if frame != nil || buffer.readableBytes == 0 {
-            clock.since = nil
-        } else if clock.since == nil {
-            clock.since = .now()
-        }
-        return frame
-    }
-
-    mutating func decodeLast(buffer: inout ByteBuffer, seenEOF: Bool) throws -> Frame? {
-        try decoder.decodeLast(buffer: &buffer, seenEOF: seenEOF)
-    }
 }
