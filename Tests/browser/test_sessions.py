@@ -172,7 +172,11 @@ def test_revoke_needs_csrf(console, urls, seed):
     good = dict(pairs).get("_csrf")
     assert good, f"form[data-revoke={key_id}] posts no _csrf: {pairs}"
     cookie = console.session_header()
-    for label, form in (("no _csrf", replace(pairs, _csrf=None)), ("a wrong _csrf", replace(pairs, _csrf="x" + good[1:]))):
+    # The page's token with its first character changed: never the token itself (a token that
+    # happens to start with "x" must not be "changed" to itself).
+    wrong = ("y" if good[0] == "x" else "x") + good[1:]
+    assert wrong != good
+    for label, form in (("no _csrf", replace(pairs, _csrf=None)), ("a wrong _csrf", replace(pairs, _csrf=wrong))):
         r = request("POST", action, cookie=cookie, form=form)
         assert (r.status, r.page, r.error) == (403, "error", "csrf"), (label, r.status, r.page, r.error)
         assert bursar.check(secret, "gpt-5.5")["allowed"], f"revoked by a POST with {label}"
