@@ -199,7 +199,7 @@ if overload:
 if costs:
     print()
     print("Cost per decision (a CHECK and its SETTLE or RELEASE; Redis's from INFO commandstats and INFO cpu over the measured period,")
-    print("every call inside a script counted besides the script call; the direct floor's CPU column is its own client's, inside the harness):")
+    print("every call inside a script counted besides the script call; the direct floor has no bursard: its Redis client runs inside the harness):")
     print()
     print("| scenario | mode | bursard CPU µs | Redis commands | of them script calls | Redis CPU µs | harness CPU µs | bar | verdict |")
     print("|---|---|---:|---:|---:|---:|---:|---|---|")

@@ -1,4 +1,5 @@
 import BursarRedis
+import Foundation
 
 /// What the Redis the targets use did, read from `INFO commandstats` and `INFO cpu` at the start
 /// and the end of the measured period: the commands it ran (every call inside a script counted
@@ -40,8 +41,8 @@ struct RedisCostSample: Sendable {
         for line in cpu.split(whereSeparator: \.isNewline) {
             let parts = line.split(separator: ":", maxSplits: 1)
             guard parts.count == 2 else { continue }
-            if parts[0] == "used_cpu_user" { user = Double(parts[1].trimmingWhitespace) }
-            if parts[0] == "used_cpu_sys" { system = Double(parts[1].trimmingWhitespace) }
+            if parts[0] == "used_cpu_user" { user = Double(parts[1].trimmingCharacters(in: .whitespaces)) }
+            if parts[0] == "used_cpu_sys" { system = Double(parts[1].trimmingCharacters(in: .whitespaces)) }
         }
         guard let user, let system else { return nil }
         return RedisCostSample(calls: calls, cpuSeconds: user + system)
@@ -61,14 +62,5 @@ struct RedisCostSample: Sendable {
             if Self.scriptCommands.contains(name) { scripts += delta }
         }
         return (consistent ? commands : nil, consistent ? scripts : nil, cpuSeconds - earlier.cpuSeconds)
-    }
-}
-
-extension Substring {
-    fileprivate var trimmingWhitespace: Substring {
-        var s = self
-        while let first = s.first, first.isWhitespace { s.removeFirst() }
-        while let last = s.last, last.isWhitespace { s.removeLast() }
-        return s
     }
 }

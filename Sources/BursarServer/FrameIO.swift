@@ -109,13 +109,10 @@ final class FrameWriter: ChannelOutboundHandler {
     typealias OutboundIn = Frame
     typealias OutboundOut = ByteBuffer
 
-    /// Encoded frames not yet handed to the channel. Reused from one flush to the next: once the
-    /// channel has written the previous one, clearing it needs no new allocation.
+    /// Encoded frames not yet handed to the channel, made at the first write. Reused from one
+    /// flush to the next: once the channel has written the previous one, clearing it needs no
+    /// new allocation.
     private var pending: ByteBuffer?
-
-    func handlerAdded(context: ChannelHandlerContext) {
-        pending = context.channel.allocator.buffer(capacity: 4096)
-    }
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         let frame = unwrapOutboundIn(data)
@@ -131,10 +128,7 @@ final class FrameWriter: ChannelOutboundHandler {
 
     func close(context: ChannelHandlerContext, mode: CloseMode, promise: EventLoopPromise<Void>?) {
         // Answers written but not yet flushed go out before the connection (or its output) closes.
-        if let bytes = pending, bytes.readableBytes > 0 {
-            handOver(context: context, promise: nil)
-            context.flush()
-        }
+        if let bytes = pending, bytes.readableBytes > 0 { flush(context: context) }
         context.close(mode: mode, promise: promise)
     }
 
