@@ -114,7 +114,14 @@ struct ResilienceTests {
             h.redisServer.signal(SIGSTOP)
             let c = try await h.connect()
             let inFlight = (0..<5).map { _ in c.request(.check(.make(w.digest, cost: 7_000))) }
-            try await Task.sleep(for: .milliseconds(200))  // read by bursard and sent toward Redis
+            // Read by bursard and sent toward Redis before the client closes: waited for, not
+            // slept on (a loaded machine may take longer than any fixed sleep to read them).
+            var read = 0
+            for _ in 0..<500 where read < 5 {
+                read = h.server.connectionStats.inFlight.load(ordering: .relaxed)
+                if read < 5 { try await Task.sleep(for: .milliseconds(20)) }
+            }
+            #expect(read == 5, "bursard read \(read) of the 5 CHECKs")
             await c.close()  // a full close: FIN, and nothing read from now on
             for future in inFlight { _ = try? await future.get() }
             // To bursard the FIN looks like a half-close, after which a client may still read: it
