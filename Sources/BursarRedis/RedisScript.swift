@@ -20,6 +20,15 @@ public struct RedisScript: Hashable, Sendable {
     /// SCRIPT LOAD of this script; Redis answers with `sha1`.
     public var loadCommand: RedisCommand { RedisCommand("SCRIPT", "LOAD", source) }
 
+    /// An EVAL of this script (its source sent): for a MULTI/EXEC block, where a NOSCRIPT reply
+    /// would come only after the commands before it were applied.
+    public func evalCommand(keys: [String], args: [String]) -> RedisCommand {
+        var c = RedisCommand("EVAL", source, String(keys.count))
+        for k in keys { c.append(k) }
+        for a in args { c.append(a) }
+        return c
+    }
+
     /// An EVALSHA of this script with the given keys and arguments.
     public func call(keys: [String], args: [String]) -> RedisCommand {
         var c = RedisCommand("EVALSHA", sha1, String(keys.count))

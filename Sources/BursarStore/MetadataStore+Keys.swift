@@ -27,7 +27,7 @@ extension MetadataStore {
             RedisCommand("SADD", Keyspace.projectKeys(org, project), String(id)),
         ]
         commands += try await limitCommands(org: org, hash: hash, id: id, limits)
-        try await transaction(commands)
+        try await transaction(commands, org: org, recompile: .keys([id]))
         // The index is written last: a digest never resolves to a half-written key.
         try await redis.send(RedisCommand("SET", Keyspace.digestIndex(digest.hex), KeyIdentity(orgID: org, keyID: id).indexValue))
         return CreatedKey(key: key, secret: secret)
@@ -36,7 +36,7 @@ extension MetadataStore {
     /// Replaces a key's limits. Applies at the next CHECK.
     public func updateKeyLimits(org: UInt64, _ id: UInt64, _ limits: KeyLimits) async throws {
         guard try await key(org: org, id) != nil else { throw StoreError.notFound("key \(id)") }
-        try await transaction(try await limitCommands(org: org, hash: Keyspace.key(org, id), id: id, limits))
+        try await transaction(try await limitCommands(org: org, hash: Keyspace.key(org, id), id: id, limits), org: org, recompile: .keys([id]))
     }
 
     /// Renames a key.

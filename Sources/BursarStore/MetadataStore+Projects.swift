@@ -34,7 +34,7 @@ extension MetadataStore {
         ]
         let aliases = try await virtualModels(org: p.orgID)
         commands += replaceSet(Keyspace.projectModels(p.orgID, p.id), Self.expand(p.models, aliases), countIn: hash)
-        try await transaction(commands + extra)
+        try await transaction(commands + extra, org: p.orgID, recompile: .project(p.id))
     }
 
     /// A project, or nil.
@@ -62,13 +62,16 @@ extension MetadataStore {
         guard try await project(org: org, id) != nil else { throw StoreError.notFound("project \(id)") }
         let members = try await idSet(Keyspace.projectMembers(org, id))
         var commands = [
-            RedisCommand("DEL", Keyspace.project(org, id), Keyspace.projectModels(org, id), Keyspace.projectMembers(org, id), Keyspace.projectKeys(org, id)),
+            RedisCommand("DEL", Keyspace.project(org, id), Keyspace.projectModels(org, id), Keyspace.projectMembers(org, id)),
             RedisCommand("SREM", Keyspace.projects(org), String(id)),
         ]
         for user in members {
             commands.append(RedisCommand("DEL", Keyspace.membership(org, id, user), Keyspace.membershipModels(org, id, user)))
             commands.append(RedisCommand("SREM", Keyspace.userProjects(org, user), String(id)))
         }
+        // Its keys are compiled while the key set still names them: project_inactive from now on.
+        commands.append(Self.recompile(org: org, .project(id)))
+        commands.append(RedisCommand("DEL", Keyspace.projectKeys(org, id)))
         try await transaction(commands)
     }
 
@@ -92,7 +95,7 @@ extension MetadataStore {
         ]
         let aliases = try await virtualModels(org: m.orgID)
         commands += replaceSet(Keyspace.membershipModels(m.orgID, m.projectID, m.userID), Self.expand(m.grant.models ?? [], aliases), countIn: hash)
-        try await transaction(commands)
+        try await transaction(commands, org: m.orgID, recompile: .project(m.projectID))
     }
 
     /// A membership, or nil.
@@ -126,7 +129,7 @@ extension MetadataStore {
             RedisCommand("DEL", Keyspace.membership(org, project, user), Keyspace.membershipModels(org, project, user)),
             RedisCommand("SREM", Keyspace.projectMembers(org, project), String(user)),
             RedisCommand("SREM", Keyspace.userProjects(org, user), String(project)),
-        ])
+        ], org: org, recompile: .project(project))
     }
 
     // MARK: Helpers

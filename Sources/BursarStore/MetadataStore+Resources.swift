@@ -87,6 +87,8 @@ extension MetadataStore {
             for k in try await keys(org: org, project: p.id) {
                 try await transaction(replaceSet(Keyspace.keyModels(org, k.id), Self.expand(k.limits.models, aliases), countIn: Keyspace.key(org, k.id)))
             }
+            // The project's and grants' list sizes are part of its keys' compiled records.
+            try await transaction([Self.recompile(org: org, .project(p.id))])
         }
     }
 

@@ -123,7 +123,8 @@ extension MetadataStore {
             RedisCommand("SADD", Keyspace.users(org), String(person.id)),
         ]
         if role == .owner { commands.append(RedisCommand("SADD", Keyspace.owners(org), String(person.id))) }
-        try await transaction(commands)
+        // Keys they held before an earlier removal work again, as their role now allows.
+        try await transaction(commands, org: org, recompile: .user(person.id))
         try await redis.send(RedisCommand("SADD", Keyspace.userOrgs(person.id), String(org)))
         return (User(id: person.id, orgID: org, email: person.email, name: person.name, role: role), token)
     }
@@ -168,9 +169,19 @@ extension MetadataStore {
     }
 
     private func runOrgRoleScript(org: UInt64, _ id: UInt64, _ role: String) async throws {
-        let reply = try await redis.send(MetadataLua.setOrgRole.call(
-            keys: [Keyspace.user(org, id), Keyspace.owners(org), Keyspace.users(org), Keyspace.userProjects(org, id)],
-            args: [Keyspace.org(org), String(id), role]))
+        // The role change and the recompilation of the user's keys in one MULTI/EXEC.
+        let replies = try await redis.send([
+            RedisCommand("MULTI"),
+            MetadataLua.setOrgRole.evalCommand(
+                keys: [Keyspace.user(org, id), Keyspace.owners(org), Keyspace.users(org), Keyspace.userProjects(org, id)],
+                args: [Keyspace.org(org), String(id), role]),
+            Self.recompile(org: org, .user(id)),
+            RedisCommand("EXEC"),
+        ])
+        if case .error(let e) = replies.last { throw RedisError(.server, e) }
+        guard let results = replies.last?.array, results.count == 2 else { throw RedisError(.server, "transaction aborted") }
+        for r in results { if case .error(let e) = r { throw RedisError(.server, e) } }
+        let reply = results[0]
         switch reply.string {
         case "ok": return
         case "missing": throw StoreError.notFound("user \(id) in organization \(org)")

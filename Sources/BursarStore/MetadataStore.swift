@@ -79,13 +79,13 @@ public struct MetadataStore: Sendable {
     /// Suspends or reactivates an organization. Takes effect on the next CHECK.
     public func setOrganizationStatus(_ id: UInt64, _ status: Organization.Status) async throws {
         guard try await organization(id) != nil else { throw StoreError.notFound("organization \(id)") }
-        try await redis.send(RedisCommand("HSET", Keyspace.orgHash(id), "status", status.rawValue))
+        try await transaction([RedisCommand("HSET", Keyspace.orgHash(id), "status", status.rawValue)], org: id, recompile: .organization)
     }
 
     /// Turns credit metering on or off.
     public func setMetered(_ id: UInt64, _ metered: Bool) async throws {
         guard try await organization(id) != nil else { throw StoreError.notFound("organization \(id)") }
-        try await redis.send(RedisCommand("HSET", Keyspace.orgHash(id), "metered", metered ? "1" : "0"))
+        try await transaction([RedisCommand("HSET", Keyspace.orgHash(id), "metered", metered ? "1" : "0")], org: id, recompile: .organization)
     }
 
     /// Adds (or, negative, removes) credits; returns the new balance in nano-USD.
@@ -156,6 +156,45 @@ public struct MetadataStore: Sendable {
             if case .error(let e) = reply { throw RedisError(.server, e) }
         }
         if replies.last?.isNull == true { throw RedisError(.server, "transaction aborted") }
+    }
+
+    /// Which keys' compiled records (SPEC §13.1) a metadata write must rewrite.
+    enum CompiledKeys {
+        /// These keys.
+        case keys([UInt64])
+        /// Every key in the project's key set.
+        case project(UInt64)
+        /// Every key the user holds in the organization.
+        case user(UInt64)
+        /// Every key of the organization.
+        case organization
+    }
+
+    /// The command that rewrites the compiled records of `keys` in organization `org`: an EVAL (its
+    /// source sent each time, not EVALSHA), so that inside a MULTI/EXEC it can never fail with
+    /// NOSCRIPT after the writes before it were applied.
+    static func recompile(org: UInt64, _ keys: CompiledKeys) -> RedisCommand {
+        var command = RedisCommand("EVAL", LimiterLua.compile, "1", Keyspace.orgHash(org), Keyspace.org(org))
+        switch keys {
+        case .keys(let ids):
+            command.append("keys")
+            for id in ids { command.append(String(id)) }
+        case .project(let id):
+            command.append("project")
+            command.append(String(id))
+        case .user(let id):
+            command.append("user")
+            command.append(String(id))
+        case .organization:
+            command.append("org")
+        }
+        return command
+    }
+
+    /// `commands` and then the recompilation of `keys`, as one MULTI/EXEC: no CHECK ever sees the
+    /// write without the compiled records that follow from it.
+    func transaction(_ commands: [RedisCommand], org: UInt64, recompile keys: CompiledKeys) async throws {
+        try await transaction(commands + [Self.recompile(org: org, keys)])
     }
 
     func fields(_ hash: String, _ names: [String]) async throws -> [String?] {

@@ -26,16 +26,7 @@ enum LimiterLua {
         \(source)
         local now_ms = math.floor(now_us / 1000)
 
-        local function num(x)
-          if x == nil or x == false or x == '' then return nil end
-          return tonumber(x)
-        end
-        local function tighter(a, b)
-          if a == nil then return b end
-          if b == nil then return a end
-          if b < a then return b end
-          return a
-        end
+        \(valueHelpers)
         local function days_from_civil(y, m, d)
           if m <= 2 then y = y - 1 end
           local era = math.floor(y / 400)
@@ -108,6 +99,95 @@ enum LimiterLua {
 
         """
     }
+
+    /// Optional numbers: absent (nil, false, '') is no limit; `tighter` keeps the lower limit.
+    static let valueHelpers = """
+        local function num(x)
+          if x == nil or x == false or x == '' then return nil end
+          return tonumber(x)
+        end
+        local function tighter(a, b)
+          if a == nil then return b end
+          if b == nil then return a end
+          if b < a then return b end
+          return a
+        end
+        """
+
+    /// The key's compiled record (SPEC §13.1): everything a CHECK needs beyond the key's own
+    /// fields, derived from the organization, project, user and membership hashes and written into
+    /// the key hash as `x…` fields, so a CHECK reads one hash instead of five. Every metadata write
+    /// that changes what it is derived from recompiles the keys it concerns in the same MULTI/EXEC
+    /// (`MetadataStore.transaction(_:recompile:)`); a key without `xv` (written before compiled
+    /// records existed) is compiled by its first CHECK.
+    ///
+    /// `xgate`: the first of the standing conditions of SPEC §9 steps 4–6 that fails (6
+    /// org_suspended, 5 project_inactive, 4 creator_lost_access) or 0; `xmet`: the org is metered;
+    /// `xrpm`/`xtpm`/`xbud`: the key's caps tightened by its creator's grant; `xprpm`/`xptpm`/
+    /// `xpbud`: the project's; `xpnm`/`xgnm`: the sizes of the project's and the grant's model
+    /// lists ('' = no limit, '0' = no list).
+    static let compiledRecord = """
+        local function fmt(x)
+          if x == nil then return '' end
+          return string.format('%d', x)
+        end
+        local function compile_key(kid)
+          local kh = P .. 'k:' .. kid
+          local k = redis.call('HMGET', kh, 'project', 'user', 'rpm', 'tpm', 'budget')
+          if not k[1] then return end
+          local pid, uid = k[1], k[2]
+          local o = redis.call('HMGET', P .. 'org', 'status', 'metered')
+          local p = redis.call('HMGET', P .. 'p:' .. pid, 'status', 'rpm', 'tpm', 'budget', 'nm')
+          local role = redis.call('HGET', P .. 'u:' .. uid, 'role')
+          local g = nil
+          if role == 'member' then
+            g = redis.call('HMGET', P .. 'm:' .. pid .. ':' .. uid, 'role', 'rpm', 'tpm', 'spend', 'nm')
+            if not g[1] then g = nil end
+          end
+          local gate = 0
+          if o[1] ~= 'active' then gate = 6
+          elseif p[1] ~= 'active' then gate = 5
+          elseif role ~= 'owner' and not g then gate = 4 end
+          local rpm, tpm, bud = num(k[3]), num(k[4]), num(k[5])
+          if g then
+            rpm = tighter(rpm, num(g[2]))
+            tpm = tighter(tpm, num(g[3]))
+            bud = tighter(bud, num(g[4]))
+          end
+          redis.call('HSET', kh, 'xv', '1', 'xgate', gate, 'xmet', o[2] == '1' and '1' or '0',
+            'xrpm', fmt(rpm), 'xtpm', fmt(tpm), 'xbud', fmt(bud),
+            'xprpm', p[2] or '', 'xptpm', p[3] or '', 'xpbud', p[4] or '',
+            'xpnm', p[5] or '0', 'xgnm', g and g[5] or '0')
+        end
+        """
+
+    /// COMPILE: recompiles the compiled records of one organization's keys (see `compiledRecord`).
+    /// KEYS[1] = the organization hash (it names the slot). ARGV: prefix, scope, then for `keys`
+    /// the key ids, for `project` the project id, for `user` the user id; `org` takes none.
+    /// `project` compiles the keys in the project's key set; `user` and `org` every key of every
+    /// project of the organization (`user` only those the user holds). Reply: how many it compiled.
+    static let compile = """
+        local P = ARGV[1]
+        \(valueHelpers)
+        \(compiledRecord)
+        local scope = ARGV[2]
+        local n = 0
+        if scope == 'keys' then
+          for i = 3, #ARGV do compile_key(ARGV[i]); n = n + 1 end
+          return n
+        end
+        local projects
+        if scope == 'project' then projects = {ARGV[3]} else projects = redis.call('SMEMBERS', P .. 'projects') end
+        for _, pid in ipairs(projects) do
+          for _, kid in ipairs(redis.call('SMEMBERS', P .. 'p:' .. pid .. ':keys')) do
+            if scope ~= 'user' or redis.call('HGET', P .. 'k:' .. kid, 'user') == ARGV[3] then
+              compile_key(kid)
+              n = n + 1
+            end
+          end
+        end
+        return n
+        """
 
     /// What the steps on an existing reservation share (SETTLE/RELEASE, VOID, SWEEP): reading it
     /// and its counters, moving them back or forth, voiding an attempt. Kept out of the CHECK
@@ -187,50 +267,36 @@ enum LimiterLua {
     /// (the sequence was already taken: this attempt was voided before it ran, and did nothing),
     /// 3 already recorded (a replay found its reservation: it did nothing).
     static func check(_ clock: ScriptClock) -> String {
-        prelude(clock) + """
+        prelude(clock) + compiledRecord + "\n" + """
         local kid, digest, model = ARGV[2], ARGV[3], ARGV[4]
         local tokens, cost, ttl = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
         local seq, epoch = ARGV[8], ARGV[9]
         local replay = ARGV[10] == 'replay'
         local rkey = P .. 'r:' .. seq
 
-        local k = redis.call('HMGET', KEYS[1], 'digest', 'project', 'user', 'status', 'expires', 'rpm', 'tpm', 'budget', 'period', 'flags', 'nm')
+        local K = {'digest', 'project', 'user', 'status', 'expires', 'xrpm', 'xtpm', 'xbud', 'period', 'flags', 'nm',
+          'xv', 'xgate', 'xmet', 'xprpm', 'xptpm', 'xpbud', 'xpnm', 'xgnm'}
+        local k = redis.call('HMGET', KEYS[1], unpack(K))
         if replay then
           if not k[2] then return {0, 1} end
         elseif k[1] ~= digest then
           return {0, 1}
         end
+        if not k[12] then
+          -- Written before compiled records existed: compiled here, once.
+          compile_key(kid)
+          k = redis.call('HMGET', KEYS[1], unpack(K))
+        end
         local pid, uid, flags = k[2], k[3], tonumber(k[10]) or 0
-        -- One multi-key EXISTS over the metadata read below and this attempt's reservation. On
-        -- Redis Cluster, while this organization's slot migrates (SPEC §13.10), it makes a node
-        -- refuse the step (ASK, TRYAGAIN) when any of it has moved, instead of reading it as
-        -- absent. Its count also tells whether the sequence is taken (see `taken` below).
-        local present = redis.call('EXISTS', P .. 'org', P .. 'p:' .. pid, P .. 'u:' .. uid, rkey)
+        -- Whether this attempt's sequence is taken (see `taken` below).
+        local taken = redis.call('EXISTS', rkey) > 0
         local check = not replay
         if check and k[4] ~= 'active' then return {0, 2, 0, 0, pid, flags} end
         local expires = num(k[5])
         if check and expires and expires > 0 and now_ms >= expires then return {0, 3, 0, 0, pid, flags} end
-
-        local org = redis.call('HMGET', P .. 'org', 'status', 'metered')
-        if check and org[1] ~= 'active' then return {0, 6, 0, 0, pid, flags} end
-        -- An archived project, or a deleted one (its hash is gone): project_inactive.
-        local p = redis.call('HMGET', P .. 'p:' .. pid, 'status', 'rpm', 'tpm', 'budget', 'nm')
-        if check and p[1] ~= 'active' then return {0, 5, 0, 0, pid, flags} end
-
-        local role = redis.call('HGET', P .. 'u:' .. uid, 'role')
-        -- Every org, project and user hash has its status or role field, so what EXISTS counted
-        -- beyond them is the reservation.
-        local taken = present - (org[1] and 1 or 0) - (p[1] and 1 or 0) - (role and 1 or 0) > 0
-        local grant = nil
-        if role == 'member' then
-          grant = redis.call('HMGET', P .. 'm:' .. pid .. ':' .. uid, 'role', 'rpm', 'tpm', 'spend', 'nm')
-          if not grant[1] then
-            if check then return {0, 4, 0, 0, pid, flags} end
-            grant = nil
-          end
-        elseif check and role ~= 'owner' then
-          return {0, 4, 0, 0, pid, flags}
-        end
+        -- Organization suspended (6), project archived or deleted (5), creator without access (4).
+        local gate = tonumber(k[13]) or 0
+        if check and gate ~= 0 then return {0, gate, 0, 0, pid, flags} end
 
         -- Model lists: 'nm' counts a list's members, so an unrestricted list costs no call.
         local function permits(count, set)
@@ -238,18 +304,12 @@ enum LimiterLua {
         end
         if check then
           if not permits(k[11], KEYS[1] .. ':models') then return {0, 7, 0, 0, pid, flags} end
-          if grant and not permits(grant[5], P .. 'm:' .. pid .. ':' .. uid .. ':models') then return {0, 7, 0, 0, pid, flags} end
-          if not permits(p[5], P .. 'p:' .. pid .. ':models') then return {0, 7, 0, 0, pid, flags} end
+          if not permits(k[19], P .. 'm:' .. pid .. ':' .. uid .. ':models') then return {0, 7, 0, 0, pid, flags} end
+          if not permits(k[18], P .. 'p:' .. pid .. ':models') then return {0, 7, 0, 0, pid, flags} end
         end
 
-        local krpm, ktpm = num(k[6]), num(k[7])
-        local kbudget = num(k[8])
-        if grant then
-          krpm = tighter(krpm, num(grant[2]))
-          ktpm = tighter(ktpm, num(grant[3]))
-          kbudget = tighter(kbudget, num(grant[4]))
-        end
-        local prpm, ptpm, pbudget = num(p[2]), num(p[3]), num(p[4])
+        local krpm, ktpm, kbudget = num(k[6]), num(k[7]), num(k[8])
+        local prpm, ptpm, pbudget = num(k[15]), num(k[16]), num(k[17])
         if check and ((ktpm and tokens > ktpm) or (ptpm and tokens > ptpm)) then return {0, 15, 0, 0, pid, flags} end
 
         -- Every counter this step reads or writes, in one MGET: spend windows, credits, the four
@@ -270,7 +330,7 @@ enum LimiterLua {
         local c = redis.call('MGET', kwkey, pwkey, P .. 'credits', specs[1][1], specs[2][1], specs[3][1], specs[4][1])
         local kspent = tonumber(c[1]) or 0
         local pspent = tonumber(c[2]) or 0
-        local metered = org[2] == '1'
+        local metered = k[14] == '1'
         local balance = metered and (tonumber(c[3]) or 0) or nil
 
         -- Rate buckets, in deny order. Nothing is written until every check has passed.

@@ -1,4 +1,5 @@
 import BursarClient
+import BursarRedis
 import BursarServer
 import BursarStore
 import BursarWire
@@ -139,6 +140,53 @@ struct DecisionTests {
             #expect(try await c.check(.make(w.digest)).allowed)
             try await h.store.setOrganizationStatus(w.org.id, .suspended)
             #expect(try await c.check(.make(w.digest)).reason == .orgSuspended)
+            await c.close()
+        }
+    }
+
+    @Test("a CHECK reads one metadata hash: the key's compiled record, rewritten by admin writes and compiled by a CHECK when missing")
+    func compiledRecord() async throws {
+        try await withHarness { h in
+            let w = try await h.world(project: ([], 600, nil, nil), grant: Grant(rpm: 30), limits: KeyLimits(rpm: 60))
+            let c = try await h.connect()
+            let hash = Keyspace.key(w.org.id, w.key.key.id)
+            let fields = ["xv", "xgate", "xrpm", "xprpm", "xmet"]
+            func compiled() async throws -> [String?] {
+                (try await h.redis.send(RedisCommand(["HMGET", hash] + fields)).array ?? []).map { $0.string }
+            }
+            // Written by the key's creation: the grant's 30 RPM is tighter than the key's 60.
+            #expect(try await compiled() == ["1", "0", "30", "600", "0"])
+            // One admitted CHECK reads one hash (HMGET): not the organization's, project's and
+            // membership's besides (the heartbeat's HGETs may run meanwhile, so HMGET is what counts).
+            func calls(_ command: String) async throws -> Int {
+                let info = try await h.redis.send(RedisCommand("INFO", "commandstats")).string ?? ""
+                guard let line = info.split(whereSeparator: \.isNewline).first(where: { $0.hasPrefix("cmdstat_\(command):") }),
+                      let range = line.range(of: "calls="), let end = line[range.upperBound...].firstIndex(of: ",")
+                else { return 0 }
+                return Int(line[range.upperBound..<end]) ?? 0
+            }
+            let hmget = try await calls("hmget")
+            let r = try await c.check(.make(w.digest))
+            #expect(r.allowed && r.requestsLimit == 30 && r.requestsRemaining == 29)
+            #expect(try await calls("hmget") == hmget + 1)
+
+            // Admin writes rewrite it: metering on, the grant loosened, the project's RPM lowered.
+            try await h.store.setMetered(w.org.id, true)
+            try await h.store.addCredits(w.org.id, 1_000_000)
+            try await h.store.setMembership(Membership(orgID: w.org.id, projectID: w.project.id, userID: w.member.id, role: .member, grant: Grant(rpm: 50)))
+            var p = w.project
+            p.rpm = 45
+            try await h.store.updateProject(p)
+            #expect(try await compiled() == ["1", "0", "50", "45", "1"])
+            let metered = try await c.check(.make(w.digest, cost: 10))
+            #expect(metered.allowed && metered.requestsLimit == 45 && metered.orgCreditsRemaining == 1_000_000 - 10)
+
+            // A key written before compiled records existed, whose project an older writer then
+            // archived: its first CHECK compiles it from the sources and is denied.
+            _ = try await h.redis.send(RedisCommand(["HDEL", hash] + ["xv", "xgate", "xmet", "xrpm", "xtpm", "xbud", "xprpm", "xptpm", "xpbud", "xpnm", "xgnm"]))
+            _ = try await h.redis.send(RedisCommand("HSET", Keyspace.project(w.org.id, w.project.id), "status", "archived"))
+            #expect(try await c.check(.make(w.digest)).reason == .projectInactive)
+            #expect(try await compiled() == ["1", "5", "50", "45", "1"])
             await c.close()
         }
     }
