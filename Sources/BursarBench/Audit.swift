@@ -125,8 +125,8 @@ public enum BenchAudit {
             defer { projects[key.project] = project }
             guard let sample = entry.sample else { continue }
             let hash = Keyspace.reservation(sample.orgID, sample.sequence)
-            let fields = try await redis.send(RedisCommand("HMGET", hash, "kw", "pw")).array ?? []
-            guard fields.count == 2, let keyCounter = fields[0].string, let projectCounter = fields[1].string else {
+            let record = ReservationRecord(reply: try await redis.send(RedisCommand("GET", hash)))
+            guard let keyCounter = record?.keyWindow, let projectCounter = record?.projectWindow else {
                 throw AuditError(message: "reservation \(hash) of key \(key.id) is gone; its spend counters cannot be found")
             }
             report.keysAudited += 1

@@ -207,10 +207,20 @@ enum LimiterLua {
             end
           end
         end
-        -- The reservation fields every step reads, in this order.
-        local RES_FIELDS = {'st', 'exp', 'kid', 'pid', 'tok', 'cost', 'kw', 'pw', 'met', 'ktr', 'ptr', 'krr', 'prr'}
+        -- A reservation is one string of space-separated fields (`ReservationRecord`): st exp kid
+        -- pid tok cost kw pw met ktr ptr krr prr at [atok acost]. Absent: an empty table.
         local function read_reservation(rkey)
-          return redis.call('HMGET', rkey, unpack(RES_FIELDS))
+          local r = {}
+          local v = redis.call('GET', rkey)
+          if v then
+            for f in string.gmatch(v, '%S+') do r[#r + 1] = f end
+          end
+          return r
+        end
+        -- Rewrites reservation `r` with status `st`, keeping its expiry.
+        local function write_reservation(rkey, r, st)
+          r[1] = st
+          redis.call('SET', rkey, table.concat(r, ' '), 'KEEPTTL')
         end
         -- Everything a reservation's counters hold, in one MGET: read before any write, so that on
         -- a cluster node whose slot is migrating the step is refused before it writes (SPEC §13.10).
@@ -239,13 +249,12 @@ enum LimiterLua {
           local r = read_reservation(rkey)
           local moved = 0
           if not r[1] then
-            redis.call('HSET', rkey, 'st', 'void')
-            redis.call('PEXPIRE', rkey, fence_ms)
+            redis.call('SET', rkey, 'void', 'PX', fence_ms)
           elseif r[1] == 'open' then
             local cur = read_counters(r)
             move_buckets(r[3], r[4], cur, rates_of(r), -1, -tonumber(r[5]))
             move_spend(r, -tonumber(r[6]))
-            redis.call('HSET', rkey, 'st', state)
+            write_reservation(rkey, r, state)
             moved = 1
           end
           redis.call('ZREM', P .. 'ud', seq)
@@ -288,8 +297,6 @@ enum LimiterLua {
           k = redis.call('HMGET', KEYS[1], unpack(K))
         end
         local pid, uid, flags = k[2], k[3], tonumber(k[10]) or 0
-        -- Whether this attempt's sequence is taken (see `taken` below).
-        local taken = redis.call('EXISTS', rkey) > 0
         local check = not replay
         if check and k[4] ~= 'active' then return {0, 2, 0, 0, pid, flags} end
         local expires = num(k[5])
@@ -378,15 +385,15 @@ enum LimiterLua {
 
         local admitted = deny_reason == 0 or replay
         if admitted then
-          -- The sequence is taken: a replay already recorded (3), or this attempt was voided before
-          -- it ran (2). Either way it does nothing.
-          if taken then return {replay and 3 or 2, 0, 0, 0, pid, flags} end
-          -- The reservation is written first: it is the one new key, which a cluster node whose
-          -- slot is migrating refuses (ASK), so a refusal comes before any counter moves.
-          redis.call('HSET', rkey, 'st', 'open', 'at', now_us, 'exp', now_ms + ttl, 'kid', kid, 'pid', pid,
-            'tok', tokens, 'cost', cost, 'kw', kwkey, 'pw', pwkey, 'met', metered and 1 or 0,
-            'ktr', ktpm or 0, 'ptr', ptpm or 0, 'krr', krpm or 0, 'prr', prpm or 0)
-          redis.call('PEXPIRE', rkey, ttl + 3600000)
+          -- The reservation is written first, only if its sequence is free (NX): it is the one new
+          -- key, which a cluster node whose slot is migrating refuses (ASK), so a refusal comes
+          -- before any counter moves. Taken: a replay already recorded (3), or this attempt was
+          -- voided before it ran (2); either way it does nothing.
+          local record = string.format('open %d %s %s %s %s %s %s %d %d %d %d %d %d', now_ms + ttl, kid, pid,
+            ARGV[5], ARGV[6], kwkey, pwkey, metered and 1 or 0, ktpm or 0, ptpm or 0, krpm or 0, prpm or 0, now_us)
+          if not redis.call('SET', rkey, record, 'NX', 'PX', ttl + 3600000) then
+            return {replay and 3 or 2, 0, 0, 0, pid, flags}
+          end
           -- Undelivered until the bursard that sent it confirms the answer went to its client;
           -- scored by that bursard's epoch, so a sweep finds what a dead one left.
           if check then redis.call('ZADD', P .. 'ud', epoch, seq) end
@@ -407,7 +414,7 @@ enum LimiterLua {
         """
     }
 
-    /// SETTLE and RELEASE. KEYS[1] = reservation hash. ARGV: prefix, mode ("settle" | "release"),
+    /// SETTLE and RELEASE. KEYS[1] = the reservation. ARGV: prefix, mode ("settle" | "release"),
     /// actual tokens, actual cost. Reply: {status, cost delta, token delta}.
     ///
     /// A reservation a sweep voided for a dead bursard (`swept`) may have reached its client
@@ -423,7 +430,7 @@ enum LimiterLua {
         if r[1] == 'released' then return {2, 0, 0} end
         if r[1] == 'expired' then return {3, 0, 0} end
         if now_ms >= tonumber(r[2]) then
-          if r[1] == 'open' then redis.call('HSET', KEYS[1], 'st', 'expired') end
+          if r[1] == 'open' then write_reservation(KEYS[1], r, 'expired') end
           return {3, 0, 0}
         end
         -- Everything this step may write, read in one MGET first: on a cluster node whose slot is
@@ -445,16 +452,17 @@ enum LimiterLua {
         move_buckets(r[3], r[4], cur, rates_of(r), requests, dtok)
         move_spend(r, dcost)
         if mode == 'settle' then
-          redis.call('HSET', KEYS[1], 'st', 'settled', 'atok', ARGV[3], 'acost', ARGV[4])
+          r[15], r[16] = ARGV[3], ARGV[4]
+          write_reservation(KEYS[1], r, 'settled')
         else
-          redis.call('HSET', KEYS[1], 'st', 'released')
+          write_reservation(KEYS[1], r, 'released')
         end
         return {0, dcost, dtok}
         """
     }
 
     /// VOID: gives back an attempt whose client was told it was refused (SPEC §13.7). KEYS[1] =
-    /// the reservation hash (it names the slot). ARGV: prefix, sequence, fence TTL ms. Reply: 1 if
+    /// the reservation (it names the slot). ARGV: prefix, sequence, fence TTL ms. Reply: 1 if
     /// an admission was given back, 0 if there was none (a fence now stands, or it was settled,
     /// released or voided before).
     static func void(_ clock: ScriptClock) -> String {

@@ -166,7 +166,7 @@ public struct TopUsage: Hashable, Sendable {
 /// read in one script call with the limiter's own clock and formulas (`LimiterLua.prelude`), so
 /// they agree with what a CHECK at that instant reports.
 ///
-/// Open reservations are found with `SCAN MATCH <org>r:*` and read with pipelined `HMGET`s: an
+/// Open reservations are found with `SCAN MATCH <org>r:*` and read with pipelined `GET`s: an
 /// operator's read that walks the organization's reservation records, never the hot path.
 public struct UsageReader: Sendable {
     /// The Redis client.
@@ -281,14 +281,14 @@ public struct UsageReader: Sendable {
     private func reservedUsage(_ org: UInt64, atMs: Int64, include: (UInt64, UInt64) -> Bool) async throws -> ReservedUsage {
         var total = ReservedUsage()
         try await scan(match: Keyspace.org(org) + "r:*") { names in
-            let replies = try await redis.send(names.map { RedisCommand("HMGET", $0, "st", "exp", "kid", "pid", "tok", "cost") })
+            let replies = try await redis.send(names.map { RedisCommand("GET", $0) })
             for reply in replies {
-                guard let f = reply.array, f.count == 6, f[0].string == "open", let exp = f[1].int, exp > atMs,
-                      let kid = f[2].int, let pid = f[3].int, include(UInt64(kid), UInt64(pid))
+                guard let r = ReservationRecord(reply: reply), r.status == "open", let exp = r.expiresAtMs, exp > atMs,
+                      let kid = r.keyID, let pid = r.projectID, include(kid, pid)
                 else { continue }
                 total.count += 1
-                total.tokens += f[4].int ?? 0
-                total.cost += f[5].int ?? 0
+                total.tokens += r.tokens
+                total.cost += r.cost
             }
         }
         return total

@@ -82,8 +82,8 @@ struct ConcurrencyTests {
     /// Sum of costs admitted, and the spend counter of the key's window in Redis.
     func keySpend(_ h: Harness, _ o: Outcome) async throws -> Int64 {
         guard let first = o.admitted.first else { return 0 }
-        let kw = try await h.redis.send(
-            RedisCommand("HGET", Keyspace.reservation(first.reservation.orgID, first.reservation.sequence), "kw")).string ?? ""
+        let kw = ReservationRecord(reply: try await h.redis.send(
+            RedisCommand("GET", Keyspace.reservation(first.reservation.orgID, first.reservation.sequence))))?.keyWindow ?? ""
         return try await h.integer(kw)
     }
 
@@ -117,7 +117,7 @@ struct ConcurrencyTests {
             // Admission times as Redis saw them (the script records them in µs).
             var times: [Int64] = []
             for a in o.admitted {
-                let at = try await h.redis.send(RedisCommand("HGET", Keyspace.reservation(w.org.id, a.reservation.sequence), "at")).int
+                let at = ReservationRecord(reply: try await h.redis.send(RedisCommand("GET", Keyspace.reservation(w.org.id, a.reservation.sequence))))?.createdAtUs
                 times.append(try #require(at))
             }
             times.sort()

@@ -17,9 +17,9 @@ struct SettlementTests {
     }
 
     func counters(_ h: Harness, _ w: Harness.World, _ r: CheckResult) async throws -> Counters {
-        let reservation = try await h.redis.send(
-            RedisCommand("HMGET", Keyspace.reservation(r.reservation.orgID, r.reservation.sequence), "kw", "pw")).array ?? []
-        let kw = reservation[0].string ?? "", pw = reservation[1].string ?? ""
+        let reservation = ReservationRecord(reply: try await h.redis.send(
+            RedisCommand("GET", Keyspace.reservation(r.reservation.orgID, r.reservation.sequence))))
+        let kw = reservation?.keyWindow ?? "", pw = reservation?.projectWindow ?? ""
         func level(_ scope: String, _ id: UInt64) async throws -> Int64 {
             let value = try await h.redis.send(RedisCommand("GET", Keyspace.bucket(w.org.id, scope: scope, id: id, kind: "tpm"))).string
             return value.flatMap { Int64($0.split(separator: ":")[0]) } ?? 0
@@ -121,8 +121,8 @@ struct SettlementTests {
             let r = try await c.check(.make(w.digest, input: 10, output: 10, cost: 7_000))
             let held = try await counters(h, w, r)
             try await h.advance(org: w.org.id, by: .seconds(59))
-            let open = try await h.redis.send(RedisCommand("HGET", Keyspace.reservation(w.org.id, r.reservation.sequence), "st"))
-            #expect(open.string == "open")
+            let open = ReservationRecord(reply: try await h.redis.send(RedisCommand("GET", Keyspace.reservation(w.org.id, r.reservation.sequence))))
+            #expect(open?.status == "open")
             try await h.advance(org: w.org.id, by: .seconds(1))
             let late = try await c.settle(SettleRequest(reservation: r.reservation, inputTokens: 1, outputTokens: 1, cost: 1))
             #expect(late.status == .expired && late.costDelta == 0)

@@ -313,7 +313,7 @@ enum Exactness {
             report.differences.append(Difference(counter: "org \(world.org) credits", expected: world.initialCredits - totalSpend, actual: credits))
         }
 
-        // Reservations: every hash with an `st` field.
+        // Reservations: every record under the organization's `r:` prefix.
         let prefix = String(Keyspace.reservation(world.org, 0).dropLast())  // "br:{o<org>}:r:"
         var names: [String] = []
         var cursor = "0"
@@ -326,10 +326,10 @@ enum Exactness {
         let byKey = Dictionary(world.keys.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
         for start in stride(from: 0, to: names.count, by: 500) {
             let batch = Array(names[start..<min(start + 500, names.count)])
-            let replies = try await redis.send(batch.map { RedisCommand("HMGET", $0, "st", "kid", "kw", "pw") }, timeout: .seconds(10))
+            let replies = try await redis.send(batch.map { RedisCommand("GET", $0) }, timeout: .seconds(10))
             for (name, reply) in zip(batch, replies) {
-                guard let fields = reply.array, let status = fields.first?.string,
-                      let sequence = UInt64(name.dropFirst(prefix.count)) else { continue }
+                guard let record = ReservationRecord(reply: reply), let sequence = UInt64(name.dropFirst(prefix.count)) else { continue }
+                let status = record.status
                 seen.insert(sequence)
                 guard let told = admissions[sequence] else {
                     report.untoldByStatus[status, default: 0] += 1
@@ -340,10 +340,10 @@ enum Exactness {
                     report.wrongStatus.append("reservation \(sequence): the client's last definitive answer implies '\(told.settlement.status)', Redis has '\(status)'")
                 }
                 // The window names this check computed must be the ones the script wrote.
-                if let kid = fields[1].string.flatMap(UInt64.init), let key = byKey[kid], let kw = fields[2].string, kw != world.keySpendKey(key) {
+                if let kid = record.keyID, let key = byKey[kid], let kw = record.keyWindow, kw != world.keySpendKey(key) {
                     report.wrongStatus.append("reservation \(sequence): key window '\(kw)' is not the computed '\(world.keySpendKey(key))'")
                 }
-                if let kid = fields[1].string.flatMap(UInt64.init), let key = byKey[kid], let pw = fields[3].string, pw != world.projectSpendKey(key.project) {
+                if let kid = record.keyID, let key = byKey[kid], let pw = record.projectWindow, pw != world.projectSpendKey(key.project) {
                     report.wrongStatus.append("reservation \(sequence): project window '\(pw)' is not the computed '\(world.projectSpendKey(key.project))'")
                 }
             }
