@@ -69,9 +69,9 @@ public enum Keyspace {
     public static func keySpend(_ org: UInt64, _ key: UInt64, window: String) -> String { self.org(org) + "s:k:\(key):\(window)" }
     /// Project spend in the month starting at `startMs`.
     public static func projectSpend(_ org: UInt64, _ project: UInt64, window: String) -> String { self.org(org) + "s:p:\(project):\(window)" }
-    /// A rate bucket, the string "level:updated_us" (level scaled by 60,000,000; absent = empty):
-    /// `scope` is "k" or "p", `kind` "rpm" or "tpm".
-    public static func bucket(_ org: UInt64, scope: String, id: UInt64, kind: String) -> String { self.org(org) + "b:\(scope):\(id):\(kind)" }
+    /// A key's or a project's two rate buckets, RPM and TPM, as one string (`RateBuckets`):
+    /// `scope` is "k" or "p".
+    public static func buckets(_ org: UInt64, scope: String, id: UInt64) -> String { self.org(org) + "b:\(scope):\(id)" }
     /// Hash of virtual models: alias → its real models joined by U+001F.
     public static func virtualModels(_ org: UInt64) -> String { self.org(org) + "vms" }
     /// Set of BYOK ids; `byok(org, id)` is each one's hash.

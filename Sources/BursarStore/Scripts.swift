@@ -74,21 +74,33 @@ enum LimiterLua {
           if drain >= level then return 0 end
           return level - drain
         end
-        -- A bucket is one string "level:updated_us" (absent = empty), so every bucket a step
-        -- needs comes back in one MGET. %d keeps all 16 digits (tostring would keep 14).
-        local function parse_bucket(v)
-          if not v then return 0, now_us end
-          local l, u = string.match(v, '^(%d+):(%d+)$')
-          return tonumber(l), tonumber(u)
+        -- A key's (or a project's) two rate buckets are one string, "rpm_level:rpm_updated_us:
+        -- tpm_level:tpm_updated_us:drained_at_us" (absent = both empty), so a step reads and writes
+        -- each scope's buckets with one key: s[1], s[2] the RPM bucket, s[3], s[4] the TPM bucket,
+        -- s[5] when the later of them drains empty at the rate it was last written with. %d keeps
+        -- all 16 digits (tostring would keep 14).
+        local function parse_pair(v)
+          if not v then return {0, now_us, 0, now_us, 0} end
+          local a, b, c, d, e = string.match(v, '^(%d+):(%d+):(%d+):(%d+):(%d+)$')
+          return {tonumber(a), tonumber(b), tonumber(c), tonumber(d), tonumber(e)}
         end
-        local function store_bucket(bkey, level, rate)
+        -- Sets the bucket at s[i] (1: RPM, 3: TPM) to `level` now, draining at `rate`.
+        local function set_level(s, i, level, rate)
           if level > LEVEL_MAX then level = LEVEL_MAX end
-          if level <= 0 then
+          if level < 0 then level = 0 end
+          s[i], s[i + 1] = level, now_us
+          local e = now_us + math.ceil(level / rate)
+          if e > s[5] then s[5] = e end
+        end
+        -- Writes a pair; it expires when both buckets have drained empty (never earlier: a bucket
+        -- not moved keeps the drain time it was written with). Both empty: deleted.
+        local function store_pair(bkey, s)
+          if s[1] == 0 and s[3] == 0 then
             redis.call('DEL', bkey)
             return
           end
-          -- Expires exactly when drained empty: an absent bucket means level 0.
-          redis.call('SET', bkey, string.format('%d:%d', level, now_us), 'PX', math.max(math.ceil(level / rate / 1000) + 1000, EXPIRY_FLOOR_MS))
+          redis.call('SET', bkey, string.format('%d:%d:%d:%d:%d', s[1], s[2], s[3], s[4], s[5]),
+            'PX', math.max(math.ceil((s[5] - now_us) / 1000) + 1000, 1000, EXPIRY_FLOOR_MS))
         end
         -- INCRBY on a window counter; the expiry is set once, when the step creates the key.
         local function add_spend(wkey, existed, amount, expire_at)
@@ -193,18 +205,24 @@ enum LimiterLua {
     /// and its counters, moving them back or forth, voiding an attempt. Kept out of the CHECK
     /// script, which runs on every request and needs none of it.
     static let reservationHelpers = """
-        -- Moves the four rate buckets of a reservation `r` (fields as read by `RES_FIELDS`) by
-        -- `requests` and `tokens` units (negative gives back), from the counters read in `cur`.
-        -- The buckets drain at the rates in force when the reservation was made.
+        -- Moves the rate buckets of a reservation by `requests` and `tokens` units (negative gives
+        -- back), from the key's and the project's pairs read in `cur` (cur[1], cur[2]). The
+        -- buckets drain at the rates in force when the reservation was made (`rates_of`).
         local function move_buckets(kid, pid, cur, rates, requests, tokens)
-          local names = {P .. 'b:k:' .. kid .. ':rpm', P .. 'b:k:' .. kid .. ':tpm', P .. 'b:p:' .. pid .. ':rpm', P .. 'b:p:' .. pid .. ':tpm'}
-          local units = {requests, tokens, requests, tokens}
-          for i = 1, 4 do
-            local rate = rates[i]
-            if rate and rate > 0 and units[i] ~= 0 then
-              local l, u = parse_bucket(cur[i])
-              store_bucket(names[i], drained(l, u, rate) + units[i] * SCALE, rate)
+          local names = {P .. 'b:k:' .. kid, P .. 'b:p:' .. pid}
+          for j = 1, 2 do
+            local s = parse_pair(cur[j])
+            local rr, tr = rates[2 * j - 1], rates[2 * j]
+            local moved = false
+            if rr > 0 and requests ~= 0 then
+              set_level(s, 1, drained(s[1], s[2], rr) + requests * SCALE, rr)
+              moved = true
             end
+            if tr > 0 and tokens ~= 0 then
+              set_level(s, 3, drained(s[3], s[4], tr) + tokens * SCALE, tr)
+              moved = true
+            end
+            if moved then store_pair(names[j], s) end
           end
         end
         -- A reservation is one string of space-separated fields (`ReservationRecord`): st exp kid
@@ -225,8 +243,7 @@ enum LimiterLua {
         -- Everything a reservation's counters hold, in one MGET: read before any write, so that on
         -- a cluster node whose slot is migrating the step is refused before it writes (SPEC §13.10).
         local function read_counters(r)
-          return redis.call('MGET', P .. 'b:k:' .. r[3] .. ':rpm', P .. 'b:k:' .. r[3] .. ':tpm',
-            P .. 'b:p:' .. r[4] .. ':rpm', P .. 'b:p:' .. r[4] .. ':tpm', r[7], r[8], P .. 'credits')
+          return redis.call('MGET', P .. 'b:k:' .. r[3], P .. 'b:p:' .. r[4], r[7], r[8], P .. 'credits')
         end
         local function rates_of(r)
           return {tonumber(r[12]) or 0, tonumber(r[10]) or 0, tonumber(r[13]) or 0, tonumber(r[11]) or 0}
@@ -319,8 +336,8 @@ enum LimiterLua {
         local prpm, ptpm, pbudget = num(k[15]), num(k[16]), num(k[17])
         if check and ((ktpm and tokens > ktpm) or (ptpm and tokens > ptpm)) then return {0, 15, 0, 0, pid, flags} end
 
-        -- Every counter this step reads or writes, in one MGET: spend windows, credits, the four
-        -- buckets. On a cluster node whose slot is migrating, this one multi-key read is refused
+        -- Every counter this step reads or writes, in one MGET: spend windows, credits, the key's
+        -- and the project's rate buckets. On a cluster node whose slot is migrating, this one multi-key read is refused
         -- unless all of them are here, before anything is written. Key spend is always counted in
         -- the key's period window (monthly by default), project spend in the calendar month, so
         -- usage is visible even without a budget.
@@ -330,11 +347,11 @@ enum LimiterLua {
         local kwkey = P .. 's:k:' .. kid .. ':' .. (period == 'lifetime' and 'life' or kws)
         local pws, pwe = window('monthly')
         local pwkey = P .. 's:p:' .. pid .. ':' .. pws
-        local specs = {
-          {P .. 'b:k:' .. kid .. ':rpm', krpm, 1, 8}, {P .. 'b:k:' .. kid .. ':tpm', ktpm, tokens, 9},
-          {P .. 'b:p:' .. pid .. ':rpm', prpm, 1, 10}, {P .. 'b:p:' .. pid .. ':tpm', ptpm, tokens, 11},
-        }
-        local c = redis.call('MGET', kwkey, pwkey, P .. 'credits', specs[1][1], specs[2][1], specs[3][1], specs[4][1])
+        local bkeys = {P .. 'b:k:' .. kid, P .. 'b:p:' .. pid}
+        local c = redis.call('MGET', kwkey, pwkey, P .. 'credits', bkeys[1], bkeys[2])
+        local bpairs = {parse_pair(c[4]), parse_pair(c[5])}
+        -- {pair, bucket in it, rate, units, deny reason}, in deny order.
+        local specs = {{1, 1, krpm, 1, 8}, {1, 3, ktpm, tokens, 9}, {2, 1, prpm, 1, 10}, {2, 3, ptpm, tokens, 11}}
         local kspent = tonumber(c[1]) or 0
         local pspent = tonumber(c[2]) or 0
         local metered = k[14] == '1'
@@ -345,15 +362,15 @@ enum LimiterLua {
         local deny_reason, retry_ms = 0, 0
         for i = 1, 4 do
           local s = specs[i]
-          local rate = s[2]
+          local rate = s[3]
           if rate then
-            local l, u = parse_bucket(c[3 + i])
-            local level = drained(l, u, rate)
-            local after = level + s[3] * SCALE
+            local pair = bpairs[s[1]]
+            local level = drained(pair[s[2]], pair[s[2] + 1], rate)
+            local after = level + s[4] * SCALE
             local cap = rate * SCALE
-            states[i] = {s[1], rate, level, after}
+            states[i] = {s[1], rate, level, after, s[2]}
             if deny_reason == 0 and after > cap then
-              deny_reason = s[4]
+              deny_reason = s[5]
               retry_ms = math.ceil((after - cap) / rate / 1000)
             end
           end
@@ -397,9 +414,16 @@ enum LimiterLua {
           -- Undelivered until the bursard that sent it confirms the answer went to its client;
           -- scored by that bursard's epoch, so a sweep finds what a dead one left.
           if check then redis.call('ZADD', P .. 'ud', epoch, seq) end
+          local moved = {false, false}
           for i = 1, 4 do
             local st = states[i]
-            if st then store_bucket(st[1], st[4], st[2]) end
+            if st then
+              set_level(bpairs[st[1]], st[5], st[4], st[2])
+              moved[st[1]] = true
+            end
+          end
+          for j = 1, 2 do
+            if moved[j] then store_pair(bkeys[j], bpairs[j]) end
           end
           kspent = add_spend(kwkey, c[1], cost, kwe > 0 and kwe + 35 * 86400000 or 0)
           pspent = add_spend(pwkey, c[2], cost, pwe + 35 * 86400000)

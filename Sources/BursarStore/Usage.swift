@@ -241,9 +241,9 @@ public struct UsageReader: Sendable {
         var keyIDs: Set<UInt64> = [], projectIDs: Set<UInt64> = []
         try await scan(match: prefix + "b:*") { names in
             for name in names {
-                // <prefix>b:<scope>:<id>:<kind>
+                // <prefix>b:<scope>:<id> (`Keyspace.buckets`)
                 let parts = name.dropFirst(prefix.count + 2).split(separator: ":")
-                guard parts.count == 3, let id = UInt64(parts[1]) else { continue }
+                guard parts.count == 2, let id = UInt64(parts[1]) else { continue }
                 if parts[0] == "k" { keyIDs.insert(id) } else if parts[0] == "p" { projectIDs.insert(id) }
             }
         }

@@ -8,10 +8,10 @@ enum UsageLua {
         -- CHECK's (SPEC 13.2); used is the level in whole units, rounded up, so that
         -- used + remaining = limit while the bucket is within capacity. Without a limit no bucket
         -- is kept: {false, 0, false, 0}.
-        local function rate_usage(v, rate)
+        -- `pair` is a parsed pair (`parse_pair`), `i` the bucket in it (1: RPM, 3: TPM).
+        local function rate_usage(pair, i, rate)
           if not rate then return {false, 0, false, 0} end
-          local l, u = parse_bucket(v)
-          local level = drained(l, u, rate)
+          local level = drained(pair[i], pair[i + 1], rate)
           local rem = math.floor((rate * SCALE - level) / SCALE)
           if rem < 0 then rem = 0 end
           return {rate, math.ceil(level / SCALE), rem, math.ceil(level / rate / 1000)}
@@ -62,10 +62,10 @@ enum UsageLua {
         local prpm, ptpm = num(p[1]), num(p[2])
         local kws, kwe = window(k.period)
         local kwkey = P .. 's:k:' .. kid .. ':' .. (k.period == 'lifetime' and 'life' or kws)
-        local c = redis.call('MGET', kwkey, P .. 'b:k:' .. kid .. ':rpm', P .. 'b:k:' .. kid .. ':tpm',
-          P .. 'b:p:' .. k.pid .. ':rpm', P .. 'b:p:' .. k.pid .. ':tpm')
-        local krq, ktk = rate_usage(c[2], k.rpm), rate_usage(c[3], k.tpm)
-        local prq, ptk = rate_usage(c[4], prpm), rate_usage(c[5], ptpm)
+        local c = redis.call('MGET', kwkey, P .. 'b:k:' .. kid, P .. 'b:p:' .. k.pid)
+        local kb, pb = parse_pair(c[2]), parse_pair(c[3])
+        local krq, ktk = rate_usage(kb, 1, k.rpm), rate_usage(kb, 3, k.tpm)
+        local prq, ptk = rate_usage(pb, 1, prpm), rate_usage(pb, 3, ptpm)
         local out = {now_us, k.pid, k.period}
         push(out, krq)
         push(out, ktk)
@@ -84,10 +84,11 @@ enum UsageLua {
         local p = redis.call('HMGET', P .. 'p:' .. pid, 'status', 'rpm', 'tpm', 'budget')
         if not p[1] then return false end
         local pws, pwe = window('monthly')
-        local c = redis.call('MGET', P .. 's:p:' .. pid .. ':' .. pws, P .. 'b:p:' .. pid .. ':rpm', P .. 'b:p:' .. pid .. ':tpm')
+        local c = redis.call('MGET', P .. 's:p:' .. pid .. ':' .. pws, P .. 'b:p:' .. pid)
+        local pb = parse_pair(c[2])
         local out = {now_us}
-        push(out, rate_usage(c[2], num(p[2])))
-        push(out, rate_usage(c[3], num(p[3])))
+        push(out, rate_usage(pb, 1, num(p[2])))
+        push(out, rate_usage(pb, 3, num(p[3])))
         push(out, {tonumber(c[1]) or 0, pws, pwe, num(p[4]) or false})
         return out
         """
@@ -104,10 +105,11 @@ enum UsageLua {
         local rq, tk, spent = 0, 0, 0
         for _, pid in ipairs(redis.call('SMEMBERS', P .. 'projects')) do
           local p = redis.call('HMGET', P .. 'p:' .. pid, 'rpm', 'tpm')
-          local c = redis.call('MGET', P .. 's:p:' .. pid .. ':' .. pws, P .. 'b:p:' .. pid .. ':rpm', P .. 'b:p:' .. pid .. ':tpm')
+          local c = redis.call('MGET', P .. 's:p:' .. pid .. ':' .. pws, P .. 'b:p:' .. pid)
+          local pb = parse_pair(c[2])
           spent = spent + (tonumber(c[1]) or 0)
-          rq = rq + rate_usage(c[2], num(p[1]))[2]
-          tk = tk + rate_usage(c[3], num(p[2]))[2]
+          rq = rq + rate_usage(pb, 1, num(p[1]))[2]
+          tk = tk + rate_usage(pb, 3, num(p[2]))[2]
         end
         return {now_us, o[1] == '1' and 1 or 0, credits, rq, tk, spent, pws, pwe}
         """
@@ -124,17 +126,17 @@ enum UsageLua {
           local kid = ARGV[i]
           local k = key_limits(kid)
           if k then
-            local c = redis.call('MGET', P .. 'b:k:' .. kid .. ':rpm', P .. 'b:k:' .. kid .. ':tpm')
+            local kb = parse_pair(redis.call('GET', P .. 'b:k:' .. kid))
             push(keys, {kid, k.pid, k.name, redis.call('HGET', P .. 'p:' .. k.pid, 'name') or '',
-              rate_usage(c[1], k.rpm)[2], rate_usage(c[2], k.tpm)[2]})
+              rate_usage(kb, 1, k.rpm)[2], rate_usage(kb, 3, k.tpm)[2]})
           end
         end
         for i = 3 + n, #ARGV do
           local pid = ARGV[i]
           local p = redis.call('HMGET', P .. 'p:' .. pid, 'name', 'rpm', 'tpm')
           if p[1] then
-            local c = redis.call('MGET', P .. 'b:p:' .. pid .. ':rpm', P .. 'b:p:' .. pid .. ':tpm')
-            push(projects, {pid, p[1], rate_usage(c[1], num(p[2]))[2], rate_usage(c[2], num(p[3]))[2]})
+            local pb = parse_pair(redis.call('GET', P .. 'b:p:' .. pid))
+            push(projects, {pid, p[1], rate_usage(pb, 1, num(p[2]))[2], rate_usage(pb, 3, num(p[3]))[2]})
           end
         end
         local out = {now_us, #keys / 6}

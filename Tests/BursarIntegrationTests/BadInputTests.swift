@@ -106,8 +106,7 @@ struct BadInputTests {
             let month = SpendWindow.containing(try await h.clockUs(org: org) / 1000, period: .monthly).startMs
             let keySpend = Keyspace.keySpend(org, key, window: String(month))
             let projectSpend = Keyspace.projectSpend(org, w.project.id, window: String(month))
-            let rpmBucket = Keyspace.bucket(org, scope: "k", id: key, kind: "rpm")
-            let tpmBucket = Keyspace.bucket(org, scope: "k", id: key, kind: "tpm")
+            let buckets = Keyspace.buckets(org, scope: "k", id: key)
 
             // SPEC 6.1: estimated_cost at body offset 104, model at body offset 32.
             let valid = Valid.check(11, digest: w.digest, cost: 1_000)
@@ -123,7 +122,7 @@ struct BadInputTests {
             #expect(try await h.store.credits(org) == 10_000)
             #expect(try await h.integer(keySpend) == 0)
             #expect(try await h.integer(projectSpend) == 0)
-            #expect(try await h.redis.send(RedisCommand("EXISTS", rpmBucket, tpmBucket)).int == 0)
+            #expect(try await h.redis.send(RedisCommand("EXISTS", buckets)).int == 0)
 
             // A valid CHECK on a new connection sees the whole budget, credits and rate limits.
             let c = try await h.connect()
@@ -137,7 +136,8 @@ struct BadInputTests {
             // The counters read above are the ones a CHECK moves.
             #expect(try await h.integer(keySpend) == 1_000)
             #expect(try await h.integer(projectSpend) == 1_000)
-            #expect(try await h.redis.send(RedisCommand("EXISTS", rpmBucket, tpmBucket)).int == 2)
+            let pair = try #require(RateBuckets(reply: try await h.redis.send(RedisCommand("GET", buckets))))
+            #expect(pair.rpmLevel == RateBuckets.scale && pair.tpmLevel == 20 * RateBuckets.scale)
         }
     }
 

@@ -196,8 +196,7 @@ struct BenchTests {
             // admit another burst, beyond what the limits allow over the run.
             let buckets = world.keys.enumerated().compactMap { k, key -> String? in
                 switch c.workload.tightness(ofKey: k) {
-                case .rpm: Keyspace.bucket(world.orgID, scope: "k", id: key.id, kind: "rpm")
-                case .tpm: Keyspace.bucket(world.orgID, scope: "k", id: key.id, kind: "tpm")
+                case .rpm, .tpm: Keyspace.buckets(world.orgID, scope: "k", id: key.id)
                 default: nil
                 }
             }

@@ -21,8 +21,8 @@ struct SettlementTests {
             RedisCommand("GET", Keyspace.reservation(r.reservation.orgID, r.reservation.sequence))))
         let kw = reservation?.keyWindow ?? "", pw = reservation?.projectWindow ?? ""
         func level(_ scope: String, _ id: UInt64) async throws -> Int64 {
-            let value = try await h.redis.send(RedisCommand("GET", Keyspace.bucket(w.org.id, scope: scope, id: id, kind: "tpm"))).string
-            return value.flatMap { Int64($0.split(separator: ":")[0]) } ?? 0
+            let value = try await h.redis.send(RedisCommand("GET", Keyspace.buckets(w.org.id, scope: scope, id: id)))
+            return try #require(RateBuckets(reply: value)).tpmLevel
         }
         return Counters(
             keySpend: try await h.integer(kw), projectSpend: try await h.integer(pw),
@@ -51,6 +51,32 @@ struct SettlementTests {
             let after = try await counters(h, w, r)
             #expect(after == Counters(keySpend: 1_500, projectSpend: 1_500, credits: 998_500,
                                       keyTPMLevel: 300 * 60_000_000, projectTPMLevel: 300 * 60_000_000))
+            await c.close()
+        }
+    }
+
+    @Test("a scope's RPM and TPM buckets are one value: SETTLE moves the TPM bucket and leaves the RPM bucket as the CHECK wrote it")
+    func bucketPair() async throws {
+        try await withHarness { h in
+            let w = try await h.world(limits: KeyLimits(rpm: 60, tpm: 6_000))
+            let c = try await h.connect()
+            let name = Keyspace.buckets(w.org.id, scope: "k", id: w.key.key.id)
+            func pair() async throws -> RateBuckets { try #require(RateBuckets(reply: try await h.redis.send(RedisCommand("GET", name)))) }
+            let t0 = try await h.clockUs(org: w.org.id)
+            let r = try await c.check(.make(w.digest, input: 100, output: 500))
+            let checked = try await pair()
+            #expect(checked.rpmLevel == RateBuckets.scale && checked.rpmUpdatedUs == t0)
+            #expect(checked.tpmLevel == 600 * RateBuckets.scale && checked.tpmUpdatedUs == t0)
+            // Drains empty when the TPM bucket does: 600 of 6,000 per minute, 6 s.
+            #expect(checked.drainedAtUs == t0 + 6_000_000)
+            try await h.advance(org: w.org.id, by: .seconds(1))
+            #expect(try await c.settle(SettleRequest(reservation: r.reservation, inputTokens: 100, outputTokens: 100, cost: 0)).status == .applied)
+            let settled = try await pair()
+            // RPM untouched; TPM drained for 1 s (100 tokens) then given back 400: 100 left, now.
+            #expect(settled.rpmLevel == checked.rpmLevel && settled.rpmUpdatedUs == t0)
+            #expect(settled.tpmLevel == 100 * RateBuckets.scale && settled.tpmUpdatedUs == t0 + 1_000_000)
+            // The drain time never moves earlier, so the RPM bucket (1 s) is never cut short.
+            #expect(settled.drainedAtUs == checked.drainedAtUs)
             await c.close()
         }
     }

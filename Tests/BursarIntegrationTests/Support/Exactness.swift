@@ -261,8 +261,8 @@ enum Exactness {
             case .released: (tokens, cost) = (0, 0)
             }
             for scope in [("k", key.id), ("p", key.project)] {
-                rpm[Keyspace.bucket(world.org, scope: scope.0, id: scope.1, kind: "rpm"), default: 0] += 1
-                tpm[Keyspace.bucket(world.org, scope: scope.0, id: scope.1, kind: "tpm"), default: 0] += tokens
+                rpm[Keyspace.buckets(world.org, scope: scope.0, id: scope.1), default: 0] += 1
+                tpm[Keyspace.buckets(world.org, scope: scope.0, id: scope.1), default: 0] += tokens
             }
             spend[world.keySpendKey(key), default: 0] += cost
             spend[world.projectSpendKey(key.project), default: 0] += cost
@@ -270,12 +270,12 @@ enum Exactness {
         }
 
         // Actual: every counter in one MGET.
-        enum Kind { case bucket, spend }
+        enum Kind { case rpm, tpm, spend }
         var counters: [(name: String, key: String, kind: Kind, expected: Int64)] = []
         func add(_ name: String, scope: String, id: UInt64, spendKey: String) {
-            let r = Keyspace.bucket(world.org, scope: scope, id: id, kind: "rpm"), t = Keyspace.bucket(world.org, scope: scope, id: id, kind: "tpm")
-            counters.append(("\(name) RPM", r, .bucket, rpm[r] ?? 0))
-            counters.append(("\(name) TPM", t, .bucket, tpm[t] ?? 0))
+            let b = Keyspace.buckets(world.org, scope: scope, id: id)
+            counters.append(("\(name) RPM", b, .rpm, rpm[b] ?? 0))
+            counters.append(("\(name) TPM", b, .tpm, tpm[b] ?? 0))
             counters.append(("\(name) spend [\(spendKey)]", spendKey, .spend, spend[spendKey] ?? 0))
         }
         for (i, key) in world.keys.enumerated() {
@@ -286,16 +286,17 @@ enum Exactness {
         for (i, c) in counters.enumerated() {
             let raw = i < values.count ? values[i].string : nil
             switch c.kind {
-            case .bucket:
-                // "level:updated_us"; absent = 0.
+            case .rpm, .tpm:
+                // The pair "rpm_level:…:tpm_level:…"; absent = 0.
                 guard let raw else {
                     if c.expected != 0 { report.differences.append(Difference(counter: c.name, expected: c.expected, actual: 0, note: "(absent)")) }
                     continue
                 }
-                guard let level = Int64(raw.split(separator: ":").first ?? "") else {
-                    report.differences.append(Difference(counter: c.name, expected: c.expected, actual: -1, note: "(unreadable bucket '\(raw)')"))
+                guard let pair = RateBuckets(raw) else {
+                    report.differences.append(Difference(counter: c.name, expected: c.expected, actual: -1, note: "(unreadable buckets '\(raw)')"))
                     continue
                 }
+                let level = c.kind == .rpm ? pair.rpmLevel : pair.tpmLevel
                 if level % scale != 0 {
                     report.differences.append(Difference(
                         counter: c.name, expected: c.expected, actual: level / scale,
