@@ -227,10 +227,21 @@ enum LimiterLua {
         end
         -- A reservation is one string of space-separated fields (`ReservationRecord`): st exp kid
         -- pid tok cost kw pw met ktr ptr krr prr at [atok acost]. Absent: an empty table.
+        local OLD_FIELDS = {'st', 'exp', 'kid', 'pid', 'tok', 'cost', 'kw', 'pw', 'met', 'ktr', 'ptr', 'krr', 'prr', 'at', 'atok', 'acost'}
         local function read_reservation(rkey)
           local r = {}
-          local v = redis.call('GET', rkey)
-          if v then
+          local v = redis.pcall('GET', rkey)
+          if type(v) == 'table' and v.err then
+            -- Written as a hash by a bursard from before records were one string (an upgrade
+            -- while it was open): the same fields, read by name; rewritten as a string.
+            local h = redis.call('HMGET', rkey, unpack(OLD_FIELDS))
+            if h[1] and #h[1] > 0 then
+              for i = 1, #OLD_FIELDS do
+                if not h[i] then break end
+                r[i] = h[i]
+              end
+            end
+          elseif v then
             for f in string.gmatch(v, '%S+') do r[#r + 1] = f end
           end
           return r

@@ -81,6 +81,37 @@ struct SettlementTests {
         }
     }
 
+    @Test("a reservation an older bursard wrote as a hash (open across an upgrade) is settled exactly once and rewritten as a string")
+    func reservationFromBeforeUpgrade() async throws {
+        try await withHarness { h in
+            let w = try await world(h)
+            let c = try await h.connect()
+            let r = try await c.check(.make(w.digest, input: 100, output: 900, cost: 5_000))
+            #expect(r.allowed)
+            let name = Keyspace.reservation(w.org.id, r.reservation.sequence)
+            // Rewrite the record as the hash the previous layout kept, field by field, same TTL.
+            let text = try #require(try await h.redis.send(RedisCommand("GET", name)).string)
+            let values = text.split(separator: " ").map(String.init)
+            let fields = ["st", "exp", "kid", "pid", "tok", "cost", "kw", "pw", "met", "ktr", "ptr", "krr", "prr", "at"]
+            try #require(values.count == fields.count)
+            var hset = RedisCommand("HSET", name)
+            for (f, v) in zip(fields, values) { hset.append(f); hset.append(v) }
+            _ = try await h.redis.send([RedisCommand("DEL", name), hset, RedisCommand("PEXPIRE", name, "4000000")])
+            #expect(try await h.redis.send(RedisCommand("TYPE", name)) == .status("hash"))
+
+            let s = try await c.settle(SettleRequest(reservation: r.reservation, inputTokens: 100, outputTokens: 200, cost: 1_500))
+            #expect(s.status == .applied && s.costDelta == -3_500 && s.tokenDelta == -700)
+            let after = try await counters(h, w, r)
+            #expect(after == Counters(keySpend: 1_500, projectSpend: 1_500, credits: 998_500,
+                                      keyTPMLevel: 300 * 60_000_000, projectTPMLevel: 300 * 60_000_000))
+            let record = try #require(ReservationRecord(reply: try await h.redis.send(RedisCommand("GET", name))))
+            #expect(record.status == "settled" && record.actualCost == 1_500 && record.actualTokens == 300)
+            #expect(try await h.redis.send(RedisCommand("PTTL", name)).int ?? 0 > 3_000_000)
+            #expect(try await c.settle(SettleRequest(reservation: r.reservation, inputTokens: 1, outputTokens: 1, cost: 1)).status == .alreadySettled)
+            await c.close()
+        }
+    }
+
     @Test("SETTLE above the estimate charges the difference and later CHECKs see it")
     func settleUp() async throws {
         try await withHarness { h in
