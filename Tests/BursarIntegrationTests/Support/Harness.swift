@@ -38,10 +38,11 @@ final class Harness: Sendable {
     /// Starts everything. A missing redis-server fails the test with the install hint.
     static func start(
         reservationTTLMs: Int64 = 15 * 60 * 1000, deadline: TimeAmount = .seconds(10),
-        negativeCacheTTL: TimeAmount = .seconds(1), appendOnly: Bool = false, storeFailure: StoreFailurePolicy = StoreFailurePolicy()
+        negativeCacheTTL: TimeAmount = .seconds(1), appendOnly: Bool = false, storeFailure: StoreFailurePolicy = StoreFailurePolicy(),
+        redisIOTimeoutMs: Int = 5_000
     ) async throws -> Harness {
         let redisServer = try RedisServerProcess.ephemeral(appendOnly: appendOnly)
-        let redis = RedisClient(configuration: RedisClientConfiguration(endpoint: redisServer.endpoint, ioTimeoutMs: 5_000), logger: logger)
+        let redis = RedisClient(configuration: RedisClientConfiguration(endpoint: redisServer.endpoint, ioTimeoutMs: redisIOTimeoutMs), logger: logger)
         let engine = DecisionEngine(
             redis: redis, limiter: Limiter(clock: .testFrozen, reservationTTLMs: reservationTTLMs),
             configuration: EngineConfiguration(
@@ -150,12 +151,12 @@ func checkUntilAnswered(_ c: BursarConnection, _ request: CheckRequest, attempts
 /// Runs `body` with a started harness and always stops it.
 func withHarness<T>(
     reservationTTLMs: Int64 = 15 * 60 * 1000, deadline: TimeAmount = .seconds(10), appendOnly: Bool = false,
-    negativeCacheTTL: TimeAmount = .seconds(1), storeFailure: StoreFailurePolicy = StoreFailurePolicy(),
+    negativeCacheTTL: TimeAmount = .seconds(1), storeFailure: StoreFailurePolicy = StoreFailurePolicy(), redisIOTimeoutMs: Int = 5_000,
     _ body: (Harness) async throws -> T
 ) async throws -> T {
     let h = try await Harness.start(
         reservationTTLMs: reservationTTLMs, deadline: deadline, negativeCacheTTL: negativeCacheTTL, appendOnly: appendOnly,
-        storeFailure: storeFailure)
+        storeFailure: storeFailure, redisIOTimeoutMs: redisIOTimeoutMs)
     do {
         let result = try await body(h)
         await h.stop()
