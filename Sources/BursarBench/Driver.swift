@@ -94,6 +94,9 @@ final class Driver: @unchecked Sendable {
 
     /// Requests (CHECK and its follow-up) started and not yet finished; readable from any thread.
     let inFlight = Atomic<Int>(0)
+    /// CHECKs answered so far, warm-up included: what the harness counts between its two samples
+    /// of Redis's statistics, so Redis's cost is divided by the decisions it was measured over.
+    let answered = Atomic<Int>(0)
     private var tally = Tally()
     private var issued: UInt64 = 0
     private var closing = false
@@ -222,6 +225,7 @@ final class Driver: @unchecked Sendable {
             tally.ledger.uncertainCheck(r.key, estimate: r.estimate)
             finish(next: false)
         case .success(let answer):
+            answered.add(1, ordering: .relaxed)
             if r.measured {
                 tally.decisions += 1
                 record(&tally.checkLatency, now - r.origin)

@@ -130,10 +130,11 @@ public struct BenchReport: Sendable, Codable {
         if let cpu = result.harnessCPUSeconds, result.decisions > 0 {
             harness_cpu_s_per_1000_decisions = cpu / Double(result.decisions) * 1000
         }
-        if result.decisions > 0 {
-            redis_commands_per_decision = result.redisCommands.map { Double($0) / Double(result.decisions) }
-            redis_scripts_per_decision = result.redisScripts.map { Double($0) / Double(result.decisions) }
-            redis_cpu_s_per_1000_decisions = result.redisCPUSeconds.map { $0 / Double(result.decisions) * 1000 }
+        let redisDecisions = result.redisDecisions ?? result.decisions
+        if redisDecisions > 0 {
+            redis_commands_per_decision = result.redisCommands.map { Double($0) / Double(redisDecisions) }
+            redis_scripts_per_decision = result.redisScripts.map { Double($0) / Double(redisDecisions) }
+            redis_cpu_s_per_1000_decisions = result.redisCPUSeconds.map { $0 / Double(redisDecisions) * 1000 }
         }
         if let rss = result.targetRSS {
             rss_start_kib = rss.startKiB

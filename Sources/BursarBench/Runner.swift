@@ -59,6 +59,9 @@ public struct RunResult: Sendable {
     public var redisScripts: Int?
     /// CPU seconds that Redis used during the measured period (`INFO cpu`), when known.
     public var redisCPUSeconds: Double?
+    /// CHECKs answered between the two samples of Redis's statistics: what Redis's figures are
+    /// per (the measured period's `decisions` when unknown).
+    public var redisDecisions: Int?
 
     /// Measured CHECKs Redis decided: allowed, or denied for reasons 1…15 (a limit or the key's
     /// standing), as opposed to refused unevaluated (`overloaded`, `key_lookups_throttled`) or
@@ -149,11 +152,16 @@ public enum BenchRunner {
         }
         for d in drivers { d.loop.execute { d.begin() } }
         func inFlight() -> Int { drivers.reduce(0) { $0 + $1.inFlight.load(ordering: .relaxed) } }
+        func answered() -> Int { drivers.reduce(0) { $0 + $1.answered.load(ordering: .relaxed) } }
 
         let rss = RSSSampler(pids: configuration.targetPIDs)
         await sleep(until: measureStart)
         let cpuBefore = CPUTime.seconds(of: configuration.targetPIDs)
         let harnessBefore = CPUTime.ownSeconds()
+        // Redis's counts are divided by the CHECKs answered between the two samples, not by the
+        // measured period's: on a loaded machine a sample can come late, and the period's count
+        // would then be set against a shorter stretch of Redis's work.
+        let answeredBefore = answered()
         let redisBefore = if let redis { await RedisCostSample.take(redis) } else { RedisCostSample?.none }
         rss.sample(first: true)
         while NIODeadline.now() < end {
@@ -163,6 +171,7 @@ public enum BenchRunner {
         let cpuAfter = CPUTime.seconds(of: configuration.targetPIDs)
         let harnessAfter = CPUTime.ownSeconds()
         let redisAfter = if let redis { await RedisCostSample.take(redis) } else { RedisCostSample?.none }
+        let answeredAfter = answered()
         // Let in-flight requests finish (their SETTLEs keep the audit exact), but never longer than the grace.
         let giveUp = end + TimeAmount(configuration.drainGrace)
         while inFlight() > 0, NIODeadline.now() < giveUp {
@@ -185,6 +194,7 @@ public enum BenchRunner {
         if let before = redisBefore, let after = redisAfter {
             let delta = after.since(before)
             (result.redisCommands, result.redisScripts, result.redisCPUSeconds) = (delta.commands, delta.scripts, delta.cpuSeconds)
+            result.redisDecisions = answeredAfter - answeredBefore
         }
         result.targetRSS = rss.samples
         return result
