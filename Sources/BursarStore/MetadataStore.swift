@@ -174,22 +174,16 @@ public struct MetadataStore: Sendable {
     /// source sent each time, not EVALSHA), so that inside a MULTI/EXEC it can never fail with
     /// NOSCRIPT after the writes before it were applied.
     static func recompile(org: UInt64, _ keys: CompiledKeys) -> RedisCommand {
-        var command = RedisCommand("EVAL", LimiterLua.compile, "1", Keyspace.orgHash(org), Keyspace.org(org))
-        switch keys {
-        case .keys(let ids):
-            command.append("keys")
-            for id in ids { command.append(String(id)) }
-        case .project(let id):
-            command.append("project")
-            command.append(String(id))
-        case .user(let id):
-            command.append("user")
-            command.append(String(id))
-        case .organization:
-            command.append("org")
+        let scope: [String] = switch keys {
+        case .keys(let ids): ["keys"] + ids.map { String($0) }
+        case .project(let id): ["project", String(id)]
+        case .user(let id): ["user", String(id)]
+        case .organization: ["org"]
         }
-        return command
+        return compileScript.evalCommand(keys: [Keyspace.orgHash(org)], args: [Keyspace.org(org)] + scope)
     }
+
+    static let compileScript = RedisScript(source: LimiterLua.compile)
 
     /// `commands` and then the recompilation of `keys`, as one MULTI/EXEC: no CHECK ever sees the
     /// write without the compiled records that follow from it.
