@@ -110,6 +110,7 @@ struct DirectTransport: DecisionTransport {
         let client = RedisClient(configuration: RedisClientConfiguration(target: try RedisTarget(url: url)), logger: logger)
         let limiter = Limiter()
         client.register(limiter.scripts)
+        client.batch(limiter.batches)
         return (client, limiter)
     }
 

@@ -123,6 +123,8 @@ public final class RedisClient: Sendable {
     public let stats = RedisClientStats()
     private let queue: WorkQueue
     private let scripts: Mutex<[String: RedisScript]>
+    /// Batch scripts by the SHA-1 (as sent, lowercase hex) of the script whose calls they merge.
+    private let batches = BatchTable()
     private let logger: Logger
     /// Sentinel: the master the sentinels last announced.
     let announced = AnnouncedMaster()
@@ -203,6 +205,79 @@ public final class RedisClient: Sendable {
     /// Registers scripts so that NOSCRIPT replies are healed by loading them.
     public func register(_ list: [RedisScript]) {
         scripts.withLock { for s in list { $0[s.sha1] = s } }
+    }
+
+    /// Registers script pairs (`RedisScriptBatch`): from now on, calls of a `single` script with
+    /// one key and the same first argument that go out in the same round trip, each a request of
+    /// its own, are sent as one call of its `batch` script (at most `maxMerged` at once), placed
+    /// where the first of them was. Each request still gets its own reply. Requests sent
+    /// together are concurrent (none waited for another's reply), so running them together, in
+    /// order, is one of the orders they could have run in anyway. Not on Redis Cluster, whose
+    /// connections send each command to its slot's owner.
+    public func batch(_ list: [RedisScriptBatch]) {
+        register(list.flatMap { [$0.single, $0.batch] })
+        batches.add(list)
+    }
+
+    /// Most calls merged into one call of a batch script: a merged call runs atomically, so a
+    /// bound on it bounds how long it holds Redis.
+    public static let maxMerged = 64
+
+    /// The commands of `items` as they go on the wire: calls of a batched script merged
+    /// (see `batch(_:)`), and where each request's replies are found in the replies to them.
+    func plan(_ items: [Pending]) -> WirePlan {
+        var plan = WirePlan()
+        plan.routes.reserveCapacity(items.count)
+        let table = batches.current
+        // Which requests are one call of a batched script, grouped by script and first argument.
+        var groups: [[UInt8]: [Int]] = [:]
+        var groupOf = [[UInt8]?](repeating: nil, count: items.count)
+        if !table.isEmpty && items.count > 1 {
+            for (i, item) in items.enumerated() {
+                guard item.commands.count == 1 else { continue }
+                let c = item.commands[0]
+                guard c.count >= 5, c.argument(0).elementsEqual("EVALSHA".utf8), c.argument(2).elementsEqual("1".utf8),
+                    table[Array(c.argument(1))] != nil
+                else { continue }
+                let key = Array(c.argument(1)) + [0] + Array(c.argument(4))
+                groupOf[i] = key
+                groups[key, default: []].append(i)
+            }
+        }
+        var route = [(wire: Int, element: Int)](repeating: (-1, -1), count: items.count)
+        for (i, item) in items.enumerated() {
+            if route[i].wire >= 0 { continue }
+            guard let key = groupOf[i], let members = groups[key], members.count > 1 else {
+                route[i] = (plan.commands.count, -1)
+                plan.commands.append(contentsOf: item.commands)
+                continue
+            }
+            // The whole group goes out here, where its first request was, in chunks.
+            let batch = table[Array(item.commands[0].argument(1))]!
+            var start = 0
+            while start < members.count {
+                let chunk = members[start..<min(members.count, start + Self.maxMerged)]
+                start = chunk.endIndex
+                if chunk.count == 1 {
+                    route[chunk.first!] = (plan.commands.count, -1)
+                    plan.commands.append(items[chunk.first!].commands[0])
+                    continue
+                }
+                var merged = RedisCommand("EVALSHA", batch.sha1)
+                merged.append(decimal: UInt64(chunk.count))
+                for m in chunk { merged.append(bytes: items[m].commands[0].argument(3)) }
+                merged.append(bytes: item.commands[0].argument(4))
+                for (element, m) in chunk.enumerated() {
+                    let c = items[m].commands[0]
+                    merged.append(decimal: UInt64(c.count - 5))
+                    for a in 5..<c.count { merged.append(bytes: c.argument(a)) }
+                    route[m] = (plan.commands.count, element)
+                }
+                plan.commands.append(merged)
+            }
+        }
+        plan.routes = route
+        return plan
     }
 
     /// Queues commands to be sent together, in order, in one round trip; `completion` gets one
@@ -355,6 +430,45 @@ struct Batch {
     var dropping: Bool
     /// The queue-delay target.
     var target: TimeAmount
+}
+
+/// The batch scripts registered with a client (`RedisClient.batch`), by the SHA-1 of the script
+/// whose calls they merge.
+final class BatchTable: @unchecked Sendable {
+    private let lock = NSLock()
+    private var table: [[UInt8]: RedisScript] = [:]
+
+    func add(_ list: [RedisScriptBatch]) {
+        lock.lock()
+        defer { lock.unlock() }
+        for b in list { table[Array(b.single.sha1.utf8)] = b.batch }
+    }
+
+    var current: [[UInt8]: RedisScript] {
+        lock.lock()
+        defer { lock.unlock() }
+        return table
+    }
+}
+
+/// The commands of one round trip as written (`RedisClient.plan`), and for each request where
+/// its replies are: from `wire` on, one per command, or, for a request merged into a batch
+/// script's call, element `element` of that call's reply.
+struct WirePlan {
+    var commands: [RedisCommand] = []
+    var routes: [(wire: Int, element: Int)] = []
+
+    /// The replies of request `index` (which sent `count` commands) among `replies`, the replies
+    /// to `commands`.
+    func replies(of index: Int, count: Int, in replies: [RedisValue]) -> [RedisValue] {
+        let (wire, element) = routes[index]
+        guard element >= 0 else { return Array(replies[wire..<wire + count]) }
+        switch replies[wire] {
+        case .array(let elements) where element < elements.count: return [elements[element]]
+        case .error: return [replies[wire]]
+        default: return [.error("ERR a batched script call answered \(replies[wire]) instead of one reply per request")]
+        }
+    }
 }
 
 /// Completions of one batch, grouped by the event loop they must run on.
@@ -552,9 +666,8 @@ private final class Worker: @unchecked Sendable {
     private static func readOnly(_ replies: [RedisValue]) -> [Int] { replies.indices.filter { isReadOnly(replies[$0]) } }
 
     private func execute(_ items: [Pending], on connection: RedisConnection, into deliveries: inout Deliveries) {
-        var commands: [RedisCommand] = []
-        commands.reserveCapacity(items.count)
-        for item in items { commands.append(contentsOf: item.commands) }
+        let plan = client.plan(items)
+        let commands = plan.commands
         do {
             client.stats.roundTrips.add(1, ordering: .relaxed)
             client.stats.commands.add(commands.count, ordering: .relaxed)
@@ -601,11 +714,8 @@ private final class Worker: @unchecked Sendable {
                 for (i, index) in readOnly.enumerated() { replies[index] = retried[i] }
                 readOnly = zip(readOnly, retried).filter { Self.isReadOnly($0.1) }.map(\.0)
             }
-            var offset = 0
-            for item in items {
-                let n = item.commands.count
-                deliveries.add(item, .success(Array(replies[offset..<offset + n])))
-                offset += n
+            for (i, item) in items.enumerated() {
+                deliveries.add(item, .success(plan.replies(of: i, count: item.commands.count, in: replies)))
             }
         } catch {
             self.connection = nil

@@ -37,3 +37,23 @@ public struct RedisScript: Hashable, Sendable {
         return c
     }
 }
+
+/// A script whose calls may run several at once as one call of another script (`batch`), when
+/// they reach Redis in the same round trip with the same first argument (`RedisClient.batch`).
+///
+/// `single` takes one key and its first argument names what the calls share (an organization's
+/// prefix). `batch` takes each call's key as its KEYS, the shared first argument as ARGV[1], then
+/// for each call the count of its other arguments followed by them, and answers an array with
+/// each call's reply in order (an error element for a call that failed).
+public struct RedisScriptBatch: Sendable {
+    /// The script called once per request.
+    public let single: RedisScript
+    /// The script that runs several of its calls as one.
+    public let batch: RedisScript
+
+    /// A pair of scripts.
+    public init(single: RedisScript, batch: RedisScript) {
+        self.single = single
+        self.batch = batch
+    }
+}

@@ -138,6 +138,7 @@ public final class DecisionEngine: Sendable {
         self.registry = InstanceRegistry(
             redis: redis, limiter: limiter, identity: identity, reconciler: reconciler, leaseMs: leaseMs, logger: logger)
         redis.register(limiter.scripts)
+        redis.batch(limiter.batches)
         identity.acquire()
         let interval = configuration.replayInterval
         Task { [weak self] in

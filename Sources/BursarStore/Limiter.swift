@@ -52,6 +52,10 @@ public struct Limiter: Sendable {
     public let checkScript: RedisScript
     /// The SETTLE/RELEASE script.
     public let settleScript: RedisScript
+    /// CHECK of several requests of one organization in one call (`RedisClient.batch`).
+    public let checkBatchScript: RedisScript
+    /// SETTLE and RELEASE of several reservations of one organization in one call.
+    public let settleBatchScript: RedisScript
     /// The VOID script: gives back an attempt whose client was told it was refused.
     public let voidScript: RedisScript
     /// The SWEEP script: voids what a dead bursard left undelivered in one organization.
@@ -75,6 +79,8 @@ public struct Limiter: Sendable {
     public init(clock: ScriptClock, reservationTTLMs: Int64 = 15 * 60 * 1000) {
         checkScript = RedisScript(source: LimiterLua.check(clock))
         settleScript = RedisScript(source: LimiterLua.settle(clock))
+        checkBatchScript = RedisScript(source: LimiterLua.checkBatch(clock))
+        settleBatchScript = RedisScript(source: LimiterLua.settleBatch(clock))
         voidScript = RedisScript(source: LimiterLua.void(clock))
         sweepScript = RedisScript(source: LimiterLua.sweep(clock))
         heartbeatScript = RedisScript(source: LimiterLua.heartbeat)
@@ -84,7 +90,15 @@ public struct Limiter: Sendable {
     }
 
     /// Every script, for `RedisClient.register`.
-    public var scripts: [RedisScript] { [checkScript, settleScript, voidScript, sweepScript, heartbeatScript] }
+    public var scripts: [RedisScript] {
+        [checkScript, settleScript, checkBatchScript, settleBatchScript, voidScript, sweepScript, heartbeatScript]
+    }
+
+    /// The scripts whose calls for one organization that reach Redis together run as one call
+    /// of their batch script, for `RedisClient.batch` (SPEC §13.11).
+    public var batches: [RedisScriptBatch] {
+        [RedisScriptBatch(single: checkScript, batch: checkBatchScript), RedisScriptBatch(single: settleScript, batch: settleBatchScript)]
+    }
 
     /// How long a fence (the record a void leaves under an attempt that never ran) keeps its id
     /// taken, ms: as long as a reservation's record would have lived.

@@ -304,7 +304,30 @@ enum LimiterLua {
     /// (the sequence was already taken: this attempt was voided before it ran, and did nothing),
     /// 3 already recorded (a replay found its reservation: it did nothing).
     static func check(_ clock: ScriptClock) -> String {
-        prelude(clock) + compiledRecord + "\n" + """
+        prelude(clock) + compiledRecord + """
+
+        local function mark_undelivered(epoch, seq) redis.call('ZADD', P .. 'ud', epoch, seq) end
+
+        """ + checkBody
+    }
+
+    /// CHECK of several requests of one organization in one call (`batched`). The admissions'
+    /// undelivered marks are added to the organization's set by one `ZADD` after the last step
+    /// (nothing can read the set in between: the call is one atomic step).
+    static func checkBatch(_ clock: ScriptClock) -> String {
+        prelude(clock) + compiledRecord + """
+
+        local UD = {}
+        local function mark_undelivered(epoch, seq)
+          UD[#UD + 1] = epoch
+          UD[#UD + 1] = seq
+        end
+
+        """ + batched(checkBody, then: "if #UD > 0 then redis.call('ZADD', P .. 'ud', unpack(UD)) end")
+    }
+
+    /// One CHECK, after the prelude: KEYS[1] and ARGV as `check` describes.
+    static let checkBody = """
         local kid, digest, model = ARGV[2], ARGV[3], ARGV[4]
         local tokens, cost, ttl = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
         local seq, epoch = ARGV[8], ARGV[9]
@@ -424,7 +447,7 @@ enum LimiterLua {
           end
           -- Undelivered until the bursard that sent it confirms the answer went to its client;
           -- scored by that bursard's epoch, so a sweep finds what a dead one left.
-          if check then redis.call('ZADD', P .. 'ud', epoch, seq) end
+          if check then mark_undelivered(epoch, seq) end
           local moved = {false, false}
           for i = 1, 4 do
             local st = states[i]
@@ -447,7 +470,6 @@ enum LimiterLua {
           kbudget and (kbudget - kspent) or false, kwe, pbudget and (pbudget - pspent) or false, pwe,
           metered and balance or false}
         """
-    }
 
     /// SETTLE and RELEASE. KEYS[1] = the reservation. ARGV: prefix, mode ("settle" | "release"),
     /// actual tokens, actual cost. Reply: {status, cost delta, token delta}.
@@ -457,7 +479,16 @@ enum LimiterLua {
     /// on RPM) and a RELEASE counts the request on RPM, as if the sweep had not happened. A
     /// fence or an attempt its own bursard voided (`void`) was never admitted: `unknown`.
     static func settle(_ clock: ScriptClock) -> String {
-        prelude(clock) + reservationHelpers + """
+        prelude(clock) + reservationHelpers + settleBody
+    }
+
+    /// SETTLE and RELEASE of several reservations of one organization in one call (`batched`).
+    static func settleBatch(_ clock: ScriptClock) -> String {
+        prelude(clock) + reservationHelpers + batched(settleBody)
+    }
+
+    /// One SETTLE or RELEASE, after the prelude: KEYS[1] and ARGV as `settle` describes.
+    static let settleBody = """
         local mode = ARGV[2]
         local r = read_reservation(KEYS[1])
         if not r[1] or r[1] == 'void' then return {4, 0, 0} end
@@ -493,6 +524,39 @@ enum LimiterLua {
           write_reservation(KEYS[1], r, 'released')
         end
         return {0, dcost, dtok}
+        """
+
+    /// Several calls of one script (`body`, written for one KEYS[1] and its ARGV) run as one
+    /// call, for requests of one organization that reach Redis together: the prelude (one
+    /// `TIME`) runs once and every request after it, in order, in the same atomic step (SPEC
+    /// §13.11). KEYS = each request's KEYS[1]; ARGV[1] = the organization's prefix (every
+    /// request's ARGV[1]), then for each request the count of its other arguments and those
+    /// arguments. Reply: one element per request, what its own call would have answered; a
+    /// request whose step raised an error gets that error as its element, and the others are
+    /// unaffected. `finish` runs after the last request.
+    static func batched(_ body: String, then finish: String = "") -> String {
+        """
+        local function one(KEYS, ARGV)
+        \(body)
+        end
+        local out = {}
+        local pos = 2
+        for i = 1, #KEYS do
+          local c = tonumber(ARGV[pos])
+          local a = {P}
+          for j = 1, c do a[j + 1] = ARGV[pos + j] end
+          pos = pos + c + 1
+          local ok, res = pcall(one, {KEYS[i]}, a)
+          if ok then
+            out[i] = res
+          elseif type(res) == 'table' and res.err then
+            out[i] = res
+          else
+            out[i] = {err = tostring(res)}
+          end
+        end
+        \(finish)
+        return out
         """
     }
 

@@ -55,12 +55,13 @@ struct BenchTests {
             #expect(report.followup_p50_us > 0)
             #expect(try #require(report.cpu_s_per_1000_decisions) > 0)
             #expect(try #require(report.rss_start_kib) > 1_000)
-            // What Redis ran for it, from INFO deltas: every decision runs its CHECK script (a
-            // third end with no SETTLE or RELEASE, being denied), each script several calls.
+            // What Redis ran for it, from INFO deltas: every decision runs its CHECK step (a
+            // third end with no SETTLE or RELEASE, being denied), each several calls; steps of
+            // the one organization that reach Redis together share a script call (SPEC §13.11).
             let scripts = try #require(report.redis_scripts_per_decision)
             let commands = try #require(report.redis_commands_per_decision)
-            #expect(scripts >= 1 && scripts <= 3, "\(report.summary)")
-            #expect(commands >= scripts * 4 && commands <= 60, "\(report.summary)")
+            #expect(scripts > 0 && scripts <= 3, "\(report.summary)")
+            #expect(commands >= 4 && commands >= scripts * 2 && commands <= 60, "\(report.summary)")
             #expect(try #require(report.redis_cpu_s_per_1000_decisions) > 0)
             #expect(report.summary.contains("commands per decision"))
             let json = try report.json()
@@ -83,7 +84,7 @@ struct BenchTests {
             #expect(floor.mode == "direct")
             try expectClean(floor)
             #expect((floorResult.denied[.keyRPM] ?? 0) > 0, "the floor runs bursar's own scripts: \(floor.denied_by_reason)")
-            #expect(try #require(floor.redis_scripts_per_decision) >= 1, "\(floor.summary)")
+            #expect(try #require(floor.redis_scripts_per_decision) > 0, "\(floor.summary)")
 
             let socket = NSTemporaryDirectory() + "bench-\(UUID().uuidString.prefix(8)).sock"
             let bursard = try await BursardProcess(redis: h.redisServer.endpoint, extraArguments: ["--unix", socket])

@@ -158,13 +158,7 @@ struct DecisionTests {
             #expect(try await compiled() == ["1", "0", "30", "600", "0"])
             // One admitted CHECK reads one hash (HMGET): not the organization's, project's and
             // membership's besides (the heartbeat's HGETs may run meanwhile, so HMGET is what counts).
-            func calls(_ command: String) async throws -> Int {
-                let info = try await h.redis.send(RedisCommand("INFO", "commandstats")).string ?? ""
-                guard let line = info.split(whereSeparator: \.isNewline).first(where: { $0.hasPrefix("cmdstat_\(command):") }),
-                      let range = line.range(of: "calls="), let end = line[range.upperBound...].firstIndex(of: ",")
-                else { return 0 }
-                return Int(line[range.upperBound..<end]) ?? 0
-            }
+            func calls(_ command: String) async throws -> Int { try await commandCalls(h, command) }
             let hmget = try await calls("hmget")
             let r = try await c.check(.make(w.digest))
             #expect(r.allowed && r.requestsLimit == 30 && r.requestsRemaining == 29)
@@ -364,13 +358,14 @@ struct PipeliningTests {
             for _ in 0..<500 where h.engine.pendingDeliveryConfirmations > 0 { try await Task.sleep(for: .milliseconds(10)) }
             let confirmationsBefore = h.engine.reconcileStats.deliveryCommands.load(ordering: .relaxed)
             let heartbeatsBefore = h.engine.reconcileStats.registryCommands.load(ordering: .relaxed)
-            let allowed = try await withThrowingTaskGroup(of: Int.self) { group in
+            let answers = try await withThrowingTaskGroup(of: CheckResult.self) { group in
                 for c in connections {
-                    for _ in 0..<10 { group.addTask { try await c.check(.make(w.digest)).allowed ? 1 : 0 } }
+                    for _ in 0..<10 { group.addTask { try await c.check(.make(w.digest)) } }
                 }
-                return try await group.reduce(0, +)
+                return try await group.reduce(into: []) { $0.append($1) }
             }
-            #expect(allowed == 200)
+            #expect(answers.filter(\.allowed).count == 200)
+            #expect(Set(answers.map(\.reservation.sequence)).count == 200, "each CHECK its own reservation")
             // Each admission is confirmed delivered (SPEC §13.7), many to one command.
             for _ in 0..<500 where h.engine.pendingDeliveryConfirmations > 0 { try await Task.sleep(for: .milliseconds(10)) }
             let confirmations = h.engine.reconcileStats.deliveryCommands.load(ordering: .relaxed) - confirmationsBefore
@@ -378,9 +373,11 @@ struct PipeliningTests {
             let heartbeats = h.engine.reconcileStats.registryCommands.load(ordering: .relaxed) - heartbeatsBefore
             let trips = h.redis.stats.roundTrips.load(ordering: .relaxed) - tripsBefore
             let commands = h.redis.stats.commands.load(ordering: .relaxed) - commandsBefore - confirmations - heartbeats
-            #expect(commands == 200, "one script call per CHECK, nothing else but the delivery confirmations (and a heartbeat)")
+            // CHECKs of one organization that go out in one round trip are one script call
+            // (SPEC §13.11): fewer calls than CHECKs, and nothing else but the confirmations.
+            #expect(commands >= 1 && commands < 200, "200 CHECKs went out as \(commands) script calls")
             #expect(confirmations < 200, "\(confirmations) delivery confirmations for 200 admissions")
-            #expect(trips < commands, "\(commands) CHECKs took \(trips) round trips")
+            #expect(trips < 200, "200 CHECKs took \(trips) round trips")
             for c in connections { await c.close() }
             await warm.close()
         }

@@ -167,16 +167,19 @@ func withHarness<T>(
     }
 }
 
+/// How many times Redis has run `command` (lowercase), from `INFO commandstats`.
+func commandCalls(_ h: Harness, _ command: String) async throws -> Int {
+    let info = try await h.redis.send(RedisCommand("INFO", "commandstats")).string ?? ""
+    guard let line = info.split(whereSeparator: \.isNewline).first(where: { $0.hasPrefix("cmdstat_\(command):") }),
+          let range = line.range(of: "calls="), let end = line[range.upperBound...].firstIndex(of: ",")
+    else { return 0 }
+    return Int(line[range.upperBound..<end]) ?? 0
+}
+
 /// Waits (up to 30 s) until Redis has run at least `count` more script calls (EVALSHA) than when
 /// called: load has reached it.
 func waitForScripts(_ h: Harness, atLeast count: Int) async throws {
-    func calls() async throws -> Int {
-        let info = try await h.redis.send(RedisCommand("INFO", "commandstats")).string ?? ""
-        guard let line = info.split(whereSeparator: \.isNewline).first(where: { $0.hasPrefix("cmdstat_evalsha:") }),
-              let range = line.range(of: "calls="), let end = line[range.upperBound...].firstIndex(of: ",")
-        else { return 0 }
-        return Int(line[range.upperBound..<end]) ?? 0
-    }
+    func calls() async throws -> Int { try await commandCalls(h, "evalsha") }
     let start = try await calls()
     var polls = 0
     while try await calls() < start + count, polls < 3000 {

@@ -1,0 +1,139 @@
+import BursarRedis
+import BursarServer
+import BursarStore
+import BursarWire
+import Foundation
+import NIOCore
+import Testing
+
+/// Script calls of one organization that reach Redis in the same round trip run as one call of
+/// the batch script (SPEC §13.11), each request with its own answer.
+@Suite("batched script calls")
+struct BatchingTests {
+    /// Holds both of the client's Redis connections for about `ms` each (a script spinning on
+    /// Redis's clock), so that what is submitted meanwhile waits and goes out in one round trip.
+    private func holdConnections(_ h: Harness, ms: Int) -> [Task<Void, any Error>] {
+        let spin = "local t = redis.call('TIME'); local s = t[1] * 1000 + math.floor(t[2] / 1000); "
+            + "repeat t = redis.call('TIME') until t[1] * 1000 + math.floor(t[2] / 1000) >= s + tonumber(ARGV[1]); return 1"
+        return (0..<2).map { _ in
+            Task { _ = try await h.redis.send(RedisCommand("EVAL", spin, "0", String(ms)), timeout: .seconds(10)) }
+        }
+    }
+
+    /// Submits `commands` at once, each a request of its own, and returns their replies in order.
+    private func submitTogether(_ h: Harness, _ commands: [RedisCommand]) async -> [Result<[RedisValue], RedisError>] {
+        let collected = Collected(count: commands.count)
+        await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
+            collected.whenAll(done)
+            for (i, command) in commands.enumerated() {
+                h.redis.submit([command], deadline: NIODeadline.now() + TimeAmount.seconds(10)) { result in collected.add(i, result) }
+            }
+        }
+        return collected.replies
+    }
+
+    @Test("CHECKs and SETTLEs sent together are one script call each way, answered one by one; a failing one fails alone")
+    func mergedCallsAnswerEachRequest() async throws {
+        try await withHarness { h in
+            let w = try await h.world(limits: KeyLimits(rpm: 3))
+            let limiter = h.engine.limiter
+            let identity = KeyIdentity(orgID: w.org.id, keyID: w.key.key.id)
+            // A "key" of the same organization whose record is not a hash: its step raises WRONGTYPE.
+            let broken = KeyIdentity(orgID: w.org.id, keyID: w.key.key.id + 1_000)
+            _ = try await h.redis.send(RedisCommand("SET", Keyspace.key(w.org.id, broken.keyID), "not-a-hash"))
+            let epoch = h.engine.epoch
+            let base = ReservationSequence.make(epoch: epoch, counter: 900_000)
+            let costs: [Int64] = [100, 200, 300, 400, 500]
+            var checks = costs.enumerated().map { i, cost in
+                limiter.checkCommand(.make(w.digest, cost: cost), identity: identity, sequence: base + UInt64(i), epoch: epoch)
+            }
+            checks.insert(limiter.checkCommand(.make(w.digest), identity: broken, sequence: base + 99, epoch: epoch), at: 2)
+
+            let scriptsBefore = try await commandCalls(h, "evalsha")
+            let zaddsBefore = try await commandCalls(h, "zadd")
+            let held = holdConnections(h, ms: 300)
+            try await Task.sleep(for: .milliseconds(50))
+            let replies = await submitTogether(h, checks)
+            for t in held { _ = try await t.value }
+            let scripts = try await commandCalls(h, "evalsha") - scriptsBefore
+            let zadds = try await commandCalls(h, "zadd") - zaddsBefore
+
+            // In order: three admitted (RPM 3), the broken one's error, then two denied key_rpm.
+            let outcomes = replies.map { result -> String in
+                switch result {
+                case .success(let r) where r.count == 1:
+                    if case .error(let e) = r[0] { return e.contains("WRONGTYPE") ? "wrongtype" : "error: \(e)" }
+                    guard let a = r[0].array, let outcome = a.first?.int else { return "shape: \(r[0])" }
+                    return outcome == 1 ? "admitted" : "denied \(a[1].int ?? -1)"
+                case .success(let r): return "\(r.count) replies"
+                case .failure(let e): return "failed: \(e)"
+                }
+            }
+            #expect(outcomes == ["admitted", "admitted", "wrongtype", "admitted", "denied 8", "denied 8"])
+            // Six requests, one script call (a heartbeat may add one): not six.
+            #expect(scripts >= 1 && scripts <= 2, "6 CHECKs went out as \(scripts) script calls")
+            // Each admission is marked undelivered under this bursard's epoch, all three by one
+            // ZADD (a heartbeat may add one).
+            for i in 0..<3 {
+                let score = try await h.redis.send(RedisCommand("ZSCORE", Keyspace.undelivered(w.org.id), String(base + UInt64(i))))
+                #expect(score.string == String(epoch), "admission \(i) is marked undelivered")
+            }
+            #expect(zadds >= 1 && zadds <= 2, "3 admissions marked by \(zadds) ZADDs")
+
+            // The three admissions settled together: each its own status; spend is what was settled.
+            let admitted = [0, 1, 2].map { ReservationID(orgID: w.org.id, sequence: base + UInt64($0)) }
+            let actuals: [Int64] = [10, 20, 30]
+            let settles = zip(admitted, actuals).map { r, cost in
+                limiter.settleCommand(SettleRequest(reservation: r, inputTokens: 1, outputTokens: 1, cost: cost))
+            }
+            let settleBefore = try await commandCalls(h, "evalsha")
+            let held2 = holdConnections(h, ms: 300)
+            try await Task.sleep(for: .milliseconds(50))
+            let settled = await submitTogether(h, settles + [settles[0]])
+            for t in held2 { _ = try await t.value }
+            let settleScripts = try await commandCalls(h, "evalsha") - settleBefore
+            let statuses = try settled.map { try limiter.parseSettle($0.get()[0]).status }
+            // The repeated SETTLE of the first, in the same call after it, finds it settled.
+            #expect(statuses == [.applied, .applied, .applied, .alreadySettled])
+            #expect(settleScripts >= 1 && settleScripts <= 2, "4 SETTLEs went out as \(settleScripts) script calls")
+            let record = ReservationRecord(reply: try await h.redis.send(RedisCommand("GET", Keyspace.reservation(w.org.id, admitted[0].sequence))))
+            let window = try #require(record?.keyWindow)
+            // Estimates 100 + 200 + 300 admitted, settled at 10 + 20 + 30: the window holds 60.
+            #expect(try await h.integer(window) == 60, "the key's window holds the settled actuals, exactly")
+        }
+    }
+}
+
+/// Replies collected from completion handlers, in submission order.
+private final class Collected: @unchecked Sendable {
+    private let lock = NSLock()
+    private var slots: [Result<[RedisValue], RedisError>?]
+    private var missing: Int
+    private var done: CheckedContinuation<Void, Never>?
+
+    init(count: Int) {
+        slots = Array(repeating: nil, count: count)
+        missing = count
+    }
+
+    func whenAll(_ continuation: CheckedContinuation<Void, Never>) {
+        lock.lock()
+        done = continuation
+        lock.unlock()
+    }
+
+    func add(_ i: Int, _ result: Result<[RedisValue], RedisError>) {
+        lock.lock()
+        slots[i] = result
+        missing -= 1
+        let finished = missing == 0 ? done : nil
+        lock.unlock()
+        finished?.resume()
+    }
+
+    var replies: [Result<[RedisValue], RedisError>] {
+        lock.lock()
+        defer { lock.unlock() }
+        return slots.map { $0! }
+    }
+}
