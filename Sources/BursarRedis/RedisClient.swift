@@ -227,33 +227,32 @@ public final class RedisClient: Sendable {
     /// (see `batch(_:)`), and where each request's replies are found in the replies to them.
     func plan(_ items: [Pending]) -> WirePlan {
         var plan = WirePlan()
-        plan.routes.reserveCapacity(items.count)
         let table = batches.current
-        // Which requests are one call of a batched script, grouped by script and first argument.
-        var groups: [[UInt8]: [Int]] = [:]
+        // Which requests are one call of a batched script, grouped by script and first argument,
+        // each group with the batch script that merges it.
+        var groups: [[UInt8]: (batch: RedisScript, members: [Int])] = [:]
         var groupOf = [[UInt8]?](repeating: nil, count: items.count)
         if !table.isEmpty && items.count > 1 {
             for (i, item) in items.enumerated() {
                 guard item.commands.count == 1 else { continue }
                 let c = item.commands[0]
-                guard c.count >= 5, c.argument(0).elementsEqual("EVALSHA".utf8), c.argument(2).elementsEqual("1".utf8),
-                    table[Array(c.argument(1))] != nil
-                else { continue }
-                let key = Array(c.argument(1)) + [0] + Array(c.argument(4))
+                guard c.count >= 5, c.argument(0).elementsEqual("EVALSHA".utf8), c.argument(2).elementsEqual("1".utf8) else { continue }
+                let sha = Array(c.argument(1))
+                guard let batch = table[sha] else { continue }
+                let key = sha + [0] + Array(c.argument(4))
                 groupOf[i] = key
-                groups[key, default: []].append(i)
+                groups[key, default: (batch, [])].members.append(i)
             }
         }
         var route = [(wire: Int, element: Int)](repeating: (-1, -1), count: items.count)
         for (i, item) in items.enumerated() {
             if route[i].wire >= 0 { continue }
-            guard let key = groupOf[i], let members = groups[key], members.count > 1 else {
+            guard let key = groupOf[i], let (batch, members) = groups[key], members.count > 1 else {
                 route[i] = (plan.commands.count, -1)
                 plan.commands.append(contentsOf: item.commands)
                 continue
             }
             // The whole group goes out here, where its first request was, in chunks.
-            let batch = table[Array(item.commands[0].argument(1))]!
             var start = 0
             while start < members.count {
                 let chunk = members[start..<min(members.count, start + Self.maxMerged)]
