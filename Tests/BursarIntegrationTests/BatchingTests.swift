@@ -12,12 +12,22 @@ import Testing
 struct BatchingTests {
     /// Holds both of the client's Redis connections for about `ms` each (a script spinning on
     /// Redis's clock), so that what is submitted meanwhile waits and goes out in one round trip.
-    private func holdConnections(_ h: Harness, ms: Int) -> [Task<Void, any Error>] {
+    /// Returns once both connections have started their round trip.
+    private func holdConnections(_ h: Harness, ms: Int) async throws -> [Task<Void, any Error>] {
         let spin = "local t = redis.call('TIME'); local s = t[1] * 1000 + math.floor(t[2] / 1000); "
             + "repeat t = redis.call('TIME') until t[1] * 1000 + math.floor(t[2] / 1000) >= s + tonumber(ARGV[1]); return 1"
-        return (0..<2).map { _ in
-            Task { _ = try await h.redis.send(RedisCommand("EVAL", spin, "0", String(ms)), timeout: .seconds(10)) }
+        var held: [Task<Void, any Error>] = []
+        for _ in 0..<2 {
+            let trips = h.redis.stats.roundTrips.load(ordering: .relaxed)
+            held.append(Task { _ = try await h.redis.send(RedisCommand("EVAL", spin, "0", String(ms)), timeout: .seconds(10)) })
+            // Taken by a connection (its round trip has begun): the next one goes to the other.
+            var polls = 0
+            while h.redis.stats.roundTrips.load(ordering: .relaxed) == trips, polls < 5_000 {
+                polls += 1
+                try await Task.sleep(for: .milliseconds(1))
+            }
         }
+        return held
     }
 
     /// Submits `commands` at once, each a request of its own, and returns their replies in order.
@@ -51,8 +61,7 @@ struct BatchingTests {
 
             let scriptsBefore = try await commandCalls(h, "evalsha")
             let zaddsBefore = try await commandCalls(h, "zadd")
-            let held = holdConnections(h, ms: 300)
-            try await Task.sleep(for: .milliseconds(50))
+            let held = try await holdConnections(h, ms: 300)
             let replies = await submitTogether(h, checks)
             for t in held { _ = try await t.value }
             let scripts = try await commandCalls(h, "evalsha") - scriptsBefore
@@ -87,8 +96,7 @@ struct BatchingTests {
                 limiter.settleCommand(SettleRequest(reservation: r, inputTokens: 1, outputTokens: 1, cost: cost))
             }
             let settleBefore = try await commandCalls(h, "evalsha")
-            let held2 = holdConnections(h, ms: 300)
-            try await Task.sleep(for: .milliseconds(50))
+            let held2 = try await holdConnections(h, ms: 300)
             let settled = await submitTogether(h, settles + [settles[0]])
             for t in held2 { _ = try await t.value }
             let settleScripts = try await commandCalls(h, "evalsha") - settleBefore
