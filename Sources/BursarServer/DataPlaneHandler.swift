@@ -107,11 +107,12 @@ final class DataPlaneHandler: ChannelDuplexHandler {
                 let (handler, context) = bound.value
                 if handler.closed {
                     if result.allowed { handler.engine.releaseOrphan(result.reservation) }
+                } else if result.allowed {
+                    if handler.inputClosed { handler.unconfirmed.append(result.reservation) }
+                    handler.writeAdmission(Frame(requestID: id, body: .checkResult(result)), result, context: context)
+                    handler.engine.metrics?.checkDuration.record(.nanoseconds((NIODeadline.now() - now).nanoseconds))
                 } else {
-                    if handler.inputClosed && result.allowed { handler.unconfirmed.append(result.reservation) }
                     handler.write(Frame(requestID: id, body: .checkResult(result)), context: context)
-                    // Handed to the client: Redis is told, so no sweep ever voids it.
-                    handler.engine.delivered(result)
                     handler.engine.metrics?.checkDuration.record(.nanoseconds((NIODeadline.now() - now).nanoseconds))
                 }
                 if result.reason == .unknownKey { handler.unknownKeys.record(now: .now()) }
@@ -153,9 +154,33 @@ final class DataPlaneHandler: ChannelDuplexHandler {
         completed(context: context)
     }
 
-    private func write(_ frame: Frame, context: ChannelHandlerContext) {
-        guard !closed else { return }
-        context.write(wrapOutboundOut(frame), promise: nil)
+    /// Writes an admission. Only once NIO has handed its bytes to the socket is Redis told it was
+    /// delivered (so no sweep voids it, SPEC §13.7): confirmed earlier, a bursard killed between
+    /// the confirmation and the flush would leave an admission no client saw and no sweep gives
+    /// back. A write that fails (the connection closed first) voids it instead.
+    private func writeAdmission(_ frame: Frame, _ result: CheckResult, context: ChannelHandlerContext) {
+        let promise = context.eventLoop.makePromise(of: Void.self)
+        let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
+        promise.futureResult.whenComplete { written in
+            let handler = handler.value
+            switch written {
+            case .success:
+                handler.engine.delivered(result)
+            case .failure:
+                // NIO fails unwritten writes before `channelInactive`: released here, not twice.
+                handler.unconfirmed.removeAll { $0 == result.reservation }
+                handler.engine.releaseOrphan(result.reservation)
+            }
+        }
+        write(frame, context: context, promise: promise)
+    }
+
+    private func write(_ frame: Frame, context: ChannelHandlerContext, promise: EventLoopPromise<Void>? = nil) {
+        guard !closed else {
+            promise?.fail(ChannelError.ioOnClosedChannel)
+            return
+        }
+        context.write(wrapOutboundOut(frame), promise: promise)
         // Answers completed by one Redis round trip arrive as consecutive loop tasks: one flush
         // scheduled behind them writes them all in one syscall.
         if !flushScheduled {

@@ -240,6 +240,46 @@ struct OverloadTests {
         }
     }
 
+    @Test("an admission whose answer is still in bursard's write buffer is not confirmed delivered; when the connection dies first it is voided")
+    func unwrittenAdmissionsAreVoided() async throws {
+        let limits = ConnectionLimits(writeTimeout: .seconds(1))
+        try await withBoundedServer(limits) { h, server, port in
+            let w = try await h.world()
+            let allowed = { h.engine.stats.decisions[0].count }
+            let reconcile = h.engine.reconcileStats
+            let (admittedBefore, confirmedBefore, orphansBefore) = (
+                allowed(), reconcile.confirmedDeliveries.load(ordering: .relaxed),
+                h.engine.stats.orphanedAdmissionsReleased.load(ordering: .relaxed))
+            // 60,000 CHECKs of a key without limits, never read: the answers fill the client's
+            // 4 KiB receive buffer, bursard's socket buffer, then NIO's write buffer.
+            let count = 60_000
+            let frame = Frame(requestID: 1, body: .check(.make(w.digest))).bytes
+            var bytes = ByteBuffer()
+            bytes.reserveCapacity(frame.count * count)
+            for _ in 0..<count { bytes.writeBytes(frame) }
+            let deaf = try await RawProbe.connect(port: port, reading: false)
+            deaf.channel.writeAndFlush(bytes, promise: nil)
+            // The write timeout closes the connection; its unwritten answers fail with it.
+            try await waitUntil(within: .seconds(60)) { server.connectionStats.writeTimeouts.count == 1 }
+            try await waitUntil { server.openConnections == 0 && h.engine.pendingDeliveryConfirmations == 0 && h.engine.unresolvedAttempts == 0 }
+            let admitted = allowed() - admittedBefore
+            let confirmed = reconcile.confirmedDeliveries.load(ordering: .relaxed) - confirmedBefore
+            let voided = h.engine.stats.orphanedAdmissionsReleased.load(ordering: .relaxed) - orphansBefore
+            // Confirmed only what reached the socket; the answers still in NIO's write buffer were
+            // voided when the connection closed, never confirmed.
+            #expect(admitted > 0 && voided > 0, "admitted \(admitted), voided \(voided)")
+            #expect(confirmed + voided == admitted, "admitted \(admitted) = confirmed \(confirmed) + voided \(voided)")
+            // Nothing is left undelivered in Redis, and every voided admission gave its request
+            // back: the key's open reservations are exactly the confirmed ones.
+            let undelivered = try await h.redis.send(RedisCommand("ZCARD", Keyspace.undelivered(w.org.id)))
+            #expect(undelivered.int == 0)
+            let statuses = try await reservationStatuses(h, org: w.org.id)
+            print("unwritten admissions: \(admitted) admitted, \(confirmed) confirmed delivered, \(voided) voided; records \(statuses)")
+            #expect(statuses["open", default: 0] == confirmed && statuses["void", default: 0] == voided, "\(statuses)")
+            await deaf.close()
+        }
+    }
+
     // MARK: Unknown digests
 
     @Test("past the unknown-key limit a connection's uncached digests are throttled without a lookup; cached keys still work")
@@ -633,4 +673,24 @@ private final class FloodHandler: ChannelInboundHandler {
     private var answered = 0
     /// Most frames unanswered on one flood connection.
     static let window = 512
+}
+
+/// How many reservation records of `org` Redis holds, by status (`open`, `void` …).
+private func reservationStatuses(_ h: Harness, org: UInt64) async throws -> [String: Int] {
+    let prefix = String(Keyspace.reservation(org, 0).dropLast())
+    var names: [String] = []
+    var cursor = "0"
+    repeat {
+        let reply = try await h.redis.send(RedisCommand("SCAN", cursor, "MATCH", prefix + "*", "COUNT", "1000")).array ?? []
+        cursor = reply.first?.string ?? "0"
+        names += (reply.count > 1 ? reply[1].array ?? [] : []).compactMap(\.string)
+    } while cursor != "0"
+    var statuses: [String: Int] = [:]
+    for start in stride(from: 0, to: names.count, by: 500) {
+        let batch = Array(names[start..<min(start + 500, names.count)])
+        for reply in try await h.redis.send(batch.map { RedisCommand("GET", $0) }, timeout: .seconds(10)) {
+            statuses[ReservationRecord(reply: reply)?.status ?? "unreadable", default: 0] += 1
+        }
+    }
+    return statuses
 }
