@@ -107,11 +107,10 @@ final class DataPlaneHandler: ChannelDuplexHandler {
                 let (handler, context) = bound.value
                 if handler.closed {
                     if result.allowed { handler.engine.releaseOrphan(result.reservation) }
-                } else if result.allowed {
-                    if handler.inputClosed { handler.unconfirmed.append(result.reservation) }
-                    handler.writeAdmission(Frame(requestID: id, body: .checkResult(result)), result, context: context)
-                    handler.engine.metrics?.checkDuration.record(.nanoseconds((NIODeadline.now() - now).nanoseconds))
                 } else {
+                    if handler.inputClosed && result.allowed { handler.unconfirmed.append(result.reservation) }
+                    // An admission is confirmed delivered once its bytes are in the socket
+                    // (`FrameWriter` reports it to `handedOver`).
                     handler.write(Frame(requestID: id, body: .checkResult(result)), context: context)
                     handler.engine.metrics?.checkDuration.record(.nanoseconds((NIODeadline.now() - now).nanoseconds))
                 }
@@ -154,33 +153,9 @@ final class DataPlaneHandler: ChannelDuplexHandler {
         completed(context: context)
     }
 
-    /// Writes an admission. Only once NIO has handed its bytes to the socket is Redis told it was
-    /// delivered (so no sweep voids it, SPEC §13.7): confirmed earlier, a bursard killed between
-    /// the confirmation and the flush would leave an admission no client saw and no sweep gives
-    /// back. A write that fails (the connection closed first) voids it instead.
-    private func writeAdmission(_ frame: Frame, _ result: CheckResult, context: ChannelHandlerContext) {
-        let promise = context.eventLoop.makePromise(of: Void.self)
-        let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
-        promise.futureResult.whenComplete { written in
-            let handler = handler.value
-            switch written {
-            case .success:
-                handler.engine.delivered(result)
-            case .failure:
-                // NIO fails unwritten writes before `channelInactive`: released here, not twice.
-                handler.unconfirmed.removeAll { $0 == result.reservation }
-                handler.engine.releaseOrphan(result.reservation)
-            }
-        }
-        write(frame, context: context, promise: promise)
-    }
-
-    private func write(_ frame: Frame, context: ChannelHandlerContext, promise: EventLoopPromise<Void>? = nil) {
-        guard !closed else {
-            promise?.fail(ChannelError.ioOnClosedChannel)
-            return
-        }
-        context.write(wrapOutboundOut(frame), promise: promise)
+    private func write(_ frame: Frame, context: ChannelHandlerContext) {
+        guard !closed else { return }
+        context.write(wrapOutboundOut(frame), promise: nil)
         // Answers completed by one Redis round trip arrive as consecutive loop tasks: one flush
         // scheduled behind them writes them all in one syscall.
         if !flushScheduled {
@@ -192,6 +167,26 @@ final class DataPlaneHandler: ChannelDuplexHandler {
                 if !handler.closed { context.flush() }
             }
         }
+    }
+
+    /// What became of the admissions among answers `FrameWriter` handed to the channel:
+    /// `written`, their bytes are in the socket, and Redis is told they were delivered (so no
+    /// sweep voids them, SPEC §13.7); else the connection closed first, and they are voided.
+    /// Confirmed when merely queued, a bursard killed before the flush would leave admissions no
+    /// client saw and no sweep gives back.
+    func handedOver(_ admissions: [CheckResult], written: Bool) {
+        if written {
+            for result in admissions { engine.delivered(result) }
+        } else {
+            for result in admissions { orphan(result.reservation) }
+        }
+    }
+
+    private func orphan(_ reservation: ReservationID) {
+        // Unwritten admissions are reported before this handler's `channelInactive`, which
+        // releases what is left in `unconfirmed`: released here, not twice.
+        unconfirmed.removeAll { $0 == reservation }
+        engine.releaseOrphan(reservation)
     }
 
     /// Counts a request in flight unless that would pass `headroom` times the connection's or

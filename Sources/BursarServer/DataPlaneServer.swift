@@ -157,12 +157,13 @@ public final class DataPlaneServer: Service, Sendable {
                         return
                     }
                     let partialFrame = PartialFrameClock()
+                    let handler = DataPlaneHandler(
+                        engine: engine, connectionStats: connectionStats, limits: limits, partialFrame: partialFrame, logger: logger)
                     try channel.pipeline.syncOperations.addHandlers([
                         FrameReader(clock: partialFrame),
-                        FrameWriter(),
+                        FrameWriter { handler.handedOver($0, written: $1) },
                         ConnectionDrainHandler(logger: logger),
-                        DataPlaneHandler(
-                            engine: engine, connectionStats: connectionStats, limits: limits, partialFrame: partialFrame, logger: logger),
+                        handler,
                     ])
                     let peer = channel.remoteAddress.map { "\($0)" } ?? "?"
                     logger.debug("data-plane connection opened", metadata: ["peer": "\(peer)"])

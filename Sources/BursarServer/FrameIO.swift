@@ -105,19 +105,34 @@ final class FrameReader: ChannelInboundHandler {
 /// frame written between two flushes is encoded into one buffer, handed to the channel as one
 /// write (one `write(2)`, not one iovec and one allocation per frame). A write with a promise
 /// (the last ERROR before a close) goes out with everything before it at once.
-final class FrameWriter: ChannelOutboundHandler {
+///
+/// It also tells `onAdmissions` what became of the admissions (allowed CHECK_RESULTs) it wrote:
+/// written to the socket, or not, because the connection closed first. One promise per hand-over
+/// that carries admissions, whoever flushes (the connection's handler, its drain at shutdown, a
+/// close); admissions never handed over are reported unwritten when the channel goes inactive,
+/// before the handlers after this one see it.
+final class FrameWriter: ChannelDuplexHandler {
+    typealias InboundIn = Frame
     typealias OutboundIn = Frame
     typealias OutboundOut = ByteBuffer
+    /// `written`: the admissions' bytes are in the socket.
+    typealias AdmissionsOutcome = (_ admissions: [CheckResult], _ written: Bool) -> Void
 
+    private let onAdmissions: AdmissionsOutcome?
     /// Encoded frames not yet handed to the channel, made at the first write. Reused from one
     /// flush to the next: once the channel has written the previous one, clearing it needs no
     /// new allocation.
     private var pending: ByteBuffer?
+    /// The admissions among `pending`.
+    private var pendingAdmissions: [CheckResult] = []
+
+    init(onAdmissions: AdmissionsOutcome? = nil) { self.onAdmissions = onAdmissions }
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         let frame = unwrapOutboundIn(data)
         if pending == nil { pending = context.channel.allocator.buffer(capacity: 4096) }
         frame.encode(into: &pending!)
+        if onAdmissions != nil, case .checkResult(let result) = frame.body, result.allowed { pendingAdmissions.append(result) }
         if let promise { handOver(context: context, promise: promise) }
     }
 
@@ -132,12 +147,33 @@ final class FrameWriter: ChannelOutboundHandler {
         context.close(mode: mode, promise: promise)
     }
 
+    func channelInactive(context: ChannelHandlerContext) {
+        if !pendingAdmissions.isEmpty, let onAdmissions {
+            let admissions = pendingAdmissions
+            pendingAdmissions = []
+            onAdmissions(admissions, false)
+        }
+        context.fireChannelInactive()
+    }
+
     private func handOver(context: ChannelHandlerContext, promise: EventLoopPromise<Void>?) {
         guard let bytes = pending, bytes.readableBytes > 0 else {
             promise?.succeed(())
             return
         }
-        context.write(wrapOutboundOut(bytes), promise: promise)
+        if pendingAdmissions.isEmpty || onAdmissions == nil {
+            context.write(wrapOutboundOut(bytes), promise: promise)
+        } else {
+            let admissions = pendingAdmissions
+            pendingAdmissions = []
+            let written = context.eventLoop.makePromise(of: Void.self)
+            let report = NIOLoopBound(onAdmissions!, eventLoop: context.eventLoop)
+            written.futureResult.whenComplete { result in
+                if case .success = result { report.value(admissions, true) } else { report.value(admissions, false) }
+            }
+            if let promise { written.futureResult.cascade(to: promise) }
+            context.write(wrapOutboundOut(bytes), promise: written)
+        }
         pending!.clear()
     }
 }
