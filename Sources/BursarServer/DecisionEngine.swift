@@ -131,7 +131,8 @@ public final class DecisionEngine: Sendable {
                 policy: configuration.storeFailure, reservationTTL: .milliseconds(limiter.reservationTTLMs),
                 capacity: configuration.cacheCapacity)
             : nil
-        self.admission = AdmissionControl(configuration.admission ?? AdmissionConfiguration(deadline: configuration.deadline))
+        self.admission = AdmissionControl(
+            configuration.admission ?? AdmissionConfiguration(deadline: configuration.deadline), deadline: configuration.deadline)
         let leaseMs = max(100, configuration.instanceLease.nanoseconds / 1_000_000)
         self.identity = InstanceIdentity(redis: redis, limiter: limiter, leaseMs: leaseMs, logger: logger)
         self.reconciler = Reconciler(redis: redis, limiter: limiter, logger: logger)
@@ -153,6 +154,7 @@ public final class DecisionEngine: Sendable {
     /// One round of maintenance: retries of voids and confirmations, the replay of local
     /// admissions, the heartbeat and any sweep it calls for.
     func maintain() async {
+        admission.tick(now: .now())
         reconciler.pump()
         if fallback != nil { await replayLocalAdmissions() }
         await registry.maintain()
@@ -472,10 +474,10 @@ public final class DecisionEngine: Sendable {
         stats.unknownOutcomesVoided.add(1, ordering: .relaxed)
     }
 
-    /// The `overloaded` answer: nothing evaluated, retry after the deadline.
+    /// The `overloaded` answer: nothing evaluated, retry after the admission control's hint.
     func overloaded() -> CheckResult {
         var result = CheckResult.deny(.overloaded)
-        result.retryAfterMs = UInt32(clamping: max(1, configuration.deadline.nanoseconds / 1_000_000))
+        result.retryAfterMs = admission.refused()
         return result
     }
 

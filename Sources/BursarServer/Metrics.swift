@@ -139,6 +139,9 @@ public final class ServerMetrics: Sendable {
         gauge("admission_latency_target_microseconds", help: "The latency a CHECK's Redis step should stay under (the adaptive limit's target), µs.") {
             Int(admission.configuration.latencyTarget.nanoseconds / 1000)
         }
+        gauge("overloaded_retry_after_milliseconds", help: "What an overloaded answer tells its client to wait at least (retry_after_ms: the retry hint), ms.") {
+            Int(admission.retryHint.nanoseconds / 1_000_000)
+        }
         for reason in ShedReason.allCases {
             let c = admission.shed[reason.rawValue]
             counter("shed", labels: [("reason", reason.label)], help: "CHECKs answered overloaded without Redis, by why: the fixed in-flight bound, the adaptive limit, the queue-delay target (CoDel), a deadline too short for a round trip.") { c.count }

@@ -66,6 +66,53 @@ struct AdmissionControlTests {
         #expect(l.currentLimit == 1000, "capped at the maximum")
     }
 
+    @Test("the retry hint spaces the refused out: it grows while they outnumber a quarter of the admitted, shrinks otherwise, within the deadline and 20 deadlines")
+    func retryHint() {
+        var h = RetryHint(deadline: .milliseconds(50), nowNs: 0)
+        #expect(h.hintNs == 50 * Self.ms && h.capNs == 1000 * Self.ms)
+        #expect(!h.windowEnded(nowNs: 99 * Self.ms) && h.windowEnded(nowNs: 100 * Self.ms))
+        // Refused = admitted: four times the share that should come back; √4 = 2.
+        h.update(admitted: 1000, refused: 1000, nowNs: 100 * Self.ms)
+        #expect(h.hintNs == 100 * Self.ms && h.windowStart == 100 * Self.ms)
+        // Sixteen times: still only doubled in one window.
+        h.update(admitted: 1000, refused: 4000, nowNs: 200 * Self.ms)
+        #expect(h.hintNs == 200 * Self.ms)
+        // Exactly the share: unchanged. Four ninths of it: × 2/3. A hundredth: only halved.
+        h.update(admitted: 1000, refused: 250, nowNs: 300 * Self.ms)
+        #expect(h.hintNs == 200 * Self.ms)
+        h.update(admitted: 900, refused: 100, nowNs: 400 * Self.ms)
+        #expect(h.hintNs == 133_333_333)
+        h.update(admitted: 1000, refused: 2, nowNs: 450 * Self.ms)
+        #expect(h.hintNs == 66_666_666)
+        // No refusal: halved, never below the deadline.
+        h.update(admitted: 10, refused: 0, nowNs: 500 * Self.ms)
+        #expect(h.hintNs == 50 * Self.ms)
+        // Refused with nothing admitted (Redis's capacity all taken): doubling up to the cap.
+        for i in 0..<10 { h.update(admitted: 0, refused: 100, nowNs: (600 + 100 * Int64(i)) * Self.ms) }
+        #expect(h.hintNs == 1000 * Self.ms)
+        // A short deadline still hints at least a millisecond, and caps at a second.
+        let short = RetryHint(deadline: .microseconds(200), nowNs: 0)
+        #expect(short.floorNs == Self.ms && short.capNs == 1000 * Self.ms)
+    }
+
+    @Test("an overloaded answer's retry_after_ms is the hint spread over [1, 1.5) times it; the engine's windows move the hint")
+    func retryAfterSpread() {
+        let control = AdmissionControl(AdmissionConfiguration(latencyTarget: .milliseconds(10), initialLimit: 1, minLimit: 1, maxLimit: 1), deadline: .milliseconds(40))
+        let waits = (0..<1000).map { _ in control.refused() }
+        #expect(waits.allSatisfy { $0 >= 40 && $0 < 60 }, "\(waits.min()!)…\(waits.max()!)")
+        #expect(Set(waits).count >= 15, "spread over the range, not one value")
+        #expect(Double(waits.reduce(0) { $0 + Int($1) }) / 1000 > 47)
+        // One CHECK admitted, 1000 refused: the next window doubles the hint.
+        #expect(control.tryAcquire())
+        control.release(latency: .milliseconds(1), missed: false, now: .now() + .milliseconds(150))
+        #expect(control.retryHint == .milliseconds(80))
+        // A window without refusals (the maintenance tick ends it): halved again.
+        control.tick(now: .now() + .milliseconds(300))
+        #expect(control.retryHint == .milliseconds(40))
+        let next = control.refused()
+        #expect(next >= 40 && next < 60)
+    }
+
     func pending(_ lane: RedisLane, waitedMs: Int64, deadlineMs: Int64, now: NIODeadline) -> Pending {
         Pending(
             commands: [RedisCommand("PING")], deadline: now + .milliseconds(deadlineMs - waitedMs), loop: nil, lane: lane,

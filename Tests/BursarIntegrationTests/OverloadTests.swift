@@ -408,12 +408,16 @@ struct OverloadTests {
             print("""
                 flood: \(connections) connections pipelining for \(Int(seconds)) s against --max-in-flight 128 --max-in-flight-per-connection 4: \
                 offered \(sent) CHECKs (\(Int(Double(sent) / seconds))/s), answered \(answers), allowed \(allowed) (\(Int(Double(allowed) / seconds))/s), \
-                overloaded \(overloaded) (\(sent > 0 ? overloaded * 100 / sent : 0)%); \
+                overloaded \(overloaded) (\(sent > 0 ? overloaded * 100 / sent : 0)%, retry_after_ms up to \(counts.longestRetryAfterMs.load(ordering: .relaxed))); \
                 polite client: \(politeAnswers) answers, \(politeAllowed) allowed, \(politeOverloaded) overloaded, slowest \(slowest.milliseconds) ms; \
                 bursard RSS \(baselineKiB) KiB before, peak (VmHWM) \(peakKiB) KiB
                 """)
             #expect(sent > 0 && answers == sent, "every CHECK sent is answered: sent \(sent), answered \(answers)")
             #expect(overloaded > 0, "the flood must hit the in-flight bound")
+            // Refused far more than admitted, the retry hint grew past the deadline (2 s), within
+            // 1.5 × its cap of 20 deadlines.
+            let longestRetry = counts.longestRetryAfterMs.load(ordering: .relaxed)
+            #expect(longestRetry > 2_000 && longestRetry < 60_000, "longest retry_after_ms \(longestRetry)")
             #expect(allowed > 0)
             // The flood's connections can hold at most 24 × 4 = 96 of the 128 in flight: the
             // per-connection bound keeps room for the polite client, who is never refused.
@@ -587,6 +591,7 @@ private final class FloodCounts: Sendable {
     let answered = Atomic<Int>(0)
     let allowed = Atomic<Int>(0)
     let overloaded = Atomic<Int>(0)
+    let longestRetryAfterMs = Atomic<Int>(0)
 }
 
 /// A flood connection: writes the same CHECK frame, 64 at a time, whenever the socket takes more
@@ -638,7 +643,10 @@ private final class FloodHandler: ChannelInboundHandler {
         counts.answered.add(1, ordering: .relaxed)
         if case .checkResult(let r) = unwrapInboundIn(data).body {
             if r.allowed { counts.allowed.add(1, ordering: .relaxed) }
-            if r.reason == .overloaded { counts.overloaded.add(1, ordering: .relaxed) }
+            if r.reason == .overloaded {
+                counts.overloaded.add(1, ordering: .relaxed)
+                counts.longestRetryAfterMs.max(Int(r.retryAfterMs), ordering: .relaxed)
+            }
         }
     }
 
