@@ -222,12 +222,8 @@ struct OverloadTests {
             let before = decided()
             // 200,000 CHECKs of an unknown digest (answered from the negative cache: cheap), 25.6 MB.
             let count = 200_000
-            let frame = Frame(requestID: 1, body: .check(.make(KeyDigest(secret: "sk-br-never-issued")))).bytes
-            var bytes = ByteBuffer()
-            bytes.reserveCapacity(frame.count * count)
-            for _ in 0..<count { bytes.writeBytes(frame) }
-            let deaf = try await RawProbe.connect(port: port, reading: false)
-            deaf.channel.writeAndFlush(bytes, promise: nil)
+            let deaf = try await RawProbe.pipelineWithoutReading(
+                port: port, count, of: Frame(requestID: 1, body: .check(.make(KeyDigest(secret: "sk-br-never-issued")))))
             try await waitUntil(within: .seconds(60)) { server.connectionStats.writeTimeouts.count == 1 }
             try await waitUntil { server.openConnections == 0 }
             let answered = decided() - before
@@ -252,13 +248,7 @@ struct OverloadTests {
                 h.engine.stats.orphanedAdmissionsReleased.load(ordering: .relaxed))
             // 60,000 CHECKs of a key without limits, never read: the answers fill the client's
             // 4 KiB receive buffer, bursard's socket buffer, then NIO's write buffer.
-            let count = 60_000
-            let frame = Frame(requestID: 1, body: .check(.make(w.digest))).bytes
-            var bytes = ByteBuffer()
-            bytes.reserveCapacity(frame.count * count)
-            for _ in 0..<count { bytes.writeBytes(frame) }
-            let deaf = try await RawProbe.connect(port: port, reading: false)
-            deaf.channel.writeAndFlush(bytes, promise: nil)
+            let deaf = try await RawProbe.pipelineWithoutReading(port: port, 60_000, of: Frame(requestID: 1, body: .check(.make(w.digest))))
             // The write timeout closes the connection; its unwritten answers fail with it.
             try await waitUntil(within: .seconds(60)) { server.connectionStats.writeTimeouts.count == 1 }
             try await waitUntil { server.openConnections == 0 && h.engine.pendingDeliveryConfirmations == 0 && h.engine.unresolvedAttempts == 0 }
@@ -531,6 +521,17 @@ private final class RawProbe: Sendable {
         return RawProbe(channel: channel, state: state)
     }
 
+    /// Connects without reading and pipelines `count` copies of `frame` in one write.
+    static func pipelineWithoutReading(port: Int, _ count: Int, of frame: Frame) async throws -> RawProbe {
+        let one = frame.bytes
+        var bytes = ByteBuffer()
+        bytes.reserveCapacity(one.count * count)
+        for _ in 0..<count { bytes.writeBytes(one) }
+        let probe = try await connect(port: port, reading: false)
+        probe.channel.writeAndFlush(bytes, promise: nil)
+        return probe
+    }
+
     var frames: [Frame] { state.frames.withLock { $0 } }
     var isClosed: Bool { state.closed.load(ordering: .relaxed) }
 
@@ -685,14 +686,7 @@ private final class FloodHandler: ChannelInboundHandler {
 
 /// How many reservation records of `org` Redis holds, by status (`open`, `void` …).
 private func reservationStatuses(_ h: Harness, org: UInt64) async throws -> [String: Int] {
-    let prefix = String(Keyspace.reservation(org, 0).dropLast())
-    var names: [String] = []
-    var cursor = "0"
-    repeat {
-        let reply = try await h.redis.send(RedisCommand("SCAN", cursor, "MATCH", prefix + "*", "COUNT", "1000")).array ?? []
-        cursor = reply.first?.string ?? "0"
-        names += (reply.count > 1 ? reply[1].array ?? [] : []).compactMap(\.string)
-    } while cursor != "0"
+    let names = try await keyNames(h.redis, matching: String(Keyspace.reservation(org, 0).dropLast()) + "*")
     var statuses: [String: Int] = [:]
     for start in stride(from: 0, to: names.count, by: 500) {
         let batch = Array(names[start..<min(start + 500, names.count)])

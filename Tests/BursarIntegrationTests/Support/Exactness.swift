@@ -316,13 +316,7 @@ enum Exactness {
 
         // Reservations: every record under the organization's `r:` prefix.
         let prefix = String(Keyspace.reservation(world.org, 0).dropLast())  // "br:{o<org>}:r:"
-        var names: [String] = []
-        var cursor = "0"
-        repeat {
-            let reply = try await redis.send(RedisCommand("SCAN", cursor, "MATCH", prefix + "*", "COUNT", "1000")).array ?? []
-            cursor = reply.first?.string ?? "0"
-            names += (reply.count > 1 ? reply[1].array ?? [] : []).compactMap(\.string)
-        } while cursor != "0"
+        let names = try await keyNames(redis, matching: prefix + "*")
         var seen = Set<UInt64>()
         let byKey = Dictionary(world.keys.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
         for start in stride(from: 0, to: names.count, by: 500) {
@@ -352,4 +346,16 @@ enum Exactness {
         report.missing = admissions.keys.filter { !seen.contains($0) }
         return report
     }
+}
+
+/// Every key name matching `pattern`, by `SCAN` (one node: not for Redis Cluster).
+func keyNames(_ redis: RedisClient, matching pattern: String) async throws -> [String] {
+    var names: [String] = []
+    var cursor = "0"
+    repeat {
+        let reply = try await redis.send(RedisCommand("SCAN", cursor, "MATCH", pattern, "COUNT", "1000")).array ?? []
+        cursor = reply.first?.string ?? "0"
+        names += (reply.count > 1 ? reply[1].array ?? [] : []).compactMap(\.string)
+    } while cursor != "0"
+    return names
 }
