@@ -128,6 +128,9 @@ public final class RedisClient: Sendable {
     private let logger: Logger
     /// Sentinel: the master the sentinels last announced.
     let announced = AnnouncedMaster()
+    /// Requests waiting for a connection (none taken yet): for tests that need to know when a
+    /// connection has taken what they submitted.
+    var queuedRequests: Int { queue.count }
     private let switchWatcher: RedisSubscriber?
 
     /// Starts the connection threads. Connections are made lazily and re-made after failures.
@@ -523,6 +526,13 @@ final class WorkQueue: @unchecked Sendable {
         if item.lane == .priority { priority.append(item) } else { items.append(item) }
         condition.signal()
         return true
+    }
+
+    /// Requests in both lanes.
+    var count: Int {
+        condition.lock()
+        defer { condition.unlock() }
+        return priority.count + items.count
     }
 
     /// Blocks for work; nil once closed and drained.

@@ -1,9 +1,11 @@
-import BursarRedis
+@testable import BursarRedis
 import BursarServer
 import BursarStore
 import BursarWire
 import Foundation
 import NIOCore
+import NIOPosix
+import Synchronization
 import Testing
 
 /// Script calls of one organization that reach Redis in the same round trip run as one call of
@@ -11,24 +13,41 @@ import Testing
 @Suite("batched script calls")
 struct BatchingTests {
     /// Holds both of the client's Redis connections for about `ms` each (a script spinning on
-    /// Redis's clock), so that what is submitted meanwhile waits and goes out in one round trip.
-    /// Returns once both connections have started their round trip.
-    private func holdConnections(_ h: Harness, ms: Int) async throws -> [Task<Void, any Error>] {
+    /// Redis's clock, the second running after the first), so that what is submitted meanwhile
+    /// waits and goes out in one round trip. Returns once each spin has been taken by a
+    /// connection (the client's queue is empty again) while neither has finished; tries again
+    /// if one finished first (a connection was busy with the engine's own heartbeat or
+    /// confirmations, and took the second spin only after the first).
+    private func holdConnections(_ h: Harness, ms: Int) async throws -> [EventLoopFuture<[RedisValue]>] {
         let spin = "local t = redis.call('TIME'); local s = t[1] * 1000 + math.floor(t[2] / 1000); "
             + "repeat t = redis.call('TIME') until t[1] * 1000 + math.floor(t[2] / 1000) >= s + tonumber(ARGV[1]); return 1"
-        var held: [Task<Void, any Error>] = []
-        for _ in 0..<2 {
-            let trips = h.redis.stats.roundTrips.load(ordering: .relaxed)
-            held.append(Task { _ = try await h.redis.send(RedisCommand("EVAL", spin, "0", String(ms)), timeout: .seconds(10)) })
-            // Taken by a connection (its round trip has begun): the next one goes to the other.
-            var polls = 0
-            while h.redis.stats.roundTrips.load(ordering: .relaxed) == trips, polls < 5_000 {
-                polls += 1
-                try await Task.sleep(for: .milliseconds(1))
+        for _ in 0..<5 {
+            let finished = Finished()
+            var held: [EventLoopFuture<[RedisValue]>] = []
+            for _ in 0..<2 {
+                // `submit` queues it before returning; a connection has taken it once the queue
+                // is empty again.
+                let promise = MultiThreadedEventLoopGroup.singleton.next().makePromise(of: [RedisValue].self)
+                h.redis.submit([RedisCommand("EVAL", spin, "0", String(ms))], deadline: .now() + .seconds(10)) { result in
+                    finished.count.add(1, ordering: .relaxed)
+                    promise.completeWith(result.mapError { $0 as any Error })
+                }
+                held.append(promise.futureResult)
+                var polls = 0
+                while h.redis.queuedRequests > 0, polls < 5_000 {
+                    polls += 1
+                    try await Task.sleep(for: .milliseconds(1))
+                }
             }
+            if finished.count.load(ordering: .relaxed) == 0 { return held }
+            for f in held { _ = try await f.get() }
         }
-        return held
+        Issue.record("both Redis connections could not be held at once in five tries")
+        throw HoldFailed()
     }
+
+    private final class Finished: Sendable { let count = Atomic<Int>(0) }
+    private struct HoldFailed: Error {}
 
     /// Submits `commands` at once, each a request of its own, and returns their replies in order.
     private func submitTogether(_ h: Harness, _ commands: [RedisCommand]) async -> [Result<[RedisValue], RedisError>] {
@@ -63,7 +82,7 @@ struct BatchingTests {
             let zaddsBefore = try await commandCalls(h, "zadd")
             let held = try await holdConnections(h, ms: 300)
             let replies = await submitTogether(h, checks)
-            for t in held { _ = try await t.value }
+            for t in held { _ = try await t.get() }
             let scripts = try await commandCalls(h, "evalsha") - scriptsBefore
             let zadds = try await commandCalls(h, "zadd") - zaddsBefore
 
@@ -98,7 +117,7 @@ struct BatchingTests {
             let settleBefore = try await commandCalls(h, "evalsha")
             let held2 = try await holdConnections(h, ms: 300)
             let settled = await submitTogether(h, settles + [settles[0]])
-            for t in held2 { _ = try await t.value }
+            for t in held2 { _ = try await t.get() }
             let settleScripts = try await commandCalls(h, "evalsha") - settleBefore
             let statuses = try settled.map { try limiter.parseSettle($0.get()[0]).status }
             // The repeated SETTLE of the first, in the same call after it, finds it settled.
