@@ -194,7 +194,7 @@ public final class AdmissionControl: Sendable {
     private struct State {
         var limit: GradientLimit
         var hint: RetryHint
-        /// `acquired` and `refusals` when the hint's window started.
+        /// `acquired` and the refusals (all `shed`) when the hint's window started.
         var acquiredAtWindow = 0
         var refusedAtWindow = 0
     }
@@ -202,8 +202,6 @@ public final class AdmissionControl: Sendable {
     private let state: Mutex<State>
     /// CHECKs answered `overloaded`, by `ShedReason.rawValue`.
     public let shed: [Counter] = ShedReason.allCases.map { _ in Counter() }
-    /// Every `overloaded` answer to a CHECK (what `shed` counts, read without a lock).
-    private let refusals = Atomic<Int>(0)
     /// The retry hint, published for `retryAfter` (ns).
     private let hintNs: Atomic<Int64>
     /// Spreads the refused over [hint, 1.5 × hint) so that they do not all come back at once.
@@ -251,10 +249,11 @@ public final class AdmissionControl: Sendable {
         state.withLock { updateHint(&$0, nowNs: nowNs) }
     }
 
-    /// Counts one `overloaded` answer and returns its `retry_after_ms`: the hint, spread over
-    /// [1, 1.5) times it by a low-discrepancy sequence (no lock, no random-number syscall).
-    func refused() -> UInt32 {
-        refusals.add(1, ordering: .relaxed)
+    /// Counts one `overloaded` answer under `reason` and returns its `retry_after_ms`: the hint,
+    /// spread over [1, 1.5) times it by a low-discrepancy sequence (no lock, no random-number
+    /// syscall).
+    func refused(_ reason: ShedReason) -> UInt32 {
+        shed[reason.rawValue].increment()
         let k = spread.add(1, ordering: .relaxed).newValue
         let fraction = Double((k &* 0x9E37_79B9_7F4A_7C15) >> 11) / Double(1 << 53)
         let ns = Double(hintNs.load(ordering: .relaxed)) * (1 + fraction / 2)
@@ -264,7 +263,7 @@ public final class AdmissionControl: Sendable {
     private func updateHint(_ s: inout State, nowNs: Int64) {
         guard s.hint.windowEnded(nowNs: nowNs) else { return }
         let acquired = s.limit.acquired
-        let refused = refusals.load(ordering: .relaxed)
+        let refused = shed.reduce(0) { $0 + $1.count }
         s.hint.update(admitted: acquired &- s.acquiredAtWindow, refused: refused &- s.refusedAtWindow, nowNs: nowNs)
         s.acquiredAtWindow = acquired
         s.refusedAtWindow = refused

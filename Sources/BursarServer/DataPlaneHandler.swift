@@ -100,8 +100,7 @@ final class DataPlaneHandler: ChannelDuplexHandler {
                 return
             }
             guard admit(headroom: 1) else {
-                engine.admission.shed[ShedReason.bound.rawValue].increment()
-                return refused(.checkResult(engine.overloaded()), id: id, kind: 0, context: context)
+                return refused(.checkResult(engine.overloaded(.bound)), id: id, kind: 0, context: context)
             }
             engine.check(request, on: loop) { result in
                 let (handler, context) = bound.value

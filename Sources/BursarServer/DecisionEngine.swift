@@ -452,8 +452,7 @@ public final class DecisionEngine: Sendable {
         guard admission.tryAcquire() else {
             let result: CheckResult
             if storeRecentlyAnswered {
-                admission.shed[ShedReason.limit.rawValue].increment()
-                result = overloaded()
+                result = overloaded(.limit)
             } else {
                 result = storeFailed(request)
             }
@@ -474,10 +473,11 @@ public final class DecisionEngine: Sendable {
         stats.unknownOutcomesVoided.add(1, ordering: .relaxed)
     }
 
-    /// The `overloaded` answer: nothing evaluated, retry after the admission control's hint.
-    func overloaded() -> CheckResult {
+    /// The `overloaded` answer, counted as shed for `reason`: nothing evaluated, retry after the
+    /// admission control's hint.
+    func overloaded(_ reason: ShedReason) -> CheckResult {
         var result = CheckResult.deny(.overloaded)
-        result.retryAfterMs = admission.refused()
+        result.retryAfterMs = admission.refused(reason)
         return result
     }
 
@@ -828,7 +828,6 @@ extension Attempt where Result == CheckResult {
     func shed(_ error: RedisError) {
         guard engine.storeRecentlyAnswered else { return storeFailedFromAnyThread() }
         let reason: ShedReason = error.message.contains("queue-delay") ? .queueDelay : .deadline
-        engine.admission.shed[reason.rawValue].increment()
-        finishFromAnyThread(engine.overloaded())
+        finishFromAnyThread(engine.overloaded(reason))
     }
 }

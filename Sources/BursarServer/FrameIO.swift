@@ -118,7 +118,7 @@ final class FrameWriter: ChannelDuplexHandler {
     /// `written`: the admissions' bytes are in the socket.
     typealias AdmissionsOutcome = (_ admissions: [CheckResult], _ written: Bool) -> Void
 
-    private let onAdmissions: AdmissionsOutcome?
+    private let onAdmissions: AdmissionsOutcome
     /// Encoded frames not yet handed to the channel, made at the first write. Reused from one
     /// flush to the next: once the channel has written the previous one, clearing it needs no
     /// new allocation.
@@ -126,13 +126,13 @@ final class FrameWriter: ChannelDuplexHandler {
     /// The admissions among `pending`.
     private var pendingAdmissions: [CheckResult] = []
 
-    init(onAdmissions: AdmissionsOutcome? = nil) { self.onAdmissions = onAdmissions }
+    init(onAdmissions: @escaping AdmissionsOutcome) { self.onAdmissions = onAdmissions }
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         let frame = unwrapOutboundIn(data)
         if pending == nil { pending = context.channel.allocator.buffer(capacity: 4096) }
         frame.encode(into: &pending!)
-        if onAdmissions != nil, case .checkResult(let result) = frame.body, result.allowed { pendingAdmissions.append(result) }
+        if case .checkResult(let result) = frame.body, result.allowed { pendingAdmissions.append(result) }
         if let promise { handOver(context: context, promise: promise) }
     }
 
@@ -148,7 +148,7 @@ final class FrameWriter: ChannelDuplexHandler {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        if !pendingAdmissions.isEmpty, let onAdmissions {
+        if !pendingAdmissions.isEmpty {
             let admissions = pendingAdmissions
             pendingAdmissions = []
             onAdmissions(admissions, false)
@@ -161,15 +161,16 @@ final class FrameWriter: ChannelDuplexHandler {
             promise?.succeed(())
             return
         }
-        if pendingAdmissions.isEmpty || onAdmissions == nil {
+        if pendingAdmissions.isEmpty {
             context.write(wrapOutboundOut(bytes), promise: promise)
         } else {
             let admissions = pendingAdmissions
             pendingAdmissions = []
             let written = context.eventLoop.makePromise(of: Void.self)
-            let report = NIOLoopBound(onAdmissions!, eventLoop: context.eventLoop)
+            let report = NIOLoopBound(onAdmissions, eventLoop: context.eventLoop)
             written.futureResult.whenComplete { result in
-                if case .success = result { report.value(admissions, true) } else { report.value(admissions, false) }
+                guard case .success = result else { return report.value(admissions, false) }
+                report.value(admissions, true)
             }
             if let promise { written.futureResult.cascade(to: promise) }
             context.write(wrapOutboundOut(bytes), promise: written)

@@ -98,7 +98,8 @@ struct AdmissionControlTests {
     @Test("an overloaded answer's retry_after_ms is the hint spread over [1, 1.5) times it; the engine's windows move the hint")
     func retryAfterSpread() {
         let control = AdmissionControl(AdmissionConfiguration(latencyTarget: .milliseconds(10), initialLimit: 1, minLimit: 1, maxLimit: 1), deadline: .milliseconds(40))
-        let waits = (0..<1000).map { _ in control.refused() }
+        let waits = (0..<1000).map { _ in control.refused(.limit) }
+        #expect(control.shed[ShedReason.limit.rawValue].count == 1000, "each refusal is counted under its reason")
         #expect(waits.allSatisfy { $0 >= 40 && $0 < 60 }, "\(waits.min()!)…\(waits.max()!)")
         #expect(Set(waits).count >= 15, "spread over the range, not one value")
         #expect(Double(waits.reduce(0) { $0 + Int($1) }) / 1000 > 47)
@@ -109,7 +110,7 @@ struct AdmissionControlTests {
         // A window without refusals (the maintenance tick ends it): halved again.
         control.tick(now: .now() + .milliseconds(300))
         #expect(control.retryHint == .milliseconds(40))
-        let next = control.refused()
+        let next = control.refused(.bound)
         #expect(next >= 40 && next < 60)
     }
 
