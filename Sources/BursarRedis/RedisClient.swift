@@ -230,42 +230,63 @@ public final class RedisClient: Sendable {
     /// (see `batch(_:)`), and where each request's replies are found in the replies to them.
     func plan(_ items: [Pending]) -> WirePlan {
         var plan = WirePlan()
-        let table = batches.current
+        plan.commands.reserveCapacity(items.count)
         // Which requests are one call of a batched script, grouped by script and first argument,
-        // each group with the batch script that merges it.
-        var groups: [[UInt8]: (batch: RedisScript, members: [Int])] = [:]
-        var groupOf = [[UInt8]?](repeating: nil, count: items.count)
-        if !table.isEmpty && items.count > 1 {
+        // each group with the batch script that merges it. Runs once per round trip on the
+        // connection's thread, so nothing here copies or hashes an argument byte by byte.
+        var groups: [BatchGroup: Int] = [:]
+        var members: [[Int]] = []
+        var scriptOf: [RedisScript] = []
+        var groupOf = [Int](repeating: -1, count: items.count)
+        let table = items.count > 1 ? batches.current : []
+        if !table.isEmpty {
             for (i, item) in items.enumerated() {
                 guard item.commands.count == 1 else { continue }
                 let c = item.commands[0]
                 guard c.count >= 5, c.argument(0).elementsEqual("EVALSHA".utf8), c.argument(2).elementsEqual("1".utf8) else { continue }
-                let sha = Array(c.argument(1))
-                guard let batch = table[sha] else { continue }
-                let key = sha + [0] + Array(c.argument(4))
-                groupOf[i] = key
-                groups[key, default: (batch, [])].members.append(i)
+                let sha = c.argument(1)
+                guard let script = table.firstIndex(where: { $0.single.elementsEqual(sha) }) else { continue }
+                let key = BatchGroup(script: script, first: c.argument(4))
+                if let g = groups[key] {
+                    members[g].append(i)
+                    groupOf[i] = g
+                } else {
+                    groups[key] = members.count
+                    groupOf[i] = members.count
+                    members.append([i])
+                    scriptOf.append(table[script].batch)
+                }
             }
         }
         var route = [(wire: Int, element: Int)](repeating: (-1, -1), count: items.count)
         for (i, item) in items.enumerated() {
             if route[i].wire >= 0 { continue }
-            guard let key = groupOf[i], let (batch, members) = groups[key], members.count > 1 else {
+            let g = groupOf[i]
+            guard g >= 0, members[g].count > 1 else {
                 route[i] = (plan.commands.count, -1)
                 plan.commands.append(contentsOf: item.commands)
                 continue
             }
             // The whole group goes out here, where its first request was, in chunks.
+            let group = members[g]
             var start = 0
-            while start < members.count {
-                let chunk = members[start..<min(members.count, start + Self.maxMerged)]
+            while start < group.count {
+                let chunk = group[start..<min(group.count, start + Self.maxMerged)]
                 start = chunk.endIndex
                 if chunk.count == 1 {
                     route[chunk.first!] = (plan.commands.count, -1)
                     plan.commands.append(items[chunk.first!].commands[0])
                     continue
                 }
-                var merged = RedisCommand("EVALSHA", batch.sha1)
+                var merged = RedisCommand("EVALSHA", scriptOf[g].sha1)
+                var bytes = 0
+                var arguments = 0
+                for m in chunk {
+                    let c = items[m].commands[0]
+                    bytes += c.byteCount + 20
+                    arguments += c.count - 3
+                }
+                merged.reserveCapacity(bytes: bytes, arguments: arguments + 2)
                 merged.append(decimal: UInt64(chunk.count))
                 for m in chunk { merged.append(bytes: items[m].commands[0].argument(3)) }
                 merged.append(bytes: item.commands[0].argument(4))
@@ -410,19 +431,34 @@ final class AnnouncedMaster: Sendable {
     }
 }
 
-struct Pending: Sendable {
-    var commands: [RedisCommand]
-    var deadline: NIODeadline
-    var loop: (any EventLoop)?
-    var lane: RedisLane
+/// A queued request. A class: it passes from the caller to the queue, a batch and the deliveries,
+/// and a reference is cheaper to hand on than its fields (an array, an existential, a closure).
+final class Pending: Sendable {
+    let commands: [RedisCommand]
+    let deadline: NIODeadline
+    let loop: (any EventLoop)?
+    let lane: RedisLane
     /// When it was queued (its queue delay runs from here).
-    var enqueued: NIODeadline
+    let enqueued: NIODeadline
+    let completion: @Sendable (Result<[RedisValue], RedisError>) -> Void
+
+    init(
+        commands: [RedisCommand], deadline: NIODeadline, loop: (any EventLoop)?, lane: RedisLane, enqueued: NIODeadline,
+        completion: @escaping @Sendable (Result<[RedisValue], RedisError>) -> Void
+    ) {
+        self.commands = commands
+        self.deadline = deadline
+        self.loop = loop
+        self.lane = lane
+        self.enqueued = enqueued
+        self.completion = completion
+    }
+
     /// The queue delay it may take in a standing queue before it is shed (sheddable only): a
     /// fifth of its deadline, at least the queue's own target.
     var queueTarget: TimeAmount {
         .nanoseconds((deadline - enqueued).nanoseconds / 5)
     }
-    var completion: @Sendable (Result<[RedisValue], RedisError>) -> Void
 }
 
 /// What a connection thread takes from the queue at once, and the queue's CoDel verdict on it.
@@ -434,22 +470,44 @@ struct Batch {
     var target: TimeAmount
 }
 
-/// The batch scripts registered with a client (`RedisClient.batch`), by the SHA-1 of the script
-/// whose calls they merge.
+/// The batch scripts registered with a client (`RedisClient.batch`), each beside the SHA-1 (as
+/// sent, lowercase hex) of the script whose calls it merges. A handful at most: looked up by
+/// comparing bytes, cheaper than hashing 40 of them.
 final class BatchTable: @unchecked Sendable {
     private let lock = NSLock()
-    private var table: [[UInt8]: RedisScript] = [:]
+    private var table: [(single: [UInt8], batch: RedisScript)] = []
 
     func add(_ list: [RedisScriptBatch]) {
         lock.lock()
         defer { lock.unlock() }
-        for b in list { table[Array(b.single.sha1.utf8)] = b.batch }
+        for b in list {
+            let sha = Array(b.single.sha1.utf8)
+            table.removeAll { $0.single == sha }
+            table.append((sha, b.batch))
+        }
     }
 
-    var current: [[UInt8]: RedisScript] {
+    var current: [(single: [UInt8], batch: RedisScript)] {
         lock.lock()
         defer { lock.unlock() }
         return table
+    }
+}
+
+/// Requests merged into one call of a batch script: the script's place in the `BatchTable` and
+/// the requests' first argument (the organization), a slice of the request's own command (not a
+/// copy), hashed in one pass over its bytes.
+struct BatchGroup: Hashable {
+    let script: Int
+    let first: ArraySlice<UInt8>
+
+    func hash(into hasher: inout Hasher) {
+        hasher.combine(script)
+        first.withUnsafeBytes { hasher.combine(bytes: $0) }
+    }
+
+    static func == (a: BatchGroup, b: BatchGroup) -> Bool {
+        a.script == b.script && a.first.elementsEqual(b.first)
     }
 }
 

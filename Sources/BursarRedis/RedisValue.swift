@@ -152,6 +152,9 @@ public struct RedisCommand: Sendable, CustomStringConvertible {
     /// Number of arguments.
     public var count: Int { ends.count }
 
+    /// Bytes of all arguments together.
+    var byteCount: Int { storage.count }
+
     /// The command name, for logs and metrics (never the arguments: they may hold digests).
     public var description: String {
         guard let first = ends.first else { return "<empty>" }

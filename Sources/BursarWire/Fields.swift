@@ -88,6 +88,11 @@ public struct ModelName: Hashable, Sendable, CustomStringConvertible {
         self.value = value
     }
 
+    /// A name already known to be 1…64 bytes without a NUL (decoded from its field).
+    init(validated value: String) {
+        self.value = value
+    }
+
     public var description: String { value }
 
     /// Byte equality, as on the wire and in Redis: a name in another Unicode normalization form is
@@ -95,7 +100,9 @@ public struct ModelName: Hashable, Sendable, CustomStringConvertible {
     public static func == (a: ModelName, b: ModelName) -> Bool { a.value.utf8.elementsEqual(b.value.utf8) }
 
     public func hash(into hasher: inout Hasher) {
-        for byte in value.utf8 { hasher.combine(byte) }
+        var value = value
+        value.withUTF8 { hasher.combine(bytes: UnsafeRawBufferPointer($0)) }
+        hasher.combine(value.utf8.count)
     }
 }
 

@@ -66,19 +66,21 @@ public struct CheckRequest: Hashable, Sendable {
     }
 
     private static func decodeModel(_ field: ByteBuffer, requestID: UInt64) throws(ProtocolError) -> ModelName {
-        let view = field.readableBytesView
-        let end = view.firstIndex(of: 0) ?? view.endIndex
-        guard end > view.startIndex else { throw ProtocolError(.malformedField, "model name is empty", requestID: requestID) }
-        guard view[end...].allSatisfy({ $0 == 0 }) else {
-            throw ProtocolError(.malformedField, "model field has bytes after its NUL padding", requestID: requestID)
+        // Over the raw bytes, not ByteBufferView: this runs once per CHECK.
+        let decoded: Result<String, ProtocolError> = field.withUnsafeReadableBytes { raw in
+            let end = raw.firstIndex(of: 0) ?? raw.count
+            guard end > 0 else { return .failure(ProtocolError(.malformedField, "model name is empty", requestID: requestID)) }
+            guard raw[end...].allSatisfy({ $0 == 0 }) else {
+                return .failure(ProtocolError(.malformedField, "model field has bytes after its NUL padding", requestID: requestID))
+            }
+            guard let name = String(validating: UnsafeRawBufferPointer(rebasing: raw[..<end]), as: UTF8.self) else {
+                return .failure(ProtocolError(.malformedField, "model name is not valid UTF-8", requestID: requestID))
+            }
+            return .success(name)
         }
-        guard let name = String(validating: view[..<end], as: UTF8.self) else {
-            throw ProtocolError(.malformedField, "model name is not valid UTF-8", requestID: requestID)
-        }
-        do {
-            return try ModelName(name)
-        } catch {
-            throw ProtocolError(error.code, error.message, requestID: requestID)
+        switch decoded {
+        case .success(let name): return ModelName(validated: name)
+        case .failure(let error): throw error
         }
     }
 }
