@@ -144,7 +144,7 @@ final class ClusterWorker: @unchecked Sendable {
     func run() {
         let config = client.configuration
         while let batch = client.work.take(max: config.maxBatch, stats: client.stats) {
-            var deliveries = Deliveries()
+            var deliveries = Deliveries(expected: batch.items.count)
             let live = client.unexpired(batch, now: .now(), into: &deliveries)
             if !live.isEmpty { execute(live, into: &deliveries) }
             deliveries.deliver()

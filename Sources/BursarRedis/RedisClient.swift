@@ -535,13 +535,25 @@ struct WirePlan {
 struct Deliveries {
     private var direct: [(Pending, Result<[RedisValue], RedisError>)] = []
     private var byLoop: [ObjectIdentifier: (any EventLoop, [(Pending, Result<[RedisValue], RedisError>)])] = [:]
+    /// How many completions a loop's list is made room for at once (the batch's size).
+    private let expected: Int
+
+    init(expected: Int = 0) {
+        self.expected = expected
+    }
 
     mutating func add(_ item: Pending, _ result: Result<[RedisValue], RedisError>) {
         guard let loop = item.loop else {
             direct.append((item, result))
             return
         }
-        byLoop[ObjectIdentifier(loop), default: (loop, [])].1.append((item, result))
+        let id = ObjectIdentifier(loop)
+        if byLoop[id] == nil {
+            var list: [(Pending, Result<[RedisValue], RedisError>)] = []
+            list.reserveCapacity(expected)
+            byLoop[id] = (loop, list)
+        }
+        byLoop[id]!.1.append((item, result))
     }
 
     /// Runs direct completions here and hops once to each loop for the rest.
@@ -666,7 +678,7 @@ private final class Worker: @unchecked Sendable {
         let config = client.configuration
         while let batch = client.work.take(max: config.maxBatch, stats: client.stats) {
             let now = NIODeadline.now()
-            var deliveries = Deliveries()
+            var deliveries = Deliveries(expected: batch.items.count)
             let live = client.unexpired(batch, now: now, into: &deliveries)
             if !live.isEmpty {
                 if let connection = connect(now: now) {

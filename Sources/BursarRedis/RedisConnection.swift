@@ -55,7 +55,7 @@ final class RedisConnection {
     /// or may not have run.
     func pipeline(_ commands: [RedisCommand]) throws(RedisError) -> [RedisValue] {
         guard let ctx = context else { throw RedisError(.connectionLost, "connection is closed") }
-        try append(commands, ctx)
+        try writeDirect(commands, ctx)
         var replies: [RedisValue] = []
         replies.reserveCapacity(commands.count)
         for _ in commands {
@@ -123,6 +123,40 @@ final class RedisConnection {
             return redisAppendFormattedCommand(ctx, UnsafeRawPointer(base).assumingMemoryBound(to: CChar.self), bytes.count)
         }
         if status != REDIS_OK { throw fail("append") }
+    }
+
+    /// Writes `commands` to the socket from the RESP encoded here, not through hiredis's output
+    /// buffer (which would copy every byte once more); hiredis then only reads. Anything already
+    /// in its output buffer goes first. A write that makes no progress within the I/O timeout
+    /// (the socket's send timeout) loses the connection.
+    private func writeDirect(_ commands: [RedisCommand], _ ctx: UnsafeMutablePointer<redisContext>) throws(RedisError) {
+        var done: Int32 = 0
+        while done == 0 {
+            if redisBufferWrite(ctx, &done) != REDIS_OK { throw fail("write") }
+        }
+        outgoing.removeAll(keepingCapacity: true)
+        for command in commands { command.encodeRESP(into: &outgoing) }
+        let fd = ctx.pointee.fd
+        let failure: Int32 = outgoing.withUnsafeBytes { bytes in
+            var offset = 0
+            while offset < bytes.count {
+                // MSG_NOSIGNAL: a peer gone is an error here, never a SIGPIPE.
+                let n = Glibc.send(fd, bytes.baseAddress! + offset, bytes.count - offset, Int32(MSG_NOSIGNAL))
+                if n > 0 {
+                    offset += n
+                } else if n < 0 && errno == EINTR {
+                    continue
+                } else {
+                    return n < 0 ? errno : EPIPE
+                }
+            }
+            return 0
+        }
+        if failure != 0 {
+            let reason = failure == EAGAIN || failure == EWOULDBLOCK ? "timed out" : String(cString: strerror(failure))
+            close()
+            throw RedisError(.connectionLost, "write on \(endpoint): \(reason)")
+        }
     }
 
     private func fail(_ what: String) -> RedisError {
