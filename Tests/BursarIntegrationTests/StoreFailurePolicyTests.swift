@@ -76,6 +76,11 @@ struct StoreFailurePolicyTests {
 
             // The allowance counts per minute of the monotonic clock: keep the burst inside one.
             try await awayFromMinuteBoundary()
+            // That wait can outlast the digest's cache entry (5 s), and a digest not cached is
+            // resolved through Redis, which fails while it is stopped: decided (and released)
+            // once more just before.
+            let fresh = try await decided(c, .make(w.digest, cost: 1_000))
+            #expect(try await c.release(fresh.reservation).status == .applied)
             // The eight CHECKs go out together, so Redis stays paused for well under the client's
             // 5 s I/O timeout even on a loaded machine: past it the connection would be dropped
             // with the CHECKs unanswered, and Redis, once resumed, would admit them with nobody
@@ -195,9 +200,15 @@ struct StoreFailurePolicyTests {
             #expect(try await decided(c, .make(revokedDigest)).allowed)
             try await h.store.revokeKey(org: w.org.id, revoked.key.id)
             #expect(try await decided(c, .make(revokedDigest)).reason == .keyRevoked)
+            // Decided again just before Redis stops: a digest cached more than its TTL (5 s) ago
+            // is resolved through Redis, which fails while it is stopped (a loaded machine can
+            // take that long to get here).
+            #expect(try await decided(c, .make(w.digest, model: "gpt-5")).allowed)
+            #expect(try await decided(c, .make(revokedDigest)).reason == .keyRevoked)
 
             h.redisServer.signal(SIGSTOP)
-            #expect(try await c.check(.make(w.digest, model: "gpt-5")).admittedLocally)
+            let local = try await c.check(.make(w.digest, model: "gpt-5"))
+            #expect(local.admittedLocally, "answered \(local.reason) (allowed: \(local.allowed))")
             #expect(try await c.check(.make(w.digest, model: "o3")).reason == .storeUnavailable)
             #expect(try await c.check(.make(KeyDigest(secret: unseen.secret))).reason == .storeUnavailable)
             #expect(try await c.check(.make(revokedDigest)).reason == .keyRevoked)
