@@ -235,8 +235,7 @@ public final class RedisClient: Sendable {
         // each group with the batch script that merges it. Runs once per round trip on the
         // connection's thread, so nothing here copies or hashes an argument byte by byte.
         var groups: [BatchGroup: Int] = [:]
-        var members: [[Int]] = []
-        var scriptOf: [RedisScript] = []
+        var merges: [(batch: RedisScript, members: [Int])] = []
         var groupOf = [Int](repeating: -1, count: items.count)
         let table = items.count > 1 ? batches.current : []
         if !table.isEmpty {
@@ -248,13 +247,12 @@ public final class RedisClient: Sendable {
                 guard let script = table.firstIndex(where: { $0.single.elementsEqual(sha) }) else { continue }
                 let key = BatchGroup(script: script, first: c.argument(4))
                 if let g = groups[key] {
-                    members[g].append(i)
+                    merges[g].members.append(i)
                     groupOf[i] = g
                 } else {
-                    groups[key] = members.count
-                    groupOf[i] = members.count
-                    members.append([i])
-                    scriptOf.append(table[script].batch)
+                    groups[key] = merges.count
+                    groupOf[i] = merges.count
+                    merges.append((table[script].batch, [i]))
                 }
             }
         }
@@ -262,13 +260,13 @@ public final class RedisClient: Sendable {
         for (i, item) in items.enumerated() {
             if route[i].wire >= 0 { continue }
             let g = groupOf[i]
-            guard g >= 0, members[g].count > 1 else {
+            guard g >= 0, merges[g].members.count > 1 else {
                 route[i] = (plan.commands.count, -1)
                 plan.commands.append(contentsOf: item.commands)
                 continue
             }
             // The whole group goes out here, where its first request was, in chunks.
-            let group = members[g]
+            let group = merges[g].members
             var start = 0
             while start < group.count {
                 let chunk = group[start..<min(group.count, start + Self.maxMerged)]
@@ -278,7 +276,7 @@ public final class RedisClient: Sendable {
                     plan.commands.append(items[chunk.first!].commands[0])
                     continue
                 }
-                var merged = RedisCommand("EVALSHA", scriptOf[g].sha1)
+                var merged = RedisCommand("EVALSHA", merges[g].batch.sha1)
                 var bytes = 0
                 var arguments = 0
                 for m in chunk {
@@ -547,13 +545,13 @@ struct Deliveries {
             direct.append((item, result))
             return
         }
-        let id = ObjectIdentifier(loop)
-        if byLoop[id] == nil {
-            var list: [(Pending, Result<[RedisValue], RedisError>)] = []
-            list.reserveCapacity(expected)
-            byLoop[id] = (loop, list)
-        }
-        byLoop[id]!.1.append((item, result))
+        byLoop[ObjectIdentifier(loop), default: (loop, Self.list(reserving: expected))].1.append((item, result))
+    }
+
+    private static func list(reserving capacity: Int) -> [(Pending, Result<[RedisValue], RedisError>)] {
+        var list: [(Pending, Result<[RedisValue], RedisError>)] = []
+        list.reserveCapacity(capacity)
+        return list
     }
 
     /// Runs direct completions here and hops once to each loop for the rest.

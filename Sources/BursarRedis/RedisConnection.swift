@@ -8,7 +8,7 @@ import Glibc
 final class RedisConnection {
     private var context: UnsafeMutablePointer<redisContext>?
     let endpoint: RedisEndpoint
-    /// The RESP encoding of the commands being appended, reused from one write to the next.
+    /// The RESP encoding of the commands being written, reused from one write to the next.
     private var outgoing: [UInt8] = []
 
     /// Connects, selects the database, and applies `ioTimeoutMs` to every read and write.
@@ -82,11 +82,7 @@ final class RedisConnection {
     /// Writes commands without waiting for replies (a subscriber's SUBSCRIBE and PING).
     func send(_ commands: [RedisCommand]) throws(RedisError) {
         guard let ctx = context else { throw RedisError(.connectionLost, "connection is closed") }
-        try append(commands, ctx)
-        var done: Int32 = 0
-        while done == 0 {
-            if redisBufferWrite(ctx, &done) != REDIS_OK { throw fail("write") }
-        }
+        try writeDirect(commands, ctx)
     }
 
     /// Reads the next reply, first flushing anything still unwritten; waits at most the I/O
@@ -113,27 +109,12 @@ final class RedisConnection {
     /// The socket, for poll(2) by the owning thread; -1 once closed.
     var fileDescriptor: Int32 { context?.pointee.fd ?? -1 }
 
-    /// Queues `commands` in hiredis's output buffer: encoded here as RESP into one reused buffer
-    /// and handed over in one call (no per-command argv arrays, no per-command hiredis formatting).
-    private func append(_ commands: [RedisCommand], _ ctx: UnsafeMutablePointer<redisContext>) throws(RedisError) {
-        outgoing.removeAll(keepingCapacity: true)
-        for command in commands { command.encodeRESP(into: &outgoing) }
-        let status = outgoing.withUnsafeBufferPointer { bytes -> Int32 in
-            guard let base = bytes.baseAddress, !bytes.isEmpty else { return REDIS_OK }
-            return redisAppendFormattedCommand(ctx, UnsafeRawPointer(base).assumingMemoryBound(to: CChar.self), bytes.count)
-        }
-        if status != REDIS_OK { throw fail("append") }
-    }
-
-    /// Writes `commands` to the socket from the RESP encoded here, not through hiredis's output
-    /// buffer (which would copy every byte once more); hiredis then only reads. Anything already
-    /// in its output buffer goes first. A write that makes no progress within the I/O timeout
-    /// (the socket's send timeout) loses the connection.
+    /// Writes `commands` to the socket, encoded here as RESP into one reused buffer (no
+    /// per-command argv arrays or hiredis formatting), not through hiredis's output buffer (which
+    /// would copy every byte once more): every write goes this way, so that buffer stays empty
+    /// and hiredis only reads. A write that makes no progress within the I/O timeout (the
+    /// socket's send timeout) loses the connection.
     private func writeDirect(_ commands: [RedisCommand], _ ctx: UnsafeMutablePointer<redisContext>) throws(RedisError) {
-        var done: Int32 = 0
-        while done == 0 {
-            if redisBufferWrite(ctx, &done) != REDIS_OK { throw fail("write") }
-        }
         outgoing.removeAll(keepingCapacity: true)
         for command in commands { command.encodeRESP(into: &outgoing) }
         let fd = ctx.pointee.fd
