@@ -156,15 +156,8 @@ public final class DataPlaneServer: Service, Sendable {
                         try channel.pipeline.syncOperations.addHandler(RefusedConnectionHandler(limit: limits.maxConnections))
                         return
                     }
-                    let partialFrame = PartialFrameClock()
-                    let handler = DataPlaneHandler(
-                        engine: engine, connectionStats: connectionStats, limits: limits, partialFrame: partialFrame, logger: logger)
-                    try channel.pipeline.syncOperations.addHandlers([
-                        FrameReader(clock: partialFrame),
-                        FrameWriter { handler.handedOver($0, written: $1) },
-                        ConnectionDrainHandler(logger: logger),
-                        handler,
-                    ])
+                    try channel.pipeline.syncOperations.addHandler(
+                        DataPlaneConnection(engine: engine, connectionStats: connectionStats, limits: limits, logger: logger))
                     let peer = channel.remoteAddress.map { "\($0)" } ?? "?"
                     logger.debug("data-plane connection opened", metadata: ["peer": "\(peer)"])
                     channel.closeFuture.whenComplete { _ in
@@ -208,7 +201,7 @@ public final class DataPlaneServer: Service, Sendable {
         logger.info("data plane stopped accepting; draining connections", metadata: [
             "connections": "\(open.count)", "timeout_ms": "\(timeout.wholeMilliseconds)",
         ])
-        for channel in open { channel.pipeline.fireUserInboundEventTriggered(ConnectionDrainHandler.Drain()) }
+        for channel in open { channel.pipeline.fireUserInboundEventTriggered(DataPlaneConnection.Drain()) }
         while connections.count > 0 && ContinuousClock.now - started < timeout {
             do {
                 try await Task.sleep(for: .milliseconds(5))
@@ -283,122 +276,9 @@ final class ConnectionRegistry: Sendable {
     var all: [any Channel] { state.withLock { Array($0.open.values) } }
 }
 
-/// Sits between the codec and `DataPlaneHandler`, sees every request and answer (and logs them,
-/// at trace and debug only, never with the key digest), and closes a connection gracefully on `Drain`:
-/// it stops reading, lets every request already received be answered (it counts requests in and
-/// answers out), flushes and half-closes (FIN after the last answer), then discards whatever
-/// still arrives until the client closes, or `linger` passes, before closing. Closing at once
-/// with unread input would make the kernel send RST, which can destroy answers the client has
-/// not read yet.
-final class ConnectionDrainHandler: ChannelDuplexHandler {
-    typealias InboundIn = Frame
-    typealias InboundOut = Frame
-    typealias OutboundIn = Frame
-    typealias OutboundOut = Frame
-
-    /// The user event that starts draining (fire it through the pipeline from any thread).
-    struct Drain: Sendable {}
-
-    /// Longest wait for the client to close after the last answer.
-    static let linger: TimeAmount = .seconds(1)
-
-    private enum State { case serving, draining, lingering }
-    private var state = State.serving
-    private var unanswered = 0
-    private let logger: Logger
-
-    init(logger: Logger) { self.logger = logger }
-
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        guard state != .lingering else { return }  // arrived after the last answer: never read
-        unanswered += 1
-        logger.trace("request", metadata: Self.metadata(unwrapInboundIn(data)))
-        context.fireChannelRead(data)
-    }
-
-    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
-        unanswered -= 1
-        logger.debug("answer", metadata: Self.metadata(unwrapOutboundIn(data)))
-        context.write(data, promise: promise)
-        if state == .draining && unanswered <= 0 { finish(context: context) }
-    }
-
-    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        if event is Drain {
-            guard state == .serving else { return }
-            state = .draining
-            _ = context.channel.setOption(ChannelOptions.autoRead, value: false)
-            if unanswered <= 0 { finish(context: context) }
-            return
-        }
-        if state == .lingering, case .some(ChannelEvent.inputClosed) = event as? ChannelEvent {
-            context.close(promise: nil)
-            return
-        }
-        context.fireUserInboundEventTriggered(event)
-    }
-
-    func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        if state == .lingering {
-            context.close(promise: nil)
-        } else {
-            context.fireErrorCaught(error)
-        }
-    }
-
-    /// What a log line may say about a frame: never the key digest.
-    static func metadata(_ frame: Frame) -> Logger.Metadata {
-        var m: Logger.Metadata = ["request_id": "\(frame.requestID)", "type": "\(frame.body.type)"]
-        switch frame.body {
-        case .check(let r):
-            m["model"] = "\(r.model)"
-            m["input_tokens"] = "\(r.inputTokens)"
-            m["max_output_tokens"] = "\(r.maxOutputTokens)"
-            m["estimated_cost_nusd"] = "\(r.estimatedCost)"
-        case .settle(let r):
-            m["reservation"] = "\(r.reservation)"
-            m["cost_nusd"] = "\(r.cost)"
-        case .release(let r):
-            m["reservation"] = "\(r.reservation)"
-        case .checkResult(let r):
-            m["decision"] = r.allowed ? "allowed" : "\(r.reason)"
-            m["org"] = "\(r.orgID)"
-            m["project"] = "\(r.projectID)"
-            m["key"] = "\(r.keyID)"
-            if r.allowed { m["reservation"] = "\(r.reservation)" }
-        case .settleResult(let r), .releaseResult(let r):
-            m["status"] = "\(r.status)"
-        case .error(let e):
-            m["code"] = "\(e.code)"
-        case .ping, .pong:
-            break
-        }
-        return m
-    }
-
-    private func finish(context: ChannelHandlerContext) {
-        state = .lingering
-        let bound = NIOLoopBound(context, eventLoop: context.eventLoop)
-        let halfClosed = context.eventLoop.makePromise(of: Void.self)
-        context.flush()
-        context.close(mode: .output, promise: halfClosed)
-        halfClosed.futureResult.whenComplete { result in
-            let context = bound.value
-            guard case .success = result else {
-                context.close(promise: nil)
-                return
-            }
-            // Read (and discard) until the client closes, so the final close sends no RST.
-            _ = context.channel.setOption(ChannelOptions.autoRead, value: true)
-            context.read()
-            context.eventLoop.scheduleTask(in: Self.linger) { bound.value.close(promise: nil) }
-        }
-    }
-}
-
 /// The only handler of a connection refused at `maxConnections`: sends one ERROR
 /// `too_many_connections` (request id 0), half-closes, discards whatever the client sends, and
-/// closes when the client does or after `ConnectionDrainHandler.linger` (closing with unread
+/// closes when the client does or after `DataPlaneConnection.linger` (closing with unread
 /// input would send RST, which can destroy the ERROR before the client reads it).
 final class RefusedConnectionHandler: ChannelInboundHandler {
     typealias InboundIn = ByteBuffer
@@ -416,7 +296,7 @@ final class RefusedConnectionHandler: ChannelInboundHandler {
         context.writeAndFlush(wrapOutboundOut(buffer)).whenComplete { _ in
             let context = bound.value
             context.close(mode: .output, promise: nil)
-            context.eventLoop.scheduleTask(in: ConnectionDrainHandler.linger) { bound.value.close(promise: nil) }
+            context.eventLoop.scheduleTask(in: DataPlaneConnection.linger) { bound.value.close(promise: nil) }
         }
         context.fireChannelActive()
     }
@@ -430,12 +310,4 @@ final class RefusedConnectionHandler: ChannelInboundHandler {
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         context.close(promise: nil)
     }
-}
-
-/// When the frame being received began, shared by a connection's `FrameReader` (which
-/// sets it) and its `DataPlaneHandler` (which enforces the frame timeout). Confined to the
-/// connection's event loop.
-final class PartialFrameClock {
-    /// When the first byte of a frame not yet complete arrived; nil between frames.
-    var since: NIODeadline?
 }
