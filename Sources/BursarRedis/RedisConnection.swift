@@ -10,6 +10,8 @@ final class RedisConnection {
     let endpoint: RedisEndpoint
     /// The RESP encoding of the commands being written, reused from one write to the next.
     private var outgoing: [UInt8] = []
+    /// Where hiredis's reader builds the replies.
+    private let builder = ReplyBuilder()
 
     /// Connects, selects the database, and applies `ioTimeoutMs` to every read and write.
     init(endpoint: RedisEndpoint, connectTimeoutMs: Int, ioTimeoutMs: Int) throws(RedisError) {
@@ -26,6 +28,7 @@ final class RedisConnection {
             redisFree(ctx)
             throw RedisError(.connectionFailed, "\(endpoint): \(message)")
         }
+        builder.install(on: ctx)
         let ioTV = timeval(tv_sec: ioTimeoutMs / 1000, tv_usec: (ioTimeoutMs % 1000) * 1000)
         _ = redisSetTimeout(ctx, ioTV)
         if case .tcp = endpoint { _ = redisEnableKeepAlive(ctx) }
@@ -45,6 +48,7 @@ final class RedisConnection {
     func close() {
         if let context { redisFree(context) }
         context = nil
+        builder.reset()
     }
 
     /// True while the connection is usable.
@@ -59,11 +63,7 @@ final class RedisConnection {
         var replies: [RedisValue] = []
         replies.reserveCapacity(commands.count)
         for _ in commands {
-            var raw: UnsafeMutableRawPointer?
-            if redisGetReply(ctx, &raw) != REDIS_OK || raw == nil { throw fail("read") }
-            let reply = raw!.assumingMemoryBound(to: redisReply.self)
-            replies.append(Self.convert(reply))
-            freeReplyObject(raw)
+            replies.append(try readReply(ctx))
         }
         return replies
     }
@@ -89,10 +89,13 @@ final class RedisConnection {
     /// timeout. On an I/O error the connection is closed and `connectionLost` is thrown.
     func readReply() throws(RedisError) -> RedisValue {
         guard let ctx = context else { throw RedisError(.connectionLost, "connection is closed") }
+        return try readReply(ctx)
+    }
+
+    private func readReply(_ ctx: UnsafeMutablePointer<redisContext>) throws(RedisError) -> RedisValue {
         var raw: UnsafeMutableRawPointer?
-        if redisGetReply(ctx, &raw) != REDIS_OK || raw == nil { throw fail("read") }
-        defer { freeReplyObject(raw) }
-        return Self.convert(raw!.assumingMemoryBound(to: redisReply.self))
+        guard redisGetReply(ctx, &raw) == REDIS_OK, raw != nil, let reply = builder.take() else { throw fail("read") }
+        return reply
     }
 
     /// A reply already received and parsed from earlier reads, without touching the socket;
@@ -101,9 +104,9 @@ final class RedisConnection {
         guard let ctx = context else { throw RedisError(.connectionLost, "connection is closed") }
         var raw: UnsafeMutableRawPointer?
         if redisGetReplyFromReader(ctx, &raw) != REDIS_OK { throw fail("parse") }
-        guard let raw else { return nil }
-        defer { freeReplyObject(raw) }
-        return Self.convert(raw.assumingMemoryBound(to: redisReply.self))
+        guard raw != nil else { return nil }
+        guard let reply = builder.take() else { throw fail("parse") }
+        return reply
     }
 
     /// The socket, for poll(2) by the owning thread; -1 once closed.
@@ -151,27 +154,6 @@ final class RedisConnection {
             let bytes = raw.prefix { $0 != 0 }
             let text = String(decoding: bytes, as: UTF8.self)
             return text.isEmpty ? "error \(ctx.pointee.err)" : text
-        }
-    }
-
-    private static func convert(_ reply: UnsafeMutablePointer<redisReply>) -> RedisValue {
-        let r = reply.pointee
-        switch r.type {
-        case REDIS_REPLY_STRING:
-            return .bulk(r.len == 0 ? [] : Array(UnsafeRawBufferPointer(start: r.str, count: r.len)))
-        case REDIS_REPLY_STATUS:
-            return .status(String(decoding: UnsafeRawBufferPointer(start: r.str, count: r.len), as: UTF8.self))
-        case REDIS_REPLY_ERROR:
-            return .error(String(decoding: UnsafeRawBufferPointer(start: r.str, count: r.len), as: UTF8.self))
-        case REDIS_REPLY_INTEGER:
-            return .integer(Int64(r.integer))
-        case REDIS_REPLY_ARRAY:
-            var out: [RedisValue] = []
-            out.reserveCapacity(r.elements)
-            for i in 0..<r.elements { out.append(convert(r.element[i]!)) }
-            return .array(out)
-        default:
-            return .null
         }
     }
 }
