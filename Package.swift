@@ -131,8 +131,13 @@ let package = Package(
             dependencies: [
                 "EnvoyAPI", "BursarWire",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: strict
         ),
@@ -150,7 +155,7 @@ let package = Package(
         .executableTarget(
             name: "bursard",
             dependencies: [
-                "BursarServer", "BursarAdmin", "BursarConsole",
+                "BursarServer", "BursarAdmin", "BursarConsole", "BursarEnvoy", "BursarWire",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -243,8 +248,12 @@ let package = Package(
             name: "BursarIntegrationTests",
             dependencies: [
                 "BursarServer", "BursarStore", "BursarRedis", "BursarClient", "BursarWire", "BursarLimits", "BursarRBAC", "BursarBench",
+                "BursarEnvoy", "EnvoyAPI",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             ],
             swiftSettings: strict
         ),

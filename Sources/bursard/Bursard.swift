@@ -55,6 +55,21 @@ struct Bursard: AsyncParsableCommand {
     @Option(name: .long, help: Bursard.help("unix"))
     var unix: String?
 
+    @Option(name: .long, help: Bursard.help("grpc"))
+    var grpc: String?
+
+    @Option(name: .customLong("grpc-unix"), help: Bursard.help("grpc-unix"))
+    var grpcUnix: String?
+
+    @Option(name: .customLong("envoy-key-header"), help: Bursard.help("envoy-key-header"))
+    var envoyKeyHeader: String?
+
+    @Option(name: .customLong("envoy-model-header"), help: Bursard.help("envoy-model-header"))
+    var envoyModelHeader: String?
+
+    @Option(name: .customLong("envoy-max-output-tokens"), help: Bursard.help("envoy-max-output-tokens"))
+    var envoyMaxOutputTokens: String?
+
     @Option(name: .long, help: Bursard.help("redis"))
     var redis: String?
 
@@ -143,7 +158,9 @@ struct Bursard: AsyncParsableCommand {
     var commandLine: [String: String] {
         let given: [(String, String?)] = [
             ("listen", listen), ("ops", ops), ("stats", stats), ("ops-tls-cert", opsTLSCert), ("ops-tls-key", opsTLSKey),
-            ("ops-allow-insecure-remote", opsAllowInsecureRemote), ("unix", unix), ("redis", redis), ("data-dir", dataDir),
+            ("ops-allow-insecure-remote", opsAllowInsecureRemote), ("unix", unix), ("grpc", grpc), ("grpc-unix", grpcUnix),
+            ("envoy-key-header", envoyKeyHeader), ("envoy-model-header", envoyModelHeader), ("envoy-max-output-tokens", envoyMaxOutputTokens),
+            ("redis", redis), ("data-dir", dataDir),
             ("redis-server", redisServer), ("appendfsync", appendFsync), ("deadline-ms", deadlineMs), ("latency-target-ms", latencyTargetMs), ("instance-lease-ms", instanceLeaseMs), ("reservation-ttl", reservationTtl),
             ("cache-ttl-ms", cacheTtlMs), ("negative-cache-ttl-ms", negativeCacheTtlMs),
             ("on-store-failure-rate", onStoreFailureRate), ("on-store-failure-spend", onStoreFailureSpend), ("local-allowance", localAllowance),

@@ -1,8 +1,10 @@
 import ArgumentParser
 import BursarAdmin
 import BursarConsole
+import BursarEnvoy
 import BursarRedis
 import BursarServer
+import BursarWire
 @_spi(Testing) import BursarStore
 import Dispatch
 import Foundation
@@ -112,6 +114,23 @@ struct BursardMain {
         services.append(invalidation)
         services.append(StoppedLogging(opsApp, name: "ops port", logger: logger))
         services.append(server)
+        // The gRPC front door for Envoy's ext_authz filter: the same engine, deadline and store
+        // failure policy as a CHECK frame.
+        let envoyAddresses = [settings.grpc.map { EnvoyListenAddress.tcp(host: $0.host, port: $0.port) },
+                              settings.grpcUnixSocketPath.map { EnvoyListenAddress.unix(path: $0) }].compactMap { $0 }
+        if !envoyAddresses.isEmpty {
+            let mapping = EnvoyAuthorization(
+                keyHeader: settings.envoyKeyHeader, modelHeader: settings.envoyModelHeader,
+                defaultMaxOutputTokens: UInt32(settings.envoyMaxOutputTokens))
+            let decider = EnvoyDecider(
+                check: { request in
+                    (try? await engine.check(request, on: group.next()).get()) ?? .deny(.storeUnavailable)
+                },
+                refuse: { reservation in engine.releaseOrphan(reservation) })
+            for address in envoyAddresses {
+                services.append(EnvoyServer(address: address, mapping: mapping, decider: decider, group: group, logger: Logger(label: "bursard.grpc")))
+            }
+        }
 
         var configuration = ServiceGroupConfiguration(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
         // A backstop: the data plane bounds its own drain by --shutdown-timeout; this cancels

@@ -243,12 +243,13 @@ struct ConfigurationTests {
         #expect(ConfigurationOption.environmentVariable(for: "redis-connections") == "BURSARD_REDIS_CONNECTIONS")
         for option in BursardConfiguration.options {
             let sample: String = switch option.name {
-            case "listen", "ops": "127.0.0.1:1234"
+            case "listen", "ops", "grpc": "127.0.0.1:1234"
+            case "envoy-key-header", "envoy-model-header": "x-api-key"
             case "redis": "redis://127.0.0.1:6390/0"
             case "log-level": "debug"
             case "appendfsync": "always"
             case "on-store-failure-rate", "on-store-failure-spend": "allow"
-            case "unix", "data-dir", "redis-server", "ops-tls-cert", "ops-tls-key": "/tmp/x"
+            case "unix", "grpc-unix", "data-dir", "redis-server", "ops-tls-cert", "ops-tls-key": "/tmp/x"
             case "ops-allow-insecure-remote": "true"
             default: "7"
             }

@@ -189,11 +189,13 @@ def bursar_server(procs, work) -> Bursar:
     bursard = _binary("BURSARD", "bursard")
     ctl = _binary("BURSARCTL", "bursarctl")
     rport = _start_redis(procs, work, "redis")
-    dport, oport = _free_port(), _free_port()
+    dport, oport, gport = _free_port(), _free_port(), _free_port()
     # A 1 s Redis deadline: the CI machine may be busy, and these tests are about the gateway.
     bp, blog = procs.start("bursard", [bursard, "--listen", f"127.0.0.1:{dport}", "--ops", f"127.0.0.1:{oport}",
                                        "--redis", f"redis://127.0.0.1:{rport}", "--deadline-ms", "1000",
-                                       "--max-unknown-keys-per-minute", "0", "--unix", str(work / "bursard.sock")])
+                                       "--max-unknown-keys-per-minute", "0", "--unix", str(work / "bursard.sock"),
+                                       # The gRPC front door Envoy's ext_authz filter calls (test_envoy.py).
+                                       "--grpc", f"127.0.0.1:{gport}"])
     ops = f"http://127.0.0.1:{oport}"
     _wait("bursard", lambda: _http_ok(ops + "/readyz"), 60, bp, blog)
     boot = subprocess.run([ctl, "bootstrap", "--org", "E2E Org", "--owner", "owner@e2e.test", "--owner-name", "Owner",
@@ -201,6 +203,7 @@ def bursar_server(procs, work) -> Bursar:
     assert boot.returncode == 0, boot.stderr
     b = Bursar(ctl, ops, f"tcp://127.0.0.1:{dport}", json.loads(boot.stdout)["owner_token"])
     b.unix = f"unix://{work / 'bursard.sock'}"  # the same data plane on a unix socket
+    b.grpc_port = gport
     b.run("project", "create", "E2E", "--models", ",".join(MODELS), "--budget", "$1000")
     return b
 

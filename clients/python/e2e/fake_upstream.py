@@ -111,7 +111,9 @@ class Handler(BaseHTTPRequestHandler):
         prompt, completion = usage_for(body)
         stream = bool(body.get("stream"))
         entry = {"path": self.path, "model": model, "stream": stream, "prompt_tokens": prompt,
-                 "completion_tokens": completion, "outcome": "streaming"}
+                 "completion_tokens": completion, "outcome": "streaming",
+                 # What a gateway in front told the provider (Envoy with bursar's ext_authz: the reservation).
+                 "reservation": self.headers.get("x-bursar-reservation")}
         with _lock:
             _log.append(entry)
         if mode == "fail" or (mode == "break" and not stream):
