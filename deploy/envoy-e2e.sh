@@ -27,4 +27,4 @@ if [ ! -x "$venv/bin/envoy" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; t
 fi
 echo "envoy-e2e: $("$venv/bin/envoy" --version | grep -m1 version)"
 cd "$e2e"
-ENVOY_BIN="$venv/bin/envoy" "$venv/bin/python" -m pytest -p no:cacheprovider -v "$@" test_envoy.py
+ENVOY_BIN="$venv/bin/envoy" "$venv/bin/python" -m pytest -p no:cacheprovider -v "$@" test_envoy.py test_envoy_grpc.py

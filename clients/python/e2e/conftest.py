@@ -201,7 +201,9 @@ def bursar_server(procs, work) -> Bursar:
     boot = subprocess.run([ctl, "bootstrap", "--org", "E2E Org", "--owner", "owner@e2e.test", "--owner-name", "Owner",
                            "--json"], env=dict(os.environ, BURSAR_SERVER=ops), capture_output=True, text=True, timeout=60)
     assert boot.returncode == 0, boot.stderr
-    b = Bursar(ctl, ops, f"tcp://127.0.0.1:{dport}", json.loads(boot.stdout)["owner_token"])
+    booted = json.loads(boot.stdout)
+    b = Bursar(ctl, ops, f"tcp://127.0.0.1:{dport}", booted["owner_token"])
+    b.operator_token = booted["operator_token"]
     b.unix = f"unix://{work / 'bursard.sock'}"  # the same data plane on a unix socket
     b.grpc_port = gport
     b.run("project", "create", "E2E", "--models", ",".join(MODELS), "--budget", "$1000")
