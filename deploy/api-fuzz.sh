@@ -59,6 +59,14 @@ cases=$(grep -oE '[0-9]+ generated' "$work/report.txt" | tail -n 1 | grep -oE '[
 echo "api-fuzz: schemathesis against proto/openapi.json, ${seconds}s budget: ${cases} test cases generated"
 if ((status != 0)); then
   sed -n '/FAILURES/,/SUMMARY/p' "$work/report.txt" | head -n 80 >&2
+  # No summary: schemathesis stopped before testing (seen once in CI: exit 2, nothing
+  # generated). Show what it said, and bursard's log, so the cause is on the record.
+  if ! grep -q SUMMARY "$work/report.txt"; then
+    echo "api-fuzz: schemathesis printed no summary; its output:" >&2
+    tail -n 60 "$work/report.txt" >&2
+    echo "api-fuzz: bursard's log:" >&2
+    tail -n 30 "$work/bursard.log" >&2
+  fi
   echo "api-fuzz: FAILED (exit $status)" >&2
   exit 1
 fi
