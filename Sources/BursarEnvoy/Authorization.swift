@@ -113,14 +113,14 @@ public struct EnvoyAuthorization: Sendable {
         if result.allowed {
             response.status = .with { $0.code = GRPCStatusCode.ok }
             response.okResponse = .with { ok in
-                ok.headers = [Self.header(Self.reservationHeader, "\(result.reservation)", overwrite: true)]
-                ok.responseHeadersToAdd = limits.map { Self.header($0.name, $0.value, overwrite: true) }
+                ok.headers = [Self.header(Self.reservationHeader, "\(result.reservation)")]
+                ok.responseHeadersToAdd = limits.map { Self.header($0.name, $0.value) }
             }
             return response
         }
         let status = Envoy_Type_V3_StatusCode(rawValue: result.reason.httpStatus) ?? .forbidden
         response = Self.denied(status: status, type: result.reason.description, message: Self.message(result))
-        response.deniedResponse.headers += limits.map { Self.header($0.name, $0.value, overwrite: true) }
+        response.deniedResponse.headers += limits.map { Self.header($0.name, $0.value) }
         return response
     }
 
@@ -157,7 +157,7 @@ public struct EnvoyAuthorization: Sendable {
             }
             r.deniedResponse = .with { d in
                 d.status = .with { $0.code = status }
-                d.headers = [header("content-type", "application/json", overwrite: true)]
+                d.headers = [header("content-type", "application/json")]
                 d.body = errorBody(message: message, type: type, code: status.rawValue)
             }
         }
@@ -190,13 +190,14 @@ public struct EnvoyAuthorization: Sendable {
         }
     }
 
-    static func header(_ name: String, _ value: String, overwrite: Bool) -> Envoy_Config_Core_V3_HeaderValueOption {
+    /// A header that replaces any of the same name (so a client cannot smuggle in its own).
+    static func header(_ name: String, _ value: String) -> Envoy_Config_Core_V3_HeaderValueOption {
         .with {
             $0.header = .with { h in
                 h.key = name
                 h.value = value
             }
-            $0.appendAction = overwrite ? .overwriteIfExistsOrAdd : .appendIfExistsOrAdd
+            $0.appendAction = .overwriteIfExistsOrAdd
         }
     }
 

@@ -3,10 +3,8 @@ import EnvoyAPI
 import GRPCCore
 import GRPCNIOTransportHTTP2
 public import Logging
-import NIOCore
 public import NIOPosix
 public import ServiceLifecycle
-import Synchronization
 
 /// What the gRPC front door asks of the data plane: decide a CHECK, and give back an admission
 /// its client is refused after all. bursard passes its decision engine's: the same path, deadline
@@ -91,12 +89,6 @@ public final class EnvoyServer: Service, Sendable {
         self.logger = logger
     }
 
-    /// The TCP port bound, once listening (for `--grpc host:0`); nil on a unix socket.
-    public func boundPort() async throws -> Int? {
-        guard let bound = try await server.listeningAddress else { return nil }
-        return bound.ipv4?.port ?? bound.ipv6?.port
-    }
-
     /// Serves until graceful shutdown; logs the address once it is bound (tests and operators
     /// wait for that line, not for the process).
     public func run() async throws {
@@ -111,7 +103,4 @@ public final class EnvoyServer: Service, Sendable {
             self.server.beginGracefulShutdown()
         }
     }
-
-    /// Stops accepting; calls in flight finish.
-    public func shutdown() { server.beginGracefulShutdown() }
 }

@@ -149,7 +149,7 @@ public struct BursardConfiguration: Sendable, Hashable {
         ConfigurationOption(name: "ops-allow-insecure-remote", aliases: [], valueName: "true|false", abstract: "Allow --ops on a non-loopback address without TLS (e.g. behind a TLS-terminating proxy); without it bursard refuses to start.", defaultText: "false"),
         ConfigurationOption(name: "unix", aliases: [], valueName: "path", abstract: "Also listen on this unix socket.", defaultText: nil),
         ConfigurationOption(name: "grpc", aliases: [], valueName: "host:port", abstract: "Serve Envoy's external authorization (envoy.service.auth.v3.Authorization/Check) over gRPC here (port 0 picks a free port).", defaultText: "off"),
-        ConfigurationOption(name: "grpc-unix", aliases: [], valueName: "path", abstract: "Serve the same gRPC front door on this unix socket (instead of --grpc).", defaultText: nil),
+        ConfigurationOption(name: "grpc-unix", aliases: [], valueName: "path", abstract: "Serve the same gRPC front door on this unix socket (with or without --grpc).", defaultText: nil),
         ConfigurationOption(name: "envoy-key-header", aliases: [], valueName: "name", abstract: "The request header holding the API key in gRPC requests from Envoy (authorization: Bearer <key>; any other header: the key itself).", defaultText: "authorization"),
         ConfigurationOption(name: "envoy-model-header", aliases: [], valueName: "name", abstract: "The request header naming the model in gRPC requests from Envoy; without it, \"model\" in json_to_metadata's metadata.", defaultText: "x-bursar-model"),
         ConfigurationOption(name: "envoy-max-output-tokens", aliases: [], valueName: "n", abstract: "Output tokens reserved for a request from Envoy that sets no max_tokens.", defaultText: "4096"),
@@ -298,15 +298,15 @@ public struct BursardConfiguration: Sendable, Hashable {
             return nil
         }
         switch name {
-        case "listen", "ops":
+        case "listen", "ops", "grpc":
             guard let address = HostPort(parsing: text) else { return "is not host:port with a port 0…65535" }
-            if name == "listen" { c.listen = address } else { c.ops = address }
+            switch name {
+            case "listen": c.listen = address
+            case "ops": c.ops = address
+            default: c.grpc = address
+            }
             return nil
         case "unix": return nonEmpty { c.unixSocketPath = $0 }
-        case "grpc":
-            guard let address = HostPort(parsing: text) else { return "is not host:port with a port 0…65535" }
-            c.grpc = address
-            return nil
         case "grpc-unix": return nonEmpty { c.grpcUnixSocketPath = $0 }
         case "envoy-key-header", "envoy-model-header":
             guard !text.isEmpty, text.utf8.allSatisfy({ $0 > 32 && $0 < 127 && $0 != UInt8(ascii: ":") }) else {

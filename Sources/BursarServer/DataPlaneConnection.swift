@@ -327,8 +327,7 @@ final class DataPlaneConnection: ChannelDuplexHandler {
 
     func close(context: ChannelHandlerContext, mode: CloseMode, promise: EventLoopPromise<Void>?) {
         // Answers written but not yet flushed go out before the connection (or its output) closes.
-        handOver(context: context, promise: nil)
-        context.flush()
+        flush(context: context)
         context.close(mode: mode, promise: promise)
     }
 
