@@ -5,6 +5,7 @@
 # pytest with the openai SDK (clients/python/e2e/test_envoy.py). Real processes on ephemeral ports.
 #
 #   deploy/envoy-e2e.sh [pytest args…]
+#   deploy/envoy-e2e.sh --bench-latency     the latency bursar adds through Envoy (bench_envoy.py)
 #
 #   ENVOY_VENV         where the venv lives (default: .build/envoy-venv); rebuilt when
 #                      clients/python/e2e/requirements-envoy.txt changes
@@ -27,4 +28,9 @@ if [ ! -x "$venv/bin/envoy" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; t
 fi
 echo "envoy-e2e: $("$venv/bin/envoy" --version | grep -m1 version)"
 cd "$e2e"
+if [ "${1:-}" = "--bench-latency" ]; then
+  shift
+  ENVOY_BIN="$venv/bin/envoy" "$venv/bin/python" -m pytest -p no:cacheprovider -s "$@" bench_envoy.py
+  exit
+fi
 ENVOY_BIN="$venv/bin/envoy" "$venv/bin/python" -m pytest -p no:cacheprovider -v "$@" test_envoy.py test_envoy_grpc.py

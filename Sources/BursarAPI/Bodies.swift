@@ -723,3 +723,55 @@ public struct ConsoleLinkResponse: Codable, Sendable, Hashable {
         self.expiresInSeconds = expiresInSeconds
     }
 }
+
+/// A model's price in the organization's price table: nano-USD per million tokens.
+public struct PriceBody: Codable, Sendable, Hashable {
+    public var model: String
+    public var inputPerMillionNusd: Int64
+    public var outputPerMillionNusd: Int64
+    public var cachedInputPerMillionNusd: Int64
+    public init(model: String, inputPerMillionNusd: Int64, outputPerMillionNusd: Int64, cachedInputPerMillionNusd: Int64) {
+        self.model = model
+        self.inputPerMillionNusd = inputPerMillionNusd
+        self.outputPerMillionNusd = outputPerMillionNusd
+        self.cachedInputPerMillionNusd = cachedInputPerMillionNusd
+    }
+}
+
+/// `PUT /v1/orgs/{org}/prices/{model}`. Cached input absent: the input price.
+public struct PutPriceRequest: Codable, Sendable, Hashable {
+    public var inputPerMillionNusd: Int64
+    public var outputPerMillionNusd: Int64
+    public var cachedInputPerMillionNusd: Int64?
+    public init(inputPerMillionNusd: Int64, outputPerMillionNusd: Int64, cachedInputPerMillionNusd: Int64? = nil) {
+        self.inputPerMillionNusd = inputPerMillionNusd
+        self.outputPerMillionNusd = outputPerMillionNusd
+        self.cachedInputPerMillionNusd = cachedInputPerMillionNusd
+    }
+}
+
+/// `GET /v1/orgs/{org}/prices`.
+public struct PriceListResponse: Codable, Sendable, Hashable {
+    public var prices: [PriceBody]
+    public init(prices: [PriceBody]) { self.prices = prices }
+}
+
+/// One entry an import left out, and why.
+public struct SkippedPriceBody: Codable, Sendable, Hashable {
+    public var model: String
+    public var reason: String
+    public init(model: String, reason: String) {
+        self.model = model
+        self.reason = reason
+    }
+}
+
+/// `POST /v1/orgs/{org}/prices/import`.
+public struct PriceImportResponse: Codable, Sendable, Hashable {
+    public var imported: Int
+    public var skipped: [SkippedPriceBody]
+    public init(imported: Int, skipped: [SkippedPriceBody]) {
+        self.imported = imported
+        self.skipped = skipped
+    }
+}

@@ -135,6 +135,10 @@ extension PutVirtualModelRequest: APIRequestBody {
     public static let wireFields = WireFields(["targets"])
 }
 
+extension PutPriceRequest: APIRequestBody {
+    public static let wireFields = WireFields(["input_per_million_nusd", "output_per_million_nusd", "cached_input_per_million_nusd"])
+}
+
 extension McpServerRequest: APIRequestBody {
     public static let wireFields = WireFields(["name", "url"])
 }

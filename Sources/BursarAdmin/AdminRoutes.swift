@@ -70,6 +70,15 @@ public enum AdminRoutes {
         org.get("billing") { req, ctx in try await ok(s.billing(actor(req, s), id(ctx, "org"))) }
         org.post("credits") { req, ctx in try await ok(s.addCredits(actor(req, s), id(ctx, "org"), decode(req, ctx))) }
 
+        // Price table
+        org.get("prices") { req, ctx in try await ok(s.listPrices(actor(req, s), id(ctx, "org"))) }
+        org.put("prices/:name") { req, ctx in try await ok(s.putPrice(actor(req, s), id(ctx, "org"), name(ctx), decode(req, ctx))) }
+        org.delete("prices/:name") { req, ctx in try await noContent(s.deletePrice(actor(req, s), id(ctx, "org"), name(ctx))) }
+        org.post("prices/import") { req, ctx in
+            let only = req.uri.queryParameters.get("models").map { Set($0.split(separator: ",").map(String.init)) }
+            return try await ok(s.importPrices(actor(req, s), id(ctx, "org"), rawBody(req, limit: maxImportBody), only: only))
+        }
+
         // BYOK
         org.get("byok") { req, ctx in try await ok(s.listByok(actor(req, s), id(ctx, "org"))) }
         org.post("byok") { req, ctx in try await created(s.addByok(actor(req, s), id(ctx, "org"), decode(req, ctx))) }
@@ -144,6 +153,22 @@ public enum AdminRoutes {
         } catch {
             throw APIError(.invalid, "the body is not valid JSON")
         }
+    }
+
+    /// The most a price file may be (LiteLLM's whole file is about 1.5 MB).
+    public static let maxImportBody = 16 << 20
+
+    /// The request body as bytes, at most `limit`.
+    static func rawBody(_ req: Request, limit: Int) async throws -> Data {
+        var req = req
+        let buffer: ByteBuffer
+        do {
+            buffer = try await req.collectBody(upTo: limit)
+        } catch {
+            throw APIError(.invalid, "the request body is larger than \(limit) bytes")
+        }
+        guard buffer.readableBytes > 0 else { throw APIError(.invalid, "a JSON body is required") }
+        return Data(buffer.readableBytesView)
     }
 
     /// A path id: decimal digits of an unsigned 64-bit integer (0…18446744073709551615, the

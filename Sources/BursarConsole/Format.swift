@@ -114,4 +114,12 @@ enum Fmt {
             rpm: try limit(form, "grant_rpm", "RPM"), tpm: try limit(form, "grant_tpm", "TPM"))
         return g == GrantBody() ? nil : g
     }
+
+    /// A price table row: dollars per million tokens.
+    static func price(_ p: PriceBody) -> [String: Any] {
+        [
+            "model": p.model, "path": pathSegment(p.model), "input": Units.dollars(p.inputPerMillionNusd),
+            "output": Units.dollars(p.outputPerMillionNusd), "cached": Units.dollars(p.cachedInputPerMillionNusd),
+        ]
+    }
 }

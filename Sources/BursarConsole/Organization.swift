@@ -41,6 +41,7 @@ extension Console {
             "virtualModels": try await service.listVirtualModels(a, org).models.map {
                 ["name": $0.name, "path": Fmt.pathSegment($0.name), "targets": $0.targets.joined(separator: ", ")]
             },
+            "prices": try await service.listPrices(a, org).prices.map(Fmt.price),
             "mcp": try await service.listMcp(a, org).servers.map { ["id": String($0.id), "name": $0.name, "url": $0.url] },
             "prompts": try await service.listPrompts(a, org).prompts.map {
                 ["name": $0.name, "path": Fmt.pathSegment($0.name), "version": String($0.latestVersion)]
@@ -87,6 +88,18 @@ extension Console {
             _ = try await service.putVirtualModel(a, org, try Fmt.required(form, "name", "Name"), PutVirtualModelRequest(targets: targets))
         case ("virtual-models", "delete"):
             try await service.deleteVirtualModel(a, org, target!.item)
+        case ("prices", nil):
+            let model = try Fmt.required(form, "model", "Model")
+            guard let input = try Fmt.money(form, "input", "Input $ per million tokens") else { throw FormError("Input price is required", field: "input") }
+            guard let output = try Fmt.money(form, "output", "Output $ per million tokens") else { throw FormError("Output price is required", field: "output") }
+            let cached = try Fmt.money(form, "cached", "Cached input $ per million tokens")
+            _ = try await service.putPrice(a, org, model, PutPriceRequest(inputPerMillionNusd: input, outputPerMillionNusd: output, cachedInputPerMillionNusd: cached))
+        case ("prices", "delete"):
+            try await service.deletePrice(a, org, target!.item)
+        case ("prices-import", nil):
+            let file = try Fmt.required(form, "file", "LiteLLM price JSON")
+            let only = Fmt.models(form.text("models"))
+            _ = try await service.importPrices(a, org, Data(file.utf8), only: only.map(Set.init))
         case ("mcp-servers", nil):
             _ = try await service.addMcp(a, org, McpServerRequest(name: try Fmt.required(form, "name", "Name"), url: try Fmt.required(form, "url", "URL")))
         case ("mcp-servers", "delete"):

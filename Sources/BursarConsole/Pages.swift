@@ -145,6 +145,9 @@ extension Console {
         ctx["minuteRequests"] = Fmt.rate(usage.requests)
         ctx["minuteTokens"] = Fmt.rate(usage.tokens)
         ctx["reserved"] = Fmt.plural(Int(usage.reserved.count), "open reservation")
+        // The prices of the models this project may use (every price if it allows every model).
+        let allowed = Set(p.models)
+        ctx["prices"] = try await service.listPrices(signed.actor, org).prices.filter { allowed.isEmpty || allowed.contains($0.model) }.map(Fmt.price)
         ctx["roleLabel"] = standing == .orgOwner ? "Owner (Project Admin on every project)" : (standing == .projectAdmin ? "Project Admin" : "Project Member")
         ctx["allKeys"] = Policy.permits(.manageAllKeysInProject, standing)
         ctx["back"] = here

@@ -246,6 +246,11 @@ enum Templates {
         <dl class="facts"><div><dt>Models</dt><dd class="models">{{#allModels}}All models{{/allModels}}{{#modelChips}}<span class="model">{{.}}</span>{{/modelChips}}</dd></div></dl>
         {{#budget}}{{>budget}}{{/budget}}
         <p class="muted small">This minute: {{minuteRequests}} requests · {{minuteTokens}} tokens · {{reserved}}</p>
+        <h3>Prices <span class="muted small">per million tokens</span></h3>
+        {{^prices}}<p class="muted small" data-testid="no-prices">No prices for this project's models.</p>{{/prices}}
+        {{#prices.0}}<table class="table" data-testid="project-prices"><thead><tr><th>Model</th><th class="num">Input</th><th class="num">Output</th><th class="num">Cached input</th></tr></thead><tbody>{{/prices.0}}
+          {{#prices}}<tr data-price-model="{{model}}"><td class="strong">{{model}}</td><td class="num">{{input}}</td><td class="num">{{output}}</td><td class="num">{{cached}}</td></tr>{{/prices}}
+        {{#prices.0}}</tbody></table>{{/prices.0}}
         {{#can.delete_project}}
         <form method="post" action="/console/o/{{orgId}}/p/{{id}}/delete" data-action="delete_project" class="danger-zone">
           {{>csrf}}
@@ -529,6 +534,32 @@ enum Templates {
           </div>
           <div class="field"><label for="bk-secret">Provider secret</label><input id="bk-secret" name="secret" type="password" required autocomplete="off"></div>
           <button type="submit" class="btn">Add external key</button>
+        </form>
+      </section>
+
+      <section class="panel" id="prices" data-action="billing_and_credits" aria-labelledby="price-h">
+        <h2 id="price-h">Prices</h2>
+        <p class="muted small">Per million tokens. Requests that come without a cost (Envoy's, and gateways that ask bursar to price them) are priced from this table; under a budget, a model without a price is refused.</p>
+        {{^prices}}<p class="muted small">No prices yet.</p>{{/prices}}
+        {{#prices.0}}<table class="table" data-testid="price-table"><thead><tr><th>Model</th><th class="num">Input</th><th class="num">Output</th><th class="num">Cached input</th><th></th></tr></thead><tbody>{{/prices.0}}
+          {{#prices}}<tr data-price-model="{{model}}"><td class="strong">{{model}}</td><td class="num">{{input}}</td><td class="num">{{output}}</td><td class="num">{{cached}}</td>
+            <td><form method="post" action="/console/o/{{orgId}}/organization/prices/{{path}}/delete" class="inline">{{>csrf}}<button type="submit" class="btn btn-danger-ghost btn-sm" aria-label="Delete price of {{model}}">Delete</button></form></td></tr>{{/prices}}
+        {{#prices.0}}</tbody></table>{{/prices.0}}
+        <form method="post" action="/console/o/{{orgId}}/organization/prices" class="form" id="price-form">
+          {{>csrf}}
+          <div class="field-row">
+            <div class="field"><label for="price-model">Model</label><input id="price-model" name="model" required placeholder="gpt-5.5"></div>
+            <div class="field"><label for="price-input">Input $ / 1M</label><input id="price-input" name="input" inputmode="decimal" required placeholder="2.50"></div>
+            <div class="field"><label for="price-output">Output $ / 1M</label><input id="price-output" name="output" inputmode="decimal" required placeholder="10"></div>
+            <div class="field"><label for="price-cached">Cached input $ / 1M</label><input id="price-cached" name="cached" inputmode="decimal" placeholder="same as input"></div>
+          </div>
+          <button type="submit" class="btn">Save price</button>
+        </form>
+        <form method="post" action="/console/o/{{orgId}}/organization/prices-import" class="form" id="price-import-form">
+          {{>csrf}}
+          <div class="field"><label for="price-file">Import LiteLLM's model_prices_and_context_window.json (paste)</label><textarea id="price-file" name="file" rows="4" required placeholder='{"gpt-4o": {"input_cost_per_token": 2.5e-06, "output_cost_per_token": 1e-05}}'></textarea></div>
+          <div class="field"><label for="price-only">Only these models (optional)</label><input id="price-only" name="models" placeholder="gpt-4o, claude-sonnet-4"></div>
+          <button type="submit" class="btn">Import prices</button>
         </form>
       </section>
 

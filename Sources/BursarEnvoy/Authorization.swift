@@ -16,7 +16,8 @@ import SwiftProtobuf
 /// - **the tokens to reserve**: `max_tokens` (or `max_completion_tokens`) from the same
 ///   metadata, else `defaultMaxOutputTokens`; input tokens from `x-bursar-input-tokens` if the
 ///   gateway counted them, else estimated from the body Envoy sent (a quarter of its bytes), else 0;
-/// - **the cost estimate**: `x-bursar-estimated-cost` (nano-USD) if given, else 0.
+/// - **the cost estimate**: `x-bursar-estimated-cost` (nano-USD) if given, else priced by bursar
+///   from the organization's price table (`CheckRequest.priceFromTable`).
 ///
 /// A request that names no key or no model gets its answer here, without a CHECK: 401 and 400.
 public struct EnvoyAuthorization: Sendable {
@@ -91,7 +92,7 @@ public struct EnvoyAuthorization: Sendable {
             let bytes = http.rawBody.isEmpty ? http.body.utf8.count : http.rawBody.count
             input = UInt32(clamping: (bytes + 3) / 4)
         }
-        var cost: NanoUSD = 0
+        var cost = CheckRequest.priceFromTable
         if let declared = headers[Self.estimatedCostHeader] {
             guard let value = Int64(declared), value >= 0 else {
                 return .answered(Self.denied(
@@ -107,7 +108,7 @@ public struct EnvoyAuthorization: Sendable {
     /// Envoy's answer for a CHECK's result: OK with the reservation for the upstream request and
     /// the rate-limit headers for the response, or the reason's HTTP status (SPEC §8) with a JSON
     /// body, `Retry-After` and the rate-limit headers.
-    public func response(for result: CheckResult) -> Envoy_Service_Auth_V3_CheckResponse {
+    public func response(for result: CheckResult, model: ModelName) -> Envoy_Service_Auth_V3_CheckResponse {
         var response = Envoy_Service_Auth_V3_CheckResponse()
         let limits = RateLimitHeaders.of(result)
         if result.allowed {
@@ -119,7 +120,7 @@ public struct EnvoyAuthorization: Sendable {
             return response
         }
         let status = Envoy_Type_V3_StatusCode(rawValue: result.reason.httpStatus) ?? .forbidden
-        response = Self.denied(status: status, type: result.reason.description, message: Self.message(result))
+        response = Self.denied(status: status, type: result.reason.description, message: Self.message(result, model: model))
         response.deniedResponse.headers += limits.map { Self.header($0.name, $0.value) }
         return response
     }
@@ -168,7 +169,7 @@ public struct EnvoyAuthorization: Sendable {
     }
 
     /// What a denial says in words.
-    static func message(_ result: CheckResult) -> String {
+    static func message(_ result: CheckResult, model: ModelName) -> String {
         switch result.reason {
         case .unknownKey: return "the API key is not known"
         case .keyRevoked: return "the API key was revoked"
@@ -176,7 +177,7 @@ public struct EnvoyAuthorization: Sendable {
         case .creatorLostAccess: return "the API key's user no longer has access to its project"
         case .projectInactive: return "the API key's project is archived or deleted"
         case .orgSuspended: return "the organization is suspended"
-        case .modelNotAllowed: return "this API key may not use this model"
+        case .modelNotAllowed: return "this API key may not use model \(model)"
         case .keyRPM, .projectRPM, .keyTPM, .projectTPM:
             return "rate limit reached (\(result.reason)); retry after \(result.retryAfterMs) ms"
         case .keyBudget: return "the API key's spend limit for this period is reached"
@@ -186,6 +187,8 @@ public struct EnvoyAuthorization: Sendable {
         case .storeUnavailable: return "limits could not be checked in time; retry with backoff"
         case .overloaded: return "bursar is overloaded; retry after \(result.retryAfterMs) ms"
         case .keyLookupsThrottled: return "too many unknown keys from this gateway; retry after \(result.retryAfterMs) ms"
+        case .priceUnknown:
+            return "model \(model) has no price in the organization's price table, and a budget or metered credits apply to this key"
         case .none: return "allowed"
         }
     }

@@ -83,6 +83,8 @@ public struct BursardConfiguration: Sendable, Hashable {
     public var envoyModelHeader = "x-bursar-model"
     /// Output tokens reserved for an Envoy request that sets no maximum (`--envoy-max-output-tokens`).
     public var envoyMaxOutputTokens = 4096
+    /// The descriptor domain of Envoy's rate limit filter that bursard answers (`--envoy-rls-domain`).
+    public var envoyRateLimitDomain = "bursar"
     /// An external Redis (`--redis`); nil runs an embedded redis-server.
     public var redis: RedisTarget?
     /// The embedded redis-server's directory (`--data-dir`).
@@ -148,11 +150,12 @@ public struct BursardConfiguration: Sendable, Hashable {
         ConfigurationOption(name: "ops-tls-key", aliases: [], valueName: "path", abstract: "The private key (PEM) for --ops-tls-cert.", defaultText: nil),
         ConfigurationOption(name: "ops-allow-insecure-remote", aliases: [], valueName: "true|false", abstract: "Allow --ops on a non-loopback address without TLS (e.g. behind a TLS-terminating proxy); without it bursard refuses to start.", defaultText: "false"),
         ConfigurationOption(name: "unix", aliases: [], valueName: "path", abstract: "Also listen on this unix socket.", defaultText: nil),
-        ConfigurationOption(name: "grpc", aliases: [], valueName: "host:port", abstract: "Serve Envoy's external authorization (envoy.service.auth.v3.Authorization/Check) over gRPC here (port 0 picks a free port).", defaultText: "off"),
+        ConfigurationOption(name: "grpc", aliases: [], valueName: "host:port", abstract: "Serve Envoy's external authorization (envoy.service.auth.v3.Authorization/Check) and rate limit service (envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit) over gRPC here (port 0 picks a free port).", defaultText: "off"),
         ConfigurationOption(name: "grpc-unix", aliases: [], valueName: "path", abstract: "Serve the same gRPC front door on this unix socket (with or without --grpc).", defaultText: nil),
         ConfigurationOption(name: "envoy-key-header", aliases: [], valueName: "name", abstract: "The request header holding the API key in gRPC requests from Envoy (authorization: Bearer <key>; any other header: the key itself).", defaultText: "authorization"),
         ConfigurationOption(name: "envoy-model-header", aliases: [], valueName: "name", abstract: "The request header naming the model in gRPC requests from Envoy; without it, \"model\" in json_to_metadata's metadata.", defaultText: "x-bursar-model"),
         ConfigurationOption(name: "envoy-max-output-tokens", aliases: [], valueName: "n", abstract: "Output tokens reserved for a request from Envoy that sets no max_tokens.", defaultText: "4096"),
+        ConfigurationOption(name: "envoy-rls-domain", aliases: [], valueName: "name", abstract: "The domain of Envoy's rate limit filter that the rate limit service answers; calls for another domain are refused.", defaultText: "bursar"),
         ConfigurationOption(name: "redis", aliases: [], valueName: "url", abstract: "Use this Redis: redis://host:port[/db], unix:///path[?db=N], redis+cluster://host:port[,host:port…] (a Redis Cluster, from seed nodes) or redis+sentinel://host:port[,host:port…]/MASTERNAME[/db] (the master the sentinels name).", defaultText: "an embedded redis-server"),
         ConfigurationOption(name: "data-dir", aliases: [], valueName: "dir", abstract: "Directory of the embedded redis-server (AOF, socket, config).", defaultText: "./bursar-data"),
         ConfigurationOption(name: "redis-server", aliases: [], valueName: "path", abstract: "The redis-server binary for the embedded store.", defaultText: "the first on PATH"),
@@ -315,6 +318,7 @@ public struct BursardConfiguration: Sendable, Hashable {
             if name == "envoy-key-header" { c.envoyKeyHeader = text.lowercased() } else { c.envoyModelHeader = text.lowercased() }
             return nil
         case "envoy-max-output-tokens": return integer(1...1_000_000_000) { c.envoyMaxOutputTokens = $0 }
+        case "envoy-rls-domain": return nonEmpty { c.envoyRateLimitDomain = $0 }
         case "ops-tls-cert": return nonEmpty { c.opsTLSCertificate = $0 }
         case "ops-tls-key": return nonEmpty { c.opsTLSKey = $0 }
         case "ops-allow-insecure-remote":

@@ -267,9 +267,9 @@ public final class DecisionEngine: Sendable {
                     a.request, identity: a.identity, sequence: item.sequence, remainingTTLMs: fallback.remainingTTLMs(a, now: now)))
                 switch a.settlement {
                 case .open: break
-                case .settled(let tokens, let cost):
-                    commands.append(limiter.settleCommand(SettleRequest(
-                        reservation: reservation, inputTokens: UInt32(clamping: tokens), outputTokens: 0, cost: cost)))
+                case .settled(var settle):
+                    settle.reservation = reservation
+                    commands.append(limiter.settleCommand(settle))
                 case .released:
                     commands.append(limiter.releaseCommand(reservation))
                 }
@@ -551,21 +551,21 @@ public final class DecisionEngine: Sendable {
     /// Settles a reservation and calls `completion` with the answer on `loop`, exactly once, by
     /// the deadline.
     func settle(_ request: SettleRequest, on loop: any EventLoop, completion: @escaping (ReservationResult) -> Void) {
-        if let local = settleLocally(request.reservation, tokens: request.tokens, cost: request.cost) { return completion(local) }
+        if let local = settleLocally(request.reservation, settle: request) { return completion(local) }
         reservationStep(limiter.settleCommand(request), local: LocalFallback.isLocal(request.reservation), on: loop, completion: completion)
     }
 
     /// Releases a reservation and calls `completion` with the answer on `loop`, exactly once, by
     /// the deadline.
     func release(_ request: ReleaseRequest, on loop: any EventLoop, completion: @escaping (ReservationResult) -> Void) {
-        if let local = settleLocally(request.reservation, tokens: nil, cost: 0) { return completion(local) }
+        if let local = settleLocally(request.reservation, settle: nil) { return completion(local) }
         reservationStep(limiter.releaseCommand(request.reservation), local: LocalFallback.isLocal(request.reservation), on: loop, completion: completion)
     }
 
-    /// Answers a SETTLE (`tokens` given) or RELEASE of a local admission this engine still holds.
-    private func settleLocally(_ reservation: ReservationID, tokens: Int64?, cost: NanoUSD) -> ReservationResult? {
+    /// Answers a SETTLE (`settle` given) or RELEASE of a local admission this engine still holds.
+    private func settleLocally(_ reservation: ReservationID, settle: SettleRequest?) -> ReservationResult? {
         guard let fallback, LocalFallback.isLocal(reservation),
-              let result = fallback.settle(reservation, tokens: tokens, cost: cost, now: .now()) else { return nil }
+              let result = fallback.settle(reservation, settle: settle, now: .now()) else { return nil }
         result.record(in: stats)
         return result
     }
@@ -609,7 +609,7 @@ public final class DecisionEngine: Sendable {
     public func releaseOrphan(_ reservation: ReservationID) {
         stats.orphanedAdmissionsReleased.add(1, ordering: .relaxed)
         if LocalFallback.isLocal(reservation) {
-            _ = settleLocally(reservation, tokens: nil, cost: 0)
+            _ = settleLocally(reservation, settle: nil)
         } else {
             voidLater(reservation)
         }

@@ -101,7 +101,7 @@ final class LocalFallback: Sendable {
 
     enum Settlement: Equatable {
         case open
-        case settled(tokens: Int64, cost: NanoUSD)
+        case settled(SettleRequest)
         case released
     }
 
@@ -196,6 +196,9 @@ final class LocalFallback: Sendable {
             }
             if p.rateLimited && policy.rateLimits == .deny { return nil }
             if p.spendLimited && policy.spendLimits == .deny { return nil }
+            // Priced from the table: its cost is Redis's to compute, so under a money limit it
+            // waits for Redis.
+            if p.spendLimited && request.pricedByTable { return nil }
             guard p.models.contains(request.model), s.pending.count < policy.maxPendingReplay else { return nil }
             let minute = now.uptimeNanoseconds / 60_000_000_000
             if p.minute != minute {
@@ -214,9 +217,10 @@ final class LocalFallback: Sendable {
         }
     }
 
-    /// Settles (`tokens`/`cost`) or releases (nil) a local admission not yet replayed, with the
-    /// script's semantics; nil when it is not held here (replayed, or another bursard's).
-    func settle(_ reservation: ReservationID, tokens: Int64?, cost: NanoUSD, now: NIODeadline) -> ReservationResult? {
+    /// Settles (`settle`) or releases (nil) a local admission not yet replayed, with the script's
+    /// semantics; nil when it is not held here (replayed, or another bursard's). A cost priced
+    /// from the table is Redis's to compute at the replay: the answer's cost delta is then 0.
+    func settle(_ reservation: ReservationID, settle: SettleRequest?, now: NIODeadline) -> ReservationResult? {
         state.withLock { s -> ReservationResult? in
             guard var a = s.pending[reservation.sequence], a.identity.orgID == reservation.orgID else { return nil }
             switch a.settlement {
@@ -227,12 +231,14 @@ final class LocalFallback: Sendable {
             if now - a.at >= reservationTTL { return ReservationResult(status: .expired) }
             let estimate = a.request.reservedTokens
             let result: ReservationResult
-            if let tokens {
-                a.settlement = .settled(tokens: tokens, cost: cost)
-                result = ReservationResult(status: .applied, costDelta: cost - a.request.estimatedCost, tokenDelta: tokens - estimate)
+            let reserved = a.request.pricedByTable ? 0 : a.request.estimatedCost
+            if let settle {
+                a.settlement = .settled(settle)
+                let delta = settle.pricedByTable || a.request.pricedByTable ? 0 : settle.cost - reserved
+                result = ReservationResult(status: .applied, costDelta: delta, tokenDelta: settle.tokens - estimate)
             } else {
                 a.settlement = .released
-                result = ReservationResult(status: .applied, costDelta: -a.request.estimatedCost, tokenDelta: -estimate)
+                result = ReservationResult(status: .applied, costDelta: -reserved, tokenDelta: -estimate)
             }
             a.version += 1
             s.pending[reservation.sequence] = a

@@ -74,6 +74,11 @@ public enum Keyspace {
     public static func buckets(_ org: UInt64, scope: String, id: UInt64) -> String { self.org(org) + "b:\(scope):\(id)" }
     /// Hash of virtual models: alias → its real models joined by U+001F.
     public static func virtualModels(_ org: UInt64) -> String { self.org(org) + "vms" }
+    /// A model's price (SPEC §13.12): "input output cached", nano-USD per million tokens. A
+    /// string, so the CHECK script reads it in the MGET that reads its counters.
+    public static func price(_ org: UInt64, _ model: String) -> String { self.org(org) + "price:" + model }
+    /// Set of the models the price table holds.
+    public static func priceSet(_ org: UInt64) -> String { self.org(org) + "prices" }
     /// Set of BYOK ids; `byok(org, id)` is each one's hash.
     public static func byokSet(_ org: UInt64) -> String { self.org(org) + "byok" }
     /// An external provider key.

@@ -137,6 +137,7 @@ public struct Limiter: Sendable {
         c.append(decimal: sequence)
         c.append(decimal: epoch)
         c.append("check")
+        appendPricedTokens(request, to: &c)
         return c
     }
 
@@ -152,6 +153,7 @@ public struct Limiter: Sendable {
         c.append(decimal: sequence)
         c.append("0")
         c.append("replay")
+        appendPricedTokens(request, to: &c)
         return c
     }
 
@@ -176,6 +178,13 @@ public struct Limiter: Sendable {
         case .alreadyRecorded, .fenced: return .alreadyRecorded
         case .denied: return .keyGone
         }
+    }
+
+    /// A CHECK priced from the table (SPEC §13.12) also sends its input and maximum output tokens.
+    private func appendPricedTokens(_ request: CheckRequest, to c: inout RedisCommand) {
+        guard request.pricedByTable else { return }
+        c.append(decimal: UInt64(request.inputTokens))
+        c.append(decimal: UInt64(request.maxOutputTokens))
     }
 
     private func appendCheckArguments(_ request: CheckRequest, identity: KeyIdentity, ttlMs: Int64, to c: inout RedisCommand) {
@@ -246,6 +255,11 @@ public struct Limiter: Sendable {
         c.append("settle")
         c.append(request.tokens)
         c.append(request.cost)
+        if request.pricedByTable {
+            c.append(decimal: UInt64(request.inputTokens))
+            c.append(decimal: UInt64(request.outputTokens))
+            c.append(decimal: UInt64(min(request.cachedInputTokens, request.inputTokens)))
+        }
         return c
     }
 

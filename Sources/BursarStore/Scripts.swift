@@ -108,6 +108,23 @@ enum LimiterLua {
           if not existed and expire_at > 0 then redis.call('PEXPIREAT', wkey, expire_at) end
           return v
         end
+        -- A price table's price (SPEC §13.12): ⌈tokens × per_million / 10⁶⌉ nano-USD, at most
+        -- 2^53 − 1 (ModelPrice.part). tokens × r stays below 2^53, so the division is exact enough
+        -- for ceil.
+        local MAX_COST = 9007199254740991
+        local function price_part(tokens, per_million)
+          if tokens <= 0 or per_million <= 0 then return 0 end
+          local q = math.floor(per_million / 1000000)
+          local r = per_million - q * 1000000
+          local v = tokens * q + math.ceil(tokens * r / 1000000)
+          if v > MAX_COST then return MAX_COST end
+          return v
+        end
+        local function price_cost(input, output, pin, pout)
+          local v = price_part(input, pin) + price_part(output, pout)
+          if v > MAX_COST then return MAX_COST end
+          return v
+        end
 
         """
     }
@@ -226,7 +243,9 @@ enum LimiterLua {
           end
         end
         -- A reservation is one string of space-separated fields (`ReservationRecord`): st exp kid
-        -- pid tok cost kw pw met ktr ptr krr prr at [atok acost]. Absent: an empty table.
+        -- pid tok cost kw pw met ktr ptr krr prr at [atok acost [pin pout pcached]]; a CHECK priced
+        -- from the table writes '-' for atok and acost and the prices it used. Absent: an empty
+        -- table.
         local OLD_FIELDS = {'st', 'exp', 'kid', 'pid', 'tok', 'cost', 'kw', 'pw', 'met', 'ktr', 'ptr', 'krr', 'prr', 'at', 'atok', 'acost'}
         local function read_reservation(rkey)
           local r = {}
@@ -296,7 +315,8 @@ enum LimiterLua {
     /// Lua number: it passes 2^53), the epoch of the bursard that chose it, and the mode: `check`,
     /// or `replay` for an admission bursard already made on its own while Redis was away (its
     /// store failure policy): nothing is checked, everything is debited, under the sequence that
-    /// admission was given.
+    /// admission was given. Cost −1 prices the request from the table (SPEC §13.12); then ARGV
+    /// 11 and 12 are its input tokens and maximum output tokens.
     ///
     /// Reply: {outcome, reason, retry_ms, 0, project, flags, rq_limit, rq_rem, rq_reset_ms,
     /// tk_limit, tk_rem, tk_reset_ms, key_budget_rem|false, key_reset_at, proj_budget_rem|false,
@@ -382,7 +402,12 @@ enum LimiterLua {
         local pws, pwe = window('monthly')
         local pwkey = P .. 's:p:' .. pid .. ':' .. pws
         local bkeys = {P .. 'b:k:' .. kid, P .. 'b:p:' .. pid}
-        local c = redis.call('MGET', kwkey, pwkey, P .. 'credits', bkeys[1], bkeys[2])
+        local c
+        if cost < 0 then
+          c = redis.call('MGET', kwkey, pwkey, P .. 'credits', bkeys[1], bkeys[2], P .. 'price:' .. model)
+        else
+          c = redis.call('MGET', kwkey, pwkey, P .. 'credits', bkeys[1], bkeys[2])
+        end
         local bpairs = {parse_pair(c[4]), parse_pair(c[5])}
         -- {pair, bucket in it, rate, units, deny reason}, in deny order.
         local specs = {{1, 1, krpm, 1, 8}, {1, 3, ktpm, tokens, 9}, {2, 1, prpm, 1, 10}, {2, 3, ptpm, tokens, 11}}
@@ -390,6 +415,20 @@ enum LimiterLua {
         local pspent = tonumber(c[2]) or 0
         local metered = k[14] == '1'
         local balance = metered and (tonumber(c[3]) or 0) or nil
+
+        -- Priced from the table: input and maximum output at the model's prices. No price: free
+        -- only where no money limit applies (SPEC §13.12).
+        local price = nil
+        if cost < 0 then
+          cost = 0
+          if c[6] then
+            local a, b, d = string.match(c[6], '^(%d+) (%d+) (%d+)$')
+            price = {a, b, d}
+            cost = price_cost(tonumber(ARGV[11]), tonumber(ARGV[12]), tonumber(a), tonumber(b))
+          elseif check and (kbudget or pbudget or metered) then
+            return {0, 19, 0, 0, pid, flags}
+          end
+        end
 
         -- Rate buckets, in deny order. Nothing is written until every check has passed.
         local states = {}
@@ -440,8 +479,9 @@ enum LimiterLua {
           -- key, which a cluster node whose slot is migrating refuses (ASK), so a refusal comes
           -- before any counter moves. Taken: a replay already recorded (3), or this attempt was
           -- voided before it ran (2); either way it does nothing.
-          local record = string.format('open %d %s %s %s %s %s %s %d %d %d %d %d %d', now_ms + ttl, kid, pid,
-            ARGV[5], ARGV[6], kwkey, pwkey, metered and 1 or 0, ktpm or 0, ptpm or 0, krpm or 0, prpm or 0, now_us)
+          local record = string.format('open %d %s %s %s %d %s %s %d %d %d %d %d %d', now_ms + ttl, kid, pid,
+            ARGV[5], cost, kwkey, pwkey, metered and 1 or 0, ktpm or 0, ptpm or 0, krpm or 0, prpm or 0, now_us)
+          if price then record = record .. ' - - ' .. price[1] .. ' ' .. price[2] .. ' ' .. price[3] end
           if not redis.call('SET', rkey, record, 'NX', 'PX', ttl + 3600000) then
             return {replay and 3 or 2, 0, 0, 0, pid, flags}
           end
@@ -472,7 +512,10 @@ enum LimiterLua {
         """
 
     /// SETTLE and RELEASE. KEYS[1] = the reservation. ARGV: prefix, mode ("settle" | "release"),
-    /// actual tokens, actual cost. Reply: {status, cost delta, token delta}.
+    /// actual tokens, actual cost. Cost −1 prices the actual usage at the prices the CHECK was
+    /// priced at (SPEC §13.12); ARGV 5, 6 and 7 are then the actual input, output and cached input
+    /// tokens (cached ⊆ input), and a reservation its CHECK did not price from the table keeps its
+    /// estimate as its cost. Reply: {status, cost delta, token delta}.
     ///
     /// A reservation a sweep voided for a dead bursard (`swept`) may have reached its client
     /// after all (SPEC §13.7): a SETTLE then debits the actual usage in full (and the request
@@ -502,15 +545,26 @@ enum LimiterLua {
         -- Everything this step may write, read in one MGET first: on a cluster node whose slot is
         -- migrating, that one multi-key read is refused unless all of it is here (SPEC §13.10).
         local cur = read_counters(r)
+        local acost = tonumber(ARGV[4])
+        if acost < 0 then
+          if r[17] then
+            local cached = tonumber(ARGV[7]) or 0
+            acost = price_cost(tonumber(ARGV[5]) - cached, tonumber(ARGV[6]), tonumber(r[17]), tonumber(r[18]))
+              + price_part(cached, tonumber(r[19]) or 0)
+            if acost > MAX_COST then acost = MAX_COST end
+          else
+            acost = tonumber(r[6])
+          end
+        end
         local requests, dtok, dcost = 0, 0, 0
         if r[1] == 'swept' then
           requests = 1
           if mode == 'settle' then
-            dtok, dcost = tonumber(ARGV[3]), tonumber(ARGV[4])
+            dtok, dcost = tonumber(ARGV[3]), acost
           end
         elseif mode == 'settle' then
           dtok = tonumber(ARGV[3]) - tonumber(r[5])
-          dcost = tonumber(ARGV[4]) - tonumber(r[6])
+          dcost = acost - tonumber(r[6])
         else
           dtok = -tonumber(r[5])
           dcost = -tonumber(r[6])
@@ -518,7 +572,7 @@ enum LimiterLua {
         move_buckets(r[3], r[4], cur, rates_of(r), requests, dtok)
         move_spend(r, dcost)
         if mode == 'settle' then
-          r[15], r[16] = ARGV[3], ARGV[4]
+          r[15], r[16] = ARGV[3], string.format('%d', acost)
           write_reservation(KEYS[1], r, 'settled')
         else
           write_reservation(KEYS[1], r, 'released')

@@ -23,13 +23,18 @@ public enum DenyReason: UInt8, Sendable, CaseIterable, CustomStringConvertible {
     /// This connection asked about too many unknown key digests in the last minute; a digest the
     /// server has not cached is answered at once, without a lookup. Cached keys are unaffected.
     case keyLookupsThrottled = 18
+    /// The CHECK asked bursar to price it (`estimated_cost` = −1), the organization's price
+    /// table has no price for the model, and a money limit applies (a key or project budget, or
+    /// metered credits): a request is never silently free. Only sent to a client that asked for
+    /// table pricing.
+    case priceUnknown = 19
 
     /// The HTTP status a gateway should give its own caller for this reason.
     public var httpStatus: Int {
         switch self {
         case .none: return 200
         case .unknownKey, .keyRevoked, .keyExpired: return 401
-        case .creatorLostAccess, .projectInactive, .orgSuspended, .modelNotAllowed: return 403
+        case .creatorLostAccess, .projectInactive, .orgSuspended, .modelNotAllowed, .priceUnknown: return 403
         case .keyRPM, .keyTPM, .projectRPM, .projectTPM, .requestTooLarge, .keyLookupsThrottled: return 429
         case .keyBudget, .projectBudget, .orgCredits: return 402
         case .storeUnavailable, .overloaded: return 503
@@ -58,6 +63,7 @@ public enum DenyReason: UInt8, Sendable, CaseIterable, CustomStringConvertible {
         case .storeUnavailable: return "store_unavailable"
         case .overloaded: return "overloaded"
         case .keyLookupsThrottled: return "key_lookups_throttled"
+        case .priceUnknown: return "price_unknown"
         }
     }
 }

@@ -9,7 +9,8 @@ public import NIOCore
 ///     32   64 model               UTF-8, 1…64 bytes, NUL-padded; no NUL inside the name
 ///     96    4 input tokens        u32, estimated prompt tokens
 ///    100    4 max output tokens   u32
-///    104    8 estimated cost      i64 nano-USD, 0 … 2^53−1
+///    104    8 estimated cost      i64 nano-USD, 0 … 2^53−1, or −1: priced by bursar from the
+///                                 organization's price table (`priceFromTable`)
 /// ```
 public struct CheckRequest: Hashable, Sendable {
     /// Body bytes.
@@ -22,8 +23,15 @@ public struct CheckRequest: Hashable, Sendable {
     public var inputTokens: UInt32
     /// The request's maximum output tokens.
     public var maxOutputTokens: UInt32
-    /// The gateway's estimate of the cost, nano-USD.
+    /// The gateway's estimate of the cost, nano-USD, or `priceFromTable`.
     public var estimatedCost: NanoUSD
+
+    /// The cost a request sends to have bursar price it from the organization's price table
+    /// (SPEC §6.1): input tokens and maximum output tokens at the model's prices.
+    public static let priceFromTable: NanoUSD = -1
+
+    /// Whether bursar prices this request from the price table.
+    public var pricedByTable: Bool { estimatedCost == Self.priceFromTable }
 
     /// A CHECK request.
     public init(digest: KeyDigest, model: ModelName, inputTokens: UInt32, maxOutputTokens: UInt32, estimatedCost: NanoUSD) {
@@ -59,8 +67,8 @@ public struct CheckRequest: Hashable, Sendable {
         let input = body.readInteger(as: UInt32.self)!
         let output = body.readInteger(as: UInt32.self)!
         let cost = body.readInteger(as: Int64.self)!
-        guard cost >= 0, cost <= maxExactValue else {
-            throw ProtocolError(.malformedField, "estimated cost \(cost) is outside 0…\(maxExactValue)", requestID: requestID)
+        guard (cost >= 0 && cost <= maxExactValue) || cost == priceFromTable else {
+            throw ProtocolError(.malformedField, "estimated cost \(cost) is outside 0…\(maxExactValue) (or −1: priced by bursar)", requestID: requestID)
         }
         return CheckRequest(digest: KeyDigest(words: (d0, d1, d2, d3)), model: model, inputTokens: input, maxOutputTokens: output, estimatedCost: cost)
     }
@@ -93,7 +101,8 @@ public struct CheckRequest: Hashable, Sendable {
 ///      0   16 reservation id      as returned by CHECK
 ///     16    4 actual input tokens u32
 ///     20    4 actual output tokens u32
-///     24    8 actual cost         i64 nano-USD, 0 … 2^53−1
+///     24    8 actual cost         i64 nano-USD, 0 … 2^53−1, or −1: priced by bursar at the
+///                                 prices its CHECK was priced at (`CheckRequest.priceFromTable`)
 /// ```
 public struct SettleRequest: Hashable, Sendable {
     /// Body bytes.
@@ -104,8 +113,16 @@ public struct SettleRequest: Hashable, Sendable {
     public var inputTokens: UInt32
     /// Actual output tokens.
     public var outputTokens: UInt32
-    /// Actual cost, nano-USD.
+    /// Actual cost, nano-USD, or `CheckRequest.priceFromTable`.
     public var cost: NanoUSD
+
+    /// Whether bursar prices the actual usage (at the prices its reservation was made with).
+    public var pricedByTable: Bool { cost == CheckRequest.priceFromTable }
+
+    /// Of the input tokens, how many the upstream read from its cache, priced at the cached-input
+    /// price when bursar prices the usage. Not on the wire (a SETTLE frame's input is all priced
+    /// as input): the gRPC front door sets it from Envoy's `cached_input_tokens` (SPEC §19.1).
+    public var cachedInputTokens: UInt32 = 0
 
     /// A SETTLE request.
     public init(reservation: ReservationID, inputTokens: UInt32, outputTokens: UInt32, cost: NanoUSD) {
@@ -133,8 +150,8 @@ public struct SettleRequest: Hashable, Sendable {
         let output = body.readInteger(as: UInt32.self)!
         let cost = body.readInteger(as: Int64.self)!
         guard id.sequence != 0 else { throw ProtocolError(.malformedField, "reservation id has sequence 0", requestID: requestID) }
-        guard cost >= 0, cost <= maxExactValue else {
-            throw ProtocolError(.malformedField, "actual cost \(cost) is outside 0…\(maxExactValue)", requestID: requestID)
+        guard (cost >= 0 && cost <= maxExactValue) || cost == CheckRequest.priceFromTable else {
+            throw ProtocolError(.malformedField, "actual cost \(cost) is outside 0…\(maxExactValue) (or −1: priced by bursar)", requestID: requestID)
         }
         return SettleRequest(reservation: id, inputTokens: input, outputTokens: output, cost: cost)
     }

@@ -30,7 +30,7 @@ struct Bursarctl: AsyncParsableCommand {
             """,
         subcommands: [
             Bootstrap.self, Me.self, ConsoleLink.self, OrgCommand.self, MemberCommand.self, ProjectCommand.self, KeyCommand.self,
-            CreditsCommand.self, ByokCommand.self, VirtualModelCommand.self, McpCommand.self, PromptCommand.self,
+            CreditsCommand.self, PriceCommand.self, ByokCommand.self, VirtualModelCommand.self, McpCommand.self, PromptCommand.self,
             Audit.self, Check.self, UsageCommand.self, Top.self,
         ])
 

@@ -38,7 +38,7 @@ struct Session {
 
     /// Sends a request and returns the body of a 2xx answer; anything else throws a `Failure`.
     func send(
-        _ method: Method, _ path: String, body: (any Encodable)? = nil, authenticated: Bool = true
+        _ method: Method, _ path: String, body: (any Encodable)? = nil, raw: Data? = nil, authenticated: Bool = true
     ) async throws -> ByteBuffer {
         var request = HTTPClientRequest(url: base + path)
         switch method {
@@ -62,6 +62,9 @@ struct Session {
             let data = try APIJSON.encoder().encode(body)
             request.headers.add(name: "Content-Type", value: "application/json")
             request.body = .bytes(ByteBuffer(data: data))
+        } else if let raw {
+            request.headers.add(name: "Content-Type", value: "application/json")
+            request.body = .bytes(ByteBuffer(data: raw))
         }
         let response: HTTPClientResponse
         let bytes: ByteBuffer
@@ -101,10 +104,10 @@ struct Session {
 
     /// Sends the command's request and prints the answer: pretty JSON with `--json`, else `render`.
     func show<R: Decodable>(
-        _ method: Method, _ path: String, body: (any Encodable)? = nil, as type: R.Type,
+        _ method: Method, _ path: String, body: (any Encodable)? = nil, raw: Data? = nil, as type: R.Type,
         authenticated: Bool = true, render: (R) throws -> Void
     ) async throws {
-        let bytes = try await send(method, path, body: body, authenticated: authenticated)
+        let bytes = try await send(method, path, body: body, raw: raw, authenticated: authenticated)
         if json {
             print(prettyJSON(bytes))
         } else {

@@ -70,6 +70,9 @@ struct Bursard: AsyncParsableCommand {
     @Option(name: .customLong("envoy-max-output-tokens"), help: Bursard.help("envoy-max-output-tokens"))
     var envoyMaxOutputTokens: String?
 
+    @Option(name: .customLong("envoy-rls-domain"), help: Bursard.help("envoy-rls-domain"))
+    var envoyRateLimitDomain: String?
+
     @Option(name: .long, help: Bursard.help("redis"))
     var redis: String?
 
@@ -160,6 +163,7 @@ struct Bursard: AsyncParsableCommand {
             ("listen", listen), ("ops", ops), ("stats", stats), ("ops-tls-cert", opsTLSCert), ("ops-tls-key", opsTLSKey),
             ("ops-allow-insecure-remote", opsAllowInsecureRemote), ("unix", unix), ("grpc", grpc), ("grpc-unix", grpcUnix),
             ("envoy-key-header", envoyKeyHeader), ("envoy-model-header", envoyModelHeader), ("envoy-max-output-tokens", envoyMaxOutputTokens),
+            ("envoy-rls-domain", envoyRateLimitDomain),
             ("redis", redis), ("data-dir", dataDir),
             ("redis-server", redisServer), ("appendfsync", appendFsync), ("deadline-ms", deadlineMs), ("latency-target-ms", latencyTargetMs), ("instance-lease-ms", instanceLeaseMs), ("reservation-ttl", reservationTtl),
             ("cache-ttl-ms", cacheTtlMs), ("negative-cache-ttl-ms", negativeCacheTtlMs),

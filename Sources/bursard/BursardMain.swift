@@ -126,9 +126,14 @@ struct BursardMain {
                 check: { request in
                     (try? await engine.check(request, on: group.next()).get()) ?? .deny(.storeUnavailable)
                 },
+                settle: { request in
+                    (try? await engine.settle(request, on: group.next()).get()) ?? ReservationResult(status: .storeUnavailable)
+                },
                 refuse: { reservation in engine.releaseOrphan(reservation) })
+            let rateLimit = EnvoyRateLimit(domain: settings.envoyRateLimitDomain, defaultMaxOutputTokens: UInt32(settings.envoyMaxOutputTokens))
             for address in envoyAddresses {
-                services.append(EnvoyServer(address: address, mapping: mapping, decider: decider, group: group, logger: Logger(label: "bursard.grpc")))
+                services.append(EnvoyServer(
+                    address: address, mapping: mapping, rateLimit: rateLimit, decider: decider, group: group, logger: Logger(label: "bursard.grpc")))
             }
         }
 

@@ -25,6 +25,8 @@ struct IsolationTests {
         case ("POST", "/v1/orgs/{org}/credits"): return #"{"amount_nusd":1}"#
         case ("POST", "/v1/orgs/{org}/byok"): return #"{"provider":"p","name":"n","secret":"secret-secret"}"#
         case ("PUT", "/v1/orgs/{org}/virtual-models/{name}"): return #"{"targets":["a"]}"#
+        case ("PUT", "/v1/orgs/{org}/prices/{name}"): return #"{"input_per_million_nusd":1,"output_per_million_nusd":1}"#
+        case ("POST", "/v1/orgs/{org}/prices/import"): return #"{"x":{"input_cost_per_token":1e-06,"output_cost_per_token":1e-06}}"#
         case ("POST", "/v1/orgs/{org}/mcp-servers"), ("PATCH", "/v1/orgs/{org}/mcp-servers/{id}"): return #"{"name":"n","url":"https://x.test"}"#
         case ("POST", "/v1/orgs/{org}/prompts"): return #"{"name":"n","text":"t"}"#
         case ("POST", "/v1/orgs/{org}/prompts/{name}/versions"): return #"{"text":"t"}"#

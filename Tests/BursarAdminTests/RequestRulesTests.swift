@@ -85,6 +85,7 @@ struct RequestRulesTests {
             ("UpdateProjectMemberRequest", UpdateProjectMemberRequest.wireFields), ("CreateKeyRequest", CreateKeyRequest.wireFields),
             ("UpdateKeyRequest", UpdateKeyRequest.wireFields), ("AddCreditsRequest", AddCreditsRequest.wireFields),
             ("CreateByokRequest", CreateByokRequest.wireFields), ("PutVirtualModelRequest", PutVirtualModelRequest.wireFields),
+            ("PutPriceRequest", PutPriceRequest.wireFields),
             ("McpServerRequest", McpServerRequest.wireFields), ("PromptRequest", PromptRequest.wireFields),
         ]
         #expect(Set(bodies.map(\.0)) == Set(schemas.keys.filter { $0.hasSuffix("Request") }).union(["GrantBody"]))

@@ -54,7 +54,7 @@ import Testing
         #expect(c.model == (try ModelName("gpt-4o-mini")))
         #expect(c.maxOutputTokens == 300)
         #expect(c.inputTokens == 101, "a quarter of the body's 401 bytes, rounded up")
-        #expect(c.estimatedCost == 0)
+        #expect(c.estimatedCost == CheckRequest.priceFromTable, "no cost header: bursar prices it from the table")
     }
 
     @Test func headersOverrideAndDeclaredCounts() throws {
@@ -95,7 +95,7 @@ import Testing
         result.requestsLimit = 60
         result.requestsRemaining = 59
         result.requestsResetMs = 1000
-        let r = mapping.response(for: result)
+        let r = mapping.response(for: result, model: try! ModelName("gpt-4o"))
         #expect(r.status.code == 0)
         guard case .okResponse(let ok) = r.httpResponse else {
             Issue.record("an admission is an OK response")
@@ -116,7 +116,7 @@ import Testing
             result.tokensLimit = 1000
             result.tokensRemaining = 0
             result.tokensResetMs = 65_500
-            let r = mapping.response(for: result)
+            let r = mapping.response(for: result, model: try! ModelName("gpt-4o"))
             #expect(r.status.code != 0, "\(reason) denies")
             #expect(r.deniedResponse.status.code.rawValue == reason.httpStatus, "\(reason)")
             let body = try JSONSerialization.jsonObject(with: Data(r.deniedResponse.body.utf8)) as? [String: Any]

@@ -369,7 +369,7 @@ struct BadInputCase: Sendable, CustomTestStringConvertible {
             model("with a UTF-16 surrogate (ED A0 80)", modelField(gpt5 + [0xED, 0xA0, 0x80])),
             model("ending in a truncated sequence (E2 82)", modelField(gpt5 + [0xE2, 0x82])),
             model("of 64 bytes ending in a truncated sequence", Array(repeating: UInt8(ascii: "a"), count: 62) + [0xE6, 0x97]),
-            cost(-1),
+            cost(-2),
             cost(.min),
             cost(1 << 53),
             cost(.max),
@@ -377,7 +377,7 @@ struct BadInputCase: Sendable, CustomTestStringConvertible {
                 name: "SETTLE with sequence 0", bytes: patch(Valid.settle(id), at: Offset.settleSequence, bigEndian(UInt64(0))),
                 code: .malformedField, requestID: id),
             BadInputCase(
-                name: "SETTLE cost -1", bytes: patch(Valid.settle(id), at: Offset.settleCost, bigEndian(Int64(-1))), code: .malformedField,
+                name: "SETTLE cost -2", bytes: patch(Valid.settle(id), at: Offset.settleCost, bigEndian(Int64(-2))), code: .malformedField,
                 requestID: id),
             BadInputCase(
                 name: "SETTLE cost 2^53", bytes: patch(Valid.settle(id), at: Offset.settleCost, bigEndian(Int64(1) << 53)), code: .malformedField,

@@ -167,7 +167,7 @@ struct FieldTests {
         let table: [DenyReason: Int] = [
             .none: 200,
             .unknownKey: 401, .keyRevoked: 401, .keyExpired: 401,
-            .creatorLostAccess: 403, .projectInactive: 403, .orgSuspended: 403, .modelNotAllowed: 403,
+            .creatorLostAccess: 403, .projectInactive: 403, .orgSuspended: 403, .modelNotAllowed: 403, .priceUnknown: 403,
             .keyRPM: 429, .keyTPM: 429, .projectRPM: 429, .projectTPM: 429,
             .keyBudget: 402, .projectBudget: 402, .orgCredits: 402,
             .requestTooLarge: 429, .keyLookupsThrottled: 429,
@@ -186,7 +186,7 @@ struct FieldTests {
             "0 none", "1 unknown_key", "2 key_revoked", "3 key_expired", "4 creator_lost_access", "5 project_inactive",
             "6 org_suspended", "7 model_not_allowed", "8 key_rpm", "9 key_tpm", "10 project_rpm", "11 project_tpm",
             "12 key_budget", "13 project_budget", "14 org_credits", "15 request_too_large", "16 store_unavailable",
-            "17 overloaded", "18 key_lookups_throttled",
+            "17 overloaded", "18 key_lookups_throttled", "19 price_unknown",
         ])
         let statuses = ReservationStatus.allCases.map { "\($0.rawValue) \($0)" }
         #expect(statuses == [

@@ -62,6 +62,7 @@ DENY_REASONS = {
     16: "store_unavailable",
     17: "overloaded",
     18: "key_lookups_throttled",
+    19: "price_unknown",
 }
 REASON_CODE = {name: code for code, name in DENY_REASONS.items()}
 
@@ -214,8 +215,11 @@ def decode_or_raise(s, direction):
     return ("frame", fields, HEADER_SIZE + length)
 
 
+PRICE_FROM_TABLE = -1  # CHECK and SETTLE: bursar prices the request from its price table (§6.1, §13.12)
+
+
 def check_money(value, rid):
-    if not 0 <= value <= MAX_EXACT:
+    if not (0 <= value <= MAX_EXACT or value == PRICE_FROM_TABLE):
         raise Refused("malformed_field", rid)
 
 
@@ -479,6 +483,8 @@ valid("check_model_one_byte", "to_server", check(5, KEY_B, "x", 1, 1, 1))
 valid("check_cost_zero", "to_server", check(6, KEY_A, "llama-3.1-8b-instruct", 0, 0, 0))
 valid("check_cost_max_exact_tokens_max_u32", "to_server", check(7, KEY_A, "claude-opus-4", U32_MAX, U32_MAX, MAX_EXACT))
 valid("check_request_id_max_u64", "to_server", check(U64_MAX, KEY_REVOKED, "gpt-4o", 300, 150, 525_000))
+valid("check_priced_from_table", "to_server", check(21, KEY_A, "gpt-4o", 1200, 800, PRICE_FROM_TABLE))
+valid("settle_priced_from_table", "to_server", settle(22, res(42, 1004), 1180, 312, PRICE_FROM_TABLE))
 valid("check_request_id_zero", "to_server", check(0, KEY_A, "gpt-4o", 300, 150, 525_000))
 valid("settle", "to_server", settle(8, res(42, 1001), 1180, 312, 912_340))
 valid("settle_over_estimate", "to_server", settle(9, res(42, 1002), 1200, 4000, 3_400_000))
@@ -624,6 +630,9 @@ valid("check_result_deny_overloaded", "to_client",
       check_result(19, 0, REASON_CODE["overloaded"], retry_after_ms=50))
 valid("check_result_deny_key_lookups_throttled", "to_client",
       check_result(20, 0, REASON_CODE["key_lookups_throttled"], retry_after_ms=41_250))
+valid("check_result_deny_price_unknown", "to_client",
+      check_result(23, 0, REASON_CODE["price_unknown"], org_id=42, project_id=7, key_id=99,
+                   key_budget_remaining=198_500_000_000, key_budget_resets_at_ms=JAN_END_MS))
 for code, status in STATUSES.items():
     moved = status == "applied"
     valid(f"settle_result_{status}", "to_client",
@@ -725,7 +734,7 @@ refused("malformed_model_utf8_surrogate", "to_server",
 refused("malformed_model_utf8_cut_sequence", "to_server",
         check_raw(87, check_body_with_model_field(model_field(b"model-\xe6\x97"))), "malformed_field", 87)
 refused("malformed_check_cost_negative", "to_server",
-        encode(check(88, KEY_A, "gpt-4o", 10, 10, -1)), "malformed_field", 88)
+        encode(check(88, KEY_A, "gpt-4o", 10, 10, -2)), "malformed_field", 88)
 refused("malformed_check_cost_2_pow_53", "to_server",
         encode(check(89, KEY_A, "gpt-4o", 10, 10, 1 << 53)), "malformed_field", 89)
 refused("malformed_check_cost_int64_min", "to_server",
@@ -733,13 +742,13 @@ refused("malformed_check_cost_int64_min", "to_server",
 refused("malformed_settle_sequence_zero", "to_server",
         encode(settle(91, res(42, 0), 10, 10, 10)), "malformed_field", 91)
 refused("malformed_settle_cost_negative", "to_server",
-        encode(settle(92, res(42, 5), 10, 10, -5)), "malformed_field", 92)
+        encode(settle(92, res(42, 5), 10, 10, -2)), "malformed_field", 92)
 refused("malformed_settle_cost_2_pow_53", "to_server",
         encode(settle(93, res(42, 5), 10, 10, 1 << 53)), "malformed_field", 93)
 refused("malformed_release_sequence_zero", "to_server", encode(release(94, res(42, 0))), "malformed_field", 94)
 # Malformed fields in answers.
 refused("malformed_check_result_decision_2", "to_client", encode(check_result(95, 2, 0)), "malformed_field", 95)
-refused("malformed_check_result_unknown_reason", "to_client", encode(check_result(96, 0, 19)), "malformed_field", 96)
+refused("malformed_check_result_unknown_reason", "to_client", encode(check_result(96, 0, 20)), "malformed_field", 96)
 refused("malformed_check_result_allow_with_reason", "to_client",
         encode(check_result(97, 1, REASON_CODE["key_rpm"])), "malformed_field", 97)
 refused("malformed_check_result_deny_without_reason", "to_client", encode(check_result(98, 0, 0)),

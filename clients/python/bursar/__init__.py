@@ -21,7 +21,7 @@ from .errors import (
     Unreachable,
 )
 from .headers import rate_limit_headers
-from .protocol import digest
+from .protocol import PRICE_FROM_TABLE, digest
 from .types import (
     INT64_MAX,
     CheckResult,
@@ -41,7 +41,7 @@ __version__ = "0.1.0"
 __all__ = [
     "AsyncClient", "Client", "digest", "rate_limit_headers",
     "CheckResult", "SettleResult", "DenyReason", "ReservationStatus", "ErrorCode", "FrameType",
-    "INT64_MAX", "reservation_id", "split_reservation",
+    "INT64_MAX", "PRICE_FROM_TABLE", "reservation_id", "split_reservation",
     "BursarError", "Unreachable", "ConnectionLost", "DeadlineExceeded", "ProtocolError",
     "Overloaded", "StoreUnavailable", "ClientClosed",
 ]

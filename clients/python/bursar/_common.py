@@ -89,7 +89,7 @@ def check_args(input_tokens: int, max_output_tokens: int, estimated_cost: int) -
         check_u32(input_tokens, "input_tokens")
     if type(max_output_tokens) is not int or not 0 <= max_output_tokens <= 0xFFFF_FFFF:
         check_u32(max_output_tokens, "max_output_tokens")
-    if type(estimated_cost) is not int or not 0 <= estimated_cost <= 0x1F_FFFF_FFFF_FFFF:
+    if type(estimated_cost) is not int or not -1 <= estimated_cost <= 0x1F_FFFF_FFFF_FFFF:
         check_money(estimated_cost, "estimated_cost")
 
 
@@ -101,7 +101,7 @@ def settle_args(reservation: int, input_tokens: int, output_tokens: int, cost: i
         check_u32(input_tokens, "input_tokens")
     if type(output_tokens) is not int or not 0 <= output_tokens <= 0xFFFF_FFFF:
         check_u32(output_tokens, "output_tokens")
-    if type(cost) is not int or not 0 <= cost <= 0x1F_FFFF_FFFF_FFFF:
+    if type(cost) is not int or not -1 <= cost <= 0x1F_FFFF_FFFF_FFFF:
         check_money(cost, "cost")
 
 

@@ -31,6 +31,7 @@ log = logging.getLogger("bursar.litellm")
 KEY_PREFIX = "sk-br-"
 TICKET = "bursar_ticket"
 MAX_MONEY = (1 << 53) - 1
+PRICE_FROM_TABLE = -1  # a cost bursar computes from the organization's price table (SPEC §13.12)
 MAX_U32 = (1 << 32) - 1
 NANO = Decimal(1_000_000_000)
 # Headers a caller could send to force LiteLLM to log content the key's owner turned off.
@@ -294,6 +295,10 @@ class BursarHandler(CustomLogger):
             max_out = s.max_output_tokens.get(model, s.default_max_output_tokens)
             if model_max_out is not None:
                 max_out = min(max_out, model_max_out)
+        if pin == 0 and pout == 0:
+            # LiteLLM knows no price for it: bursar prices it from the organization's price
+            # table, or refuses it (price_unknown) under a budget. Never silently free.
+            return input_tokens, _u32(max_out), PRICE_FROM_TABLE
         cost = (pin * input_tokens + pout * max_out) * NANO
         estimated = min(int(cost.to_integral_value(rounding=ROUND_CEILING)), MAX_MONEY)
         return input_tokens, _u32(max_out), estimated
@@ -371,6 +376,8 @@ class BursarHandler(CustomLogger):
         return self._open.pop(ticket, None) if ticket else None
 
     async def _settle(self, entry: _Open, input_tokens: int, output_tokens: int, cost: int) -> None:
+        if entry.estimated_cost == PRICE_FROM_TABLE and cost <= 0:
+            cost = PRICE_FROM_TABLE  # priced by bursar at the prices its CHECK used
         try:
             r = await self._client().settle(entry.reservation, input_tokens=input_tokens,
                                             output_tokens=output_tokens, cost=cost)
@@ -538,6 +545,7 @@ _DENY_TEXT = {
     "store_unavailable": "the budget store is unavailable; retry with backoff",
     "overloaded": "the budget service is overloaded; retry later",
     "key_lookups_throttled": "too many unknown keys; retry later",
+    "price_unknown": "this model has no price, and a budget applies to this key",
 }
 
 

@@ -30,7 +30,7 @@ from .types import (
 )
 
 __all__ = [
-    "MAGIC", "VERSION", "HEADER_SIZE", "MAX_BODY", "MAX_MONEY", "MAX_U32",
+    "MAGIC", "VERSION", "HEADER_SIZE", "MAX_BODY", "MAX_MONEY", "PRICE_FROM_TABLE", "MAX_U32",
     "TO_SERVER", "TO_CLIENT",
     "CheckRequest", "SettleRequest", "ReleaseRequest", "ErrorFrame", "Frame",
     "digest", "model_field", "check_digest", "check_u32", "check_money", "check_reservation",
@@ -45,6 +45,9 @@ VERSION = 1
 HEADER_SIZE = 16
 MAX_BODY = 4096
 MAX_MONEY = (1 << 53) - 1  # money in requests: 0 … 2**53 − 1 nano-USD (SPEC §5)
+# A cost of -1 in CHECK or SETTLE: bursar prices the request from the organization's price
+# table (SPEC §13.12).
+PRICE_FROM_TABLE = -1
 MAX_U32 = 0xFFFF_FFFF
 MAX_U64 = 0xFFFF_FFFF_FFFF_FFFF
 MAX_ERROR_MESSAGE = 256
@@ -166,8 +169,8 @@ def check_u32(value: int, field: str) -> int:
 
 
 def check_money(value: int, field: str) -> int:
-    if type(value) is not int or not 0 <= value <= MAX_MONEY:
-        raise ValueError(f"{field}: expected integer nano-USD in 0…2**53-1, got {value!r}")
+    if type(value) is not int or not (0 <= value <= MAX_MONEY or value == PRICE_FROM_TABLE):
+        raise ValueError(f"{field}: expected integer nano-USD in 0…2**53-1, or PRICE_FROM_TABLE (-1), got {value!r}")
     return value
 
 
@@ -287,7 +290,7 @@ def _decode_body(t: int, rid: int, buf, off: int, blen: int) -> Body:
          tl, tr, treset, kb, kbr, pb, pbr, oc) = _CHECK_RESULT_BODY.unpack_from(buf, off)
         if decision > 1:
             raise _refuse(_MALFORMED, rid, f"decision {decision} is neither 0 nor 1")
-        if reason > 18:
+        if reason >= len(_REASONS):
             raise _refuse(_MALFORMED, rid, f"deny reason {reason} is not defined")
         if (reason == 0) != (decision == 1):
             raise _refuse(_MALFORMED, rid, f"decision {decision} contradicts reason {reason}")
@@ -315,15 +318,15 @@ def _decode_body(t: int, rid: int, buf, off: int, blen: int) -> Body:
     if t == 0x01:
         key, model, inp, out, cost = _CHECK_BODY.unpack_from(buf, off)
         name = _decode_model(model, rid)
-        if not 0 <= cost <= MAX_MONEY:
-            raise _refuse(_MALFORMED, rid, f"estimated_cost {cost} outside 0…2**53-1")
+        if not (0 <= cost <= MAX_MONEY or cost == PRICE_FROM_TABLE):
+            raise _refuse(_MALFORMED, rid, f"estimated_cost {cost} outside 0…2**53-1 (or -1)")
         return CheckRequest(key, name, inp, out, cost)
     if t == 0x02:
         org, seq, inp, out, cost = _SETTLE_BODY.unpack_from(buf, off)
         if seq == 0:
             raise _refuse(_MALFORMED, rid, "reservation sequence 0")
-        if not 0 <= cost <= MAX_MONEY:
-            raise _refuse(_MALFORMED, rid, f"cost {cost} outside 0…2**53-1")
+        if not (0 <= cost <= MAX_MONEY or cost == PRICE_FROM_TABLE):
+            raise _refuse(_MALFORMED, rid, f"cost {cost} outside 0…2**53-1 (or -1)")
         return SettleRequest((org << 64) | seq, inp, out, cost)
     # t == 0x03
     org, seq = _RELEASE_BODY.unpack_from(buf, off)

@@ -77,7 +77,7 @@ class ErrorCode(enum.IntEnum):
 
 
 # HTTP status a gateway answers for each deny reason (SPEC §8).
-_HTTP = [200, 401, 401, 401, 403, 403, 403, 403, 429, 429, 429, 429, 402, 402, 402, 429, 503, 503, 429]
+_HTTP = [200, 401, 401, 401, 403, 403, 403, 403, 429, 429, 429, 429, 402, 402, 402, 429, 503, 503, 429, 403]
 
 
 class DenyReason(enum.IntEnum):
@@ -102,6 +102,7 @@ class DenyReason(enum.IntEnum):
     STORE_UNAVAILABLE = 16
     OVERLOADED = 17
     KEY_LOOKUPS_THROTTLED = 18
+    PRICE_UNKNOWN = 19
 
     @property
     def name_str(self) -> str:

@@ -159,6 +159,23 @@ class Bursar:
                 out[name] = float(value)
         return out
 
+    def redis(self, *args: str) -> str:
+        """One command on bursard's redis-server (redis-cli), its reply as text."""
+        cli = shutil.which("redis-cli") or pytest.fail("redis-cli not on PATH", pytrace=False)
+        r = subprocess.run([cli, "-p", str(self.redis_port), "--raw", *args], capture_output=True, text=True, timeout=10)
+        assert r.returncode == 0, r.stderr
+        return r.stdout.strip()
+
+    def reservation(self, rid: str) -> dict:
+        """The reservation `<org>-<sequence>` as Redis holds it (SPEC §13.6): status, reserved
+        tokens and cost, and the settled actuals once settled."""
+        org, seq = rid.split("-")
+        f = self.redis("GET", f"br:{{o{org}}}:r:{seq}").split()
+        out = {"status": f[0], "tokens": int(f[4]), "cost": int(f[5])}
+        if len(f) >= 16 and f[14] != "-":
+            out["actual_tokens"], out["actual_cost"] = int(f[14]), int(f[15])
+        return out
+
     def wait_settled(self, key_id: int, timeout: float = 15.0) -> dict:
         """The key's usage once nothing is reserved any more (SETTLE/RELEASE run in the
         background after the response)."""
@@ -206,6 +223,7 @@ def bursar_server(procs, work) -> Bursar:
     b.operator_token = booted["operator_token"]
     b.unix = f"unix://{work / 'bursard.sock'}"  # the same data plane on a unix socket
     b.grpc_port = gport
+    b.redis_port = rport
     b.run("project", "create", "E2E", "--models", ",".join(MODELS), "--budget", "$1000")
     return b
 

@@ -179,7 +179,11 @@ def main() -> None:
     ap.add_argument("--port", type=int, default=0)
     ap.add_argument("--port-file")
     args = ap.parse_args()
-    srv = ThreadingHTTPServer((args.host, args.port), Handler)
+    class Server(ThreadingHTTPServer):
+        # Gateways in front open many connections at once (the two-Envoy concurrency run: 100
+        # clients); the default listen backlog of 5 would refuse some of them.
+        request_queue_size = 1024
+    srv = Server((args.host, args.port), Handler)
     srv.daemon_threads = True
     port = srv.server_address[1]
     if args.port_file:

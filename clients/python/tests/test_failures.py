@@ -250,7 +250,7 @@ def test_late_allowed_answer_is_released():
     (dict(input_tokens=-1), "input_tokens"),
     (dict(max_output_tokens=2 ** 32), "max_output_tokens"),
     (dict(input_tokens=1.5), "input_tokens"),
-    (dict(estimated_cost=-1), "estimated_cost"),
+    (dict(estimated_cost=-2), "estimated_cost"),
     (dict(estimated_cost=2 ** 53), "estimated_cost"),
     (dict(key=None, digest=b"\x00" * 31), "digest"),
     (dict(key=None, digest=None), "key"),
@@ -304,8 +304,9 @@ def test_digest_is_sha256_of_the_secret():
 
 def test_deny_reason_table():
     assert [r.http_status for r in DenyReason] == [
-        200, 401, 401, 401, 403, 403, 403, 403, 429, 429, 429, 429, 402, 402, 402, 429, 503, 503, 429]
+        200, 401, 401, 401, 403, 403, 403, 403, 429, 429, 429, 429, 402, 402, 402, 429, 503, 503, 429, 403]
     assert DenyReason.KEY_LOOKUPS_THROTTLED.name_str == "key_lookups_throttled"
+    assert DenyReason.PRICE_UNKNOWN.name_str == "price_unknown" and not DenyReason.PRICE_UNKNOWN.retryable
     assert DenyReason.KEY_RPM.retryable and not DenyReason.KEY_BUDGET.retryable
     assert [s.definitive for s in ReservationStatus] == [True] * 5 + [False] * 2
 
