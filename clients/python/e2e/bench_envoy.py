@@ -85,10 +85,10 @@ class Caller:
         return elapsed
 
 
-def test_latency_added_by_bursar_through_envoy(procs, work, bursar_server, upstream, project, capsys):
-    bursar_server.run("project", "update", project, "--models", "gpt-4o-mini,other-gpt-4o-mini,priced-gpt-4o-mini," + MODEL)
+def test_latency_added_by_bursar_through_envoy(procs, work, bursar_server, upstream, capsys):
+    bursar_server.run("project", "create", "Bench", "--models", MODEL)
     bursar_server.run("price", "set", MODEL, "--input", "0.15", "--output", "0.60")
-    key, _ = bursar_server.key("--budget", "$1000", project=project)
+    key, _ = bursar_server.key("--budget", "$1000", project="Bench")
     plain = work / "envoy-plain-template.yaml"
     plain.write_text(PLAIN)
     envoys = {
