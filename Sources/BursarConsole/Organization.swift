@@ -15,6 +15,7 @@ extension Console {
         let billing = try await service.billing(a, org)
         let now = try await service.store.redisTimeMs()
         let projects = try await service.listProjects(a, org).projects
+        let prices = try await service.listPrices(a, org).prices
         let names = Dictionary(uniqueKeysWithValues: projects.map { ($0.id, $0.name) })
         var keys: [[String: Any]] = []
         for k in try await service.listOrgKeys(a, org).keys {
@@ -41,7 +42,7 @@ extension Console {
             "virtualModels": try await service.listVirtualModels(a, org).models.map {
                 ["name": $0.name, "path": Fmt.pathSegment($0.name), "targets": $0.targets.joined(separator: ", ")]
             },
-            "prices": try await service.listPrices(a, org).prices.map(Fmt.price),
+            "prices": prices.map(Fmt.price), "hasPrices": !prices.isEmpty,
             "mcp": try await service.listMcp(a, org).servers.map { ["id": String($0.id), "name": $0.name, "url": $0.url] },
             "prompts": try await service.listPrompts(a, org).prompts.map {
                 ["name": $0.name, "path": Fmt.pathSegment($0.name), "version": String($0.latestVersion)]

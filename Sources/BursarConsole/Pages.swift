@@ -147,7 +147,9 @@ extension Console {
         ctx["reserved"] = Fmt.plural(Int(usage.reserved.count), "open reservation")
         // The prices of the models this project may use (every price if it allows every model).
         let allowed = Set(p.models)
-        ctx["prices"] = try await service.listPrices(signed.actor, org).prices.filter { allowed.isEmpty || allowed.contains($0.model) }.map(Fmt.price)
+        let prices = try await service.listPrices(signed.actor, org).prices.filter { allowed.isEmpty || allowed.contains($0.model) }
+        ctx["prices"] = prices.map(Fmt.price)
+        ctx["hasPrices"] = !prices.isEmpty
         ctx["roleLabel"] = standing == .orgOwner ? "Owner (Project Admin on every project)" : (standing == .projectAdmin ? "Project Admin" : "Project Member")
         ctx["allKeys"] = Policy.permits(.manageAllKeysInProject, standing)
         ctx["back"] = here

@@ -247,10 +247,10 @@ enum Templates {
         {{#budget}}{{>budget}}{{/budget}}
         <p class="muted small">This minute: {{minuteRequests}} requests · {{minuteTokens}} tokens · {{reserved}}</p>
         <h3>Prices <span class="muted small">per million tokens</span></h3>
-        {{^prices}}<p class="muted small" data-testid="no-prices">No prices for this project's models.</p>{{/prices}}
-        {{#prices.0}}<table class="table" data-testid="project-prices"><thead><tr><th>Model</th><th class="num">Input</th><th class="num">Output</th><th class="num">Cached input</th></tr></thead><tbody>{{/prices.0}}
+        {{^hasPrices}}<p class="muted small" data-testid="no-prices">No prices for this project's models.</p>{{/hasPrices}}
+        {{#hasPrices}}<table class="table" data-testid="project-prices"><thead><tr><th>Model</th><th class="num">Input</th><th class="num">Output</th><th class="num">Cached input</th></tr></thead><tbody>{{/hasPrices}}
           {{#prices}}<tr data-price-model="{{model}}"><td class="strong">{{model}}</td><td class="num">{{input}}</td><td class="num">{{output}}</td><td class="num">{{cached}}</td></tr>{{/prices}}
-        {{#prices.0}}</tbody></table>{{/prices.0}}
+        {{#hasPrices}}</tbody></table>{{/hasPrices}}
         {{#can.delete_project}}
         <form method="post" action="/console/o/{{orgId}}/p/{{id}}/delete" data-action="delete_project" class="danger-zone">
           {{>csrf}}
@@ -540,11 +540,11 @@ enum Templates {
       <section class="panel" id="prices" data-action="billing_and_credits" aria-labelledby="price-h">
         <h2 id="price-h">Prices</h2>
         <p class="muted small">Per million tokens. Requests that come without a cost (Envoy's, and gateways that ask bursar to price them) are priced from this table; under a budget, a model without a price is refused.</p>
-        {{^prices}}<p class="muted small">No prices yet.</p>{{/prices}}
-        {{#prices.0}}<table class="table" data-testid="price-table"><thead><tr><th>Model</th><th class="num">Input</th><th class="num">Output</th><th class="num">Cached input</th><th></th></tr></thead><tbody>{{/prices.0}}
+        {{^hasPrices}}<p class="muted small">No prices yet.</p>{{/hasPrices}}
+        {{#hasPrices}}<table class="table" data-testid="price-table"><thead><tr><th>Model</th><th class="num">Input</th><th class="num">Output</th><th class="num">Cached input</th><th></th></tr></thead><tbody>{{/hasPrices}}
           {{#prices}}<tr data-price-model="{{model}}"><td class="strong">{{model}}</td><td class="num">{{input}}</td><td class="num">{{output}}</td><td class="num">{{cached}}</td>
             <td><form method="post" action="/console/o/{{orgId}}/organization/prices/{{path}}/delete" class="inline">{{>csrf}}<button type="submit" class="btn btn-danger-ghost btn-sm" aria-label="Delete price of {{model}}">Delete</button></form></td></tr>{{/prices}}
-        {{#prices.0}}</tbody></table>{{/prices.0}}
+        {{#hasPrices}}</tbody></table>{{/hasPrices}}
         <form method="post" action="/console/o/{{orgId}}/organization/prices" class="form" id="price-form">
           {{>csrf}}
           <div class="field-row">

@@ -32,6 +32,44 @@ def test_organization_sections(console, urls, seed):
         assert forms, f"section[data-action={action}] has no create form"
 
 
+def test_prices_are_set_by_the_owner_and_shown_on_the_projects_that_use_them(console, urls, seed):
+    """The Owner sets a price in the price table; a Project Member sees it on the project that
+    may use the model, and not on one that may not; the table is Owners' only."""
+    production, sandbox = seed.projects["Production"], seed.projects["Sandbox"]
+    model = next(m for m in production["models"] if m not in sandbox["models"])
+    assert model not in sandbox["models"], (production["models"], sandbox["models"])
+    console.sign_in(seed.users["owner"])
+    console.open(urls["organization"])
+    for name, value in (("model", model), ("input", "2.50"), ("output", "10"), ("cached", "1.25")):
+        e = console.one(f"form#price-form [name={name}]")
+        e.clear()
+        e.send_keys(value)
+    console.submit(console.one(f"form#price-form {SUBMIT}"))
+    row = console.one(f"section#prices tr[data-price-model='{model}']")
+    assert "$2.5" in row.text and "$10." in row.text and "$1.25" in row.text, row.text
+    listed = bursar.ctl("price", "list", token=seed.users["owner"].token)["prices"]
+    assert {"model": model, "input_per_million_nusd": 2_500_000_000, "output_per_million_nusd": 10_000_000_000,
+            "cached_input_per_million_nusd": 1_250_000_000} in listed, listed
+
+    ben = seed.users["member"]
+    console.sign_in(ben)
+    console.open(urls["project:Production"])
+    assert (console.status, console.page) == (200, "project"), console.describe()
+    shown = console.one(f"table[data-testid=project-prices] tr[data-price-model='{model}']")
+    assert "$2.5" in shown.text, shown.text
+    assert not console.has("section#prices"), "a Member sees prices, but has no price table to edit"
+    assert [p["model"] for p in bursar.ctl("price", "list", token=ben.token)["prices"]] == [model]
+    # Cleo is a Project Admin of Production and a member of Sandbox, which may not use the model.
+    console.sign_in(seed.users["admin"])
+    console.open(urls["project:Sandbox"])
+    assert not console.has(f"tr[data-price-model='{model}']"), "Sandbox may not use the model"
+    # The Owner removes it again (the next tests see the seed as it was).
+    console.sign_in(seed.users["owner"])
+    console.open(urls["organization"])
+    console.submit(console.one(f"section#prices tr[data-price-model='{model}'] {SUBMIT}"))
+    assert not console.has(f"section#prices tr[data-price-model='{model}']")
+
+
 def test_last_owner_cannot_be_removed_or_demoted(console, urls, seed):
     ada, dan = seed.users["owner"], seed.users["outsider"]
     console.sign_in(ada)

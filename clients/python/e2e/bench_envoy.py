@@ -18,10 +18,10 @@ from __future__ import annotations
 import http.client
 import json
 import os
-import statistics
 import threading
 import time
 
+from latency_table import header, pct, row
 from test_envoy import _start_envoy
 
 N = int(os.environ.get("LATENCY_N", "300"))
@@ -55,16 +55,6 @@ PLAIN = """static_resources:
       cluster_name: upstream
       endpoints: [{lb_endpoints: [{endpoint: {address: {socket_address: {address: 127.0.0.1, port_value: ${UPSTREAM_PORT}}}}}]}]
 """
-
-
-def _pct(xs, q):
-    xs = sorted(xs)
-    return xs[min(len(xs) - 1, int(round(q / 100 * (len(xs) - 1))))]
-
-
-def _row(name, xs):
-    return (f"| {name:<44} | {len(xs):>5} | {_pct(xs, 50):>8.2f} | {_pct(xs, 90):>8.2f} | {_pct(xs, 99):>8.2f} "
-            f"| {statistics.mean(xs):>8.2f} |")
 
 
 class Caller:
@@ -124,16 +114,15 @@ def test_latency_added_by_bursar_through_envoy(procs, work, bursar_server, upstr
     conc = {name: concurrent(e.base) for name, e in envoys.items()}
     load = os.getloadavg()
     lines = [f"Envoy 1.40 latency, ms (non-streaming, fake upstream; {os.cpu_count()} CPUs, "
-             f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f})",
-             "| Envoy                                        |     n |      p50 |      p90 |      p99 |     mean |",
-             "|----------------------------------------------|------:|---------:|---------:|---------:|---------:|"]
+             f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f})"]
+    lines += header("Envoy", 44)
     for name, xs in lat.items():
-        lines.append(_row(f"sequential, {name}", xs))
+        lines.append(row(f"sequential, {name}", xs, 44))
     for name, (xs, secs) in conc.items():
-        lines.append(_row(f"{CONCURRENCY} concurrent, {name}", xs) + f" {len(xs) / secs:.0f} req/s")
+        lines.append(row(f"{CONCURRENCY} concurrent, {name}", xs, 44) + f" {len(xs) / secs:.0f} req/s")
     for name in ("ext_authz + rate limit service", "rate limit service alone"):
-        d50 = _pct(lat[name], 50) - _pct(lat["no filters"], 50)
-        d99 = _pct(lat[name], 99) - _pct(lat["no filters"], 99)
+        d50 = pct(lat[name], 50) - pct(lat["no filters"], 50)
+        d99 = pct(lat[name], 99) - pct(lat["no filters"], 99)
         lines.append(f"added by bursar ({name}), sequential: p50 {d50:+.2f} ms, p99 {d99:+.2f} ms")
     with capsys.disabled():
         print("\n" + "\n".join(lines))

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import os
-import statistics
 import time
 
 import httpx
 import pytest
 
+from latency_table import header, pct, row
 from conftest import MASTER_KEY, _start_proxy
 
 N = int(os.environ.get("LATENCY_N", "300"))
@@ -32,16 +32,6 @@ def bench_proxies(procs, work, bursar_server, upstream):
     without = _start_proxy(procs, work, "bench-none", bursar_server.data, upstream, variant="bench-none")
     key, _ = bursar_server.key()
     return {"with bursar": (with_bursar, key), "without": (without, MASTER_KEY)}
-
-
-def _pct(xs, q):
-    xs = sorted(xs)
-    return xs[min(len(xs) - 1, int(round(q / 100 * (len(xs) - 1))))]
-
-
-def _row(name, xs):
-    return (f"| {name:<30} | {len(xs):>5} | {_pct(xs, 50):>8.2f} | {_pct(xs, 90):>8.2f} | {_pct(xs, 99):>8.2f} "
-            f"| {statistics.mean(xs):>8.2f} |")
 
 
 def test_latency_added_by_bursar(bench_proxies, capsys):
@@ -79,15 +69,14 @@ def test_latency_added_by_bursar(bench_proxies, capsys):
         conc[name] = asyncio.run(concurrent(p.base, k))
     load = os.getloadavg()
     lines = [f"LiteLLM proxy latency, ms (non-streaming, fake upstream; {os.cpu_count()} CPUs, "
-             f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f})",
-             "| proxy                          |     n |      p50 |      p90 |      p99 |     mean |",
-             "|--------------------------------|------:|---------:|---------:|---------:|---------:|"]
+             f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f})"]
+    lines += header("proxy", 30)
     for name, xs in lat.items():
-        lines.append(_row(f"sequential, {name}", xs))
+        lines.append(row(f"sequential, {name}", xs, 30))
     for name, (xs, secs) in conc.items():
-        lines.append(_row(f"{CONCURRENCY} concurrent, {name}", xs) + f" {len(xs) / secs:.0f} req/s")
-    d50 = _pct(lat["with bursar"], 50) - _pct(lat["without"], 50)
-    d99 = _pct(lat["with bursar"], 99) - _pct(lat["without"], 99)
+        lines.append(row(f"{CONCURRENCY} concurrent, {name}", xs, 30) + f" {len(xs) / secs:.0f} req/s")
+    d50 = pct(lat["with bursar"], 50) - pct(lat["without"], 50)
+    d99 = pct(lat["with bursar"], 99) - pct(lat["without"], 99)
     lines.append(f"added by bursar.litellm, sequential: p50 {d50:+.2f} ms, p99 {d99:+.2f} ms")
     with capsys.disabled():
         print("\n" + "\n".join(lines))

@@ -1,6 +1,7 @@
-"""Envoy's ext_authz protocol spoken by a plain ``grpcio`` client built from the same protos
-(``proto/external``, stubs generated here with ``grpc_tools``), straight at bursard's gRPC front
-door: every deny reason a gateway can meet gets SPEC §8's HTTP status and its name (SPEC §18).
+"""Envoy's ext_authz and rate limit service protocols spoken by a plain ``grpcio`` client built
+from the same protos (``proto/external``, stubs generated here with ``grpc_tools``), straight at
+bursard's gRPC front door: every deny reason a gateway can meet gets SPEC §8's HTTP status and its
+name (SPEC §18), and the rate limit service answers OVER_LIMIT naming it (SPEC §19).
 """
 from __future__ import annotations
 
@@ -25,7 +26,8 @@ def stubs(work):
     out.mkdir()
     include = str(resources.files("grpc_tools") / "_proto")
     protos = ["envoy/service/auth/v3/external_auth.proto", "envoy/service/auth/v3/attribute_context.proto",
-              "envoy/config/core/v3/base.proto", "envoy/type/v3/http_status.proto", "google/rpc/status.proto"]
+              "envoy/config/core/v3/base.proto", "envoy/type/v3/http_status.proto", "google/rpc/status.proto",
+              "envoy/service/ratelimit/v3/rls.proto", "envoy/extensions/common/ratelimit/v3/ratelimit.proto"]
     rc = protoc.main(["protoc", f"-I{REPO / 'proto/external'}", f"-I{include}", f"--python_out={out}",
                       f"--grpc_python_out={out}", *protos])
     assert rc == 0, "protoc failed on proto/external"
@@ -151,6 +153,78 @@ def test_standing_reasons(authz, bursar_server):
     secret, _ = key(bursar_server, project="GrpcArchived")
     bursar_server.run("project", "update", "GrpcArchived", "--status", "archived")
     denied(authz(secret), 403, "project_inactive")
+
+
+@pytest.fixture(scope="session")
+def rls(stubs, bursar_server, authz):
+    """The request-phase and stream-done calls of Envoy's rate limit filter (SPEC §19.1)."""
+    pb = importlib.import_module("envoy.service.ratelimit.v3.rls_pb2")
+    grpc_pb = importlib.import_module("envoy.service.ratelimit.v3.rls_pb2_grpc")
+    channel = grpc.insecure_channel(f"127.0.0.1:{bursar_server.grpc_port}")
+    stub = grpc_pb.RateLimitServiceStub(channel)
+
+    def call(entries=None, usage=None, domain="bursar"):
+        req = pb.RateLimitRequest(domain=domain)
+        if entries is not None:
+            d = req.descriptors.add()
+            for k, v in entries.items():
+                d.entries.add(key=k, value=v)
+        for kind, hits, reservation in usage or []:
+            d = req.descriptors.add()
+            d.entries.add(key="usage", value=kind)
+            d.entries.add(key="reservation", value=reservation)
+            if hits is not None:
+                d.hits_addend.value = hits
+        return stub.ShouldRateLimit(req, timeout=10)
+    yield pb, call
+    channel.close()
+
+
+def over_limit(pb, r, status: int, reason: str) -> None:
+    assert r.overall_code == pb.RateLimitResponse.OVER_LIMIT, r
+    headers = {h.key: h.value for h in r.response_headers_to_add}
+    assert headers["x-bursar-deny-reason"] == reason, headers
+    body = json.loads(r.raw_body)
+    assert body["error"]["type"] == reason and body["error"]["code"] == str(status), body
+
+
+def test_rate_limit_service(rls, bursar_server):
+    pb, call = rls
+    bursar_server.run("price", "set", "gpt-4o-mini", "--input", "1", "--output", "2")
+    try:
+        def phase(secret, model="gpt-4o-mini", max_tokens="10"):
+            return call({"api_key": f"Bearer {secret}", "model": model, "max_tokens": max_tokens, "body_bytes": "400"})
+        over_limit(pb, call({"missing": "api_key"}), 401, "unknown_key")
+        over_limit(pb, phase("sk-br-" + "z" * 43), 401, "unknown_key")
+        over_limit(pb, phase(key(bursar_server)[0], model="unknown"), 400, "model_missing")
+        secret, key_id = key(bursar_server)
+        bursar_server.run("key", "revoke", str(key_id))
+        over_limit(pb, phase(secret), 401, "key_revoked")
+        secret, _ = key(bursar_server, "--models", "gpt-4o-mini")
+        over_limit(pb, phase(secret, model="other-gpt-4o-mini"), 403, "model_not_allowed")
+        secret, _ = key(bursar_server, "--budget", "$1")
+        over_limit(pb, phase(secret, model="other-gpt-4o-mini"), 403, "price_unknown")
+        secret, _ = key(bursar_server, "--rpm", "1", "--budget", "$1")
+        ok = phase(secret)
+        assert ok.overall_code == pb.RateLimitResponse.OK, ok
+        reservation = {h.key: h.value for h in ok.request_headers_to_add}["x-bursar-reservation"]
+        limited = phase(secret)
+        over_limit(pb, limited, 429, "key_rpm")
+        assert limited.statuses[0].code == pb.RateLimitResponse.OVER_LIMIT and limited.statuses[0].limit_remaining == 0
+        assert limited.statuses[0].current_limit.requests_per_unit == 1
+        secret, _ = key(bursar_server, "--tpm", "50")
+        over_limit(pb, phase(secret, max_tokens="100"), 429, "request_too_large")
+        # $0.00001 budget; 100 input tokens (400 bytes) at $1/M are $0.0001: more than the budget.
+        secret, _ = key(bursar_server, "--budget", "$0.00001")
+        over_limit(pb, phase(secret), 402, "key_budget")
+        # Stream done: the usage settles the reservation once; another domain is refused.
+        assert call(usage=[("input_tokens", 7, reservation), ("output_tokens", 3, reservation), ("done", None, reservation)]).overall_code == pb.RateLimitResponse.OK
+        with pytest.raises(grpc.RpcError) as e:
+            call({"api_key": "Bearer x"}, domain="other")
+        assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    finally:
+        bursar_server.run("price", "remove", "gpt-4o-mini")
+
 
 
 def test_org_reasons_last(authz, bursar_server):
