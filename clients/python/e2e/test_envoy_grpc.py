@@ -227,6 +227,18 @@ def test_rate_limit_service(rls, bursar_server):
 
 
 
+def test_store_unavailable(authz, bursar_server):
+    """Redis does not answer within bursard's deadline (1 s here): 503 store_unavailable for a key
+    with a limit, nothing admitted unchecked (the default store failure policy, deny; a key with
+    no limit at all has nothing to exceed and is admitted locally, SPEC §13.9)."""
+    secret, _ = key(bursar_server, "--rpm", "100")
+    assert authz(secret).status.code == 0  # the key is known and cached
+    assert bursar_server.redis("CLIENT", "PAUSE", "2500", "ALL") == "OK"  # every other client waits
+    denied(authz(secret), 503, "store_unavailable")
+    time.sleep(2.6)
+    assert authz(secret).status.code == 0, "Redis back: admitted again"
+
+
 def test_org_reasons_last(authz, bursar_server):
     """Metering and suspension change the whole organization: this runs last in the session."""
     secret, _ = key(bursar_server)
