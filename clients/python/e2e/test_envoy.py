@@ -172,6 +172,21 @@ def test_key_rpm_is_429_with_retry_after(envoy, bursar_server):
     assert e.response.headers["x-ratelimit-remaining-requests"] == "0"
 
 
+def test_key_tpm_is_429_with_retry_after(envoy, bursar_server):
+    secret, _ = key(bursar_server, "--tpm", "300")
+    words = [{"role": "user", "content": " ".join(["word"] * 90)}]  # 90 prompt tokens upstream
+    client = sdk(envoy, secret)
+    for _ in range(5):  # each reserves ~133 tokens and settles to 98: the third does not fit
+        try:
+            client.chat.completions.create(model="gpt-4o-mini", messages=words, max_tokens=8)
+        except openai.APIStatusError as e:
+            assert e.status_code == 429 and error_type(e) == "key_tpm", e.response.text
+            assert int(e.response.headers["retry-after"]) >= 1
+            assert e.response.headers["x-ratelimit-limit-tokens"] == "300"
+            return
+    pytest.fail("five requests of ~100 tokens fit a 300 TPM key")
+
+
 def test_key_tpm_request_too_large_is_429_without_retry_after(envoy, bursar_server):
     secret, _ = key(bursar_server, "--tpm", "100")
     with pytest.raises(openai.APIStatusError) as e:
