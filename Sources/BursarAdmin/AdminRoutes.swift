@@ -75,7 +75,9 @@ public enum AdminRoutes {
         org.put("prices/:name") { req, ctx in try await ok(s.putPrice(actor(req, s), id(ctx, "org"), name(ctx), decode(req, ctx))) }
         org.delete("prices/:name") { req, ctx in try await noContent(s.deletePrice(actor(req, s), id(ctx, "org"), name(ctx))) }
         org.post("prices/import") { req, ctx in
-            let only = req.uri.queryParameters.get("models").map { Set($0.split(separator: ",").map(String.init)) }
+            let models = req.uri.queryParameters.get("models")
+            if models?.isEmpty == true { throw APIError(.invalid, "models: name at least one model (comma-separated)") }
+            let only = models.map { Set($0.split(separator: ",").map(String.init)) }
             return try await ok(s.importPrices(actor(req, s), id(ctx, "org"), rawBody(req, limit: maxImportBody), only: only))
         }
 

@@ -54,10 +54,6 @@ extension AdminService {
         try await audited(actor, org: org, "price.import", "org:\(org)", mutation: true) {
             try await requireOrg(actor, org, .billingAndCredits)
             let parsed = try PriceImport.parseLiteLLM(file, only: only)
-            if let only {
-                let missing = only.subtracting(parsed.imported.map(\.model)).subtracting(parsed.skipped.map(\.model))
-                if !missing.isEmpty { throw APIError(.invalid, "the price file has no entry for \(missing.sorted().joined(separator: ", "))") }
-            }
             try await store.setPrices(org: org, parsed.imported)
             return PriceImportResponse(
                 imported: parsed.imported.count, skipped: parsed.skipped.map { SkippedPriceBody(model: $0.model, reason: $0.reason) })

@@ -85,6 +85,13 @@ extension PriceImport {
     /// and names bursar cannot hold are skipped, each with its reason. `only`, when given, keeps
     /// the named models.
     public static func parseLiteLLM(_ data: Data, only: Set<String>? = nil) throws -> PriceImport {
+        // The shape first: an object whose every entry is an object (what the document states).
+        guard let root = try? JSONSerialization.jsonObject(with: data), let entries = root as? [String: Any] else {
+            throw StoreError.invalid("price file must be a JSON object from model name to its prices (LiteLLM's model_prices_and_context_window.json)")
+        }
+        if let bad = entries.keys.sorted().first(where: { !(entries[$0] is [String: Any]) }) {
+            throw StoreError.invalid("price file: the entry for \(bad) is not an object")
+        }
         let models: [String: LiteLLMEntry]
         do {
             models = try JSONDecoder().decode([String: LiteLLMEntry].self, from: data)
@@ -92,6 +99,9 @@ extension PriceImport {
             throw StoreError.invalid("price file must be a JSON object from model name to its prices (LiteLLM's model_prices_and_context_window.json): \(error)")
         }
         var result = PriceImport(imported: [], skipped: [])
+        for name in (only ?? []).subtracting(models.keys).sorted() {
+            result.skipped.append((name, "not in the price file"))
+        }
         for name in models.keys.sorted() {
             if let only, !only.contains(name) { continue }
             let entry = models[name]!

@@ -151,5 +151,7 @@ struct PriceImportTests {
         #expect(parsed.skipped.map(\.model) == ["dall-e-3", "has space", "sample_spec"])
         #expect(try PriceImport.parseLiteLLM(Data(file.utf8), only: ["tiny"]).imported.map(\.model) == ["tiny"])
         #expect(throws: StoreError.self) { try PriceImport.parseLiteLLM(Data("[1, 2]".utf8)) }
+        #expect(throws: StoreError.self) { try PriceImport.parseLiteLLM(Data(#"{"a": 1}"#.utf8)) }
+        #expect(try PriceImport.parseLiteLLM(Data(file.utf8), only: ["tiny", "gpt-9"]).skipped.map(\.model) == ["gpt-9"])
     }
 }

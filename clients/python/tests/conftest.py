@@ -96,6 +96,9 @@ class Bursard:
         self.proc = subprocess.Popen(
             [self.exe, "--redis", self.redis.url, "--listen", f"127.0.0.1:{self.port}",
              "--unix", self.unix_path, "--ops", f"127.0.0.1:{self.ops_port}",
+             # A 1 s Redis deadline: these tests are about the client, and a busy CI machine
+             # (a 200-CHECK pipeline on 2 shared cores) can stall Redis past the 50 ms default.
+             "--deadline-ms", "1000",
              "--log-level", "warning", *self.extra_args], stdout=log, stderr=log)
         log.close()
         _wait(self._healthy, f"bursard (log: {self.log_path})")
