@@ -1,5 +1,4 @@
 public import BursarAPI
-import BursarRBAC
 import BursarStore
 public import Foundation
 
@@ -13,18 +12,12 @@ extension AdminService {
             let role = try await orgRole(actor, org)
             let all = try await store.prices(org: org)
             guard role != .owner else { return PriceListResponse(prices: all.map(PriceBody.init)) }
-            var models = Set<String>()
-            var every = false
+            // The projects the Member may see, as the project list shows them.
+            let projects = try await listProjects(actor, org).projects
+            if projects.contains(where: { $0.models.isEmpty }) { return PriceListResponse(prices: all.map(PriceBody.init)) }
             let aliases = try await store.virtualModels(org: org)
-            for id in try await store.projectIDs(org: org, user: actor.userID!) {
-                guard let p = try await store.project(org: org, id),
-                      let m = try await store.membership(org: org, project: id, user: actor.userID!),
-                      Policy.verdict(.viewProject, Standing(orgRole: role, projectRole: m.role)) == .allowed
-                else { continue }
-                if p.models.isEmpty { every = true }
-                for model in p.models { models.insert(model); models.formUnion(aliases[model] ?? []) }
-            }
-            return PriceListResponse(prices: all.filter { every || models.contains($0.model) }.map(PriceBody.init))
+            let models = Set(projects.flatMap { p in p.models.flatMap { [$0] + (aliases[$0] ?? []) } })
+            return PriceListResponse(prices: all.filter { models.contains($0.model) }.map(PriceBody.init))
         }
     }
 

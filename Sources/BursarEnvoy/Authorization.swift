@@ -252,7 +252,8 @@ extension Google_Protobuf_Value {
 }
 
 extension String {
-    fileprivate var trimmingSpaces: String {
+    /// Without leading and trailing spaces and tabs (a header value's optional whitespace).
+    var trimmingSpaces: String {
         var s = Substring(self)
         while let c = s.first, c == " " || c == "\t" { s.removeFirst() }
         while let c = s.last, c == " " || c == "\t" { s.removeLast() }

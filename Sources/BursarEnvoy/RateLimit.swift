@@ -80,12 +80,12 @@ public struct EnvoyRateLimit: Sendable {
             // (OpenAI's usage.prompt_tokens_details.cached_tokens): priced at the cached price.
             var settle = SettleRequest(
                 reservation: id, inputTokens: usage["input_tokens"] ?? 0, outputTokens: usage["output_tokens"] ?? 0, cost: CheckRequest.priceFromTable)
-            settle.cachedInputTokens = min(usage["cached_input_tokens"] ?? 0, settle.inputTokens)
+            settle.cachedInputTokens = usage["cached_input_tokens"] ?? 0
             return .settle(settle)
         }
         guard let entries = check else { return .answered(Self.ok()) }
         guard let secret = EnvoyAuthorization.secret(in: entries["api_key"], header: "authorization")
-            ?? entries["api_key"].map({ $0.trimmingCharacters(in: " \t") }), !secret.isEmpty, !secret.contains(" ")
+            ?? entries["api_key"]?.trimmingSpaces, !secret.isEmpty, !secret.contains(" ")
         else {
             return .answered(Self.refusal(.unknownKey, message: "no API key: expected Bearer <key>"))
         }
@@ -186,14 +186,5 @@ public struct EnvoyRateLimit: Sendable {
         let parts = text.split(separator: "-")
         guard parts.count == 2, let org = UInt64(parts[0]), let sequence = UInt64(parts[1]), sequence != 0 else { return nil }
         return ReservationID(orgID: org, sequence: sequence)
-    }
-}
-
-extension String {
-    fileprivate func trimmingCharacters(in set: String) -> String {
-        var s = Substring(self)
-        while let c = s.first, set.contains(c) { s.removeFirst() }
-        while let c = s.last, set.contains(c) { s.removeLast() }
-        return String(s)
     }
 }

@@ -85,18 +85,15 @@ extension PriceImport {
     /// and names bursar cannot hold are skipped, each with its reason. `only`, when given, keeps
     /// the named models.
     public static func parseLiteLLM(_ data: Data, only: Set<String>? = nil) throws -> PriceImport {
-        // The shape first: an object whose every entry is an object (what the document states).
-        guard let root = try? JSONSerialization.jsonObject(with: data), let entries = root as? [String: Any] else {
-            throw StoreError.invalid("price file must be a JSON object from model name to its prices (LiteLLM's model_prices_and_context_window.json)")
-        }
-        if let bad = entries.keys.sorted().first(where: { !(entries[$0] is [String: Any]) }) {
-            throw StoreError.invalid("price file: the entry for \(bad) is not an object")
-        }
+        // An object whose every entry is an object (what the document states); an entry's fields
+        // are read leniently (`LiteLLMEntry`).
         let models: [String: LiteLLMEntry]
         do {
             models = try JSONDecoder().decode([String: LiteLLMEntry].self, from: data)
+        } catch DecodingError.typeMismatch(_, let context) where context.codingPath.count == 1 {
+            throw StoreError.invalid("price file: the entry for \(context.codingPath[0].stringValue) is not an object")
         } catch {
-            throw StoreError.invalid("price file must be a JSON object from model name to its prices (LiteLLM's model_prices_and_context_window.json): \(error)")
+            throw StoreError.invalid("price file must be a JSON object from model name to its prices (LiteLLM's model_prices_and_context_window.json)")
         }
         var result = PriceImport(imported: [], skipped: [])
         for name in (only ?? []).subtracting(models.keys).sorted() {
@@ -122,8 +119,8 @@ extension PriceImport {
         return result
     }
 
-    /// One entry of the file: only its per-token prices are read; a field of another type reads
-    /// as absent.
+    /// One entry of the file, which must be an object: only its per-token prices are read; a field
+    /// of another type reads as absent.
     private struct LiteLLMEntry: Decodable {
         var input: Double?
         var output: Double?
@@ -132,7 +129,7 @@ extension PriceImport {
             case input = "input_cost_per_token", output = "output_cost_per_token", cacheRead = "cache_read_input_token_cost"
         }
         init(from decoder: any Decoder) throws {
-            guard let c = try? decoder.container(keyedBy: CodingKeys.self) else { return }
+            let c = try decoder.container(keyedBy: CodingKeys.self)
             input = try? c.decodeIfPresent(Double.self, forKey: .input)
             output = try? c.decodeIfPresent(Double.self, forKey: .output)
             cacheRead = try? c.decodeIfPresent(Double.self, forKey: .cacheRead)

@@ -120,8 +120,9 @@ enum LimiterLua {
           if v > MAX_COST then return MAX_COST end
           return v
         end
-        local function price_cost(input, output, pin, pout)
-          local v = price_part(input, pin) + price_part(output, pout)
+        -- A request's cost: each kind of token priced on its own, summed (ModelPrice.cost).
+        local function price_cost(input, output, cached, pin, pout, pcached)
+          local v = price_part(input, pin) + price_part(output, pout) + price_part(cached, pcached)
           if v > MAX_COST then return MAX_COST end
           return v
         end
@@ -424,7 +425,7 @@ enum LimiterLua {
           if c[6] then
             local a, b, d = string.match(c[6], '^(%d+) (%d+) (%d+)$')
             price = {a, b, d}
-            cost = price_cost(tonumber(ARGV[11]), tonumber(ARGV[12]), tonumber(a), tonumber(b))
+            cost = price_cost(tonumber(ARGV[11]), tonumber(ARGV[12]), 0, tonumber(a), tonumber(b), 0)
           elseif check and (kbudget or pbudget or metered) then
             return {0, 19, 0, 0, pid, flags}
           end
@@ -549,9 +550,7 @@ enum LimiterLua {
         if acost < 0 then
           if r[17] then
             local cached = tonumber(ARGV[7]) or 0
-            acost = price_cost(tonumber(ARGV[5]) - cached, tonumber(ARGV[6]), tonumber(r[17]), tonumber(r[18]))
-              + price_part(cached, tonumber(r[19]) or 0)
-            if acost > MAX_COST then acost = MAX_COST end
+            acost = price_cost(tonumber(ARGV[5]) - cached, tonumber(ARGV[6]), cached, tonumber(r[17]), tonumber(r[18]), tonumber(r[19]) or 0)
           else
             acost = tonumber(r[6])
           end

@@ -120,7 +120,7 @@ public struct SettleRequest: Hashable, Sendable {
     public var pricedByTable: Bool { cost == CheckRequest.priceFromTable }
 
     /// Of the input tokens, how many the upstream read from its cache, priced at the cached-input
-    /// price when bursar prices the usage. Not on the wire (a SETTLE frame's input is all priced
+    /// price when bursar prices the usage (at most `inputTokens`: the limiter clamps it). Not on the wire (a SETTLE frame's input is all priced
     /// as input): the gRPC front door sets it from Envoy's `cached_input_tokens` (SPEC §19.1).
     public var cachedInputTokens: UInt32 = 0
 

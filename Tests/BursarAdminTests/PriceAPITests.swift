@@ -29,8 +29,9 @@ struct PriceAPITests {
             #expect(missing.status == 200)
             #expect(try missing.decode(PriceImportResponse.self).skipped == [SkippedPriceBody(model: "gpt-9", reason: "not in the price file")])
             #expect(try await h.api.call(.post, base + "/import?models=", token: w.owner.token, json: file).status == 400)
-            #expect(try await h.api.call(.post, base + "/import", token: w.owner.token, json: #"{"a": 1}"#).status == 400,
-                    "an entry that is not an object")
+            let notAnObject = try await h.api.call(.post, base + "/import", token: w.owner.token, json: #"{"a": 1}"#)
+            #expect(notAnObject.status == 400 && String(decoding: notAnObject.body, as: UTF8.self).contains("the entry for a is not an object"),
+                    "an entry that is not an object, named")
 
             func models(_ token: String) async throws -> [String] {
                 let r = try await h.api.get(base, token)
