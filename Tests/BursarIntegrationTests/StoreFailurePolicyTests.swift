@@ -152,19 +152,49 @@ struct StoreFailurePolicyTests {
             let c = try await h.connect()
             let first = try await decided(c, .make(w.digest, cost: 2_000))
             #expect(first.allowed && !first.admittedLocally)
+            // Before Redis goes away, everything bursard owes it is in it: a retried CHECK's late
+            // admission voided, the delivery confirmed. The stop below is then the only fault.
+            try await settled(h, w.org.id, "before the stop") {
+                try await h.store.credits(w.org.id) == 48_000 && h.engine.unresolvedAttempts == 0
+                    && h.engine.pendingDeliveryConfirmations == 0 && h.engine.pendingReplay == 0
+            }
             h.redisServer.stop()
             var local: [CheckResult] = []
             for _ in 0..<3 { local.append(try await c.check(.make(w.digest, cost: 2_000))) }
-            #expect(local.allSatisfy { $0.admittedLocally })
+            #expect(local.allSatisfy { $0.admittedLocally }, "\(local)")
             #expect(try await c.settle(SettleRequest(reservation: local[0].reservation, inputTokens: 1, outputTokens: 1, cost: 500)).status == .applied)
             try h.redisServer.start(appendOnly: true)
-            #expect(try await eventually { h.engine.pendingReplay == 0 })
+            try await settled(h, w.org.id, "the replay") { h.engine.pendingReplay == 0 }
             // 50,000 − 2,000 (Redis's own) − 500 − 2,000 − 2,000.
-            #expect(try await eventually { try await h.store.credits(w.org.id) == 43_500 })
+            try await settled(h, w.org.id, "after the replay") { try await h.store.credits(w.org.id) == 43_500 }
             #expect(try await c.release(local[1].reservation).status == .applied)
-            #expect(try await h.store.credits(w.org.id) == 45_500)
+            try await settled(h, w.org.id, "after the release") { try await h.store.credits(w.org.id) == 45_500 }
             await c.close()
         }
+    }
+
+    /// Waits for `condition` like `eventually`; if it never holds, records an issue naming `what`
+    /// with `state`.
+    func settled(_ h: Harness, _ org: UInt64, _ what: String, _ condition: () async throws -> Bool) async throws {
+        if try await eventually(condition) { return }
+        Issue.record("\(what): \(try await state(h, org))")
+    }
+
+    /// What a failed expectation of the restart test needs to be understood: the organization's
+    /// credits, what the engine still owes Redis, what it replayed or dropped, and Redis's log.
+    func state(_ h: Harness, _ org: UInt64) async throws -> String {
+        let credits = (try? await h.store.credits(org)).map(String.init) ?? "unreadable"
+        let f = h.engine.fallbackStats
+        let log = (try? String(contentsOfFile: h.redisServer.directory + "/redis.log", encoding: .utf8))?
+            .split(separator: "\n").suffix(30).joined(separator: "\n") ?? "no log"
+        return """
+            credits=\(credits) store=\(h.engine.storeMode) unresolved=\(h.engine.unresolvedAttempts) \
+            deliveries=\(h.engine.pendingDeliveryConfirmations) pending_replay=\(h.engine.pendingReplay) \
+            local{admitted=\(f?.admitted.load(ordering: .relaxed) ?? -1) replayed=\(f?.replayed.load(ordering: .relaxed) ?? -1) \
+            dropped=\(f?.dropped.load(ordering: .relaxed) ?? -1)} late_released=\(h.engine.stats.lateAdmissionsReleased.load(ordering: .relaxed))
+            redis.log:
+            \(log)
+            """
     }
 
     @Test("per limit class: rate allow + spend deny admits a key with only an RPM, never one with a budget")
