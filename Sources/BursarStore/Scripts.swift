@@ -25,6 +25,12 @@ enum LimiterLua {
         local t = redis.call('TIME')
         \(source)
         local now_ms = math.floor(now_us / 1000)
+        -- A whole number as decimal text. Every number a step hands to redis.call or puts in a key
+        -- name goes through it: Redis turns a Lua number argument into text with "%.17g" and Lua
+        -- concatenation with "%.14g", both floating-point printing, several times the cost of an
+        -- integer format, on every call.
+        local sfmt = string.format
+        local function int(x) return sfmt('%d', x) end
 
         \(valueHelpers)
         local function days_from_civil(y, m, d)
@@ -99,13 +105,14 @@ enum LimiterLua {
             redis.call('DEL', bkey)
             return
           end
-          redis.call('SET', bkey, string.format('%d:%d:%d:%d:%d', s[1], s[2], s[3], s[4], s[5]),
-            'PX', math.max(math.ceil((s[5] - now_us) / 1000) + 1000, 1000, EXPIRY_FLOOR_MS))
+          redis.call('SET', bkey, sfmt('%d:%d:%d:%d:%d', s[1], s[2], s[3], s[4], s[5]),
+            'PX', int(math.max(math.ceil((s[5] - now_us) / 1000) + 1000, 1000, EXPIRY_FLOOR_MS)))
         end
-        -- INCRBY on a window counter; the expiry is set once, when the step creates the key.
+        -- INCRBY on a window counter by `amount` (decimal text); the expiry is set once, when
+        -- the step creates the key.
         local function add_spend(wkey, existed, amount, expire_at)
           local v = redis.call('INCRBY', wkey, amount)
-          if not existed and expire_at > 0 then redis.call('PEXPIREAT', wkey, expire_at) end
+          if not existed and expire_at > 0 then redis.call('PEXPIREAT', wkey, int(expire_at)) end
           return v
         end
         -- A price table's price (SPEC §13.12): ⌈tokens × per_million / 10⁶⌉ nano-USD, at most
@@ -223,30 +230,29 @@ enum LimiterLua {
     /// and its counters, moving them back or forth, voiding an attempt. Kept out of the CHECK
     /// script, which runs on every request and needs none of it.
     static let reservationHelpers = """
-        -- Moves the rate buckets of a reservation by `requests` and `tokens` units (negative gives
-        -- back), from the key's and the project's pairs read in `cur` (cur[1], cur[2]). The
-        -- buckets drain at the rates in force when the reservation was made (`rates_of`).
-        local function move_buckets(kid, pid, cur, rates, requests, tokens)
-          local names = {P .. 'b:k:' .. kid, P .. 'b:p:' .. pid}
-          for j = 1, 2 do
-            local s = parse_pair(cur[j])
-            local rr, tr = rates[2 * j - 1], rates[2 * j]
-            local moved = false
-            if rr > 0 and requests ~= 0 then
-              set_level(s, 1, drained(s[1], s[2], rr) + requests * SCALE, rr)
-              moved = true
-            end
-            if tr > 0 and tokens ~= 0 then
-              set_level(s, 3, drained(s[3], s[4], tr) + tokens * SCALE, tr)
-              moved = true
-            end
-            if moved then store_pair(names[j], s) end
-          end
+        -- Moves one scope's pair of buckets (`name`, read as `v`) by `requests` and `tokens` units
+        -- (negative gives back) at the rates `rr` and `tr` (0: no limit, not moved). Untouched
+        -- unless one of them moves.
+        local function move_pair(name, v, rr, tr, requests, tokens)
+          local mr, mt = rr > 0 and requests ~= 0, tr > 0 and tokens ~= 0
+          if not (mr or mt) then return end
+          local s = parse_pair(v)
+          if mr then set_level(s, 1, drained(s[1], s[2], rr) + requests * SCALE, rr) end
+          if mt then set_level(s, 3, drained(s[3], s[4], tr) + tokens * SCALE, tr) end
+          store_pair(name, s)
+        end
+        -- Moves the rate buckets of reservation `r` by `requests` and `tokens` units, from the
+        -- key's and the project's pairs read in `cur` (cur[1], cur[2]). The buckets drain at the
+        -- rates in force when the reservation was made (its fields 10–13).
+        local function move_buckets(r, cur, requests, tokens)
+          move_pair(P .. 'b:k:' .. r[3], cur[1], tonumber(r[12]) or 0, tonumber(r[10]) or 0, requests, tokens)
+          move_pair(P .. 'b:p:' .. r[4], cur[2], tonumber(r[13]) or 0, tonumber(r[11]) or 0, requests, tokens)
         end
         -- A reservation is one string of space-separated fields (`ReservationRecord`): st exp kid
         -- pid tok cost kw pw met ktr ptr krr prr at [atok acost [pin pout pcached]]; a CHECK priced
         -- from the table writes '-' for atok and acost and the prices it used. Absent: an empty
         -- table.
+        local RECORD14 = '^(%S+) (%S+) (%S+) (%S+) (%S+) (%S+) (%S+) (%S+) (%S+) (%S+) (%S+) (%S+) (%S+) (%S+)(.*)$'
         local OLD_FIELDS = {'st', 'exp', 'kid', 'pid', 'tok', 'cost', 'kw', 'pw', 'met', 'ktr', 'ptr', 'krr', 'prr', 'at', 'atok', 'acost'}
         local function read_reservation(rkey)
           local r = {}
@@ -262,7 +268,19 @@ enum LimiterLua {
               end
             end
           elseif v then
-            for f in string.gmatch(v, '%S+') do r[#r + 1] = f end
+            -- The 14 fields every record of an admission has, in one match; then what follows.
+            r = {string.match(v, RECORD14)}
+            if r[1] then
+              local tail = r[15]
+              r[15] = nil
+              if tail ~= '' then
+                for f in string.gmatch(tail, '%S+') do r[#r + 1] = f end
+              end
+            else
+              -- A fence ('void'): one field.
+              r = {}
+              for f in string.gmatch(v, '%S+') do r[#r + 1] = f end
+            end
           end
           return r
         end
@@ -276,15 +294,13 @@ enum LimiterLua {
         local function read_counters(r)
           return redis.call('MGET', P .. 'b:k:' .. r[3], P .. 'b:p:' .. r[4], r[7], r[8], P .. 'credits')
         end
-        local function rates_of(r)
-          return {tonumber(r[12]) or 0, tonumber(r[10]) or 0, tonumber(r[13]) or 0, tonumber(r[11]) or 0}
-        end
         -- Moves spend windows and credits by `amount` nano-USD (negative gives back).
         local function move_spend(r, amount)
           if amount == 0 then return end
-          redis.call('INCRBY', r[7], amount)
-          redis.call('INCRBY', r[8], amount)
-          if r[9] == '1' then redis.call('DECRBY', P .. 'credits', amount) end
+          local a = int(amount)
+          redis.call('INCRBY', r[7], a)
+          redis.call('INCRBY', r[8], a)
+          if r[9] == '1' then redis.call('DECRBY', P .. 'credits', a) end
         end
         -- Voids the attempt under reservation sequence `seq` (SPEC §13.7): its client was told it
         -- was refused, or never got an answer. If the CHECK ran and admitted, every counter it
@@ -297,10 +313,10 @@ enum LimiterLua {
           local r = read_reservation(rkey)
           local moved = 0
           if not r[1] then
-            redis.call('SET', rkey, 'void', 'PX', fence_ms)
+            redis.call('SET', rkey, 'void', 'PX', int(fence_ms))
           elseif r[1] == 'open' then
             local cur = read_counters(r)
-            move_buckets(r[3], r[4], cur, rates_of(r), -1, -tonumber(r[5]))
+            move_buckets(r, cur, -1, -tonumber(r[5]))
             move_spend(r, -tonumber(r[6]))
             write_reservation(rkey, r, state)
             moved = 1
@@ -325,7 +341,7 @@ enum LimiterLua {
     /// (the sequence was already taken: this attempt was voided before it ran, and did nothing),
     /// 3 already recorded (a replay found its reservation: it did nothing).
     static func check(_ clock: ScriptClock) -> String {
-        prelude(clock) + compiledRecord + """
+        prelude(clock) + compiledRecord + checkHelpers + """
 
         local function mark_undelivered(epoch, seq) redis.call('ZADD', P .. 'ud', epoch, seq) end
 
@@ -336,7 +352,7 @@ enum LimiterLua {
     /// undelivered marks are added to the organization's set by one `ZADD` after the last step
     /// (nothing can read the set in between: the call is one atomic step).
     static func checkBatch(_ clock: ScriptClock) -> String {
-        prelude(clock) + compiledRecord + """
+        prelude(clock) + compiledRecord + checkHelpers + """
 
         local UD = {}
         local function mark_undelivered(epoch, seq)
@@ -347,7 +363,41 @@ enum LimiterLua {
         """ + batched(checkBody, then: "if #UD > 0 then redis.call('ZADD', P .. 'ud', unpack(UD)) end")
     }
 
-    /// One CHECK, after the prelude: KEYS[1] and ARGV as `check` describes.
+    /// What every CHECK of a script call shares, made once per call rather than once per
+    /// request: the key fields it reads, the model-list test and the rate-limit header.
+    static let checkHelpers = """
+
+        local KEY_FIELDS = {'digest', 'project', 'user', 'status', 'expires', 'xrpm', 'xtpm', 'xbud', 'period', 'flags', 'nm',
+          'xv', 'xgate', 'xmet', 'xprpm', 'xptpm', 'xpbud', 'xpnm', 'xgnm'}
+        -- Model lists: 'nm' counts a list's members, so an unrestricted list costs no call.
+        local function permits(count, set, model)
+          return (tonumber(count) or 0) == 0 or redis.call('SISMEMBER', set, model) == 1
+        end
+        -- The rate-limit header of two buckets (rate, level before, level after; rate nil = no
+        -- limit): the one with the fewest remaining, the lower rate on a tie.
+        local function header(ra, la, aa, rb, lb, ab, admitted)
+          local br, brem, breset
+          if ra then
+            local level = admitted and aa or la
+            local rem = math.floor((ra * SCALE - level) / SCALE)
+            if rem < 0 then rem = 0 end
+            br, brem, breset = ra, rem, math.ceil(level / ra / 1000)
+          end
+          if rb then
+            local level = admitted and ab or lb
+            local rem = math.floor((rb * SCALE - level) / SCALE)
+            if rem < 0 then rem = 0 end
+            if br == nil or rem < brem or (rem == brem and rb < br) then br, brem, breset = rb, rem, math.ceil(level / rb / 1000) end
+          end
+          if br == nil then return 0, 0, 0 end
+          return br, brem, breset
+        end
+
+        """
+
+    /// One CHECK, after the prelude and `checkHelpers`: KEYS[1] and ARGV as `check` describes.
+    /// Straight-line code over locals: it runs on every request, and each table it made would be
+    /// an allocation for Lua's collector.
     static let checkBody = """
         local kid, digest, model = ARGV[2], ARGV[3], ARGV[4]
         local tokens, cost, ttl = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
@@ -355,9 +405,7 @@ enum LimiterLua {
         local replay = ARGV[10] == 'replay'
         local rkey = P .. 'r:' .. seq
 
-        local K = {'digest', 'project', 'user', 'status', 'expires', 'xrpm', 'xtpm', 'xbud', 'period', 'flags', 'nm',
-          'xv', 'xgate', 'xmet', 'xprpm', 'xptpm', 'xpbud', 'xpnm', 'xgnm'}
-        local k = redis.call('HMGET', KEYS[1], unpack(K))
+        local k = redis.call('HMGET', KEYS[1], unpack(KEY_FIELDS))
         if replay then
           if not k[2] then return {0, 1} end
         elseif k[1] ~= digest then
@@ -366,7 +414,7 @@ enum LimiterLua {
         if not k[12] then
           -- Written before compiled records existed: compiled here, once.
           compile_key(kid)
-          k = redis.call('HMGET', KEYS[1], unpack(K))
+          k = redis.call('HMGET', KEYS[1], unpack(KEY_FIELDS))
         end
         local pid, uid, flags = k[2], k[3], tonumber(k[10]) or 0
         local check = not replay
@@ -377,14 +425,10 @@ enum LimiterLua {
         local gate = tonumber(k[13]) or 0
         if check and gate ~= 0 then return {0, gate, 0, 0, pid, flags} end
 
-        -- Model lists: 'nm' counts a list's members, so an unrestricted list costs no call.
-        local function permits(count, set)
-          return (tonumber(count) or 0) == 0 or redis.call('SISMEMBER', set, model) == 1
-        end
         if check then
-          if not permits(k[11], KEYS[1] .. ':models') then return {0, 7, 0, 0, pid, flags} end
-          if not permits(k[19], P .. 'm:' .. pid .. ':' .. uid .. ':models') then return {0, 7, 0, 0, pid, flags} end
-          if not permits(k[18], P .. 'p:' .. pid .. ':models') then return {0, 7, 0, 0, pid, flags} end
+          if not permits(k[11], KEYS[1] .. ':models', model) then return {0, 7, 0, 0, pid, flags} end
+          if not permits(k[19], P .. 'm:' .. pid .. ':' .. uid .. ':models', model) then return {0, 7, 0, 0, pid, flags} end
+          if not permits(k[18], P .. 'p:' .. pid .. ':models', model) then return {0, 7, 0, 0, pid, flags} end
         end
 
         local krpm, ktpm, kbudget = num(k[6]), num(k[7]), num(k[8])
@@ -399,19 +443,16 @@ enum LimiterLua {
         local period = k[9]
         if period ~= 'daily' and period ~= 'weekly' and period ~= 'lifetime' then period = 'monthly' end
         local kws, kwe = window(period)
-        local kwkey = P .. 's:k:' .. kid .. ':' .. (period == 'lifetime' and 'life' or kws)
+        local kwkey = P .. 's:k:' .. kid .. ':' .. (period == 'lifetime' and 'life' or int(kws))
         local pws, pwe = window('monthly')
-        local pwkey = P .. 's:p:' .. pid .. ':' .. pws
-        local bkeys = {P .. 'b:k:' .. kid, P .. 'b:p:' .. pid}
+        local pwkey = P .. 's:p:' .. pid .. ':' .. int(pws)
+        local bkk, bkp = P .. 'b:k:' .. kid, P .. 'b:p:' .. pid
         local c
         if cost < 0 then
-          c = redis.call('MGET', kwkey, pwkey, P .. 'credits', bkeys[1], bkeys[2], P .. 'price:' .. model)
+          c = redis.call('MGET', kwkey, pwkey, P .. 'credits', bkk, bkp, P .. 'price:' .. model)
         else
-          c = redis.call('MGET', kwkey, pwkey, P .. 'credits', bkeys[1], bkeys[2])
+          c = redis.call('MGET', kwkey, pwkey, P .. 'credits', bkk, bkp)
         end
-        local bpairs = {parse_pair(c[4]), parse_pair(c[5])}
-        -- {pair, bucket in it, rate, units, deny reason}, in deny order.
-        local specs = {{1, 1, krpm, 1, 8}, {1, 3, ktpm, tokens, 9}, {2, 1, prpm, 1, 10}, {2, 3, ptpm, tokens, 11}}
         local kspent = tonumber(c[1]) or 0
         local pspent = tonumber(c[2]) or 0
         local metered = k[14] == '1'
@@ -419,53 +460,42 @@ enum LimiterLua {
 
         -- Priced from the table: input and maximum output at the model's prices. No price: free
         -- only where no money limit applies (SPEC §13.12).
-        local price = nil
+        local pa, pb, pc = nil, nil, nil
         if cost < 0 then
           cost = 0
           if c[6] then
-            local a, b, d = string.match(c[6], '^(%d+) (%d+) (%d+)$')
-            price = {a, b, d}
-            cost = price_cost(tonumber(ARGV[11]), tonumber(ARGV[12]), 0, tonumber(a), tonumber(b), 0)
+            pa, pb, pc = string.match(c[6], '^(%d+) (%d+) (%d+)$')
+            cost = price_cost(tonumber(ARGV[11]), tonumber(ARGV[12]), 0, tonumber(pa), tonumber(pb), 0)
           elseif check and (kbudget or pbudget or metered) then
             return {0, 19, 0, 0, pid, flags}
           end
         end
 
-        -- Rate buckets, in deny order. Nothing is written until every check has passed.
-        local states = {}
+        -- Rate buckets, in deny order (key RPM 8, key TPM 9, project RPM 10, project TPM 11): each
+        -- one's level now (l) and after this request (a). Nothing is written until every check
+        -- has passed.
+        local bk, bp = parse_pair(c[4]), parse_pair(c[5])
         local deny_reason, retry_ms = 0, 0
-        for i = 1, 4 do
-          local s = specs[i]
-          local rate = s[3]
-          if rate then
-            local pair = bpairs[s[1]]
-            local level = drained(pair[s[2]], pair[s[2] + 1], rate)
-            local after = level + s[4] * SCALE
-            local cap = rate * SCALE
-            states[i] = {s[1], rate, level, after, s[2]}
-            if deny_reason == 0 and after > cap then
-              deny_reason = s[5]
-              retry_ms = math.ceil((after - cap) / rate / 1000)
-            end
-          end
+        local l1, a1, l2, a2, l3, a3, l4, a4
+        if krpm then
+          l1 = drained(bk[1], bk[2], krpm)
+          a1 = l1 + SCALE
+          if a1 > krpm * SCALE then deny_reason, retry_ms = 8, math.ceil((a1 - krpm * SCALE) / krpm / 1000) end
         end
-
-        local function header(a, b, admitted)
-          local best = nil
-          -- Not ipairs: it stops at the first nil, and a key without its own limit passes a = nil.
-          local pair = {a, b}
-          for i = 1, 2 do
-            local st = pair[i]
-            if st then
-              local level = admitted and st[4] or st[3]
-              local rem = math.floor((st[2] * SCALE - level) / SCALE)
-              if rem < 0 then rem = 0 end
-              local reset = math.ceil(level / st[2] / 1000)
-              if best == nil or rem < best[2] or (rem == best[2] and st[2] < best[1]) then best = {st[2], rem, reset} end
-            end
-          end
-          if best == nil then return 0, 0, 0 end
-          return best[1], best[2], best[3]
+        if ktpm then
+          l2 = drained(bk[3], bk[4], ktpm)
+          a2 = l2 + tokens * SCALE
+          if deny_reason == 0 and a2 > ktpm * SCALE then deny_reason, retry_ms = 9, math.ceil((a2 - ktpm * SCALE) / ktpm / 1000) end
+        end
+        if prpm then
+          l3 = drained(bp[1], bp[2], prpm)
+          a3 = l3 + SCALE
+          if deny_reason == 0 and a3 > prpm * SCALE then deny_reason, retry_ms = 10, math.ceil((a3 - prpm * SCALE) / prpm / 1000) end
+        end
+        if ptpm then
+          l4 = drained(bp[3], bp[4], ptpm)
+          a4 = l4 + tokens * SCALE
+          if deny_reason == 0 and a4 > ptpm * SCALE then deny_reason, retry_ms = 11, math.ceil((a4 - ptpm * SCALE) / ptpm / 1000) end
         end
 
         if deny_reason == 0 then
@@ -480,33 +510,29 @@ enum LimiterLua {
           -- key, which a cluster node whose slot is migrating refuses (ASK), so a refusal comes
           -- before any counter moves. Taken: a replay already recorded (3), or this attempt was
           -- voided before it ran (2); either way it does nothing.
-          local record = string.format('open %d %s %s %s %d %s %s %d %d %d %d %d %d', now_ms + ttl, kid, pid,
+          local record = sfmt('open %d %s %s %s %d %s %s %d %d %d %d %d %d', now_ms + ttl, kid, pid,
             ARGV[5], cost, kwkey, pwkey, metered and 1 or 0, ktpm or 0, ptpm or 0, krpm or 0, prpm or 0, now_us)
-          if price then record = record .. ' - - ' .. price[1] .. ' ' .. price[2] .. ' ' .. price[3] end
-          if not redis.call('SET', rkey, record, 'NX', 'PX', ttl + 3600000) then
+          if pa then record = record .. ' - - ' .. pa .. ' ' .. pb .. ' ' .. pc end
+          if not redis.call('SET', rkey, record, 'NX', 'PX', int(ttl + 3600000)) then
             return {replay and 3 or 2, 0, 0, 0, pid, flags}
           end
           -- Undelivered until the bursard that sent it confirms the answer went to its client;
           -- scored by that bursard's epoch, so a sweep finds what a dead one left.
           if check then mark_undelivered(epoch, seq) end
-          local moved = {false, false}
-          for i = 1, 4 do
-            local st = states[i]
-            if st then
-              set_level(bpairs[st[1]], st[5], st[4], st[2])
-              moved[st[1]] = true
-            end
-          end
-          for j = 1, 2 do
-            if moved[j] then store_pair(bkeys[j], bpairs[j]) end
-          end
-          kspent = add_spend(kwkey, c[1], cost, kwe > 0 and kwe + 35 * 86400000 or 0)
-          pspent = add_spend(pwkey, c[2], cost, pwe + 35 * 86400000)
-          if metered then balance = redis.call('DECRBY', P .. 'credits', cost) end
+          if krpm then set_level(bk, 1, a1, krpm) end
+          if ktpm then set_level(bk, 3, a2, ktpm) end
+          if krpm or ktpm then store_pair(bkk, bk) end
+          if prpm then set_level(bp, 1, a3, prpm) end
+          if ptpm then set_level(bp, 3, a4, ptpm) end
+          if prpm or ptpm then store_pair(bkp, bp) end
+          local amount = int(cost)
+          kspent = add_spend(kwkey, c[1], amount, kwe > 0 and kwe + 35 * 86400000 or 0)
+          pspent = add_spend(pwkey, c[2], amount, pwe + 35 * 86400000)
+          if metered then balance = redis.call('DECRBY', P .. 'credits', amount) end
         end
 
-        local rl, rr, rs = header(states[1], states[3], admitted)
-        local tl, tr, ts = header(states[2], states[4], admitted)
+        local rl, rr, rs = header(krpm, l1, a1, prpm, l3, a3, admitted)
+        local tl, tr, ts = header(ktpm, l2, a2, ptpm, l4, a4, admitted)
         return {admitted and 1 or 0, deny_reason, retry_ms, 0, pid, flags, rl, rr, rs, tl, tr, ts,
           kbudget and (kbudget - kspent) or false, kwe, pbudget and (pbudget - pspent) or false, pwe,
           metered and balance or false}
@@ -568,10 +594,10 @@ enum LimiterLua {
           dtok = -tonumber(r[5])
           dcost = -tonumber(r[6])
         end
-        move_buckets(r[3], r[4], cur, rates_of(r), requests, dtok)
+        move_buckets(r, cur, requests, dtok)
         move_spend(r, dcost)
         if mode == 'settle' then
-          r[15], r[16] = ARGV[3], string.format('%d', acost)
+          r[15], r[16] = ARGV[3], int(acost)
           write_reservation(KEYS[1], r, 'settled')
         else
           write_reservation(KEYS[1], r, 'released')

@@ -61,7 +61,7 @@ enum UsageLua {
         local p = redis.call('HMGET', P .. 'p:' .. k.pid, 'rpm', 'tpm')
         local prpm, ptpm = num(p[1]), num(p[2])
         local kws, kwe = window(k.period)
-        local kwkey = P .. 's:k:' .. kid .. ':' .. (k.period == 'lifetime' and 'life' or kws)
+        local kwkey = P .. 's:k:' .. kid .. ':' .. (k.period == 'lifetime' and 'life' or int(kws))
         local c = redis.call('MGET', kwkey, P .. 'b:k:' .. kid, P .. 'b:p:' .. k.pid)
         local kb, pb = parse_pair(c[2]), parse_pair(c[3])
         local krq, ktk = rate_usage(kb, 1, k.rpm), rate_usage(kb, 3, k.tpm)
@@ -84,7 +84,7 @@ enum UsageLua {
         local p = redis.call('HMGET', P .. 'p:' .. pid, 'status', 'rpm', 'tpm', 'budget')
         if not p[1] then return false end
         local pws, pwe = window('monthly')
-        local c = redis.call('MGET', P .. 's:p:' .. pid .. ':' .. pws, P .. 'b:p:' .. pid)
+        local c = redis.call('MGET', P .. 's:p:' .. pid .. ':' .. int(pws), P .. 'b:p:' .. pid)
         local pb = parse_pair(c[2])
         local out = {now_us}
         push(out, rate_usage(pb, 1, num(p[2])))
@@ -105,7 +105,7 @@ enum UsageLua {
         local rq, tk, spent = 0, 0, 0
         for _, pid in ipairs(redis.call('SMEMBERS', P .. 'projects')) do
           local p = redis.call('HMGET', P .. 'p:' .. pid, 'rpm', 'tpm')
-          local c = redis.call('MGET', P .. 's:p:' .. pid .. ':' .. pws, P .. 'b:p:' .. pid)
+          local c = redis.call('MGET', P .. 's:p:' .. pid .. ':' .. int(pws), P .. 'b:p:' .. pid)
           local pb = parse_pair(c[2])
           spent = spent + (tonumber(c[1]) or 0)
           rq = rq + rate_usage(pb, 1, num(p[1]))[2]
