@@ -209,15 +209,38 @@ final class RouteMethods: Sendable {
     }
 
     /// The methods of the route `path` matches (a `{capture}` segment matches any one segment);
-    /// empty when no route matches.
+    /// empty when no route matches. Where several match (`prices/import` and `prices/{name}`),
+    /// the router takes the one with a literal segment where the others capture, leftmost first,
+    /// and so does this: its methods are the resource's.
     func allowed(for path: String) -> [HTTPRequest.Method] {
         let segments = path.split(separator: "/")
         return table.withLock { table in
-            table.first { route in
-                route.segments.count == segments.count
-                    && zip(route.segments, segments).allSatisfy { template, actual in template.first == "{" || template == actual }
-            }?.methods ?? []
+            var best: (literals: [Bool], methods: [HTTPRequest.Method])?
+            for route in table where route.segments.count == segments.count {
+                var literals: [Bool] = []
+                literals.reserveCapacity(segments.count)
+                for (template, actual) in zip(route.segments, segments) {
+                    if template.first == "{" {
+                        literals.append(false)
+                    } else if template == actual {
+                        literals.append(true)
+                    } else {
+                        break
+                    }
+                }
+                guard literals.count == segments.count else { continue }
+                if let b = best, !Self.moreSpecific(literals, than: b.literals) { continue }
+                best = (literals, route.methods)
+            }
+            return best?.methods ?? []
         }
+    }
+
+    /// Whether a match with literal segments `a` beats one with `b`: at the first segment where
+    /// they differ, `a` is the literal.
+    private static func moreSpecific(_ a: [Bool], than b: [Bool]) -> Bool {
+        for (x, y) in zip(a, b) where x != y { return x }
+        return false
     }
 }
 

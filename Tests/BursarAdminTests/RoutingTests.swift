@@ -17,6 +17,11 @@ struct RoutingTests {
                 (.put, "/v1/orgs/1", "GET"),
                 (.post, "/v1/orgs/1/projects/2/members/3", "DELETE, PATCH"),
                 (.put, "/v1/bootstrap", "POST"),
+                // A literal segment beside a capture (`prices/import`, `prices/{name}`): the
+                // literal's route is the resource, whichever order the routes were added in.
+                (.options, "/v1/orgs/1/prices/import", "POST"),
+                (.put, "/v1/orgs/1/prices/import", "POST"),
+                (.post, "/v1/orgs/1/prices/gpt-5", "DELETE, PUT"),
             ]
             for (method, path, allow) in cases {
                 let (reply, header) = try await h.api.undocumented(method, path, token: owner)
