@@ -269,18 +269,16 @@ enum LimiterLua {
             end
           elseif v then
             -- The 14 fields every record of an admission has, in one match; then what follows.
+            -- A fence ('void') does not match: its one field is read as the rest.
             r = {string.match(v, RECORD14)}
+            local rest = v
             if r[1] then
-              local tail = r[15]
+              rest = r[15]
               r[15] = nil
-              if tail ~= '' then
-                for f in string.gmatch(tail, '%S+') do r[#r + 1] = f end
-              end
             else
-              -- A fence ('void'): one field.
               r = {}
-              for f in string.gmatch(v, '%S+') do r[#r + 1] = f end
             end
+            for f in string.gmatch(rest, '%S+') do r[#r + 1] = f end
           end
           return r
         end
@@ -364,7 +362,8 @@ enum LimiterLua {
     }
 
     /// What every CHECK of a script call shares, made once per call rather than once per
-    /// request: the key fields it reads, the model-list test and the rate-limit header.
+    /// request: the key fields it reads, the model-list test, a rate bucket's levels and the
+    /// rate-limit header.
     static let checkHelpers = """
 
         local KEY_FIELDS = {'digest', 'project', 'user', 'status', 'expires', 'xrpm', 'xtpm', 'xbud', 'period', 'flags', 'nm',
@@ -373,21 +372,33 @@ enum LimiterLua {
         local function permits(count, set, model)
           return (tonumber(count) or 0) == 0 or redis.call('SISMEMBER', set, model) == 1
         end
+        -- A bucket at `rate` (nil: no limit, all nil): its level now, its level after `units`
+        -- more, and the retry hint in ms when that is over its capacity (nil when it fits).
+        local function bucket(level, updated, rate, units)
+          if not rate then return nil, nil, nil end
+          local now_level = drained(level, updated, rate)
+          local after = now_level + units * SCALE
+          if after > rate * SCALE then return now_level, after, math.ceil((after - rate * SCALE) / rate / 1000) end
+          return now_level, after, nil
+        end
+        -- A bucket's remaining units and ms until empty, at the level the answer reports.
+        local function headroom(rate, before, after, admitted)
+          local level = admitted and after or before
+          local rem = math.floor((rate * SCALE - level) / SCALE)
+          if rem < 0 then rem = 0 end
+          return rem, math.ceil(level / rate / 1000)
+        end
         -- The rate-limit header of two buckets (rate, level before, level after; rate nil = no
         -- limit): the one with the fewest remaining, the lower rate on a tie.
         local function header(ra, la, aa, rb, lb, ab, admitted)
           local br, brem, breset
           if ra then
-            local level = admitted and aa or la
-            local rem = math.floor((ra * SCALE - level) / SCALE)
-            if rem < 0 then rem = 0 end
-            br, brem, breset = ra, rem, math.ceil(level / ra / 1000)
+            br = ra
+            brem, breset = headroom(ra, la, aa, admitted)
           end
           if rb then
-            local level = admitted and ab or lb
-            local rem = math.floor((rb * SCALE - level) / SCALE)
-            if rem < 0 then rem = 0 end
-            if br == nil or rem < brem or (rem == brem and rb < br) then br, brem, breset = rb, rem, math.ceil(level / rb / 1000) end
+            local rem, reset = headroom(rb, lb, ab, admitted)
+            if br == nil or rem < brem or (rem == brem and rb < br) then br, brem, breset = rb, rem, reset end
           end
           if br == nil then return 0, 0, 0 end
           return br, brem, breset
@@ -475,28 +486,15 @@ enum LimiterLua {
         -- one's level now (l) and after this request (a). Nothing is written until every check
         -- has passed.
         local bk, bp = parse_pair(c[4]), parse_pair(c[5])
+        local l1, a1, w1 = bucket(bk[1], bk[2], krpm, 1)
+        local l2, a2, w2 = bucket(bk[3], bk[4], ktpm, tokens)
+        local l3, a3, w3 = bucket(bp[1], bp[2], prpm, 1)
+        local l4, a4, w4 = bucket(bp[3], bp[4], ptpm, tokens)
         local deny_reason, retry_ms = 0, 0
-        local l1, a1, l2, a2, l3, a3, l4, a4
-        if krpm then
-          l1 = drained(bk[1], bk[2], krpm)
-          a1 = l1 + SCALE
-          if a1 > krpm * SCALE then deny_reason, retry_ms = 8, math.ceil((a1 - krpm * SCALE) / krpm / 1000) end
-        end
-        if ktpm then
-          l2 = drained(bk[3], bk[4], ktpm)
-          a2 = l2 + tokens * SCALE
-          if deny_reason == 0 and a2 > ktpm * SCALE then deny_reason, retry_ms = 9, math.ceil((a2 - ktpm * SCALE) / ktpm / 1000) end
-        end
-        if prpm then
-          l3 = drained(bp[1], bp[2], prpm)
-          a3 = l3 + SCALE
-          if deny_reason == 0 and a3 > prpm * SCALE then deny_reason, retry_ms = 10, math.ceil((a3 - prpm * SCALE) / prpm / 1000) end
-        end
-        if ptpm then
-          l4 = drained(bp[3], bp[4], ptpm)
-          a4 = l4 + tokens * SCALE
-          if deny_reason == 0 and a4 > ptpm * SCALE then deny_reason, retry_ms = 11, math.ceil((a4 - ptpm * SCALE) / ptpm / 1000) end
-        end
+        if w1 then deny_reason, retry_ms = 8, w1
+        elseif w2 then deny_reason, retry_ms = 9, w2
+        elseif w3 then deny_reason, retry_ms = 10, w3
+        elseif w4 then deny_reason, retry_ms = 11, w4 end
 
         if deny_reason == 0 then
           if kbudget and kspent + cost > kbudget then deny_reason = 12

@@ -168,7 +168,8 @@ struct StoreFailurePolicyTests {
             // 50,000 − 2,000 (Redis's own) − 500 − 2,000 − 2,000.
             try await settled(h, w.org.id, "after the replay") { try await h.store.credits(w.org.id) == 43_500 }
             #expect(try await c.release(local[1].reservation).status == .applied)
-            try await settled(h, w.org.id, "after the release") { try await h.store.credits(w.org.id) == 45_500 }
+            // A RELEASE is applied in Redis before it is answered: no waiting.
+            if try await h.store.credits(w.org.id) != 45_500 { Issue.record("after the release: \(try await state(h, w.org.id))") }
             await c.close()
         }
     }
