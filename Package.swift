@@ -53,12 +53,13 @@ let package = Package(
         .target(name: "BursarRBAC", dependencies: ["BursarLimits"], swiftSettings: strict),
         // The admin API's JSON bodies, shared by the server and bursarctl. Pure Codable values.
         .target(name: "BursarAPI", dependencies: ["BursarLimits"], swiftSettings: strict),
-        // The Redis client: hiredis on dedicated threads, pipelined, with deadlines.
+        // The Redis client: hiredis on event loops and dedicated threads, pipelined, with deadlines.
         .target(
             name: "BursarRedis",
             dependencies: [
                 "CHiredis",
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ],

@@ -107,7 +107,8 @@ struct DirectTransport: DecisionTransport {
     static func client(url: String) throws -> (RedisClient, Limiter) {
         var logger = Logger(label: "bursar-bench.direct")
         logger.logLevel = .error
-        let client = RedisClient(configuration: RedisClientConfiguration(target: try RedisTarget(url: url)), logger: logger)
+        let client = RedisClient(
+            configuration: RedisClientConfiguration(target: try RedisTarget(url: url), eventLoops: MultiThreadedEventLoopGroup.singleton), logger: logger)
         let limiter = Limiter()
         client.register(limiter.scripts)
         client.batch(limiter.batches)

@@ -28,19 +28,31 @@ public struct RedisClientConfiguration: Sendable {
     public init(
         endpoint: RedisEndpoint, connections: Int = 2, connectTimeoutMs: Int = 250, ioTimeoutMs: Int = 1000,
         maxBatch: Int = 512, minBackoffMs: Int = 10, maxBackoffMs: Int = 1000,
-        onRoundTrip: (@Sendable (_ requests: Int, _ elapsed: Duration) -> Void)? = nil
+        onRoundTrip: (@Sendable (_ requests: Int, _ elapsed: Duration) -> Void)? = nil,
+        eventLoops: (any EventLoopGroup)? = nil
     ) {
         self.init(
             target: .server(endpoint), connections: connections, connectTimeoutMs: connectTimeoutMs, ioTimeoutMs: ioTimeoutMs,
-            maxBatch: maxBatch, minBackoffMs: minBackoffMs, maxBackoffMs: maxBackoffMs, onRoundTrip: onRoundTrip)
+            maxBatch: maxBatch, minBackoffMs: minBackoffMs, maxBackoffMs: maxBackoffMs, onRoundTrip: onRoundTrip,
+            eventLoops: eventLoops)
     }
 
+    /// Event loops whose requests go through connections of their own (`eventLoops`).
+    public var eventLoops: (any EventLoopGroup)?
+
     /// A configuration with production defaults.
+    ///
+    /// `eventLoops`: on a single server (not Cluster or Sentinel), each loop of this group gets a
+    /// non-blocking connection of its own, and every request submitted `on:` one of its loops goes
+    /// through it, its completion run on that loop, with no thread hand-off (`LoopConnections`).
+    /// Requests submitted without a loop, or on another loop, go through the `connections` threads.
     public init(
         target: RedisTarget, connections: Int = 2, connectTimeoutMs: Int = 250, ioTimeoutMs: Int = 1000,
         maxBatch: Int = 512, minBackoffMs: Int = 10, maxBackoffMs: Int = 1000,
-        onRoundTrip: (@Sendable (_ requests: Int, _ elapsed: Duration) -> Void)? = nil
+        onRoundTrip: (@Sendable (_ requests: Int, _ elapsed: Duration) -> Void)? = nil,
+        eventLoops: (any EventLoopGroup)? = nil
     ) {
+        self.eventLoops = eventLoops
         self.onRoundTrip = onRoundTrip
         self.target = target
         self.connections = connections
@@ -126,12 +138,20 @@ public final class RedisClient: Sendable {
     /// Batch scripts by the SHA-1 (as sent, lowercase hex) of the script whose calls they merge.
     private let batches = BatchTable()
     private let logger: Logger
-    /// Sentinel: the master the sentinels last announced.
+    /// Where a client keeps its loops' connections: set once, at the end of its init, before any
+/// request can be submitted, and only read after.
+final class LoopTable: @unchecked Sendable {
+    var connections: LoopConnections?
+}
+
+/// Sentinel: the master the sentinels last announced.
     let announced = AnnouncedMaster()
     /// Requests waiting for a connection (none taken yet): for tests that need to know when a
     /// connection has taken what they submitted.
     var queuedRequests: Int { queue.count }
     private let switchWatcher: RedisSubscriber?
+    /// The event loops' own connections (`RedisClientConfiguration.eventLoops`), if any.
+    private let loops = LoopTable()
 
     /// Starts the connection threads. Connections are made lazily and re-made after failures.
     ///
@@ -202,6 +222,9 @@ public final class RedisClient: Sendable {
             let thread = Thread { run() }
             thread.name = "bursar-redis-\(i)"
             thread.start()
+        }
+        if let group = configuration.eventLoops, case .server(let endpoint) = configuration.target {
+            loops.connections = LoopConnections(group: group, endpoint: endpoint, client: self)
         }
     }
 
@@ -314,7 +337,11 @@ public final class RedisClient: Sendable {
         _ commands: [RedisCommand], deadline: NIODeadline, on loop: (any EventLoop)? = nil, lane: RedisLane = .normal,
         completion: @escaping @Sendable (Result<[RedisValue], RedisError>) -> Void
     ) {
-        if !queue.push(Pending(commands: commands, deadline: deadline, loop: loop, lane: lane, enqueued: .now(), completion: completion)) {
+        let item = Pending(commands: commands, deadline: deadline, loop: loop, lane: lane, enqueued: .now(), completion: completion)
+        if let loop, let connection = loops.connections?.connection(for: loop) {
+            return connection.submit(item)
+        }
+        if !queue.push(item) {
             let failure = RedisError(.shutdown, "redis client is shut down")
             if let loop { loop.execute { completion(.failure(failure)) } } else { completion(.failure(failure)) }
         }
@@ -344,6 +371,7 @@ public final class RedisClient: Sendable {
     /// Stops the threads after the queue drains; later submissions fail with `.shutdown`.
     public func shutdown() {
         queue.close()
+        loops.connections?.shutdown()
         switchWatcher?.stop()
     }
 
@@ -353,7 +381,16 @@ public final class RedisClient: Sendable {
     /// the sheddable ones that should not be sent (`RedisLane.sheddable`; unsent too), and returns
     /// the others. Both kinds of connection thread start each batch with it.
     func unexpired(_ batch: Batch, now: NIODeadline, into deliveries: inout Deliveries) -> [Pending] {
+        let (live, refused) = unexpired(batch, now: now)
+        for (item, error) in refused { deliveries.add(item, .failure(error)) }
+        return live
+    }
+
+    /// The requests of `batch` to send, and those refused unsent with the reason (deadline passed,
+    /// or shed): what every kind of connection does first with what it took from its queue.
+    func unexpired(_ batch: Batch, now: NIODeadline) -> (live: [Pending], refused: [(Pending, RedisError)]) {
         var live: [Pending] = []
+        var refused: [(Pending, RedisError)] = []
         live.reserveCapacity(batch.items.count)
         let expected = TimeAmount.nanoseconds(Int64(stats.expectedRoundTripNs.load(ordering: .relaxed)))
         // A deadline never has to cover more than half of itself: were every request shed because
@@ -361,18 +398,18 @@ public final class RedisClient: Sendable {
         for item in batch.items {
             if item.deadline < now {
                 stats.expiredBeforeSend.add(1, ordering: .relaxed)
-                deliveries.add(item, .failure(RedisError(.deadlineExceeded, "deadline passed before the command was sent")))
+                refused.append((item, RedisError(.deadlineExceeded, "deadline passed before the command was sent")))
             } else if item.lane == .sheddable && batch.dropping && now - item.enqueued > Swift.max(batch.target, item.queueTarget) {
                 stats.shedQueueDelay.add(1, ordering: .relaxed)
-                deliveries.add(item, .failure(RedisError(.shed, "shed: waited past the queue-delay target in a standing queue")))
+                refused.append((item, RedisError(.shed, "shed: waited past the queue-delay target in a standing queue")))
             } else if item.lane == .sheddable && item.deadline - now < min(expected, .nanoseconds((item.deadline - item.enqueued).nanoseconds / 2)) {
                 stats.shedDeadline.add(1, ordering: .relaxed)
-                deliveries.add(item, .failure(RedisError(.shed, "shed: the deadline cannot cover the expected round trip")))
+                refused.append((item, RedisError(.shed, "shed: the deadline cannot cover the expected round trip")))
             } else {
                 live.append(item)
             }
         }
-        return live
+        return (live, refused)
     }
 
     /// Heals NOSCRIPT replies in place: Redis lost its script cache (restart, SCRIPT FLUSH), so
@@ -565,6 +602,45 @@ struct Deliveries {
     }
 }
 
+/// CoDel on a queue's delay: once the smallest queue delay seen has stayed above the target for a
+/// whole interval (a standing queue, not a burst), the queue is dropping, until a request comes
+/// out within the target. Kept by whoever owns the queue, under its lock or on its event loop.
+struct QueueDelayWatch {
+    /// The queue-delay target (CoDel's target) and how long it may be exceeded (its interval).
+    let target: TimeAmount
+    let interval: TimeAmount
+    private var firstAbove: NIODeadline?
+    private var dropping = false
+
+    init(target: TimeAmount = .milliseconds(5), interval: TimeAmount = .milliseconds(100)) {
+        self.target = target
+        self.interval = interval
+    }
+
+    /// `items` taken from the queue as a batch with the verdict: `oldest` is the head of what
+    /// was waiting in the ordinary lanes (nil if none was taken).
+    mutating func batch(_ items: [Pending], oldest: Pending?, now: NIODeadline, stats: RedisClientStats) -> Batch {
+        // Every request waits for a connection to finish its round trip, so the target is never
+        // below the expected round trip: only a delay beyond it is a queue.
+        var target = Swift.max(self.target, TimeAmount.nanoseconds(Int64(stats.expectedRoundTripNs.load(ordering: .relaxed))))
+        if let oldest {
+            let delay = now - oldest.enqueued
+            // A request with a long deadline tolerates a longer queue (a fifth of its deadline).
+            if oldest.lane == .sheddable { target = Swift.max(target, oldest.queueTarget) }
+            stats.lastQueueDelayNs.store(Int(delay.nanoseconds), ordering: .relaxed)
+            if delay <= target {
+                firstAbove = nil
+                dropping = false
+            } else if let first = firstAbove {
+                if now >= first { dropping = true }
+            } else {
+                firstAbove = now + interval
+            }
+        }
+        return Batch(items: items, dropping: dropping, target: target)
+    }
+}
+
 /// A closable multi-consumer queue with two lanes: everything in the priority lane is taken
 /// before anything else. It watches the delay of what it hands out, CoDel-style: once the
 /// smallest queue delay seen has stayed above `target` for a whole `interval` (a standing queue,
@@ -575,15 +651,10 @@ final class WorkQueue: @unchecked Sendable {
     private var priority: [Pending] = []
     private var items: [Pending] = []
     private var closed = false
-    /// The queue-delay target (CoDel's target) and how long it may be exceeded (its interval).
-    let target: TimeAmount
-    let interval: TimeAmount
-    private var firstAbove: NIODeadline?
-    private var dropping = false
+    private var watch: QueueDelayWatch
 
     init(target: TimeAmount = .milliseconds(5), interval: TimeAmount = .milliseconds(100)) {
-        self.target = target
-        self.interval = interval
+        watch = QueueDelayWatch(target: target, interval: interval)
     }
 
     /// False once closed.
@@ -627,26 +698,7 @@ final class WorkQueue: @unchecked Sendable {
                 items.removeFirst(room)
             }
         }
-        // CoDel on the ordinary lanes' delay: the head of what was waiting is the oldest. Every
-        // request waits for a connection to finish its round trip, so the target is never below
-        // the expected round trip: only a delay beyond it is a queue.
-        let now = NIODeadline.now()
-        var target = Swift.max(self.target, TimeAmount.nanoseconds(Int64(stats.expectedRoundTripNs.load(ordering: .relaxed))))
-        if let oldest {
-            let delay = now - oldest.enqueued
-            // A request with a long deadline tolerates a longer queue (a fifth of its deadline).
-            if oldest.lane == .sheddable { target = Swift.max(target, oldest.queueTarget) }
-            stats.lastQueueDelayNs.store(Int(delay.nanoseconds), ordering: .relaxed)
-            if delay <= target {
-                firstAbove = nil
-                dropping = false
-            } else if let first = firstAbove {
-                if now >= first { dropping = true }
-            } else {
-                firstAbove = now + interval
-            }
-        }
-        return Batch(items: out, dropping: dropping, target: target)
+        return watch.batch(out, oldest: oldest, now: .now(), stats: stats)
     }
 
     func close() {
@@ -664,6 +716,9 @@ private final class Worker: @unchecked Sendable {
     var connection: RedisConnection?
     var backoffMs: Int = 0
     var retryAt: NIODeadline = .distantPast
+    /// The client's count of connections made when this one last failed to connect: once another
+    /// connection has connected since, Redis is back, and the backoff is over.
+    var connectsAtFailure = 0
     /// Sentinel: the announced-switch count when `connection` was made.
     var generation = 0
 
@@ -694,13 +749,22 @@ private final class Worker: @unchecked Sendable {
     private func connect(now: NIODeadline) -> RedisConnection? {
         if let connection, connection.isOpen {
             // Behind Sentinel, a connection made before the latest announced switch moves.
-            if generation == client.announced.generation.load(ordering: .acquiring) { return connection }
-            connection.close()
-            client.log.info("redis connection moves to the announced master", metadata: ["endpoint": "\(connection.endpoint)", "connection": "\(index)"])
-            retryAt = .distantPast
+            if generation != client.announced.generation.load(ordering: .acquiring) {
+                connection.close()
+                client.log.info("redis connection moves to the announced master", metadata: ["endpoint": "\(connection.endpoint)", "connection": "\(index)"])
+                retryAt = .distantPast
+            } else if connection.isStale {
+                // The server closed it while it was idle (restarted, or the connection reset):
+                // a new one, instead of a round trip whose outcome could not be known.
+                connection.close()
+                client.log.info("redis connection closed by the server while idle; reconnecting", metadata: ["endpoint": "\(connection.endpoint)", "connection": "\(index)"])
+                retryAt = .distantPast
+            } else {
+                return connection
+            }
         }
         connection = nil
-        if now < retryAt { return nil }
+        if now < retryAt && client.stats.connects.load(ordering: .relaxed) == connectsAtFailure { return nil }
         let config = client.configuration
         do {
             let endpoint: RedisEndpoint
@@ -730,6 +794,7 @@ private final class Worker: @unchecked Sendable {
         } catch {
             backoffMs = backoffMs == 0 ? config.minBackoffMs : min(backoffMs * 2, config.maxBackoffMs)
             retryAt = now + .milliseconds(Int64(backoffMs))
+            connectsAtFailure = client.stats.connects.load(ordering: .relaxed)
             client.stats.connectionErrors.add(1, ordering: .relaxed)
             client.log.warning("redis connect failed", metadata: ["error": "\(error)", "retry_in_ms": "\(backoffMs)"])
             return nil

@@ -54,6 +54,17 @@ final class RedisConnection {
     /// True while the connection is usable.
     var isOpen: Bool { context != nil }
 
+    /// True when the server has closed (or reset) the connection while it was idle, found
+    /// without blocking: between round trips nothing is owed, so anything readable (the end of the
+    /// stream, an error) means the server is gone, e.g. restarted. Checked before a round trip
+    /// on a connection that may have sat idle, so that the round trip goes to a new connection
+    /// instead of failing with its outcome unknown.
+    var isStale: Bool {
+        guard let context else { return true }
+        var fd = pollfd(fd: context.pointee.fd, events: Int16(POLLIN), revents: 0)
+        return poll(&fd, 1, 0) != 0
+    }
+
     /// Sends all commands in one write, then reads one reply per command, in order.
     /// On an I/O error the connection is closed and `connectionLost` is thrown: the commands may
     /// or may not have run.

@@ -32,6 +32,11 @@ final class ReplyBuilder {
     func install(on context: UnsafeMutablePointer<redisContext>) {
         guard let reader = context.pointee.reader else { return }
         reader.pointee.fn = Self.functions
+        install(on: reader)
+    }
+
+    /// Makes `reader` (made with `functions`) build its replies here. The builder must outlive it.
+    func install(on reader: UnsafeMutablePointer<redisReader>) {
         reader.pointee.privdata = Unmanaged.passUnretained(self).toOpaque()
     }
 
@@ -61,7 +66,7 @@ final class ReplyBuilder {
     }
 
     /// The reader's callbacks, for the life of the process.
-    private nonisolated(unsafe) static let functions: UnsafeMutablePointer<redisReplyObjectFunctions> = {
+    nonisolated(unsafe) static let functions: UnsafeMutablePointer<redisReplyObjectFunctions> = {
         let functions = UnsafeMutablePointer<redisReplyObjectFunctions>.allocate(capacity: 1)
         functions.initialize(to: redisReplyObjectFunctions(
             createString: { task, string, length in

@@ -3,6 +3,7 @@ import BursarStore
 import BursarWire
 import Logging
 import NIOCore
+import NIOPosix
 public import Synchronization
 
 /// This bursard's epoch and the reservation sequences it hands out (`ReservationSequence`).
@@ -231,7 +232,10 @@ final class Reconciler: Sendable {
         let orgs = Array(taken.keys)
         let commands = orgs.map { Limiter.deliveredCommand(org: $0, sequences: taken[$0]!) }
         stats.deliveryCommands.add(commands.count, ordering: .relaxed)
-        redis.submit(commands, deadline: .now() + .seconds(2), lane: .priority) { [self] result in
+        // From an event loop (a CHECK's answer was just written), through that loop's own Redis
+        // connection, with whatever else the loop sends: no thread hand-off.
+        redis.submit(commands, deadline: .now() + .seconds(2), on: MultiThreadedEventLoopGroup.currentEventLoop, lane: .priority) {
+            [self] result in
             var failed: [UInt64: [UInt64]] = [:]
             switch result {
             case .success(let replies):

@@ -54,9 +54,12 @@ struct BursardMain {
         }
 
         let metrics = ServerMetrics(version: bursarVersion)
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: settings.threads)
+        // The data plane's requests go to Redis from the loop that read their frame, each loop
+        // through a connection of its own; the rest (admin, reconciler) through the threads.
         let redisClient = RedisClient(
             configuration: RedisClientConfiguration(
-                target: target, connections: settings.redisConnections, onRoundTrip: metrics.roundTripObserver),
+                target: target, connections: settings.redisConnections, onRoundTrip: metrics.roundTripObserver, eventLoops: group),
             logger: Logger(label: "bursard.redis"))
         let engine = DecisionEngine(
             redis: redisClient,
@@ -73,7 +76,6 @@ struct BursardMain {
         if engine.epoch == 0 {
             logger.warning("Redis did not give this bursard its instance epoch yet; CHECKs wait for it")
         }
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: settings.threads)
         let server = DataPlaneServer(
             configuration: ListenerConfiguration(
                 host: settings.listen.host, port: settings.listen.port, unixSocketPath: settings.unixSocketPath,

@@ -17,11 +17,13 @@ struct BatchingTests {
     /// waits and goes out in one round trip. Returns once each spin has been taken by a
     /// connection (the client's queue is empty again) while neither has finished; tries again
     /// if one finished first (a connection was busy with the engine's own heartbeat or
-    /// confirmations, and took the second spin only after the first).
+    /// confirmations, and took the second spin only after the first, or a loaded machine did
+    /// not run the second connection's thread in time); each try spins longer, up to four times `ms`.
     private func holdConnections(_ h: Harness, ms: Int) async throws -> [EventLoopFuture<[RedisValue]>] {
         let spin = "local t = redis.call('TIME'); local s = t[1] * 1000 + math.floor(t[2] / 1000); "
             + "repeat t = redis.call('TIME') until t[1] * 1000 + math.floor(t[2] / 1000) >= s + tonumber(ARGV[1]); return 1"
-        for _ in 0..<5 {
+        for attempt in 0..<5 {
+            let ms = min(ms << attempt, 4 * ms)
             let finished = Finished()
             var held: [EventLoopFuture<[RedisValue]>] = []
             for _ in 0..<2 {

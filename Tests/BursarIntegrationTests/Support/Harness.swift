@@ -42,7 +42,10 @@ final class Harness: Sendable {
         redisIOTimeoutMs: Int = 5_000
     ) async throws -> Harness {
         let redisServer = try RedisServerProcess.ephemeral(appendOnly: appendOnly)
-        let redis = RedisClient(configuration: RedisClientConfiguration(endpoint: redisServer.endpoint, ioTimeoutMs: redisIOTimeoutMs), logger: logger)
+        let redis = RedisClient(
+            configuration: RedisClientConfiguration(
+                endpoint: redisServer.endpoint, ioTimeoutMs: redisIOTimeoutMs, eventLoops: MultiThreadedEventLoopGroup.singleton),
+            logger: logger)
         let engine = DecisionEngine(
             redis: redis, limiter: Limiter(clock: .testFrozen, reservationTTLMs: reservationTTLMs),
             configuration: EngineConfiguration(

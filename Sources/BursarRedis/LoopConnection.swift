@@ -1,0 +1,458 @@
+import CHiredis
+import Logging
+import NIOCore
+import NIOPosix
+
+/// Redis connections that live on event loops: one non-blocking connection per loop of a group,
+/// serving the requests submitted `on:` that loop (`RedisClient.submit`). A request goes from the
+/// loop that read its frame to Redis and its completion runs there, with no thread hand-off and no
+/// wake-up of another thread on the way. hiredis's reader parses the replies from the bytes NIO
+/// read (`redisReaderFeed`); the commands are encoded as RESP straight into the channel's buffer.
+///
+/// Made once for a group, before any request: the table of loops is fixed from then on, so
+/// finding a loop's connection takes no lock.
+final class LoopConnections: Sendable {
+    private let byLoop: [ObjectIdentifier: LoopConnection]
+
+    /// Made by `client` at the end of its init (the connections refer back to it, unowned: the
+    /// client owns them).
+    init(group: any EventLoopGroup, endpoint: RedisEndpoint, client: RedisClient) {
+        var byLoop: [ObjectIdentifier: LoopConnection] = [:]
+        for (index, loop) in group.makeIterator().enumerated() {
+            byLoop[ObjectIdentifier(loop)] = LoopConnection(loop: loop, endpoint: endpoint, client: client, index: index)
+        }
+        self.byLoop = byLoop
+    }
+
+    /// The connection of `loop`, nil if `loop` is not one of the group's.
+    func connection(for loop: any EventLoop) -> LoopConnection? { byLoop[ObjectIdentifier(loop)] }
+
+    /// Sends what is queued, then closes every connection; later requests fail with `.shutdown`.
+    func shutdown() {
+        for connection in byLoop.values { connection.shutdown() }
+    }
+}
+
+/// The life of one loop's connection to Redis: an explicit state, changed only on its loop.
+enum LoopConnectionState {
+    /// No connection: the next request makes one.
+    case idle
+    /// The last attempt to connect failed: requests fail at once until `retryAt`, then the next
+    /// one connects again; sooner if another connection of the client has connected since
+    /// (`connects` was the client's count of connections made when this one failed): Redis is back.
+    case backingOff(retryAt: NIODeadline, connects: Int)
+    /// Connecting (and selecting the database): requests wait in the queue.
+    case connecting(generation: Int)
+    /// Connected. At most one round trip is in flight; what arrives meanwhile waits in the queue and
+    /// goes as the next round trip, all of it in one write.
+    case ready(any Channel, generation: Int)
+    /// Shut down: every request fails with `.shutdown`.
+    case closed
+}
+
+/// One event loop's connection to Redis (see `LoopConnections`). Every property is touched only on
+/// `loop`; requests submitted from another thread hop to it first.
+final class LoopConnection: @unchecked Sendable {
+    let loop: any EventLoop
+    let endpoint: RedisEndpoint
+    private unowned let client: RedisClient
+    private let index: Int
+    private var state = LoopConnectionState.idle {
+        // While connecting or connected, channel events and timers may still call in after the
+        // client's last user let it go: the connection keeps its client alive until then.
+        didSet {
+            switch state {
+            case .connecting, .ready: retained = client
+            case .idle, .backingOff, .closed: retained = nil
+            }
+        }
+    }
+    private var retained: RedisClient?
+    /// Requests waiting to be sent: the priority lane before the others (`RedisLane`).
+    private var priority: [Pending] = []
+    private var queued: [Pending] = []
+    private var watch = QueueDelayWatch()
+    /// The round trip written and not yet fully answered.
+    private var inFlight: RoundTrip?
+    /// A task to send what is queued is on the loop's queue: everything submitted in this pass of
+    /// the loop (every frame of one read) goes out in one write.
+    private var sendScheduled = false
+    /// Shutting down: nothing more is taken; the connection closes once the queue is sent.
+    private var draining = false
+    /// Counts the channels made, so that an event of a channel already given up is ignored.
+    private var generation = 0
+    private var backoffMs = 0
+    /// The one timer watching the round trip in flight against the I/O timeout.
+    private var ioTimer: Scheduled<Void>?
+    /// hiredis's reader for the current channel, building replies with `builder`.
+    private var reader: UnsafeMutablePointer<redisReader>?
+    private let builder = ReplyBuilder()
+    /// The RESP of a round trip, encoded here and written as one buffer.
+    private var outgoing: [UInt8] = []
+
+    init(loop: any EventLoop, endpoint: RedisEndpoint, client: RedisClient, index: Int) {
+        self.loop = loop
+        self.endpoint = endpoint
+        self.client = client
+        self.index = index
+    }
+
+    deinit {
+        if let reader { redisReaderFree(reader) }
+    }
+
+    /// Takes a request; its completion runs on this loop.
+    func submit(_ item: Pending) {
+        if loop.inEventLoop {
+            enqueue(item)
+        } else {
+            // The client, held until the request is queued: its caller may let it go meanwhile.
+            loop.execute { [client] in
+                withExtendedLifetime(client) { self.enqueue(item) }
+            }
+        }
+    }
+
+    func shutdown() {
+        loop.execute { [client] in
+            withExtendedLifetime(client) {}
+            self.draining = true
+            self.closeIfDrained()
+        }
+    }
+
+    private func enqueue(_ item: Pending) {
+        if draining {
+            return item.completion(.failure(RedisError(.shutdown, "redis client is shut down")))
+        }
+        switch state {
+        case .closed:
+            return item.completion(.failure(RedisError(.shutdown, "redis client is shut down")))
+        case .backingOff(let retryAt, let connects)
+        where NIODeadline.now() < retryAt && client.stats.connects.load(ordering: .relaxed) == connects:
+            return item.completion(.failure(RedisError(.connectionFailed, "redis at \(endpoint) is unreachable")))
+        case .idle, .backingOff:
+            push(item)
+            connect()
+        case .connecting:
+            push(item)
+        case .ready:
+            push(item)
+            scheduleSend()
+        }
+    }
+
+    private func push(_ item: Pending) {
+        if item.lane == .priority { priority.append(item) } else { queued.append(item) }
+    }
+
+    private func scheduleSend() {
+        guard inFlight == nil, !sendScheduled else { return }
+        sendScheduled = true
+        loop.execute {
+            self.sendScheduled = false
+            self.sendQueued()
+        }
+    }
+
+    // MARK: Connecting
+
+    private func connect() {
+        generation += 1
+        let generation = generation
+        state = .connecting(generation: generation)
+        let config = client.configuration
+        let bootstrap = ClientBootstrap(group: loop)
+            .connectTimeout(.milliseconds(Int64(config.connectTimeoutMs)))
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(LoopConnectionHandler(connection: self, generation: generation))
+                }
+            }
+        let connected: EventLoopFuture<any Channel>
+        switch endpoint {
+        case .tcp(let host, let port, _):
+            connected = bootstrap
+                .channelOption(.socketOption(.tcp_nodelay), value: 1)
+                .channelOption(.socketOption(.so_keepalive), value: 1)
+                .connect(host: host, port: port)
+        case .unix(let path, _):
+            connected = bootstrap.connect(unixDomainSocketPath: path)
+        }
+        connected.hop(to: loop).whenComplete { result in
+            switch result {
+            case .success(let channel): self.connected(channel, generation: generation)
+            case .failure(let error): self.connectFailed("\(error)", generation: generation)
+            }
+        }
+    }
+
+    private func connected(_ channel: any Channel, generation: Int) {
+        guard case .connecting(let current) = state, current == generation else {
+            // Shut down (or given up) while connecting.
+            channel.close(promise: nil)
+            return
+        }
+        if let reader { redisReaderFree(reader) }
+        builder.reset()
+        reader = redisReaderCreateWithFunctions(ReplyBuilder.functions)
+        if let reader { builder.install(on: reader) }
+        state = .ready(channel, generation: generation)
+        guard endpoint.db != 0 else { return established() }
+        // The database first, before any request: a SELECT of its own.
+        let select = RoundTrip(
+            commands: 1,
+            completion: { replies in
+                if case .error(let e) = replies[0] {
+                    self.connectFailed("SELECT \(self.endpoint.db): \(e)", generation: generation)
+                } else {
+                    self.established()
+                }
+            },
+            failure: { error in self.connectFailed("SELECT \(self.endpoint.db): \(error)", generation: generation) })
+        write([RedisCommand("SELECT", String(endpoint.db))], as: select)
+    }
+
+    private func established() {
+        backoffMs = 0
+        client.stats.connects.add(1, ordering: .relaxed)
+        client.stats.connected.store(1, ordering: .relaxed)
+        client.log.info("redis connected", metadata: ["endpoint": "\(endpoint)", "loop": "\(index)"])
+        sendQueued()
+    }
+
+    /// The connection could not be made: everything queued fails unsent, and requests fail at once
+    /// until the backoff has passed.
+    private func connectFailed(_ reason: String, generation: Int) {
+        let client = self.client  // alive to the end, whatever the state becomes
+        switch state {
+        case .connecting(let current) where current == generation: break
+        case .ready(let channel, let current) where current == generation: channel.close(promise: nil)
+        default: return
+        }
+        inFlight = nil
+        ioTimer?.cancel()
+        ioTimer = nil
+        let config = client.configuration
+        backoffMs = backoffMs == 0 ? config.minBackoffMs : min(backoffMs * 2, config.maxBackoffMs)
+        state = .backingOff(retryAt: .now() + .milliseconds(Int64(backoffMs)), connects: client.stats.connects.load(ordering: .relaxed))
+        client.stats.connectionErrors.add(1, ordering: .relaxed)
+        client.log.warning("redis connect failed", metadata: ["error": "\(reason)", "retry_in_ms": "\(backoffMs)", "loop": "\(index)"])
+        failQueued(RedisError(.connectionFailed, "redis at \(endpoint) is unreachable: \(reason)"))
+        closeIfDrained()
+    }
+
+    // MARK: Round trips
+
+    /// Sends everything queued (up to the batch size) as one round trip, if none is in flight.
+    private func sendQueued() {
+        guard case .ready = state, inFlight == nil else { return }
+        if priority.isEmpty && queued.isEmpty { return closeIfDrained() }
+        let batch = take(max: client.configuration.maxBatch)
+        let (live, refused) = client.unexpired(batch, now: .now())
+        for (item, error) in refused { item.completion(.failure(error)) }
+        guard !live.isEmpty else { return sendQueued() }
+        let plan = client.plan(live)
+        let commands = plan.commands
+        client.stats.roundTrips.add(1, ordering: .relaxed)
+        client.stats.commands.add(commands.count, ordering: .relaxed)
+        let started = ContinuousClock.now
+        let trip = RoundTrip(
+            commands: commands.count,
+            completion: { replies in
+                let elapsed = ContinuousClock.now - started
+                self.client.stats.record(roundTrip: elapsed)
+                self.client.configuration.onRoundTrip?(live.count, elapsed)
+                self.reloadingScripts(replies, of: commands) { replies in
+                    for (i, item) in live.enumerated() {
+                        item.completion(.success(plan.replies(of: i, count: item.commands.count, in: replies)))
+                    }
+                }
+            },
+            failure: { error in
+                for item in live { item.completion(.failure(error)) }
+            })
+        write(commands, as: trip)
+    }
+
+    /// Takes what is queued, the priority lane first, with the queue's CoDel verdict.
+    private func take(max: Int) -> Batch {
+        var out: [Pending] = []
+        if priority.count <= max {
+            swap(&out, &priority)
+        } else {
+            out = Array(priority.prefix(max))
+            priority.removeFirst(max)
+        }
+        let room = max - out.count
+        var oldest: Pending?
+        if room > 0 && !queued.isEmpty {
+            oldest = queued[0]
+            if queued.count <= room {
+                if out.isEmpty { swap(&out, &queued) } else { out.append(contentsOf: queued); queued.removeAll(keepingCapacity: true) }
+            } else {
+                out.append(contentsOf: queued.prefix(room))
+                queued.removeFirst(room)
+            }
+        }
+        return watch.batch(out, oldest: oldest, now: .now(), stats: client.stats)
+    }
+
+    /// Heals NOSCRIPT replies (Redis lost its script cache: restart, SCRIPT FLUSH): every
+    /// registered script is loaded and the refused commands run again, in one more round trip,
+    /// before `deliver` gets the replies. A NOSCRIPT reply means the command did not run.
+    private func reloadingScripts(_ replies: [RedisValue], of commands: [RedisCommand], deliver: @escaping ([RedisValue]) -> Void) {
+        let missing = replies.indices.filter { if case .error(let e) = replies[$0] { e.hasPrefix("NOSCRIPT") } else { false } }
+        guard !missing.isEmpty else { return deliver(replies) }
+        client.stats.scriptReloads.add(1, ordering: .relaxed)
+        let loads = client.registeredScripts().map(\.loadCommand)
+        let again = RoundTrip(
+            commands: loads.count + missing.count,
+            completion: { retried in
+                var replies = replies
+                for (i, index) in missing.enumerated() { replies[index] = retried[loads.count + i] }
+                deliver(replies)
+            },
+            failure: { error in
+                // The first round trip's other commands ran; the refused ones may have run now.
+                deliver(replies.indices.map { missing.contains($0) ? .error("ERR \(error)") : replies[$0] })
+            })
+        write(loads + missing.map { commands[$0] }, as: again)
+    }
+
+    /// Writes `commands` as one buffer; `trip` gets their replies.
+    private func write(_ commands: [RedisCommand], as trip: RoundTrip) {
+        guard case .ready(let channel, _) = state else { return trip.failure(RedisError(.connectionFailed, "not connected")) }
+        outgoing.removeAll(keepingCapacity: true)
+        for command in commands { command.encodeRESP(into: &outgoing) }
+        var buffer = channel.allocator.buffer(capacity: outgoing.count)
+        buffer.writeBytes(outgoing)
+        inFlight = trip
+        armTimer()
+        channel.writeAndFlush(buffer, promise: nil)
+    }
+
+    /// Bytes read from Redis: every reply they complete goes to the round trip in flight.
+    fileprivate func received(_ bytes: ByteBuffer, generation: Int) {
+        guard case .ready(_, let current) = state, current == generation, let reader else { return }
+        let fed = bytes.withUnsafeReadableBytes { raw in
+            redisReaderFeed(reader, raw.baseAddress?.assumingMemoryBound(to: CChar.self), raw.count)
+        }
+        guard fed == REDIS_OK else { return lost("reply unreadable", generation: generation) }
+        while true {
+            var raw: UnsafeMutableRawPointer?
+            guard redisReaderGetReply(reader, &raw) == REDIS_OK else { return lost("reply unreadable", generation: generation) }
+            guard raw != nil, let reply = builder.take() else { return }
+            guard let trip = inFlight else { return lost("a reply nobody asked for", generation: generation) }
+            trip.replies.append(reply)
+            if trip.replies.count == trip.commands {
+                inFlight = nil
+                trip.completion(trip.replies)
+                // The completion may have sent a round trip of its own (scripts reloaded).
+                if inFlight == nil { sendQueued() }
+            }
+            // A completion may have lost or replaced the connection.
+            guard case .ready(_, let now) = state, now == generation else { return }
+        }
+    }
+
+    /// The connection broke, timed out or answered nonsense: the round trip in flight fails with
+    /// `connectionLost` (it may or may not have run); what is queued waits for a new connection.
+    fileprivate func lost(_ reason: String, generation: Int) {
+        let client = self.client  // alive to the end, whatever the state becomes
+        guard case .ready(let channel, let current) = state, current == generation else { return }
+        channel.close(promise: nil)
+        state = .idle
+        ioTimer?.cancel()
+        ioTimer = nil
+        client.stats.connected.store(0, ordering: .relaxed)
+        client.stats.connectionErrors.add(1, ordering: .relaxed)
+        client.log.warning("redis connection lost", metadata: ["error": "\(reason)", "endpoint": "\(endpoint)", "loop": "\(index)"])
+        if let trip = inFlight {
+            inFlight = nil
+            trip.failure(RedisError(.connectionLost, "\(reason) on \(endpoint)"))
+        }
+        if draining {
+            failQueued(RedisError(.shutdown, "redis client is shut down"))
+            state = .closed
+        } else if !priority.isEmpty || !queued.isEmpty {
+            connect()
+        }
+    }
+
+    private func failQueued(_ error: RedisError) {
+        let items = priority + queued
+        priority.removeAll()
+        queued.removeAll()
+        for item in items { item.completion(.failure(error)) }
+    }
+
+    /// One timer per connection, not per round trip: it fires when the round trip in flight could
+    /// first have outlived the I/O timeout, and re-arms for the one in flight then.
+    private func armTimer() {
+        guard ioTimer == nil, let trip = inFlight else { return }
+        let timeout = TimeAmount.milliseconds(Int64(client.configuration.ioTimeoutMs))
+        ioTimer = loop.scheduleTask(deadline: trip.started + timeout) {
+            self.ioTimer = nil
+            guard let trip = self.inFlight, case .ready(_, let generation) = self.state else { return }
+            if NIODeadline.now() - trip.started >= timeout {
+                self.lost("timed out", generation: generation)
+            } else {
+                self.armTimer()
+            }
+        }
+    }
+
+    private func closeIfDrained() {
+        let client = self.client  // alive to the end, whatever the state becomes
+        guard draining, inFlight == nil, priority.isEmpty, queued.isEmpty else { return }
+        if case .ready(let channel, _) = state { channel.close(promise: nil) }
+        if case .ready = state { client.stats.connected.store(0, ordering: .relaxed) }
+        ioTimer?.cancel()
+        ioTimer = nil
+        state = .closed
+    }
+}
+
+/// A round trip written and waiting for its replies, one per command, in order.
+private final class RoundTrip {
+    let commands: Int
+    let started = NIODeadline.now()
+    var replies: [RedisValue] = []
+    let completion: ([RedisValue]) -> Void
+    let failure: (RedisError) -> Void
+
+    init(commands: Int, completion: @escaping ([RedisValue]) -> Void, failure: @escaping (RedisError) -> Void) {
+        self.commands = commands
+        self.completion = completion
+        self.failure = failure
+        replies.reserveCapacity(commands)
+    }
+}
+
+/// Passes a channel's reads and its end to its `LoopConnection`, tagged with the channel's
+/// generation.
+private final class LoopConnectionHandler: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
+    let connection: LoopConnection
+    let generation: Int
+
+    init(connection: LoopConnection, generation: Int) {
+        self.connection = connection
+        self.generation = generation
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        connection.received(unwrapInboundIn(data), generation: generation)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        connection.lost("connection closed by the server", generation: generation)
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        connection.lost("\(error)", generation: generation)
+        context.close(promise: nil)
+    }
+}
