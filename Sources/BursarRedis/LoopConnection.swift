@@ -2,6 +2,7 @@ import CHiredis
 import Logging
 import NIOCore
 import NIOPosix
+import Synchronization
 
 /// Redis connections that live on event loops: one non-blocking connection per loop of a group,
 /// serving the requests submitted `on:` that loop (`RedisClient.submit`). A request goes from the
@@ -24,8 +25,16 @@ final class LoopConnections: Sendable {
         self.byLoop = byLoop
     }
 
+    /// Connects every loop's connection now, ahead of the first request.
+    func start() {
+        for connection in byLoop.values { connection.start() }
+    }
+
     /// The connection of `loop`, nil if `loop` is not one of the group's.
     func connection(for loop: any EventLoop) -> LoopConnection? { byLoop[ObjectIdentifier(loop)] }
+
+    /// How many of the connections are connected.
+    var ready: Int { byLoop.values.reduce(0) { $0 + ($1.isReady.load(ordering: .relaxed) ? 1 : 0) } }
 
     /// Sends what is queued, then closes every connection; later requests fail with `.shutdown`.
     func shutdown() {
@@ -35,13 +44,14 @@ final class LoopConnections: Sendable {
 
 /// The life of one loop's connection to Redis: an explicit state, changed only on its loop.
 enum LoopConnectionState {
-    /// No connection: the next request makes one.
+    /// No connection: the next request starts making one (and goes through the client's threads).
     case idle
-    /// The last attempt to connect failed: requests fail at once until `retryAt`, then the next
-    /// one connects again; sooner if another connection of the client has connected since
-    /// (`connects` was the client's count of connections made when this one failed): Redis is back.
+    /// The last attempt to connect failed: requests go through the client's threads, and the next
+    /// one after `retryAt` connects again; sooner if another connection of the client has
+    /// connected since (`connects` was the client's count of connections made when this one
+    /// failed): Redis is back.
     case backingOff(retryAt: NIODeadline, connects: Int)
-    /// Connecting (and selecting the database): requests wait in the queue.
+    /// Connecting (and selecting the database): requests go through the client's threads.
     case connecting(generation: Int)
     /// Connected. At most one round trip is in flight; what arrives meanwhile waits in the queue and
     /// goes as the next round trip, all of it in one write.
@@ -65,13 +75,14 @@ final class LoopConnection: @unchecked Sendable {
             case .connecting, .ready: retained = client
             case .idle, .backingOff, .closed: retained = nil
             }
+            if case .ready = state { isReady.store(true, ordering: .relaxed) } else { isReady.store(false, ordering: .relaxed) }
         }
     }
     private var retained: RedisClient?
-    /// Requests waiting to be sent: the priority lane before the others (`RedisLane`).
-    private var priority: [Pending] = []
-    private var queued: [Pending] = []
-    private var watch = QueueDelayWatch()
+    /// Whether `state` is `ready`, for readers on other threads (tests, metrics).
+    let isReady = Atomic<Bool>(false)
+    /// Requests waiting to be sent.
+    private var lanes = RequestLanes()
     /// The round trip written and not yet fully answered.
     private var inFlight: RoundTrip?
     /// A task to send what is queued is on the loop's queue: everything submitted in this pass of
@@ -101,7 +112,10 @@ final class LoopConnection: @unchecked Sendable {
         if let reader { redisReaderFree(reader) }
     }
 
-    /// Takes a request; its completion runs on this loop.
+    /// Takes a request; its completion runs on this loop. Until the connection is made (at start,
+    /// after a loss, while Redis cannot be reached) the request goes through the client's threads
+    /// instead, which have connections of their own: a request never waits for this connection
+    /// to be made, nor fails because it is not.
     func submit(_ item: Pending) {
         if loop.inEventLoop {
             enqueue(item)
@@ -128,22 +142,26 @@ final class LoopConnection: @unchecked Sendable {
         switch state {
         case .closed:
             return item.completion(.failure(RedisError(.shutdown, "redis client is shut down")))
+        case .ready:
+            lanes.push(item)
+            scheduleSend()
         case .backingOff(let retryAt, let connects)
         where NIODeadline.now() < retryAt && client.stats.connects.load(ordering: .relaxed) == connects:
-            return item.completion(.failure(RedisError(.connectionFailed, "redis at \(endpoint) is unreachable")))
+            client.sendThroughThreads(item)
         case .idle, .backingOff:
-            push(item)
             connect()
+            client.sendThroughThreads(item)
         case .connecting:
-            push(item)
-        case .ready:
-            push(item)
-            scheduleSend()
+            client.sendThroughThreads(item)
         }
     }
 
-    private func push(_ item: Pending) {
-        if item.lane == .priority { priority.append(item) } else { queued.append(item) }
+    /// Starts connecting, if nothing has yet.
+    func start() {
+        loop.execute { [client] in
+            withExtendedLifetime(client) {}
+            if case .idle = self.state, !self.draining { self.connect() }
+        }
     }
 
     private func scheduleSend() {
@@ -221,8 +239,8 @@ final class LoopConnection: @unchecked Sendable {
         sendQueued()
     }
 
-    /// The connection could not be made: everything queued fails unsent, and requests fail at once
-    /// until the backoff has passed.
+    /// The connection could not be made: requests go through the client's threads until the
+    /// backoff has passed.
     private func connectFailed(_ reason: String, generation: Int) {
         let client = self.client  // alive to the end, whatever the state becomes
         switch state {
@@ -238,7 +256,11 @@ final class LoopConnection: @unchecked Sendable {
         state = .backingOff(retryAt: .now() + .milliseconds(Int64(backoffMs)), connects: client.stats.connects.load(ordering: .relaxed))
         client.stats.connectionErrors.add(1, ordering: .relaxed)
         client.log.warning("redis connect failed", metadata: ["error": "\(reason)", "retry_in_ms": "\(backoffMs)", "loop": "\(index)"])
-        failQueued(RedisError(.connectionFailed, "redis at \(endpoint) is unreachable: \(reason)"))
+        if draining {
+            failQueued(RedisError(.shutdown, "redis client is shut down"))
+        } else {
+            for item in lanes.removeAll() { client.sendThroughThreads(item) }
+        }
         closeIfDrained()
     }
 
@@ -247,8 +269,8 @@ final class LoopConnection: @unchecked Sendable {
     /// Sends everything queued (up to the batch size) as one round trip, if none is in flight.
     private func sendQueued() {
         guard case .ready = state, inFlight == nil else { return }
-        if priority.isEmpty && queued.isEmpty { return closeIfDrained() }
-        let batch = take(max: client.configuration.maxBatch)
+        if lanes.isEmpty { return closeIfDrained() }
+        let batch = lanes.take(max: client.configuration.maxBatch, stats: client.stats)
         let (live, refused) = client.unexpired(batch, now: .now())
         for (item, error) in refused { item.completion(.failure(error)) }
         guard !live.isEmpty else { return sendQueued() }
@@ -273,29 +295,6 @@ final class LoopConnection: @unchecked Sendable {
                 for item in live { item.completion(.failure(error)) }
             })
         write(commands, as: trip)
-    }
-
-    /// Takes what is queued, the priority lane first, with the queue's CoDel verdict.
-    private func take(max: Int) -> Batch {
-        var out: [Pending] = []
-        if priority.count <= max {
-            swap(&out, &priority)
-        } else {
-            out = Array(priority.prefix(max))
-            priority.removeFirst(max)
-        }
-        let room = max - out.count
-        var oldest: Pending?
-        if room > 0 && !queued.isEmpty {
-            oldest = queued[0]
-            if queued.count <= room {
-                if out.isEmpty { swap(&out, &queued) } else { out.append(contentsOf: queued); queued.removeAll(keepingCapacity: true) }
-            } else {
-                out.append(contentsOf: queued.prefix(room))
-                queued.removeFirst(room)
-            }
-        }
-        return watch.batch(out, oldest: oldest, now: .now(), stats: client.stats)
     }
 
     /// Heals NOSCRIPT replies (Redis lost its script cache: restart, SCRIPT FLUSH): every
@@ -357,7 +356,8 @@ final class LoopConnection: @unchecked Sendable {
     }
 
     /// The connection broke, timed out or answered nonsense: the round trip in flight fails with
-    /// `connectionLost` (it may or may not have run); what is queued waits for a new connection.
+    /// `connectionLost` (it may or may not have run); what is queued goes through the client's
+    /// threads while a new connection is made.
     fileprivate func lost(_ reason: String, generation: Int) {
         let client = self.client  // alive to the end, whatever the state becomes
         guard case .ready(let channel, let current) = state, current == generation else { return }
@@ -375,16 +375,15 @@ final class LoopConnection: @unchecked Sendable {
         if draining {
             failQueued(RedisError(.shutdown, "redis client is shut down"))
             state = .closed
-        } else if !priority.isEmpty || !queued.isEmpty {
+        } else {
+            // What was waiting behind the lost round trip was never sent: the threads send it.
+            for item in lanes.removeAll() { client.sendThroughThreads(item) }
             connect()
         }
     }
 
     private func failQueued(_ error: RedisError) {
-        let items = priority + queued
-        priority.removeAll()
-        queued.removeAll()
-        for item in items { item.completion(.failure(error)) }
+        for item in lanes.removeAll() { item.completion(.failure(error)) }
     }
 
     /// One timer per connection, not per round trip: it fires when the round trip in flight could
@@ -405,7 +404,7 @@ final class LoopConnection: @unchecked Sendable {
 
     private func closeIfDrained() {
         let client = self.client  // alive to the end, whatever the state becomes
-        guard draining, inFlight == nil, priority.isEmpty, queued.isEmpty else { return }
+        guard draining, inFlight == nil, lanes.isEmpty else { return }
         if case .ready(let channel, _) = state { channel.close(promise: nil) }
         if case .ready = state { client.stats.connected.store(0, ordering: .relaxed) }
         ioTimer?.cancel()

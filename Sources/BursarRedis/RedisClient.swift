@@ -225,6 +225,7 @@ final class LoopTable: @unchecked Sendable {
         }
         if let group = configuration.eventLoops, case .server(let endpoint) = configuration.target {
             loops.connections = LoopConnections(group: group, endpoint: endpoint, client: self)
+            loops.connections?.start()
         }
     }
 
@@ -341,11 +342,19 @@ final class LoopTable: @unchecked Sendable {
         if let loop, let connection = loops.connections?.connection(for: loop) {
             return connection.submit(item)
         }
+        sendThroughThreads(item)
+    }
+
+    /// Queues `item` for the connection threads.
+    func sendThroughThreads(_ item: Pending) {
         if !queue.push(item) {
             let failure = RedisError(.shutdown, "redis client is shut down")
-            if let loop { loop.execute { completion(.failure(failure)) } } else { completion(.failure(failure)) }
+            if let loop = item.loop { loop.execute { item.completion(.failure(failure)) } } else { item.completion(.failure(failure)) }
         }
     }
+
+    /// How many event loops' own connections are connected (`RedisClientConfiguration.eventLoops`).
+    var loopConnectionsReady: Int { loops.connections?.ready ?? 0 }
 
     /// Sends commands in one round trip and completes a promise on its event loop.
     public func send(_ commands: [RedisCommand], deadline: NIODeadline, promise: EventLoopPromise<[RedisValue]>) {
@@ -648,13 +657,11 @@ struct QueueDelayWatch {
 /// shed instead of sent, until a request comes out within the target or the queue runs empty.
 final class WorkQueue: @unchecked Sendable {
     private let condition = NSCondition()
-    private var priority: [Pending] = []
-    private var items: [Pending] = []
+    private var lanes: RequestLanes
     private var closed = false
-    private var watch: QueueDelayWatch
 
     init(target: TimeAmount = .milliseconds(5), interval: TimeAmount = .milliseconds(100)) {
-        watch = QueueDelayWatch(target: target, interval: interval)
+        lanes = RequestLanes(watch: QueueDelayWatch(target: target, interval: interval))
     }
 
     /// False once closed.
@@ -662,7 +669,7 @@ final class WorkQueue: @unchecked Sendable {
         condition.lock()
         defer { condition.unlock() }
         if closed { return false }
-        if item.lane == .priority { priority.append(item) } else { items.append(item) }
+        lanes.push(item)
         condition.signal()
         return true
     }
@@ -671,15 +678,47 @@ final class WorkQueue: @unchecked Sendable {
     var count: Int {
         condition.lock()
         defer { condition.unlock() }
-        return priority.count + items.count
+        return lanes.count
     }
 
     /// Blocks for work; nil once closed and drained.
     func take(max: Int, stats: RedisClientStats) -> Batch? {
         condition.lock()
         defer { condition.unlock() }
-        while priority.isEmpty && items.isEmpty && !closed { condition.wait() }
-        if priority.isEmpty && items.isEmpty { return nil }
+        while lanes.isEmpty && !closed { condition.wait() }
+        if lanes.isEmpty { return nil }
+        return lanes.take(max: max, stats: stats)
+    }
+
+    func close() {
+        condition.lock()
+        closed = true
+        condition.broadcast()
+        condition.unlock()
+    }
+}
+
+/// The requests waiting for a connection, in two lanes (`RedisLane`: the priority lane is taken
+/// before the others), with CoDel watching the ordinary lanes' delay. Kept under a lock by the
+/// threads' `WorkQueue`, and on its loop by a `LoopConnection`.
+struct RequestLanes {
+    private var priority: [Pending] = []
+    private var items: [Pending] = []
+    private var watch: QueueDelayWatch
+
+    init(watch: QueueDelayWatch = QueueDelayWatch()) {
+        self.watch = watch
+    }
+
+    var isEmpty: Bool { priority.isEmpty && items.isEmpty }
+    var count: Int { priority.count + items.count }
+
+    mutating func push(_ item: Pending) {
+        if item.lane == .priority { priority.append(item) } else { items.append(item) }
+    }
+
+    /// Takes up to `max` requests, the priority lane first, with the CoDel verdict on them.
+    mutating func take(max: Int, stats: RedisClientStats) -> Batch {
         var out: [Pending] = []
         if priority.count <= max {
             swap(&out, &priority)
@@ -701,11 +740,13 @@ final class WorkQueue: @unchecked Sendable {
         return watch.batch(out, oldest: oldest, now: .now(), stats: stats)
     }
 
-    func close() {
-        condition.lock()
-        closed = true
-        condition.broadcast()
-        condition.unlock()
+    /// Takes everything, for failing it.
+    mutating func removeAll() -> [Pending] {
+        defer {
+            priority.removeAll()
+            items.removeAll()
+        }
+        return priority + items
     }
 }
 

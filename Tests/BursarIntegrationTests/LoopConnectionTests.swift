@@ -7,8 +7,9 @@ import Synchronization
 import Testing
 
 /// The event loops' own Redis connections (`LoopConnections`), against a real redis-server: each
-/// loop's requests go through its own connection and complete on it; a stall, a stop, a restart
-/// and a shutdown each end the way the threaded connections' do.
+/// loop's requests go through its own connection and complete on it (through the threads while
+/// it is being made); a stall, a stop, a restart and a shutdown each end the way the threaded
+/// connections' do.
 @Suite("Redis connections on event loops")
 struct LoopConnectionTests {
     static let group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
@@ -32,6 +33,13 @@ struct LoopConnectionTests {
         }
     }
 
+    /// Waits until every loop's connection is made (they connect at start; until then, and
+    /// while one is re-made, their requests go through the threads).
+    static func ready(_ client: RedisClient) async throws {
+        for _ in 0..<500 where client.loopConnectionsReady < 2 { try await Task.sleep(for: .milliseconds(10)) }
+        #expect(client.loopConnectionsReady == 2)
+    }
+
     static func clientID(_ client: RedisClient, on loop: (any EventLoop)?) async throws -> Int64 {
         let (result, _) = await send(client, [RedisCommand("CLIENT", "ID")], on: loop)
         return try #require(try result.get()[0].int)
@@ -45,6 +53,7 @@ struct LoopConnectionTests {
         defer { client.shutdown() }
         let loops = Array(Self.group.makeIterator())
         #expect(loops.count == 2)
+        try await Self.ready(client)
         let a1 = try await Self.clientID(client, on: loops[0])
         let a2 = try await Self.clientID(client, on: loops[0])
         let b = try await Self.clientID(client, on: loops[1])
@@ -69,7 +78,7 @@ struct LoopConnectionTests {
         let client = Self.client(server.endpoint)
         defer { client.shutdown() }
         let loop = Self.group.next()
-        _ = try await Self.clientID(client, on: loop)  // connected
+        try await Self.ready(client)
         let tripsBefore = client.stats.roundTrips.load(ordering: .relaxed)
         let replies = Mutex<[Int64]>([])
         let done = loop.makePromise(of: Void.self)
@@ -108,6 +117,7 @@ struct LoopConnectionTests {
         let client = Self.client(server.endpoint, ioTimeoutMs: 300)
         defer { client.shutdown() }
         let loop = Self.group.next()
+        try await Self.ready(client)
         let before = try await Self.clientID(client, on: loop)
         server.signal(SIGSTOP)
         let started = ContinuousClock.now
@@ -117,20 +127,25 @@ struct LoopConnectionTests {
         #expect(throws: RedisError.self) { try r.get() }
         if case .failure(let e) = r { #expect(e.code == .connectionLost && !e.certainlyNotExecuted, "\(e)") }
         #expect(took >= .milliseconds(290) && took < .seconds(3), "\(took)")
+        try await Self.ready(client)
         let after = try await Self.clientID(client, on: loop)
         #expect(after != before, "a new connection after the timeout")
     }
 
-    @Test("Redis stopped: requests fail at once as not sent; restarted: the connection is made again")
+    @Test("Redis stopped: requests fail at once and never hang; restarted: the loops' connections are made again")
     func stopAndRestart() async throws {
         let server = try RedisServerProcess.ephemeral()
         defer { server.stop() }
         let client = Self.client(server.endpoint)
         defer { client.shutdown() }
         let loop = Self.group.next()
-        _ = try await Self.clientID(client, on: loop)
+        try await Self.ready(client)
         server.stop()
+        // The loops see their connections end (the server closed them) and cannot make new ones.
+        for _ in 0..<500 where client.loopConnectionsReady > 0 { try await Task.sleep(for: .milliseconds(10)) }
+        #expect(client.loopConnectionsReady == 0)
         var codes: [RedisError.Code] = []
+        let failing = ContinuousClock.now
         for _ in 0..<3 {
             let (r, onLoop) = await Self.send(client, [RedisCommand("PING")], on: loop)
             #expect(onLoop)
@@ -140,6 +155,7 @@ struct LoopConnectionTests {
         // with Redis gone, every request fails, and never hangs.
         #expect(codes.count == 3, "\(codes)")
         #expect(codes.allSatisfy { $0 == .connectionFailed || $0 == .connectionLost }, "\(codes)")
+        #expect(ContinuousClock.now - failing < .seconds(3))
         try server.start(appendOnly: false)
         var answered = false
         for _ in 0..<100 {
@@ -148,6 +164,12 @@ struct LoopConnectionTests {
             try await Task.sleep(for: .milliseconds(20))
         }
         #expect(answered)
+        // The loops' connections are made again by their next requests.
+        for _ in 0..<500 where client.loopConnectionsReady < 2 {
+            for l in Self.group.makeIterator() { _ = await Self.send(client, [RedisCommand("PING")], on: l) }
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        #expect(client.loopConnectionsReady == 2)
     }
 
     @Test("after shutdown, requests on a loop fail with shutdown; a deadline passed before sending fails unsent")
