@@ -47,10 +47,8 @@ enum LoopConnectionState {
     /// No connection: the next request starts making one (and goes through the client's threads).
     case idle
     /// The last attempt to connect failed: requests go through the client's threads, and the next
-    /// one after `retryAt` connects again; sooner if another connection of the client has
-    /// connected since (`connects` was the client's count of connections made when this one
-    /// failed): Redis is back.
-    case backingOff(retryAt: NIODeadline, connects: Int)
+    /// one once the backoff is over (`ConnectBackoff`) connects again.
+    case backingOff
     /// Connecting (and selecting the database): requests go through the client's threads.
     case connecting(generation: Int)
     /// Connected. At most one round trip is in flight; what arrives meanwhile waits in the queue and
@@ -92,7 +90,7 @@ final class LoopConnection: @unchecked Sendable {
     private var draining = false
     /// Counts the channels made, so that an event of a channel already given up is ignored.
     private var generation = 0
-    private var backoffMs = 0
+    private var backoff = ConnectBackoff()
     /// The one timer watching the round trip in flight against the I/O timeout.
     private var ioTimer: Scheduled<Void>?
     /// hiredis's reader for the current channel, building replies with `builder`.
@@ -137,16 +135,15 @@ final class LoopConnection: @unchecked Sendable {
 
     private func enqueue(_ item: Pending) {
         if draining {
-            return item.completion(.failure(RedisError(.shutdown, "redis client is shut down")))
+            return item.completion(.failure(.clientShutDown))
         }
         switch state {
         case .closed:
-            return item.completion(.failure(RedisError(.shutdown, "redis client is shut down")))
+            return item.completion(.failure(.clientShutDown))
         case .ready:
             lanes.push(item)
             scheduleSend()
-        case .backingOff(let retryAt, let connects)
-        where NIODeadline.now() < retryAt && client.stats.connects.load(ordering: .relaxed) == connects:
+        case .backingOff where backoff.waiting(now: .now(), stats: client.stats):
             client.sendThroughThreads(item)
         case .idle, .backingOff:
             connect()
@@ -232,7 +229,7 @@ final class LoopConnection: @unchecked Sendable {
     }
 
     private func established() {
-        backoffMs = 0
+        backoff.succeeded()
         client.stats.connects.add(1, ordering: .relaxed)
         client.stats.connected.store(1, ordering: .relaxed)
         client.log.info("redis connected", metadata: ["endpoint": "\(endpoint)", "loop": "\(index)"])
@@ -251,13 +248,12 @@ final class LoopConnection: @unchecked Sendable {
         inFlight = nil
         ioTimer?.cancel()
         ioTimer = nil
-        let config = client.configuration
-        backoffMs = backoffMs == 0 ? config.minBackoffMs : min(backoffMs * 2, config.maxBackoffMs)
-        state = .backingOff(retryAt: .now() + .milliseconds(Int64(backoffMs)), connects: client.stats.connects.load(ordering: .relaxed))
+        backoff.failed(now: .now(), configuration: client.configuration, stats: client.stats)
+        state = .backingOff
         client.stats.connectionErrors.add(1, ordering: .relaxed)
-        client.log.warning("redis connect failed", metadata: ["error": "\(reason)", "retry_in_ms": "\(backoffMs)", "loop": "\(index)"])
+        client.log.warning("redis connect failed", metadata: ["error": "\(reason)", "retry_in_ms": "\(backoff.delayMs)", "loop": "\(index)"])
         if draining {
-            failQueued(RedisError(.shutdown, "redis client is shut down"))
+            failQueued(.clientShutDown)
         } else {
             for item in lanes.removeAll() { client.sendThroughThreads(item) }
         }
@@ -301,22 +297,19 @@ final class LoopConnection: @unchecked Sendable {
     /// registered script is loaded and the refused commands run again, in one more round trip,
     /// before `deliver` gets the replies. A NOSCRIPT reply means the command did not run.
     private func reloadingScripts(_ replies: [RedisValue], of commands: [RedisCommand], deliver: @escaping ([RedisValue]) -> Void) {
-        let missing = replies.indices.filter { if case .error(let e) = replies[$0] { e.hasPrefix("NOSCRIPT") } else { false } }
-        guard !missing.isEmpty else { return deliver(replies) }
-        client.stats.scriptReloads.add(1, ordering: .relaxed)
-        let loads = client.registeredScripts().map(\.loadCommand)
+        guard let reload = client.scriptReload(for: replies, of: commands) else { return deliver(replies) }
         let again = RoundTrip(
-            commands: loads.count + missing.count,
+            commands: reload.commands.count,
             completion: { retried in
                 var replies = replies
-                for (i, index) in missing.enumerated() { replies[index] = retried[loads.count + i] }
+                reload.apply(retried, to: &replies)
                 deliver(replies)
             },
             failure: { error in
                 // The first round trip's other commands ran; the refused ones may have run now.
-                deliver(replies.indices.map { missing.contains($0) ? .error("ERR \(error)") : replies[$0] })
+                deliver(replies.indices.map { reload.refused.contains($0) ? .error("ERR \(error)") : replies[$0] })
             })
-        write(loads + missing.map { commands[$0] }, as: again)
+        write(reload.commands, as: again)
     }
 
     /// Writes `commands` as one buffer; `trip` gets their replies.
@@ -373,7 +366,7 @@ final class LoopConnection: @unchecked Sendable {
             trip.failure(RedisError(.connectionLost, "\(reason) on \(endpoint)"))
         }
         if draining {
-            failQueued(RedisError(.shutdown, "redis client is shut down"))
+            failQueued(.clientShutDown)
             state = .closed
         } else {
             // What was waiting behind the lost round trip was never sent: the threads send it.
@@ -405,8 +398,10 @@ final class LoopConnection: @unchecked Sendable {
     private func closeIfDrained() {
         let client = self.client  // alive to the end, whatever the state becomes
         guard draining, inFlight == nil, lanes.isEmpty else { return }
-        if case .ready(let channel, _) = state { channel.close(promise: nil) }
-        if case .ready = state { client.stats.connected.store(0, ordering: .relaxed) }
+        if case .ready(let channel, _) = state {
+            channel.close(promise: nil)
+            client.stats.connected.store(0, ordering: .relaxed)
+        }
         ioTimer?.cancel()
         ioTimer = nil
         state = .closed

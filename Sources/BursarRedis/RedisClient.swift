@@ -138,13 +138,7 @@ public final class RedisClient: Sendable {
     /// Batch scripts by the SHA-1 (as sent, lowercase hex) of the script whose calls they merge.
     private let batches = BatchTable()
     private let logger: Logger
-    /// Where a client keeps its loops' connections: set once, at the end of its init, before any
-/// request can be submitted, and only read after.
-final class LoopTable: @unchecked Sendable {
-    var connections: LoopConnections?
-}
-
-/// Sentinel: the master the sentinels last announced.
+    /// Sentinel: the master the sentinels last announced.
     let announced = AnnouncedMaster()
     /// Requests waiting for a connection (none taken yet): for tests that need to know when a
     /// connection has taken what they submitted.
@@ -348,7 +342,7 @@ final class LoopTable: @unchecked Sendable {
     /// Queues `item` for the connection threads.
     func sendThroughThreads(_ item: Pending) {
         if !queue.push(item) {
-            let failure = RedisError(.shutdown, "redis client is shut down")
+            let failure = RedisError.clientShutDown
             if let loop = item.loop { loop.execute { item.completion(.failure(failure)) } } else { item.completion(.failure(failure)) }
         }
     }
@@ -425,15 +419,77 @@ final class LoopTable: @unchecked Sendable {
     /// every registered script is loaded on `connection` and the refused commands run again. A
     /// NOSCRIPT reply means the command did not run. `commands[i]` is the command of `replies[i]`.
     func reloadScripts(for replies: inout [RedisValue], of commands: [RedisCommand], on connection: RedisConnection) throws(RedisError) {
-        let missing = replies.indices.filter { if case .error(let e) = replies[$0] { e.hasPrefix("NOSCRIPT") } else { false } }
-        guard !missing.isEmpty else { return }
+        guard let reload = scriptReload(for: replies, of: commands) else { return }
+        reload.apply(try connection.pipeline(reload.commands), to: &replies)
+    }
+
+    /// What heals the NOSCRIPT replies among `replies` (the replies to `commands`), nil if there
+    /// are none: the commands to send (every registered script loaded, then the refused commands
+    /// again), and where their replies go. Every kind of connection heals them this way.
+    func scriptReload(for replies: [RedisValue], of commands: [RedisCommand]) -> ScriptReload? {
+        let refused = replies.indices.filter { if case .error(let e) = replies[$0] { e.hasPrefix("NOSCRIPT") } else { false } }
+        guard !refused.isEmpty else { return nil }
         stats.scriptReloads.add(1, ordering: .relaxed)
         let loads = registeredScripts().map(\.loadCommand)
-        let retried = try connection.pipeline(loads + missing.map { commands[$0] })
-        for (i, index) in missing.enumerated() { replies[index] = retried[loads.count + i] }
+        return ScriptReload(refused: refused, commands: loads + refused.map { commands[$0] }, loads: loads.count)
     }
     var log: Logger { logger }
     var work: WorkQueue { queue }
+}
+
+extension RedisError {
+    /// A request submitted after `RedisClient.shutdown()`, or still queued when it came.
+    static var clientShutDown: RedisError { RedisError(.shutdown, "redis client is shut down") }
+}
+
+/// NOSCRIPT replies to heal (`RedisClient.scriptReload`): the commands that load the scripts and
+/// run the refused commands again, and where the second run's replies go.
+struct ScriptReload {
+    /// Indices of the refused commands among the first run's replies.
+    let refused: [Int]
+    /// The scripts' loads, then the refused commands.
+    let commands: [RedisCommand]
+    /// How many of `commands` are loads.
+    let loads: Int
+
+    /// Puts the replies of the refused commands, from `retried` (the replies to `commands`), in
+    /// their places in `replies`.
+    func apply(_ retried: [RedisValue], to replies: inout [RedisValue]) {
+        for (i, index) in refused.enumerated() { replies[index] = retried[loads + i] }
+    }
+}
+
+/// How a connection waits after failing to connect: the delay doubles on each failure (from
+/// `minBackoffMs` up to `maxBackoffMs`) and is over early once another connection of the client
+/// has connected since (Redis is back).
+struct ConnectBackoff {
+    /// The last delay, ms (0 after a success).
+    private(set) var delayMs = 0
+    private var retryAt: NIODeadline = .distantPast
+    /// The client's count of connections made at the last failure.
+    private var connects = 0
+
+    /// Whether a connect should wait still.
+    func waiting(now: NIODeadline, stats: RedisClientStats) -> Bool {
+        now < retryAt && stats.connects.load(ordering: .relaxed) == connects
+    }
+
+    mutating func failed(now: NIODeadline, configuration: RedisClientConfiguration, stats: RedisClientStats) {
+        delayMs = delayMs == 0 ? configuration.minBackoffMs : min(delayMs * 2, configuration.maxBackoffMs)
+        retryAt = now + .milliseconds(Int64(delayMs))
+        connects = stats.connects.load(ordering: .relaxed)
+    }
+
+    mutating func succeeded() { delayMs = 0 }
+
+    /// The next connect goes at once (the connection was closed on purpose, not refused).
+    mutating func retryNow() { retryAt = .distantPast }
+}
+
+/// Where a client keeps its loops' connections: set once, at the end of its init, before any
+/// request can be submitted, and only read after.
+final class LoopTable: @unchecked Sendable {
+    var connections: LoopConnections?
 }
 
 /// Sentinel: the master the sentinels last announced (a promotion or `+switch-master`), and
@@ -755,11 +811,7 @@ private final class Worker: @unchecked Sendable {
     let client: RedisClient
     let index: Int
     var connection: RedisConnection?
-    var backoffMs: Int = 0
-    var retryAt: NIODeadline = .distantPast
-    /// The client's count of connections made when this one last failed to connect: once another
-    /// connection has connected since, Redis is back, and the backoff is over.
-    var connectsAtFailure = 0
+    var backoff = ConnectBackoff()
     /// Sentinel: the announced-switch count when `connection` was made.
     var generation = 0
 
@@ -793,19 +845,19 @@ private final class Worker: @unchecked Sendable {
             if generation != client.announced.generation.load(ordering: .acquiring) {
                 connection.close()
                 client.log.info("redis connection moves to the announced master", metadata: ["endpoint": "\(connection.endpoint)", "connection": "\(index)"])
-                retryAt = .distantPast
+                backoff.retryNow()
             } else if connection.isStale {
                 // The server closed it while it was idle (restarted, or the connection reset):
                 // a new one, instead of a round trip whose outcome could not be known.
                 connection.close()
                 client.log.info("redis connection closed by the server while idle; reconnecting", metadata: ["endpoint": "\(connection.endpoint)", "connection": "\(index)"])
-                retryAt = .distantPast
+                backoff.retryNow()
             } else {
                 return connection
             }
         }
         connection = nil
-        if now < retryAt && client.stats.connects.load(ordering: .relaxed) == connectsAtFailure { return nil }
+        if backoff.waiting(now: now, stats: client.stats) { return nil }
         let config = client.configuration
         do {
             let endpoint: RedisEndpoint
@@ -827,17 +879,15 @@ private final class Worker: @unchecked Sendable {
             let c = try RedisConnection(endpoint: endpoint, connectTimeoutMs: config.connectTimeoutMs, ioTimeoutMs: config.ioTimeoutMs)
             generation = made
             connection = c
-            backoffMs = 0
+            backoff.succeeded()
             client.stats.connects.add(1, ordering: .relaxed)
             client.stats.connected.store(1, ordering: .relaxed)
             client.log.info("redis connected", metadata: ["endpoint": "\(c.endpoint)", "target": "\(config.target)", "connection": "\(index)"])
             return c
         } catch {
-            backoffMs = backoffMs == 0 ? config.minBackoffMs : min(backoffMs * 2, config.maxBackoffMs)
-            retryAt = now + .milliseconds(Int64(backoffMs))
-            connectsAtFailure = client.stats.connects.load(ordering: .relaxed)
+            backoff.failed(now: now, configuration: config, stats: client.stats)
             client.stats.connectionErrors.add(1, ordering: .relaxed)
-            client.log.warning("redis connect failed", metadata: ["error": "\(error)", "retry_in_ms": "\(backoffMs)"])
+            client.log.warning("redis connect failed", metadata: ["error": "\(error)", "retry_in_ms": "\(backoff.delayMs)"])
             return nil
         }
     }
@@ -874,7 +924,7 @@ private final class Worker: @unchecked Sendable {
                 connection.close()
                 self.connection = nil
                 client.stats.connected.store(0, ordering: .relaxed)
-                retryAt = .distantPast
+                backoff.retryNow()
                 if client.announced.isPromoting(current) && waits < 200 {
                     if waits == 0 {
                         client.log.warning("redis server is being promoted; waiting for it", metadata: ["endpoint": "\(current)"])
