@@ -152,10 +152,10 @@ public enum BenchAudit {
     static func waitForResolution(org: UInt64, redis: RedisClient, within limit: Duration) async throws -> (left: Int, ms: Int64) {
         let started = ContinuousClock.now
         let key = Keyspace.undelivered(org)
-        var left = try await redis.send(RedisCommand("ZCARD", key)).int ?? 0
+        var left = try await redis.send(RedisCommand("SCARD", key)).int ?? 0
         while left > 0, ContinuousClock.now - started < limit {
             try await Task.sleep(for: .milliseconds(50))
-            left = try await redis.send(RedisCommand("ZCARD", key)).int ?? 0
+            left = try await redis.send(RedisCommand("SCARD", key)).int ?? 0
         }
         let waited = ContinuousClock.now - started
         return (Int(left), waited.components.seconds * 1000 + waited.components.attoseconds / 1_000_000_000_000_000)

@@ -132,7 +132,7 @@ struct DirectTransport: DecisionTransport {
         let reservation = ReservationID(
             orgID: identity.orgID,
             sequence: ReservationSequence.make(epoch: Self.epoch, counter: Self.counter.wrappingAdd(1, ordering: .relaxed).newValue))
-        let command = limiter.checkCommand(request, identity: identity, sequence: reservation.sequence, epoch: Self.epoch)
+        let command = limiter.checkCommand(request, identity: identity, sequence: reservation.sequence)
         let answer = submit(command) { [limiter] reply -> CheckResult in
             guard case .decided(let result) = try limiter.parseCheck(reply, identity: identity, reservation: reservation) else {
                 throw RedisError(.unexpectedReply, "a fresh sequence was found taken")

@@ -482,7 +482,7 @@ public final class DecisionEngine: Sendable {
     }
 
     private func runCheck(_ request: CheckRequest, _ identity: KeyIdentity, _ attempt: Attempt<CheckResult>) {
-        guard let (sequence, epoch) = self.identity.next() else {
+        guard let (sequence, _) = self.identity.next() else {
             // No epoch yet (Redis has not given one since start): wait for it within the deadline.
             self.identity.whenReady { [self] ready in
                 attempt.loop.execute {
@@ -501,7 +501,7 @@ public final class DecisionEngine: Sendable {
         let submitted = NIODeadline.now()
         attempt.awaitingStore = true
         redis.submit(
-            [limiter.checkCommand(request, identity: identity, sequence: sequence, epoch: epoch)], deadline: attempt.deadline, on: attempt.loop,
+            [limiter.checkCommand(request, identity: identity, sequence: sequence)], deadline: attempt.deadline, on: attempt.loop,
             lane: .sheddable
         ) { [self] result in
             attempt.storeStepEnded()

@@ -93,11 +93,17 @@ public enum Keyspace {
     public static func prompt(_ org: UInt64, _ name: String) -> String { self.org(org) + "prompt:\(name)" }
     /// The organization's audit log (a stream).
     public static func audit(_ org: UInt64) -> String { self.org(org) + "audit" }
-    /// The org's undelivered admissions (a sorted set): each admission a CHECK script made is a
-    /// member (its reservation sequence, decimal) scored by the epoch of the bursard that sent it,
+    /// The org's undelivered admissions (a set): each admission a CHECK script made is a member
+    /// (its reservation sequence, decimal, which holds the epoch of the bursard that sent it),
     /// until that bursard confirms the answer was handed to the client or voids it. What remains of
-    /// a bursard that died is voided by a sweep (SPEC §13.7).
-    public static func undelivered(_ org: UInt64) -> String { self.org(org) + "ud" }
+    /// a bursard that died is voided by a sweep (SPEC §13.7). The sequences are integers below
+    /// 2^63, so Redis keeps a set of up to 512 of them as a sorted array of integers (an intset):
+    /// adding and removing one is a binary search.
+    public static func undelivered(_ org: UInt64) -> String { self.org(org) + "uds" }
+    /// The undelivered admissions of releases before 2026-12-03 (a sorted set: sequence scored
+    /// by epoch). Nothing adds to it any more; a sweep still voids what a dead bursard of such a
+    /// release left in it.
+    public static func legacyUndelivered(_ org: UInt64) -> String { self.org(org) + "ud" }
     /// The counter every bursard takes its instance epoch from, at start (global).
     public static let instanceEpochs = "br:seq:instance"
     /// The live bursard instances (a sorted set): epoch → the Redis time, ms, of its last

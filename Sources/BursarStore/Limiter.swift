@@ -124,18 +124,17 @@ public struct Limiter: Sendable {
     }
 
     /// The atomic CHECK step for a resolved key, under the reservation sequence bursard chose for
-    /// this attempt (`ReservationSequence`) and the epoch of the bursard choosing it.
+    /// this attempt (`ReservationSequence`, which holds the epoch of the bursard choosing it).
     ///
     /// Built on every CHECK, so written straight into the command's buffer: the script call's
     /// constant head is copied, key names, the digest's hex and the numbers are written in place
     /// (no intermediate Strings or arrays). The arguments are those of `Keyspace.key`,
     /// `Keyspace.org` and `KeyDigest.hex`.
-    public func checkCommand(_ request: CheckRequest, identity: KeyIdentity, sequence: UInt64, epoch: UInt64) -> RedisCommand {
+    public func checkCommand(_ request: CheckRequest, identity: KeyIdentity, sequence: UInt64) -> RedisCommand {
         var c = checkCall
-        c.reserveCapacity(bytes: 200 + request.model.value.utf8.count, arguments: 11)
+        c.reserveCapacity(bytes: 200 + request.model.value.utf8.count, arguments: 10)
         appendCheckArguments(request, identity: identity, ttlMs: reservationTTLMs, to: &c)
         c.append(decimal: sequence)
-        c.append(decimal: epoch)
         c.append("check")
         appendPricedTokens(request, to: &c)
         return c
@@ -148,10 +147,9 @@ public struct Limiter: Sendable {
     /// reservation already recorded under `sequence` makes it a no-op. Read with `parseReplay`.
     public func replayCommand(_ request: CheckRequest, identity: KeyIdentity, sequence: UInt64, remainingTTLMs: Int64) -> RedisCommand {
         var c = checkCall
-        c.reserveCapacity(bytes: 200 + request.model.value.utf8.count, arguments: 11)
+        c.reserveCapacity(bytes: 200 + request.model.value.utf8.count, arguments: 10)
         appendCheckArguments(request, identity: identity, ttlMs: max(1, remainingTTLMs), to: &c)
         c.append(decimal: sequence)
-        c.append("0")
         c.append("replay")
         appendPricedTokens(request, to: &c)
         return c
@@ -303,13 +301,16 @@ public struct Limiter: Sendable {
 
     /// The SWEEP step: voids up to `limit` admissions of `org` that bursard `epoch` left undelivered.
     public func sweepCommand(org: UInt64, epoch: UInt64, limit: Int = 256) -> RedisCommand {
-        sweepScript.call(keys: [Keyspace.undelivered(org)], args: [Keyspace.org(org), String(epoch), String(fenceTTLMs), String(limit)])
+        let range = ReservationSequence.range(epoch: epoch)
+        return sweepScript.call(
+            keys: [Keyspace.undelivered(org), Keyspace.legacyUndelivered(org)],
+            args: [Keyspace.org(org), String(epoch), String(fenceTTLMs), String(limit), String(range.lowerBound), String(range.upperBound)])
     }
 
     /// The confirmation that admissions of `org` reached their clients: they leave the org's
     /// undelivered set (one command for many).
     public static func deliveredCommand(org: UInt64, sequences: some Sequence<UInt64>) -> RedisCommand {
-        var c = RedisCommand("ZREM", Keyspace.undelivered(org))
+        var c = RedisCommand("SREM", Keyspace.undelivered(org))
         for s in sequences { c.append(decimal: s) }
         return c
     }

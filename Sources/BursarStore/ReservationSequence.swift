@@ -37,6 +37,12 @@ public enum ReservationSequence {
         (UInt64(max(1, value)) - 1) % maxEpoch + 1
     }
 
+    /// Every sequence `epoch` may choose for a CHECK it sends (not a local admission's). Each has
+    /// 19 decimal digits, as every sequence of this layout does (2^61 … 2^63 − 1).
+    public static func range(epoch: UInt64) -> ClosedRange<UInt64> {
+        make(epoch: epoch, counter: 1)...make(epoch: epoch, counter: maxCounter)
+    }
+
     /// The epoch of a sequence bursard chose; nil for one of an earlier release.
     public static func epoch(of sequence: UInt64) -> UInt64? {
         guard sequence & issuedBit != 0 else { return nil }

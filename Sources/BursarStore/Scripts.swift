@@ -319,7 +319,7 @@ enum LimiterLua {
             write_reservation(rkey, r, state)
             moved = 1
           end
-          redis.call('ZREM', P .. 'ud', seq)
+          redis.call('SREM', P .. 'uds', seq)
           return moved
         end
 
@@ -327,11 +327,11 @@ enum LimiterLua {
 
     /// CHECK. KEYS[1] = key hash. ARGV: prefix, key id, digest hex, model, tokens, cost, reservation
     /// TTL ms, the reservation sequence bursard chose for this attempt (decimal; never read as a
-    /// Lua number: it passes 2^53), the epoch of the bursard that chose it, and the mode: `check`,
-    /// or `replay` for an admission bursard already made on its own while Redis was away (its
-    /// store failure policy): nothing is checked, everything is debited, under the sequence that
-    /// admission was given. Cost −1 prices the request from the table (SPEC §13.12); then ARGV
-    /// 11 and 12 are its input tokens and maximum output tokens.
+    /// Lua number: it passes 2^53; it holds the epoch of the bursard that chose it), and the
+    /// mode: `check`, or `replay` for an admission bursard already made on its own while Redis was
+    /// away (its store failure policy): nothing is checked, everything is debited, under the
+    /// sequence that admission was given. Cost −1 prices the request from the table (SPEC
+    /// §13.12); then ARGV 10 and 11 are its input tokens and maximum output tokens.
     ///
     /// Reply: {outcome, reason, retry_ms, 0, project, flags, rq_limit, rq_rem, rq_reset_ms,
     /// tk_limit, tk_rem, tk_reset_ms, key_budget_rem|false, key_reset_at, proj_budget_rem|false,
@@ -341,24 +341,21 @@ enum LimiterLua {
     static func check(_ clock: ScriptClock) -> String {
         prelude(clock) + compiledRecord + checkHelpers + """
 
-        local function mark_undelivered(epoch, seq) redis.call('ZADD', P .. 'ud', epoch, seq) end
+        local function mark_undelivered(seq) redis.call('SADD', P .. 'uds', seq) end
 
         """ + checkBody
     }
 
     /// CHECK of several requests of one organization in one call (`batched`). The admissions'
-    /// undelivered marks are added to the organization's set by one `ZADD` after the last step
+    /// undelivered marks are added to the organization's set by one `SADD` after the last step
     /// (nothing can read the set in between: the call is one atomic step).
     static func checkBatch(_ clock: ScriptClock) -> String {
         prelude(clock) + compiledRecord + checkHelpers + """
 
         local UD = {}
-        local function mark_undelivered(epoch, seq)
-          UD[#UD + 1] = epoch
-          UD[#UD + 1] = seq
-        end
+        local function mark_undelivered(seq) UD[#UD + 1] = seq end
 
-        """ + batched(checkBody, then: "if #UD > 0 then redis.call('ZADD', P .. 'ud', unpack(UD)) end")
+        """ + batched(checkBody, then: "if #UD > 0 then redis.call('SADD', P .. 'uds', unpack(UD)) end")
     }
 
     /// What every CHECK of a script call shares, made once per call rather than once per
@@ -412,8 +409,8 @@ enum LimiterLua {
     static let checkBody = """
         local kid, digest, model = ARGV[2], ARGV[3], ARGV[4]
         local tokens, cost, ttl = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
-        local seq, epoch = ARGV[8], ARGV[9]
-        local replay = ARGV[10] == 'replay'
+        local seq = ARGV[8]
+        local replay = ARGV[9] == 'replay'
         local rkey = P .. 'r:' .. seq
 
         local k = redis.call('HMGET', KEYS[1], unpack(KEY_FIELDS))
@@ -476,7 +473,7 @@ enum LimiterLua {
           cost = 0
           if c[6] then
             pa, pb, pc = string.match(c[6], '^(%d+) (%d+) (%d+)$')
-            cost = price_cost(tonumber(ARGV[11]), tonumber(ARGV[12]), 0, tonumber(pa), tonumber(pb), 0)
+            cost = price_cost(tonumber(ARGV[10]), tonumber(ARGV[11]), 0, tonumber(pa), tonumber(pb), 0)
           elseif check and (kbudget or pbudget or metered) then
             return {0, 19, 0, 0, pid, flags}
           end
@@ -515,8 +512,8 @@ enum LimiterLua {
             return {replay and 3 or 2, 0, 0, 0, pid, flags}
           end
           -- Undelivered until the bursard that sent it confirms the answer went to its client;
-          -- scored by that bursard's epoch, so a sweep finds what a dead one left.
-          if check then mark_undelivered(epoch, seq) end
+          -- the sequence holds that bursard's epoch, so a sweep finds what a dead one left.
+          if check then mark_undelivered(seq) end
           if krpm then set_level(bk, 1, a1, krpm) end
           if ktpm then set_level(bk, 3, a2, ktpm) end
           if krpm or ktpm then store_pair(bkk, bk) end
@@ -648,13 +645,32 @@ enum LimiterLua {
     }
 
     /// SWEEP: voids up to `limit` admissions of one organization that a dead bursard (epoch) made
-    /// and never confirmed delivered (SPEC §13.7). KEYS[1] = the org's undelivered set. ARGV:
-    /// prefix, epoch, fence TTL ms, limit. Reply: how many it looked at (0: none left).
+    /// and never confirmed delivered (SPEC §13.7). KEYS[1] = the org's undelivered set, KEYS[2]
+    /// its sorted set of an earlier release (`Keyspace.legacyUndelivered`). ARGV: prefix, epoch,
+    /// fence TTL ms, limit, then the first and the last sequence of the epoch (19 decimal digits
+    /// each, `ReservationSequence.range(epoch:)`): the set's members of the epoch are those
+    /// between them. Compared as text, never as Lua numbers (they pass 2^53): every sequence
+    /// bursard chooses has 19 digits, so text order is number order. Reply: how many it voided
+    /// (fewer than `limit`: none left).
     static func sweep(_ clock: ScriptClock) -> String {
         prelude(clock) + reservationHelpers + """
-        local seqs = redis.call('ZRANGEBYSCORE', KEYS[1], ARGV[2], ARGV[2], 'LIMIT', 0, tonumber(ARGV[4]))
-        for _, seq in ipairs(seqs) do void_attempt(seq, 'swept', tonumber(ARGV[3])) end
-        return #seqs
+        local limit, fence = tonumber(ARGV[4]), tonumber(ARGV[3])
+        local first, last = ARGV[5], ARGV[6]
+        local n = 0
+        for _, seq in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], ARGV[2], ARGV[2], 'LIMIT', 0, limit)) do
+          void_attempt(seq, 'swept', fence)
+          redis.call('ZREM', KEYS[2], seq)
+          n = n + 1
+        end
+        if n >= limit then return n end
+        for _, seq in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+          if #seq == #first and seq >= first and seq <= last then
+            void_attempt(seq, 'swept', fence)
+            n = n + 1
+            if n >= limit then break end
+          end
+        end
+        return n
         """
     }
 

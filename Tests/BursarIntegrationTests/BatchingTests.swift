@@ -76,17 +76,17 @@ struct BatchingTests {
             let base = ReservationSequence.make(epoch: epoch, counter: 900_000)
             let costs: [Int64] = [100, 200, 300, 400, 500]
             var checks = costs.enumerated().map { i, cost in
-                limiter.checkCommand(.make(w.digest, cost: cost), identity: identity, sequence: base + UInt64(i), epoch: epoch)
+                limiter.checkCommand(.make(w.digest, cost: cost), identity: identity, sequence: base + UInt64(i))
             }
-            checks.insert(limiter.checkCommand(.make(w.digest), identity: broken, sequence: base + 99, epoch: epoch), at: 2)
+            checks.insert(limiter.checkCommand(.make(w.digest), identity: broken, sequence: base + 99), at: 2)
 
             let scriptsBefore = try await commandCalls(h, "evalsha")
-            let zaddsBefore = try await commandCalls(h, "zadd")
+            let saddsBefore = try await commandCalls(h, "sadd")
             let held = try await holdConnections(h, ms: 300)
             let replies = await submitTogether(h, checks)
             for t in held { _ = try await t.get() }
             let scripts = try await commandCalls(h, "evalsha") - scriptsBefore
-            let zadds = try await commandCalls(h, "zadd") - zaddsBefore
+            let sadds = try await commandCalls(h, "sadd") - saddsBefore
 
             // In order: three admitted (RPM 3), the broken one's error, then two denied key_rpm.
             let outcomes = replies.map { result -> String in
@@ -102,13 +102,17 @@ struct BatchingTests {
             #expect(outcomes == ["admitted", "admitted", "wrongtype", "admitted", "denied 8", "denied 8"])
             // Six requests, one script call (a heartbeat may add one): not six.
             #expect(scripts >= 1 && scripts <= 2, "6 CHECKs went out as \(scripts) script calls")
-            // Each admission is marked undelivered under this bursard's epoch, all three by one
-            // ZADD (a heartbeat may add one).
+            // Each admission is marked undelivered (its sequence holds this bursard's epoch), all
+            // three by one SADD; the denied and the broken ones are not.
             for i in 0..<3 {
-                let score = try await h.redis.send(RedisCommand("ZSCORE", Keyspace.undelivered(w.org.id), String(base + UInt64(i))))
-                #expect(score.string == String(epoch), "admission \(i) is marked undelivered")
+                let member = try await h.redis.send(RedisCommand("SISMEMBER", Keyspace.undelivered(w.org.id), String(base + UInt64(i))))
+                #expect(member.int == 1, "admission \(i) is marked undelivered")
             }
-            #expect(zadds >= 1 && zadds <= 2, "3 admissions marked by \(zadds) ZADDs")
+            for i in [3, 4, 99] {
+                let member = try await h.redis.send(RedisCommand("SISMEMBER", Keyspace.undelivered(w.org.id), String(base + UInt64(i))))
+                #expect(member.int == 0, "attempt \(i) (denied or failed) is not marked undelivered")
+            }
+            #expect(sadds == 1, "3 admissions marked by \(sadds) SADDs")
 
             // The three admissions settled together: each its own status; spend is what was settled.
             let admitted = [0, 1, 2].map { ReservationID(orgID: w.org.id, sequence: base + UInt64($0)) }

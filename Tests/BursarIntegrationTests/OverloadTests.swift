@@ -261,7 +261,7 @@ struct OverloadTests {
             #expect(confirmed + voided == admitted, "admitted \(admitted) = confirmed \(confirmed) + voided \(voided)")
             // Nothing is left undelivered in Redis, and every voided admission gave its request
             // back: the key's open reservations are exactly the confirmed ones.
-            let undelivered = try await h.redis.send(RedisCommand("ZCARD", Keyspace.undelivered(w.org.id)))
+            let undelivered = try await h.redis.send(RedisCommand("SCARD", Keyspace.undelivered(w.org.id)))
             #expect(undelivered.int == 0)
             let statuses = try await reservationStatuses(h, org: w.org.id)
             print("unwritten admissions: \(admitted) admitted, \(confirmed) confirmed delivered, \(voided) voided; records \(statuses)")

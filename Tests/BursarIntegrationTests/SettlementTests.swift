@@ -112,6 +112,47 @@ struct SettlementTests {
         }
     }
 
+    @Test("a sweep voids what one dead epoch left undelivered, in the set and in an earlier release's sorted set, and nothing of another epoch")
+    func sweepVoidsOneEpoch() async throws {
+        try await withHarness { h in
+            let w = try await world(h)
+            let limiter = h.engine.limiter
+            let identity = KeyIdentity(orgID: w.org.id, keyID: w.key.key.id)
+            let dead = ReservationSequence.maxEpoch - 1, alive = ReservationSequence.maxEpoch - 2
+            // Admissions sent straight to Redis, never confirmed: four of the dead epoch (the
+            // counters at both ends of its range included), one of a live one.
+            let deadSequences = [1, 2, 3, ReservationSequence.maxCounter].map { ReservationSequence.make(epoch: dead, counter: $0) }
+            let aliveSequence = ReservationSequence.make(epoch: alive, counter: 1)
+            for sequence in deadSequences + [aliveSequence] {
+                let reply = try await h.redis.send(limiter.checkCommand(.make(w.digest, cost: 1_000), identity: identity, sequence: sequence))
+                #expect(reply.array?.first?.int == 1, "admitted: \(reply)")
+            }
+            let undelivered = Keyspace.undelivered(w.org.id), legacy = Keyspace.legacyUndelivered(w.org.id)
+            #expect(try await h.redis.send(RedisCommand("SCARD", undelivered)).int == 5)
+            #expect(try await h.redis.send(RedisCommand("OBJECT", "ENCODING", undelivered)).string == "intset")
+            // One of the dead epoch's as a bursard of an earlier release marked it: in the sorted set.
+            let old = String(deadSequences[0])
+            _ = try await h.redis.send([RedisCommand("SREM", undelivered, old), RedisCommand("ZADD", legacy, String(dead), old)])
+            let window = try #require(ReservationRecord(reply: try await h.redis.send(
+                RedisCommand("GET", Keyspace.reservation(w.org.id, aliveSequence))))?.keyWindow)
+            #expect(try await h.integer(window) == 5_000)
+
+            // Two at a time, as the reconciler asks, until a sweep comes back short.
+            var swept: [Int] = []
+            repeat {
+                swept.append(Int(try #require(try await h.redis.send(limiter.sweepCommand(org: w.org.id, epoch: dead, limit: 2)).int)))
+            } while swept.last == 2
+            #expect(swept == [2, 2, 0])
+            #expect(try await h.integer(window) == 1_000)
+            #expect(try await h.redis.send(RedisCommand("ZCARD", legacy)).int == 0)
+            #expect(try await h.redis.send(RedisCommand("SMEMBERS", undelivered)).array?.compactMap(\.string) == [String(aliveSequence)])
+            for sequence in deadSequences {
+                let record = ReservationRecord(reply: try await h.redis.send(RedisCommand("GET", Keyspace.reservation(w.org.id, sequence))))
+                #expect(record?.status == "swept", "\(sequence): \(String(describing: record))")
+            }
+        }
+    }
+
     @Test("SETTLE above the estimate charges the difference and later CHECKs see it")
     func settleUp() async throws {
         try await withHarness { h in

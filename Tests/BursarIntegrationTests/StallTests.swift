@@ -101,7 +101,7 @@ struct StallTests {
             #expect(!doomed.child.isRunning, "the SIGKILLed bursard still runs")
             // Not asserted (how bursard records them is its own affair): what it had not delivered yet.
             try await Task.sleep(for: .milliseconds(300))
-            let undelivered = try await stage.harness.redis.send(RedisCommand("ZCARD", Keyspace.undelivered(stage.world.org))).int ?? -1
+            let undelivered = try await stage.harness.redis.send(RedisCommand("SCARD", Keyspace.undelivered(stage.world.org))).int ?? -1
             return "killed=bursard#0 undelivered_300ms_after_resume=\(undelivered)"
         }
     }

@@ -100,10 +100,10 @@ final class BursardFleet: Sendable {
                 if unresolved != 0 || local != 0 { busy.append("bursard #\(i): unresolved_attempts=\(unresolved) local_admissions_pending=\(local)") }
             }
             do {
-                let undelivered = try await redis.send(RedisCommand("ZCARD", Keyspace.undelivered(org))).int ?? 0
+                let undelivered = try await redis.send(RedisCommand("SCARD", Keyspace.undelivered(org))).int ?? 0
                 if undelivered != 0 { busy.append("Redis \(Keyspace.undelivered(org)): \(undelivered) undelivered admissions") }
             } catch {
-                busy.append("Redis did not answer ZCARD: \(error)")
+                busy.append("Redis did not answer SCARD: \(error)")
             }
             if busy.isEmpty {
                 calm += 1
