@@ -56,7 +56,7 @@ enum LimiterLua {
           return y, m, d
         end
         -- The calendar window of `period` holding now: start and end in Unix ms (0, 0 = lifetime).
-        local function window(period)
+        local function window_now(period)
           local day = math.floor(now_ms / 86400000)
           if period == 'daily' then return day * 86400000, (day + 1) * 86400000 end
           if period == 'weekly' then
@@ -71,6 +71,18 @@ enum LimiterLua {
             return s * 86400000, e * 86400000
           end
           return 0, 0
+        end
+        -- `window_now`, and the start as decimal text (a window counter's name ends with it),
+        -- worked out once per script call: every step of a batch runs at the same now.
+        local WINDOWS = {}
+        local function window(period)
+          local w = WINDOWS[period]
+          if not w then
+            local s, e = window_now(period)
+            w = {s, e, int(s)}
+            WINDOWS[period] = w
+          end
+          return w[1], w[2], w[3]
         end
         -- A bucket's scaled level at now, drained at `rate` units per minute.
         local function drained(level, updated, rate)
@@ -153,24 +165,33 @@ enum LimiterLua {
 
     /// The key's compiled record (SPEC §13.1): everything a CHECK needs beyond the key's own
     /// fields, derived from the organization, project, user and membership hashes and written into
-    /// the key hash as `x…` fields, so a CHECK reads one hash instead of five. Every metadata write
-    /// that changes what it is derived from recompiles the keys it concerns in the same MULTI/EXEC
-    /// (`MetadataStore.transaction(_:recompile:)`); a key without `xv` (written before compiled
-    /// records existed) is compiled by its first CHECK.
+    /// the key hash as one field, `x`, so a CHECK reads one hash instead of five and, of it, nine
+    /// fields instead of nineteen. Every metadata write that changes what it is derived from
+    /// recompiles the keys it concerns in the same MULTI/EXEC
+    /// (`MetadataStore.transaction(_:recompile:)`); a key without `x` (written before compiled
+    /// records existed, or with the eleven `x…` fields of the layout before 2026-12-03) is
+    /// compiled by its first CHECK, which drops the old fields.
     ///
-    /// `xgate`: the first of the standing conditions of SPEC §9 steps 4–6 that fails (6
-    /// org_suspended, 5 project_inactive, 4 creator_lost_access) or 0; `xmet`: the org is metered;
-    /// `xrpm`/`xtpm`/`xbud`: the key's caps tightened by its creator's grant; `xprpm`/`xptpm`/
-    /// `xpbud`: the project's; `xpnm`/`xgnm`: the sizes of the project's and the grant's model
-    /// lists ('' = no limit, '0' = no list).
+    /// `x` is "2 gate met rpm tpm bud prpm ptpm pbud pnm gnm" ('-' = no limit), `X_RECORD` reads
+    /// it. `gate`: the first of the standing conditions of SPEC §9 steps 4–6 that fails (6
+    /// org_suspended, 5 project_inactive, 4 creator_lost_access) or 0; `met`: the org is metered;
+    /// `rpm`/`tpm`/`bud`: the key's caps tightened by its creator's grant; `prpm`/`ptpm`/`pbud`:
+    /// the project's; `pnm`/`gnm`: the sizes of the project's and the grant's model lists
+    /// ('0' = no list).
     static let compiledRecord = """
-        local function fmt(x)
-          if x == nil then return '' end
+        local X_RECORD = '^2 (%d+) ([01]) (%S+) (%S+) (%S+) (%S+) (%S+) (%S+) (%S+) (%S+)$'
+        local OLD_COMPILED = {'xv', 'xgate', 'xmet', 'xrpm', 'xtpm', 'xbud', 'xprpm', 'xptpm', 'xpbud', 'xpnm', 'xgnm'}
+        local function field(x)
+          if x == nil then return '-' end
           return string.format('%d', x)
+        end
+        local function stored(v, none)
+          if v == nil or v == false or v == '' then return none end
+          return v
         end
         local function compile_key(kid)
           local kh = P .. 'k:' .. kid
-          local k = redis.call('HMGET', kh, 'project', 'user', 'rpm', 'tpm', 'budget')
+          local k = redis.call('HMGET', kh, 'project', 'user', 'rpm', 'tpm', 'budget', 'xv')
           if not k[1] then return end
           local pid, uid = k[1], k[2]
           local o = redis.call('HMGET', P .. 'org', 'status', 'metered')
@@ -191,10 +212,9 @@ enum LimiterLua {
             tpm = tighter(tpm, num(g[3]))
             bud = tighter(bud, num(g[4]))
           end
-          redis.call('HSET', kh, 'xv', '1', 'xgate', gate, 'xmet', o[2] == '1' and '1' or '0',
-            'xrpm', fmt(rpm), 'xtpm', fmt(tpm), 'xbud', fmt(bud),
-            'xprpm', p[2] or '', 'xptpm', p[3] or '', 'xpbud', p[4] or '',
-            'xpnm', p[5] or '0', 'xgnm', g and g[5] or '0')
+          redis.call('HSET', kh, 'x', table.concat({'2', gate, o[2] == '1' and '1' or '0', field(rpm), field(tpm), field(bud),
+            stored(p[2], '-'), stored(p[3], '-'), stored(p[4], '-'), stored(p[5], '0'), g and stored(g[5], '0') or '0'}, ' '))
+          if k[6] then redis.call('HDEL', kh, unpack(OLD_COMPILED)) end
         end
         """
 
@@ -363,8 +383,7 @@ enum LimiterLua {
     /// rate-limit header.
     static let checkHelpers = """
 
-        local KEY_FIELDS = {'digest', 'project', 'user', 'status', 'expires', 'xrpm', 'xtpm', 'xbud', 'period', 'flags', 'nm',
-          'xv', 'xgate', 'xmet', 'xprpm', 'xptpm', 'xpbud', 'xpnm', 'xgnm'}
+        local KEY_FIELDS = {'digest', 'project', 'user', 'status', 'expires', 'period', 'flags', 'nm', 'x'}
         -- Model lists: 'nm' counts a list's members, so an unrestricted list costs no call.
         local function permits(count, set, model)
           return (tonumber(count) or 0) == 0 or redis.call('SISMEMBER', set, model) == 1
@@ -419,28 +438,33 @@ enum LimiterLua {
         elseif k[1] ~= digest then
           return {0, 1}
         end
-        if not k[12] then
-          -- Written before compiled records existed: compiled here, once.
+        local gate, met, xrpm, xtpm, xbud, xprpm, xptpm, xpbud, pnm, gnm
+        if k[9] then gate, met, xrpm, xtpm, xbud, xprpm, xptpm, xpbud, pnm, gnm = string.match(k[9], X_RECORD) end
+        if not gate then
+          -- Written before compiled records existed, or by an earlier layout: compiled here, once.
           compile_key(kid)
-          k = redis.call('HMGET', KEYS[1], unpack(KEY_FIELDS))
+          local x = redis.call('HGET', KEYS[1], 'x')
+          if x then gate, met, xrpm, xtpm, xbud, xprpm, xptpm, xpbud, pnm, gnm = string.match(x, X_RECORD) end
+          if not gate then return {0, 1} end
         end
-        local pid, uid, flags = k[2], k[3], tonumber(k[10]) or 0
+        local pid, uid, flags = k[2], k[3], tonumber(k[7]) or 0
         local check = not replay
         if check and k[4] ~= 'active' then return {0, 2, 0, 0, pid, flags} end
         local expires = num(k[5])
         if check and expires and expires > 0 and now_ms >= expires then return {0, 3, 0, 0, pid, flags} end
         -- Organization suspended (6), project archived or deleted (5), creator without access (4).
-        local gate = tonumber(k[13]) or 0
+        gate = tonumber(gate)
         if check and gate ~= 0 then return {0, gate, 0, 0, pid, flags} end
 
         if check then
-          if not permits(k[11], KEYS[1] .. ':models', model) then return {0, 7, 0, 0, pid, flags} end
-          if not permits(k[19], P .. 'm:' .. pid .. ':' .. uid .. ':models', model) then return {0, 7, 0, 0, pid, flags} end
-          if not permits(k[18], P .. 'p:' .. pid .. ':models', model) then return {0, 7, 0, 0, pid, flags} end
+          if not permits(k[8], KEYS[1] .. ':models', model) then return {0, 7, 0, 0, pid, flags} end
+          if not permits(gnm, P .. 'm:' .. pid .. ':' .. uid .. ':models', model) then return {0, 7, 0, 0, pid, flags} end
+          if not permits(pnm, P .. 'p:' .. pid .. ':models', model) then return {0, 7, 0, 0, pid, flags} end
         end
 
-        local krpm, ktpm, kbudget = num(k[6]), num(k[7]), num(k[8])
-        local prpm, ptpm, pbudget = num(k[15]), num(k[16]), num(k[17])
+        -- '-' (no limit) reads as nil.
+        local krpm, ktpm, kbudget = tonumber(xrpm), tonumber(xtpm), tonumber(xbud)
+        local prpm, ptpm, pbudget = tonumber(xprpm), tonumber(xptpm), tonumber(xpbud)
         if check and ((ktpm and tokens > ktpm) or (ptpm and tokens > ptpm)) then return {0, 15, 0, 0, pid, flags} end
 
         -- Every counter this step reads or writes, in one MGET: spend windows, credits, the key's
@@ -448,12 +472,12 @@ enum LimiterLua {
         -- unless all of them are here, before anything is written. Key spend is always counted in
         -- the key's period window (monthly by default), project spend in the calendar month, so
         -- usage is visible even without a budget.
-        local period = k[9]
+        local period = k[6]
         if period ~= 'daily' and period ~= 'weekly' and period ~= 'lifetime' then period = 'monthly' end
-        local kws, kwe = window(period)
-        local kwkey = P .. 's:k:' .. kid .. ':' .. (period == 'lifetime' and 'life' or int(kws))
-        local pws, pwe = window('monthly')
-        local pwkey = P .. 's:p:' .. pid .. ':' .. int(pws)
+        local _, kwe, kwstart = window(period)
+        local kwkey = P .. 's:k:' .. kid .. ':' .. (period == 'lifetime' and 'life' or kwstart)
+        local _, pwe, pwstart = window('monthly')
+        local pwkey = P .. 's:p:' .. pid .. ':' .. pwstart
         local bkk, bkp = P .. 'b:k:' .. kid, P .. 'b:p:' .. pid
         local c
         if cost < 0 then
@@ -463,7 +487,7 @@ enum LimiterLua {
         end
         local kspent = tonumber(c[1]) or 0
         local pspent = tonumber(c[2]) or 0
-        local metered = k[14] == '1'
+        local metered = met == '1'
         local balance = metered and (tonumber(c[3]) or 0) or nil
 
         -- Priced from the table: input and maximum output at the model's prices. No price: free
@@ -617,8 +641,7 @@ enum LimiterLua {
         local pos = 2
         for i = 1, #KEYS do
           local c = tonumber(ARGV[pos])
-          local a = {P}
-          for j = 1, c do a[j + 1] = ARGV[pos + j] end
+          local a = {P, unpack(ARGV, pos + 1, pos + c)}
           pos = pos + c + 1
           local ok, res = pcall(one, {KEYS[i]}, a)
           if ok then

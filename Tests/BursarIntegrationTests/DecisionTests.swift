@@ -150,12 +150,10 @@ struct DecisionTests {
             let w = try await h.world(project: ([], 600, nil, nil), grant: Grant(rpm: 30), limits: KeyLimits(rpm: 60))
             let c = try await h.connect()
             let hash = Keyspace.key(w.org.id, w.key.key.id)
-            let fields = ["xv", "xgate", "xrpm", "xprpm", "xmet"]
-            func compiled() async throws -> [String?] {
-                (try await h.redis.send(RedisCommand(["HMGET", hash] + fields)).array ?? []).map { $0.string }
-            }
+            // "2 gate met rpm tpm bud prpm ptpm pbud pnm gnm", '-' = no limit.
+            func compiled() async throws -> String? { try await h.redis.send(RedisCommand("HGET", hash, "x")).string }
             // Written by the key's creation: the grant's 30 RPM is tighter than the key's 60.
-            #expect(try await compiled() == ["1", "0", "30", "600", "0"])
+            #expect(try await compiled() == "2 0 0 30 - - 600 - - 0 0")
             // One admitted CHECK reads one hash (HMGET): not the organization's, project's and
             // membership's besides (the heartbeat's HGETs may run meanwhile, so HMGET is what counts).
             func calls(_ command: String) async throws -> Int { try await commandCalls(h, command) }
@@ -171,16 +169,29 @@ struct DecisionTests {
             var p = w.project
             p.rpm = 45
             try await h.store.updateProject(p)
-            #expect(try await compiled() == ["1", "0", "50", "45", "1"])
+            #expect(try await compiled() == "2 0 1 50 - - 45 - - 0 0")
             let metered = try await c.check(.make(w.digest, cost: 10))
             #expect(metered.allowed && metered.requestsLimit == 45 && metered.orgCreditsRemaining == 1_000_000 - 10)
 
             // A key written before compiled records existed, whose project an older writer then
             // archived: its first CHECK compiles it from the sources and is denied.
-            _ = try await h.redis.send(RedisCommand(["HDEL", hash] + ["xv", "xgate", "xmet", "xrpm", "xtpm", "xbud", "xprpm", "xptpm", "xpbud", "xpnm", "xgnm"]))
+            _ = try await h.redis.send(RedisCommand("HDEL", hash, "x"))
             _ = try await h.redis.send(RedisCommand("HSET", Keyspace.project(w.org.id, w.project.id), "status", "archived"))
             #expect(try await c.check(.make(w.digest)).reason == .projectInactive)
-            #expect(try await compiled() == ["1", "5", "50", "45", "1"])
+            #expect(try await compiled() == "2 5 1 50 - - 45 - - 0 0")
+
+            // A key compiled by the layout before one field (eleven `x…` fields, no `x`), whose
+            // project is active again: its first CHECK compiles it anew and drops the old fields.
+            let old = ["xv", "xgate", "xmet", "xrpm", "xtpm", "xbud", "xprpm", "xptpm", "xpbud", "xpnm", "xgnm"]
+            let oldValues = ["1", "5", "1", "50", "", "", "45", "", "", "0", "0"]
+            _ = try await h.redis.send(RedisCommand(["HSET", hash] + zip(old, oldValues).flatMap { [$0, $1] }))
+            _ = try await h.redis.send(RedisCommand("HDEL", hash, "x"))
+            _ = try await h.redis.send(RedisCommand("HSET", Keyspace.project(w.org.id, w.project.id), "status", "active"))
+            let again = try await c.check(.make(w.digest, cost: 10))
+            #expect(again.allowed && again.requestsLimit == 45)
+            #expect(try await compiled() == "2 0 1 50 - - 45 - - 0 0")
+            let left = (try await h.redis.send(RedisCommand(["HMGET", hash] + old)).array ?? []).compactMap { $0.string }
+            #expect(left.isEmpty, "old compiled fields left: \(left)")
             await c.close()
         }
     }
