@@ -385,9 +385,8 @@ enum LimiterLua {
 
         local KEY_FIELDS = {'digest', 'project', 'user', 'status', 'expires', 'period', 'flags', 'nm', 'x'}
         -- Model lists: 'nm' counts a list's members, so an unrestricted list costs no call.
-        local function permits(count, set, model)
-          return (tonumber(count) or 0) == 0 or redis.call('SISMEMBER', set, model) == 1
-        end
+        local function limited(count) return (tonumber(count) or 0) ~= 0 end
+        local function permits(set, model) return redis.call('SISMEMBER', set, model) == 1 end
         -- A bucket at `rate` (nil: no limit, all nil): its level now, its level after `units`
         -- more, and the retry hint in ms when that is over its capacity (nil when it fits).
         local function bucket(level, updated, rate, units)
@@ -457,9 +456,10 @@ enum LimiterLua {
         if check and gate ~= 0 then return {0, gate, 0, 0, pid, flags} end
 
         if check then
-          if not permits(k[8], KEYS[1] .. ':models', model) then return {0, 7, 0, 0, pid, flags} end
-          if not permits(gnm, P .. 'm:' .. pid .. ':' .. uid .. ':models', model) then return {0, 7, 0, 0, pid, flags} end
-          if not permits(pnm, P .. 'p:' .. pid .. ':models', model) then return {0, 7, 0, 0, pid, flags} end
+          -- The set's name is made only for a list that exists.
+          if limited(k[8]) and not permits(KEYS[1] .. ':models', model) then return {0, 7, 0, 0, pid, flags} end
+          if limited(gnm) and not permits(P .. 'm:' .. pid .. ':' .. uid .. ':models', model) then return {0, 7, 0, 0, pid, flags} end
+          if limited(pnm) and not permits(P .. 'p:' .. pid .. ':models', model) then return {0, 7, 0, 0, pid, flags} end
         end
 
         -- '-' (no limit) reads as nil.

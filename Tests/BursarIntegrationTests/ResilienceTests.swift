@@ -81,7 +81,15 @@ struct ResilienceTests {
                 + "lost=\(h.redis.stats.connectionErrors.load(ordering: .relaxed)) voided=\(h.engine.stats.unknownOutcomesVoided.load(ordering: .relaxed))"
             #expect(credits == 50_000, "\(sent)")
             #expect(h.engine.stats.lateAdmissionsReleased.load(ordering: .relaxed) == lateBefore + 1, "\(sent)")
-            #expect(try await c.check(.make(w.digest, cost: 50_000)).allowed)
+            // The whole balance is there again. The harness's deadline is 100 ms, so on a loaded
+            // machine this CHECK may itself miss it (store_unavailable): that is retried once
+            // what it may have admitted late is given back too; a denial by a limit is not.
+            var last = try await c.check(.make(w.digest, cost: 50_000))
+            for _ in 0..<3 where last.reason == .storeUnavailable || last.reason == .overloaded {
+                for _ in 0..<100 where try await h.store.credits(w.org.id) != 50_000 { try await Task.sleep(for: .milliseconds(20)) }
+                last = try await c.check(.make(w.digest, cost: 50_000))
+            }
+            #expect(last.allowed, "\(last.reason) \(sent)")
             await c.close()
         }
     }
