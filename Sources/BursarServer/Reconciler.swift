@@ -138,7 +138,6 @@ final class Reconciler: Sendable {
         var delivered: [UInt64: [UInt64]] = [:]
         var deliveredCount = 0
         var deliveredInFlight = 0
-        var deliveriesScheduled = false
     }
 
     private let state = Mutex(State())
@@ -147,11 +146,6 @@ final class Reconciler: Sendable {
     private let logger: Logger
     let stats = ReconcileStats()
     static let batch = 512
-    /// How long a delivery confirmation waits for others to go with it (SPEC §13.7). At low
-    /// load every admission would otherwise cost a Redis round trip of its own, as many as the
-    /// CHECKs themselves; under load one confirmation is in flight at a time and the next takes
-    /// everything that queued meanwhile anyway.
-    static let confirmationDelay = TimeAmount.milliseconds(2)
 
     init(redis: RedisClient, limiter: Limiter, logger: Logger) {
         self.redis = redis
@@ -170,30 +164,13 @@ final class Reconciler: Sendable {
         pumpVoids()
     }
 
-    /// Confirms that the admission under `reservation` was handed to its client: within
-    /// `confirmationDelay`, with every other confirmation of that time.
+    /// Confirms that the admission under `reservation` was handed to its client.
     func delivered(_ reservation: ReservationID) {
-        let schedule = state.withLock { s -> Bool in
+        state.withLock { s in
             s.delivered[reservation.orgID, default: []].append(reservation.sequence)
             s.deliveredCount += 1
-            return Self.scheduleDeliveries(&s)
         }
-        if schedule { sendDeliveriesLater() }
-    }
-
-    /// Whether a send of the confirmations must be scheduled: none is, and none is in flight
-    /// (its completion schedules the next).
-    private static func scheduleDeliveries(_ s: inout State) -> Bool {
-        guard !s.deliveriesScheduled, s.deliveredInFlight == 0, s.deliveredCount > 0 else { return false }
-        s.deliveriesScheduled = true
-        return true
-    }
-
-    /// Sends the confirmations after `confirmationDelay`, from the current event loop (where an
-    /// answer was just written); at once from anywhere else.
-    private func sendDeliveriesLater() {
-        guard let loop = MultiThreadedEventLoopGroup.currentEventLoop else { return pumpDeliveries() }
-        loop.scheduleTask(in: Self.confirmationDelay) { [self] in pumpDeliveries() }
+        pumpDeliveries()
     }
 
     /// Sends what is queued unless a batch is already in flight. After a failure nothing is sent
@@ -242,11 +219,8 @@ final class Reconciler: Sendable {
         }
     }
 
-    /// Sends every confirmation queued, unless a send is in flight. The maintenance's `pump` and
-    /// shutdown call it too, so one whose scheduled send was lost with its event loop still goes.
     private func pumpDeliveries() {
         let taken = state.withLock { s -> [UInt64: [UInt64]] in
-            s.deliveriesScheduled = false
             guard s.deliveredInFlight == 0, s.deliveredCount > 0 else { return [:] }
             let out = s.delivered
             s.deliveredInFlight = s.deliveredCount
@@ -277,10 +251,9 @@ final class Reconciler: Sendable {
                     s.delivered[org, default: []].append(contentsOf: list)
                     s.deliveredCount += list.count
                 }
-                // After a failure the maintenance's next pump retries.
-                return failed.isEmpty && Self.scheduleDeliveries(&s)
+                return failed.isEmpty && s.deliveredCount > 0
             }
-            if again { sendDeliveriesLater() }
+            if again { pumpDeliveries() }
         }
     }
 }
