@@ -243,7 +243,7 @@ public final class DecisionEngine: Sendable {
     /// under the store failure policy, else `store_unavailable`. On the attempt's loop.
     fileprivate func storeFailed(_ request: CheckRequest) -> CheckResult {
         guard let fallback, let known = cache.lastKnown(request.digest) else { return .deny(.storeUnavailable) }
-        return fallback.decide(request, identity: known, now: .now(), sequence: { self.identity.next(local: true)?.sequence })
+        return fallback.decide(request, identity: known, now: .now(), sequence: { self.identity.next(local: true) })
             ?? .deny(.storeUnavailable)
     }
 
@@ -482,7 +482,7 @@ public final class DecisionEngine: Sendable {
     }
 
     private func runCheck(_ request: CheckRequest, _ identity: KeyIdentity, _ attempt: Attempt<CheckResult>) {
-        guard let (sequence, _) = self.identity.next() else {
+        guard let sequence = self.identity.next() else {
             // No epoch yet (Redis has not given one since start): wait for it within the deadline.
             self.identity.whenReady { [self] ready in
                 attempt.loop.execute {

@@ -35,9 +35,9 @@ final class InstanceIdentity: Sendable {
     /// The epoch in use; 0 before the first is registered.
     var epoch: UInt64 { state.withLock { $0.epoch } }
 
-    /// The next sequence (`local` for a local admission), or nil while there is no epoch (an
-    /// acquisition is then under way: wait with `whenReady`).
-    func next(local: Bool = false) -> (sequence: UInt64, epoch: UInt64)? {
+    /// The next sequence (`local` for a local admission; it holds the epoch), or nil while there
+    /// is no epoch (an acquisition is then under way: wait with `whenReady`).
+    func next(local: Bool = false) -> UInt64? {
         let taken = state.withLock { s -> (UInt64, UInt64)? in
             guard s.epoch != 0, s.counter < ReservationSequence.maxCounter else { return nil }
             s.counter += 1
@@ -47,7 +47,7 @@ final class InstanceIdentity: Sendable {
             acquire()
             return nil
         }
-        return (ReservationSequence.make(epoch: epoch, counter: counter, local: local), epoch)
+        return ReservationSequence.make(epoch: epoch, counter: counter, local: local)
     }
 
     /// Calls `body` once an epoch is ready (true) or its acquisition failed (false), from a Redis

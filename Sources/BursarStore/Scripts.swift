@@ -180,6 +180,10 @@ enum LimiterLua {
     /// ('0' = no list).
     static let compiledRecord = """
         local X_RECORD = '^2 (%d+) ([01]) (%S+) (%S+) (%S+) (%S+) (%S+) (%S+) (%S+) (%S+)$'
+        -- The ten values of a compiled record `x`; nothing if there is none of this layout.
+        local function compiled(x)
+          if x then return string.match(x, X_RECORD) end
+        end
         local OLD_COMPILED = {'xv', 'xgate', 'xmet', 'xrpm', 'xtpm', 'xbud', 'xprpm', 'xptpm', 'xpbud', 'xpnm', 'xgnm'}
         local function field(x)
           if x == nil then return '-' end
@@ -437,13 +441,11 @@ enum LimiterLua {
         elseif k[1] ~= digest then
           return {0, 1}
         end
-        local gate, met, xrpm, xtpm, xbud, xprpm, xptpm, xpbud, pnm, gnm
-        if k[9] then gate, met, xrpm, xtpm, xbud, xprpm, xptpm, xpbud, pnm, gnm = string.match(k[9], X_RECORD) end
+        local gate, met, xrpm, xtpm, xbud, xprpm, xptpm, xpbud, pnm, gnm = compiled(k[9])
         if not gate then
           -- Written before compiled records existed, or by an earlier layout: compiled here, once.
           compile_key(kid)
-          local x = redis.call('HGET', KEYS[1], 'x')
-          if x then gate, met, xrpm, xtpm, xbud, xprpm, xptpm, xpbud, pnm, gnm = string.match(x, X_RECORD) end
+          gate, met, xrpm, xtpm, xbud, xprpm, xptpm, xpbud, pnm, gnm = compiled(redis.call('HGET', KEYS[1], 'x'))
           if not gate then return {0, 1} end
         end
         local pid, uid, flags = k[2], k[3], tonumber(k[7]) or 0
