@@ -169,10 +169,38 @@ struct InvalidationTests {
         }
     }
 
+    /// A loopback port held bound but not listening while it lives: a connection to it is refused,
+    /// and no other process (a parallel test's redis-server) can take it meanwhile, as one did a
+    /// port that was merely free a moment before (seen in a CI run: the subscriber connected).
+    final class RefusedPort {
+        let port: Int
+        private let fd: Int32
+
+        init() throws {
+            fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            try #require(fd >= 0, "socket() failed")
+            var addr = sockaddr_in()
+            addr.sin_family = sa_family_t(AF_INET)
+            addr.sin_port = 0
+            addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+            var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+            let fd = fd
+            let ok = withUnsafeMutablePointer(to: &addr) { ptr in
+                ptr.withMemoryRebound(to: sockaddr.self, capacity: 1) { sa in bind(fd, sa, len) == 0 && getsockname(fd, sa, &len) == 0 }
+            }
+            port = Int(UInt16(bigEndian: addr.sin_port))
+            if !ok { close(fd) }
+            try #require(ok, "cannot bind a loopback port")
+        }
+
+        deinit { close(fd) }
+    }
+
     @Test("stop() returns promptly while reconnecting to a server that is gone, and before start()")
     func stopWhileReconnecting() async throws {
-        let port = try RedisServerProcess.freeLoopbackPort()
-        let endpoint = RedisEndpoint.tcp(host: "127.0.0.1", port: port, db: 0)
+        let refused = try RefusedPort()
+        defer { withExtendedLifetime(refused) {} }
+        let endpoint = RedisEndpoint.tcp(host: "127.0.0.1", port: refused.port, db: 0)
         let inbox = Inbox()
         let subscriber = inbox.subscriber(
             endpoint, channels: ["t:gone"], RedisSubscriberConfiguration(endpoint: endpoint, minBackoffMs: 5, maxBackoffMs: 60_000))
