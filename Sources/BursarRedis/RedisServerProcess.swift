@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -160,8 +161,22 @@ public final class RedisServerProcess: @unchecked Sendable {
         throw lastError
     }
 
-    /// A TCP port on 127.0.0.1 that was free a moment ago.
+    /// Every port `freeLoopbackPort()` has handed out in this process.
+    private static let handedOut = Mutex<Set<Int>>([])
+
+    /// A TCP port on 127.0.0.1 that was free a moment ago, and that this process has not been
+    /// handed before: a test that stops a server and starts it again on its port (or expects
+    /// nothing to answer there) must not find another test's server on it meanwhile — tests run
+    /// in parallel in one process, and the kernel gives a port just closed to the next asker.
     public static func freeLoopbackPort() throws(RedisError) -> Int {
+        for _ in 0..<64 {
+            let port = try kernelFreeLoopbackPort()
+            if handedOut.withLock({ $0.insert(port).inserted }) { return port }
+        }
+        throw RedisError(.connectionFailed, "no loopback port this process has not used already")
+    }
+
+    private static func kernelFreeLoopbackPort() throws(RedisError) -> Int {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw RedisError(.connectionFailed, "socket() failed") }
         defer { close(fd) }

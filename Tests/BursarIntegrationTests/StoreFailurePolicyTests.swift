@@ -46,6 +46,21 @@ struct StoreFailurePolicyTests {
         return result
     }
 
+    /// A SETTLE or RELEASE Redis answers, retried with the same reservation id while a loaded
+    /// machine misses the short deadline (SPEC 7: retries are idempotent), and how many retries
+    /// it took: after one whose outcome was unknown, a SETTLE may find its own earlier attempt.
+    func answered(_ step: () async throws -> ReservationResult) async throws -> (ReservationResult, retries: Int) {
+        var result = try await step()
+        var retries = 0
+        while retries < 100 && (result.status == .storeUnavailable || result.status == .overloaded) {
+            print("retrying a step answered \(result.status)")
+            try await Task.sleep(for: .milliseconds(20))
+            result = try await step()
+            retries += 1
+        }
+        return (result, retries)
+    }
+
     @Test("default policy (deny): while Redis is paused every CHECK is store_unavailable and nothing is held for replay")
     func denyByDefault() async throws {
         try await withHarness(deadline: .milliseconds(100)) { h in
@@ -127,12 +142,16 @@ struct StoreFailurePolicyTests {
             #expect(stats.dropped.load(ordering: .relaxed) == 0)
 
             // A replayed reservation is Redis's now: SETTLE applies there, retries are idempotent.
-            let s3 = try await c.settle(SettleRequest(reservation: local[3].reservation, inputTokens: 1, outputTokens: 1, cost: 300))
+            // Each step retried while the 100 ms deadline is missed under the full suite's load.
+            let (s3, s3Retries) = try await answered {
+                try await c.settle(SettleRequest(reservation: local[3].reservation, inputTokens: 1, outputTokens: 1, cost: 300))
+            }
             // On failure, what the SETTLE was answered and what the engine still owes Redis.
-            if !(s3.status == .applied && s3.costDelta == -700) { Issue.record("\(s3); \(try await state(h, w.org.id))") }
+            let s3Applied = (s3.status == .applied && s3.costDelta == -700) || (s3Retries > 0 && s3.status == .alreadySettled)
+            if !s3Applied { Issue.record("\(s3) after \(s3Retries) retries; \(try await state(h, w.org.id))") }
             #expect(try await h.store.credits(w.org.id) == 96_900)
-            #expect(try await c.settle(settled).status == .alreadySettled)
-            #expect(try await c.release(local[2].reservation).status == .alreadyReleased)
+            #expect(try await answered { try await c.settle(settled) }.0.status == .alreadySettled)
+            #expect(try await answered { try await c.release(local[2].reservation) }.0.status == .alreadyReleased)
             // A second replay pass has nothing to add.
             #expect(await h.engine.replayLocalAdmissions() == 0)
             #expect(try await h.store.credits(w.org.id) == 96_900)
