@@ -2,6 +2,7 @@ public import BursarWire
 import Crypto
 public import NIOCore
 public import NIOPosix
+import NIOSSL
 import Synchronization
 
 /// A failure of the client connection.
@@ -21,6 +22,43 @@ public struct BursarClientError: Error, Hashable, Sendable, CustomStringConverti
     public var description: String { "\(code): \(message)" }
 }
 
+/// A client's side of the data plane's mutual TLS: the CA that issued bursard's certificate, and
+/// this client's own certificate and key (PEM files).
+public struct BursarClientTLS: Sendable, Hashable {
+    /// The CAs that bursard's certificate must chain to.
+    public var caPath: String
+    /// This client's certificate chain, leaf first.
+    public var certificatePath: String
+    /// Its private key.
+    public var keyPath: String
+    /// The name bursard's certificate must carry; nil: the host connected to.
+    public var serverName: String?
+
+    public init(caPath: String, certificatePath: String, keyPath: String, serverName: String? = nil) {
+        self.caPath = caPath
+        self.certificatePath = certificatePath
+        self.keyPath = keyPath
+        self.serverName = serverName
+    }
+
+    func makeContext() throws -> NIOSSLContext {
+        func read<T>(_ what: String, _ path: String, _ load: () throws -> T) throws -> T {
+            do { return try load() } catch {
+                throw BursarClientError(code: "tls_file", message: "\(what) \(path): \(error)")
+            }
+        }
+        let roots = try read("CA certificates", caPath) { try NIOSSLCertificate.fromPEMFile(caPath) }
+        let chain = try read("client certificate", certificatePath) { try NIOSSLCertificate.fromPEMFile(certificatePath) }
+        let key = try read("client key", keyPath) { try NIOSSLPrivateKey(file: keyPath, format: .pem) }
+        var configuration = TLSConfiguration.makeClientConfiguration()
+        configuration.minimumTLSVersion = .tlsv12
+        configuration.trustRoots = .certificates(roots)
+        configuration.certificateChain = chain.map { .certificate($0) }
+        configuration.privateKey = .privateKey(key)
+        return try NIOSSLContext(configuration: configuration)
+    }
+}
+
 /// A pipelined connection to bursard. Any number of requests may be outstanding; answers are
 /// matched to requests by request id.
 public final class BursarConnection: Sendable {
@@ -30,9 +68,14 @@ public final class BursarConnection: Sendable {
 
     private init(channel: any Channel) { self.channel = channel }
 
-    /// Connects over TCP.
-    public static func connect(host: String, port: Int, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton) async throws -> BursarConnection {
-        let channel = try await bootstrap(group).connect(host: host, port: port).get()
+    /// Connects over TCP; with `tls`, over mutual TLS (a data plane started with
+    /// `--listen-tls-*`, SPEC 2).
+    public static func connect(
+        host: String, port: Int, tls: BursarClientTLS? = nil, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
+    ) async throws -> BursarConnection {
+        let context = try tls?.makeContext()
+        let serverName = tls?.serverName ?? host
+        let channel = try await bootstrap(group, tls: context.map { ($0, serverName) }).connect(host: host, port: port).get()
         return BursarConnection(channel: channel)
     }
 
@@ -42,11 +85,18 @@ public final class BursarConnection: Sendable {
         return BursarConnection(channel: channel)
     }
 
-    private static func bootstrap(_ group: any EventLoopGroup) -> ClientBootstrap {
+    private static func bootstrap(_ group: any EventLoopGroup, tls: (NIOSSLContext, String)? = nil) -> ClientBootstrap {
         ClientBootstrap(group: group)
             .channelOption(.tcpOption(.tcp_nodelay), value: 1)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
+                    if let (context, serverName) = tls {
+                        // An IP address is verified against the certificate's IP entries, and is
+                        // not sent as SNI (which names hosts only).
+                        let sni = serverName.contains(where: { $0.isLetter }) ? serverName : nil
+                        try channel.pipeline.syncOperations.addHandler(
+                            try NIOSSLClientHandler(context: context, serverHostname: sni))
+                    }
                     try channel.pipeline.syncOperations.addHandlers([
                         ByteToMessageHandler(FrameDecoder(direction: .toClient)),
                         MessageToByteHandler(FrameEncoder()),

@@ -71,6 +71,18 @@ public struct BursardConfiguration: Sendable, Hashable {
     /// Serve the admin API in clear text on a non-loopback address (`--ops-allow-insecure-remote`):
     /// for a TLS-terminating proxy or a private network the operator vouches for.
     public var opsAllowInsecureRemote = false
+    /// The data plane's certificate chain, PEM (`--listen-tls-cert`): with `listenTLSKey` and
+    /// `listenTLSClientCA`, the TCP data plane speaks mutual TLS.
+    public var listenTLSCertificate: String?
+    /// The data plane's private key, PEM (`--listen-tls-key`).
+    public var listenTLSKey: String?
+    /// The certificate authorities whose client certificates the data plane accepts, PEM
+    /// (`--listen-tls-client-ca`): a gateway without one is refused in the handshake.
+    public var listenTLSClientCA: String?
+    /// Serve the data plane (`--listen` without mutual TLS, `--grpc`) on a non-loopback address
+    /// (`--listen-allow-insecure-remote`): whoever reaches it can CHECK, SETTLE and RELEASE, so
+    /// only for a network the operator vouches for.
+    public var listenAllowInsecureRemote = false
     /// An additional unix socket for the data plane (`--unix`).
     public var unixSocketPath: String?
     /// The gRPC front door for Envoy's ext_authz filter (`--grpc`); nil: none.
@@ -145,6 +157,10 @@ public struct BursardConfiguration: Sendable, Hashable {
     /// Every setting, in `--help` order. `config` (the file itself) is not among them.
     public static let options: [ConfigurationOption] = [
         ConfigurationOption(name: "listen", aliases: [], valueName: "host:port", abstract: "TCP address of the data plane (port 0 picks a free port).", defaultText: "127.0.0.1:7420"),
+        ConfigurationOption(name: "listen-tls-cert", aliases: [], valueName: "path", abstract: "Speak mutual TLS on the TCP data plane with this certificate chain (PEM, leaf first); needs --listen-tls-key and --listen-tls-client-ca. The unix socket stays plain (its file permissions guard it).", defaultText: nil),
+        ConfigurationOption(name: "listen-tls-key", aliases: [], valueName: "path", abstract: "The private key (PEM) for --listen-tls-cert.", defaultText: nil),
+        ConfigurationOption(name: "listen-tls-client-ca", aliases: [], valueName: "path", abstract: "Accept data-plane clients (gateways) only with a certificate issued by these CAs (PEM).", defaultText: nil),
+        ConfigurationOption(name: "listen-allow-insecure-remote", aliases: [], valueName: "true|false", abstract: "Allow --listen without mutual TLS, and --grpc, on a non-loopback address: anyone who reaches them can CHECK, SETTLE and RELEASE. Without it bursard refuses to start.", defaultText: "false"),
         ConfigurationOption(name: "ops", aliases: ["stats"], valueName: "host:port", abstract: "TCP address of the ops port: the admin API (port 0 picks a free port).", defaultText: "127.0.0.1:7421"),
         ConfigurationOption(name: "ops-tls-cert", aliases: [], valueName: "path", abstract: "Serve the ops port over TLS with this certificate chain (PEM, leaf first); needs --ops-tls-key.", defaultText: nil),
         ConfigurationOption(name: "ops-tls-key", aliases: [], valueName: "path", abstract: "The private key (PEM) for --ops-tls-cert.", defaultText: nil),
@@ -243,6 +259,7 @@ public struct BursardConfiguration: Sendable, Hashable {
             }
         }
         if let problem = configuration.opsExposureProblem { throw ConfigurationError(problem) }
+        if let problem = configuration.dataPlaneExposureProblem { throw ConfigurationError(problem) }
         return configuration
     }
 
@@ -262,6 +279,36 @@ public struct BursardConfiguration: Sendable, Hashable {
         return "--ops \(ops) (\(sources["ops"] ?? .builtInDefault)) is not a loopback address and the ops port has no TLS: "
             + "the admin API (bearer tokens, new key secrets) would cross the network in clear text. "
             + "Give --ops-tls-cert and --ops-tls-key, or --ops-allow-insecure-remote true (behind a TLS-terminating proxy)"
+    }
+
+    /// The data plane's mutual-TLS files, when all three are set.
+    public var listenTLS: (certificate: String, key: String, clientCA: String)? {
+        guard let certificate = listenTLSCertificate, let key = listenTLSKey, let ca = listenTLSClientCA else { return nil }
+        return (certificate, key, ca)
+    }
+
+    /// Why the data-plane settings must not start: some of the mutual-TLS files without the
+    /// others, or a listener other hosts can reach that authenticates nobody, without
+    /// `--listen-allow-insecure-remote`. The data plane moves money: a SETTLE from anyone who
+    /// reaches the port counts.
+    var dataPlaneExposureProblem: String? {
+        let given = [listenTLSCertificate, listenTLSKey, listenTLSClientCA].filter { $0 != nil }.count
+        if given != 0 && given != 3 {
+            return "--listen-tls-cert, --listen-tls-key and --listen-tls-client-ca go together (mutual TLS): give all three (PEM files) or none"
+        }
+        guard !listenAllowInsecureRemote else { return nil }
+        let remedy = "Keep it on loopback (a sidecar) or the unix socket, or give --listen-allow-insecure-remote true on a network you vouch for"
+        if listenTLS == nil, !Self.isLoopback(listen.host) {
+            return "--listen \(listen) (\(sources["listen"] ?? .builtInDefault)) is not a loopback address and the data plane has no mutual TLS: "
+                + "anyone who reaches it could CHECK, SETTLE and RELEASE. Give --listen-tls-cert, --listen-tls-key and --listen-tls-client-ca (gateways then need a client certificate). "
+                + remedy
+        }
+        if let grpc, !Self.isLoopback(grpc.host) {
+            return "--grpc \(grpc) (\(sources["grpc"] ?? .builtInDefault)) is not a loopback address and the gRPC front door authenticates no one: "
+                + "anyone who reaches it could CHECK and SETTLE. Run Envoy beside bursard (loopback, or --grpc-unix), "
+                + "or give --listen-allow-insecure-remote true on a network you vouch for"
+        }
+        return nil
     }
 
     /// `localhost`, 127.0.0.0/8 (dotted quad) or `::1`; anything else counts as reachable.
@@ -321,6 +368,13 @@ public struct BursardConfiguration: Sendable, Hashable {
         case "envoy-rls-domain": return nonEmpty { c.envoyRateLimitDomain = $0 }
         case "ops-tls-cert": return nonEmpty { c.opsTLSCertificate = $0 }
         case "ops-tls-key": return nonEmpty { c.opsTLSKey = $0 }
+        case "listen-tls-cert": return nonEmpty { c.listenTLSCertificate = $0 }
+        case "listen-tls-key": return nonEmpty { c.listenTLSKey = $0 }
+        case "listen-tls-client-ca": return nonEmpty { c.listenTLSClientCA = $0 }
+        case "listen-allow-insecure-remote":
+            guard let value = Bool(text) else { return "is not true or false" }
+            c.listenAllowInsecureRemote = value
+            return nil
         case "ops-allow-insecure-remote":
             guard let value = Bool(text) else { return "is not true or false" }
             c.opsAllowInsecureRemote = value

@@ -2,6 +2,7 @@ import BursarWire
 public import Logging
 public import NIOCore
 import NIOPosix
+import NIOSSL
 public import ServiceLifecycle
 public import Synchronization
 
@@ -19,18 +20,76 @@ public struct ListenerConfiguration: Sendable {
 
     /// Bounds on connections and queued work.
     public var limits: ConnectionLimits
+    /// Mutual TLS on the TCP listener; nil: plain TCP. The unix socket is always plain.
+    public var tls: DataPlaneTLS?
 
-    /// Defaults: 127.0.0.1:7420, no unix socket, 10 s to drain, the default bounds.
+    /// Defaults: 127.0.0.1:7420, no unix socket, 10 s to drain, the default bounds, no TLS.
     public init(
         host: String = "127.0.0.1", port: Int = 7420, unixSocketPath: String? = nil, shutdownTimeout: Duration = .seconds(10),
-        limits: ConnectionLimits = ConnectionLimits()
+        limits: ConnectionLimits = ConnectionLimits(), tls: DataPlaneTLS? = nil
     ) {
         self.host = host
         self.port = port
         self.unixSocketPath = unixSocketPath
         self.shutdownTimeout = shutdownTimeout
         self.limits = limits
+        self.tls = tls
     }
+}
+
+/// Mutual TLS on the TCP data plane (SPEC 2): bursard presents its certificate, and accepts only
+/// a client that presents a certificate issued by one of the client CAs — a gateway without one
+/// is refused in the handshake, before it can send a frame. PEM files, read at start.
+public struct DataPlaneTLS: Sendable, Hashable {
+    /// The certificate chain, leaf first (`--listen-tls-cert`).
+    public var certificatePath: String
+    /// Its private key (`--listen-tls-key`).
+    public var keyPath: String
+    /// The CAs whose client certificates are accepted (`--listen-tls-client-ca`).
+    public var clientCAPath: String
+
+    public init(certificatePath: String, keyPath: String, clientCAPath: String) {
+        self.certificatePath = certificatePath
+        self.keyPath = keyPath
+        self.clientCAPath = clientCAPath
+    }
+
+    /// Reads the files and makes the server context once, so that a file that cannot be used
+    /// stops start-up with a message naming its flag.
+    public func check() throws(DataPlaneTLSError) { _ = try makeContext() }
+
+    /// The server context: TLS 1.2 or later, a client certificate required and verified against
+    /// the client CAs (no host name: a gateway's address says nothing about who it is).
+    /// Throws `DataPlaneTLSError` naming the flag whose file is missing or unreadable.
+    func makeContext() throws(DataPlaneTLSError) -> NIOSSLContext {
+        let chain: [NIOSSLCertificate]
+        let key: NIOSSLPrivateKey
+        let roots: [NIOSSLCertificate]
+        do { chain = try NIOSSLCertificate.fromPEMFile(certificatePath) } catch {
+            throw DataPlaneTLSError("--listen-tls-cert \(certificatePath): cannot read a PEM certificate chain: \(error)")
+        }
+        do { key = try NIOSSLPrivateKey(file: keyPath, format: .pem) } catch {
+            throw DataPlaneTLSError("--listen-tls-key \(keyPath): cannot read a PEM private key: \(error)")
+        }
+        do { roots = try NIOSSLCertificate.fromPEMFile(clientCAPath) } catch {
+            throw DataPlaneTLSError("--listen-tls-client-ca \(clientCAPath): cannot read PEM certificates: \(error)")
+        }
+        guard !chain.isEmpty else { throw DataPlaneTLSError("--listen-tls-cert \(certificatePath): no certificate in the file") }
+        guard !roots.isEmpty else { throw DataPlaneTLSError("--listen-tls-client-ca \(clientCAPath): no certificate in the file") }
+        var configuration = TLSConfiguration.makeServerConfiguration(certificateChain: chain.map { .certificate($0) }, privateKey: .privateKey(key))
+        configuration.minimumTLSVersion = .tlsv12
+        configuration.certificateVerification = .noHostnameVerification
+        configuration.trustRoots = .certificates(roots)
+        do { return try NIOSSLContext(configuration: configuration) } catch {
+            throw DataPlaneTLSError("--listen-tls-cert/--listen-tls-key: the certificate and key do not make a TLS server: \(error)")
+        }
+    }
+}
+
+/// A data-plane TLS file that cannot be used, named by its flag.
+public struct DataPlaneTLSError: Error, Sendable, CustomStringConvertible {
+    public let description: String
+    init(_ description: String) { self.description = description }
 }
 
 /// The data plane's bounds on connections and queued work (SPEC 15.1): what keeps a flood, a
@@ -129,7 +188,22 @@ public final class DataPlaneServer: Service, Sendable {
     /// Binds the listeners; returns the TCP port actually bound.
     @discardableResult
     public func start() async throws -> Int {
-        let bootstrap = ServerBootstrap(group: group)
+        let tls = try configuration.tls?.makeContext()
+        let tcp = try await bootstrap(tls: tls).bind(host: configuration.host, port: configuration.port).get()
+        channels.withLock { $0.append(tcp) }
+        let port = tcp.localAddress?.port ?? configuration.port
+        logger.info("data plane listening", metadata: ["address": "\(configuration.host):\(port)", "mutual_tls": "\(tls != nil)"])
+        if let path = configuration.unixSocketPath {
+            let unix = try await bootstrap(tls: nil).bind(unixDomainSocketPath: path, cleanupExistingSocketFile: true).get()
+            channels.withLock { $0.append(unix) }
+            logger.info("data plane listening", metadata: ["unix": "\(path)"])
+        }
+        return port
+    }
+
+    /// The listeners' bootstrap; with `tls`, each connection starts with the TLS handshake.
+    private func bootstrap(tls: NIOSSLContext?) -> ServerBootstrap {
+        ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 1024)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
@@ -141,6 +215,10 @@ public final class DataPlaneServer: Service, Sendable {
             .childChannelOption(.recvAllocator, value: AdaptiveRecvByteBufferAllocator(minimum: 1024, initial: 4096, maximum: 16384))
             .childChannelInitializer { [engine, connectionStats, logger, connections, limits = configuration.limits] channel in
                 channel.eventLoop.makeCompletedFuture {
+                    // First in the pipeline, so that even the refusal below is sent over TLS.
+                    if let tls {
+                        try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls))
+                    }
                     switch connections.add(channel, limit: limits.maxConnections) {
                     case .added:
                         break
@@ -166,16 +244,6 @@ public final class DataPlaneServer: Service, Sendable {
                     }
                 }
             }
-        let tcp = try await bootstrap.bind(host: configuration.host, port: configuration.port).get()
-        channels.withLock { $0.append(tcp) }
-        let port = tcp.localAddress?.port ?? configuration.port
-        logger.info("data plane listening", metadata: ["address": "\(configuration.host):\(port)"])
-        if let path = configuration.unixSocketPath {
-            let unix = try await bootstrap.bind(unixDomainSocketPath: path, cleanupExistingSocketFile: true).get()
-            channels.withLock { $0.append(unix) }
-            logger.info("data plane listening", metadata: ["unix": "\(path)"])
-        }
-        return port
     }
 
     /// Open connections.

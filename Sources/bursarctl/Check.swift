@@ -17,6 +17,15 @@ struct Check: AsyncParsableCommand {
     @Option(name: .long, help: ArgumentHelp("bursard's data plane (default: $BURSAR_DATA_PLANE, else 127.0.0.1:7420).", valueName: "host:port"))
     var dataPlane: String?
 
+    @Option(name: .customLong("tls-ca"), help: ArgumentHelp("Mutual TLS (a data plane started with --listen-tls-*): the CA certificates bursard's certificate must chain to (default: $BURSAR_TLS_CA).", valueName: "path"))
+    var tlsCA: String?
+
+    @Option(name: .customLong("tls-cert"), help: ArgumentHelp("Mutual TLS: this client's certificate (default: $BURSAR_TLS_CERT).", valueName: "path"))
+    var tlsCert: String?
+
+    @Option(name: .customLong("tls-key"), help: ArgumentHelp("Mutual TLS: this client's private key (default: $BURSAR_TLS_KEY).", valueName: "path"))
+    var tlsKey: String?
+
     @Option(name: .long, help: ArgumentHelp("The key's secret (sk-br-…), '-' to read it from stdin.", valueName: "secret"))
     var secret: String?
 
@@ -59,9 +68,17 @@ struct Check: AsyncParsableCommand {
             digest: KeyDigest(secret: secretText), model: modelName, inputTokens: tokens, maxOutputTokens: 0,
             estimatedCost: try parseMoney(cost, flag: "--cost"))
 
+        let environment = ProcessInfo.processInfo.environment
+        let files = [tlsCA ?? environment["BURSAR_TLS_CA"], tlsCert ?? environment["BURSAR_TLS_CERT"], tlsKey ?? environment["BURSAR_TLS_KEY"]]
+        let tls: BursarClientTLS?
+        switch files.compactMap({ $0 }).count {
+        case 0: tls = nil
+        case 3: tls = BursarClientTLS(caPath: files[0]!, certificatePath: files[1]!, keyPath: files[2]!)
+        default: throw Failure.invalid("--tls-ca, --tls-cert and --tls-key go together (mutual TLS): give all three or none")
+        }
         let connection: BursarConnection
         do {
-            connection = try await BursarConnection.connect(host: host, port: port)
+            connection = try await BursarConnection.connect(host: host, port: port, tls: tls)
         } catch {
             throw Failure(code: "unreachable", message: "cannot reach the data plane at \(address): \(error)", exitStatus: ExitStatus.unreachable)
         }

@@ -52,6 +52,18 @@ struct Bursard: AsyncParsableCommand {
     @Option(name: .customLong("ops-allow-insecure-remote"), help: Bursard.help("ops-allow-insecure-remote"))
     var opsAllowInsecureRemote: String?
 
+    @Option(name: .customLong("listen-tls-cert"), help: Bursard.help("listen-tls-cert"))
+    var listenTLSCert: String?
+
+    @Option(name: .customLong("listen-tls-key"), help: Bursard.help("listen-tls-key"))
+    var listenTLSKey: String?
+
+    @Option(name: .customLong("listen-tls-client-ca"), help: Bursard.help("listen-tls-client-ca"))
+    var listenTLSClientCA: String?
+
+    @Option(name: .customLong("listen-allow-insecure-remote"), help: Bursard.help("listen-allow-insecure-remote"))
+    var listenAllowInsecureRemote: String?
+
     @Option(name: .long, help: Bursard.help("unix"))
     var unix: String?
 
@@ -161,7 +173,8 @@ struct Bursard: AsyncParsableCommand {
     var commandLine: [String: String] {
         let given: [(String, String?)] = [
             ("listen", listen), ("ops", ops), ("stats", stats), ("ops-tls-cert", opsTLSCert), ("ops-tls-key", opsTLSKey),
-            ("ops-allow-insecure-remote", opsAllowInsecureRemote), ("unix", unix), ("grpc", grpc), ("grpc-unix", grpcUnix),
+            ("ops-allow-insecure-remote", opsAllowInsecureRemote), ("listen-tls-cert", listenTLSCert), ("listen-tls-key", listenTLSKey),
+            ("listen-tls-client-ca", listenTLSClientCA), ("listen-allow-insecure-remote", listenAllowInsecureRemote), ("unix", unix), ("grpc", grpc), ("grpc-unix", grpcUnix),
             ("envoy-key-header", envoyKeyHeader), ("envoy-model-header", envoyModelHeader), ("envoy-max-output-tokens", envoyMaxOutputTokens),
             ("envoy-rls-domain", envoyRateLimitDomain),
             ("redis", redis), ("data-dir", dataDir),

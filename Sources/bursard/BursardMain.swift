@@ -41,6 +41,16 @@ struct BursardMain {
             }
         }
 
+        let listenTLS = settings.listenTLS.map { DataPlaneTLS(certificatePath: $0.certificate, keyPath: $0.key, clientCAPath: $0.clientCA) }
+        if let listenTLS {
+            do {
+                try listenTLS.check()
+            } catch {
+                logger.critical("cannot serve the data plane over mutual TLS", metadata: ["error": "\(error)"])
+                throw ExitCode(1)
+            }
+        }
+
         var services: [any Service] = []
         let target: RedisTarget
         var embedded: EmbeddedRedisService?
@@ -84,7 +94,8 @@ struct BursardMain {
                     maxConnections: settings.maxConnections, maxInFlight: settings.maxInFlight,
                     maxInFlightPerConnection: settings.maxInFlightPerConnection, idleTimeout: settings.idleTimeout,
                     frameTimeout: settings.frameTimeout, writeTimeout: settings.writeTimeout,
-                    maxUnknownKeysPerMinute: settings.maxUnknownKeysPerMinute)),
+                    maxUnknownKeysPerMinute: settings.maxUnknownKeysPerMinute),
+                tls: listenTLS),
             engine: engine, group: group, logger: logger)
 
         let store = MetadataStore(redis: redisClient)

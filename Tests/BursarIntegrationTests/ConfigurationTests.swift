@@ -58,7 +58,7 @@ struct ConfigurationTests {
             log-level = debug
             """)
         let c = try resolve(
-            ["listen": "10.0.0.3:3000", "config": path],
+            ["listen": "10.0.0.3:3000", "config": path, "listen-allow-insecure-remote": "true"],
             env: ["BURSARD_LISTEN": "10.0.0.2:2000", "BURSARD_DEADLINE_MS": "200", "BURSARD_REDIS": "redis://10.0.0.9:6380/2"])
         #expect(c.listen == HostPort(host: "10.0.0.3", port: 3000))
         #expect(c.sources["listen"] == .commandLine)
@@ -238,6 +238,36 @@ struct ConfigurationTests {
             == "--ops-tls-cert and --ops-tls-key go together: give both (PEM files) or neither")
     }
 
+    @Test("the data plane refuses a non-loopback --listen without mutual TLS, and a non-loopback --grpc, unless --listen-allow-insecure-remote true")
+    func dataPlaneExposure() throws {
+        let message = refusal { () throws(ConfigurationError) in try resolve(["listen": "0.0.0.0:7420"]) }
+        #expect(message.hasPrefix("--listen 0.0.0.0:7420 (command line) is not a loopback address and the data plane has no mutual TLS"), "\(message)")
+        #expect(message.contains("--listen-tls-cert, --listen-tls-key and --listen-tls-client-ca") && message.contains("--listen-allow-insecure-remote true"))
+        for host in ["0.0.0.0:1", "10.1.2.3:1", "[::]:1", "example.test:1", "128.0.0.1:1"] {
+            #expect(refusal { () throws(ConfigurationError) in try resolve(["listen": host]) }.contains("is not a loopback address"), "\(host)")
+            let grpc = refusal { () throws(ConfigurationError) in try resolve(["grpc": host]) }
+            #expect(grpc.hasPrefix("--grpc \(host) (command line) is not a loopback address and the gRPC front door authenticates no one"), "\(grpc)")
+        }
+        for host in ["127.0.0.1:1", "[::1]:1", "localhost:1"] {
+            #expect(try resolve(["listen": host, "grpc": host]).listenAllowInsecureRemote == false, "\(host)")
+        }
+        // From the environment too; the flag, from any source, lets both start.
+        #expect(refusal { () throws(ConfigurationError) in try resolve(env: ["BURSARD_LISTEN": "0.0.0.0:7420"]) }
+            .hasPrefix("--listen 0.0.0.0:7420 (environment variable BURSARD_LISTEN)"))
+        #expect(try resolve(["listen": "0.0.0.0:7420", "grpc": "0.0.0.0:7422", "listen-allow-insecure-remote": "true"]).listenAllowInsecureRemote)
+        #expect(try resolve(env: ["BURSARD_LISTEN": "0.0.0.0:7420", "BURSARD_LISTEN_ALLOW_INSECURE_REMOTE": "true"]).listen.host == "0.0.0.0")
+        #expect(refusal { () throws(ConfigurationError) in try resolve(["listen-allow-insecure-remote": "1"]) }
+            == "--listen-allow-insecure-remote '1' (command line) is not true or false")
+        // Mutual TLS makes a remote --listen fine (not --grpc, which has none); the three files go together.
+        let tls = try resolve(["listen": "0.0.0.0:7420", "listen-tls-cert": "/etc/bursar/dp.pem", "listen-tls-key": "/etc/bursar/dp.key",
+                               "listen-tls-client-ca": "/etc/bursar/gateways.pem"])
+        #expect(tls.listenTLS?.certificate == "/etc/bursar/dp.pem" && tls.listenTLS?.key == "/etc/bursar/dp.key" && tls.listenTLS?.clientCA == "/etc/bursar/gateways.pem")
+        for partial in [["listen-tls-cert": "/a"], ["listen-tls-cert": "/a", "listen-tls-key": "/b"], ["listen-tls-client-ca": "/c"]] {
+            #expect(refusal { () throws(ConfigurationError) in try resolve(partial) }
+                == "--listen-tls-cert, --listen-tls-key and --listen-tls-client-ca go together (mutual TLS): give all three (PEM files) or none")
+        }
+    }
+
     @Test("every setting has an environment variable BURSARD_<FLAG IN UPPER SNAKE CASE>")
     func environmentNames() throws {
         #expect(ConfigurationOption.environmentVariable(for: "redis-connections") == "BURSARD_REDIS_CONNECTIONS")
@@ -250,12 +280,16 @@ struct ConfigurationTests {
             case "appendfsync": "always"
             case "on-store-failure-rate", "on-store-failure-spend": "allow"
             case "unix", "grpc-unix", "data-dir", "redis-server", "ops-tls-cert", "ops-tls-key": "/tmp/x"
-            case "ops-allow-insecure-remote": "true"
+            case "listen-tls-cert", "listen-tls-key", "listen-tls-client-ca": "/tmp/x"
+            case "ops-allow-insecure-remote", "listen-allow-insecure-remote": "true"
             default: "7"
             }
-            // The TLS files go together: set the other one in the file.
-            let partner = ["ops-tls-cert": "ops-tls-key", "ops-tls-key": "ops-tls-cert"][option.name]
-            let c = try resolve(partner.map { ["config": try file("\($0) = /tmp/y\n")] } ?? [:], env: [option.environmentVariable: sample])
+            // The TLS files go together: set the others in the file.
+            let tlsFiles = ["listen-tls-cert", "listen-tls-key", "listen-tls-client-ca"]
+            let partners = ["ops-tls-cert": ["ops-tls-key"], "ops-tls-key": ["ops-tls-cert"]][option.name]
+                ?? (tlsFiles.contains(option.name) ? tlsFiles.filter { $0 != option.name } : [])
+            let config = partners.isEmpty ? [:] : ["config": try file(partners.map { "\($0) = /tmp/y\n" }.joined())]
+            let c = try resolve(config, env: [option.environmentVariable: sample])
             #expect(c.sources[option.name] == .environment(variable: option.environmentVariable), "\(option.name)")
         }
     }

@@ -33,13 +33,14 @@ from .types import (
     reservation_id,
     split_reservation,
 )
+from ._common import tls_context
 from .aio import AsyncClient
 from .sync import Client
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "AsyncClient", "Client", "digest", "rate_limit_headers",
+    "AsyncClient", "Client", "digest", "rate_limit_headers", "tls_context",
     "CheckResult", "SettleResult", "DenyReason", "ReservationStatus", "ErrorCode", "FrameType",
     "INT64_MAX", "PRICE_FROM_TABLE", "reservation_id", "split_reservation",
     "BursarError", "Unreachable", "ConnectionLost", "DeadlineExceeded", "ProtocolError",

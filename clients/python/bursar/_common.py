@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+import ssl
 from typing import NamedTuple, Optional, Tuple, Union
 from urllib.parse import urlsplit
 
@@ -46,6 +47,27 @@ def parse_address(url: str) -> Address:
     if not parts.hostname or port is None:
         raise ValueError(f"url: expected tcp://host:port, got {url!r}")
     return Address("tcp", (parts.hostname, port))
+
+
+def tls_context(ca: str, cert: str, key: str) -> ssl.SSLContext:
+    """The client side of bursard's mutual TLS (a data plane started with ``--listen-tls-*``):
+    bursard's certificate must chain to ``ca`` and carry the host connected to; this client
+    presents ``cert`` with its private key ``key`` (PEM files). TLS 1.2 or later. A file that
+    cannot be used raises ``ValueError`` naming it."""
+    for name, path in (("ca", ca), ("cert", cert), ("key", key)):
+        if not isinstance(path, str) or not path:
+            raise ValueError(f"tls_context: {name} must be a path to a PEM file, got {path!r}")
+    try:
+        ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=ca)
+    except (OSError, ssl.SSLError) as e:
+        raise ValueError(f"tls_context: ca {ca!r}: cannot load CA certificates: {e}") from None
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        ctx.load_cert_chain(cert, key)
+    except (OSError, ssl.SSLError) as e:
+        raise ValueError(f"tls_context: cert {cert!r} / key {key!r}: cannot load the client certificate "
+                         f"and its key: {e}") from None
+    return ctx
 
 
 class ModelCache:
@@ -157,8 +179,19 @@ class ClientBase:
     """The settings both clients take (see ``AsyncClient``), checked once here."""
 
     def __init__(self, url: str, pool_size: int, timeout: float, settle_timeout: float,
-                 connect_timeout: Optional[float], fail_open: bool) -> None:
+                 connect_timeout: Optional[float], fail_open: bool,
+                 tls: Optional[ssl.SSLContext] = None, server_hostname: Optional[str] = None) -> None:
         self.address = parse_address(url)
+        if tls is not None and not isinstance(tls, ssl.SSLContext):
+            raise ValueError(f"tls: expected an ssl.SSLContext (bursar.tls_context(...)), got {tls!r}")
+        if tls is not None and self.address.kind != "tcp":
+            raise ValueError(f"tls: only for tcp:// addresses; the unix socket {self.address} is plain")
+        if server_hostname is not None and (tls is None or not isinstance(server_hostname, str) or not server_hostname):
+            raise ValueError("server_hostname: a non-empty name, and only with tls")
+        #: the TLS context of a mutual-TLS data plane; None: plain
+        self.tls = tls
+        #: the name bursard's certificate must carry (default: the URL's host)
+        self.server_hostname = server_hostname or (self.address.target[0] if tls is not None else None)  # type: ignore[index]
         if type(pool_size) is not int or pool_size < 1:
             raise ValueError(f"pool_size: expected an int >= 1, got {pool_size!r}")
         self.pool_size = pool_size

@@ -71,8 +71,10 @@ class Settings:
                  settle_timeout_ms: int = 2000, pool_size: int = 2, fail_open: bool = False,
                  default_max_output_tokens: int = 4096,
                  max_output_tokens: Optional[Dict[str, int]] = None,
-                 redact_key_info: bool = True) -> None:
+                 redact_key_info: bool = True, tls: Optional[Tuple[str, str, str]] = None) -> None:
         self.url = url
+        #: (ca, cert, key) PEM paths for a data plane that speaks mutual TLS; None: plain
+        self.tls = tls
         self.timeout_ms = timeout_ms
         self.settle_timeout_ms = settle_timeout_ms
         self.pool_size = pool_size
@@ -94,7 +96,12 @@ class Settings:
                     isinstance(k, str) and type(v) is int and 0 <= v <= MAX_U32 for k, v in parsed.items()):
                 raise ValueError("BURSAR_MAX_OUTPUT_TOKENS: expected a JSON object of model -> token count")
             per_model = parsed
+        files = [os.environ.get(n) or None for n in ("BURSAR_TLS_CA", "BURSAR_TLS_CERT", "BURSAR_TLS_KEY")]
+        if any(files) and not all(files):
+            raise ValueError("BURSAR_TLS_CA, BURSAR_TLS_CERT and BURSAR_TLS_KEY go together (mutual TLS): "
+                             "set all three or none")
         return cls(
+            tls=(files[0], files[1], files[2]) if all(files) else None,  # type: ignore[arg-type]
             url=os.environ.get("BURSAR_URL") or "tcp://127.0.0.1:7420",
             timeout_ms=_env_int("BURSAR_TIMEOUT_MS", 250),
             settle_timeout_ms=_env_int("BURSAR_SETTLE_TIMEOUT_MS", 2000),
@@ -215,7 +222,8 @@ class BursarHandler(CustomLogger):
             s = self.settings
             client = bursar.AsyncClient(s.url, pool_size=s.pool_size, timeout=s.timeout_ms / 1000,
                                         settle_timeout=s.settle_timeout_ms / 1000,
-                                        fail_open=s.fail_open)
+                                        fail_open=s.fail_open,
+                                        tls=bursar.tls_context(*s.tls) if s.tls else None)
             self._clients[loop] = client
         return client
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import socket
+import ssl
 from typing import Dict, List, Optional, Set, Union
 
 from . import protocol as _p
@@ -224,6 +225,9 @@ class AsyncClient(ClientBase):
     - ``timeout``: the deadline of every call (one attempt), seconds.
     - ``settle_timeout``: the whole budget of a SETTLE or RELEASE, retries included.
     - ``connect_timeout``: for opening a connection (default: ``timeout``).
+    - ``tls``: an ``ssl.SSLContext`` for a data plane that speaks mutual TLS (bursard's
+      ``--listen-tls-*``), e.g. ``bursar.tls_context(ca, cert, key)``; None: plain TCP.
+    - ``server_hostname``: the name bursard's certificate must carry (default: the URL's host).
     - ``fail_open``: if True, a CHECK that cannot get an answer (Unreachable, ConnectionLost,
       DeadlineExceeded) returns ``CheckResult.failed_open()`` — allowed, ``fail_open=True``,
       reservation 0 — instead of raising. Off by default: nothing is silently allowed.
@@ -233,8 +237,10 @@ class AsyncClient(ClientBase):
 
     def __init__(self, url: str, pool_size: int = 2, timeout: float = 0.25, *,
                  settle_timeout: float = 2.0, connect_timeout: Optional[float] = None,
-                 fail_open: bool = False) -> None:
-        super().__init__(url, pool_size, timeout, settle_timeout, connect_timeout, fail_open)
+                 fail_open: bool = False, tls: Optional[ssl.SSLContext] = None,
+                 server_hostname: Optional[str] = None) -> None:
+        super().__init__(url, pool_size, timeout, settle_timeout, connect_timeout, fail_open,
+                         tls, server_hostname)
         self._conns: List[_Connection] = []
         self._rr = 0
         self._connecting: Optional[asyncio.Future] = None
@@ -274,7 +280,11 @@ class AsyncClient(ClientBase):
                 coro = loop.create_unix_connection(factory, self.address.target)
             else:
                 host, port = self.address.target  # type: ignore[misc]
-                coro = loop.create_connection(factory, host, port)
+                if self.tls is not None:  # connected once the handshake is done
+                    coro = loop.create_connection(factory, host, port, ssl=self.tls,
+                                                  server_hostname=self.server_hostname)
+                else:
+                    coro = loop.create_connection(factory, host, port)
             _, conn = await asyncio.wait_for(coro, self.connect_timeout)
         except asyncio.CancelledError:  # close() while connecting
             self._connecting = None

@@ -45,6 +45,9 @@ released exactly once whatever order the hooks come in. SETTLE/RELEASE run in ba
 Environment:
 
 - ``BURSAR_URL``: ``tcp://host:port`` or ``unix:///path`` (default ``tcp://127.0.0.1:7420``)
+- ``BURSAR_TLS_CA``, ``BURSAR_TLS_CERT``, ``BURSAR_TLS_KEY``: PEM files for a data plane that
+  speaks mutual TLS (bursard's ``--listen-tls-*``): the CA of bursard's certificate, this gateway's
+  certificate and its key; all three or none
 - ``BURSAR_TIMEOUT_MS``: CHECK deadline (default 250)
 - ``BURSAR_SETTLE_TIMEOUT_MS``: SETTLE/RELEASE budget, retries included (default 2000)
 - ``BURSAR_POOL_SIZE``: connections per event loop (default 2)

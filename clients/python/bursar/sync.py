@@ -10,6 +10,7 @@ unread also makes bursard void a late admission (SPEC §2, §13.7).
 from __future__ import annotations
 
 import socket
+import ssl
 import threading
 import time
 from typing import List, Optional, Union
@@ -103,8 +104,10 @@ class Client(ClientBase):
 
     def __init__(self, url: str, pool_size: int = 2, timeout: float = 0.25, *,
                  settle_timeout: float = 2.0, connect_timeout: Optional[float] = None,
-                 fail_open: bool = False) -> None:
-        super().__init__(url, pool_size, timeout, settle_timeout, connect_timeout, fail_open)
+                 fail_open: bool = False, tls: Optional[ssl.SSLContext] = None,
+                 server_hostname: Optional[str] = None) -> None:
+        super().__init__(url, pool_size, timeout, settle_timeout, connect_timeout, fail_open,
+                         tls, server_hostname)
         self._idle: List[_SyncConnection] = []
         self._open = 0
         self._cond = threading.Condition()
@@ -150,6 +153,12 @@ class Client(ClientBase):
             else:
                 sock = socket.create_connection(self.address.target, timeout=timeout)  # type: ignore[arg-type]
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                if self.tls is not None:
+                    try:  # the handshake, within the same timeout
+                        sock = self.tls.wrap_socket(sock, server_hostname=self.server_hostname)
+                    except BaseException:
+                        sock.close()
+                        raise
         except OSError as e:
             with self._cond:
                 self._backoff.failed(_now(), e)

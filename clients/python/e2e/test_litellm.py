@@ -432,3 +432,19 @@ def test_zz_every_admission_was_settled_or_released_exactly_once(proxy, bursar_s
     assert m['bursar_settlements_total{status="already_settled"}'] == 0
     assert m['bursar_settlements_total{status="already_released"}'] == 0
     assert m['bursar_settlements_total{status="applied"}'] == allowed
+
+
+def test_mutual_tls_settings_go_together(monkeypatch):
+    """BURSAR_TLS_CA/CERT/KEY (a data plane with --listen-tls-*): all three or none; with all
+    three the callback's client is made with their TLS context (the clients' TLS itself runs
+    against a real bursard in clients/python/tests/test_tls.py)."""
+    from bursar._litellm import Settings
+    for name in ("BURSAR_TLS_CA", "BURSAR_TLS_CERT", "BURSAR_TLS_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    assert Settings.from_env().tls is None
+    monkeypatch.setenv("BURSAR_TLS_CA", "/etc/bursar/ca.pem")
+    with pytest.raises(ValueError, match="BURSAR_TLS_CA, BURSAR_TLS_CERT and BURSAR_TLS_KEY go together"):
+        Settings.from_env()
+    monkeypatch.setenv("BURSAR_TLS_CERT", "/etc/bursar/gateway.pem")
+    monkeypatch.setenv("BURSAR_TLS_KEY", "/etc/bursar/gateway.key")
+    assert Settings.from_env().tls == ("/etc/bursar/ca.pem", "/etc/bursar/gateway.pem", "/etc/bursar/gateway.key")

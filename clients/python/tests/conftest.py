@@ -77,7 +77,8 @@ class Redis:
 class Bursard:
     """One bursard process; ``kill`` and ``start`` again keep its ports and socket path."""
 
-    def __init__(self, redis: Redis, workdir: str, name: str = "bursard") -> None:
+    def __init__(self, redis: Redis, workdir: str, name: str = "bursard",
+                 extra_args: Optional[List[str]] = None) -> None:
         self.exe = _binary("BURSARD", "bursard")
         self.redis = redis
         self.port = free_port()
@@ -85,7 +86,7 @@ class Bursard:
         self.unix_path = os.path.join(workdir, f"{name}.sock")
         self.log_path = os.path.join(workdir, f"{name}.log")
         self.proc: Optional[subprocess.Popen] = None
-        self.extra_args: List[str] = []
+        self.extra_args: List[str] = list(extra_args or [])
         self.tcp_url = f"tcp://127.0.0.1:{self.port}"
         self.unix_url = f"unix://{self.unix_path}"
         self.ops_url = f"http://127.0.0.1:{self.ops_port}"
@@ -169,8 +170,8 @@ class Stack:
     def usage(self, key_id: int) -> dict:
         return self.ctl("usage", "key", str(key_id))
 
-    def another_bursard(self, name: str) -> Bursard:
-        b = Bursard(self.redis, self.workdir, name)
+    def another_bursard(self, name: str, extra_args: Optional[List[str]] = None) -> Bursard:
+        b = Bursard(self.redis, self.workdir, name, extra_args)
         self.extra.append(b)
         return b
 
