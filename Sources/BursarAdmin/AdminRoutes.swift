@@ -72,8 +72,8 @@ public enum AdminRoutes {
 
         // Price table
         org.get("prices") { req, ctx in try await ok(s.listPrices(actor(req, s), id(ctx, "org"))) }
-        org.put("prices/:name") { req, ctx in try await ok(s.putPrice(actor(req, s), id(ctx, "org"), name(ctx), decode(req, ctx))) }
-        org.delete("prices/:name") { req, ctx in try await noContent(s.deletePrice(actor(req, s), id(ctx, "org"), name(ctx))) }
+        org.put("prices/:name") { req, ctx in try await ok(s.putPrice(actor(req, s), id(ctx, "org"), modelName(ctx), decode(req, ctx))) }
+        org.delete("prices/:name") { req, ctx in try await noContent(s.deletePrice(actor(req, s), id(ctx, "org"), modelName(ctx))) }
         org.post("prices/import") { req, ctx in
             let models = req.uri.queryParameters.get("models")
             if models?.isEmpty == true { throw APIError(.invalid, "models: name at least one model (comma-separated)") }
@@ -88,9 +88,9 @@ public enum AdminRoutes {
 
         // Virtual models
         org.get("virtual-models") { req, ctx in try await ok(s.listVirtualModels(actor(req, s), id(ctx, "org"))) }
-        org.get("virtual-models/:name") { req, ctx in try await ok(s.getVirtualModel(actor(req, s), id(ctx, "org"), name(ctx))) }
-        org.put("virtual-models/:name") { req, ctx in try await ok(s.putVirtualModel(actor(req, s), id(ctx, "org"), name(ctx), decode(req, ctx))) }
-        org.delete("virtual-models/:name") { req, ctx in try await noContent(s.deleteVirtualModel(actor(req, s), id(ctx, "org"), name(ctx))) }
+        org.get("virtual-models/:name") { req, ctx in try await ok(s.getVirtualModel(actor(req, s), id(ctx, "org"), modelName(ctx))) }
+        org.put("virtual-models/:name") { req, ctx in try await ok(s.putVirtualModel(actor(req, s), id(ctx, "org"), modelName(ctx), decode(req, ctx))) }
+        org.delete("virtual-models/:name") { req, ctx in try await noContent(s.deleteVirtualModel(actor(req, s), id(ctx, "org"), modelName(ctx))) }
 
         // MCP servers
         org.get("mcp-servers") { req, ctx in try await ok(s.listMcp(actor(req, s), id(ctx, "org"))) }
@@ -102,11 +102,11 @@ public enum AdminRoutes {
         // Prompts
         org.get("prompts") { req, ctx in try await ok(s.listPrompts(actor(req, s), id(ctx, "org"))) }
         org.post("prompts") { req, ctx in try await created(s.createPrompt(actor(req, s), id(ctx, "org"), decode(req, ctx))) }
-        org.get("prompts/:name") { req, ctx in try await ok(s.getPrompt(actor(req, s), id(ctx, "org"), name(ctx))) }
+        org.get("prompts/:name") { req, ctx in try await ok(s.getPrompt(actor(req, s), id(ctx, "org"), promptName(ctx))) }
         org.post("prompts/:name/versions") { req, ctx in
-            try await created(s.addPromptVersion(actor(req, s), id(ctx, "org"), name(ctx), decode(req, ctx)))
+            try await created(s.addPromptVersion(actor(req, s), id(ctx, "org"), promptName(ctx), decode(req, ctx)))
         }
-        org.delete("prompts/:name") { req, ctx in try await noContent(s.deletePrompt(actor(req, s), id(ctx, "org"), name(ctx))) }
+        org.delete("prompts/:name") { req, ctx in try await noContent(s.deletePrompt(actor(req, s), id(ctx, "org"), promptName(ctx))) }
 
         // Live usage (read from Redis at the moment of the call)
         org.get("keys/:key/usage") { req, ctx in try await ok(s.keyUsage(actor(req, s), id(ctx, "org"), id(ctx, "key"))) }
@@ -187,6 +187,22 @@ public enum AdminRoutes {
         guard let raw = ctx.parameters.get("name"), let v = raw.removingPercentEncoding, !v.isEmpty else {
             throw APIError(.invalid, "name is missing")
         }
+        return v
+    }
+
+    /// A `{name}` path parameter that is a model name (prices, virtual models): 1…64 visible
+    /// ASCII characters, the document's pattern; anything else is `invalid` (400), never a 404.
+    static func modelName(_ ctx: some RequestContext) throws -> String {
+        let v = try name(ctx)
+        do { try MetadataStore.checkModel(v, "name") } catch let e as StoreError { throw APIError.from(e) }
+        return v
+    }
+
+    /// A `{name}` path parameter that is a prompt's name: 1…128 code points, no control
+    /// character, not only spaces (the document's pattern); anything else is `invalid` (400).
+    static func promptName(_ ctx: some RequestContext) throws -> String {
+        let v = try name(ctx)
+        do { try MetadataStore.checkName(v, "name") } catch let e as StoreError { throw APIError.from(e) }
         return v
     }
 

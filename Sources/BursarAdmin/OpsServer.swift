@@ -81,6 +81,8 @@ public enum OpsServer {
         service: AdminService, probes: OpsProbes? = nil, pages: (Router<BasicRequestContext>) -> Void = { _ in }
     ) -> Router<BasicRequestContext> {
         let router = Router()
+        // First, so that it wraps every route: the console's pages and the admin API alike.
+        router.add(middleware: RequestBodyDrainMiddleware())
         pages(router)
         if let probes {
             router.get("metrics") { _, _ in

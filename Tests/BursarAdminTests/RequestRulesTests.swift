@@ -142,6 +142,35 @@ struct RequestRulesTests {
         }
     }
 
+    @Test("path names: a model or prompt name that breaks the document's pattern is 400 invalid, never 404; a valid unknown one is 404")
+    func pathNames() async throws {
+        try await withAdmin { h in
+            let w = try await h.world()
+            // Percent-encoded as a client sends them: a space, a tab, only spaces, too long.
+            let model65 = String(repeating: "m", count: 65)
+            let prompt129 = String(repeating: "p", count: 129)
+            let cases: [(HTTPRequest.Method, String)] = [
+                (.get, "virtual-models/a%20b"), (.get, "virtual-models/a%09b"), (.get, "virtual-models/%20%20"),
+                (.get, "virtual-models/\(model65)"), (.delete, "virtual-models/a%20b"), (.delete, "prices/a%09b"),
+                (.delete, "prices/\(model65)"), (.delete, "prices/%C3%A9"),
+                (.get, "prompts/a%09b"), (.get, "prompts/%20%20%20"), (.get, "prompts/\(prompt129)"), (.delete, "prompts/a%0Ab"),
+            ]
+            for (method, path) in cases {
+                let r = try await h.api.call(method, "/v1/orgs/\(w.org)/\(path)", token: w.owner.token)
+                #expect(r.status == 400 && r.code == "invalid", "\(method) \(path): \(r)")
+            }
+            // Within the pattern: 404 (there is none), including a prompt name with a space.
+            for (method, path) in [(HTTPRequest.Method.get, "virtual-models/\(String(repeating: "m", count: 64))"), (.get, "prompts/a%20b"),
+                                   (.get, "prompts/\(String(repeating: "p", count: 128))"), (.delete, "prices/gpt-none")] {
+                let r = try await h.api.call(method, "/v1/orgs/\(w.org)/\(path)", token: w.owner.token)
+                #expect(r.status == 404 && r.code == "not_found", "\(method) \(path): \(r)")
+            }
+            // Authentication still comes first.
+            let anonymous = try await h.api.call(.get, "/v1/orgs/\(w.org)/virtual-models/a%20b", token: nil)
+            #expect(anonymous.status == 401, "\(anonymous)")
+        }
+    }
+
     @Test("bodies: each schema rule the server checks answers 400 invalid; schema-valid bodies refused by state answer 409 conflict")
     func bodies() async throws {
         try await withAdmin { h in
