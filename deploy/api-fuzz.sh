@@ -32,8 +32,10 @@ st="$work/venv/bin/schemathesis"
 
 start_redis --appendonly no
 ops_port=$(free_port)
+# Key-encryption keys, so that BYOK secrets can be stored (sealed) as in production.
+printf 'fuzz:%s\n' "$(head -c 32 /dev/urandom | base64)" >"$work/secrets.keys"
 "$bin/bursard" --redis "$redis_url" --listen 127.0.0.1:0 --ops "127.0.0.1:$ops_port" --log-level warning \
-  >"$work/bursard.log" 2>&1 &
+  --secrets-key-file "$work/secrets.keys" >"$work/bursard.log" 2>&1 &
 pids+=($!)
 server="http://127.0.0.1:$ops_port"
 for _ in $(seq 100); do

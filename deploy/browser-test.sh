@@ -49,6 +49,10 @@ fi
 start_redis --appendonly no
 ops_port=$(free_port)
 data_port=$(free_port)
+# Key-encryption keys, so that BYOK secrets can be stored (sealed) from the console; in the
+# environment, so that every bursard the tests start on this Redis has them too.
+BURSARD_SECRETS_KEYS="browser:$(head -c 32 /dev/urandom | base64)"
+export BURSARD_SECRETS_KEYS
 "$bin/bursard" --redis "$redis_url" --listen "127.0.0.1:$data_port" --ops "127.0.0.1:$ops_port" \
   --log-level warning >"$work/bursard.log" 2>&1 &
 pids+=($!)

@@ -1,5 +1,7 @@
 public import BursarRedis
+public import BursarStore
 public import Logging
+import Foundation
 import NIOCore
 
 /// A TCP address, `host:port` (IPv6 as `[::1]:port`).
@@ -83,6 +85,12 @@ public struct BursardConfiguration: Sendable, Hashable {
     /// (`--listen-allow-insecure-remote`): whoever reaches it can CHECK, SETTLE and RELEASE, so
     /// only for a network the operator vouches for.
     public var listenAllowInsecureRemote = false
+    /// The file of key-encryption keys provider (BYOK) secrets are sealed with
+    /// (`--secrets-key-file`; `SecretKeyring` describes the format).
+    public var secretsKeyFile: String?
+    /// The same keys given as text (`--secrets-keys`; meant for the environment variable
+    /// `BURSARD_SECRETS_KEYS`, never the command line, where other users of the host see it).
+    public var secretsKeys: String?
     /// An additional unix socket for the data plane (`--unix`).
     public var unixSocketPath: String?
     /// The gRPC front door for Envoy's ext_authz filter (`--grpc`); nil: none.
@@ -161,6 +169,8 @@ public struct BursardConfiguration: Sendable, Hashable {
         ConfigurationOption(name: "listen-tls-key", aliases: [], valueName: "path", abstract: "The private key (PEM) for --listen-tls-cert.", defaultText: nil),
         ConfigurationOption(name: "listen-tls-client-ca", aliases: [], valueName: "path", abstract: "Accept data-plane clients (gateways) only with a certificate issued by these CAs (PEM).", defaultText: nil),
         ConfigurationOption(name: "listen-allow-insecure-remote", aliases: [], valueName: "true|false", abstract: "Allow --listen without mutual TLS, and --grpc, on a non-loopback address: anyone who reaches them can CHECK, SETTLE and RELEASE. Without it bursard refuses to start.", defaultText: "false"),
+        ConfigurationOption(name: "secrets-key-file", aliases: [], valueName: "path", abstract: "Key-encryption keys for provider (BYOK) secrets, AES-256-GCM: one 'id:base64' line per key, the first seals, all open. Without keys no provider secret can be stored; with sealed secrets in Redis bursard will not start without the keys that sealed them.", defaultText: nil),
+        ConfigurationOption(name: "secrets-keys", aliases: [], valueName: "text", abstract: "The same keys as text, for the environment variable BURSARD_SECRETS_KEYS (not the command line: other users of the host can read it there).", defaultText: nil),
         ConfigurationOption(name: "ops", aliases: ["stats"], valueName: "host:port", abstract: "TCP address of the ops port: the admin API (port 0 picks a free port).", defaultText: "127.0.0.1:7421"),
         ConfigurationOption(name: "ops-tls-cert", aliases: [], valueName: "path", abstract: "Serve the ops port over TLS with this certificate chain (PEM, leaf first); needs --ops-tls-key.", defaultText: nil),
         ConfigurationOption(name: "ops-tls-key", aliases: [], valueName: "path", abstract: "The private key (PEM) for --ops-tls-cert.", defaultText: nil),
@@ -260,6 +270,9 @@ public struct BursardConfiguration: Sendable, Hashable {
         }
         if let problem = configuration.opsExposureProblem { throw ConfigurationError(problem) }
         if let problem = configuration.dataPlaneExposureProblem { throw ConfigurationError(problem) }
+        if configuration.secretsKeyFile != nil && configuration.secretsKeys != nil {
+            throw ConfigurationError("--secrets-key-file and --secrets-keys are two ways to give the same keys: give one")
+        }
         return configuration
     }
 
@@ -279,6 +292,25 @@ public struct BursardConfiguration: Sendable, Hashable {
         return "--ops \(ops) (\(sources["ops"] ?? .builtInDefault)) is not a loopback address and the ops port has no TLS: "
             + "the admin API (bearer tokens, new key secrets) would cross the network in clear text. "
             + "Give --ops-tls-cert and --ops-tls-key, or --ops-allow-insecure-remote true (behind a TLS-terminating proxy)"
+    }
+
+    /// The key-encryption keys, read from `--secrets-key-file` or `--secrets-keys`; nil when
+    /// neither is given. Throws naming the setting (never a key) when they cannot be used.
+    public func secretKeyring() throws(ConfigurationError) -> SecretKeyring? {
+        let text: String
+        let source: String
+        if let path = secretsKeyFile {
+            do { text = try String(contentsOfFile: path, encoding: .utf8) } catch {
+                throw ConfigurationError("--secrets-key-file \(path): cannot read it (\(error.localizedDescription))")
+            }
+            source = "--secrets-key-file \(path)"
+        } else if let inline = secretsKeys {
+            text = inline
+            source = "--secrets-keys (\(sources["secrets-keys"] ?? .builtInDefault))"
+        } else {
+            return nil
+        }
+        do { return try SecretKeyring(parsing: text, source: source) } catch { throw ConfigurationError(error.description) }
     }
 
     /// The data plane's mutual-TLS files, when all three are set.
@@ -368,6 +400,8 @@ public struct BursardConfiguration: Sendable, Hashable {
         case "envoy-rls-domain": return nonEmpty { c.envoyRateLimitDomain = $0 }
         case "ops-tls-cert": return nonEmpty { c.opsTLSCertificate = $0 }
         case "ops-tls-key": return nonEmpty { c.opsTLSKey = $0 }
+        case "secrets-key-file": return nonEmpty { c.secretsKeyFile = $0 }
+        case "secrets-keys": return nonEmpty { c.secretsKeys = $0 }
         case "listen-tls-cert": return nonEmpty { c.listenTLSCertificate = $0 }
         case "listen-tls-key": return nonEmpty { c.listenTLSKey = $0 }
         case "listen-tls-client-ca": return nonEmpty { c.listenTLSClientCA = $0 }

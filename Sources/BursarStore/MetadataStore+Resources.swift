@@ -11,6 +11,19 @@ public struct ProviderKey: Sendable, Hashable {
     public var createdAtMs: Int64
 }
 
+/// What `reviewSecrets` found among the stored provider secrets.
+public struct SecretsReview: Sendable, Hashable {
+    /// Stored as given, from before secrets were sealed (none after a rewrap).
+    public var plaintext = 0
+    /// Sealed ones, by the key id that sealed them (as found, before any rewrap).
+    public var sealed: [String: Int] = [:]
+    /// Sealed again under the current key (plaintext or an older key's).
+    public var rewrapped = 0
+    /// Sealed under a key id the keyring holds, but they do not open.
+    public var unopenable: [String] = []
+    public init() {}
+}
+
 /// A registered MCP server.
 public struct MCPServer: Sendable, Hashable {
     public var id: UInt64
@@ -101,10 +114,15 @@ extension MetadataStore {
         guard (8...4096).contains(secret.unicodeScalars.count) else {
             throw StoreError.invalid("provider secret must be 8…4096 characters (Unicode code points)")
         }
+        guard let secrets else {
+            throw StoreError.conflict(
+                "bursard holds no key-encryption key (--secrets-key-file, or BURSARD_SECRETS_KEYS): provider secrets are stored only encrypted")
+        }
         let id = try await nextID("byok")
         let key = ProviderKey(id: id, provider: provider, name: name, display: "…" + String(secret.suffix(4)), createdAtMs: Self.nowMs())
+        let sealed = try secrets.seal(secret, context: Self.secretContext(org, id))
         try await transaction([
-            RedisCommand("HSET", Keyspace.byok(org, id), "provider", provider, "name", name, "secret", secret, "display", key.display, "created", String(key.createdAtMs)),
+            RedisCommand("HSET", Keyspace.byok(org, id), "provider", provider, "name", name, "secret", sealed, "display", key.display, "created", String(key.createdAtMs)),
             RedisCommand("SADD", Keyspace.byokSet(org), String(id)),
         ])
         return key
@@ -119,6 +137,57 @@ extension MetadataStore {
             result.append(ProviderKey(id: id, provider: provider, name: f[1] ?? "", display: f[2] ?? "", createdAtMs: f[3].flatMap { Int64($0) } ?? 0))
         }
         return result
+    }
+
+    /// What a provider secret is sealed with as associated data: where it is stored, so that a
+    /// sealed value copied to another record does not open there.
+    static func secretContext(_ org: UInt64, _ id: UInt64) -> String { "bursar byok \(org) \(id)" }
+
+    /// A provider key's secret, opened with the keyring (for the gateway's use; the admin API
+    /// never returns it). Throws `not_found` for no such key, `conflict` when it cannot be opened.
+    public func providerSecret(org: UInt64, _ id: UInt64) async throws -> String {
+        guard let stored = try await fields(Keyspace.byok(org, id), ["secret"])[0] else { throw StoreError.notFound("provider key \(id)") }
+        guard SecretKeyring.isSealed(stored) else { return stored }
+        guard let secrets else { throw StoreError.conflict("provider key \(id) is encrypted and bursard holds no key-encryption key") }
+        do { return try secrets.open(stored, context: Self.secretContext(org, id)) } catch {
+            throw StoreError.conflict("provider key \(id): \(error)")
+        }
+    }
+
+    /// Every stored provider secret, looked at (and with `rewrap`, sealed again under the
+    /// keyring's current key where it is plaintext from before secrets were sealed, or sealed
+    /// under an older key of the keyring). What bursard checks at start.
+    public func reviewSecrets(rewrap: Bool) async throws -> SecretsReview {
+        var review = SecretsReview()
+        for org in try await idSet(Keyspace.orgs) {
+            for id in try await idSet(Keyspace.byokSet(org)) {
+                let hash = Keyspace.byok(org, id)
+                guard let stored = try await fields(hash, ["secret"])[0] else { continue }
+                let context = Self.secretContext(org, id)
+                var plaintext: String?
+                if let keyID = SecretKeyring.keyID(of: stored) {
+                    review.sealed[keyID, default: 0] += 1
+                    guard let secrets, secrets.holds(keyID) else { continue }
+                    do {
+                        let opened = try secrets.open(stored, context: context)
+                        if keyID != secrets.currentID { plaintext = opened }
+                    } catch {
+                        review.unopenable.append("provider key \(id) of organization \(org): \(error)")
+                    }
+                } else {
+                    review.plaintext += 1
+                    plaintext = stored
+                }
+                guard rewrap, let secrets, let plaintext else { continue }
+                // Only if the record is still there and unchanged (a delete or another instance's
+                // rewrap in between wins).
+                let replaced = try await redis.send(RedisCommand(
+                    "EVAL", "if redis.call('HGET', KEYS[1], 'secret') == ARGV[1] then redis.call('HSET', KEYS[1], 'secret', ARGV[2]) return 1 end return 0",
+                    "1", hash, stored, try secrets.seal(plaintext, context: context)))
+                if replaced.int == 1 { review.rewrapped += 1 }
+            }
+        }
+        return review
     }
 
     /// Deletes a provider key.

@@ -36,10 +36,14 @@ public struct StoreError: Error, Hashable, Sendable, CustomStringConvertible {
 public struct MetadataStore: Sendable {
     /// The Redis client.
     public let redis: RedisClient
+    /// The key-encryption keys provider (BYOK) secrets are sealed with; nil: none configured,
+    /// and a provider secret cannot be stored.
+    public let secrets: SecretKeyring?
 
     /// A store on a client. Registers the store's scripts with the client.
-    public init(redis: RedisClient) {
+    public init(redis: RedisClient, secrets: SecretKeyring? = nil) {
         self.redis = redis
+        self.secrets = secrets
         redis.register(MetadataLua.all)
     }
 

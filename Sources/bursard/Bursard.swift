@@ -52,6 +52,12 @@ struct Bursard: AsyncParsableCommand {
     @Option(name: .customLong("ops-allow-insecure-remote"), help: Bursard.help("ops-allow-insecure-remote"))
     var opsAllowInsecureRemote: String?
 
+    @Option(name: .customLong("secrets-key-file"), help: Bursard.help("secrets-key-file"))
+    var secretsKeyFile: String?
+
+    @Option(name: .customLong("secrets-keys"), help: Bursard.help("secrets-keys"))
+    var secretsKeys: String?
+
     @Option(name: .customLong("listen-tls-cert"), help: Bursard.help("listen-tls-cert"))
     var listenTLSCert: String?
 
@@ -174,7 +180,7 @@ struct Bursard: AsyncParsableCommand {
         let given: [(String, String?)] = [
             ("listen", listen), ("ops", ops), ("stats", stats), ("ops-tls-cert", opsTLSCert), ("ops-tls-key", opsTLSKey),
             ("ops-allow-insecure-remote", opsAllowInsecureRemote), ("listen-tls-cert", listenTLSCert), ("listen-tls-key", listenTLSKey),
-            ("listen-tls-client-ca", listenTLSClientCA), ("listen-allow-insecure-remote", listenAllowInsecureRemote), ("unix", unix), ("grpc", grpc), ("grpc-unix", grpcUnix),
+            ("listen-tls-client-ca", listenTLSClientCA), ("listen-allow-insecure-remote", listenAllowInsecureRemote), ("secrets-key-file", secretsKeyFile), ("secrets-keys", secretsKeys), ("unix", unix), ("grpc", grpc), ("grpc-unix", grpcUnix),
             ("envoy-key-header", envoyKeyHeader), ("envoy-model-header", envoyModelHeader), ("envoy-max-output-tokens", envoyMaxOutputTokens),
             ("envoy-rls-domain", envoyRateLimitDomain),
             ("redis", redis), ("data-dir", dataDir),

@@ -24,6 +24,37 @@ struct BursardMain {
     let settings: BursardConfiguration
     let logger = Logger(label: "bursard")
 
+    /// The stored provider secrets against the keyring, before anything is served: sealed
+    /// secrets without the keys that sealed them stop start-up, naming the key ids; with keys,
+    /// what is plaintext (from before secrets were sealed) or under an older key is sealed again
+    /// under the current one. If Redis cannot be read yet, the check is skipped with a warning.
+    func reviewSecrets(_ store: MetadataStore, _ keyring: SecretKeyring?) async throws {
+        let review: SecretsReview
+        do {
+            review = try await store.reviewSecrets(rewrap: keyring != nil)
+        } catch {
+            logger.warning("could not check the stored provider secrets against the key-encryption keys (Redis not readable yet)", metadata: ["error": "\(error)"])
+            return
+        }
+        let missing = review.sealed.keys.filter { !(keyring?.holds($0) ?? false) }.sorted()
+        if !missing.isEmpty {
+            let count = missing.reduce(0) { $0 + review.sealed[$1]! }
+            logger.critical(
+                "\(count) provider secrets in Redis are sealed under key ids \(missing.joined(separator: ", ")), which bursard was not given: start it with the key-encryption keys that sealed them (--secrets-key-file, or BURSARD_SECRETS_KEYS)")
+            throw ExitCode(1)
+        }
+        if !review.unopenable.isEmpty {
+            logger.critical("provider secrets do not open with the key-encryption keys given", metadata: ["secrets": "\(review.unopenable.joined(separator: "; "))"])
+            throw ExitCode(1)
+        }
+        if keyring == nil, review.plaintext > 0 {
+            logger.warning("\(review.plaintext) provider secrets are stored in plain text (from before secrets were sealed): give bursard key-encryption keys (--secrets-key-file) and they are sealed at its next start")
+        }
+        if review.rewrapped > 0 {
+            logger.info("provider secrets sealed again under the current key", metadata: ["count": "\(review.rewrapped)", "key_id": "\(keyring!.currentID)"])
+        }
+    }
+
     func run() async throws {
         logger.info("bursard starting", metadata: [
             "pid": "\(getpid())", "config_file": "\(settings.configFile ?? "none")",
@@ -49,6 +80,14 @@ struct BursardMain {
                 logger.critical("cannot serve the data plane over mutual TLS", metadata: ["error": "\(error)"])
                 throw ExitCode(1)
             }
+        }
+
+        let keyring: SecretKeyring?
+        do {
+            keyring = try settings.secretKeyring()
+        } catch {
+            logger.critical("cannot read the key-encryption keys", metadata: ["error": "\(error.message)"])
+            throw ExitCode(1)
         }
 
         var services: [any Service] = []
@@ -98,7 +137,8 @@ struct BursardMain {
                 tls: listenTLS),
             engine: engine, group: group, logger: logger)
 
-        let store = MetadataStore(redis: redisClient)
+        let store = MetadataStore(redis: redisClient, secrets: keyring)
+        try await reviewSecrets(store, keyring)
         let admin = AdminService(store: store, audit: AuditLog(redis: redisClient), logger: Logger(label: "bursard.admin"))
         let ops = settings.ops
         let invalidation = InvalidationListener(engine: engine, logger: Logger(label: "bursard.invalidation"))

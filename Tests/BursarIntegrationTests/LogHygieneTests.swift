@@ -47,7 +47,10 @@ struct LogHygieneTests {
     func noSecretsInLogs() async throws {
         let redis = try RedisServerProcess.ephemeral()
         defer { redis.stop() }
-        let bursard = try await TestBursard.start(["--redis", redis.endpoint.description, "--log-level", "trace", "--deadline-ms", "5000"])
+        // The key-encryption key of the BYOK secret below, from the environment: it must not be logged either.
+        let kek = Data((0..<32).map { _ in UInt8.random(in: 0...255) }).base64EncodedString()
+        let bursard = try await TestBursard.start(
+            ["--redis", redis.endpoint.description, "--log-level", "trace", "--deadline-ms", "5000"], environment: ["BURSARD_SECRETS_KEYS": "hygiene:\(kek)"])
         defer { bursard.stop() }
         let ops = try await bursard.opsPort()
 
@@ -125,7 +128,8 @@ struct LogHygieneTests {
             forbidden += [("token", token), ("token body", String(token[token.range(of: "-br-")!.upperBound...].prefix(16))),
                           ("token digest", digest), ("token digest prefix", String(digest.prefix(16)))]
         }
-        forbidden += [("BYOK secret", byokSecret), ("BYOK secret in a bad body", truncated)]
+        forbidden += [("BYOK secret", byokSecret), ("BYOK secret in a bad body", truncated), ("key-encryption key", kek),
+                      ("key-encryption key prefix", String(kek.prefix(16)))]
         for (what, text) in forbidden {
             #expect(text.count >= 12, "a \(what) probe too short to mean anything")
             let lines = log.split(separator: "\n").filter { $0.contains(text) }
