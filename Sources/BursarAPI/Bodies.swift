@@ -53,6 +53,43 @@ public struct MeResponse: Codable, Sendable, Hashable {
     }
 }
 
+/// `GET /v1/me/token`: the caller's token's lifecycle (never the token).
+public struct TokenInfoResponse: Codable, Sendable, Hashable {
+    /// `operator` or `user`.
+    public var kind: String
+    /// When it was made, Unix ms (absent: not recorded, a token from before this was kept, or the operator's).
+    public var createdMs: Int64?
+    /// When it stops working, Unix ms (absent: never).
+    public var expiresMs: Int64?
+    /// When it last authenticated a call, Unix ms to the second (absent: not since it was made).
+    public var lastUsedMs: Int64?
+    public init(kind: String, createdMs: Int64? = nil, expiresMs: Int64? = nil, lastUsedMs: Int64? = nil) {
+        self.kind = kind
+        self.createdMs = createdMs
+        self.expiresMs = expiresMs
+        self.lastUsedMs = lastUsedMs
+    }
+}
+
+/// `POST /v1/me/token/rotate`: replace the caller's token.
+public struct RotateTokenRequest: Codable, Sendable, Hashable {
+    /// Days until the new token stops working (1…3650); absent: it does not expire.
+    public var expiresInDays: Int64?
+    public init(expiresInDays: Int64? = nil) { self.expiresInDays = expiresInDays }
+}
+
+/// The new token, shown once.
+public struct RotatedTokenResponse: Codable, Sendable, Hashable {
+    /// The new bearer token; the one that made the call no longer works.
+    public var token: String
+    /// When it stops working, Unix ms (absent: never).
+    public var expiresMs: Int64?
+    public init(token: String, expiresMs: Int64? = nil) {
+        self.token = token
+        self.expiresMs = expiresMs
+    }
+}
+
 /// A user (one person, possibly in several organizations).
 public struct UserBody: Codable, Sendable, Hashable {
     public var id: UInt64

@@ -123,6 +123,10 @@ extension UpdateKeyRequest: APIRequestBody {
         nullable: ["max_spend_nusd", "rpm", "tpm", "expires_at_ms"])
 }
 
+extension RotateTokenRequest: APIRequestBody {
+    public static let wireFields = WireFields(["expires_in_days"])
+}
+
 extension AddCreditsRequest: APIRequestBody {
     public static let wireFields = WireFields(["amount_nusd", "metered"])
 }

@@ -20,6 +20,12 @@ public enum AdminRoutes {
 
         v1.post("bootstrap") { req, ctx in try await created(s.bootstrap(decode(req, ctx))) }
         v1.get("me") { req, _ in try await ok(s.me(actor(req, s))) }
+        v1.get("me/token") { req, _ in try await ok(s.tokenInfo(actor(req, s))) }
+        v1.post("me/token/rotate") { req, ctx in
+            let caller = try await actor(req, s)
+            return try await created(s.rotateToken(caller, presented: bearer(req) ?? "", decode(req, ctx)))
+        }
+        v1.delete("me/token") { req, _ in try await noContent(s.revokeToken(actor(req, s))) }
         v1.post("console-links") { req, _ in try await created(s.consoleLink(actor(req, s), ttlSeconds: AdminService.consoleLinkTTLSeconds)) }
 
         // Organizations (operator)
@@ -127,12 +133,15 @@ public enum AdminRoutes {
     // MARK: Helpers
 
     static func actor(_ req: Request, _ s: AdminService) async throws -> Actor {
-        var token: String?
-        if let h = req.headers[.authorization] {
-            let parts = h.split(separator: " ", maxSplits: 1)
-            if parts.count == 2, parts[0].lowercased() == "bearer" { token = String(parts[1]).trimmingCharacters(in: .whitespaces) }
-        }
-        return try await s.authenticate(bearer: token)
+        try await s.authenticate(bearer: bearer(req))
+    }
+
+    /// The bearer token of the request's `Authorization` header.
+    static func bearer(_ req: Request) -> String? {
+        guard let h = req.headers[.authorization] else { return nil }
+        let parts = h.split(separator: " ", maxSplits: 1)
+        guard parts.count == 2, parts[0].lowercased() == "bearer" else { return nil }
+        return String(parts[1]).trimmingCharacters(in: .whitespaces)
     }
 
     /// The request body as `T`, refused with `invalid` when it is not exactly what the document

@@ -31,6 +31,44 @@ extension AdminService {
         return MeResponse(kind: "user", user: UserBody(id: p.id, email: p.email, name: p.name), organizations: orgs)
     }
 
+    // MARK: The caller's token
+
+    /// The caller's token's lifecycle.
+    public func tokenInfo(_ actor: Actor) async throws -> TokenInfoResponse {
+        guard let id = actor.userID else { return TokenInfoResponse(kind: "operator") }
+        guard let info = try await store.tokenInfo(user: id) else { throw APIError(.unauthenticated, "the token is no longer valid") }
+        return TokenInfoResponse(kind: "user", createdMs: info.createdAtMs, expiresMs: info.expiresAtMs, lastUsedMs: info.lastUsedAtMs)
+    }
+
+    /// Replaces the caller's token (`presented`, the one that made the call) with a new one,
+    /// returned once; the old one stops working at once (and a user's console sessions end).
+    public func rotateToken(_ actor: Actor, presented: String, _ r: RotateTokenRequest) async throws -> RotatedTokenResponse {
+        guard let id = actor.userID else {
+            guard r.expiresInDays == nil else { throw APIError(.invalid, "expires_in_days: the operator's token does not expire") }
+            return RotatedTokenResponse(token: try await store.rotateOperatorToken(current: presented))
+        }
+        var expires: Int64?
+        if let days = r.expiresInDays {
+            guard (1...3650).contains(days) else { throw APIError(.invalid, "expires_in_days must be 1…3650") }
+            expires = Int64(Date().timeIntervalSince1970 * 1000) + days * 86_400_000
+        }
+        do {
+            let (token, info) = try await store.rotateToken(user: id, expiresAtMs: expires)
+            return RotatedTokenResponse(token: token, expiresMs: info.expiresAtMs)
+        } catch {
+            throw APIError.from(error)
+        }
+    }
+
+    /// Revokes the caller's personal access token: it, and their console sessions, stop working
+    /// at once. The operator's token can only be rotated (nothing could act as the operator after).
+    public func revokeToken(_ actor: Actor) async throws {
+        guard let id = actor.userID else {
+            throw APIError(.forbidden, "the operator's token can be rotated, not revoked: nothing could act as the operator after")
+        }
+        try await store.revokeToken(user: id)
+    }
+
     // MARK: Organizations (the operator's)
 
     /// Every organization (operator) or the caller's organizations (user).

@@ -26,6 +26,13 @@ enum MetadataLua {
         return 'ok'
         """)
 
+    /// Records a token's last use on its user, only while it is still the user's token.
+    /// KEYS: the global user hash. ARGV: the token's digest, now (ms).
+    static let tokenUsed = RedisScript(source: """
+        if redis.call('HGET', KEYS[1], 'token') == ARGV[1] then redis.call('HSET', KEYS[1], 'token_used', ARGV[2]) end
+        return 0
+        """)
+
     /// Every script, for `RedisClient.register`.
-    static let all = [setOrgRole]
+    static let all = [setOrgRole, tokenUsed]
 }

@@ -20,8 +20,11 @@ extension MetadataStore {
     public func createConsoleSession(user: UInt64, ttlSeconds: Int) async throws -> (cookie: String, session: ConsoleSession) {
         let cookie = Self.newSecret(prefix: "cs-")
         let session = ConsoleSession(user: user, csrf: Self.newSecret(prefix: ""))
+        // Bound to the user's token of the moment: rotating or revoking it ends the session.
+        let bound = try await currentTokenDigest(user: user)
+        guard !bound.isEmpty else { throw StoreError.conflict("user \(user) has no token: their access was revoked") }
         try await redis.send(
-            RedisCommand("SET", Keyspace.consoleSession(Self.tokenDigest(cookie)), "\(user) \(session.csrf)", "EX", String(ttlSeconds)))
+            RedisCommand("SET", Keyspace.consoleSession(Self.tokenDigest(cookie)), "\(user) \(session.csrf) \(bound)", "EX", String(ttlSeconds)))
         return (cookie, session)
     }
 
@@ -30,7 +33,9 @@ extension MetadataStore {
         guard !cookie.isEmpty, cookie.utf8.count <= 128 else { return nil }
         guard let v = try await redis.send(RedisCommand("GET", Keyspace.consoleSession(Self.tokenDigest(cookie)))).string else { return nil }
         let parts = v.split(separator: " ")
-        guard parts.count == 2, let user = UInt64(parts[0]) else { return nil }
+        guard parts.count == 3, let user = UInt64(parts[0]) else { return nil }
+        // The token it was signed in with was rotated or revoked since: the session is over.
+        guard try await currentTokenDigest(user: user) == parts[2] else { return nil }
         return ConsoleSession(user: user, csrf: String(parts[1]))
     }
 

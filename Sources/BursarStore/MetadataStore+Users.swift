@@ -12,6 +12,16 @@ public enum Principal: Sendable, Hashable {
     case user(UInt64)
 }
 
+/// A personal access token's lifecycle (never the token, which is kept only as a digest).
+public struct TokenInfo: Sendable, Hashable {
+    /// When it was made (nil for a token made before this was recorded).
+    public var createdAtMs: Int64?
+    /// When it stops working; nil: never.
+    public var expiresAtMs: Int64?
+    /// When it last authenticated a call (to the second); nil: not since it was made.
+    public var lastUsedAtMs: Int64?
+}
+
 /// A person across organizations.
 public struct Person: Sendable, Hashable {
     /// Id.
@@ -25,13 +35,76 @@ public struct Person: Sendable, Hashable {
 extension MetadataStore {
     // MARK: Tokens
 
-    /// The principal a bearer token belongs to, or nil. Tokens are stored only as SHA-256 digests.
+    /// The principal a bearer token belongs to, or nil. Tokens are stored only as SHA-256 digests;
+    /// a revoked, replaced or expired one is gone (an expiry is Redis's own, on the token's key).
+    /// A user's token records its last use (to the second).
     public func authenticate(token: String) async throws -> Principal? {
         guard !token.isEmpty, token.utf8.count <= 256 else { return nil }
-        guard let v = try await redis.send(RedisCommand("GET", Keyspace.token(Self.tokenDigest(token)))).string else { return nil }
+        let digest = Self.tokenDigest(token)
+        guard let v = try await redis.send(RedisCommand("GET", Keyspace.token(digest))).string else { return nil }
         if v == "op" { return .operator }
-        if v.hasPrefix("u:"), let id = UInt64(v.dropFirst(2)) { return .user(id) }
+        if v.hasPrefix("u:"), let id = UInt64(v.dropFirst(2)) {
+            // Only while this is still the user's token (a rotation in between leaves it alone).
+            try await redis.send(MetadataLua.tokenUsed.evalCommand(
+                keys: [Keyspace.globalUser(id)], args: [digest, String(Self.nowMs() / 1000 * 1000)]))
+            return .user(id)
+        }
         return nil
+    }
+
+    /// A user's personal access token: when it was made, when it expires, when it was last used;
+    /// nil when they have none (revoked).
+    public func tokenInfo(user: UInt64) async throws -> TokenInfo? {
+        let f = try await fields(Keyspace.globalUser(user), ["token", "token_created", "token_expires", "token_used"])
+        guard let digest = f[0], !digest.isEmpty else { return nil }
+        guard try await redis.send(RedisCommand("EXISTS", Keyspace.token(digest))).int == 1 else { return nil }
+        return TokenInfo(createdAtMs: f[1].flatMap { Int64($0) }, expiresAtMs: f[2].flatMap { Int64($0) }, lastUsedAtMs: f[3].flatMap { Int64($0) })
+    }
+
+    /// Replaces a user's personal access token with a new one (returned once), optionally
+    /// expiring at `expiresAtMs`. The old token stops working at once, and so do the console
+    /// sessions signed in with it.
+    public func rotateToken(user: UInt64, expiresAtMs: Int64? = nil) async throws -> (token: String, info: TokenInfo) {
+        let now = Self.nowMs()
+        if let expiresAtMs, expiresAtMs <= now { throw StoreError.invalid("the token's expiry must be in the future") }
+        guard let old = try await fields(Keyspace.globalUser(user), ["token"])[0] else { throw StoreError.notFound("user \(user)") }
+        let token = Self.newSecret(prefix: "pat-br-")
+        let digest = Self.tokenDigest(token)
+        var set = RedisCommand("SET", Keyspace.token(digest), "u:\(user)")
+        if let expiresAtMs { set = RedisCommand("SET", Keyspace.token(digest), "u:\(user)", "PXAT", String(expiresAtMs)) }
+        var commands = [set]
+        if !old.isEmpty { commands.append(RedisCommand("DEL", Keyspace.token(old))) }
+        commands.append(RedisCommand("HSET", Keyspace.globalUser(user), "token", digest, "token_created", String(now)))
+        commands.append(RedisCommand("HDEL", Keyspace.globalUser(user), "token_used", "token_expires"))
+        if let expiresAtMs { commands.append(RedisCommand("HSET", Keyspace.globalUser(user), "token_expires", String(expiresAtMs))) }
+        try await transaction(commands)
+        return (token, TokenInfo(createdAtMs: now, expiresAtMs: expiresAtMs, lastUsedAtMs: nil))
+    }
+
+    /// Revokes a user's personal access token: it stops working at once, and so do the console
+    /// sessions signed in with it. Idempotent.
+    public func revokeToken(user: UInt64) async throws {
+        guard let old = try await fields(Keyspace.globalUser(user), ["token"])[0], !old.isEmpty else { return }
+        try await transaction([
+            RedisCommand("DEL", Keyspace.token(old)),
+            RedisCommand("HSET", Keyspace.globalUser(user), "token", ""),
+            RedisCommand("HDEL", Keyspace.globalUser(user), "token_created", "token_used", "token_expires"),
+        ])
+    }
+
+    /// Replaces an operator token (the one presented) with a new one, returned once.
+    public func rotateOperatorToken(current: String) async throws -> String {
+        let token = Self.newSecret(prefix: "op-br-")
+        try await transaction([
+            RedisCommand("SET", Keyspace.token(Self.tokenDigest(token)), "op"),
+            RedisCommand("DEL", Keyspace.token(Self.tokenDigest(current))),
+        ])
+        return token
+    }
+
+    /// The digest of a user's current token ("" when revoked): what a console session is bound to.
+    func currentTokenDigest(user: UInt64) async throws -> String {
+        try await fields(Keyspace.globalUser(user), ["token"])[0] ?? ""
     }
 
     static func tokenDigest(_ token: String) -> String {
@@ -91,7 +164,7 @@ extension MetadataStore {
         let digest = Self.tokenDigest(token)
         let person = Person(id: id, email: email, name: name ?? email)
         _ = try await redis.send([
-            RedisCommand("HSET", Keyspace.globalUser(id), "email", email, "name", person.name, "token", digest),
+            RedisCommand("HSET", Keyspace.globalUser(id), "email", email, "name", person.name, "token", digest, "token_created", String(Self.nowMs())),
             RedisCommand("SET", Keyspace.token(digest), "u:\(id)"),
         ])
         return (person, token)
@@ -126,7 +199,12 @@ extension MetadataStore {
         // Keys they held before an earlier removal work again, as their role now allows.
         try await transaction(commands, org: org, recompile: .user(person.id))
         try await redis.send(RedisCommand("SADD", Keyspace.userOrgs(person.id), String(org)))
-        return (User(id: person.id, orgID: org, email: person.email, name: person.name, role: role), token)
+        var issued = token
+        // A person whose token was revoked (removed from their last organization) gets a new one.
+        if issued == nil, try await currentTokenDigest(user: person.id).isEmpty {
+            issued = try await rotateToken(user: person.id).token
+        }
+        return (User(id: person.id, orgID: org, email: person.email, name: person.name, role: role), issued)
     }
 
     /// Adds a user to an organization (created if their e-mail is new). For tests and embedding;
@@ -166,6 +244,11 @@ extension MetadataStore {
     public func removeUser(org: UInt64, _ id: UInt64) async throws {
         try await runOrgRoleScript(org: org, id, "")
         try await redis.send(RedisCommand("SREM", Keyspace.userOrgs(id), String(org)))
+        // Removed from their last organization: their token goes too (and with it their console
+        // sessions); invited again, they get a new one.
+        if try await redis.send(RedisCommand("SCARD", Keyspace.userOrgs(id))).int == 0 {
+            try await revokeToken(user: id)
+        }
     }
 
     private func runOrgRoleScript(org: UInt64, _ id: UInt64, _ role: String) async throws {

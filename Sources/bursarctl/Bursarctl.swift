@@ -29,7 +29,7 @@ struct Bursarctl: AsyncParsableCommand {
             `(cap: <cap>)` for exceeds_cap.
             """,
         subcommands: [
-            Bootstrap.self, Me.self, ConsoleLink.self, OrgCommand.self, MemberCommand.self, ProjectCommand.self, KeyCommand.self,
+            Bootstrap.self, Me.self, TokenCommand.self, ConsoleLink.self, OrgCommand.self, MemberCommand.self, ProjectCommand.self, KeyCommand.self,
             CreditsCommand.self, PriceCommand.self, ByokCommand.self, VirtualModelCommand.self, McpCommand.self, PromptCommand.self,
             Audit.self, Check.self, UsageCommand.self, Top.self,
         ])

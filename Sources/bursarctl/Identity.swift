@@ -88,3 +88,61 @@ struct ConsoleLink: AsyncParsableCommand {
         }
     }
 }
+
+/// `bursarctl token show|rotate|revoke`: the caller's own token.
+struct TokenCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "token",
+        abstract: "Show, rotate or revoke the token bursarctl is using (--token / BURSAR_TOKEN).",
+        subcommands: [Show.self, Rotate.self, Revoke.self])
+
+    struct Show: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "When the token was made, when it expires and when it was last used.")
+        @OptionGroup var global: GlobalOptions
+
+        func run() async throws {
+            try await global.withSession { s in
+                try await s.show(.GET, "/v1/me/token", as: TokenInfoResponse.self) { r in
+                    printBlock([
+                        ("kind", r.kind), ("created", r.createdMs.map { isoTime($0) } ?? "-"), ("expires", isoTime(r.expiresMs)),
+                        ("last used", r.lastUsedMs.map { isoTime($0) } ?? "-"),
+                    ])
+                }
+            }
+        }
+    }
+
+    struct Rotate: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Replace the token with a new one, printed once; the old one stops working at once.",
+            discussion: "A user's console sessions signed in with the old token end too. Store the new token before you lose this output.")
+        @OptionGroup var global: GlobalOptions
+        @Option(name: .long, help: ArgumentHelp("The new token stops working after this many days (1…3650; users only).", valueName: "days"))
+        var expiresInDays: Int64?
+
+        func run() async throws {
+            if let days = expiresInDays, !(1...3650).contains(days) {
+                throw Failure.invalid("--expires-in-days must be 1…3650, got \(days)")
+            }
+            try await global.withSession { s in
+                try await s.show(.POST, "/v1/me/token/rotate", body: RotateTokenRequest(expiresInDays: expiresInDays), as: RotatedTokenResponse.self) { r in
+                    print(r.token)
+                    printError("bursarctl: the old token no longer works; this one is shown once\(r.expiresMs.map { ", and expires \(isoTime($0))" } ?? "").")
+                }
+            }
+        }
+    }
+
+    struct Revoke: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Revoke the token: it, and the console sessions signed in with it, stop working at once.",
+            discussion: "An Owner can invite you again for a new one. The operator's token can only be rotated.")
+        @OptionGroup var global: GlobalOptions
+
+        func run() async throws {
+            try await global.withSession { s in
+                try await s.perform(.DELETE, "/v1/me/token", done: "Token revoked.")
+            }
+        }
+    }
+}

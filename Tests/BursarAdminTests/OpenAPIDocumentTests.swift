@@ -43,6 +43,9 @@ struct DocumentedRoute: Sendable, CustomTestStringConvertible {
     static let table: [DocumentedRoute] = [
         DocumentedRoute("POST", "/v1/bootstrap", "BootstrapRequest", 201, "BootstrapResponse", "Permission: none"),
         DocumentedRoute("GET", "/v1/me", nil, 200, "MeResponse", "any valid token"),
+        DocumentedRoute("GET", "/v1/me/token", nil, 200, "TokenInfoResponse", "any valid token"),
+        DocumentedRoute("DELETE", "/v1/me/token", nil, 204, nil, "any user token"),
+        DocumentedRoute("POST", "/v1/me/token/rotate", "RotateTokenRequest", 201, "RotatedTokenResponse", "any valid token"),
         DocumentedRoute("POST", "/v1/console-links", nil, 201, "ConsoleLinkResponse", "any user token"),
         DocumentedRoute("GET", "/v1/orgs", nil, 200, "OrgListResponse", "any valid token"),
         DocumentedRoute("POST", "/v1/orgs", "CreateOrgRequest", 201, "CreateOrgResponse", "operator only"),
@@ -173,6 +176,11 @@ enum BodySamples {
         BodySample("OrgListResponse", full: OrgListResponse(organizations: [org, orgMinimal]), minimal: OrgListResponse(organizations: [])),
         // Organization members
         BodySample("ConsoleLinkResponse", ConsoleLinkResponse(path: "/console/link/abc_-9", expiresInSeconds: 600)),
+        BodySample("TokenInfoResponse", full: TokenInfoResponse(kind: "user", createdMs: 1_780_000_000_000, expiresMs: 1_790_000_000_000, lastUsedMs: 1_780_000_001_000),
+                   minimal: TokenInfoResponse(kind: "operator")),
+        BodySample("RotateTokenRequest", full: RotateTokenRequest(expiresInDays: 90), minimal: RotateTokenRequest()),
+        BodySample("RotatedTokenResponse", full: RotatedTokenResponse(token: "pat-br-abc_-9", expiresMs: 1_790_000_000_000),
+                   minimal: RotatedTokenResponse(token: "op-br-xyz")),
         BodySample("MemberBody", member),
         BodySample("InviteRequest", full: InviteRequest(email: "bob@acme.test", name: "Bob", role: "member"), minimal: InviteRequest(email: "bob@acme.test")),
         BodySample("InviteResponse", full: InviteResponse(member: member, token: "pat-br-ghi"), minimal: InviteResponse(member: member, token: nil)),
@@ -356,7 +364,7 @@ struct OpenAPIDocumentTests {
     func coversTheRouteTable() {
         let documented = Set(doc.operations.map { "\($0.method) \($0.template)" })
         let expected = Set(DocumentedRoute.table.map { "\($0.method) \($0.template)" })
-        #expect(DocumentedRoute.table.count == 56)
+        #expect(DocumentedRoute.table.count == 59)
         #expect(doc.operations.count == documented.count, "an operation is listed twice")
         #expect(expected.subtracting(documented).sorted() == [], "in routes.md but not in the document")
         #expect(documented.subtracting(expected).sorted() == [], "in the document but not in routes.md")
@@ -512,7 +520,7 @@ struct OpenAPIDocumentTests {
             "UpdateProjectMemberRequest.role": projectRoles,
             "KeyBody.status": ["active", "revoked"],
             "KeyBody.period": periods, "CreateKeyRequest.period": periods, "UpdateKeyRequest.period": periods, "KeySpendBody.period": periods, "SpendUsageBody.period": periods,
-            "MeResponse.kind": ["operator", "user"],
+            "MeResponse.kind": ["operator", "user"], "TokenInfoResponse.kind": ["operator", "user"],
             "ErrorDetail.code": APIErrorCode.allCases.map(\.rawValue),
         ]
         #expect(periods == ["daily", "weekly", "monthly", "lifetime"])

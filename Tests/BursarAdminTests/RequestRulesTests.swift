@@ -87,6 +87,7 @@ struct RequestRulesTests {
             ("CreateByokRequest", CreateByokRequest.wireFields), ("PutVirtualModelRequest", PutVirtualModelRequest.wireFields),
             ("PutPriceRequest", PutPriceRequest.wireFields),
             ("McpServerRequest", McpServerRequest.wireFields), ("PromptRequest", PromptRequest.wireFields),
+            ("RotateTokenRequest", RotateTokenRequest.wireFields),
         ]
         #expect(Set(bodies.map(\.0)) == Set(schemas.keys.filter { $0.hasSuffix("Request") }).union(["GrantBody"]))
         for (name, fields) in bodies {
