@@ -63,6 +63,10 @@ enum LoopConnectionState {
 final class LoopConnection: @unchecked Sendable {
     let loop: any EventLoop
     let endpoint: RedisEndpoint
+    /// Unowned: the client owns its connections. Read only where the client is known to be
+    /// alive: while connecting or ready (`retained`), or in a hop whose closure captured it.
+    /// Events that can arrive after the client's last user let it go (a channel's end after a
+    /// shutdown closed it, a late SELECT answer) check the state first.
     private unowned let client: RedisClient
     private let index: Int
     private var state = LoopConnectionState.idle {
@@ -229,6 +233,9 @@ final class LoopConnection: @unchecked Sendable {
     }
 
     private func established() {
+        // A SELECT answered after the connection was given up or shut down: nothing to do (and
+        // the client may be gone: see `client`).
+        guard case .ready = state else { return }
         backoff.succeeded()
         client.stats.connects.add(1, ordering: .relaxed)
         client.stats.connected.store(1, ordering: .relaxed)
@@ -239,12 +246,14 @@ final class LoopConnection: @unchecked Sendable {
     /// The connection could not be made: requests go through the client's threads until the
     /// backoff has passed.
     private func connectFailed(_ reason: String, generation: Int) {
-        let client = self.client  // alive to the end, whatever the state becomes
         switch state {
         case .connecting(let current) where current == generation: break
         case .ready(let channel, let current) where current == generation: channel.close(promise: nil)
         default: return
         }
+        // Read only now: connecting or ready, the connection holds its client (`retained`). A
+        // late event of a connection already closed must not touch a client that may be gone.
+        let client = self.client  // alive to the end, whatever the state becomes
         inFlight = nil
         ioTimer?.cancel()
         ioTimer = nil
@@ -352,8 +361,10 @@ final class LoopConnection: @unchecked Sendable {
     /// `connectionLost` (it may or may not have run); what is queued goes through the client's
     /// threads while a new connection is made.
     fileprivate func lost(_ reason: String, generation: Int) {
-        let client = self.client  // alive to the end, whatever the state becomes
+        // The channel's end arrives after a shutdown closed it (state `.closed`, the client
+        // possibly gone): the state is checked before the client is read.
         guard case .ready(let channel, let current) = state, current == generation else { return }
+        let client = self.client  // alive to the end, whatever the state becomes
         channel.close(promise: nil)
         state = .idle
         ioTimer?.cancel()
@@ -396,9 +407,9 @@ final class LoopConnection: @unchecked Sendable {
     }
 
     private func closeIfDrained() {
-        let client = self.client  // alive to the end, whatever the state becomes
         guard draining, inFlight == nil, lanes.isEmpty else { return }
         if case .ready(let channel, _) = state {
+            let client = self.client  // held by `retained` while ready
             channel.close(promise: nil)
             client.stats.connected.store(0, ordering: .relaxed)
         }

@@ -45,6 +45,38 @@ struct LoopConnectionTests {
         return try #require(try result.get()[0].int)
     }
 
+    @Test("a client shut down and let go while its loops' connections close or are still connecting: their late events never touch it (no crash)")
+    func shutdownThenRelease() async throws {
+        let server = try RedisServerProcess.ephemeral()
+        defer { server.stop() }
+        for _ in 0..<20 {
+            var client: RedisClient? = Self.client(server.endpoint)
+            try await Self.ready(client!)
+            let (r, _) = await Self.send(client!, [RedisCommand("PING")], on: Self.group.next())
+            #expect((try? r.get()) == [.status("PONG")])
+            // Shutdown closes the loops' channels; their ends (channelInactive) arrive on the
+            // loops after the last reference is gone.
+            client!.shutdown()
+            client = nil
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        // Let go while its loops are still connecting to a port that refuses: the refusal
+        // (connectFailed) arrives after the shutdown closed them and the client is gone.
+        let refused = try InvalidationTests.RefusedPort()
+        for _ in 0..<50 {
+            var client: RedisClient? = Self.client(.tcp(host: "127.0.0.1", port: refused.port, db: 0))
+            client!.shutdown()
+            client = nil
+            try await Task.sleep(for: .milliseconds(5))
+        }
+        try await Task.sleep(for: .milliseconds(200))
+        // Still alive: the loops ran every late event without a use-after-free.
+        let last = Self.client(server.endpoint)
+        defer { last.shutdown() }
+        let (r, _) = await Self.send(last, [RedisCommand("PING")], on: Self.group.next())
+        #expect((try? r.get()) == [.status("PONG")])
+    }
+
     @Test("each loop's requests go through a connection of its own and complete on that loop; others go through the threads")
     func ownConnection() async throws {
         let server = try RedisServerProcess.ephemeral()
