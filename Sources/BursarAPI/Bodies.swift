@@ -737,10 +737,15 @@ public struct AuditEntryBody: Codable, Sendable, Hashable {
     }
 }
 
-/// `GET /v1/orgs/{org}/audit?limit=N`: newest first.
+/// `GET /v1/orgs/{org}/audit`: a page, newest first.
 public struct AuditResponse: Codable, Sendable, Hashable {
     public var entries: [AuditEntryBody]
-    public init(entries: [AuditEntryBody]) { self.entries = entries }
+    /// The cursor of the next (older) page, for `before`; absent when there is none.
+    public var nextBefore: String?
+    public init(entries: [AuditEntryBody], nextBefore: String? = nil) {
+        self.entries = entries
+        self.nextBefore = nextBefore
+    }
 }
 
 /// Budget periods as the API spells them.

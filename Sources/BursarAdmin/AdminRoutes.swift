@@ -125,8 +125,16 @@ public enum AdminRoutes {
 
         // Audit
         org.get("audit") { req, ctx in
-            let limit = req.uri.queryParameters.get("limit").map { Int($0) ?? 0 } ?? 100
-            return try await ok(s.readAudit(actor(req, s), id(ctx, "org"), limit: limit))
+            let q = req.uri.queryParameters
+            func ms(_ name: String) throws -> Int64? {
+                guard let raw = q.get(name) else { return nil }
+                guard let v = Int64(raw), v >= 0 else { throw APIError(.invalid, "\(name) '\(raw)' is not a time in Unix ms") }
+                return v
+            }
+            let query = AuditLog.Query(
+                limit: q.get("limit").map { Int($0) ?? 0 } ?? 100, before: q.get("before"), after: q.get("after"),
+                actor: q.get("actor"), action: q.get("action"), fromMs: try ms("from_ms"), toMs: try ms("to_ms"))
+            return try await ok(s.readAudit(actor(req, s), id(ctx, "org"), query))
         }
     }
 

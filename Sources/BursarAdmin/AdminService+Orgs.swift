@@ -203,13 +203,33 @@ extension AdminService {
 
     /// The newest audit entries, newest first.
     public func readAudit(_ actor: Actor, _ org: UInt64, limit: Int) async throws -> AuditResponse {
+        try await readAudit(actor, org, AuditLog.Query(limit: limit))
+    }
+
+    /// A page of the organization's audit log (Owners only), newest first, every text field
+    /// shown with control and bidi characters escaped (`AuditText`).
+    public func readAudit(_ actor: Actor, _ org: UInt64, _ query: AuditLog.Query) async throws -> AuditResponse {
         try await audited(actor, org: org, "audit.read", "org:\(org)", mutation: false) {
             let role = try await orgRole(actor, org)
             guard role == .owner else { throw APIError(.forbidden, "only Owners read the audit log") }
-            guard (1...1000).contains(limit) else { throw APIError(.invalid, "limit must be 1…1000") }
-            return AuditResponse(entries: try await audit.read(org: org, limit: limit).map {
-                AuditEntryBody(id: $0.id, timeMs: $0.timeMs, actor: $0.actor, action: $0.action, target: $0.target, outcome: $0.outcome)
-            })
+            guard (1...1000).contains(query.limit) else { throw APIError(.invalid, "limit must be 1…1000") }
+            for (name, cursor) in [("before", query.before), ("after", query.after)] {
+                if let cursor, cursor.wholeMatch(of: /[0-9]{1,20}-[0-9]{1,20}/) == nil {
+                    throw APIError(.invalid, "\(name) '\(AuditText.visible(cursor))' is not an audit entry id (<ms>-<seq>)")
+                }
+            }
+            for (name, value) in [("actor", query.actor), ("action", query.action)] {
+                if let value, value.isEmpty || value.unicodeScalars.count > 256 { throw APIError(.invalid, "\(name) must be 1…256 characters") }
+            }
+            if let from = query.fromMs, let to = query.toMs, from > to { throw APIError(.invalid, "from_ms is after to_ms") }
+            let (entries, next) = try await audit.read(org: org, query)
+            return AuditResponse(
+                entries: entries.map {
+                    AuditEntryBody(
+                        id: $0.id, timeMs: $0.timeMs, actor: AuditText.visible($0.actor), action: AuditText.visible($0.action),
+                        target: AuditText.visible($0.target), outcome: AuditText.visible($0.outcome))
+                },
+                nextBefore: next)
         }
     }
 }

@@ -4,11 +4,20 @@ public import BursarStore
 import BursarLimits
 import BursarRedis
 import Foundation
+public import Synchronization
 public import Logging
 
 /// The admin API's operations, independent of HTTP. Every operation authenticates its actor,
 /// asks `Policy` before it reads or writes anything, and records every mutation and every refused
 /// attempt in the organization's audit log.
+/// Counts the admin API keeps for the operator's metrics.
+public final class AdminCounters: Sendable {
+    /// Refused requests by people with no standing in the organization they named: counted here,
+    /// not written into that organization's audit log.
+    public let outsiderRefusals = Atomic<Int>(0)
+    init() {}
+}
+
 public struct AdminService: Sendable {
     /// The metadata store.
     public let store: MetadataStore
@@ -17,6 +26,8 @@ public struct AdminService: Sendable {
     /// Live usage, read from Redis on the limiter's clock.
     let usage: UsageReader
     let logger: Logger
+    /// What the service counts for the operator's metrics.
+    public let counters = AdminCounters()
 
     /// A service.
     public init(store: MetadataStore, audit: AuditLog, logger: Logger) {
@@ -124,6 +135,13 @@ public struct AdminService: Sendable {
     func record(_ org: UInt64, _ actor: Actor, _ action: String, _ target: String, _ outcome: String) async {
         // An attempt on an organization that does not exist has no log to go to.
         guard (try? await store.organization(org)) != nil else { return }
+        // A refusal of someone with no standing in the organization is not its business: it
+        // goes to a counter the operator sees (`bursar_admin_outsider_refusals_total`), never into
+        // its log, which outsiders could otherwise fill and write text into.
+        if outcome != "ok", let user = actor.userID, (try? await store.orgRole(org: org, user)) == nil {
+            counters.outsiderRefusals.add(1, ordering: .relaxed)
+            return
+        }
         do {
             try await audit.record(org: org, AuditEntry(actor: actor.label, action: action, target: target, outcome: outcome))
         } catch {

@@ -140,6 +140,10 @@ struct BursardMain {
         let store = MetadataStore(redis: redisClient, secrets: keyring)
         try await reviewSecrets(store, keyring)
         let admin = AdminService(store: store, audit: AuditLog(redis: redisClient), logger: Logger(label: "bursard.admin"))
+        metrics.counter(
+            "admin_outsider_refusals",
+            help: "Admin API requests refused for someone with no standing in the organization they named: counted here, never written into that organization's audit log."
+        ) { [counters = admin.counters] in counters.outsiderRefusals.load(ordering: .relaxed) }
         let ops = settings.ops
         let invalidation = InvalidationListener(engine: engine, logger: Logger(label: "bursard.invalidation"))
         metrics.observe(engine: engine, server: server, invalidation: invalidation)

@@ -259,7 +259,7 @@ enum BodySamples {
         BodySample("PromptSummaryBody", PromptSummaryBody(name: "greeter", latestVersion: 2)),
         // Audit
         BodySample("AuditEntryBody", audit),
-        BodySample("AuditResponse", full: AuditResponse(entries: [audit]), minimal: AuditResponse(entries: [])),
+        BodySample("AuditResponse", full: AuditResponse(entries: [audit], nextBefore: "1780000000000-3"), minimal: AuditResponse(entries: [])),
         // Errors (JSON.swift)
         BodySample("Error", full: ErrorBody(error: APIErrorDetail(code: "exceeds_cap", message: "tpm 2000000 exceeds the project's 1000000", cap: "project.tpm")),
                    minimal: ErrorBody(error: APIErrorDetail(code: "not_found", message: "no project 7"))),
@@ -474,7 +474,10 @@ struct OpenAPIDocumentTests {
         #expect(limit["in"] == .string("query") && limit["required"] == .bool(false))
         #expect(limit["schema"] == .object(["type": .string("integer"), "minimum": .number(.signed(1)), "maximum": .number(.signed(1000)), "default": .number(.signed(100))]))
         let audit = try #require(doc.operation(method: "GET", template: "/v1/orgs/{org}/audit"))
-        #expect(audit["parameters"] == .array([.object(["$ref": .string("#/components/parameters/limit")])]))
+        let auditParameters = try #require(audit["parameters"]?.arrayValue)
+        #expect(auditParameters.first == .object(["$ref": .string("#/components/parameters/limit")]))
+        #expect(auditParameters.dropFirst().compactMap { $0["name"]?.stringValue } == ["before", "after", "actor", "action", "from_ms", "to_ms"])
+        #expect(auditParameters.dropFirst().allSatisfy { $0["in"] == .string("query") && $0["required"] == .bool(false) })
         let topLimit = try #require(parameters["topLimit"])
         #expect(topLimit["in"] == .string("query") && topLimit["required"] == .bool(false) && topLimit["name"] == .string("limit"))
         #expect(topLimit["schema"] == .object(["type": .string("integer"), "minimum": .number(.signed(1)), "maximum": .number(.signed(100)), "default": .number(.signed(10))]))
