@@ -68,8 +68,12 @@ public struct AuditLog: Sendable {
     /// The entries `query` asks for, newest first, and the cursor of the next (older) page: nil
     /// when there is nothing older to read.
     public func read(org: UInt64, _ query: Query) async throws -> (entries: [AuditEntry], next: String?) {
-        var end = query.before.map { "(" + $0 } ?? query.toMs.map { String($0) } ?? "+"
-        let start = query.after.map { "(" + $0 } ?? query.fromMs.map { String($0) } ?? "-"
+        // Cursors as stream ids: each part saturated to 64 bits (a larger one is past every entry);
+        // nothing is older than 0-0 and nothing newer than the largest id.
+        let before = query.before.map(Self.streamID), after = query.after.map(Self.streamID)
+        if before == "0-0" || after == "\(UInt64.max)-\(UInt64.max)" { return ([], nil) }
+        var end = before.map { "(" + $0 } ?? query.toMs.map { String($0) } ?? "+"
+        let start = after.map { "(" + $0 } ?? query.fromMs.map { String($0) } ?? "-"
         var found: [AuditEntry] = []
         var scanned = 0
         while true {
@@ -88,6 +92,15 @@ public struct AuditLog: Sendable {
             end = "(" + last.id
             if scanned >= Self.scanBudget { return (found, last.id) }
         }
+    }
+
+    /// `<ms>-<seq>` with each part a UInt64, saturated (`before=99999999999999999999-0` means
+    /// older than anything there can be).
+    static func streamID(_ cursor: String) -> String {
+        let parts = cursor.split(separator: "-", omittingEmptySubsequences: false)
+        let ms = parts.first.map { UInt64($0) ?? .max } ?? 0
+        let seq = parts.count > 1 ? UInt64(parts[1]) ?? .max : 0
+        return "\(ms)-\(seq)"
     }
 
     /// The newest `limit` entries, newest first.

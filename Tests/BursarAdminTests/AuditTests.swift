@@ -83,6 +83,14 @@ struct AuditTests {
             let after = try await h.api.get("/v1/orgs/\(w.org)/audit?limit=1000&after=\(oldest.id)", w.owner.token).decode(AuditResponse.self)
             #expect(after.entries.count == everything.count - 1 && after.nextBefore == nil)
 
+            // Schema-valid cursors at the edges: nothing older than 0-0, nothing newer than the
+            // largest id; a part past 64 bits is saturated, never a store error.
+            for (edge, count) in [("before=0-0", 0), ("after=18446744073709551615-18446744073709551615", 0),
+                                  ("before=99999999999999999999-0&limit=1000", everything.count), ("after=0-0&limit=1000", everything.count)] {
+                let r = try await h.api.get("/v1/orgs/\(w.org)/audit?\(edge)", w.owner.token)
+                let shown = r.status == 200 ? try r.decode(AuditResponse.self).entries.count : -1
+                #expect(shown == count, "\(edge): \(r)")
+            }
             for bad in ["before=12", "before=a-b", "after=1-2-3", "from_ms=-1", "to_ms=x", "from_ms=5&to_ms=4", "limit=0"] {
                 let r = try await h.api.get("/v1/orgs/\(w.org)/audit?\(bad)", w.owner.token)
                 #expect(r.status == 400 && r.code == "invalid", "\(bad): \(r)")
