@@ -50,6 +50,12 @@ cat >"$work/schemathesis.toml" <<'TOML'
 # 422 exceeds_cap: a schema-valid key or grant above a cap stored on the server (state, not shape).
 [checks.positive_data_acceptance]
 expected-statuses = ["2xx", "401", "403", "404", "409", "422"]
+
+# The stateful phase links operations by parameter name on its own: a prompt's `name` (any
+# Unicode) is fed to `/virtual-models/{name}` (1-64 visible ASCII), which answers 400 as the
+# document says. Only there is such a 400 a link's doing, not a valid request refused.
+[phases.stateful.checks.positive_data_acceptance]
+expected-statuses = ["2xx", "400", "401", "403", "404", "409", "422"]
 TOML
 seed=()
 [[ -n ${API_FUZZ_SEED:-} ]] && seed=(--seed "$API_FUZZ_SEED")
