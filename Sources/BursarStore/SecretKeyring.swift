@@ -53,6 +53,12 @@ public struct SecretKeyring: Sendable {
         self.ids = ids
     }
 
+    /// A new random key (256 bits, from the system's generator) in the text form's base64: the
+    /// value of an `id:base64` line.
+    public static func newKey() -> String {
+        SymmetricKey(size: .bits256).withUnsafeBytes { Data($0) }.base64EncodedString()
+    }
+
     static func isValidID(_ id: String) -> Bool {
         (1...32).contains(id.utf8.count) && id.utf8.allSatisfy { c in
             (0x30...0x39).contains(c) || (0x41...0x5A).contains(c) || (0x61...0x7A).contains(c) || c == 0x5F || c == 0x2D

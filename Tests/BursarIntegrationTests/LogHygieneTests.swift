@@ -1,5 +1,6 @@
 import BursarClient
 import BursarRedis
+import BursarStore
 import BursarWire
 import Foundation
 #if canImport(FoundationNetworking)
@@ -48,7 +49,7 @@ struct LogHygieneTests {
         let redis = try RedisServerProcess.ephemeral()
         defer { redis.stop() }
         // The key-encryption key of the BYOK secret below, from the environment: it must not be logged either.
-        let kek = Data((0..<32).map { _ in UInt8.random(in: 0...255) }).base64EncodedString()
+        let kek = SecretKeyring.newKey()
         let bursard = try await TestBursard.start(
             ["--redis", redis.endpoint.description, "--log-level", "trace", "--deadline-ms", "5000"], environment: ["BURSARD_SECRETS_KEYS": "hygiene:\(kek)"])
         defer { bursard.stop() }

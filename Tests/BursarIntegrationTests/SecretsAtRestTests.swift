@@ -8,7 +8,7 @@ import Testing
 /// the new key first.
 @Suite("secrets at rest")
 struct SecretsAtRestTests {
-    static func key() -> String { Data((0..<32).map { _ in UInt8.random(in: 0...255) }).base64EncodedString() }
+    static func key() -> String { SecretKeyring.newKey() }
 
     static func keyring(_ lines: String) throws -> SecretKeyring { try SecretKeyring(parsing: lines, source: "test") }
 

@@ -71,7 +71,7 @@ func withAdmin<T: Sendable>(
         configuration: RedisClientConfiguration(endpoint: redisServer.endpoint, ioTimeoutMs: 5_000, onRoundTrip: metrics.roundTripObserver),
         logger: AdminHarness.logger)
     // Provider secrets are stored only sealed: a fresh random key-encryption key per harness.
-    let keyring = try SecretKeyring(parsing: "test:" + Data((0..<32).map { _ in UInt8.random(in: 0...255) }).base64EncodedString(), source: "test")
+    let keyring = try SecretKeyring(parsing: "test:" + SecretKeyring.newKey(), source: "test")
     let store = MetadataStore(redis: redis, secrets: keyring)
     let engine = DecisionEngine(
         redis: redis, limiter: Limiter(clock: clock), configuration: EngineConfiguration(deadline: .seconds(10)), logger: AdminHarness.logger,
