@@ -39,7 +39,8 @@ struct StoreFailurePolicyTests {
         var result = CheckResult.deny(.storeUnavailable)
         for _ in 0..<100 {
             result = try await c.check(request)
-            if result.reason != .storeUnavailable && !result.admittedLocally { return result }
+            // Not decided by Redis: it missed the deadline, or admission control shed it unsent.
+            if result.reason != .storeUnavailable && result.reason != .overloaded && !result.admittedLocally { return result }
             if result.allowed { _ = try await c.release(result.reservation) }
             try await Task.sleep(for: .milliseconds(20))
         }
@@ -159,7 +160,7 @@ struct StoreFailurePolicyTests {
             // The replay debited the RPM bucket too (the test clock is frozen, nothing drains):
             // Redis's own admission, the 5 local ones and this one make at least 7 of 100.
             let after = try await decided(c, .make(w.digest, cost: 100))
-            #expect(after.allowed && after.requestsLimit == 100 && after.requestsRemaining <= 93)
+            #expect(after.allowed && after.requestsLimit == 100 && after.requestsRemaining <= 93, "\(after.reason)")
             #expect(h.engine.storeMode == .available)
             await c.close()
         }
