@@ -73,6 +73,8 @@ let package = Package(
                 "BursarRedis", "BursarLimits", "BursarWire", "BursarRBAC",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Crypto", package: "swift-crypto"),
+                // The AES block permutation that seals reservation ids (SPEC §5).
+                .product(name: "_CryptoExtras", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict

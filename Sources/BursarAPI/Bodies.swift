@@ -817,3 +817,39 @@ public struct PriceImportResponse: Codable, Sendable, Hashable {
         self.skipped = skipped
     }
 }
+
+/// `POST /v1/gateway-credentials` (operator only): a credential a gateway presents on the data
+/// plane (AUTH, SPEC §6.5); its connections serve only these organizations.
+public struct CreateGatewayCredentialRequest: Codable, Sendable, Hashable {
+    /// Which gateway or fleet holds it.
+    public var name: String
+    /// The organizations it serves (at least one).
+    public var organizations: [UInt64]
+    public init(name: String, organizations: [UInt64]) {
+        self.name = name
+        self.organizations = organizations
+    }
+}
+
+/// A gateway credential; `secret` only in the answer that issued it.
+public struct GatewayCredentialBody: Codable, Sendable, Hashable {
+    public var id: String
+    public var name: String
+    public var organizations: [UInt64]
+    public var createdAtMs: Int64
+    /// The secret (`bgw_…`), shown once: bursar keeps only its SHA-256.
+    public var secret: String?
+    public init(id: String, name: String, organizations: [UInt64], createdAtMs: Int64, secret: String? = nil) {
+        self.id = id
+        self.name = name
+        self.organizations = organizations
+        self.createdAtMs = createdAtMs
+        self.secret = secret
+    }
+}
+
+/// `GET /v1/gateway-credentials`.
+public struct GatewayCredentialList: Codable, Sendable, Hashable {
+    public var credentials: [GatewayCredentialBody]
+    public init(credentials: [GatewayCredentialBody]) { self.credentials = credentials }
+}

@@ -82,6 +82,10 @@ extension CreateOrgRequest: APIRequestBody {
     public static let wireFields = WireFields(["name", "owner_email", "owner_name"])
 }
 
+extension CreateGatewayCredentialRequest: APIRequestBody {
+    public static let wireFields = WireFields(["name", "organizations"])
+}
+
 extension InviteRequest: APIRequestBody {
     public static let wireFields = WireFields(["email", "name", "role"])
 }

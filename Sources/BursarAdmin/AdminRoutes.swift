@@ -28,6 +28,19 @@ public enum AdminRoutes {
         v1.delete("me/token") { req, _ in try await noContent(s.revokeToken(actor(req, s))) }
         v1.post("console-links") { req, _ in try await created(s.consoleLink(actor(req, s), ttlSeconds: AdminService.consoleLinkTTLSeconds)) }
 
+        // Gateway credentials (operator)
+        v1.get("gateway-credentials") { req, _ in try await ok(s.listGatewayCredentials(actor(req, s))) }
+        v1.post("gateway-credentials") { req, ctx in
+            // The operator's business: anyone else is refused before their body is read.
+            let caller = try await actor(req, s)
+            guard caller.principal == .operator else { throw APIError(.forbidden, "only the platform operator issues gateway credentials") }
+            return try await created(s.createGatewayCredential(caller, decode(req, ctx)))
+        }
+        v1.delete("gateway-credentials/:credential") { req, ctx in
+            let raw = ctx.parameters.get("credential")?.removingPercentEncoding ?? ""
+            return try await noContent(s.revokeGatewayCredential(actor(req, s), raw))
+        }
+
         // Organizations (operator)
         v1.get("orgs") { req, _ in try await ok(s.listOrgs(actor(req, s))) }
         v1.post("orgs") { req, ctx in try await created(s.createOrg(actor(req, s), decode(req, ctx))) }

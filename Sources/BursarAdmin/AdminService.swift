@@ -53,6 +53,7 @@ public struct AdminService: Sendable {
             case .digest: "key"
             case .org(let id): "org \(id)"
             case .all: "all"
+            case .gateway: "gateway credential"
             }
             logger.warning("could not publish a cache invalidation", metadata: ["scope": "\(scope)", "error": "\(error)"])
         }

@@ -124,7 +124,11 @@ public enum BenchAudit {
             project.ledger.add(entry)
             defer { projects[key.project] = project }
             guard let sample = entry.sample else { continue }
-            let hash = Keyspace.reservation(sample.orgID, sample.sequence)
+            // A reservation made through bursard is a sealed id (SPEC §5), opened with the
+            // installation's key as bursard opens it; the direct floor's are names already.
+            var name = sample
+            if let seal = try await reservationSeal(redis), let opened = seal.open(sample), opened.orgID == world.orgID { name = opened }
+            let hash = Keyspace.reservation(name.orgID, name.sequence)
             let record = ReservationRecord(reply: try await redis.send(RedisCommand("GET", hash)))
             guard let keyCounter = record?.keyWindow, let projectCounter = record?.projectWindow else {
                 throw AuditError(message: "reservation \(hash) of key \(key.id) is gone; its spend counters cannot be found")
@@ -145,6 +149,11 @@ public enum BenchAudit {
         let total = ledger.totalSpend
         report.creditsMismatch = max(0, debited - (total.expected + total.up)) - max(0, (total.expected - total.down) - debited)
         return report
+    }
+
+    /// The installation's reservation seal from Redis; nil before any bursard made one.
+    static func reservationSeal(_ redis: RedisClient) async throws -> ReservationSeal? {
+        try await redis.send(RedisCommand("GET", Keyspace.reservationKey)).string.flatMap { ReservationSeal(text: $0) }
     }
 
     /// Polls the org's undelivered set until it is empty or `limit` has passed; what is left, and

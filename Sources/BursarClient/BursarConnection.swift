@@ -65,8 +65,17 @@ public final class BursarConnection: Sendable {
     /// The channel.
     public let channel: any Channel
     private let nextID = Atomic<UInt64>(1)
+    /// The server's ERROR, once it sent one (it closes the connection after it).
+    private let serverError: ServerErrorBox
 
-    private init(channel: any Channel) { self.channel = channel }
+    private init(channel: any Channel, serverError: ServerErrorBox) {
+        self.channel = channel
+        self.serverError = serverError
+    }
+
+    /// The ERROR the server ended the connection with, if it did (e.g. `unauthorized` for a
+    /// revoked gateway credential, sent while no request was outstanding).
+    public var lastServerError: ErrorFrame? { serverError.value.withLock { $0 } }
 
     /// Connects over TCP; with `tls`, over mutual TLS (a data plane started with
     /// `--listen-tls-*`, SPEC 2).
@@ -75,17 +84,19 @@ public final class BursarConnection: Sendable {
     ) async throws -> BursarConnection {
         let context = try tls?.makeContext()
         let serverName = tls?.serverName ?? host
-        let channel = try await bootstrap(group, tls: context.map { ($0, serverName) }).connect(host: host, port: port).get()
-        return BursarConnection(channel: channel)
+        let error = ServerErrorBox()
+        let channel = try await bootstrap(group, tls: context.map { ($0, serverName) }, error: error).connect(host: host, port: port).get()
+        return BursarConnection(channel: channel, serverError: error)
     }
 
     /// Connects over a unix socket.
     public static func connect(unixSocketPath: String, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton) async throws -> BursarConnection {
-        let channel = try await bootstrap(group).connect(unixDomainSocketPath: unixSocketPath).get()
-        return BursarConnection(channel: channel)
+        let error = ServerErrorBox()
+        let channel = try await bootstrap(group, error: error).connect(unixDomainSocketPath: unixSocketPath).get()
+        return BursarConnection(channel: channel, serverError: error)
     }
 
-    private static func bootstrap(_ group: any EventLoopGroup, tls: (NIOSSLContext, String)? = nil) -> ClientBootstrap {
+    private static func bootstrap(_ group: any EventLoopGroup, tls: (NIOSSLContext, String)? = nil, error: ServerErrorBox) -> ClientBootstrap {
         ClientBootstrap(group: group)
             .channelOption(.tcpOption(.tcp_nodelay), value: 1)
             .channelInitializer { channel in
@@ -100,7 +111,7 @@ public final class BursarConnection: Sendable {
                     try channel.pipeline.syncOperations.addHandlers([
                         ByteToMessageHandler(FrameDecoder(direction: .toClient)),
                         MessageToByteHandler(FrameEncoder()),
-                        ClientHandler(),
+                        ClientHandler(error: error),
                     ])
                 }
             }
@@ -121,7 +132,7 @@ public final class BursarConnection: Sendable {
         // A write that fails (the channel already closed) never reaches the handler's table of
         // outstanding requests, so it fails the answer here.
         let written = channel.eventLoop.makePromise(of: Void.self)
-        written.futureResult.whenFailure { _ in promise.fail(BursarClientError.closed()) }
+        written.futureResult.whenFailure { [serverError] _ in promise.fail(BursarClientError.closed(serverError.value.withLock { $0 })) }
         let outgoing = Outgoing(frame: Frame(requestID: id, body: body), promise: promise)
         if flush {
             channel.writeAndFlush(outgoing, promise: written)
@@ -162,6 +173,14 @@ public final class BursarConnection: Sendable {
         return r
     }
 
+    /// AUTH with a gateway credential's secret (SPEC §6.5): send it first on a connection. The
+    /// connection then serves only the credential's organizations; a refused credential throws
+    /// (the server's ERROR `unauthorized`) and the connection is closed.
+    public func authenticate(credential secret: String) async throws {
+        let frame = try await send(.auth(AuthRequest(credentialDigest: KeyDigest(secret: secret))))
+        guard case .authResult = frame.body else { throw unexpected(frame) }
+    }
+
     /// PING; returns when PONG arrives.
     public func ping() async throws {
         let frame = try await send(.ping)
@@ -188,6 +207,11 @@ extension KeyDigest {
     }
 }
 
+/// The ERROR a server ended a connection with, shared by the connection and its handler.
+final class ServerErrorBox: Sendable {
+    let value = Mutex<ErrorFrame?>(nil)
+}
+
 struct Outgoing {
     var frame: Frame
     var promise: EventLoopPromise<Frame>
@@ -201,6 +225,10 @@ final class ClientHandler: ChannelDuplexHandler {
 
     private var waiting: [UInt64: EventLoopPromise<Frame>] = [:]
     private var serverError: ErrorFrame?
+    /// Shared with the connection, which reports it for requests written after the close.
+    private let sharedError: ServerErrorBox
+
+    init(error: ServerErrorBox) { self.sharedError = error }
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         let out = unwrapOutboundIn(data)
@@ -212,6 +240,7 @@ final class ClientHandler: ChannelDuplexHandler {
         let frame = unwrapInboundIn(data)
         if case .error(let e) = frame.body {
             serverError = e
+            sharedError.value.withLock { $0 = e }
             if let p = waiting.removeValue(forKey: frame.requestID) { p.succeed(frame) }
             return
         }

@@ -114,7 +114,7 @@ public struct EnvoyAuthorization: Sendable {
         if result.allowed {
             response.status = .with { $0.code = GRPCStatusCode.ok }
             response.okResponse = .with { ok in
-                ok.headers = [Self.header(Self.reservationHeader, "\(result.reservation)")]
+                ok.headers = [Self.header(Self.reservationHeader, result.reservation.hex)]
                 ok.responseHeadersToAdd = limits.map { Self.header($0.name, $0.value) }
             }
             return response

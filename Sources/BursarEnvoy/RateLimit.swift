@@ -73,7 +73,7 @@ public struct EnvoyRateLimit: Sendable {
         if sawUsage {
             guard let text = reservation else { return .answered(Self.ok()) }
             guard let id = Self.reservation(text) else {
-                return .invalid("reservation \"\(text)\" is not <org>-<sequence>")
+                return .invalid("reservation \"\(text)\" is not a reservation id (32 hex digits)")
             }
             guard usage["input_tokens"] != nil || usage["output_tokens"] != nil else { return .answered(Self.ok()) }
             // Cached input tokens are the part of the input the upstream read from its cache
@@ -118,7 +118,7 @@ public struct EnvoyRateLimit: Sendable {
         let headers = RateLimitHeaders.of(result).map { Self.header($0.name, $0.value) }
         if result.allowed {
             response.overallCode = .ok
-            response.requestHeadersToAdd = [Self.header(EnvoyAuthorization.reservationHeader, "\(result.reservation)")]
+            response.requestHeadersToAdd = [Self.header(EnvoyAuthorization.reservationHeader, result.reservation.hex)]
             response.responseHeadersToAdd = headers
             return response
         }
@@ -181,10 +181,10 @@ public struct EnvoyRateLimit: Sendable {
         }
     }
 
-    /// `<org>-<sequence>`, as `x-bursar-reservation` carries it.
+    /// The reservation id in 32 hex digits, as `x-bursar-reservation` carries it (SPEC §5); never
+    /// the all-zero id.
     static func reservation(_ text: String) -> ReservationID? {
-        let parts = text.split(separator: "-")
-        guard parts.count == 2, let org = UInt64(parts[0]), let sequence = UInt64(parts[1]), sequence != 0 else { return nil }
-        return ReservationID(orgID: org, sequence: sequence)
+        guard let id = ReservationID(hex: text), id != .none else { return nil }
+        return id
     }
 }

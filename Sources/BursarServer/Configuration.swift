@@ -85,6 +85,10 @@ public struct BursardConfiguration: Sendable, Hashable {
     /// (`--listen-allow-insecure-remote`): whoever reaches it can CHECK, SETTLE and RELEASE, so
     /// only for a network the operator vouches for.
     public var listenAllowInsecureRemote = false
+    /// Whether data-plane connections must present a gateway credential (AUTH, SPEC §6.5) before
+    /// a CHECK, SETTLE or RELEASE (`--data-plane-auth required`); `optional` serves a connection
+    /// without one for every organization.
+    public var dataPlaneAuthRequired = false
     /// The file of key-encryption keys provider (BYOK) secrets are sealed with
     /// (`--secrets-key-file`; `SecretKeyring` describes the format).
     public var secretsKeyFile: String?
@@ -169,6 +173,7 @@ public struct BursardConfiguration: Sendable, Hashable {
         ConfigurationOption(name: "listen-tls-key", aliases: [], valueName: "path", abstract: "The private key (PEM) for --listen-tls-cert.", defaultText: nil),
         ConfigurationOption(name: "listen-tls-client-ca", aliases: [], valueName: "path", abstract: "Accept data-plane clients (gateways) only with a certificate issued by these CAs (PEM).", defaultText: nil),
         ConfigurationOption(name: "listen-allow-insecure-remote", aliases: [], valueName: "true|false", abstract: "Allow --listen without mutual TLS, and --grpc, on a non-loopback address: anyone who reaches them can CHECK, SETTLE and RELEASE. Without it bursard refuses to start.", defaultText: "false"),
+        ConfigurationOption(name: "data-plane-auth", aliases: [], valueName: "optional|required", abstract: "Whether a data-plane connection must present a gateway credential (AUTH; issued by the operator for chosen organizations) before CHECK, SETTLE or RELEASE. 'optional': a connection without one serves every organization; one with one serves only its organizations.", defaultText: "optional"),
         ConfigurationOption(name: "secrets-key-file", aliases: [], valueName: "path", abstract: "Key-encryption keys for provider (BYOK) secrets, AES-256-GCM: one 'id:base64' line per key, the first seals, all open. Without keys no provider secret can be stored; with sealed secrets in Redis bursard will not start without the keys that sealed them.", defaultText: nil),
         ConfigurationOption(name: "secrets-keys", aliases: [], valueName: "text", abstract: "The same keys as text, for the environment variable BURSARD_SECRETS_KEYS (not the command line: other users of the host can read it there).", defaultText: nil),
         ConfigurationOption(name: "ops", aliases: ["stats"], valueName: "host:port", abstract: "TCP address of the ops port: the admin API (port 0 picks a free port).", defaultText: "127.0.0.1:7421"),
@@ -408,6 +413,13 @@ public struct BursardConfiguration: Sendable, Hashable {
         case "listen-allow-insecure-remote":
             guard let value = Bool(text) else { return "is not true or false" }
             c.listenAllowInsecureRemote = value
+            return nil
+        case "data-plane-auth":
+            switch text {
+            case "optional": c.dataPlaneAuthRequired = false
+            case "required": c.dataPlaneAuthRequired = true
+            default: return "is not optional or required"
+            }
             return nil
         case "ops-allow-insecure-remote":
             guard let value = Bool(text) else { return "is not true or false" }

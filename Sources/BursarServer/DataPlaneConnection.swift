@@ -71,6 +71,16 @@ final class DataPlaneConnection: ChannelDuplexHandler {
     private var ticker: RepeatedTask?
     private var unknownKeys = UnknownKeyWindow(start: .now())
 
+    // Gateway credential (SPEC §6.5).
+    /// The organizations this connection serves, once AUTH was accepted; nil: every one.
+    private var scope: GatewayScope?
+    /// An AUTH is being looked up: nothing after it is decoded until it is answered.
+    private var authenticating = false
+    /// A CHECK, SETTLE, RELEASE or AUTH was received (AUTH must come first, and once).
+    private var requested = false
+    /// The input ended while an AUTH was being looked up.
+    private var inputEndedWhileAuthenticating = false
+
     init(engine: DecisionEngine, connectionStats: ConnectionStats, limits: ConnectionLimits, logger: Logger) {
         self.engine = engine
         self.connectionStats = connectionStats
@@ -97,6 +107,10 @@ final class DataPlaneConnection: ChannelDuplexHandler {
         let unsent = pendingAdmissions
         pendingAdmissions = []
         for result in unsent { orphan(result.reservation) }
+        if let scope {
+            engine.gateways.release(scope.digest)
+            self.scope = nil
+        }
         // Closed by the peer (a reset) in the reset window: nobody read these.
         for reservation in machine.inactive() { engine.releaseOrphan(reservation) }
         ticker?.cancel()
@@ -113,6 +127,7 @@ final class DataPlaneConnection: ChannelDuplexHandler {
         }
         if case .some(ChannelEvent.inputClosed) = event as? ChannelEvent {
             // What is left of the input must be whole frames: they are served before the end.
+            if authenticating { inputEndedWhileAuthenticating = true }
             if machine.serves { decodeFrames(context: context, last: true) }
             perform(machine.inputClosed(), context: context)
         }
@@ -149,7 +164,7 @@ final class DataPlaneConnection: ChannelDuplexHandler {
         guard var bytes = received else { return }
         received = nil
         var decodedAny = false
-        while machine.serves {
+        while machine.serves && !authenticating {
             let frame: Frame?
             do {
                 frame = last ? try decoder.decodeLast(buffer: &bytes, seenEOF: true) : try decoder.decode(buffer: &bytes)
@@ -183,7 +198,10 @@ final class DataPlaneConnection: ChannelDuplexHandler {
         switch frame.body {
         case .ping:
             answerAtOnce(Frame(requestID: id, body: .pong), context: context)
+        case .auth(let request):
+            authenticate(request, id: id, context: context)
         case .check(let request):
+            guard authorized(id, context: context) else { return }
             if limits.maxUnknownKeysPerMinute > 0,
                unknownKeys.count(now: now) > limits.maxUnknownKeysPerMinute,
                !engine.isDigestCached(request.digest)
@@ -198,7 +216,7 @@ final class DataPlaneConnection: ChannelDuplexHandler {
                 return refused(.checkResult(engine.overloaded(.bound)), id: id, kind: 0, context: context)
             }
             let bound = NIOLoopBound((self, context), eventLoop: loop)
-            engine.check(request, on: loop) { result in
+            engine.check(request, serving: scope?.organizations, on: loop) { result in
                 let (connection, context) = bound.value
                 if result.reason == .unknownKey { connection.unknownKeys.record(now: .now()) }
                 guard connection.machine.writable else {
@@ -209,7 +227,12 @@ final class DataPlaneConnection: ChannelDuplexHandler {
                 connection.engine.metrics?.checkDuration.record(.nanoseconds((NIODeadline.now() - now).nanoseconds))
                 connection.completed(admission: result.allowed ? result.reservation : nil, context: context)
             }
-        case .settle(let request):
+        case .settle(var request):
+            guard authorized(id, context: context) else { return }
+            guard let reservation = reservation(request.reservation) else {
+                return answerAtOnce(Frame(requestID: id, body: .settleResult(unknownReservation())), context: context)
+            }
+            request.reservation = reservation
             guard admit(headroom: 2) else {
                 return refused(.settleResult(ReservationResult(status: .overloaded)), id: id, kind: 1, context: context)
             }
@@ -219,7 +242,12 @@ final class DataPlaneConnection: ChannelDuplexHandler {
                 let (connection, context) = bound.value
                 connection.answered(.settleResult(result), id: id, started: now, latency: latency, context: context)
             }
-        case .release(let request):
+        case .release(var request):
+            guard authorized(id, context: context) else { return }
+            guard let reservation = reservation(request.reservation) else {
+                return answerAtOnce(Frame(requestID: id, body: .releaseResult(unknownReservation())), context: context)
+            }
+            request.reservation = reservation
             guard admit(headroom: 2) else {
                 return refused(.releaseResult(ReservationResult(status: .overloaded)), id: id, kind: 2, context: context)
             }
@@ -229,10 +257,86 @@ final class DataPlaneConnection: ChannelDuplexHandler {
                 let (connection, context) = bound.value
                 connection.answered(.releaseResult(result), id: id, started: now, latency: latency, context: context)
             }
-        case .checkResult, .settleResult, .releaseResult, .pong, .error:
+        case .checkResult, .settleResult, .releaseResult, .pong, .authResult, .error:
             // The decoder refuses answer types from a client; this is defence in depth.
             fail(ProtocolError(.unexpectedFrameType, "answer frames are not accepted by the server", requestID: id), context: context)
         }
+    }
+
+    /// AUTH (SPEC §6.5): the connection's first request, once. Nothing after it is read until the
+    /// credential is looked up; then the connection serves its organizations, or is refused.
+    private func authenticate(_ request: AuthRequest, id: UInt64, context: ChannelHandlerContext) {
+        guard !requested, scope == nil else {
+            return fail(ProtocolError(.unauthorized, "AUTH must be the connection's first request, and sent once", requestID: id), context: context)
+        }
+        requested = true
+        authenticating = true
+        machine.accepted()
+        let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        engine.gateways.authenticate(request.credentialDigest, on: context.eventLoop) { lookup in
+            let (connection, context) = bound.value
+            connection.authenticated(lookup, id: id, context: context)
+        }
+    }
+
+    private func authenticated(_ lookup: GatewayAuthority.Lookup, id: UInt64, context: ChannelHandlerContext) {
+        authenticating = false
+        switch lookup {
+        case .accepted(let scope):
+            guard context.channel.isActive else { return engine.gateways.release(scope.digest) }
+            self.scope = scope
+            write(Frame(requestID: id, body: .authResult), context: context)
+            // What the client pipelined behind AUTH is served now, under its scope; then the
+            // AUTH counts as answered (so a client that half-closed is not closed before them).
+            if machine.serves { decodeFrames(context: context, last: inputEndedWhileAuthenticating) }
+            perform(machine.answered(), context: context)
+            if machine.serves, !inputEndedWhileAuthenticating { read(context: context) }
+        case .refused:
+            perform(machine.answered(), context: context)
+            connectionStats.refusedCredentials.increment()
+            fail(ProtocolError(.unauthorized, "gateway credential refused: unknown or revoked", requestID: id), context: context)
+        case .unavailable:
+            perform(machine.answered(), context: context)
+            fail(ProtocolError(.internalError, "the gateway credential could not be looked up (Redis did not answer); reconnect", requestID: id), context: context)
+        }
+    }
+
+    /// Whether this connection may send a CHECK, SETTLE or RELEASE now; if not, it was failed
+    /// `unauthorized`: the server requires AUTH and none came, or its credential was revoked.
+    private func authorized(_ id: UInt64, context: ChannelHandlerContext) -> Bool {
+        requested = true
+        if var scope {
+            let generation = engine.gateways.generation.load(ordering: .acquiring)
+            guard generation != scope.generation else { return true }
+            if engine.gateways.isRevoked(scope.digest) {
+                fail(ProtocolError(.unauthorized, "the connection's gateway credential was revoked"), context: context)
+                return false
+            }
+            scope.generation = generation
+            self.scope = scope
+            return true
+        }
+        guard !limits.requireAuthentication else {
+            fail(ProtocolError(
+                .unauthorized, "this server requires AUTH with a gateway credential before CHECK, SETTLE or RELEASE", requestID: id), context: context)
+            return false
+        }
+        return true
+    }
+
+    /// The reservation a client's id names, if it names one this connection may touch (SPEC §5,
+    /// §6.5): one the installation issued, of an organization the connection serves.
+    private func reservation(_ id: ReservationID) -> ReservationID? {
+        guard let reservation = engine.reservation(fromClient: id) else { return nil }
+        if let scope, !scope.serves(reservation.orgID) { return nil }
+        return reservation
+    }
+
+    /// The answer to a SETTLE or RELEASE of an id that names nothing this connection may touch:
+    /// `unknown`, as for a reservation that never existed; nothing asked of Redis.
+    private func unknownReservation() -> ReservationResult {
+        engine.stats.settlements[Int(ReservationStatus.unknown.rawValue)].increment()
+        return ReservationResult(status: .unknown)
     }
 
     /// Counts a request in flight unless that would pass `headroom` times the connection's or
@@ -316,8 +420,14 @@ final class DataPlaneConnection: ChannelDuplexHandler {
             pending!.clear()
             pendingHandedOver = false
         }
-        frame.encode(into: &pending!)
-        if case .checkResult(let result) = frame.body, result.allowed { pendingAdmissions.append(result) }
+        if case .checkResult(var result) = frame.body, result.allowed {
+            // The client is told its reservation's sealed id (SPEC §5); bursard keeps the name.
+            pendingAdmissions.append(result)
+            result.reservation = engine.clientID(for: result.reservation)
+            Frame(requestID: frame.requestID, body: .checkResult(result)).encode(into: &pending!)
+        } else {
+            frame.encode(into: &pending!)
+        }
     }
 
     func flush(context: ChannelHandlerContext) {
@@ -415,7 +525,7 @@ final class DataPlaneConnection: ChannelDuplexHandler {
     /// answers stops being read, so what bursard queues for it stays under the write buffer's
     /// high watermark plus its in-flight bound.
     func read(context: ChannelHandlerContext) {
-        if context.channel.isWritable || machine.state == .lingering {
+        if machine.state == .lingering || (context.channel.isWritable && !authenticating) {
             context.read()
         } else {
             readHeld = true
@@ -447,6 +557,12 @@ final class DataPlaneConnection: ChannelDuplexHandler {
     private func tick(context: ChannelHandlerContext) {
         guard context.channel.isActive else { return }
         let now = NIODeadline.now()
+        // A revoked credential ends its connections even while they are idle.
+        if let scope, machine.serves, engine.gateways.generation.load(ordering: .acquiring) != scope.generation,
+           engine.gateways.isRevoked(scope.digest)
+        {
+            return fail(ProtocolError(.unauthorized, "the connection's gateway credential was revoked"), context: context)
+        }
         // Checked in every state but the last: a client that does not read would keep an ERROR
         // (and the connection) forever.
         if let since = unwritableSince, limits.writeTimeout > .zero, machine.writable, now - since >= TimeAmount(limits.writeTimeout) {
@@ -477,10 +593,10 @@ final class DataPlaneConnection: ChannelDuplexHandler {
             m["max_output_tokens"] = "\(r.maxOutputTokens)"
             m["estimated_cost_nusd"] = "\(r.estimatedCost)"
         case .settle(let r):
-            m["reservation"] = "\(r.reservation)"
+            m["reservation"] = "\(r.reservation.hex)"
             m["cost_nusd"] = "\(r.cost)"
         case .release(let r):
-            m["reservation"] = "\(r.reservation)"
+            m["reservation"] = "\(r.reservation.hex)"
         case .checkResult(let r):
             m["decision"] = r.allowed ? "allowed" : "\(r.reason)"
             m["org"] = "\(r.orgID)"
@@ -491,7 +607,7 @@ final class DataPlaneConnection: ChannelDuplexHandler {
             m["status"] = "\(r.status)"
         case .error(let e):
             m["code"] = "\(e.code)"
-        case .ping, .pong:
+        case .ping, .pong, .auth, .authResult:
             break
         }
         return m

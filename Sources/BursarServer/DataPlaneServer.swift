@@ -116,6 +116,10 @@ public struct ConnectionLimits: Sendable, Hashable {
     /// `unknown_key` answers a connection may get in a rolling minute; past it, its CHECKs for
     /// digests not in the digest cache are answered `key_lookups_throttled`. 0 turns it off.
     public var maxUnknownKeysPerMinute: Int
+    /// Whether a connection must present a gateway credential (AUTH, SPEC §6.5) before its first
+    /// CHECK, SETTLE or RELEASE (`--data-plane-auth required`). Without it, a connection that
+    /// never sends AUTH serves every organization.
+    public var requireAuthentication: Bool
 
     /// Bytes of answers queued for a connection beyond which it stops being writable (and so
     /// stops being read), and below which it is writable again.
@@ -126,8 +130,9 @@ public struct ConnectionLimits: Sendable, Hashable {
     public init(
         maxConnections: Int = 4096, maxInFlight: Int = 8192, maxInFlightPerConnection: Int = 1024,
         idleTimeout: Duration = .seconds(300), frameTimeout: Duration = .seconds(10), writeTimeout: Duration = .seconds(10),
-        maxUnknownKeysPerMinute: Int = 600
+        maxUnknownKeysPerMinute: Int = 600, requireAuthentication: Bool = false
     ) {
+        self.requireAuthentication = requireAuthentication
         self.maxConnections = maxConnections
         self.maxInFlight = maxInFlight
         self.maxInFlightPerConnection = maxInFlightPerConnection
@@ -155,6 +160,8 @@ public final class ConnectionStats: Sendable {
     public let writeTimeouts = Counter()
     /// CHECKs answered `key_lookups_throttled`.
     public let throttledLookups = Counter()
+    /// AUTHs refused: an unknown or revoked gateway credential.
+    public let refusedCredentials = Counter()
     init() {}
 }
 

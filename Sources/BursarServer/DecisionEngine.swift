@@ -114,6 +114,8 @@ public final class DecisionEngine: Sendable {
     let reconciler: Reconciler
     /// Heartbeats and sweeps of dead instances.
     let registry: InstanceRegistry
+    /// The gateway credentials of the data-plane connections (SPEC §6.5).
+    let gateways: GatewayAuthority
     private let stopped = Atomic<Bool>(false)
 
     /// An engine. With `metrics`, the data plane records frame latencies into it. Its
@@ -136,6 +138,7 @@ public final class DecisionEngine: Sendable {
         let leaseMs = max(100, configuration.instanceLease.nanoseconds / 1_000_000)
         self.identity = InstanceIdentity(redis: redis, limiter: limiter, leaseMs: leaseMs, logger: logger)
         self.reconciler = Reconciler(redis: redis, limiter: limiter, logger: logger)
+        self.gateways = GatewayAuthority(redis: redis, logger: logger)
         self.registry = InstanceRegistry(
             redis: redis, limiter: limiter, identity: identity, reconciler: reconciler, leaseMs: leaseMs, logger: logger)
         redis.register(limiter.scripts)
@@ -158,6 +161,7 @@ public final class DecisionEngine: Sendable {
         reconciler.pump()
         if fallback != nil { await replayLocalAdmissions() }
         await registry.maintain()
+        await gateways.recheck()
     }
 
     /// Outcomes this bursard still has to resolve: attempts answered before Redis came back
@@ -172,6 +176,24 @@ public final class DecisionEngine: Sendable {
 
     /// The epoch this bursard's reservation sequences carry (0 before Redis gave it one).
     public var epoch: UInt64 { identity.epoch }
+
+    /// The id a client is given for `reservation` (SPEC §5): sealed under the installation's
+    /// reservation key. An admission always has one (its sequence needed an epoch, which comes
+    /// after the key); the all-zero id stays zero.
+    public func clientID(for reservation: ReservationID) -> ReservationID {
+        guard reservation != .none else { return .none }
+        guard let seal = identity.seal else {
+            logger.critical("an admission without the reservation key; its id is withheld", metadata: ["reservation": "\(reservation)"])
+            return .none
+        }
+        return seal.seal(reservation)
+    }
+
+    /// The reservation a client's id names; nil when it names none this installation issued
+    /// (answered `unknown`, nothing asked of Redis).
+    public func reservation(fromClient id: ReservationID) -> ReservationID? {
+        identity.seal?.open(id)
+    }
 
     /// Takes this bursard's epoch and loads the scripts before the first CHECK; waits up to
     /// `timeout`. Optional: a CHECK arriving first waits for the epoch within its deadline.
@@ -241,8 +263,9 @@ public final class DecisionEngine: Sendable {
 
     /// What a CHECK gets when Redis failed to decide it: a local admission or standing deny
     /// under the store failure policy, else `store_unavailable`. On the attempt's loop.
-    fileprivate func storeFailed(_ request: CheckRequest) -> CheckResult {
+    fileprivate func storeFailed(_ request: CheckRequest, serving organizations: Set<UInt64>? = nil) -> CheckResult {
         guard let fallback, let known = cache.lastKnown(request.digest) else { return .deny(.storeUnavailable) }
+        if let organizations, !organizations.contains(known.orgID) { return .deny(.unknownKey) }
         return fallback.decide(request, identity: known, now: .now(), sequence: { self.identity.next(local: true) })
             ?? .deny(.storeUnavailable)
     }
@@ -340,6 +363,8 @@ public final class DecisionEngine: Sendable {
         case .all:
             fallback?.forget { _ in true }
             cache.invalidateAll()
+        case .gateway(let digest):
+            gateways.revoked(digest)
         }
     }
 
@@ -404,7 +429,14 @@ public final class DecisionEngine: Sendable {
     /// with none free it is answered at once, `overloaded` while Redis answers, or as a store
     /// failure (the store failure policy) while it does not. Its reservation sequence is chosen
     /// before it is sent, so if its outcome cannot be learnt in time it is voided afterwards.
-    func check(_ request: CheckRequest, on loop: any EventLoop, completion: @escaping (CheckResult) -> Void) {
+    ///
+    /// `organizations`: the organizations the caller's connection serves (its gateway
+    /// credential's, SPEC §6.5), nil for all. A key of another is answered `unknown_key`, as a
+    /// digest no key has: nothing evaluated, nothing counted.
+    func check(
+        _ request: CheckRequest, serving organizations: Set<UInt64>? = nil, on loop: any EventLoop,
+        completion: @escaping (CheckResult) -> Void
+    ) {
         let now = NIODeadline.now()
         let deadline = now + configuration.deadline
         switch cache.lookup(request.digest, now: now) {
@@ -412,10 +444,14 @@ public final class DecisionEngine: Sendable {
             stats.decisions[Int(DenyReason.unknownKey.rawValue)].increment()
             completion(.deny(.unknownKey))
         case .known(let identity):
-            guard let attempt = admitted(request, on: loop, deadline: deadline, completion: completion) else { return }
+            if let organizations, !organizations.contains(identity.orgID) {
+                stats.decisions[Int(DenyReason.unknownKey.rawValue)].increment()
+                return completion(.deny(.unknownKey))
+            }
+            guard let attempt = admitted(request, serving: organizations, on: loop, deadline: deadline, completion: completion) else { return }
             runCheck(request, identity, attempt)
         case .miss:
-            guard let attempt = admitted(request, on: loop, deadline: deadline, completion: completion) else { return }
+            guard let attempt = admitted(request, serving: organizations, on: loop, deadline: deadline, completion: completion) else { return }
             let generation = cache.generation
             redis.submit([Limiter.resolveCommand(request.digest)], deadline: deadline, on: loop, lane: .sheddable) { [self] result in
                 switch result {
@@ -424,7 +460,7 @@ public final class DecisionEngine: Sendable {
                     do {
                         let identity = try Limiter.parseResolve(replies[0])
                         cache.store(request.digest, identity, now: .now(), resolvedAt: generation)
-                        if let identity {
+                        if let identity, organizations?.contains(identity.orgID) ?? true {
                             runCheck(request, identity, attempt)
                         } else {
                             attempt.releaseSlot(missed: false)
@@ -447,14 +483,15 @@ public final class DecisionEngine: Sendable {
     /// store failure (the store failure policy) while it does not — the CHECKs holding the slots
     /// are waiting on it, and this one would only queue behind them.
     private func admitted(
-        _ request: CheckRequest, on loop: any EventLoop, deadline: NIODeadline, completion: @escaping (CheckResult) -> Void
+        _ request: CheckRequest, serving organizations: Set<UInt64>?, on loop: any EventLoop, deadline: NIODeadline,
+        completion: @escaping (CheckResult) -> Void
     ) -> Attempt<CheckResult>? {
         guard admission.tryAcquire() else {
             let result: CheckResult
             if storeRecentlyAnswered {
                 result = overloaded(.limit)
             } else {
-                result = storeFailed(request)
+                result = storeFailed(request, serving: organizations)
             }
             result.record(in: stats)
             completion(result)
@@ -462,7 +499,7 @@ public final class DecisionEngine: Sendable {
         }
         let attempt = Attempt<CheckResult>(engine: self, loop: loop, deadline: deadline, fallback: .deny(.storeUnavailable), completion: completion)
         attempt.holdsSlot = true
-        if fallback != nil { attempt.onStoreFailure = { [self] in storeFailed(request) } }
+        if fallback != nil { attempt.onStoreFailure = { [self] in storeFailed(request, serving: organizations) } }
         return attempt
     }
 

@@ -15,6 +15,8 @@ final class InstanceIdentity: Sendable {
     private struct State {
         var epoch: UInt64 = 0
         var counter: UInt64 = 0
+        /// The installation's reservation key; nil until Redis gave it (before the first epoch).
+        var seal: ReservationSeal?
         var acquiring = false
         var waiters: [@Sendable (Bool) -> Void] = []
     }
@@ -34,6 +36,10 @@ final class InstanceIdentity: Sendable {
 
     /// The epoch in use; 0 before the first is registered.
     var epoch: UInt64 { state.withLock { $0.epoch } }
+
+    /// The installation's reservation key (SPEC §5); nil until Redis gave it, which happens
+    /// before the first epoch: no reservation is chosen without it.
+    var seal: ReservationSeal? { state.withLock { $0.seal } }
 
     /// The next sequence (`local` for a local admission; it holds the epoch), or nil while there
     /// is no epoch (an acquisition is then under way: wait with `whenReady`).
@@ -83,6 +89,39 @@ final class InstanceIdentity: Sendable {
         }
         guard start else { return }
         let deadline = NIODeadline.now() + .seconds(2)
+        // The reservation key first: written by the first bursard on this Redis, read by the
+        // others. A bursard that already has one proposes it, so a Redis that lost its data
+        // (restarted without persistence) gets back the key the running bursards use.
+        let proposed = state.withLock { $0.seal?.text } ?? ReservationSeal.newKeyText()
+        let key = [
+            RedisCommand("SET", Keyspace.reservationKey, proposed, "NX"),
+            RedisCommand("GET", Keyspace.reservationKey),
+        ]
+        redis.submit(key, deadline: deadline, lane: .priority) { [self] result in
+            guard case .success(let replies) = result, replies.count == 2, let text = replies[1].string,
+                  let seal = ReservationSeal(text: text)
+            else {
+                if case .success(let replies) = result, replies.count == 2, !replies[1].isNull {
+                    logger.error("the reservation key in Redis is not base64 of 32 bytes; no reservation can be made", metadata: [
+                        "key": "\(Keyspace.reservationKey)",
+                    ])
+                }
+                return finish(nil)
+            }
+            let changed = state.withLock { s -> Bool in
+                defer { s.seal = seal }
+                return s.seal != nil && s.seal?.text != seal.text
+            }
+            if changed {
+                logger.error("the reservation key in Redis changed (was it deleted?): ids this bursard issued before can no longer be settled", metadata: [
+                    "key": "\(Keyspace.reservationKey)",
+                ])
+            }
+            takeEpoch(deadline: deadline)
+        }
+    }
+
+    private func takeEpoch(deadline: NIODeadline) {
         redis.submit([RedisCommand("INCR", Keyspace.instanceEpochs)], deadline: deadline, lane: .priority) { [self] result in
             guard case .success(let replies) = result, let value = replies.first?.int else { return finish(nil) }
             let epoch = ReservationSequence.epoch(fromCounter: value)

@@ -20,6 +20,9 @@ public enum Invalidation: Hashable, Sendable {
     case org(UInt64)
     /// Drop everything.
     case all
+    /// A gateway credential was revoked: end the data-plane connections that authenticated with
+    /// it (SPEC §6.5). Payload `g:<64 lowercase hex>`, its digest.
+    case gateway(KeyDigest)
 
     /// The pub/sub channel.
     public static let channel = "br:inval"
@@ -30,6 +33,7 @@ public enum Invalidation: Hashable, Sendable {
         case .digest(let d): return "d:" + d.hex
         case .org(let id): return "o:\(id)"
         case .all: return "*"
+        case .gateway(let d): return "g:" + d.hex
         }
     }
 
@@ -47,12 +51,12 @@ public enum Invalidation: Hashable, Sendable {
         guard payload.count > 2, payload[1] == UInt8(ascii: ":") else { return nil }
         let body = payload[2...]
         switch payload[0] {
-        case UInt8(ascii: "d"):
+        case UInt8(ascii: "d"), UInt8(ascii: "g"):
             // KeyDigest(hex:) also takes uppercase; the canonical form is lowercase.
             guard !body.contains(where: { (UInt8(ascii: "A")...UInt8(ascii: "F")).contains($0) }),
                   let digest = KeyDigest(hex: String(decoding: body, as: UTF8.self))
             else { return nil }
-            self = .digest(digest)
+            self = payload[0] == UInt8(ascii: "d") ? .digest(digest) : .gateway(digest)
         case UInt8(ascii: "o"):
             guard body.count <= 20, body.first != UInt8(ascii: "0") || body.count == 1, body.allSatisfy({ (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) }),
                   let id = UInt64(String(decoding: body, as: UTF8.self))

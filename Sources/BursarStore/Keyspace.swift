@@ -104,6 +104,12 @@ public enum Keyspace {
     /// by epoch). Nothing adds to it any more; a sweep still voids what a dead bursard of such a
     /// release left in it.
     public static func legacyUndelivered(_ org: UInt64) -> String { self.org(org) + "ud" }
+    /// The gateway credentials (a hash: SHA-256 hex of the secret → the credential as JSON,
+    /// `GatewayCredential`); one slot, read once per data-plane connection that sends AUTH.
+    public static let gatewayCredentials = "br:{gw}:creds"
+    /// The installation's reservation key (SPEC §5): base64 of 32 random bytes, written once by
+    /// the first bursard (`SET … NX`), read by every other; never expires (global).
+    public static let reservationKey = "br:ridkey"
     /// The counter every bursard takes its instance epoch from, at start (global).
     public static let instanceEpochs = "br:seq:instance"
     /// The live bursard instances (a sorted set): epoch → the Redis time, ms, of its last

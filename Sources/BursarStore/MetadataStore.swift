@@ -54,6 +54,8 @@ public struct MetadataStore: Sendable {
         try validMoney(credits, "credits")
         try validName(name, "organization name")
         let id = try await nextID("org")
+        // Reservation ids carry the organization below 2^48 (SPEC §5).
+        guard id < ReservationSeal.orgIDLimit else { throw StoreError.conflict("organization ids are used up (2^48)") }
         let org = Organization(id: id, name: name, status: .active, metered: metered)
         try await transaction([
             RedisCommand("HSET", Keyspace.orgHash(id), "name", name, "status", org.status.rawValue, "metered", metered ? "1" : "0"),

@@ -53,6 +53,12 @@ public enum ReservationSequence {
     /// included.
     public static func counter(of sequence: UInt64) -> UInt64 { sequence & maxCounter }
 
+    /// Whether the sequence has the layout above (bit 63 clear, bit 61 set): one a bursard of
+    /// this release chose. A client's reservation id that opens to anything else names nothing.
+    public static func isIssued(_ sequence: UInt64) -> Bool {
+        sequence & (1 << 63) == 0 && sequence & issuedBit != 0
+    }
+
     /// Whether the sequence is a local admission's (of this release or an earlier one).
     public static func isLocal(_ sequence: UInt64) -> Bool {
         sequence & localBit != 0 || (sequence >= 1 << 52 && sequence < 1 << 53)

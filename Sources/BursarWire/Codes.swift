@@ -126,6 +126,9 @@ public enum ProtocolErrorCode: UInt16, Sendable, CaseIterable, CustomStringConve
     case idleTimeout = 11
     /// A frame was started but not completed within the frame timeout.
     case frameTimeout = 12
+    /// A refused gateway credential, a request before AUTH where the server requires it, or a
+    /// connection whose credential was revoked (SPEC §6.5).
+    case unauthorized = 13
 
     /// A stable snake_case name.
     public var description: String {
@@ -142,6 +145,7 @@ public enum ProtocolErrorCode: UInt16, Sendable, CaseIterable, CustomStringConve
         case .tooManyConnections: return "too_many_connections"
         case .idleTimeout: return "idle_timeout"
         case .frameTimeout: return "frame_timeout"
+        case .unauthorized: return "unauthorized"
         }
     }
 }

@@ -106,9 +106,12 @@ public struct ModelName: Hashable, Sendable, CustomStringConvertible {
     }
 }
 
-/// Identifies one reservation: the organization it belongs to and its sequence number there.
-/// 16 bytes on the wire: org id (u64) then sequence (u64). The org id lets any bursard route a
-/// SETTLE or RELEASE to the Redis slot holding it without a look-up.
+/// Identifies one reservation: 16 bytes on the wire, kept as two u64 halves.
+///
+/// Inside bursard (and in Redis) the halves are the organization it belongs to and its sequence
+/// there. The id a client holds is that name sealed under the installation's reservation key
+/// (SPEC §5, `ReservationSeal`): opaque 16 bytes, which a client copies back unchanged; its
+/// halves then mean nothing. The all-zero id is what a denied CHECK carries.
 public struct ReservationID: Hashable, Sendable, CustomStringConvertible {
     /// Bytes on the wire.
     public static let size = 16
@@ -126,6 +129,28 @@ public struct ReservationID: Hashable, Sendable, CustomStringConvertible {
     }
 
     public var description: String { "\(orgID)-\(sequence)" }
+
+    /// The 16 bytes as 32 lowercase hex digits (how a client's id travels in HTTP headers).
+    public var hex: String {
+        var bytes = [UInt8](repeating: 0, count: 16)
+        for i in 0..<8 {
+            bytes[i] = UInt8(truncatingIfNeeded: orgID >> (56 - 8 * UInt64(i)))
+            bytes[8 + i] = UInt8(truncatingIfNeeded: sequence >> (56 - 8 * UInt64(i)))
+        }
+        return hexString(bytes)
+    }
+
+    /// The id whose `hex` is `text` (32 hex digits, either case); nil otherwise.
+    public init?(hex text: String) {
+        let digits = Array(text.utf8)
+        guard digits.count == 32 else { return nil }
+        var halves: [UInt64] = [0, 0]
+        for (i, c) in digits.enumerated() {
+            guard let v = hexValue(c) else { return nil }
+            halves[i / 16] = halves[i / 16] << 4 | UInt64(v)
+        }
+        self.init(orgID: halves[0], sequence: halves[1])
+    }
 }
 
 /// Money on the wire and in Redis: signed 64-bit nano-USD (1e-9 USD). Never a float.

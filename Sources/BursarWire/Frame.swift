@@ -8,10 +8,12 @@ public struct Frame: Hashable, Sendable {
         case settle(SettleRequest)
         case release(ReleaseRequest)
         case ping
+        case auth(AuthRequest)
         case checkResult(CheckResult)
         case settleResult(ReservationResult)
         case releaseResult(ReservationResult)
         case pong
+        case authResult
         case error(ErrorFrame)
 
         /// The frame type that carries this body.
@@ -21,10 +23,12 @@ public struct Frame: Hashable, Sendable {
             case .settle: return .settle
             case .release: return .release
             case .ping: return .ping
+            case .auth: return .auth
             case .checkResult: return .checkResult
             case .settleResult: return .settleResult
             case .releaseResult: return .releaseResult
             case .pong: return .pong
+            case .authResult: return .authResult
             case .error: return .error
             }
         }
@@ -60,7 +64,8 @@ public struct Frame: Hashable, Sendable {
         case .check(let b): b.encode(into: &buffer)
         case .settle(let b): b.encode(into: &buffer)
         case .release(let b): b.encode(into: &buffer)
-        case .ping, .pong: break
+        case .ping, .pong, .authResult: break
+        case .auth(let b): b.encode(into: &buffer)
         case .checkResult(let b): b.encode(into: &buffer)
         case .settleResult(let b), .releaseResult(let b): b.encode(into: &buffer)
         case .error(let b): b.encode(into: &buffer)
@@ -102,10 +107,12 @@ public struct Frame: Hashable, Sendable {
         case .settle: decoded = .settle(try SettleRequest.decode(body: &body, requestID: id))
         case .release: decoded = .release(try ReleaseRequest.decode(body: &body, requestID: id))
         case .ping: decoded = .ping
+        case .auth: decoded = .auth(AuthRequest.decode(body: &body))
         case .checkResult: decoded = .checkResult(try CheckResult.decode(body: &body, requestID: id))
         case .settleResult: decoded = .settleResult(try ReservationResult.decode(body: &body, requestID: id))
         case .releaseResult: decoded = .releaseResult(try ReservationResult.decode(body: &body, requestID: id))
         case .pong: decoded = .pong
+        case .authResult: decoded = .authResult
         case .error: decoded = .error(try ErrorFrame.decode(body: &body, requestID: id))
         }
         return Frame(requestID: id, body: decoded)

@@ -44,6 +44,8 @@ public enum FrameType: UInt8, Sendable, CaseIterable {
     case release = 0x03
     /// Liveness probe.
     case ping = 0x04
+    /// Present a gateway credential: the connection then serves only its organizations.
+    case auth = 0x05
     /// Answer to `check`.
     case checkResult = 0x81
     /// Answer to `settle`.
@@ -52,6 +54,8 @@ public enum FrameType: UInt8, Sendable, CaseIterable {
     case releaseResult = 0x83
     /// Answer to `ping`.
     case pong = 0x84
+    /// Answer to an accepted `auth`.
+    case authResult = 0x85
     /// A protocol error; the server closes the connection after sending it.
     case error = 0xFF
 
@@ -64,7 +68,8 @@ public enum FrameType: UInt8, Sendable, CaseIterable {
         case .check: return CheckRequest.bodySize
         case .settle: return SettleRequest.bodySize
         case .release: return ReleaseRequest.bodySize
-        case .ping, .pong: return 0
+        case .ping, .pong, .authResult: return 0
+        case .auth: return AuthRequest.bodySize
         case .checkResult: return CheckResult.bodySize
         case .settleResult, .releaseResult: return ReservationResult.bodySize
         case .error: return nil

@@ -149,7 +149,7 @@ public struct SettleRequest: Hashable, Sendable {
         let input = body.readInteger(as: UInt32.self)!
         let output = body.readInteger(as: UInt32.self)!
         let cost = body.readInteger(as: Int64.self)!
-        guard id.sequence != 0 else { throw ProtocolError(.malformedField, "reservation id has sequence 0", requestID: requestID) }
+        guard id != .none else { throw ProtocolError(.malformedField, "reservation id is all zero", requestID: requestID) }
         guard (cost >= 0 && cost <= maxExactValue) || cost == CheckRequest.priceFromTable else {
             throw ProtocolError(.malformedField, "actual cost \(cost) is outside 0…\(maxExactValue) (or −1: priced by bursar)", requestID: requestID)
         }
@@ -175,7 +175,36 @@ public struct ReleaseRequest: Hashable, Sendable {
     /// Reads a body of exactly `bodySize` bytes.
     public static func decode(body: inout ByteBuffer, requestID: UInt64) throws(ProtocolError) -> ReleaseRequest {
         let id = body.readReservationID()!
-        guard id.sequence != 0 else { throw ProtocolError(.malformedField, "reservation id has sequence 0", requestID: requestID) }
+        guard id != .none else { throw ProtocolError(.malformedField, "reservation id is all zero", requestID: requestID) }
         return ReleaseRequest(reservation: id)
+    }
+}
+
+/// AUTH: present a gateway credential (SPEC §6.5). The connection then serves only the
+/// organizations the credential names.
+///
+/// Body, 32 bytes: the SHA-256 digest of the credential's secret. Any 32 bytes are valid.
+public struct AuthRequest: Hashable, Sendable {
+    /// Body bytes.
+    public static let bodySize = 32
+    /// SHA-256 of the credential's secret text (`bgw_…`).
+    public var credentialDigest: KeyDigest
+
+    /// An AUTH request.
+    public init(credentialDigest: KeyDigest) { self.credentialDigest = credentialDigest }
+
+    /// Writes the body.
+    public func encode(into buffer: inout ByteBuffer) {
+        buffer.writeInteger(credentialDigest.words.0)
+        buffer.writeInteger(credentialDigest.words.1)
+        buffer.writeInteger(credentialDigest.words.2)
+        buffer.writeInteger(credentialDigest.words.3)
+    }
+
+    /// Reads a body of exactly `bodySize` bytes.
+    public static func decode(body: inout ByteBuffer) -> AuthRequest {
+        let d0 = body.readInteger(as: UInt64.self)!, d1 = body.readInteger(as: UInt64.self)!
+        let d2 = body.readInteger(as: UInt64.self)!, d3 = body.readInteger(as: UInt64.self)!
+        return AuthRequest(credentialDigest: KeyDigest(words: (d0, d1, d2, d3)))
     }
 }

@@ -26,6 +26,9 @@ struct Check: AsyncParsableCommand {
     @Option(name: .customLong("tls-key"), help: ArgumentHelp("Mutual TLS: this client's private key (default: $BURSAR_TLS_KEY).", valueName: "path"))
     var tlsKey: String?
 
+    @Option(name: .customLong("gateway-credential-file"), help: ArgumentHelp("Present the gateway credential (bgw_…) in this file first (AUTH): the connection then serves only its organizations (default: the secret in $BURSAR_GATEWAY_CREDENTIAL).", valueName: "path"))
+    var gatewayCredentialFile: String?
+
     @Option(name: .long, help: ArgumentHelp("The key's secret (sk-br-…), '-' to read it from stdin.", valueName: "secret"))
     var secret: String?
 
@@ -82,6 +85,16 @@ struct Check: AsyncParsableCommand {
         } catch {
             throw Failure(code: "unreachable", message: "cannot reach the data plane at \(address): \(error)", exitStatus: ExitStatus.unreachable)
         }
+        let credential = try gatewayCredentialFile.map { try readText(path: $0, flag: "--gateway-credential-file").trimmingCharacters(in: .whitespacesAndNewlines) }
+            ?? environment["BURSAR_GATEWAY_CREDENTIAL"]
+        if let credential {
+            do {
+                try await connection.authenticate(credential: credential)
+            } catch {
+                await connection.close()
+                throw Failure(code: "unauthorized", message: "the data plane refused the gateway credential: \(error)", exitStatus: ExitStatus.refused)
+            }
+        }
         let result: CheckResult
         do {
             result = try await connection.check(request)
@@ -96,7 +109,7 @@ struct Check: AsyncParsableCommand {
             ("decision", result.allowed ? "allowed" : "denied"),
             ("reason", result.reason.description),
             ("org", "\(result.orgID)"), ("project", "\(result.projectID)"), ("key", "\(result.keyID)"),
-            ("reservation", result.allowed ? "\(result.reservation)" + (keep ? "" : " (released)") : nil),
+            ("reservation", result.allowed ? result.reservation.hex + (keep ? "" : " (released)") : nil),
             ("retry after", result.retryAfterMs > 0 ? "\(result.retryAfterMs) ms" : nil),
             ("requests left", result.requestsLimit > 0 ? "\(result.requestsRemaining)/\(result.requestsLimit) per minute" : nil),
             ("tokens left", result.tokensLimit > 0 ? "\(result.tokensRemaining)/\(result.tokensLimit) per minute" : nil),
@@ -106,7 +119,7 @@ struct Check: AsyncParsableCommand {
             var object: [String: Any] = ["allowed": result.allowed, "reason": result.reason.description, "org_id": result.orgID,
                                          "project_id": result.projectID, "key_id": result.keyID,
                                          "content_logging_disabled": result.contentLoggingDisabled, "retry_after_ms": result.retryAfterMs]
-            if result.allowed { object["reservation"] = "\(result.reservation)" }
+            if result.allowed { object["reservation"] = result.reservation.hex }
             let data = try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys])
             print(String(decoding: data, as: UTF8.self))
         } else {

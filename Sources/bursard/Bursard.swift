@@ -70,6 +70,9 @@ struct Bursard: AsyncParsableCommand {
     @Option(name: .customLong("listen-allow-insecure-remote"), help: Bursard.help("listen-allow-insecure-remote"))
     var listenAllowInsecureRemote: String?
 
+    @Option(name: .customLong("data-plane-auth"), help: Bursard.help("data-plane-auth"))
+    var dataPlaneAuth: String?
+
     @Option(name: .long, help: Bursard.help("unix"))
     var unix: String?
 
@@ -180,7 +183,7 @@ struct Bursard: AsyncParsableCommand {
         let given: [(String, String?)] = [
             ("listen", listen), ("ops", ops), ("stats", stats), ("ops-tls-cert", opsTLSCert), ("ops-tls-key", opsTLSKey),
             ("ops-allow-insecure-remote", opsAllowInsecureRemote), ("listen-tls-cert", listenTLSCert), ("listen-tls-key", listenTLSKey),
-            ("listen-tls-client-ca", listenTLSClientCA), ("listen-allow-insecure-remote", listenAllowInsecureRemote), ("secrets-key-file", secretsKeyFile), ("secrets-keys", secretsKeys), ("unix", unix), ("grpc", grpc), ("grpc-unix", grpcUnix),
+            ("listen-tls-client-ca", listenTLSClientCA), ("listen-allow-insecure-remote", listenAllowInsecureRemote), ("data-plane-auth", dataPlaneAuth), ("secrets-key-file", secretsKeyFile), ("secrets-keys", secretsKeys), ("unix", unix), ("grpc", grpc), ("grpc-unix", grpcUnix),
             ("envoy-key-header", envoyKeyHeader), ("envoy-model-header", envoyModelHeader), ("envoy-max-output-tokens", envoyMaxOutputTokens),
             ("envoy-rls-domain", envoyRateLimitDomain),
             ("redis", redis), ("data-dir", dataDir),

@@ -133,7 +133,7 @@ struct BursardMain {
                     maxConnections: settings.maxConnections, maxInFlight: settings.maxInFlight,
                     maxInFlightPerConnection: settings.maxInFlightPerConnection, idleTimeout: settings.idleTimeout,
                     frameTimeout: settings.frameTimeout, writeTimeout: settings.writeTimeout,
-                    maxUnknownKeysPerMinute: settings.maxUnknownKeysPerMinute),
+                    maxUnknownKeysPerMinute: settings.maxUnknownKeysPerMinute, requireAuthentication: settings.dataPlaneAuthRequired),
                 tls: listenTLS),
             engine: engine, group: group, logger: logger)
 
@@ -179,14 +179,21 @@ struct BursardMain {
             let mapping = EnvoyAuthorization(
                 keyHeader: settings.envoyKeyHeader, modelHeader: settings.envoyModelHeader,
                 defaultMaxOutputTokens: UInt32(settings.envoyMaxOutputTokens))
+            // Envoy carries the client's sealed reservation id (SPEC §5); the engine works on the
+            // reservation's name inside the installation.
             let decider = EnvoyDecider(
                 check: { request in
-                    (try? await engine.check(request, on: group.next()).get()) ?? .deny(.storeUnavailable)
+                    var result = (try? await engine.check(request, on: group.next()).get()) ?? .deny(.storeUnavailable)
+                    if result.allowed { result.reservation = engine.clientID(for: result.reservation) }
+                    return result
                 },
                 settle: { request in
-                    (try? await engine.settle(request, on: group.next()).get()) ?? ReservationResult(status: .storeUnavailable)
+                    guard let reservation = engine.reservation(fromClient: request.reservation) else { return ReservationResult(status: .unknown) }
+                    var request = request
+                    request.reservation = reservation
+                    return (try? await engine.settle(request, on: group.next()).get()) ?? ReservationResult(status: .storeUnavailable)
                 },
-                refuse: { reservation in engine.releaseOrphan(reservation) })
+                refuse: { id in engine.reservation(fromClient: id).map { engine.releaseOrphan($0) } })
             let rateLimit = EnvoyRateLimit(domain: settings.envoyRateLimitDomain, defaultMaxOutputTokens: UInt32(settings.envoyMaxOutputTokens))
             for address in envoyAddresses {
                 services.append(EnvoyServer(

@@ -73,6 +73,8 @@ struct IsolationTests {
             try await h.store.addPromptVersion(org: a.org, name: "greeting", text: "hi", by: a.owner.id, create: true)
             let before = try await Self.snapshot(h, org: a.org)
 
+            // A gateway credential serving A: operator business, out of reach of B's people.
+            let (gateway, _) = try await h.store.createGatewayCredential(name: "gw-a", organizations: [a.org])
             var called = 0
             for (method, template) in AdminHarness.document.operations {
                 for standing in Standing.allCases {
@@ -88,6 +90,7 @@ struct IsolationTests {
                         .replacingOccurrences(of: "{key}", with: "\(a.tessKey)").replacingOccurrences(of: "{user}", with: "\(a.member.id)")
                         .replacingOccurrences(of: "{id}", with: template.contains("byok") ? "\(byok.id)" : "\(mcp.id)")
                         .replacingOccurrences(of: "{name}", with: template.contains("virtual") ? "fast" : "greeting")
+                        .replacingOccurrences(of: "{credential}", with: gateway.id)
                     let r = try await h.api.call(
                         HTTPRequest.Method(rawValue: method)!, path, token: b.token(standing),
                         json: Self.body(method, template, user: a.spare))
@@ -97,7 +100,7 @@ struct IsolationTests {
                     case ("GET", "/v1/me"), ("GET", "/v1/orgs"), ("GET", "/v1/me/token"):
                         #expect(r.status == 200, "\(context)")
                         #expect(!String(decoding: r.body, as: UTF8.self).contains("\"id\":\(a.org),"), "\(context) lists org A")
-                    case ("POST", "/v1/orgs"):
+                    case ("POST", "/v1/orgs"), (_, "/v1/gateway-credentials"), (_, "/v1/gateway-credentials/{credential}"):
                         #expect(r.status == 403, "\(context)")
                     case ("POST", "/v1/console-links"):
                         // A sign-in link for the caller themselves: nothing of org A is involved.
@@ -111,6 +114,7 @@ struct IsolationTests {
             }
             #expect(called == AdminHarness.document.operations.count * Standing.allCases.count)
             #expect(try await Self.snapshot(h, org: a.org) == before, "org A changed")
+            #expect(try await h.store.gatewayCredentials().map(\.id) == [gateway.id], "the gateway credential serving A changed")
             // B's resources are untouched too, apart from what B legitimately did in B: nothing here.
             #expect(try await h.store.providerKeys(org: b.org).isEmpty)
         }

@@ -49,6 +49,9 @@ struct DocumentedRoute: Sendable, CustomTestStringConvertible {
         DocumentedRoute("POST", "/v1/console-links", nil, 201, "ConsoleLinkResponse", "any user token"),
         DocumentedRoute("GET", "/v1/orgs", nil, 200, "OrgListResponse", "any valid token"),
         DocumentedRoute("POST", "/v1/orgs", "CreateOrgRequest", 201, "CreateOrgResponse", "operator only"),
+        DocumentedRoute("GET", "/v1/gateway-credentials", nil, 200, "GatewayCredentialList", "operator only"),
+        DocumentedRoute("POST", "/v1/gateway-credentials", "CreateGatewayCredentialRequest", 201, "GatewayCredentialBody", "operator only"),
+        DocumentedRoute("DELETE", "/v1/gateway-credentials/{credential}", nil, 204, nil, "operator only"),
         DocumentedRoute("GET", "/v1/orgs/{org}", nil, 200, "OrgBody", "the operator, or any user of the organization"),
         DocumentedRoute("POST", "/v1/orgs/{org}/suspend", nil, 200, "OrgBody", "operator only"),
         DocumentedRoute("POST", "/v1/orgs/{org}/activate", nil, 200, "OrgBody", "operator only"),
@@ -174,6 +177,14 @@ enum BodySamples {
         BodySample("CreateOrgResponse", full: CreateOrgResponse(organization: org, owner: member, ownerToken: "pat-br-def"),
                    minimal: CreateOrgResponse(organization: orgMinimal, owner: member, ownerToken: nil)),
         BodySample("OrgListResponse", full: OrgListResponse(organizations: [org, orgMinimal]), minimal: OrgListResponse(organizations: [])),
+        // Gateway credentials
+        BodySample("CreateGatewayCredentialRequest", CreateGatewayCredentialRequest(name: "gw-eu", organizations: [1, 7])),
+        BodySample("GatewayCredentialBody",
+                   full: GatewayCredentialBody(id: "gw_0123456789abcdef", name: "gw-eu", organizations: [1, 7], createdAtMs: 1_780_000_000_000, secret: "bgw_abc-_9"),
+                   minimal: GatewayCredentialBody(id: "gw_0123456789abcdef", name: "gw-eu", organizations: [1], createdAtMs: 1_780_000_000_000)),
+        BodySample("GatewayCredentialList", full: GatewayCredentialList(credentials: [
+            GatewayCredentialBody(id: "gw_0123456789abcdef", name: "gw-eu", organizations: [1], createdAtMs: 1_780_000_000_000),
+        ]), minimal: GatewayCredentialList(credentials: [])),
         // Organization members
         BodySample("ConsoleLinkResponse", ConsoleLinkResponse(path: "/console/link/abc_-9", expiresInSeconds: 600)),
         BodySample("TokenInfoResponse", full: TokenInfoResponse(kind: "user", createdMs: 1_780_000_000_000, expiresMs: 1_790_000_000_000, lastUsedMs: 1_780_000_001_000),
@@ -364,7 +375,7 @@ struct OpenAPIDocumentTests {
     func coversTheRouteTable() {
         let documented = Set(doc.operations.map { "\($0.method) \($0.template)" })
         let expected = Set(DocumentedRoute.table.map { "\($0.method) \($0.template)" })
-        #expect(DocumentedRoute.table.count == 59)
+        #expect(DocumentedRoute.table.count == 62)
         #expect(doc.operations.count == documented.count, "an operation is listed twice")
         #expect(expected.subtracting(documented).sorted() == [], "in routes.md but not in the document")
         #expect(documented.subtracting(expected).sorted() == [], "in the document but not in routes.md")
@@ -469,6 +480,9 @@ struct OpenAPIDocumentTests {
             #expect(p["schema"]?["type"] == .string("string") && p["schema"]?["minLength"] == .number(.signed(1)))
         }
         #expect(parameters["modelName"]?["schema"]?["maxLength"] == .number(.signed(64)))
+        let credential = try #require(parameters["credential"])
+        #expect(credential["in"] == .string("path") && credential["required"] == .bool(true) && credential["name"] == .string("credential"))
+        #expect(credential["schema"]?["pattern"] == .string("^gw_[0-9a-f]{16}$"))
         #expect(parameters["promptName"]?["schema"]?["maxLength"] == .number(.signed(128)))
         let limit = try #require(parameters["limit"])
         #expect(limit["in"] == .string("query") && limit["required"] == .bool(false))

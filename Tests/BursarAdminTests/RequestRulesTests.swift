@@ -79,6 +79,7 @@ struct RequestRulesTests {
     func wireFields() throws {
         let bodies: [(String, WireFields)] = [
             ("BootstrapRequest", BootstrapRequest.wireFields), ("CreateOrgRequest", CreateOrgRequest.wireFields),
+            ("CreateGatewayCredentialRequest", CreateGatewayCredentialRequest.wireFields),
             ("InviteRequest", InviteRequest.wireFields), ("MemberRoleRequest", MemberRoleRequest.wireFields),
             ("CreateProjectRequest", CreateProjectRequest.wireFields), ("UpdateProjectRequest", UpdateProjectRequest.wireFields),
             ("GrantBody", GrantBody.wireFields), ("AddProjectMemberRequest", AddProjectMemberRequest.wireFields),

@@ -74,7 +74,7 @@ struct BadInputTests {
             expectClosed(answers)
             // The CHECK behind the bad frame was never attempted: the next attempt is the engine's first.
             let c = try await h.connect()
-            #expect(ReservationSequence.counter(of: try await c.check(.make(w.digest)).reservation.sequence) == 1)
+            #expect(try ReservationSequence.counter(of: h.name(try await c.check(.make(w.digest))).sequence) == 1)
             await c.close()
         }
     }
@@ -128,7 +128,7 @@ struct BadInputTests {
             let c = try await h.connect()
             let r = try await c.check(.make(w.digest, input: 10, output: 10, cost: 1_000))
             #expect(r.allowed)
-            #expect(ReservationSequence.counter(of: r.reservation.sequence) == 1)
+            #expect(try ReservationSequence.counter(of: h.name(r).sequence) == 1)
             #expect(r.keyBudgetRemaining == budget - 1_000)
             #expect(r.orgCreditsRemaining == 9_000)
             #expect(r.requestsRemaining == 9 && r.tokensRemaining == 980)
@@ -160,7 +160,7 @@ struct BadInputTests {
             let after = try await h.connect()
             try await after.ping()
             let r = try await after.check(.make(w.digest))
-            #expect(r.allowed && ReservationSequence.counter(of: r.reservation.sequence) == 3)
+            #expect(try r.allowed && ReservationSequence.counter(of: h.name(r).sequence) == 3)
             await after.close()
             // And over a raw socket too, in the same stream shape the bad connections used.
             let raw = try await RawConnection.exchange(h, Valid.ping(41) + Valid.check(42, digest: w.digest), halfClose: true)
@@ -213,7 +213,7 @@ struct BadInputTests {
                     Issue.record("request \(frame.requestID) was not an allowed CHECK_RESULT: \(frame)")
                     continue
                 }
-                sequences.insert(ReservationSequence.counter(of: r.reservation.sequence))
+                sequences.insert(ReservationSequence.counter(of: try h.name(r).sequence))
             }
             #expect(sequences == Set(1...UInt64(ids.count)))
         }
@@ -235,7 +235,7 @@ struct BadInputTests {
                 let c = try await BursarConnection.connect(unixSocketPath: path)
                 try await c.ping()
                 let r = try await c.check(.make(w.digest))
-                #expect(r.allowed && r.keyID == w.key.key.id && ReservationSequence.counter(of: r.reservation.sequence) == 1)
+                #expect(try r.allowed && r.keyID == w.key.key.id && ReservationSequence.counter(of: h.name(r).sequence) == 1)
                 await c.close()
 
                 let bad = try await RawConnection.exchange(.unix(path), server: server, pseudoRandomBytes(count: 32, seed: 99))
@@ -311,9 +311,11 @@ struct BadInputCase: Sendable, CustomTestStringConvertible {
     static let header: [BadInputCase] = [
         BadInputCase(name: "version 2", bytes: patch(Valid.check(id), at: Offset.version, [2]), code: .unsupportedVersion, requestID: id),
         BadInputCase(name: "version 0", bytes: patch(Valid.ping(id), at: Offset.version, [0]), code: .unsupportedVersion, requestID: id),
-        BadInputCase(name: "unknown type 0x05", bytes: patch(Valid.ping(id), at: Offset.type, [0x05]), code: .unknownFrameType, requestID: id),
+        BadInputCase(name: "unknown type 0x06", bytes: patch(Valid.ping(id), at: Offset.type, [0x06]), code: .unknownFrameType, requestID: id),
         BadInputCase(name: "unknown type 0x00", bytes: patch(Valid.ping(id), at: Offset.type, [0x00]), code: .unknownFrameType, requestID: id),
-        BadInputCase(name: "unknown answer-range type 0x85", bytes: patch(Valid.ping(id), at: Offset.type, [0x85]), code: .unknownFrameType, requestID: id),
+        BadInputCase(name: "unknown answer-range type 0x86", bytes: patch(Valid.ping(id), at: Offset.type, [0x86]), code: .unknownFrameType, requestID: id),
+        BadInputCase(name: "AUTH_RESULT sent to the server", bytes: Frame(requestID: id, body: .authResult).bytes, code: .unexpectedFrameType, requestID: id),
+        BadInputCase(name: "AUTH with a 31-byte body", bytes: header(type: 0x05, length: 31) + Array(repeating: 0, count: 31), code: .badLength, requestID: id),
         BadInputCase(
             name: "CHECK_RESULT sent to the server",
             bytes: Frame(requestID: id, body: .checkResult(.deny(.unknownKey))).bytes, code: .unexpectedFrameType, requestID: id),
@@ -327,10 +329,10 @@ struct BadInputCase: Sendable, CustomTestStringConvertible {
             requestID: id),
         // Two faults in one header: the earlier check in the spec's order wins.
         BadInputCase(
-            name: "version 2 and unknown type", bytes: patch(patch(Valid.ping(id), at: Offset.version, [2]), at: Offset.type, [0x05]),
+            name: "version 2 and unknown type", bytes: patch(patch(Valid.ping(id), at: Offset.version, [2]), at: Offset.type, [0x06]),
             code: .unsupportedVersion, requestID: id),
         BadInputCase(
-            name: "unknown type and body length 2^32-1", bytes: header(type: 0x05, length: .max), code: .unknownFrameType, requestID: id),
+            name: "unknown type and body length 2^32-1", bytes: header(type: 0x06, length: .max), code: .unknownFrameType, requestID: id),
         BadInputCase(
             name: "CHECK_RESULT type and body length 2^32-1", bytes: header(type: 0x81, length: .max), code: .unexpectedFrameType, requestID: id),
     ]
@@ -374,7 +376,8 @@ struct BadInputCase: Sendable, CustomTestStringConvertible {
             cost(1 << 53),
             cost(.max),
             BadInputCase(
-                name: "SETTLE with sequence 0", bytes: patch(Valid.settle(id), at: Offset.settleSequence, bigEndian(UInt64(0))),
+                name: "SETTLE with an all-zero reservation",
+                bytes: patch(patch(Valid.settle(id), at: Offset.settleSequence, bigEndian(UInt64(0))), at: Offset.settleOrg, bigEndian(UInt64(0))),
                 code: .malformedField, requestID: id),
             BadInputCase(
                 name: "SETTLE cost -2", bytes: patch(Valid.settle(id), at: Offset.settleCost, bigEndian(Int64(-2))), code: .malformedField,
@@ -383,7 +386,8 @@ struct BadInputCase: Sendable, CustomTestStringConvertible {
                 name: "SETTLE cost 2^53", bytes: patch(Valid.settle(id), at: Offset.settleCost, bigEndian(Int64(1) << 53)), code: .malformedField,
                 requestID: id),
             BadInputCase(
-                name: "RELEASE with sequence 0", bytes: patch(Valid.release(id), at: Offset.releaseSequence, bigEndian(UInt64(0))),
+                name: "RELEASE with an all-zero reservation",
+                bytes: patch(patch(Valid.release(id), at: Offset.releaseSequence, bigEndian(UInt64(0))), at: Offset.releaseOrg, bigEndian(UInt64(0))),
                 code: .malformedField, requestID: id),
         ]
     }()
@@ -425,9 +429,11 @@ private enum Offset {
     static let checkModel = body + 32
     static let checkCost = body + 104
     // SPEC 6.2, SETTLE body: reservation (org 0–7, sequence 8–15), input 16, output 20, cost 24–31.
+    static let settleOrg = body
     static let settleSequence = body + 8
     static let settleCost = body + 24
     // SPEC 6.3, RELEASE body: reservation (org 0–7, sequence 8–15).
+    static let releaseOrg = body
     static let releaseSequence = body + 8
 }
 

@@ -83,7 +83,7 @@ struct ConcurrencyTests {
     func keySpend(_ h: Harness, _ o: Outcome) async throws -> Int64 {
         guard let first = o.admitted.first else { return 0 }
         let kw = ReservationRecord(reply: try await h.redis.send(
-            RedisCommand("GET", Keyspace.reservation(first.reservation.orgID, first.reservation.sequence))))?.keyWindow ?? ""
+            RedisCommand("GET", try h.recordKey(first.reservation))))?.keyWindow ?? ""
         return try await h.integer(kw)
     }
 
@@ -101,7 +101,7 @@ struct ConcurrencyTests {
             #expect(budget - admittedCost < 20_000)
             #expect(try await keySpend(h, o) == admittedCost)
             #expect(try await h.store.credits(w.org.id) == 5_000_000 - admittedCost)
-            let sequences = Set(o.admitted.map(\.reservation.sequence))
+            let sequences = Set(try o.admitted.map { try h.name($0.reservation).sequence })
             #expect(sequences.count == o.admitted.count, "reservation ids are unique")
         }
     }
@@ -117,7 +117,7 @@ struct ConcurrencyTests {
             // Admission times as Redis saw them (the script records them in µs).
             var times: [Int64] = []
             for a in o.admitted {
-                let at = ReservationRecord(reply: try await h.redis.send(RedisCommand("GET", Keyspace.reservation(w.org.id, a.reservation.sequence))))?.createdAtUs
+                let at = ReservationRecord(reply: try await h.redis.send(RedisCommand("GET", try h.recordKey(a.reservation))))?.createdAtUs
                 times.append(try #require(at))
             }
             times.sort()

@@ -258,6 +258,12 @@ struct ConfigurationTests {
         #expect(try resolve(env: ["BURSARD_LISTEN": "0.0.0.0:7420", "BURSARD_LISTEN_ALLOW_INSECURE_REMOTE": "true"]).listen.host == "0.0.0.0")
         #expect(refusal { () throws(ConfigurationError) in try resolve(["listen-allow-insecure-remote": "1"]) }
             == "--listen-allow-insecure-remote '1' (command line) is not true or false")
+        // Gateway credentials: optional by default, required on request, nothing else.
+        #expect(try !resolve([:]).dataPlaneAuthRequired)
+        #expect(try resolve(["data-plane-auth": "required"]).dataPlaneAuthRequired)
+        #expect(try !resolve(env: ["BURSARD_DATA_PLANE_AUTH": "optional"]).dataPlaneAuthRequired)
+        #expect(refusal { () throws(ConfigurationError) in try resolve(["data-plane-auth": "yes"]) }
+            == "--data-plane-auth 'yes' (command line) is not optional or required")
         // Mutual TLS makes a remote --listen fine (not --grpc, which has none); the three files go together.
         let tls = try resolve(["listen": "0.0.0.0:7420", "listen-tls-cert": "/etc/bursar/dp.pem", "listen-tls-key": "/etc/bursar/dp.key",
                                "listen-tls-client-ca": "/etc/bursar/gateways.pem"])
@@ -282,6 +288,7 @@ struct ConfigurationTests {
             case "unix", "grpc-unix", "data-dir", "redis-server", "ops-tls-cert", "ops-tls-key": "/tmp/x"
             case "listen-tls-cert", "listen-tls-key", "listen-tls-client-ca": "/tmp/x"
             case "ops-allow-insecure-remote", "listen-allow-insecure-remote": "true"
+            case "data-plane-auth": "required"
             default: "7"
             }
             // The TLS files go together: set the others in the file.

@@ -147,7 +147,7 @@ struct DataPlaneTLSTests {
 
                 // Nothing of theirs reached the engine: the next CHECK is this epoch's second.
                 let second = try await gateway.check(.make(w.digest))
-                #expect(second.allowed && ReservationSequence.counter(of: second.reservation.sequence) == 2)
+                #expect(try second.allowed && ReservationSequence.counter(of: h.name(second).sequence) == 2)
                 await gateway.close()
 
                 // The unix socket stays plain: its file permissions guard it.

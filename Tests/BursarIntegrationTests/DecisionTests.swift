@@ -18,10 +18,13 @@ struct DecisionTests {
             let r = try await c.check(.make(w.digest, input: 100, output: 400, cost: 1_200))
             #expect(r.allowed)
             #expect(r.reason == .none)
-            #expect(r.reservation.orgID == w.org.id && ReservationSequence.counter(of: r.reservation.sequence) == 1)
-            // The sequence is bursard's own choice: its epoch's first, made before it was sent (SPEC §5).
-            #expect(ReservationSequence.epoch(of: r.reservation.sequence) == h.engine.epoch && h.engine.epoch > 0)
-            #expect(!ReservationSequence.isLocal(r.reservation.sequence))
+            // The client holds a sealed id (SPEC §5); it names the organization's reservation whose
+            // sequence is bursard's own choice: its epoch's first, made before it was sent.
+            let name = try h.name(r)
+            #expect(name.orgID == w.org.id && ReservationSequence.counter(of: name.sequence) == 1)
+            #expect(r.reservation != name && r.reservation.orgID != w.org.id, "the id shows the organization in clear")
+            #expect(ReservationSequence.epoch(of: name.sequence) == h.engine.epoch && h.engine.epoch > 0)
+            #expect(!ReservationSequence.isLocal(name.sequence))
             #expect(r.keyID == w.key.key.id && r.projectID == w.project.id && r.orgID == w.org.id)
             #expect(r.contentLoggingDisabled)
             // Tighter of key (60 RPM, 59 left) and project (600, 599 left) is the key.
@@ -376,7 +379,7 @@ struct PipeliningTests {
                 return try await group.reduce(into: []) { $0.append($1) }
             }
             #expect(answers.filter(\.allowed).count == 200)
-            #expect(Set(answers.map(\.reservation.sequence)).count == 200, "each CHECK its own reservation")
+            #expect(Set(answers.map(\.reservation)).count == 200, "each CHECK its own reservation")
             // Each admission is confirmed delivered (SPEC §13.7), many to one command.
             for _ in 0..<500 where h.engine.pendingDeliveryConfirmations > 0 { try await Task.sleep(for: .milliseconds(10)) }
             let confirmations = h.engine.reconcileStats.deliveryCommands.load(ordering: .relaxed) - confirmationsBefore

@@ -77,7 +77,9 @@ struct EnvoyFrontDoorTests {
                     return
                 }
                 let reservation = try #require(headers(ok.headers)["x-bursar-reservation"])
-                #expect(reservation.hasPrefix("\(w.org.id)-"))
+                // The reservation's sealed id, 32 hex digits (SPEC §5), naming one of the key's organization.
+                let id = try #require(ReservationID(hex: reservation), "\(reservation)")
+                #expect(try await reservationSeal(h.redis).open(id)?.orgID == w.org.id)
                 let down = headers(ok.responseHeadersToAdd)
                 #expect(down["x-ratelimit-limit-requests"] == "100" && down["x-ratelimit-remaining-requests"] == "99", "\(down)")
                 #expect(down["x-ratelimit-limit-tokens"] == "10000" && down["x-ratelimit-remaining-tokens"] == "9700", "\(down)")

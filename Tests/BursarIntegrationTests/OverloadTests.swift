@@ -45,7 +45,7 @@ struct OverloadTests {
                 #expect(!r.allowed && r.reason == .overloaded && r.retryAfterMs > 0, "\(r)")
             }
             // SETTLE and RELEASE get headroom up to 8 in flight on this connection.
-            let reservation = ReservationID(orgID: w.org.id, sequence: 999_999)
+            let reservation = h.unmadeID(org: w.org.id)
             let settles = (0..<2).map { _ in c.request(.settle(SettleRequest(reservation: reservation, inputTokens: 1, outputTokens: 1, cost: 1))) }
             let releases = (0..<2).map { _ in c.request(.release(ReleaseRequest(reservation: reservation))) }
             try await waitUntil { server.connectionStats.inFlight.load(ordering: .relaxed) == 8 }
@@ -114,7 +114,7 @@ struct OverloadTests {
                 #expect(r.reason == .overloaded, "\(r)")
             }
             // A SETTLE still has headroom (up to 10 in all).
-            let settle = b.request(.settle(SettleRequest(reservation: ReservationID(orgID: w.org.id, sequence: 999_999), inputTokens: 1, outputTokens: 1, cost: 1)))
+            let settle = b.request(.settle(SettleRequest(reservation: h.unmadeID(org: w.org.id), inputTokens: 1, outputTokens: 1, cost: 1)))
             try await waitUntil { server.connectionStats.inFlight.load(ordering: .relaxed) == 6 }
             h.redisServer.signal(SIGCONT)
             resumed = true

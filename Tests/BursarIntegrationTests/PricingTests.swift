@@ -15,7 +15,7 @@ struct PricingTests {
 
     func reservation(_ h: Harness, _ r: CheckResult) async throws -> ReservationRecord {
         try #require(ReservationRecord(reply: try await h.redis.send(
-            RedisCommand("GET", Keyspace.reservation(r.reservation.orgID, r.reservation.sequence)))))
+            RedisCommand("GET", try h.recordKey(r)))))
     }
 
     @Test("a CHECK without a cost reserves input and maximum output at the table's prices; its SETTLE pays the actual usage at the same prices")

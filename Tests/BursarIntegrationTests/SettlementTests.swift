@@ -18,7 +18,7 @@ struct SettlementTests {
 
     func counters(_ h: Harness, _ w: Harness.World, _ r: CheckResult) async throws -> Counters {
         let reservation = ReservationRecord(reply: try await h.redis.send(
-            RedisCommand("GET", Keyspace.reservation(r.reservation.orgID, r.reservation.sequence))))
+            RedisCommand("GET", try h.recordKey(r))))
         let kw = reservation?.keyWindow ?? "", pw = reservation?.projectWindow ?? ""
         func level(_ scope: String, _ id: UInt64) async throws -> Int64 {
             let value = try await h.redis.send(RedisCommand("GET", Keyspace.buckets(w.org.id, scope: scope, id: id)))
@@ -88,7 +88,7 @@ struct SettlementTests {
             let c = try await h.connect()
             let r = try await c.check(.make(w.digest, input: 100, output: 900, cost: 5_000))
             #expect(r.allowed)
-            let name = Keyspace.reservation(w.org.id, r.reservation.sequence)
+            let name = try h.recordKey(r)
             // Rewrite the record as the hash the previous layout kept, field by field, same TTL.
             let text = try #require(try await h.redis.send(RedisCommand("GET", name)).string)
             let values = text.split(separator: " ").map(String.init)
@@ -219,7 +219,7 @@ struct SettlementTests {
             let r = try await c.check(.make(w.digest, input: 10, output: 10, cost: 7_000))
             let held = try await counters(h, w, r)
             try await h.advance(org: w.org.id, by: .seconds(59))
-            let open = ReservationRecord(reply: try await h.redis.send(RedisCommand("GET", Keyspace.reservation(w.org.id, r.reservation.sequence))))
+            let open = ReservationRecord(reply: try await h.redis.send(RedisCommand("GET", try h.recordKey(r))))
             #expect(open?.status == "open")
             try await h.advance(org: w.org.id, by: .seconds(1))
             let late = try await c.settle(SettleRequest(reservation: r.reservation, inputTokens: 1, outputTokens: 1, cost: 1))
@@ -228,7 +228,7 @@ struct SettlementTests {
             let after = try await counters(h, w, r)
             #expect(after.keySpend == held.keySpend && after.credits == held.credits && after.keySpend == 7_000)
             // The record outlives its TTL by an hour in real time, then the id is simply unknown.
-            let ttl = try await h.redis.send(RedisCommand("PTTL", Keyspace.reservation(w.org.id, r.reservation.sequence))).int ?? 0
+            let ttl = try await h.redis.send(RedisCommand("PTTL", try h.recordKey(r))).int ?? 0
             #expect(ttl > 3_600_000 && ttl <= 3_660_000)
             await c.close()
         }

@@ -111,7 +111,7 @@ struct StoreFailurePolicyTests {
             }
             #expect(local.count == 5, "the allowance is 5 per key per minute")
             #expect(unavailable == 3)
-            #expect(local.allSatisfy { $0.admittedLocally && $0.keyID == first.keyID && ReservationSequence.isLocal($0.reservation.sequence) })
+            #expect(local.allSatisfy { $0.admittedLocally && $0.keyID == first.keyID && (try? h.name($0)).map { ReservationSequence.isLocal($0.sequence) } == true })
             #expect(Set(local.map(\.reservation)).count == 5)
             #expect(h.engine.storeMode == .unavailableAdmittingLocally)
             #expect(h.engine.pendingReplay == 5)

@@ -196,7 +196,7 @@ struct FieldTests {
         #expect(errors == [
             "1 bad_magic", "2 unsupported_version", "3 unknown_frame_type", "4 unexpected_frame_type", "5 bad_length",
             "6 frame_too_large", "7 malformed_field", "8 truncated", "9 internal_error",
-            "10 too_many_connections", "11 idle_timeout", "12 frame_timeout",
+            "10 too_many_connections", "11 idle_timeout", "12 frame_timeout", "13 unauthorized",
         ])
     }
 
@@ -205,7 +205,7 @@ struct FieldTests {
         let table: [(FrameType, UInt8, Int?, Bool)] = [
             (.check, 0x01, 112, true), (.settle, 0x02, 32, true), (.release, 0x03, 16, true), (.ping, 0x04, 0, true),
             (.checkResult, 0x81, 112, false), (.settleResult, 0x82, 24, false), (.releaseResult, 0x83, 24, false),
-            (.pong, 0x84, 0, false), (.error, 0xFF, nil, false),
+            (.pong, 0x84, 0, false), (.auth, 0x05, 32, true), (.authResult, 0x85, 0, false), (.error, 0xFF, nil, false),
         ]
         #expect(table.count == FrameType.allCases.count)
         for (type, code, size, request) in table {

@@ -15,7 +15,7 @@ struct VectorTests {
         #expect(Set(frames.compactMap(\.code)) == Set(ProtocolErrorCode.allCases.map(\.rawValue)))
         let refusals = Set(Vectors.refused.compactMap(\.error?.code))
         // Codes a decoder can raise: not end-of-stream, a server fault, or a connection-level bound.
-        let notDecoding: Set<ProtocolErrorCode> = [.truncated, .internalError, .tooManyConnections, .idleTimeout, .frameTimeout]
+        let notDecoding: Set<ProtocolErrorCode> = [.truncated, .internalError, .tooManyConnections, .idleTimeout, .frameTimeout, .unauthorized]
         let decodable = ProtocolErrorCode.allCases.filter { !notDecoding.contains($0) }
         #expect(refusals == Set(decodable.map(\.rawValue)))
         #expect(!Vectors.incomplete.isEmpty)

@@ -21,6 +21,8 @@ struct Vector: Decodable, Sendable, CustomTestStringConvertible {
         var inputTokens: UInt32?
         var maxOutputTokens: UInt32?
         var estimatedCost: Int64?
+        // AUTH
+        var credentialDigest: String?
         // SETTLE (and RELEASE: reservation only)
         var reservation: Reservation?
         var outputTokens: UInt32?
@@ -128,6 +130,8 @@ func specName(_ type: FrameType) -> String {
     case .settle: return "settle"
     case .release: return "release"
     case .ping: return "ping"
+    case .auth: return "auth"
+    case .authResult: return "auth_result"
     case .checkResult: return "check_result"
     case .settleResult: return "settle_result"
     case .releaseResult: return "release_result"
@@ -194,6 +198,12 @@ extension Vector.Fields {
             body = .ping
         case .pong:
             body = .pong
+        case .auth:
+            let digestHex = try required(credentialDigest, "credential_digest")
+            let digest = try #require(KeyDigest(hex: digestHex), "bad digest hex \(digestHex)")
+            body = .auth(AuthRequest(credentialDigest: digest))
+        case .authResult:
+            body = .authResult
         case .checkResult:
             let decision = try required(decision, "decision")
             #expect(decisionName == (decision == 1 ? "allow" : "deny"))

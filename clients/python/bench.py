@@ -76,7 +76,8 @@ def serve_fake(port_file: str) -> None:
     from bursar import protocol as p
     from bursar.types import CheckResult, DenyReason, INT64_MAX
 
-    allow = CheckResult(True, DenyReason.NONE, 0, 0, bursar.reservation_id(1, 1), 1, 1, 1,
+    reservation = bursar.parse_reservation("5f3a9c0e7d21b4a86e0f1c2d3b4a5968")  # opaque to clients
+    allow = CheckResult(True, DenyReason.NONE, 0, 0, reservation, 1, 1, 1,
                         0, 0, 0, 0, 0, 0, INT64_MAX, 0, INT64_MAX, 0, INT64_MAX)
 
     class Fake(asyncio.Protocol):

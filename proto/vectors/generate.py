@@ -7,6 +7,11 @@ below and then checked by the decoder below: a valid frame must decode back to t
 built from, an error stream must be refused with the declared code, request id and byte
 position, and an incomplete stream must ask for more bytes.
 
+A reservation id is 16 opaque bytes (SPEC 5: bursard encrypts it; clients copy it back
+unchanged). The vectors write it as {"org_id": .., "sequence": ..}: nothing but its first and its
+last 8 bytes, each read as a big-endian u64, kept under the names they had when the id was sent
+in clear. The one rule a receiver applies to it: all zero is refused in SETTLE and RELEASE.
+
 Run it from anywhere:  python3 proto/vectors/generate.py
 The output is deterministic: running it twice gives the same file.
 """
@@ -34,10 +39,12 @@ TYPES = {
     0x02: ("settle", "to_server", 32),
     0x03: ("release", "to_server", 16),
     0x04: ("ping", "to_server", 0),
+    0x05: ("auth", "to_server", 32),
     0x81: ("check_result", "to_client", 112),
     0x82: ("settle_result", "to_client", 24),
     0x83: ("release_result", "to_client", 24),
     0x84: ("pong", "to_client", 0),
+    0x85: ("auth_result", "to_client", 0),
     0xFF: ("error", "to_client", None),
 }
 TYPE_CODE = {name: code for code, (name, _, _) in TYPES.items()}
@@ -90,6 +97,7 @@ ERROR_CODES = {
     10: "too_many_connections",
     11: "idle_timeout",
     12: "frame_timeout",
+    13: "unauthorized",
 }
 ERROR_CODE = {name: code for code, name in ERROR_CODES.items()}
 
@@ -111,6 +119,7 @@ def model_field(model):
 
 
 def reservation_bytes(r):
+    """The 16 bytes of a reservation id: "org_id" is its first 8 bytes, "sequence" its last 8."""
     return struct.pack(">QQ", r["org_id"], r["sequence"])
 
 
@@ -128,7 +137,9 @@ def encode_body(f):
         )
     if t == "release":
         return reservation_bytes(f["reservation"])
-    if t in ("ping", "pong"):
+    if t == "auth":
+        return bytes.fromhex(f["credential_digest"])
+    if t in ("ping", "pong", "auth_result"):
         return b""
     if t == "check_result":
         return (
@@ -223,10 +234,12 @@ def check_money(value, rid):
         raise Refused("malformed_field", rid)
 
 
-def decode_reservation(b, rid, require_sequence):
-    org_id, sequence = struct.unpack(">QQ", b)
-    if require_sequence and sequence == 0:
+def decode_reservation(b, rid, refuse_all_zero):
+    """An opaque reservation id, as its first and last 8 bytes (SPEC 5). In SETTLE and RELEASE the
+    all-zero id (a denied CHECK's) is refused; any other 16 bytes are valid on the wire."""
+    if refuse_all_zero and not any(b):
         raise Refused("malformed_field", rid)
+    org_id, sequence = struct.unpack(">QQ", b)
     return {"org_id": org_id, "sequence": sequence}
 
 
@@ -268,7 +281,9 @@ def decode_body(name, b, rid):
         }
     if name == "release":
         return {"reservation": decode_reservation(b, rid, True)}
-    if name in ("ping", "pong"):
+    if name == "auth":
+        return {"credential_digest": b.hex()}  # any 32 bytes (SPEC 6.5)
+    if name in ("ping", "pong", "auth_result"):
         return {}
     if name == "check_result":
         decision, reason, flags, retry = struct.unpack(">BBHI", b[0:8])
@@ -343,14 +358,16 @@ def digest(secret):
 
 
 def res(org_id, sequence):
+    """A reservation id by its first 8 bytes ("org_id") and last 8 bytes ("sequence"), each a
+    big-endian u64. The names are historical: the id is opaque (SPEC 5)."""
     return {"org_id": org_id, "sequence": sequence}
 
 
-def bursard_sequence(epoch, counter, local=False):
-    """A reservation sequence as bursard chooses it (SPEC 5): bit 62 local admission, bit 61 set,
-    bits 38..60 the instance epoch (1..2^23-1), bits 0..37 the counter (1..2^38-1)."""
-    assert 1 <= epoch < 1 << 23 and 1 <= counter < 1 << 38
-    return (1 << 61) | ((1 << 62) if local else 0) | (epoch << 38) | counter
+def opaque_res(label):
+    """A reservation id that looks like one bursard issues: 16 bytes of AES output, which look
+    random. Here the first 16 bytes of SHA-256(label), so the file stays deterministic."""
+    org_id, sequence = struct.unpack(">QQ", hashlib.sha256(label.encode("utf-8")).digest()[:16])
+    return res(org_id, sequence)
 
 
 def check(request_id, key_digest, model, input_tokens, max_output_tokens, estimated_cost):
@@ -384,6 +401,11 @@ def release(request_id, reservation):
 
 def empty(name, request_id):
     return {"type": TYPE_CODE[name], "type_name": name, "request_id": request_id}
+
+
+def auth(request_id, credential_digest):
+    return {"type": TYPE_CODE["auth"], "type_name": "auth", "request_id": request_id,
+            "credential_digest": credential_digest}
 
 
 def check_result(request_id, decision, reason, **kw):
@@ -449,6 +471,9 @@ def error_frame(request_id, code, message):
 KEY_A = digest("sk-br-example-0001")
 KEY_B = digest("sk-br-example-0002")
 KEY_REVOKED = digest("sk-br-example-revoked")
+# AUTH's digest of a gateway credential's secret, its text as UTF-8 (SPEC 6.5; real secrets are
+# "bgw_" and 43 characters of base64url).
+CREDENTIAL = digest("bgw_example-0001")
 MODEL_64 = "accounts/fireworks/models/llama-v3p1-405b-instruct-long-ctx-2025"
 MODEL_64_MULTIBYTE = "a" + "日" * 21  # 1 + 21 * 3 = 64 bytes; the field has no padding at all
 MODEL_UTF8 = "modèle-日本語-🚀"  # 2-, 3- and 4-byte sequences
@@ -491,10 +516,18 @@ valid("settle_over_estimate", "to_server", settle(9, res(42, 1002), 1200, 4000, 
 valid("settle_cost_zero", "to_server", settle(10, res(7, 1), 0, 0, 0))
 valid("settle_extremes", "to_server", settle(11, res(U64_MAX, U64_MAX), U32_MAX, U32_MAX, MAX_EXACT))
 valid("release", "to_server", release(12, res(42, 1003)))
-valid("settle_bursard_sequence", "to_server", settle(16, res(42, bursard_sequence(8_388_607, (1 << 38) - 1)), 10, 20, 3_000))
+valid("settle_opaque_reservation", "to_server", settle(16, opaque_res("settle_opaque_reservation"), 10, 20, 3_000))
 valid("release_sequence_one", "to_server", release(13, res(1, 1)))
+# Only all zero is refused: an id whose last 8 bytes are zero is valid (refused before 2026-12-04).
+valid("settle_reservation_last_8_bytes_zero", "to_server", settle(17, res(42, 0), 10, 20, 3_000))
+valid("release_reservation_last_8_bytes_zero", "to_server", release(18, res(42, 0)))
+valid("release_reservation_only_first_byte_nonzero", "to_server", release(19, res(1 << 56, 0)))
+valid("release_opaque_reservation", "to_server", release(20, opaque_res("release_opaque_reservation")))
 valid("ping", "to_server", empty("ping", 14))
 valid("ping_request_id_max_u64", "to_server", empty("ping", U64_MAX))
+valid("auth", "to_server", auth(1, CREDENTIAL))
+valid("auth_any_digest", "to_server", auth(24, "ff" * 32))
+valid("auth_digest_all_zero", "to_server", auth(25, "00" * 32))
 
 # -- to the client: valid answers --
 valid(
@@ -536,7 +569,7 @@ valid(
     "to_client",
     check_result(
         15, 1, 0,
-        key_flags=2, reservation=res(42, bursard_sequence(5, 7, local=True)), org_id=42, project_id=7, key_id=99,
+        key_flags=2, reservation=opaque_res("check_result_allow_admitted_locally"), org_id=42, project_id=7, key_id=99,
     ),
 )
 valid("check_result_deny_unknown_key", "to_client", check_result(4, 0, REASON_CODE["unknown_key"]))
@@ -644,10 +677,12 @@ for code, status in STATUSES.items():
     valid(f"release_result_{status}", "to_client",
           reservation_result("release_result", 200 + code, code, -1_230_000 if moved else 0, -2000 if moved else 0))
 valid("pong", "to_client", empty("pong", 14))
+valid("auth_result", "to_client", empty("auth_result", 1))
+valid("auth_result_request_id_max_u64", "to_client", empty("auth_result", U64_MAX))
 valid("error_bad_magic", "to_client", error_frame(0, 1, 'frame does not start with magic "BR" (0x4252)'))
 valid("error_unsupported_version", "to_client",
       error_frame(21, 2, "version 2 is not supported; this peer speaks version 1"))
-valid("error_unknown_frame_type", "to_client", error_frame(22, 3, "unknown frame type 0x5"))
+valid("error_unknown_frame_type", "to_client", error_frame(22, 3, "unknown frame type 0x6"))
 valid("error_unexpected_frame_type", "to_client",
       error_frame(23, 4, "frame type checkResult is not accepted in this direction"))
 valid("error_bad_length", "to_client", error_frame(24, 5, "check body must be 112 bytes, header says 111"))
@@ -659,6 +694,9 @@ valid("error_too_many_connections", "to_client",
       error_frame(0, 10, "the server has its maximum of 4096 connections open; retry later"))
 valid("error_idle_timeout", "to_client", error_frame(0, 11, "no frame for 300000 ms"))
 valid("error_frame_timeout", "to_client", error_frame(0, 12, "frame not completed within 10000 ms of its first byte"))
+valid("error_unauthorized", "to_client", error_frame(1, 13, "unknown or revoked gateway credential"))
+valid("error_unauthorized_credential_revoked", "to_client",
+      error_frame(0, 13, "the gateway credential of this connection was revoked"))
 valid("error_message_256_bytes", "to_client", error_frame(29, 7, "é" * 128))
 valid("error_message_multibyte", "to_client", error_frame(30, 7, "model name « 模型 » is not allowed here 🚫"))
 
@@ -688,9 +726,9 @@ refused("unsupported_version_2", "to_server", raw_header_then(0x01, 112, 31, CHE
 refused("unsupported_version_0", "to_server", raw_header_then(0x04, 0, 32, version=0), "unsupported_version", 32)
 refused("unsupported_version_to_client", "to_client", raw_header_then(0x84, 0, 33, version=255),
         "unsupported_version", 33)
-refused("unknown_frame_type_0x05", "to_server", raw_header_then(0x05, 0, 34), "unknown_frame_type", 34)
+refused("unknown_frame_type_0x06", "to_server", raw_header_then(0x06, 0, 34), "unknown_frame_type", 34)
 refused("unknown_frame_type_0x00", "to_server", raw_header_then(0x00, 0, 35), "unknown_frame_type", 35)
-refused("unknown_frame_type_0x85", "to_client", raw_header_then(0x85, 0, 36), "unknown_frame_type", 36)
+refused("unknown_frame_type_0x86", "to_client", raw_header_then(0x86, 0, 36), "unknown_frame_type", 36)
 refused("unexpected_check_result_to_server", "to_server",
         encode(check_result(37, 1, 0, reservation=res(42, 1), org_id=42)), "unexpected_frame_type", 37)
 refused("unexpected_pong_to_server", "to_server", encode(empty("pong", 38)), "unexpected_frame_type", 38)
@@ -700,6 +738,8 @@ refused("unexpected_check_to_client", "to_client",
 refused("unexpected_ping_to_client", "to_client", encode(empty("ping", 41)), "unexpected_frame_type", 41)
 refused("unexpected_settle_to_client", "to_client",
         encode(settle(42, res(1, 1), 1, 1, 1)), "unexpected_frame_type", 42)
+refused("unexpected_auth_result_to_server", "to_server", encode(empty("auth_result", 43)), "unexpected_frame_type", 43)
+refused("unexpected_auth_to_client", "to_client", encode(auth(44, CREDENTIAL)), "unexpected_frame_type", 44)
 # Bad lengths: the header announces a size other than the type's; the announced body follows.
 for code, (name, direction, fixed) in TYPES.items():
     if fixed is None:
@@ -739,13 +779,13 @@ refused("malformed_check_cost_2_pow_53", "to_server",
         encode(check(89, KEY_A, "gpt-4o", 10, 10, 1 << 53)), "malformed_field", 89)
 refused("malformed_check_cost_int64_min", "to_server",
         encode(check(90, KEY_A, "gpt-4o", 10, 10, INT64_MIN)), "malformed_field", 90)
-refused("malformed_settle_sequence_zero", "to_server",
-        encode(settle(91, res(42, 0), 10, 10, 10)), "malformed_field", 91)
+refused("malformed_settle_reservation_all_zero", "to_server",
+        encode(settle(91, res(0, 0), 10, 10, 10)), "malformed_field", 91)
 refused("malformed_settle_cost_negative", "to_server",
         encode(settle(92, res(42, 5), 10, 10, -2)), "malformed_field", 92)
 refused("malformed_settle_cost_2_pow_53", "to_server",
         encode(settle(93, res(42, 5), 10, 10, 1 << 53)), "malformed_field", 93)
-refused("malformed_release_sequence_zero", "to_server", encode(release(94, res(42, 0))), "malformed_field", 94)
+refused("malformed_release_reservation_all_zero", "to_server", encode(release(94, res(0, 0))), "malformed_field", 94)
 # Malformed fields in answers.
 refused("malformed_check_result_decision_2", "to_client", encode(check_result(95, 2, 0)), "malformed_field", 95)
 refused("malformed_check_result_unknown_reason", "to_client", encode(check_result(96, 0, 20)), "malformed_field", 96)
@@ -758,7 +798,7 @@ refused("malformed_settle_result_unknown_status", "to_client",
 refused("malformed_release_result_unknown_status", "to_client",
         encode(reservation_result("release_result", 100, 255)), "malformed_field", 100)
 refused("malformed_error_unknown_code_0", "to_client", encode(error_frame(101, 0, "x")), "malformed_field", 101)
-refused("malformed_error_unknown_code_13", "to_client", encode(error_frame(102, 13, "x")), "malformed_field", 102)
+refused("malformed_error_unknown_code_14", "to_client", encode(error_frame(102, 14, "x")), "malformed_field", 102)
 refused("malformed_error_message_invalid_utf8", "to_client",
         raw_header_then(0xFF, 6, 103, struct.pack(">HH", 7, 2) + b"\xc3\x28"), "malformed_field", 103)
 refused("bad_length_error_message_length_short", "to_client",
@@ -774,6 +814,7 @@ incomplete("incomplete_single_magic_byte", "to_server", b"\x42")
 incomplete("incomplete_header_15_bytes", "to_server", FULL_CHECK[:15])
 incomplete("incomplete_check_header_only", "to_server", FULL_CHECK[:16])
 incomplete("incomplete_check_missing_last_byte", "to_server", FULL_CHECK[:-1])
+incomplete("incomplete_auth_missing_last_byte", "to_server", encode(auth(1, CREDENTIAL))[:-1])
 incomplete("incomplete_check_result_header_only", "to_client",
            encode(check_result(1, 0, REASON_CODE["unknown_key"]))[:16])
 incomplete("incomplete_error_body_partial", "to_client", encode(error_frame(9, 9, "internal error"))[:22])
@@ -815,6 +856,14 @@ covered_statuses = {v["frame"]["status"] for v in document["vectors"] if "status
 assert covered_statuses == set(STATUSES), covered_statuses
 covered_types = {(v["frame"]["type_name"], v["direction"]) for v in document["vectors"] if "frame" in v}
 assert covered_types == {(n, d) for n, d, _ in TYPES.values()}, covered_types
+covered_codes = {v["frame"]["code"] for v in document["vectors"] if v.get("frame", {}).get("type_name") == "error"}
+assert covered_codes == set(ERROR_CODES), covered_codes
+# Every code a decoder raises has a refused stream. The others are not about a frame's bytes:
+# the end of a stream (truncated), a server fault, the connection's bounds (SPEC 11.3), and a
+# gateway credential refused or missing (unauthorized, SPEC 6.5).
+NOT_DECODING = {"truncated", "internal_error", "too_many_connections", "idle_timeout", "frame_timeout", "unauthorized"}
+refused_codes = {v["error"]["name"] for v in document["vectors"] if "error" in v}
+assert refused_codes == set(ERROR_CODES.values()) - NOT_DECODING, refused_codes
 
 path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "vectors.json")
 with open(path, "w", encoding="utf-8", newline="\n") as f:

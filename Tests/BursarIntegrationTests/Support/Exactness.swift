@@ -131,7 +131,8 @@ final class ClientLedger: Sendable {
     }
 
     private struct State {
-        var admissions: [UInt64: Admission] = [:]
+        /// By the id the client was given (sealed, SPEC §5).
+        var admissions: [ReservationID: Admission] = [:]
         var counts = Counts()
         var anomalies: [String] = []
     }
@@ -154,22 +155,22 @@ final class ClientLedger: Sendable {
         state.withLock { s in
             s.counts.admitted += 1
             if admission.local { s.counts.admittedLocally += 1 }
-            if s.admissions[reservation.sequence] != nil {
-                s.anomalies.append("reservation \(reservation.sequence) was admitted twice")
+            if s.admissions[reservation] != nil {
+                s.anomalies.append("reservation \(reservation.hex) was admitted twice")
             }
-            s.admissions[reservation.sequence] = admission
+            s.admissions[reservation] = admission
         }
     }
 
     /// A definitive answer: the SETTLE or RELEASE took effect (now, or by an earlier try).
     func settled(_ reservation: ReservationID, _ settlement: Settlement) {
         state.withLock { s in
-            s.admissions[reservation.sequence]?.settlement = settlement
+            s.admissions[reservation]?.settlement = settlement
             if case .settled = settlement { s.counts.settled += 1 } else { s.counts.released += 1 }
         }
     }
 
-    var admissions: [UInt64: Admission] { state.withLock { $0.admissions } }
+    var admissions: [ReservationID: Admission] { state.withLock { $0.admissions } }
     var counts: Counts { state.withLock { $0.counts } }
     var anomalies: [String] { state.withLock { $0.anomalies } }
 }
@@ -247,7 +248,17 @@ enum Exactness {
     /// and every reservation with what the ledger says clients were told.
     static func check(_ world: ExactnessWorld, _ ledger: ClientLedger, redis: RedisClient) async throws -> Report {
         var report = Report(anomalies: ledger.anomalies, counts: ledger.counts)
-        let admissions = ledger.admissions
+        // Redis names a reservation by its sequence in the organization; the clients hold its
+        // sealed id. Every id a client was told of must open, to one of this organization.
+        let seal = try await reservationSeal(redis)
+        var admissions: [UInt64: ClientLedger.Admission] = [:]
+        for (id, admission) in ledger.admissions {
+            guard let name = seal.open(id), name.orgID == world.org else {
+                report.anomalies.append("an admission carried reservation \(id.hex), which names none of organization \(world.org)")
+                continue
+            }
+            admissions[name.sequence] = admission
+        }
 
         // Expected, per key and per project.
         var rpm: [String: Int64] = [:], tpm: [String: Int64] = [:], spend: [String: Int64] = [:]

@@ -94,7 +94,7 @@ final class GatewayLoad: Sendable {
                 continue
             }
             if r.allowed {
-                if r.reservation.orgID != world.org || r.reservation.sequence == 0 {
+                if r.reservation == .none {
                     ledger.anomaly("an admission carried reservation \(r.reservation)")
                 }
                 ledger.admitted(r.reservation, ClientLedger.Admission(
@@ -120,7 +120,7 @@ final class GatewayLoad: Sendable {
             ? .settle(SettleRequest(reservation: reservation, inputTokens: check.inputTokens, outputTokens: output, cost: Self.cost(input: check.inputTokens, output: output)))
             : .release(ReleaseRequest(reservation: reservation))
         let outcome: ClientLedger.Settlement = settle ? .settled(tokens: Int64(check.inputTokens) + Int64(output), cost: Self.cost(input: check.inputTokens, output: output)) : .released
-        let what = "\(settle ? "SETTLE" : "RELEASE") of \(reservation.sequence)"
+        let what = "\(settle ? "SETTLE" : "RELEASE") of \(reservation.hex)"
         let giveUp = ContinuousClock.now + configuration.giveUpAfter
         var attempt = 0
         // Whether an earlier try may have taken effect (store_unavailable, or its connection was lost).

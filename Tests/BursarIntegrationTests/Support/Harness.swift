@@ -193,3 +193,34 @@ func waitForScripts(_ h: Harness, atLeast count: Int) async throws {
         try await Task.sleep(for: .milliseconds(10))
     }
 }
+
+/// The installation's reservation seal, read from Redis as every bursard reads it (SPEC §5).
+func reservationSeal(_ redis: RedisClient) async throws -> ReservationSeal {
+    let text = try await redis.send(RedisCommand("GET", Keyspace.reservationKey)).string
+    return try #require(text.flatMap { ReservationSeal(text: $0) }, "no reservation key in Redis")
+}
+
+extension Harness {
+    /// The name inside the installation (organization, sequence) of the reservation a client
+    /// was given; what Redis keys it by.
+    func name(_ id: ReservationID) throws -> ReservationID {
+        try #require(engine.reservation(fromClient: id), "the id \(id.hex) names no reservation")
+    }
+
+    func name(_ r: CheckResult) throws -> ReservationID { try name(r.reservation) }
+
+    /// The Redis key of the reservation a client was given.
+    func recordKey(_ id: ReservationID) throws -> String {
+        let n = try name(id)
+        return Keyspace.reservation(n.orgID, n.sequence)
+    }
+
+    func recordKey(_ r: CheckResult) throws -> String { try recordKey(r.reservation) }
+
+    /// A client's id for a reservation of `org` that was never made: sealed like a real one, so
+    /// bursard asks Redis about it (an id that opens to nothing is answered without Redis).
+    func unmadeID(org: UInt64) -> ReservationID {
+        let counter = ReservationSequence.maxCounter - UInt64.random(in: 0..<1_000_000)
+        return engine.clientID(for: ReservationID(orgID: org, sequence: ReservationSequence.make(epoch: max(1, engine.epoch), counter: counter)))
+    }
+}

@@ -18,6 +18,7 @@ from .errors import (
     Overloaded,
     ProtocolError,
     StoreUnavailable,
+    Unauthorized,
     Unreachable,
 )
 from .headers import rate_limit_headers
@@ -30,19 +31,19 @@ from .types import (
     FrameType,
     ReservationStatus,
     SettleResult,
-    reservation_id,
-    split_reservation,
+    parse_reservation,
+    reservation_hex,
 )
 from ._common import tls_context
 from .aio import AsyncClient
 from .sync import Client
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "AsyncClient", "Client", "digest", "rate_limit_headers", "tls_context",
     "CheckResult", "SettleResult", "DenyReason", "ReservationStatus", "ErrorCode", "FrameType",
-    "INT64_MAX", "PRICE_FROM_TABLE", "reservation_id", "split_reservation",
+    "INT64_MAX", "PRICE_FROM_TABLE", "reservation_hex", "parse_reservation",
     "BursarError", "Unreachable", "ConnectionLost", "DeadlineExceeded", "ProtocolError",
-    "Overloaded", "StoreUnavailable", "ClientClosed",
+    "Unauthorized", "Overloaded", "StoreUnavailable", "ClientClosed",
 ]

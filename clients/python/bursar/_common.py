@@ -1,5 +1,6 @@
 """What the asyncio and the blocking client share: their settings, address parsing, argument
-checks, backoff, and the error a SETTLE/RELEASE retry loop ends with."""
+checks, backoff, the errors of ERROR frames and of AUTH, and the error a SETTLE/RELEASE retry loop
+ends with."""
 from __future__ import annotations
 
 import hashlib
@@ -8,9 +9,11 @@ import ssl
 from typing import NamedTuple, Optional, Tuple, Union
 from urllib.parse import urlsplit
 
-from .errors import Overloaded, StoreUnavailable, Unreachable
-from .protocol import check_digest, check_money, check_reservation, check_u32, model_field
-from .types import ReservationStatus
+from .errors import (
+    BursarError, ConnectionLost, Overloaded, ProtocolError, StoreUnavailable, Unauthorized, Unreachable,
+)
+from .protocol import ErrorFrame, check_digest, check_money, check_reservation, check_u32, model_field
+from .types import ErrorCode, ReservationStatus
 
 _sha256 = hashlib.sha256
 
@@ -116,8 +119,7 @@ def check_args(input_tokens: int, max_output_tokens: int, estimated_cost: int) -
 
 
 def settle_args(reservation: int, input_tokens: int, output_tokens: int, cost: int) -> None:
-    if (type(reservation) is not int or not 0 < reservation & 0xFFFF_FFFF_FFFF_FFFF
-            or not 0 <= reservation < (1 << 128)):
+    if type(reservation) is not int or not 0 < reservation < (1 << 128):
         check_reservation(reservation)
     if type(input_tokens) is not int or not 0 <= input_tokens <= 0xFFFF_FFFF:
         check_u32(input_tokens, "input_tokens")
@@ -125,6 +127,61 @@ def settle_args(reservation: int, input_tokens: int, output_tokens: int, cost: i
         check_u32(output_tokens, "output_tokens")
     if type(cost) is not int or not -1 <= cost <= 0x1F_FFFF_FFFF_FFFF:
         check_money(cost, "cost")
+
+
+def credential_digest(credential: Optional[str]) -> Optional[bytes]:
+    """AUTH's 32 bytes for a gateway credential (SPEC §6.5): SHA-256 of its secret text as UTF-8;
+    None without one. Only the digest is kept (it authenticates just the same: never log it)."""
+    if credential is None:
+        return None
+    if not isinstance(credential, str) or not credential:
+        raise ValueError("credential: expected the gateway credential's secret (bgw_…) as a non-empty "
+                         f"str, got {type(credential).__name__}")
+    try:
+        return _sha256(credential.encode("utf-8")).digest()
+    except UnicodeEncodeError:
+        raise ValueError("credential: not encodable as UTF-8 (lone surrogate)") from None
+
+
+def server_error(body: ErrorFrame, request_id: int, credential_sent: bool) -> ProtocolError:
+    """The exception for an ERROR frame bursard sent: ``Unauthorized`` for code 13, else
+    ``ProtocolError``."""
+    if body.code == ErrorCode.UNAUTHORIZED:
+        return Unauthorized(body.message, request_id, credential_sent=credential_sent)
+    return ProtocolError(body.code, body.message, request_id)
+
+
+def again(error: ProtocolError) -> ProtocolError:
+    """A fresh copy of a ProtocolError (or Unauthorized), to raise for another call."""
+    if isinstance(error, Unauthorized):
+        copy: ProtocolError = Unauthorized(error.server_message, error.request_id,
+                                           credential_sent=error.credential_sent)
+    else:
+        copy = ProtocolError(error.code, error.message, error.request_id)
+    copy.__cause__ = error.__cause__
+    return copy
+
+
+def auth_failed(error: ProtocolError, address: object) -> BursarError:
+    """What an AUTH that got a ProtocolError instead of AUTH_RESULT raises. A refusal, a
+    ProtocolError that the pool's backoff then repeats: ``Unauthorized`` as bursard sent it,
+    ``unknown_frame_type`` (a bursard older than gateway credentials, SPEC §6.5) with a message
+    saying so, anything else as it is. Except ``internal_error`` (bursard could not look the
+    credential up: its Redis did not answer): a ConnectionLost, as for a connection that broke."""
+    if isinstance(error, Unauthorized):
+        return error
+    if error.code == ErrorCode.INTERNAL_ERROR:
+        lost: BursarError = ConnectionLost(f"bursard at {address} could not check the gateway "
+                                           f"credential ({error}); connection closed")
+    elif error.code == ErrorCode.UNKNOWN_FRAME_TYPE:
+        lost = ProtocolError(error.code, f"bursard at {address} does not know AUTH (a revision "
+                             "before gateway credentials), so it cannot check the client's "
+                             f"credential: upgrade it, or leave credential unset ({error.message})",
+                             error.request_id)
+    else:
+        return error
+    lost.__cause__ = error
+    return lost
 
 
 def check_timeout(value: Optional[float], field: str) -> Optional[float]:
@@ -138,9 +195,11 @@ def check_timeout(value: Optional[float], field: str) -> Optional[float]:
 class Backoff:
     """Reconnect backoff of one client: exponential with full jitter, from ``base`` to ``cap``
     seconds. While it runs, calls fail at once with Unreachable instead of each waiting for a
-    connect to a bursard that is down; the first success resets it."""
+    connect to a bursard that is down — or, when the last connection was refused at AUTH, with
+    that refusal (``Unauthorized``), which ``fail_open`` never turns into an allow. The first
+    success resets it."""
 
-    __slots__ = ("base", "cap", "failures", "not_before", "last_error")
+    __slots__ = ("base", "cap", "failures", "not_before", "last_error", "refusal")
 
     def __init__(self, base: float = 0.02, cap: float = 1.0) -> None:
         self.base = base
@@ -148,22 +207,32 @@ class Backoff:
         self.failures = 0
         self.not_before = 0.0
         self.last_error: Optional[BaseException] = None
+        self.refusal: Optional[ProtocolError] = None
 
     def failed(self, now: float, error: BaseException) -> None:
         self.failures += 1
         self.last_error = error
+        self.refusal = None
         delay = min(self.cap, self.base * (2 ** min(self.failures - 1, 16)))
         self.not_before = now + delay * (0.5 + random.random() / 2)
+
+    def auth_refused(self, now: float, error: ProtocolError) -> None:
+        """A connection was refused at AUTH: back off, failing calls with this error meanwhile."""
+        self.failed(now, error)
+        self.refusal = error
 
     def succeeded(self) -> None:
         self.failures = 0
         self.not_before = 0.0
         self.last_error = None
+        self.refusal = None
 
-    def refuse(self, now: float, address: object) -> Optional[Unreachable]:
+    def refuse(self, now: float, address: object) -> Optional[BursarError]:
         """The error to fail a call with while backing off, or None if a connect may be tried."""
         if now >= self.not_before:
             return None
+        if self.refusal is not None:
+            return again(self.refusal)
         err = Unreachable(f"bursard at {address} unreachable ({self.last_error}); next connect "
                           f"attempt in {int((self.not_before - now) * 1000)} ms")
         err.__cause__ = self.last_error
@@ -180,8 +249,12 @@ class ClientBase:
 
     def __init__(self, url: str, pool_size: int, timeout: float, settle_timeout: float,
                  connect_timeout: Optional[float], fail_open: bool,
-                 tls: Optional[ssl.SSLContext] = None, server_hostname: Optional[str] = None) -> None:
+                 tls: Optional[ssl.SSLContext] = None, server_hostname: Optional[str] = None,
+                 credential: Optional[str] = None) -> None:
         self.address = parse_address(url)
+        # AUTH's digest of the gateway credential (SPEC §6.5), sent first on every connection;
+        # None: no AUTH. The secret itself is not kept.
+        self._credential_digest = credential_digest(credential)
         if tls is not None and not isinstance(tls, ssl.SSLContext):
             raise ValueError(f"tls: expected an ssl.SSLContext (bursar.tls_context(...)), got {tls!r}")
         if tls is not None and self.address.kind != "tcp":

@@ -71,10 +71,13 @@ class Settings:
                  settle_timeout_ms: int = 2000, pool_size: int = 2, fail_open: bool = False,
                  default_max_output_tokens: int = 4096,
                  max_output_tokens: Optional[Dict[str, int]] = None,
-                 redact_key_info: bool = True, tls: Optional[Tuple[str, str, str]] = None) -> None:
+                 redact_key_info: bool = True, tls: Optional[Tuple[str, str, str]] = None,
+                 credential: Optional[str] = None) -> None:
         self.url = url
         #: (ca, cert, key) PEM paths for a data plane that speaks mutual TLS; None: plain
         self.tls = tls
+        #: the gateway credential's secret (bgw_…) presented on every connection (AUTH); None: none
+        self.credential = credential
         self.timeout_ms = timeout_ms
         self.settle_timeout_ms = settle_timeout_ms
         self.pool_size = pool_size
@@ -100,8 +103,12 @@ class Settings:
         if any(files) and not all(files):
             raise ValueError("BURSAR_TLS_CA, BURSAR_TLS_CERT and BURSAR_TLS_KEY go together (mutual TLS): "
                              "set all three or none")
+        credential = (os.environ.get("BURSAR_GATEWAY_CREDENTIAL") or "").strip() or None
+        if credential is not None and not credential.startswith("bgw_"):
+            raise ValueError("BURSAR_GATEWAY_CREDENTIAL: expected a gateway credential's secret (bgw_…)")
         return cls(
             tls=(files[0], files[1], files[2]) if all(files) else None,  # type: ignore[arg-type]
+            credential=credential,
             url=os.environ.get("BURSAR_URL") or "tcp://127.0.0.1:7420",
             timeout_ms=_env_int("BURSAR_TIMEOUT_MS", 250),
             settle_timeout_ms=_env_int("BURSAR_SETTLE_TIMEOUT_MS", 2000),
@@ -223,7 +230,8 @@ class BursarHandler(CustomLogger):
             client = bursar.AsyncClient(s.url, pool_size=s.pool_size, timeout=s.timeout_ms / 1000,
                                         settle_timeout=s.settle_timeout_ms / 1000,
                                         fail_open=s.fail_open,
-                                        tls=bursar.tls_context(*s.tls) if s.tls else None)
+                                        tls=bursar.tls_context(*s.tls) if s.tls else None,
+                                        credential=s.credential)
             self._clients[loop] = client
         return client
 
@@ -341,7 +349,10 @@ class BursarHandler(CustomLogger):
                                  param="model", code=400) from None
         except bursar.BursarError as e:
             self.stats["unavailable"] += 1
-            log.warning("bursar: CHECK failed: %s", e)
+            if isinstance(e, bursar.Unauthorized):  # a configuration error: BURSAR_GATEWAY_CREDENTIAL
+                log.error("bursar: CHECK failed: %s", e)
+            else:
+                log.warning("bursar: CHECK failed: %s", e)
             raise ProxyException(message="bursar: the budget service is unavailable",
                                  type="bursar_unavailable", param=None, code=503,
                                  headers={"Retry-After": "1"}) from None

@@ -15,6 +15,10 @@ Why it is built the way it is:
   connection, a deadline or a non-definitive status, within its own budget (SPEC §10, §11.4).
 - If an *allowed* CHECK answer arrives after its caller gave up (deadline, cancellation), the
   client RELEASEs it, so its estimate does not stay reserved until the TTL.
+- With a gateway credential, every new connection sends AUTH first and joins the pool only once
+  AUTH_RESULT came (SPEC §6.5); a refused credential fails the calls waiting for that connection
+  with ``Unauthorized``, and so does ERROR ``unauthorized`` on a connection already in use
+  (a credential revoked later) for every call in flight on it.
 """
 from __future__ import annotations
 
@@ -26,10 +30,12 @@ from typing import Dict, List, Optional, Set, Union
 
 from . import protocol as _p
 from ._common import (
-    ClientBase, check_args, check_timeout, key_digest, retry_delay, settle_args, settle_exhausted,
+    ClientBase, again, auth_failed, check_args, check_timeout, key_digest, retry_delay,
+    server_error, settle_args, settle_exhausted,
 )
 from .errors import (
-    BursarError, ClientClosed, ConnectionLost, DeadlineExceeded, ProtocolError, Unreachable,
+    BursarError, ClientClosed, ConnectionLost, DeadlineExceeded, ProtocolError, Unauthorized,
+    Unreachable,
 )
 from .types import CheckResult, SettleResult
 
@@ -69,6 +75,8 @@ class _Connection(asyncio.Protocol):
         self.opened_at = 0.0
         self.reported = False  # the client was told it ended
         self.proven = False  # a valid answer arrived on it
+        # in the pool's hands: no credential, or its AUTH was answered AUTH_RESULT
+        self.ready = client._credential_digest is None
         self.lost_error: Optional[BaseException] = None
 
     # -- asyncio.Protocol
@@ -184,11 +192,18 @@ class _Connection(asyncio.Protocol):
 
     # -- failures
     def _server_error(self, rid: int, body: "_p.ErrorFrame") -> None:
-        """An ERROR frame: the request it names failed with it; the server closes next."""
-        err = ProtocolError(body.code, body.message, rid)
+        """An ERROR frame: the request it names failed with it; the server closes next. After
+        ``unauthorized`` every other call in flight fails with it too: bursard had answered
+        whatever it evaluated before the ERROR, and evaluates nothing more (SPEC §6.5, §11.3)."""
+        err = server_error(body, rid, self.client._credential_digest is not None)
         fut = self.pending.pop(rid, None)
         if fut is not None and not fut.done():
             fut.set_exception(err)
+        if isinstance(err, Unauthorized):
+            pending, self.pending = self.pending, {}
+            for other in pending.values():
+                if not other.done():
+                    other.set_exception(again(err))
         self._abort(ConnectionLost(f"bursard closed the connection with {err}"), err)
 
     def _abort(self, error: BursarError, cause: Optional[BaseException]) -> None:
@@ -217,20 +232,27 @@ class AsyncClient(ClientBase):
     """Async client of one bursard.
 
     ``AsyncClient(url, pool_size=2, timeout=0.25, *, settle_timeout=2.0, connect_timeout=None,
-    fail_open=False)``
+    fail_open=False, tls=None, server_hostname=None, credential=None)``
 
     - ``url``: ``"tcp://127.0.0.1:7420"`` or ``"unix:///run/bursar.sock"``.
     - ``pool_size``: connections kept open; calls are spread over them round-robin, each
       connection pipelines any number of calls.
     - ``timeout``: the deadline of every call (one attempt), seconds.
     - ``settle_timeout``: the whole budget of a SETTLE or RELEASE, retries included.
-    - ``connect_timeout``: for opening a connection (default: ``timeout``).
+    - ``connect_timeout``: for opening a connection, AUTH included (default: ``timeout``).
     - ``tls``: an ``ssl.SSLContext`` for a data plane that speaks mutual TLS (bursard's
       ``--listen-tls-*``), e.g. ``bursar.tls_context(ca, cert, key)``; None: plain TCP.
     - ``server_hostname``: the name bursard's certificate must carry (default: the URL's host).
+    - ``credential``: a gateway credential's secret (``bgw_…``, SPEC §6.5): every new connection
+      presents it (AUTH, its SHA-256) before any other request and serves only the organizations
+      it names; a key of another organization is then ``unknown_key``, its reservations
+      ``unknown``. A refused credential raises ``Unauthorized``. None: no AUTH (a bursard run
+      with ``--data-plane-auth required`` then refuses every request with ``Unauthorized``).
+      Send it only over loopback, a unix socket or mutual TLS.
     - ``fail_open``: if True, a CHECK that cannot get an answer (Unreachable, ConnectionLost,
       DeadlineExceeded) returns ``CheckResult.failed_open()`` — allowed, ``fail_open=True``,
-      reservation 0 — instead of raising. Off by default: nothing is silently allowed.
+      reservation 0 — instead of raising. Off by default: nothing is silently allowed. A
+      ``ProtocolError`` (``Unauthorized`` included) is never turned into an allow.
 
     Create it inside a running event loop (or ``async with``); all calls must come from that loop.
     """
@@ -238,9 +260,9 @@ class AsyncClient(ClientBase):
     def __init__(self, url: str, pool_size: int = 2, timeout: float = 0.25, *,
                  settle_timeout: float = 2.0, connect_timeout: Optional[float] = None,
                  fail_open: bool = False, tls: Optional[ssl.SSLContext] = None,
-                 server_hostname: Optional[str] = None) -> None:
+                 server_hostname: Optional[str] = None, credential: Optional[str] = None) -> None:
         super().__init__(url, pool_size, timeout, settle_timeout, connect_timeout, fail_open,
-                         tls, server_hostname)
+                         tls, server_hostname, credential)
         self._conns: List[_Connection] = []
         self._rr = 0
         self._connecting: Optional[asyncio.Future] = None
@@ -274,6 +296,7 @@ class AsyncClient(ClientBase):
     async def _connect(self, fut: asyncio.Future) -> None:
         loop = self._loop
         assert loop is not None
+        started = loop.time()
         try:
             factory = lambda: _Connection(self, loop)  # noqa: E731
             if self.address.kind == "unix":
@@ -301,6 +324,30 @@ class AsyncClient(ClientBase):
                                   or Unreachable(f"bursard at {self.address} unreachable: {e}"))
                 fut.exception()  # mark retrieved: nobody may be waiting
             return
+        if self._credential_digest is not None and not self._closed:
+            try:
+                await self._authenticate(conn, started + self.connect_timeout)  # type: ignore[operator]
+            except asyncio.CancelledError:  # close() while authenticating
+                self._connecting = None
+                self._drop(conn)
+                if not fut.done():
+                    fut.set_exception(ClientClosed("the client was closed"))
+                    fut.exception()
+                raise
+            except BursarError as e:
+                self._connecting = None
+                self._drop(conn)
+                now = loop.time()
+                err = auth_failed(e, self.address) if isinstance(e, ProtocolError) else e
+                if isinstance(err, ProtocolError):  # refused: Unauthorized, or no AUTH at all
+                    self._backoff.auth_refused(now, err)
+                else:  # the connection ended, or AUTH_RESULT did not come in time
+                    self._backoff.failed(now, err)
+                if not fut.done():
+                    fut.set_exception(self._backoff.refuse(now, self.address) or err)
+                    fut.exception()
+                return
+            conn.ready = True
         # The backoff is reset by the connection's first valid answer (data_received), not
         # here: a server that accepts and then closes at once must not defeat it.
         self._connecting = None
@@ -312,6 +359,26 @@ class AsyncClient(ClientBase):
                 self._start_connect()
         if not fut.done():
             fut.set_result(None)
+
+    async def _authenticate(self, conn: _Connection, deadline: float) -> None:
+        """AUTH as the connection's first request (SPEC §6.5); returns once AUTH_RESULT came.
+        Raises what the connection got instead (``Unauthorized`` for a refused credential)."""
+        if not conn.alive:  # closed by the server at once (e.g. too_many_connections)
+            raise ConnectionLost(f"bursard at {self.address} closed the connection"
+                                 + (f": {conn.lost_error}" if conn.lost_error else ""))
+        digest = self._credential_digest
+        assert digest is not None
+        conn.next_id = rid = conn.next_id + 1
+        result = await conn.submit(rid, _p.encode_auth(rid, digest), deadline)
+        if type(result) is not _p.AuthResult:
+            raise self._mismatch(conn, "AUTH_RESULT", result)
+
+    def _drop(self, conn: _Connection) -> None:
+        """Close a connection that never joined the pool (its AUTH failed)."""
+        conn.reported = True
+        conn.alive = False
+        if conn.transport is not None:
+            conn.transport.abort()
 
     async def _connection(self, deadline: float) -> _Connection:
         """A live connection, connecting (within the deadline) if none is open."""
@@ -352,9 +419,15 @@ class AsyncClient(ClientBase):
             self._conns.remove(conn)
         except ValueError:
             pass
+        if not conn.ready or self._loop is None:
+            return  # ended during its AUTH: _connect counts that
+        if isinstance(conn.lost_error, Unauthorized):
+            # its credential revoked, or none given to a bursard that requires one: back off,
+            # failing calls with that meanwhile rather than reconnecting to be refused again
+            self._backoff.auth_refused(self._loop.time(), conn.lost_error)
         # A connection the server ends right after it opened (too_many_connections, a bursard
         # going down) counts as a failed connect, so the pool backs off instead of spinning.
-        if self._loop is not None and self._loop.time() - conn.opened_at < 1.0:
+        elif self._loop.time() - conn.opened_at < 1.0:
             self._backoff.failed(self._loop.time(),
                                  conn.lost_error or ConnectionError("closed right after opening"))
 

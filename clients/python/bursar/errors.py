@@ -17,6 +17,7 @@ __all__ = [
     "ConnectionLost",
     "DeadlineExceeded",
     "ProtocolError",
+    "Unauthorized",
     "Overloaded",
     "StoreUnavailable",
     "ClientClosed",
@@ -61,6 +62,27 @@ class ProtocolError(BursarError):
         self.request_id = request_id
         name = getattr(self.code, "name_str", str(code))
         super().__init__(f"{name} ({int(code)}): {message}" if message else f"{name} ({int(code)})")
+
+
+class Unauthorized(ProtocolError):
+    """bursard answered ERROR ``unauthorized`` (13, SPEC §6.5, §11.1) and closed the connection:
+    the client's gateway credential (``credential=``) was refused — unknown, or revoked (then
+    also on connections that had authenticated with it) — or bursard requires one
+    (``--data-plane-auth required``) and the client was given none. Nothing was evaluated.
+
+    ``code`` is ``ErrorCode.UNAUTHORIZED``; ``server_message`` is bursard's own detail, and
+    ``credential_sent`` whether the client had presented a credential. Like every
+    ``ProtocolError`` it is never turned into an allow by ``fail_open``. Until the client's
+    reconnect backoff ends, new calls fail with it at once; then a new connection presents the
+    credential again.
+    """
+
+    def __init__(self, message: str = "", request_id: int = 0, *, credential_sent: bool = True) -> None:
+        self.server_message = message
+        self.credential_sent = credential_sent
+        what = ("bursard refused the gateway credential" if credential_sent else
+                "bursard requires a gateway credential and the client has none (credential=)")
+        super().__init__(ErrorCode.UNAUTHORIZED, f"{what}: {message}" if message else what, request_id)
 
 
 class _StatusError(BursarError):

@@ -48,6 +48,11 @@ Environment:
 - ``BURSAR_TLS_CA``, ``BURSAR_TLS_CERT``, ``BURSAR_TLS_KEY``: PEM files for a data plane that
   speaks mutual TLS (bursard's ``--listen-tls-*``): the CA of bursard's certificate, this gateway's
   certificate and its key; all three or none
+- ``BURSAR_GATEWAY_CREDENTIAL``: a gateway credential's secret (``bgw_…``, issued by the operator,
+  SPEC §6.5), presented on every connection to bursard (AUTH): the proxy then serves only the
+  organizations it names (other organizations' keys are 401 ``unknown_key``). Required when
+  bursard runs with ``--data-plane-auth required``. A refused credential makes requests 503
+  ``bursar_unavailable``, logged as an error naming the refused credential
 - ``BURSAR_TIMEOUT_MS``: CHECK deadline (default 250)
 - ``BURSAR_SETTLE_TIMEOUT_MS``: SETTLE/RELEASE budget, retries included (default 2000)
 - ``BURSAR_POOL_SIZE``: connections per event loop (default 2)

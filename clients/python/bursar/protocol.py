@@ -4,6 +4,10 @@ A client only needs to encode requests and decode answers; the reverse direction
 that every vector of ``proto/vectors/vectors.json`` can be checked byte for byte, and so tests can
 play the server. Every integer is big-endian; every layout is one precompiled ``struct.Struct``.
 
+A reservation id is 16 opaque bytes (SPEC §5); here it is one Python int, the bytes read
+big-endian (``int.from_bytes(id16, "big")``), which the codec never interprets. The only rule: an
+all-zero id is no reservation, so SETTLE and RELEASE refuse it.
+
 Decoding follows the order of checks of SPEC §11.2 exactly, so this decoder refuses a stream with
 the same error code, after the same number of bytes, as bursard does:
 
@@ -32,11 +36,12 @@ from .types import (
 __all__ = [
     "MAGIC", "VERSION", "HEADER_SIZE", "MAX_BODY", "MAX_MONEY", "PRICE_FROM_TABLE", "MAX_U32",
     "TO_SERVER", "TO_CLIENT",
-    "CheckRequest", "SettleRequest", "ReleaseRequest", "ErrorFrame", "Frame",
+    "CheckRequest", "SettleRequest", "ReleaseRequest", "AuthRequest", "AuthResult", "ErrorFrame",
+    "Frame",
     "digest", "model_field", "check_digest", "check_u32", "check_money", "check_reservation",
-    "encode_check", "encode_settle", "encode_release", "encode_ping",
+    "encode_check", "encode_settle", "encode_release", "encode_ping", "encode_auth",
     "encode_check_result", "encode_settle_result", "encode_release_result", "encode_pong",
-    "encode_error", "encode_frame",
+    "encode_auth_result", "encode_error", "encode_frame",
     "decode_frame", "Decoder",
 ]
 
@@ -59,6 +64,7 @@ HEADER = struct.Struct(">HBBIQ")
 _CHECK = struct.Struct(">HBBIQ32s64sIIq")
 _SETTLE = struct.Struct(">HBBIQQQIIq")
 _RELEASE = struct.Struct(">HBBIQQQ")
+_AUTH = struct.Struct(">HBBIQ32s")
 _CHECK_RESULT = struct.Struct(">HBBIQBBHIQQQQQIIIIIIqqqqq")
 _SETTLE_RESULT = struct.Struct(">HBBIQB7xqq")
 _ERROR_HEAD = struct.Struct(">HBBIQHH")
@@ -76,10 +82,12 @@ _TYPES = {
     0x02: (32, TO_SERVER),
     0x03: (16, TO_SERVER),
     0x04: (0, TO_SERVER),
+    0x05: (32, TO_SERVER),
     0x81: (112, TO_CLIENT),
     0x82: (24, TO_CLIENT),
     0x83: (24, TO_CLIENT),
     0x84: (0, TO_CLIENT),
+    0x85: (0, TO_CLIENT),
     0xFF: (None, TO_CLIENT),
 }
 
@@ -89,6 +97,7 @@ _STATUSES = list(ReservationStatus)
 _BAD_MAGIC = int(ErrorCode.BAD_MAGIC)
 _MALFORMED = int(ErrorCode.MALFORMED_FIELD)
 _BAD_LENGTH = int(ErrorCode.BAD_LENGTH)
+_MAX_ERROR_CODE = int(max(ErrorCode))
 
 
 class CheckRequest(NamedTuple):
@@ -110,12 +119,27 @@ class ReleaseRequest(NamedTuple):
     reservation: int
 
 
+class AuthRequest(NamedTuple):
+    """AUTH (SPEC §6.5): SHA-256 of the gateway credential's secret text."""
+
+    credential_digest: bytes
+
+
+class AuthResult(NamedTuple):
+    """AUTH_RESULT (SPEC §7.5): the credential was accepted. No fields; its own type so that it
+    is never taken for a PONG."""
+
+
+AUTH_OK = AuthResult()
+
+
 class ErrorFrame(NamedTuple):
     code: ErrorCode
     message: str
 
 
-Body = Union[CheckRequest, SettleRequest, ReleaseRequest, CheckResult, SettleResult, ErrorFrame, None]
+Body = Union[CheckRequest, SettleRequest, ReleaseRequest, AuthRequest, AuthResult, CheckResult,
+             SettleResult, ErrorFrame, None]
 
 
 class Frame(NamedTuple):
@@ -175,11 +199,12 @@ def check_money(value: int, field: str) -> int:
 
 
 def check_reservation(reservation: int, field: str = "reservation") -> int:
+    """A reservation id as CHECK_RESULT gave it: an int of 16 opaque bytes (SPEC §5), not 0."""
     if type(reservation) is not int or not 0 <= reservation < (1 << 128):
-        raise ValueError(f"{field}: expected a reservation id (int, org_id << 64 | sequence), "
-                         f"got {reservation!r}")
-    if not reservation & MAX_U64:
-        raise ValueError(f"{field}: sequence 0 is not a reservation (a denied CHECK has none)")
+        raise ValueError(f"{field}: expected a reservation id (the int CheckResult.reservation "
+                         f"holds, 16 bytes), got {reservation!r}")
+    if not reservation:
+        raise ValueError(f"{field}: the all-zero id is not a reservation (a denied CHECK has none)")
     return reservation
 
 
@@ -209,6 +234,11 @@ def encode_ping(request_id: int) -> bytes:
     return HEADER.pack(MAGIC, VERSION, 0x04, 0, request_id)
 
 
+def encode_auth(request_id: int, credential_digest: bytes) -> bytes:
+    """An AUTH frame: ``credential_digest`` is the SHA-256 of the credential's secret (32 bytes)."""
+    return _AUTH.pack(MAGIC, VERSION, 0x05, 32, request_id, credential_digest)
+
+
 def encode_check_result(request_id: int, r: CheckResult) -> bytes:
     return _CHECK_RESULT.pack(
         MAGIC, VERSION, 0x81, 112, request_id, 1 if r.allowed else 0, int(r.reason), r.key_flags,
@@ -228,6 +258,10 @@ def encode_release_result(request_id: int, status: int, cost_delta: int, token_d
 
 def encode_pong(request_id: int) -> bytes:
     return HEADER.pack(MAGIC, VERSION, 0x84, 0, request_id)
+
+
+def encode_auth_result(request_id: int) -> bytes:
+    return HEADER.pack(MAGIC, VERSION, 0x85, 0, request_id)
 
 
 def encode_error(request_id: int, code: int, message: str) -> bytes:
@@ -250,6 +284,8 @@ def encode_frame(frame: Frame) -> bytes:
         return encode_release(rid, b.reservation)
     if t == 0x04:
         return encode_ping(rid)
+    if t == 0x05:
+        return encode_auth(rid, b.credential_digest)
     if t == 0x81:
         return encode_check_result(rid, b)
     if t == 0x82:
@@ -258,6 +294,8 @@ def encode_frame(frame: Frame) -> bytes:
         return encode_release_result(rid, b.status, b.cost_delta, b.token_delta)
     if t == 0x84:
         return encode_pong(rid)
+    if t == 0x85:
+        return encode_auth_result(rid)
     if t == 0xFF:
         return encode_error(rid, b.code, b.message)
     raise ValueError(f"type: no frame type {t!r}")
@@ -286,7 +324,7 @@ def _decode_model(field: bytes, rid: int) -> str:
 def _decode_body(t: int, rid: int, buf, off: int, blen: int) -> Body:
     """Decode and check the body of a frame whose header passed (SPEC §11.2 step 3)."""
     if t == 0x81:
-        (decision, reason, flags, retry, r_org, r_seq, org, project, key, rl, rr, rreset,
+        (decision, reason, flags, retry, r_hi, r_lo, org, project, key, rl, rr, rreset,
          tl, tr, treset, kb, kbr, pb, pbr, oc) = _CHECK_RESULT_BODY.unpack_from(buf, off)
         if decision > 1:
             raise _refuse(_MALFORMED, rid, f"decision {decision} is neither 0 nor 1")
@@ -294,7 +332,7 @@ def _decode_body(t: int, rid: int, buf, off: int, blen: int) -> Body:
             raise _refuse(_MALFORMED, rid, f"deny reason {reason} is not defined")
         if (reason == 0) != (decision == 1):
             raise _refuse(_MALFORMED, rid, f"decision {decision} contradicts reason {reason}")
-        return CheckResult(decision == 1, _REASONS[reason], flags, retry, (r_org << 64) | r_seq,
+        return CheckResult(decision == 1, _REASONS[reason], flags, retry, (r_hi << 64) | r_lo,
                            org, project, key, rl, rr, rreset, tl, tr, treset, kb, kbr, pb, pbr, oc)
     if t == 0x82 or t == 0x83:
         status, cost_delta, token_delta = _SETTLE_RESULT_BODY.unpack_from(buf, off)
@@ -303,9 +341,11 @@ def _decode_body(t: int, rid: int, buf, off: int, blen: int) -> Body:
         return SettleResult(_STATUSES[status], cost_delta, token_delta, t == 0x83)
     if t == 0x84 or t == 0x04:
         return None
+    if t == 0x85:
+        return AUTH_OK
     if t == 0xFF:
         code, mlen = _ERROR_BODY_HEAD.unpack_from(buf, off)
-        if not 1 <= code <= 12:
+        if not 1 <= code <= _MAX_ERROR_CODE:
             raise _refuse(_MALFORMED, rid, f"error code {code} is not defined")
         if mlen > MAX_ERROR_MESSAGE or mlen != blen - 4:
             raise _refuse(_BAD_LENGTH, rid,
@@ -322,17 +362,19 @@ def _decode_body(t: int, rid: int, buf, off: int, blen: int) -> Body:
             raise _refuse(_MALFORMED, rid, f"estimated_cost {cost} outside 0…2**53-1 (or -1)")
         return CheckRequest(key, name, inp, out, cost)
     if t == 0x02:
-        org, seq, inp, out, cost = _SETTLE_BODY.unpack_from(buf, off)
-        if seq == 0:
-            raise _refuse(_MALFORMED, rid, "reservation sequence 0")
+        hi, lo, inp, out, cost = _SETTLE_BODY.unpack_from(buf, off)
+        if not hi and not lo:
+            raise _refuse(_MALFORMED, rid, "reservation is all zero")
         if not (0 <= cost <= MAX_MONEY or cost == PRICE_FROM_TABLE):
             raise _refuse(_MALFORMED, rid, f"cost {cost} outside 0…2**53-1 (or -1)")
-        return SettleRequest((org << 64) | seq, inp, out, cost)
+        return SettleRequest((hi << 64) | lo, inp, out, cost)
+    if t == 0x05:
+        return AuthRequest(bytes(buf[off:off + 32]))  # any 32 bytes (SPEC §6.5)
     # t == 0x03
-    org, seq = _RELEASE_BODY.unpack_from(buf, off)
-    if seq == 0:
-        raise _refuse(_MALFORMED, rid, "reservation sequence 0")
-    return ReleaseRequest((org << 64) | seq)
+    hi, lo = _RELEASE_BODY.unpack_from(buf, off)
+    if not hi and not lo:
+        raise _refuse(_MALFORMED, rid, "reservation is all zero")
+    return ReleaseRequest((hi << 64) | lo)
 
 
 def decode_frame(buf, direction: str = TO_CLIENT, off: int = 0) -> Optional[Tuple[Frame, int]]:

@@ -5,7 +5,9 @@ of a small pool, writes its frame, reads until the answer with its request id, a
 in. The pool is thread-safe; ``pool_size`` bounds concurrent calls (extra threads wait for a free
 connection within their deadline). A connection that timed out or broke is closed, never reused,
 so a late answer can never be read as the answer to another call; closing it with the answer
-unread also makes bursard void a late admission (SPEC §2, §13.7).
+unread also makes bursard void a late admission (SPEC §2, §13.7). A client given a gateway
+credential sends AUTH on every new connection and waits for AUTH_RESULT before its first request
+(SPEC §6.5).
 """
 from __future__ import annotations
 
@@ -17,9 +19,12 @@ from typing import List, Optional, Union
 
 from . import protocol as _p
 from ._common import (
-    ClientBase, check_args, check_timeout, key_digest, retry_delay, settle_args, settle_exhausted,
+    ClientBase, auth_failed, check_args, check_timeout, key_digest, retry_delay, server_error,
+    settle_args, settle_exhausted,
 )
-from .errors import ClientClosed, ConnectionLost, DeadlineExceeded, ProtocolError, Unreachable
+from .errors import (
+    ClientClosed, ConnectionLost, DeadlineExceeded, ProtocolError, Unauthorized, Unreachable,
+)
 from .types import CheckResult, SettleResult
 
 __all__ = ["Client"]
@@ -28,13 +33,14 @@ _now = time.monotonic
 
 
 class _SyncConnection:
-    __slots__ = ("sock", "next_id", "buf", "answered")
+    __slots__ = ("sock", "next_id", "buf", "answered", "credential_sent")
 
-    def __init__(self, sock: socket.socket) -> None:
+    def __init__(self, sock: socket.socket, credential_sent: bool = False) -> None:
         self.sock = sock
         self.answered = 0
         self.next_id = 0
         self.buf = bytearray()
+        self.credential_sent = credential_sent  # AUTH is (or will be) this connection's first request
 
     def call(self, data_for, deadline: float, address: object):
         """Send one request and return the body of its answer. Any failure closes the socket
@@ -63,8 +69,10 @@ class _SyncConnection:
                     (t, frid, body), n = got
                     del buf[:n]
                     if t == 0xFF:
-                        err = ProtocolError(body.code, body.message, frid)
-                        if frid == rid:  # the server refused this request
+                        err = server_error(body, frid, self.credential_sent)
+                        # the server refused this request, or (unauthorized, request id 0) the
+                        # connection's credential was revoked: this request was not evaluated
+                        if frid == rid or isinstance(err, Unauthorized):
                             raise err
                         # about the connection (too_many_connections, idle_timeout, …)
                         raise ConnectionLost(f"bursard closed the connection with {err}") from err
@@ -105,9 +113,9 @@ class Client(ClientBase):
     def __init__(self, url: str, pool_size: int = 2, timeout: float = 0.25, *,
                  settle_timeout: float = 2.0, connect_timeout: Optional[float] = None,
                  fail_open: bool = False, tls: Optional[ssl.SSLContext] = None,
-                 server_hostname: Optional[str] = None) -> None:
+                 server_hostname: Optional[str] = None, credential: Optional[str] = None) -> None:
         super().__init__(url, pool_size, timeout, settle_timeout, connect_timeout, fail_open,
-                         tls, server_hostname)
+                         tls, server_hostname, credential)
         self._idle: List[_SyncConnection] = []
         self._open = 0
         self._cond = threading.Condition()
@@ -140,7 +148,8 @@ class Client(ClientBase):
             raise
 
     def _dial(self, deadline: float) -> _SyncConnection:
-        timeout = max(0.001, min(self.connect_timeout, deadline - _now()))  # type: ignore[type-var]
+        started = _now()
+        timeout = max(0.001, min(self.connect_timeout, deadline - started))  # type: ignore[type-var]
         try:
             if self.address.kind == "unix":
                 sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -165,7 +174,37 @@ class Client(ClientBase):
             if isinstance(e, socket.timeout) and deadline - _now() <= 0:
                 raise DeadlineExceeded(f"no connection to bursard at {self.address} within the deadline") from e
             raise Unreachable(f"bursard at {self.address} unreachable: {e}") from e
-        return _SyncConnection(sock)
+        conn = _SyncConnection(sock, self._credential_digest is not None)
+        if self._credential_digest is not None:
+            self._authenticate(conn, started + timeout)
+        return conn
+
+    def _authenticate(self, conn: _SyncConnection, deadline: float) -> None:
+        """AUTH as the connection's first request (SPEC §6.5), within the connect timeout. A
+        refusal closes the connection, raises (``Unauthorized`` for a refused credential) and
+        makes the pool back off, failing calls with the same error meanwhile; a lookup bursard
+        could not make (``internal_error``) raises ConnectionLost, like a broken connection."""
+        d = self._credential_digest
+        assert d is not None
+        try:
+            body = conn.call(lambda rid: _p.encode_auth(rid, d), deadline, self.address)
+            if type(body) is not _p.AuthResult:
+                conn.close()
+                raise ProtocolError(4, f"expected AUTH_RESULT, bursard answered {type(body).__name__}")
+        except ProtocolError as e:
+            err = auth_failed(e, self.address)
+            with self._cond:
+                if isinstance(err, ProtocolError):  # refused: backing off repeats it
+                    self._backoff.auth_refused(_now(), err)
+                else:  # bursard could not look the credential up: as a broken connection
+                    self._backoff.failed(_now(), err)
+            if err is e:
+                raise
+            raise err from e
+        except (ConnectionLost, DeadlineExceeded) as e:
+            with self._cond:
+                self._backoff.failed(_now(), e)
+            raise
 
     def _checkin(self, conn: _SyncConnection, healthy: bool) -> None:
         with self._cond:
@@ -183,7 +222,12 @@ class Client(ClientBase):
             body = conn.call(data_for, deadline, self.address)
         except BaseException as e:
             self._checkin(conn, False)
-            if not conn.answered and isinstance(e, (ConnectionLost, ProtocolError)):
+            if isinstance(e, Unauthorized):
+                # its credential revoked, or none given to a bursard that requires one: back
+                # off, failing calls with that meanwhile rather than reconnecting to be refused
+                with self._cond:
+                    self._backoff.auth_refused(_now(), e)
+            elif not conn.answered and isinstance(e, (ConnectionLost, ProtocolError)):
                 with self._cond:  # ended before any answer: count it as a failed connect
                     self._backoff.failed(_now(), e)
             raise

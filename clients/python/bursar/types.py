@@ -1,8 +1,13 @@
 """Enumerations and result types of the bursar protocol (SPEC §4, §7, §8, §10, §11).
 
 Money is integer nano-USD and tokens are integers everywhere; nothing here is a float.
-A reservation id travels as two u64 (org id, sequence); the client represents it as one Python
-int, ``org_id << 64 | sequence``, so it can be stored, compared and hashed as a plain value.
+
+A reservation id is 16 bytes, **opaque** (SPEC §5): bursard encrypts it, and a client copies it
+from CHECK_RESULT into SETTLE or RELEASE unchanged, never building, parsing or altering one. The
+client represents it as one Python int, the 16 bytes read big-endian, so it can be stored,
+compared and hashed as a plain value; 0 (all zero) means no reservation. Its text form is 32
+lowercase hex digits, as bursard's Envoy front door sets it in ``x-bursar-reservation``
+(``reservation_hex``, ``parse_reservation``).
 """
 from __future__ import annotations
 
@@ -14,8 +19,8 @@ __all__ = [
     "ReservationStatus",
     "CheckResult",
     "SettleResult",
-    "reservation_id",
-    "split_reservation",
+    "reservation_hex",
+    "parse_reservation",
     "INT64_MAX",
     "FLAG_CONTENT_LOGGING_DISABLED",
     "FLAG_ADMITTED_LOCALLY",
@@ -24,16 +29,27 @@ __all__ = [
 INT64_MAX = 0x7FFF_FFFF_FFFF_FFFF
 FLAG_CONTENT_LOGGING_DISABLED = 0x0001
 FLAG_ADMITTED_LOCALLY = 0x0002
+_HEX = frozenset("0123456789abcdefABCDEF")
 
 
-def reservation_id(org_id: int, sequence: int) -> int:
-    """The client's int form of a reservation id (SPEC §5): ``org_id << 64 | sequence``."""
-    return (org_id << 64) | sequence
+def reservation_hex(reservation: int) -> str:
+    """A reservation id as text: its 16 bytes as 32 lowercase hex digits (the form of the
+    ``x-bursar-reservation`` header, SPEC §18.2). Only for showing, storing or passing it on."""
+    if type(reservation) is not int or not 0 <= reservation < (1 << 128):
+        raise ValueError(f"reservation: expected a reservation id (int of 16 bytes), got {reservation!r}")
+    return f"{reservation:032x}"
 
 
-def split_reservation(reservation: int) -> "tuple[int, int]":
-    """``(org_id, sequence)`` of a reservation id in its int form."""
-    return reservation >> 64, reservation & 0xFFFF_FFFF_FFFF_FFFF
+def parse_reservation(text: str) -> int:
+    """The int form of a reservation id written as 32 hex digits, e.g. the ``x-bursar-reservation``
+    header bursard's Envoy front door sets (SPEC §18.2, §19), to SETTLE or RELEASE it over the
+    binary protocol. Anything else raises ValueError; the all-zero id is refused (no reservation)."""
+    if not isinstance(text, str) or len(text) != 32 or not _HEX.issuperset(text):
+        raise ValueError(f"reservation: expected 32 hex digits, got {text!r}")
+    value = int(text, 16)
+    if not value:
+        raise ValueError("reservation: the all-zero id is not a reservation (a denied CHECK has none)")
+    return value
 
 
 class FrameType(enum.IntEnum):
@@ -43,10 +59,12 @@ class FrameType(enum.IntEnum):
     SETTLE = 0x02
     RELEASE = 0x03
     PING = 0x04
+    AUTH = 0x05
     CHECK_RESULT = 0x81
     SETTLE_RESULT = 0x82
     RELEASE_RESULT = 0x83
     PONG = 0x84
+    AUTH_RESULT = 0x85
     ERROR = 0xFF
 
     @property
@@ -69,6 +87,7 @@ class ErrorCode(enum.IntEnum):
     TOO_MANY_CONNECTIONS = 10
     IDLE_TIMEOUT = 11
     FRAME_TIMEOUT = 12
+    UNAUTHORIZED = 13
 
     @property
     def name_str(self) -> str:
@@ -233,12 +252,9 @@ class CheckResult:
         return bool(self.key_flags & FLAG_ADMITTED_LOCALLY)
 
     @property
-    def reservation_org_id(self) -> int:
-        return self.reservation >> 64
-
-    @property
-    def reservation_sequence(self) -> int:
-        return self.reservation & 0xFFFF_FFFF_FFFF_FFFF
+    def reservation_hex(self) -> str:
+        """The reservation id as 32 lowercase hex digits (``"0" * 32`` when there is none)."""
+        return f"{self.reservation:032x}"
 
     def as_dict(self) -> dict:
         return {name: getattr(self, name) for name in self.__slots__}
@@ -248,9 +264,8 @@ class CheckResult:
 
     def __repr__(self) -> str:
         if self.allowed:
-            return (f"CheckResult(allowed=True, reservation={self.reservation_org_id}/"
-                    f"{self.reservation_sequence}, key_id={self.key_id}"
-                    f"{', fail_open=True' if self.fail_open else ''})")
+            return (f"CheckResult(allowed=True, reservation={self.reservation:032x}, "
+                    f"key_id={self.key_id}{', fail_open=True' if self.fail_open else ''})")
         return (f"CheckResult(allowed=False, reason={self.reason.name_str}, "
                 f"retry_after_ms={self.retry_after_ms}, key_id={self.key_id})")
 

@@ -15,11 +15,14 @@ Environment (``deploy/litellm-e2e.sh`` sets it):
 """
 from __future__ import annotations
 
+import base64
 import json
 import os
+import re
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -166,10 +169,26 @@ class Bursar:
         assert r.returncode == 0, r.stderr
         return r.stdout.strip()
 
+    def reservation_name(self, rid: str) -> tuple[int, int]:
+        """(organization id, sequence) inside the reservation id `rid` (32 hex digits, as
+        `x-bursar-reservation` carries it): the id is AES-256 of those two big-endian u64 as one
+        block, under the installation's reservation key in Redis (`br:ridkey`, base64 of 32
+        bytes; SPEC §5). Test code only, through the openssl CLI: clients treat ids as opaque."""
+        assert re.fullmatch("[0-9a-f]{32}", rid), f"not a reservation id: {rid!r}"
+        key = base64.b64decode(self.redis("GET", "br:ridkey"), validate=True)
+        assert len(key) == 32, "br:ridkey is not 32 bytes of base64"
+        openssl = shutil.which("openssl") or pytest.fail("openssl not on PATH", pytrace=False)
+        r = subprocess.run([openssl, "enc", "-d", "-aes-256-ecb", "-nopad", "-K", key.hex()],
+                           input=bytes.fromhex(rid), capture_output=True, timeout=10)
+        assert r.returncode == 0 and len(r.stdout) == 16, r.stderr
+        org, seq = struct.unpack(">QQ", r.stdout)
+        return org, seq
+
     def reservation(self, rid: str) -> dict:
-        """The reservation `<org>-<sequence>` as Redis holds it (SPEC §13.6): status, reserved
-        tokens and cost, and the settled actuals once settled."""
-        org, seq = rid.split("-")
+        """The reservation `rid` (32 hex digits) as Redis holds it (SPEC §13.6), at
+        `br:{o<org>}:r:<sequence>` of its decrypted name: status, reserved tokens and cost, and
+        the settled actuals once settled."""
+        org, seq = self.reservation_name(rid)
         f = self.redis("GET", f"br:{{o{org}}}:r:{seq}").split()
         out = {"status": f[0], "tokens": int(f[4]), "cost": int(f[5])}
         if len(f) >= 16 and f[14] != "-":

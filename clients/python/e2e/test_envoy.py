@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import shutil
 import socket
 import sys
@@ -127,10 +128,12 @@ def test_allowed_carries_the_reservation_upstream_and_the_limits_back(envoy, bur
     assert h["x-ratelimit-limit-requests"] == "100" and h["x-ratelimit-remaining-requests"] == "99", dict(h)
     assert h["x-ratelimit-limit-tokens"] == "100000", dict(h)
     assert h["ratelimit-policy"] == '"requests";q=100;w=60, "tokens";q=100000;w=60', dict(h)
-    # The upstream saw the reservation bursar made for it, `<org>-<sequence>`.
+    # The upstream saw the reservation bursar made for it: 32 hex digits, opaque (SPEC §5, §18.2),
+    # naming (once decrypted with the installation's key) a reservation of the key's organization.
     seen = upstream.log()[-1]
-    org, sequence = seen["reservation"].split("-")
-    assert int(org) > 0 and int(sequence) > 0, seen
+    assert re.fullmatch("[0-9a-f]{32}", seen["reservation"] or ""), seen
+    org, sequence = bursar_server.reservation_name(seen["reservation"])
+    assert org == bursar_server.json("me")["organizations"][0]["id"] and sequence > 0, seen
     # And bursar settled it once the response was sent (the rate limit filter's stream-done call):
     # nothing left reserved, the reservation holding the upstream's usage.
     assert bursar_server.wait_settled(key_id)["reserved"]["count"] == 0
@@ -138,10 +141,16 @@ def test_allowed_carries_the_reservation_upstream_and_the_limits_back(envoy, bur
     assert r["actual_tokens"] == seen["prompt_tokens"] + 7, r
 
 
+# An id a client might try to smuggle in: organization 1, sequence 1, in clear (the form ids had
+# before the revision of 2026-12-04).
+SMUGGLED = "00000000000000010000000000000001"
+
+
 def test_a_smuggled_reservation_header_is_overwritten(envoy, bursar_server, upstream):
     secret, _ = key(bursar_server)
-    sdk(envoy, secret, **{"x-bursar-reservation": "1-1"}).chat.completions.create(model="gpt-4o-mini", messages=MSG, max_tokens=1)
-    assert upstream.log()[-1]["reservation"] != "1-1"
+    sdk(envoy, secret, **{"x-bursar-reservation": SMUGGLED}).chat.completions.create(model="gpt-4o-mini", messages=MSG, max_tokens=1)
+    seen = upstream.log()[-1]["reservation"]
+    assert seen != SMUGGLED and re.fullmatch("[0-9a-f]{32}", seen or ""), seen
 
 
 def test_unknown_key_is_401(envoy):
@@ -326,14 +335,14 @@ def test_two_envoys_fifty_clients_each_never_overspend_one_key(envoy, envoy_b, b
 
 def test_rls_alone_reserves_and_settles_exactly(envoy_rls, bursar_server, upstream, priced):
     secret, key_id = key(bursar_server, "--budget", "$1", "--rpm", "100")
-    raw = sdk(envoy_rls, secret, **{"x-bursar-reservation": "1-1"}).chat.completions.with_raw_response.create(
+    raw = sdk(envoy_rls, secret, **{"x-bursar-reservation": SMUGGLED}).chat.completions.with_raw_response.create(
         model=priced, messages=MSG, max_tokens=5, stream=True, stream_options={"include_usage": True})
     assert raw.http_response.status_code == 200
     usage = [c for c in raw.parse()][-1].usage
     h = raw.http_response.headers
     assert h["x-ratelimit-limit-requests"] == "100" and h["x-ratelimit-remaining-requests"] == "99", dict(h)
     seen = upstream.log()[-1]
-    assert seen["reservation"] != "1-1", "the reservation bursar set replaces the client's"
+    assert seen["reservation"] != SMUGGLED, "the reservation bursar set replaces the client's"
     r = _settled(bursar_server, seen["reservation"])
     assert r["actual_cost"] == price(usage.prompt_tokens, usage.completion_tokens), r
     assert bursar_server.wait_settled(key_id)["spend"]["spend_nusd"] == r["actual_cost"]

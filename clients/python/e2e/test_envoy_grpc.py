@@ -85,6 +85,8 @@ def test_allowed(authz, bursar_server):
     r = authz(secret)
     assert r.status.code == 0 and r.WhichOneof("http_response") == "ok_response", r
     assert r.ok_response.headers[0].header.key == "x-bursar-reservation"
+    rid = r.ok_response.headers[0].header.value  # the opaque id, 32 lowercase hex digits (SPEC §18.2)
+    assert len(rid) == 32 and set(rid) <= set("0123456789abcdef"), rid
 
 
 def test_key_reasons(authz, bursar_server):

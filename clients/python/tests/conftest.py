@@ -15,9 +15,10 @@ import socket
 import subprocess
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import List, Optional
+from typing import Any, Iterable, List, NamedTuple, Optional, Tuple, Union
 
 import pytest
 
@@ -131,8 +132,18 @@ class Bursard:
                 self.proc.wait()
 
 
+class OtherOrg(NamedTuple):
+    """A second organization: its id, its Owner's token, and one key (secret, id) of it."""
+
+    org_id: int
+    token: str
+    secret: str
+    key_id: int
+
+
 class Stack:
-    """redis-server + bursard, bootstrapped: an organization, its Owner token, one project."""
+    """redis-server + bursard, bootstrapped: an organization, its Owner token, one project; the
+    operator token, for gateway credentials and a second organization."""
 
     def __init__(self) -> None:
         self.workdir = tempfile.mkdtemp(prefix="bursar-pytest-")
@@ -143,14 +154,17 @@ class Stack:
         boot = self.ctl("bootstrap", "--org", "pyclient", "--owner", "owner@pyclient.test",
                         token=False)
         self.token = boot["owner_token"]
+        self.operator_token = boot["operator_token"]
         self.org_id = boot["organization"]["id"]
         self.project = self.ctl("project", "create", "P", "--models", "gpt-4o-mini,gpt-4o,o5-mini")
         self._n = 0
+        self._other: Optional[OtherOrg] = None
 
-    def ctl(self, *args: str, token: bool = True, server: Optional[str] = None):
+    def ctl(self, *args: str, token: Union[bool, str] = True, server: Optional[str] = None):
+        """bursarctl with ``--json``; ``token`` True: the Owner's, a str: that token, False: none."""
         env = dict(os.environ, BURSAR_SERVER=server or self.bursard.ops_url)
         if token:
-            env["BURSAR_TOKEN"] = self.token
+            env["BURSAR_TOKEN"] = token if isinstance(token, str) else self.token
         out = subprocess.run([self.ctl_exe, *args, "--json"], env=env, capture_output=True,
                              text=True, timeout=30)
         if out.returncode != 0:
@@ -169,6 +183,50 @@ class Stack:
 
     def usage(self, key_id: int) -> dict:
         return self.ctl("usage", "key", str(key_id))
+
+    def admin(self, method: str, path: str, body: Any = None,
+              token: Optional[str] = None) -> Tuple[int, Any]:
+        """One admin API request on the ops port, as ``token`` (default the Owner's): (HTTP
+        status, JSON answer or None)."""
+        headers = {"Authorization": f"Bearer {token or self.token}"}
+        data = None
+        if body is not None:
+            data = json.dumps(body).encode()
+            headers["Content-Type"] = "application/json"
+        req = urllib.request.Request(self.bursard.ops_url + path, data=data, method=method, headers=headers)
+        try:
+            with urllib.request.urlopen(req, timeout=30) as r:
+                status, raw = r.status, r.read()
+        except urllib.error.HTTPError as e:
+            status, raw = e.code, e.read()
+        return status, (json.loads(raw) if raw.strip() else None)
+
+    def gateway_credential(self, name: str, organizations: Iterable[int]) -> dict:
+        """Issue a gateway credential (operator): {"id", "name", "organizations",
+        "created_at_ms", "secret"}; the secret is shown only here."""
+        status, body = self.admin("POST", "/v1/gateway-credentials",
+                                  {"name": name, "organizations": list(organizations)},
+                                  token=self.operator_token)
+        if status != 201:
+            raise RuntimeError(f"POST /v1/gateway-credentials: {status} {body}")
+        return body
+
+    def revoke_gateway_credential(self, credential_id: str) -> None:
+        status, body = self.admin("DELETE", f"/v1/gateway-credentials/{credential_id}",
+                                  token=self.operator_token)
+        if status != 204:
+            raise RuntimeError(f"DELETE /v1/gateway-credentials/{credential_id}: {status} {body}")
+
+    def other_org(self) -> OtherOrg:
+        """A second organization (made once, by the operator) with a project and one key."""
+        if self._other is None:
+            made = self.ctl("org", "create", "--name", "pyclient-b", "--owner", "owner@pyclient-b.test",
+                            token=self.operator_token)
+            token = made["owner_token"]
+            self.ctl("project", "create", "PB", "--models", "gpt-4o-mini", token=token)
+            key = self.ctl("key", "create", "--project", "PB", "--name", "kb", token=token)
+            self._other = OtherOrg(made["organization"]["id"], token, key["secret"], key["key"]["id"])
+        return self._other
 
     def another_bursard(self, name: str, extra_args: Optional[List[str]] = None) -> Bursard:
         b = Bursard(self.redis, self.workdir, name, extra_args)

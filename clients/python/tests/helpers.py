@@ -59,15 +59,19 @@ class Silent(_Server):
 
 
 class Fake(_Server):
-    """Decodes requests and answers each with ``answer(frame) -> bytes | None``."""
+    """Decodes requests and answers each with ``answer(frame) -> bytes | None``. ``requests``
+    holds every request, ``connections`` the requests of each connection, in order."""
 
     def __init__(self, answer: Callable[[p.Frame], Optional[bytes]]) -> None:
         self.answer = answer
         self.requests: List[p.Frame] = []
+        self.connections: List[List[p.Frame]] = []
         super().__init__()
 
     def handle(self, c: socket.socket) -> None:
         dec = p.Decoder(p.TO_SERVER)
+        mine: List[p.Frame] = []
+        self.connections.append(mine)
         try:
             while True:
                 data = c.recv(65536)
@@ -76,6 +80,7 @@ class Fake(_Server):
                 dec.feed(data)
                 while (f := dec.next()) is not None:
                     self.requests.append(f)
+                    mine.append(f)
                     out = self.answer(f)
                     if out:
                         c.sendall(out)

@@ -16,7 +16,7 @@ from .helpers import Fake, Silent
 
 KW = dict(key="sk-br-x", model="gpt-4o-mini", input_tokens=1, max_output_tokens=1,
           estimated_cost=1)
-RES = bursar.reservation_id(7, 99)
+RES = bursar.parse_reservation("9b2e4f6a8c0d1e3f5a7b9c0d2e4f6a8b")  # opaque to clients (SPEC §5)
 
 
 def allow(rid: int) -> bytes:
@@ -135,7 +135,7 @@ def test_answers_matched_by_request_id_not_order():
             return None
         out = b""
         for g in reversed(held):
-            r = CheckResult(True, DenyReason.NONE, 0, 0, bursar.reservation_id(7, g.body.input_tokens),
+            r = CheckResult(True, DenyReason.NONE, 0, 0, RES + g.body.input_tokens,
                             7, 1, g.body.input_tokens, 0, 0, 0, 0, 0, 0, INT64_MAX, 0, INT64_MAX, 0, INT64_MAX)
             out += p.encode_check_result(g.request_id, r)
         return out
@@ -278,7 +278,10 @@ def test_model_of_exactly_64_bytes_is_accepted():
     (lambda c: c.settle(0, input_tokens=1, output_tokens=1, cost=1), "reservation"),
     (lambda c: c.settle(RES, input_tokens=-3, output_tokens=1, cost=1), "input_tokens"),
     (lambda c: c.settle(RES, input_tokens=1, output_tokens=1, cost=2 ** 53), "cost"),
-    (lambda c: c.release(1 << 64), "reservation"),  # sequence 0
+    (lambda c: c.release(0), "reservation"),  # all zero: a denied CHECK's
+    (lambda c: c.release(1 << 128), "reservation"),  # more than 16 bytes
+    (lambda c: c.release(-1), "reservation"),
+    (lambda c: c.release("9b2e4f6a8c0d1e3f5a7b9c0d2e4f6a8b"), "reservation"),  # the text form
 ])
 def test_bad_settle_input_names_the_field(call, field):
     with bursar.Client("tcp://127.0.0.1:9") as c:

@@ -33,7 +33,7 @@ def test_allowed_check_then_settle(stack):
             r = await c.check(**check_kwargs(secret))
             assert r.allowed and r.reason is DenyReason.NONE and r.http_status == 200
             assert r.key_id == key_id and r.org_id == stack.org_id
-            assert r.reservation_org_id == stack.org_id and r.reservation_sequence != 0
+            assert 0 < r.reservation < 1 << 128 and len(r.reservation_hex) == 32
             assert r.requests_limit == 100 and r.requests_remaining == 99
             assert r.tokens_limit == 100_000 and r.tokens_remaining == 100_000 - 150
             assert r.key_budget_remaining == 10_000_000_000 - 10_000
@@ -297,3 +297,143 @@ def test_overloaded_check_is_a_result_not_an_exception(stack):
     assert over and all(r.reason is DenyReason.OVERLOADED for r in over)
     assert all(r.http_status == 503 and r.retry_after_ms > 0 for r in over)
     assert any(r.allowed for r in rs)
+
+
+# -- reservation ids are capabilities; gateway credentials (SPEC §5, §6.5) ----------------------
+
+def test_reservation_ids_are_opaque(stack):
+    """Ids of consecutive reservations share nothing a client could use; an id altered by one
+    bit, or made up, names no reservation (status unknown) and changes nothing."""
+    secret, key_id = stack.key("--budget", "10")
+    with bursar.Client(stack.bursard.tcp_url) as c:
+        a = c.check(**check_kwargs(secret, estimated_cost=1_000))
+        b = c.check(**check_kwargs(secret, estimated_cost=1_000))
+        assert a.allowed and b.allowed and a.reservation != b.reservation
+        # the first 8 bytes are no longer the organization (SPEC §14, 2026-12-04)
+        assert a.reservation >> 64 != stack.org_id or b.reservation >> 64 != stack.org_id
+        for forged in (a.reservation ^ 1, a.reservation + 1, (stack.org_id << 64) | 1,
+                       bursar.parse_reservation("0123456789abcdef0123456789abcdef")):
+            s = c.settle(forged, input_tokens=1, output_tokens=1, cost=999_999)
+            assert s.status is ReservationStatus.UNKNOWN and s.cost_delta == 0, forged
+            assert c.release(forged).status is ReservationStatus.UNKNOWN
+        # the real ones, copied back unchanged (here through their text form), still work
+        assert c.settle(bursar.parse_reservation(a.reservation_hex), input_tokens=1, output_tokens=1,
+                        cost=700).status is ReservationStatus.APPLIED
+        assert c.release(b.reservation).status is ReservationStatus.APPLIED
+    assert stack.spend(key_id) == 700
+    assert stack.usage(key_id)["reserved"]["count"] == 0
+
+
+def test_gateway_credential_accepted(stack):
+    cred = stack.gateway_credential("gw-accepted", [stack.org_id])
+    assert cred["secret"].startswith("bgw_") and cred["organizations"] == [stack.org_id]
+    secret, key_id = stack.key()
+
+    async def go():
+        async with bursar.AsyncClient(stack.bursard.tcp_url, pool_size=2, credential=cred["secret"]) as c:
+            await c.ping()
+            rs = await asyncio.gather(*[c.check(**check_kwargs(secret)) for _ in range(10)])
+            assert all(r.allowed and r.key_id == key_id for r in rs)
+            settled = await asyncio.gather(*[c.settle(r.reservation, input_tokens=1, output_tokens=1, cost=5)
+                                             for r in rs])
+            assert all(s.status is ReservationStatus.APPLIED for s in settled)
+    run(go())
+    with bursar.Client(stack.bursard.unix_url, credential=cred["secret"]) as c:
+        c.ping()
+        r = c.check(**check_kwargs(secret))
+        assert r.allowed and c.release(r.reservation).status is ReservationStatus.APPLIED
+    assert stack.spend(key_id) == 50
+    status, listed = stack.admin("GET", "/v1/gateway-credentials", token=stack.operator_token)
+    assert status == 200
+    mine = [c for c in listed["credentials"] if c["id"] == cred["id"]]
+    assert len(mine) == 1 and "secret" not in mine[0] and mine[0]["name"] == "gw-accepted"
+
+
+def test_refused_gateway_credential_raises_unauthorized(stack):
+    secret, key_id = stack.key()
+    unknown = "bgw_" + "n" * 43
+
+    async def go():
+        async with bursar.AsyncClient(stack.bursard.tcp_url, fail_open=True, credential=unknown) as c:
+            with pytest.raises(bursar.Unauthorized) as e:
+                await c.check(**check_kwargs(secret))
+            assert e.value.code is bursar.ErrorCode.UNAUTHORIZED
+            assert "refused the gateway credential" in str(e.value)
+            assert c.connected == 0
+    run(go())
+    with bursar.Client(stack.bursard.tcp_url, fail_open=True, credential=unknown) as c:
+        with pytest.raises(bursar.Unauthorized):
+            c.check(**check_kwargs(secret))
+    assert stack.usage(key_id)["reserved"]["count"] == 0  # nothing was evaluated
+
+    # revoked: refused on a new connection, and ends the connections that presented it
+    cred = stack.gateway_credential("gw-revoked", [stack.org_id])
+    with bursar.Client(stack.bursard.tcp_url, pool_size=1, timeout=2, credential=cred["secret"]) as c:
+        probe = dict(check_kwargs(secret), key=None, digest=b"\x01" * 32)  # unknown_key: nothing reserved
+        assert c.check(**probe).reason is DenyReason.UNKNOWN_KEY
+        stack.revoke_gateway_credential(cred["id"])
+        end = time.monotonic() + 10  # at once through pub/sub, within 5 s without it
+        while True:
+            try:
+                r = c.check(**probe)
+            except bursar.Unauthorized:
+                break
+            except bursar.ConnectionLost:
+                pass  # closed: the next connection presents the revoked credential again
+            else:
+                assert r.reason is DenyReason.UNKNOWN_KEY
+            assert time.monotonic() < end, "the revoked credential's connection kept serving"
+            time.sleep(0.1)
+    with bursar.Client(stack.bursard.tcp_url, credential=cred["secret"]) as c:
+        with pytest.raises(bursar.Unauthorized):
+            c.check(**check_kwargs(secret))
+
+
+def test_gateway_credential_serves_only_its_organizations(stack):
+    other = stack.other_org()
+    secret_a, _ = stack.key()
+    cred = stack.gateway_credential("gw-a", [stack.org_id])
+    # a reservation of organization B, made on a connection without a credential
+    with bursar.Client(stack.bursard.tcp_url) as plain:
+        rb = plain.check(**check_kwargs(other.secret, estimated_cost=40_000))
+        assert rb.allowed and rb.org_id == other.org_id
+
+    async def go():
+        async with bursar.AsyncClient(stack.bursard.tcp_url, credential=cred["secret"]) as c:
+            ra = await c.check(**check_kwargs(secret_a))
+            assert ra.allowed and ra.org_id == stack.org_id
+            denied = await c.check(**check_kwargs(other.secret))
+            assert not denied.allowed and denied.reason is DenyReason.UNKNOWN_KEY
+            assert (denied.org_id, denied.project_id, denied.key_id, denied.reservation) == (0, 0, 0, 0)
+            s = await c.settle(rb.reservation, input_tokens=1, output_tokens=1, cost=1)
+            assert s.status is ReservationStatus.UNKNOWN and (s.cost_delta, s.token_delta) == (0, 0)
+            assert (await c.release(rb.reservation)).status is ReservationStatus.UNKNOWN
+            assert (await c.release(ra.reservation)).status is ReservationStatus.APPLIED
+    run(go())
+    usage_b = stack.ctl("usage", "key", str(other.key_id), token=other.token)
+    assert usage_b["reserved"]["cost_nusd"] == 40_000  # untouched
+    # B's reservation settles where B is served: a credential for both organizations
+    both = stack.gateway_credential("gw-ab", [stack.org_id, other.org_id])
+    with bursar.Client(stack.bursard.tcp_url, credential=both["secret"]) as c:
+        s = c.settle(rb.reservation, input_tokens=1, output_tokens=1, cost=1_234)
+        assert s.status is ReservationStatus.APPLIED and s.cost_delta == 1_234 - 40_000
+        ra = c.check(**check_kwargs(secret_a))
+        assert ra.allowed and c.release(ra.reservation).ok
+    assert stack.ctl("usage", "key", str(other.key_id), token=other.token)["spend"]["spend_nusd"] == 1_234
+
+
+def test_bursard_requiring_gateway_credentials(stack):
+    b = stack.another_bursard("authreq", ["--data-plane-auth", "required"])
+    secret, _ = stack.key()
+    cred = stack.gateway_credential("gw-required", [stack.org_id])
+    with bursar.Client(b.tcp_url, fail_open=True) as c:
+        c.ping()  # PING is always answered
+        with pytest.raises(bursar.Unauthorized) as e:
+            c.check(**check_kwargs(secret))
+        assert not e.value.credential_sent and "requires a gateway credential" in str(e.value)
+
+    async def go():
+        async with bursar.AsyncClient(b.tcp_url, credential=cred["secret"]) as c:
+            r = await c.check(**check_kwargs(secret))
+            assert r.allowed and (await c.release(r.reservation)).ok
+    run(go())

@@ -31,13 +31,16 @@ VECTORS = DOC["vectors"]
 
 def test_vector_file_is_complete():
     assert DOC["version"] == 1
-    assert len(VECTORS) == 145
+    assert len(VECTORS) == 163
     kinds = {k for v in VECTORS for k in ("frame", "error", "incomplete") if k in v}
     assert kinds == {"frame", "error", "incomplete"}
 
 
 def _rid(r: int) -> dict:
-    return {"org_id": r >> 64, "sequence": r & 0xFFFF_FFFF_FFFF_FFFF}
+    """The vectors' form of an opaque reservation id: its first and last 8 bytes, under their
+    historical names (proto/vectors/README.md)."""
+    raw = r.to_bytes(16, "big")
+    return {"org_id": int.from_bytes(raw[:8], "big"), "sequence": int.from_bytes(raw[8:], "big")}
 
 
 def fields_of(frame: p.Frame) -> dict:
@@ -52,6 +55,8 @@ def fields_of(frame: p.Frame) -> dict:
                    output_tokens=b.output_tokens, cost=b.cost)
     elif isinstance(b, p.ReleaseRequest):
         out.update(reservation=_rid(b.reservation))
+    elif isinstance(b, p.AuthRequest):
+        out.update(credential_digest=b.credential_digest.hex())
     elif isinstance(b, CheckResult):
         out.update(decision=int(b.allowed), decision_name="allow" if b.allowed else "deny",
                    reason=int(b.reason), reason_name=b.reason.name_str, key_flags=b.key_flags,
@@ -72,7 +77,7 @@ def frame_from_fields(f: dict) -> p.Frame:
     rid = f["request_id"]
 
     def res(d):
-        return (d["org_id"] << 64) | d["sequence"]
+        return int.from_bytes(d["org_id"].to_bytes(8, "big") + d["sequence"].to_bytes(8, "big"), "big")
 
     if t == p.FrameType.CHECK:
         body = p.CheckRequest(bytes.fromhex(f["key_digest"]), f["model"], f["input_tokens"],
@@ -81,6 +86,10 @@ def frame_from_fields(f: dict) -> p.Frame:
         body = p.SettleRequest(res(f["reservation"]), f["input_tokens"], f["output_tokens"], f["cost"])
     elif t == p.FrameType.RELEASE:
         body = p.ReleaseRequest(res(f["reservation"]))
+    elif t == p.FrameType.AUTH:
+        body = p.AuthRequest(bytes.fromhex(f["credential_digest"]))
+    elif t == p.FrameType.AUTH_RESULT:
+        body = p.AuthResult()
     elif t == p.FrameType.CHECK_RESULT:
         names = CheckResult.__slots__[5:-1]
         body = CheckResult(f["decision"] == 1, p.DenyReason(f["reason"]), f["key_flags"],
@@ -176,3 +185,50 @@ def test_decoder_splits_a_pipelined_stream():
             got.append(p.encode_frame(f))
     dec.finish()
     assert got == frames
+
+
+def test_vectors_cover_every_frame_type_and_error_code():
+    assert {f["frame"]["type"] for f in FRAMES} == {int(t) for t in p.FrameType}
+    codes = {v["frame"]["code"] for v in FRAMES if v["frame"]["type_name"] == "error"}
+    assert codes == {int(c) for c in p.ErrorCode}
+
+
+def test_auth_vector_is_the_digest_of_the_credential_text():
+    v = next(v for v in FRAMES if v["name"] == "auth")
+    digest = p.digest("bgw_example-0001")  # SHA-256 of the secret's UTF-8, as for a key
+    assert v["frame"]["credential_digest"] == digest.hex()
+    assert p.encode_auth(1, digest) == bytes.fromhex(v["hex"])
+    assert p.decode_frame(bytes.fromhex(v["hex"]), p.TO_SERVER)[0].body == p.AuthRequest(digest)
+    assert p.encode_auth_result(1) == bytes.fromhex(next(v for v in FRAMES if v["name"] == "auth_result")["hex"])
+
+
+def test_only_the_all_zero_reservation_is_refused():
+    """SPEC §5: the id is opaque; the one rule is "not all zero", in encoding and decoding."""
+    for ok in (1, 42 << 64, 1 << 127, (1 << 128) - 1):
+        assert p.check_reservation(ok) == ok
+        frame = p.encode_settle(5, ok, 1, 2, 3)
+        assert p.decode_frame(frame, p.TO_SERVER)[0].body == p.SettleRequest(ok, 1, 2, 3)
+        assert p.decode_frame(p.encode_release(6, ok), p.TO_SERVER)[0].body == p.ReleaseRequest(ok)
+    for bad in (0, -1, 1 << 128):
+        with pytest.raises(ValueError, match="reservation"):
+            p.check_reservation(bad)
+    for frame in (p.encode_settle(7, 0, 1, 1, 1), p.encode_release(8, 0)):
+        with pytest.raises(ProtocolError) as e:
+            p.decode_frame(frame, p.TO_SERVER)
+        assert e.value.code == p.ErrorCode.MALFORMED_FIELD and e.value.request_id in (7, 8)
+
+
+def test_reservation_text_form():
+    import bursar
+    r = int.from_bytes(bytes.fromhex("0cd75b39879cbb4f0ea1c379975d0eb0"), "big")
+    assert bursar.reservation_hex(r) == "0cd75b39879cbb4f0ea1c379975d0eb0"
+    assert bursar.parse_reservation("0cd75b39879cbb4f0ea1c379975d0eb0") == r
+    assert bursar.parse_reservation("0CD75B39879CBB4F0EA1C379975D0EB0") == r
+    assert bursar.reservation_hex(1) == "0" * 31 + "1"
+    for bad in ("0" * 32, "42-1001", "0x" + "1" * 30, "1" * 31, "1" * 33, " " + "1" * 31, "g" * 32, None):
+        with pytest.raises(ValueError, match="reservation"):
+            bursar.parse_reservation(bad)
+    allowed = CheckResult(True, p.DenyReason.NONE, 0, 0, r, 42, 7, 99, 0, 0, 0, 0, 0, 0,
+                          0, 0, 0, 0, 0)
+    assert allowed.reservation_hex == "0cd75b39879cbb4f0ea1c379975d0eb0"
+    assert "reservation=0cd75b39879cbb4f0ea1c379975d0eb0" in repr(allowed)
