@@ -14,8 +14,12 @@ public enum Keyspace {
     static let orgOpen = "br:{o", orgClose = "}:", keySegment = "k:", reservationSegment = "r:"
     /// Digest → "org:key" index (global).
     public static func digestIndex(_ hex: String) -> String { "br:d:\(hex)" }
-    /// Global id sequences.
+    /// Global id sequences: organizations; before 2026-12-04 also projects, keys, users, BYOK
+    /// keys and MCP servers (what is left of those seeds the per-organization ones).
     public static func sequence(_ kind: String) -> String { "br:seq:\(kind)" }
+    /// An organization's own id sequence for projects, keys, BYOK keys and MCP servers: one
+    /// organization's ids tell nothing of how many another made.
+    public static func orgSequence(_ org: UInt64, _ kind: String) -> String { self.org(org) + "seq:\(kind)" }
     /// The set of all organization ids.
     public static let orgs = "br:orgs"
     /// Set once, by the first bootstrap: the store is no longer empty.

@@ -13,7 +13,7 @@ extension MetadataStore {
         try validName(name, "key name")
         guard try await self.project(org: org, project) != nil else { throw StoreError.notFound("project \(project)") }
         guard try await orgRole(org: org, user) != nil else { throw StoreError.notFound("user \(user)") }
-        let id = try await nextID("key")
+        let id = try await nextID("key", org: org)
         let secret = Self.newSecret()
         let digest = Self.digest(ofSecret: secret)
         let key = APIKey(

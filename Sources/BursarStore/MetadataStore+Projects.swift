@@ -9,7 +9,7 @@ extension MetadataStore {
         org: UInt64, name: String, models: [String] = [], rpm: Int64? = nil, tpm: Int64? = nil, monthlyBudget: Int64? = nil
     ) async throws -> Project {
         guard try await organization(org) != nil else { throw StoreError.notFound("organization \(org)") }
-        let id = try await nextID("project")
+        let id = try await nextID("project", org: org)
         let project = Project(id: id, orgID: org, name: name, status: .active, models: models, rpm: rpm, tpm: tpm, monthlyBudget: monthlyBudget)
         try await write(project, extra: [RedisCommand("SADD", Keyspace.projects(org), String(id))])
         return project

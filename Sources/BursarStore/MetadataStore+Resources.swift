@@ -118,7 +118,7 @@ extension MetadataStore {
             throw StoreError.conflict(
                 "bursard holds no key-encryption key (--secrets-key-file, or BURSARD_SECRETS_KEYS): provider secrets are stored only encrypted")
         }
-        let id = try await nextID("byok")
+        let id = try await nextID("byok", org: org)
         let key = ProviderKey(id: id, provider: provider, name: name, display: "…" + String(secret.suffix(4)), createdAtMs: Self.nowMs())
         let sealed = try secrets.seal(secret, context: Self.secretContext(org, id))
         try await transaction([
@@ -204,7 +204,7 @@ extension MetadataStore {
     public func addMCPServer(org: UInt64, name: String, url: String) async throws -> MCPServer {
         try validName(name, "MCP server name")
         try Self.validURL(url)
-        let id = try await nextID("mcp")
+        let id = try await nextID("mcp", org: org)
         try await transaction([
             RedisCommand("HSET", Keyspace.mcp(org, id), "name", name, "url", url),
             RedisCommand("SADD", Keyspace.mcpSet(org), String(id)),

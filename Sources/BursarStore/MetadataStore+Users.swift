@@ -154,7 +154,7 @@ extension MetadataStore {
         let email = try Self.normalizedEmail(email)
         if let name { try validName(name, "user name") }
         if let existing = try await person(email: email) { return (existing, nil) }
-        let id = try await nextID("user")
+        let id = try await newPersonID()
         // The e-mail index is claimed first (NX): two concurrent invitations make one person.
         guard try await redis.send(RedisCommand("SET", Keyspace.email(email), String(id), "NX")).string == "OK" else {
             guard let existing = try await person(email: email) else { throw StoreError.conflict("user \(email) is being created") }

@@ -149,6 +149,32 @@ public struct MetadataStore: Sendable {
 
     // MARK: Helpers
 
+    /// The next id of `kind` in `org` (projects, keys, BYOK keys, MCP servers): counted per
+    /// organization, so ids tell nothing of what other organizations create. An organization's
+    /// counter starts where the installation-wide counter of earlier releases stopped (0 on a new
+    /// installation), so no id repeats one issued before the upgrade.
+    func nextID(_ kind: String, org: UInt64) async throws -> UInt64 {
+        let key = Keyspace.orgSequence(org, kind)
+        if try await redis.send(RedisCommand("EXISTS", key)).int == 0 {
+            let legacy = try await redis.send(RedisCommand("GET", Keyspace.sequence(kind))).int ?? 0
+            _ = try await redis.send(RedisCommand("SET", key, String(max(0, legacy)), "NX"))
+        }
+        guard let v = try await redis.send(RedisCommand("INCR", key)).int, v > 0 else {
+            throw RedisError(.unexpectedReply, "INCR of organization \(org)'s \(kind) sequence did not return a positive integer")
+        }
+        return UInt64(v)
+    }
+
+    /// A new person's id: random in 1…2^53−1 (exact in every JSON reader), so it tells nothing
+    /// of how many people the installation has. Never one already taken.
+    func newPersonID() async throws -> UInt64 {
+        for _ in 0..<8 {
+            let id = UInt64.random(in: 1...((1 << 53) - 1))
+            if try await redis.send(RedisCommand("EXISTS", Keyspace.globalUser(id))).int == 0 { return id }
+        }
+        throw StoreError.conflict("no free person id after 8 random draws")
+    }
+
     func nextID(_ kind: String) async throws -> UInt64 {
         guard let v = try await redis.send(RedisCommand("INCR", Keyspace.sequence(kind))).int, v > 0 else {
             throw RedisError(.unexpectedReply, "INCR of the \(kind) sequence did not return a positive integer")

@@ -120,6 +120,53 @@ struct IsolationTests {
         }
     }
 
+    @Test("ids tell nothing: A's project, key and MCP ids count only A's; B creating three of each in between shows nowhere in A")
+    func idsTellNothing() async throws {
+        try await withAdmin { h in
+            let a = try await h.world("a")
+            let b = try await h.world("b")
+            func project(_ org: UInt64, _ token: String, _ name: String) async throws -> UInt64 {
+                try await h.api.call(.post, "/v1/orgs/\(org)/projects", token: token, json: #"{"name":"\#(name)"}"#).decode(ProjectBody.self).id
+            }
+            func key(_ org: UInt64, _ p: UInt64, _ token: String) async throws -> UInt64 {
+                try await h.api.call(.post, "/v1/orgs/\(org)/projects/\(p)/keys", token: token, json: #"{"name":"k"}"#).decode(KeySecretResponse.self).key.id
+            }
+            func mcp(_ org: UInt64, _ token: String) async throws -> UInt64 {
+                try await h.api.call(.post, "/v1/orgs/\(org)/mcp-servers", token: token, json: #"{"name":"s","url":"https://mcp.example.test"}"#)
+                    .decode(McpServerBody.self).id
+            }
+            let p1 = try await project(a.org, a.owner.token, "a-1")
+            let k1 = try await key(a.org, a.p, a.owner.token)
+            let m1 = try await mcp(a.org, a.owner.token)
+            for i in 0..<3 {
+                _ = try await project(b.org, b.owner.token, "b-\(i)")
+                _ = try await key(b.org, b.p, b.owner.token)
+                _ = try await mcp(b.org, b.owner.token)
+            }
+            let p2 = try await project(a.org, a.owner.token, "a-2")
+            let k2 = try await key(a.org, a.p, a.owner.token)
+            let m2 = try await mcp(a.org, a.owner.token)
+            #expect(p2 == p1 + 1 && k2 == k1 + 1 && m2 == m1 + 1, "A's ids moved by B's creations: \([p1, p2, k1, k2, m1, m2])")
+            // People span organizations: their ids are random, not counted.
+            let people = try await h.store.users(org: a.org).map(\.id) + h.store.users(org: b.org).map(\.id)
+            let sorted = Set(people).sorted()
+            #expect(zip(sorted, sorted.dropFirst()).allSatisfy { $1 - $0 > 1 }, "person ids look counted: \(sorted)")
+        }
+    }
+
+    @Test("upgrade: an organization's counter starts above every id the installation-wide counter of an earlier release issued")
+    func idsAfterUpgrade() async throws {
+        try await withAdmin { h in
+            // An earlier release counted MCP servers installation-wide and had reached 1,000.
+            _ = try await h.store.redis.send(RedisCommand("SET", Keyspace.sequence("mcp"), "1000"))
+            let a = try await h.world("a")
+            let first = try await h.store.addMCPServer(org: a.org, name: "s", url: "https://mcp.example.test")
+            let second = try await h.store.addMCPServer(org: a.org, name: "t", url: "https://mcp.example.test")
+            #expect(first.id == 1_001 && second.id == 1_002)
+            #expect(try await h.store.redis.send(RedisCommand("GET", Keyspace.sequence("mcp"))).int == 1_000, "the old counter is left as it was")
+        }
+    }
+
     @Test("CHECKs, settles and releases of one organization touch no counter of another")
     func checksStayHome() async throws {
         try await withAdmin { h in
