@@ -21,7 +21,9 @@ echo "== the Owner creates Production and Sandbox"
 
 echo "== invites Ben and adds him to Production as a Project Member"
 ben=$("$ctl" member invite ben@fastrouter.ai --name Ben --json)
-ben_token=$(json "['token']" <<<"$ben")
+# Ben is new: he accepts with the invitation's token alone and gets his own token.
+accepted=$(BURSAR_TOKEN= "$ctl" invitation accept "$(json "['accept_token']" <<<"$ben")" --json)
+ben_token=$(json "['token']" <<<"$accepted")
 "$ctl" project member add Production ben@fastrouter.ai --role member
 "$ctl" project member list Production
 

@@ -181,12 +181,59 @@ public struct InviteRequest: Codable, Sendable, Hashable {
     }
 }
 
-/// The answer to an invitation.
+/// A pending invitation: nobody joins until the invited person accepts it.
+public struct InvitationBody: Codable, Sendable, Hashable {
+    /// Counted per organization.
+    public var id: UInt64
+    public var email: String
+    /// What the organization will call them; absent: their own name.
+    public var name: String?
+    /// `owner` or `member`.
+    public var role: String
+    public var createdAtMs: Int64
+    public var expiresAtMs: Int64
+    public init(id: UInt64, email: String, name: String?, role: String, createdAtMs: Int64, expiresAtMs: Int64) {
+        self.id = id
+        self.email = email
+        self.name = name
+        self.role = role
+        self.createdAtMs = createdAtMs
+        self.expiresAtMs = expiresAtMs
+    }
+}
+
+/// The answer to an invitation: the same whether or not anyone has the address. The token is
+/// for the invited person (`POST /v1/invitations/accept`), shown once.
 public struct InviteResponse: Codable, Sendable, Hashable {
+    public var invitation: InvitationBody
+    public var acceptToken: String
+    public init(invitation: InvitationBody, acceptToken: String) {
+        self.invitation = invitation
+        self.acceptToken = acceptToken
+    }
+}
+
+/// `GET /v1/orgs/{org}/invitations`.
+public struct InvitationListResponse: Codable, Sendable, Hashable {
+    public var invitations: [InvitationBody]
+    public init(invitations: [InvitationBody]) { self.invitations = invitations }
+}
+
+/// `POST /v1/invitations/accept`.
+public struct AcceptInvitationRequest: Codable, Sendable, Hashable {
+    /// The acceptance token the invitation answered with (`inv-br-…`).
+    public var token: String
+    public init(token: String) { self.token = token }
+}
+
+/// The answer to an accepted invitation.
+public struct AcceptInvitationResponse: Codable, Sendable, Hashable {
+    public var organization: OrgBody
     public var member: MemberBody
-    /// The new user's personal access token, when the invitation created the user.
+    /// The new person's personal access token, when accepting made them (shown once).
     public var token: String?
-    public init(member: MemberBody, token: String?) {
+    public init(organization: OrgBody, member: MemberBody, token: String?) {
+        self.organization = organization
         self.member = member
         self.token = token
     }

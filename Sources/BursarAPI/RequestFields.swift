@@ -90,6 +90,10 @@ extension InviteRequest: APIRequestBody {
     public static let wireFields = WireFields(["email", "name", "role"])
 }
 
+extension AcceptInvitationRequest: APIRequestBody {
+    public static let wireFields = WireFields(["token"])
+}
+
 extension MemberRoleRequest: APIRequestBody {
     public static let wireFields = WireFields(["role"])
 }

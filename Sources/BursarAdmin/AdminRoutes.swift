@@ -26,6 +26,11 @@ public enum AdminRoutes {
             return try await created(s.rotateToken(caller, presented: bearer(req) ?? "", decode(req, ctx)))
         }
         v1.delete("me/token") { req, _ in try await noContent(s.revokeToken(actor(req, s))) }
+        // Accepting an invitation: signed in as the invited person, or with no token as someone new.
+        v1.post("invitations/accept") { req, ctx in
+            let caller: Actor? = req.headers[.authorization] == nil ? nil : try await actor(req, s)
+            return try await created(s.acceptInvitation(caller, decode(req, ctx)))
+        }
         v1.post("console-links") { req, _ in try await created(s.consoleLink(actor(req, s), ttlSeconds: AdminService.consoleLinkTTLSeconds)) }
 
         // Gateway credentials (operator)
@@ -52,6 +57,8 @@ public enum AdminRoutes {
         // Organization members
         org.get("members") { req, ctx in try await ok(s.listMembers(actor(req, s), id(ctx, "org"))) }
         org.post("members") { req, ctx in try await created(s.invite(actor(req, s), id(ctx, "org"), decode(req, ctx))) }
+        org.get("invitations") { req, ctx in try await ok(s.listInvitations(actor(req, s), id(ctx, "org"))) }
+        org.delete("invitations/:id") { req, ctx in try await noContent(s.revokeInvitation(actor(req, s), id(ctx, "org"), id(ctx, "id"))) }
         org.patch("members/:user") { req, ctx in try await ok(s.setMemberRole(actor(req, s), id(ctx, "org"), id(ctx, "user"), decode(req, ctx))) }
         org.delete("members/:user") { req, ctx in try await noContent(s.removeMember(actor(req, s), id(ctx, "org"), id(ctx, "user"))) }
 

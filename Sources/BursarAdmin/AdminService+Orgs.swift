@@ -130,8 +130,39 @@ extension AdminService {
         try await audited(actor, org: org, "member.invite", "email:\(r.email)", mutation: true) {
             try await requireOrg(actor, org, .manageOrganizationMembers)
             let role = try parse(OrgRole.self, r.role ?? "member", "role")
-            let (user, token) = try await store.addMember(org: org, email: r.email, name: r.name, role: role)
-            return InviteResponse(member: MemberBody(user), token: token)
+            let (invitation, token) = try await store.createInvitation(org: org, email: r.email, name: r.name, role: role, by: actor.userID)
+            return InviteResponse(invitation: InvitationBody(invitation), acceptToken: token)
+        }
+    }
+
+    /// The organization's pending invitations.
+    public func listInvitations(_ actor: Actor, _ org: UInt64) async throws -> InvitationListResponse {
+        try await audited(actor, org: org, "invitation.list", "org:\(org)", mutation: false) {
+            try await requireOrg(actor, org, .manageOrganizationMembers)
+            return InvitationListResponse(invitations: try await store.invitations(org: org).map(InvitationBody.init))
+        }
+    }
+
+    /// Withdraws a pending invitation.
+    public func revokeInvitation(_ actor: Actor, _ org: UInt64, _ id: UInt64) async throws {
+        try await audited(actor, org: org, "invitation.revoke", "invitation:\(id)", mutation: true) {
+            try await requireOrg(actor, org, .manageOrganizationMembers)
+            try await store.revokeInvitation(org: org, id)
+        }
+    }
+
+    /// Accepts an invitation: signed in (`actor`, whose address must be the invited one) or as
+    /// someone new (nil). Recorded in the organization's log as the new member's own action.
+    public func acceptInvitation(_ actor: Actor?, _ r: AcceptInvitationRequest) async throws -> AcceptInvitationResponse {
+        if let actor, actor.userID == nil { throw APIError(.forbidden, "the operator does not accept invitations") }
+        do {
+            let (member, token) = try await store.acceptInvitation(token: r.token, as: actor?.userID)
+            await invalidate(.org(member.orgID))
+            await record(member.orgID, Actor(.user(member.id)), "invitation.accept", "user:\(member.id)", "ok")
+            guard let org = try await store.organization(member.orgID) else { throw APIError.notFound("organization \(member.orgID)") }
+            return AcceptInvitationResponse(organization: OrgBody(org, role: member.role), member: MemberBody(member), token: token)
+        } catch {
+            throw APIError.from(error)
         }
     }
 

@@ -57,3 +57,9 @@ extension Caps {
     /// A key's limits, as compared with the caps above it.
     init(key l: KeyLimits) { self.init(models: l.models, rpm: l.rpm, tpm: l.tpm, spend: l.budget) }
 }
+
+extension InvitationBody {
+    init(_ i: Invitation) {
+        self.init(id: i.id, email: i.email, name: i.name, role: i.role.rawValue, createdAtMs: i.createdAtMs, expiresAtMs: i.expiresAtMs)
+    }
+}

@@ -59,6 +59,8 @@ public struct Console: Sendable {
         c.post("sign-in") { req, _ in await self.signIn(req) }
         c.post("sign-out") { req, _ in await self.signOut(req) }
         c.get("link/:code") { _, ctx in await self.linkPage(ctx.parameters.get("code") ?? "") }
+        c.get("invitation") { req, _ in await self.acceptPage(req) }
+        c.post("invitation") { req, _ in await self.accept(req) }
         c.post("link/:code") { req, ctx in await self.useLink(req, ctx.parameters.get("code") ?? "") }
 
         let o = c.group("o/:org")
@@ -267,10 +269,17 @@ public struct Console: Sendable {
         if status == .ok, (try? await signedIn(req)) != nil {
             return Self.redirect(Self.safeLocal(req.uri.queryParameters.get("next")) ?? "/console")
         }
+        return signedOutForm("sign-in", title: "Sign in", ["next": Self.safeLocal(req.uri.queryParameters.get("next")) ?? ""], status: status, error: error)
+    }
+
+    /// A page with a form for someone not signed in (sign-in, accepting an invitation): its
+    /// anti-forgery token goes in a cookie of its own, checked when the form comes back.
+    func signedOutForm(_ name: String, title: String, _ extra: [String: Any], status: HTTPResponse.Status, error: String?) -> Response {
         let csrf = MetadataStore.newSecret(prefix: "")
-        var ctx: [String: Any] = ["csrf": csrf, "next": Self.safeLocal(req.uri.queryParameters.get("next")) ?? ""]
+        var ctx = extra
+        ctx["csrf"] = csrf
         if let error { ctx["error"] = error }
-        var response = views.page("sign-in", title: "Sign in", ctx, chrome: nil, status: status)
+        var response = views.page(name, title: title, ctx, chrome: nil, status: status)
         response.setCookie(cookie(Self.signInCookie, csrf, maxAge: 3600))
         return response
     }
@@ -340,6 +349,58 @@ public struct Console: Sendable {
             guard let user = try await service.store.consumeConsoleLink(code: code) else { return linkGone() }
             await service.recordConsoleSignIn(Actor(.user(user)), via: "link")
             return try await startSession(user: user, next: nil)
+        } catch {
+            return failure(error, chrome: nil)
+        }
+    }
+
+    // MARK: Accepting an invitation
+
+    func acceptPage(_ req: Request, status: HTTPResponse.Status = .ok, error: String? = nil) async -> Response {
+        signedOutForm("accept", title: "Accept an invitation", [:], status: status, error: error)
+    }
+
+    /// Accepts with the acceptance token: as the person whose personal access token comes with
+    /// it, else as someone new (whose token is shown once). Either way a session starts.
+    func accept(_ req: Request) async -> Response {
+        do {
+            let form = try await Form.read(req)
+            guard let expected = req.cookies[Self.signInCookie]?.value, Self.sameToken(form["_csrf"], expected) else {
+                return csrfRefusal(chrome: nil)
+            }
+            let invitation = (form["invitation"] ?? "").trimmingCharacters(in: .whitespacesAndNewlines)
+            let token = (form["token"] ?? "").trimmingCharacters(in: .whitespacesAndNewlines)
+            var actor: Actor?
+            if !token.isEmpty {
+                do {
+                    actor = try await service.authenticate(bearer: token)
+                } catch let e as APIError where e.code == .unauthenticated {
+                    return await acceptPage(req, status: .unauthorized, error: "That personal access token is not valid.")
+                }
+            }
+            let accepted: AcceptInvitationResponse
+            do {
+                accepted = try await service.acceptInvitation(actor, AcceptInvitationRequest(token: invitation))
+            } catch let e as APIError where e.code == .unauthenticated || e.code == .notFound || e.code == .forbidden || e.code == .conflict {
+                let message = switch e.code {
+                case .unauthenticated: "This invitation is for someone who already uses bursar: add your personal access token."
+                case .conflict: "You are already a member of that organization."
+                default: "This invitation was already used, withdrawn or has expired, or it is for someone else."
+                }
+                return await acceptPage(req, status: .init(code: e.code.status), error: message)
+            }
+            let user = accepted.member.userId
+            guard let secret = accepted.token else {
+                return try await startSession(user: user, next: "/console/o/\(accepted.organization.id)")
+            }
+            let (value, _) = try await service.store.createConsoleSession(user: user, ttlSeconds: configuration.sessionTTLSeconds)
+            var response = views.page(
+                "accepted", title: "Welcome",
+                ["orgId": String(accepted.organization.id), "orgName": accepted.organization.name, "email": accepted.member.email, "secret": secret],
+                chrome: nil, status: .created)
+            response.setCookie(cookie(Self.sessionCookie, value, maxAge: configuration.sessionTTLSeconds))
+            response.setCookie(cookie(Self.signInCookie, "", maxAge: 0))
+            return response
         } catch {
             return failure(error, chrome: nil)
         }

@@ -12,6 +12,7 @@ extension Console {
         // The service refuses a Member here (forbidden) before anything is read.
         let members = try await service.listMembers(a, org).members
         let owners = members.filter { $0.role == "owner" }.count
+        let invitations = try await service.listInvitations(a, org).invitations
         let billing = try await service.billing(a, org)
         let now = try await service.store.redisTimeMs()
         let projects = try await service.listProjects(a, org).projects
@@ -32,6 +33,10 @@ extension Console {
                     "me": m.userId == signed.userID,
                 ] as [String: Any]
             },
+            "invitations": invitations.map { i in
+                ["id": String(i.id), "email": i.email, "name": i.name as Any, "role": i.role == "owner" ? "Owner" : "Member", "expires": Units.isoTime(i.expiresAtMs)] as [String: Any]
+            },
+            "hasInvitations": !invitations.isEmpty,
             "credits": Units.dollars(billing.creditsNusd), "metered": billing.metered,
             "spendByProject": billing.projects.map { s in
                 ["name": s.name, "id": String(s.projectId), "budget": Fmt.budget(spent: s.spendNusd, of: s.monthlyBudgetNusd)] as [String: Any]
@@ -64,9 +69,14 @@ extension Console {
         case ("members", nil):
             let r = InviteRequest(email: try Fmt.required(form, "email", "E-mail"), name: form.text("name"), role: form.text("role") ?? "member")
             let invited = try await service.invite(a, org, r)
-            var ctx: [String: Any] = ["orgId": String(org), "email": invited.member.email, "role": invited.member.role]
-            if let token = invited.token { ctx["secret"] = token }
-            return views.page("invited", title: "Member invited", ctx, chrome: Chrome(signed, org: org), status: .created)
+            let ctx: [String: Any] = [
+                "orgId": String(org), "email": invited.invitation.email, "role": invited.invitation.role == "owner" ? "an Owner" : "a Member",
+                "secret": invited.acceptToken, "expires": Units.isoTime(invited.invitation.expiresAtMs),
+            ]
+            return views.page("invited", title: "Invitation sent", ctx, chrome: Chrome(signed, org: org), status: .created)
+        case ("invitations", "revoke"):
+            try await service.revokeInvitation(a, org, try id(target!.item))
+            return Self.redirect("/console/o/\(org)/organization#manage_organization_members")
         case ("members", "role"):
             _ = try await service.setMemberRole(a, org, try id(target!.item), MemberRoleRequest(role: try Fmt.required(form, "role", "Role")))
         case ("members", "remove"):

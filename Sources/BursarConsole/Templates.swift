@@ -8,6 +8,7 @@ enum Templates {
         ("layout", layout), ("budget", budget), ("csrf", csrf), ("secret", secret), ("key-table", keyTable), ("key-rows", keyRows),
         ("sign-in", signIn), ("link", link), ("error", error), ("overview", overview), ("project", project),
         ("key-new", keyNew), ("key-created", keyCreated), ("organization", organization), ("invited", invited), ("audit", audit),
+        ("accept", accept), ("accepted", accepted),
     ]
 
     static let layout = #"""
@@ -144,6 +145,41 @@ enum Templates {
           <input type="hidden" name="_csrf" value="{{csrf}}">
           <button type="submit" class="btn btn-primary btn-block">Continue</button>
         </form>
+      </div>
+    </div>
+    """#
+
+    static let accept = #"""
+    <div class="auth">
+      <div class="auth-card panel">
+        <p class="brand brand-lg"><span class="logo" aria-hidden="true">b</span>bursar</p>
+        <h1>Accept an invitation</h1>
+        <p class="muted">Paste the acceptance token you were given. New to bursar? That is all: you get your own personal access token. Already use bursar? Add your personal access token too, so the invitation joins your account.</p>
+        {{#error}}<div class="alert alert-error" role="alert" data-testid="form-error">{{error}}</div>{{/error}}
+        <form id="accept" method="post" action="/console/invitation" class="form">
+          <input type="hidden" name="_csrf" value="{{csrf}}">
+          <div class="field">
+            <label for="invitation">Acceptance token</label>
+            <input id="invitation" name="invitation" type="password" autocomplete="off" required autofocus spellcheck="false">
+          </div>
+          <div class="field">
+            <label for="token">Your personal access token (if you already use bursar)</label>
+            <input id="token" name="token" type="password" autocomplete="current-password" spellcheck="false">
+          </div>
+          <button type="submit" class="btn btn-primary btn-block">Accept</button>
+        </form>
+      </div>
+    </div>
+    """#
+
+    static let accepted = #"""
+    <div class="narrow">
+      <div class="panel success-panel">
+        <p class="eyebrow">Welcome to {{orgName}}</p>
+        <h1>{{email}}</h1>
+        <p>Your personal access token, <strong>shown only this once</strong>: store it now. You sign in with it, and <code>bursarctl</code> uses it (<code>BURSAR_TOKEN</code>).</p>
+        {{>secret}}
+        <a class="btn btn-primary" href="/console/o/{{orgId}}">Continue</a>
       </div>
     </div>
     """#
@@ -437,13 +473,10 @@ enum Templates {
     static let invited = #"""
     <div class="narrow">
       <div class="panel success-panel">
-        <p class="eyebrow">Member invited</p>
+        <p class="eyebrow">Invitation sent</p>
         <h1>{{email}}</h1>
-        {{#secret}}
-        <p>Their personal access token, <strong>shown only this once</strong>. Hand it over privately; they sign in with it.</p>
+        <p>They join as {{role}} when they accept. Their acceptance token, <strong>shown only this once</strong> and valid until {{expires}}: hand it over privately. They open <code>/console/invitation</code> and paste it (or run <code>bursarctl invitation accept</code>).</p>
         {{>secret}}
-        {{/secret}}
-        {{^secret}}<p>They already have a bursar account and can sign in with their token.</p>{{/secret}}
         <a class="btn" href="/console/o/{{orgId}}/organization#manage_organization_members">Done</a>
       </div>
     </div>
@@ -482,6 +515,29 @@ enum Templates {
           </tbody>
         </table>
       </div>
+      {{#hasInvitations}}
+      <h3 id="inv-h">Pending invitations</h3>
+      <div class="table-wrap">
+        <table id="org-invitations" class="cards-sm" aria-labelledby="inv-h">
+          <thead><tr><th scope="col">Invited</th><th scope="col">Role</th><th scope="col">Expires</th><th scope="col"><span class="sr-only">Actions</span></th></tr></thead>
+          <tbody>
+          {{#invitations}}
+          <tr data-invitation-id="{{id}}">
+            <td><div class="strong">{{email}}</div>{{#name}}<div class="muted">{{name}}</div>{{/name}}</td>
+            <td><span class="badge">{{role}}</span></td>
+            <td>{{expires}}</td>
+            <td class="row-actions">
+              <form method="post" action="/console/o/{{orgId}}/organization/invitations/{{id}}/revoke" class="inline">
+                {{>csrf}}
+                <button type="submit" class="btn btn-danger-ghost btn-sm" aria-label="Withdraw the invitation of {{email}}">Withdraw</button>
+              </form>
+            </td>
+          </tr>
+          {{/invitations}}
+          </tbody>
+        </table>
+      </div>
+      {{/hasInvitations}}
       <form id="invite" method="post" action="/console/o/{{orgId}}/organization/members" class="form form-inline-grid">
         {{>csrf}}
         <div class="field"><label for="inv-email">E-mail</label><input id="inv-email" name="email" type="email" required placeholder="teammate@company.com"></div>

@@ -96,6 +96,12 @@ public enum Keyspace {
     /// A prompt's versions, oldest first (list; version n is element n-1).
     public static func prompt(_ org: UInt64, _ name: String) -> String { self.org(org) + "prompt:\(name)" }
     /// The organization's audit log (a stream).
+    /// A pending invitation to the organization (a hash; expires with the invitation).
+    public static func invitation(_ org: UInt64, _ id: UInt64) -> String { self.org(org) + "inv:\(id)" }
+    /// The organization's pending invitation ids (a set).
+    public static func invitations(_ org: UInt64) -> String { self.org(org) + "invs" }
+    /// An invitation's one-time acceptance token, by its SHA-256: "org:id" (global; expires).
+    public static func invitationToken(_ hex: String) -> String { "br:invtok:\(hex)" }
     public static func audit(_ org: UInt64) -> String { self.org(org) + "audit" }
     /// The org's undelivered admissions (a set): each admission a CHECK script made is a member
     /// (its reservation sequence, decimal, which holds the epoch of the bursard that sent it),

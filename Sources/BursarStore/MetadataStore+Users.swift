@@ -188,13 +188,24 @@ extension MetadataStore {
     public func addMember(org: UInt64, email: String, name: String?, role: OrgRole) async throws -> (User, token: String?) {
         guard try await organization(org) != nil else { throw StoreError.notFound("organization \(org)") }
         let (person, token) = try await findOrCreatePerson(email: email, name: name)
+        return try await join(org: org, person: person, role: role, name: name, token: token)
+    }
+
+    /// Makes `person` a member of `org` with `role`; `name` is what this organization calls them
+    /// (nil: their own name). Returns the member and a token when one was issued: `token` (the
+    /// person was just made), or a new one when theirs was revoked (they had left their last
+    /// organization).
+    func join(org: UInt64, person: Person, role: OrgRole, name: String?, token: String?) async throws -> (User, token: String?) {
         if try await orgRole(org: org, person.id) != nil {
             throw StoreError.conflict("\(person.email) is already a member of organization \(org)")
         }
+        var fields = ["HSET", Keyspace.user(org, person.id), "role", role.rawValue]
+        if let name { fields += ["name", name] }
         var commands = [
-            RedisCommand("HSET", Keyspace.user(org, person.id), "role", role.rawValue),
+            RedisCommand(fields),
             RedisCommand("SADD", Keyspace.users(org), String(person.id)),
         ]
+        if name == nil { commands.insert(RedisCommand("HDEL", Keyspace.user(org, person.id), "name"), at: 0) }
         if role == .owner { commands.append(RedisCommand("SADD", Keyspace.owners(org), String(person.id))) }
         // Keys they held before an earlier removal work again, as their role now allows.
         try await transaction(commands, org: org, recompile: .user(person.id))
@@ -204,7 +215,7 @@ extension MetadataStore {
         if issued == nil, try await currentTokenDigest(user: person.id).isEmpty {
             issued = try await rotateToken(user: person.id).token
         }
-        return (User(id: person.id, orgID: org, email: person.email, name: person.name, role: role), issued)
+        return (User(id: person.id, orgID: org, email: person.email, name: name ?? person.name, role: role), issued)
     }
 
     /// Adds a user to an organization (created if their e-mail is new). For tests and embedding;
@@ -219,9 +230,12 @@ extension MetadataStore {
     }
 
     /// A user as a member of an organization, or nil.
+    /// Its name is the one this organization gave them (the invitation's), else their own: never
+    /// what another organization calls them.
     public func user(org: UInt64, _ id: UInt64) async throws -> User? {
-        guard let role = try await orgRole(org: org, id), let p = try await person(id) else { return nil }
-        return User(id: id, orgID: org, email: p.email, name: p.name, role: role)
+        let f = try await fields(Keyspace.user(org, id), ["role", "name"])
+        guard let role = f[0].flatMap(OrgRole.init(rawValue:)), let p = try await person(id) else { return nil }
+        return User(id: id, orgID: org, email: p.email, name: f[1] ?? p.name, role: role)
     }
 
     /// Every member of an organization, by id.

@@ -31,7 +31,7 @@ struct Bursarctl: AsyncParsableCommand {
         subcommands: [
             Bootstrap.self, Me.self, TokenCommand.self, ConsoleLink.self, OrgCommand.self, MemberCommand.self, ProjectCommand.self, KeyCommand.self,
             CreditsCommand.self, PriceCommand.self, ByokCommand.self, VirtualModelCommand.self, McpCommand.self, PromptCommand.self,
-            GatewayCredentialCommand.self, Audit.self, Check.self, UsageCommand.self, Top.self,
+            InvitationCommand.self, GatewayCredentialCommand.self, Audit.self, Check.self, UsageCommand.self, Top.self,
         ])
 
     /// Runs the command; our `Failure`s print one line and exit with their status, usage errors

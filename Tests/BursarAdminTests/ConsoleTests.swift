@@ -286,7 +286,7 @@ struct ConsoleTests {
         }
     }
 
-    @Test("an Owner's invite shows the new member's token once, and it signs them in")
+    @Test("an Owner's invite shows the acceptance token once and lists the invitation; the new person accepts it in the console and gets their own token")
     func invite() async throws {
         try await withAdmin { h in
             let w = try await h.world()
@@ -297,13 +297,28 @@ struct ConsoleTests {
                 .post, "/console/o/\(w.org)/organization/members", form: [("_csrf", csrf), ("email", "eve@example.test"), ("role", "member")])
             #expect(page.status == 201)
             #expect(page.page == "invited")
-            let token = try #require(page.html.range(of: "<code id=\"secret\">").map { String(page.html[$0.upperBound...].prefix { $0 != "<" }) })
-            #expect(token.hasPrefix("pat-br-"))
+            let invitation = try #require(page.html.range(of: "<code id=\"secret\">").map { String(page.html[$0.upperBound...].prefix { $0 != "<" }) })
+            #expect(invitation.hasPrefix("inv-br-"))
             #expect(page.html.contains("id=\"copy-secret\""))
-            #expect(!(try await b.get("/console/o/\(w.org)/organization").html.contains(token)))
+            let organization = try await b.get("/console/o/\(w.org)/organization").html
+            #expect(!organization.contains(invitation))
+            #expect(organization.contains("id=\"org-invitations\"") && organization.contains("eve@example.test"), "the invitation is listed")
+            #expect(try await h.store.person(email: "eve@example.test") == nil, "nobody is made until they accept")
+            // Eve accepts in the console: her own token, shown once, and a session.
             var eve = Browser(client: h.api.client)
-            #expect(try await eve.signIn(token).status == 303)
+            let form = try await eve.get("/console/invitation")
+            #expect(form.page == "accept")
+            let accepted = try await eve.request(.post, "/console/invitation", form: [("_csrf", form.csrf ?? ""), ("invitation", invitation), ("token", "")])
+            #expect(accepted.status == 201 && accepted.page == "accepted", "\(accepted.status)")
+            let token = try #require(accepted.html.range(of: "<code id=\"secret\">").map { String(accepted.html[$0.upperBound...].prefix { $0 != "<" }) })
+            #expect(token.hasPrefix("pat-br-"))
             #expect(try await eve.get("/console/o/\(w.org)").page == "overview")
+            var again = Browser(client: h.api.client)
+            #expect(try await again.signIn(token).status == 303)
+            // Used: a second acceptance is refused on the page.
+            let reused = try await again.get("/console/invitation")
+            let refused = try await again.request(.post, "/console/invitation", form: [("_csrf", reused.csrf ?? ""), ("invitation", invitation), ("token", "")])
+            #expect(refused.status == 404 && refused.html.contains("already used"), "\(refused.status)")
         }
     }
 

@@ -10,11 +10,12 @@ import Testing
 @Suite("Organizations are isolated: nothing of one is visible to or changeable by anyone of another")
 struct IsolationTests {
     /// A valid body for each templated write, so that authorization (not body validation) decides.
-    static func body(_ method: String, _ template: String, user: UInt64) -> String? {
+    static func body(_ method: String, _ template: String, user: UInt64, acceptToken: String = "") -> String? {
         switch (method, template) {
         case ("POST", "/v1/bootstrap"): return #"{"org":"x","owner_email":"boot@x.test"}"#
         case ("POST", "/v1/orgs"): return #"{"name":"x","owner_email":"new@x.test"}"#
         case ("POST", "/v1/orgs/{org}/members"): return #"{"email":"victim@x.test"}"#
+        case ("POST", "/v1/invitations/accept"): return #"{"token":"\#(acceptToken)"}"#
         case ("PATCH", "/v1/orgs/{org}/members/{user}"): return #"{"role":"member"}"#
         case ("POST", "/v1/orgs/{org}/projects"): return #"{"name":"x"}"#
         case ("PATCH", "/v1/orgs/{org}/projects/{project}"): return #"{"rpm":5}"#
@@ -71,6 +72,8 @@ struct IsolationTests {
             let mcp = try await h.store.addMCPServer(org: a.org, name: "search", url: "https://mcp.a.test")
             try await h.store.setVirtualModel(org: a.org, name: "fast", targets: ["m"])
             try await h.store.addPromptVersion(org: a.org, name: "greeting", text: "hi", by: a.owner.id, create: true)
+            // A pending invitation of A's: B's people can neither see, withdraw nor accept it.
+            let invitation = try await h.store.createInvitation(org: a.org, email: "invitee-\(a.org)@x.test", name: nil, role: .member, by: nil)
             let before = try await Self.snapshot(h, org: a.org)
 
             // A gateway credential serving A: operator business, out of reach of B's people.
@@ -88,12 +91,12 @@ struct IsolationTests {
                     let path = template
                         .replacingOccurrences(of: "{org}", with: "\(a.org)").replacingOccurrences(of: "{project}", with: "\(a.p)")
                         .replacingOccurrences(of: "{key}", with: "\(a.tessKey)").replacingOccurrences(of: "{user}", with: "\(a.member.id)")
-                        .replacingOccurrences(of: "{id}", with: template.contains("byok") ? "\(byok.id)" : "\(mcp.id)")
+                        .replacingOccurrences(of: "{id}", with: template.contains("byok") ? "\(byok.id)" : template.contains("invitations") ? "\(invitation.0.id)" : "\(mcp.id)")
                         .replacingOccurrences(of: "{name}", with: template.contains("virtual") ? "fast" : "greeting")
                         .replacingOccurrences(of: "{credential}", with: gateway.id)
                     let r = try await h.api.call(
                         HTTPRequest.Method(rawValue: method)!, path, token: b.token(standing),
-                        json: Self.body(method, template, user: a.spare))
+                        json: Self.body(method, template, user: a.spare, acceptToken: invitation.token))
                     called += 1
                     let context = "\(method) \(path) as org B's \(standing.rawValue): \(r)"
                     switch (method, template) {
@@ -115,6 +118,7 @@ struct IsolationTests {
             #expect(called == AdminHarness.document.operations.count * Standing.allCases.count)
             #expect(try await Self.snapshot(h, org: a.org) == before, "org A changed")
             #expect(try await h.store.gatewayCredentials().map(\.id) == [gateway.id], "the gateway credential serving A changed")
+            #expect(try await h.store.invitations(org: a.org).map(\.id) == [invitation.0.id], "A's pending invitation changed")
             // B's resources are untouched too, apart from what B legitimately did in B: nothing here.
             #expect(try await h.store.providerKeys(org: b.org).isEmpty)
         }

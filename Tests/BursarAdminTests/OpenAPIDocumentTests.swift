@@ -57,6 +57,9 @@ struct DocumentedRoute: Sendable, CustomTestStringConvertible {
         DocumentedRoute("POST", "/v1/orgs/{org}/activate", nil, 200, "OrgBody", "operator only"),
         DocumentedRoute("GET", "/v1/orgs/{org}/members", nil, 200, "MemberListResponse", "manage_organization_members"),
         DocumentedRoute("POST", "/v1/orgs/{org}/members", "InviteRequest", 201, "InviteResponse", "manage_organization_members"),
+        DocumentedRoute("GET", "/v1/orgs/{org}/invitations", nil, 200, "InvitationListResponse", "manage_organization_members"),
+        DocumentedRoute("DELETE", "/v1/orgs/{org}/invitations/{id}", nil, 204, nil, "manage_organization_members"),
+        DocumentedRoute("POST", "/v1/invitations/accept", "AcceptInvitationRequest", 201, "AcceptInvitationResponse", "the invited person"),
         DocumentedRoute("PATCH", "/v1/orgs/{org}/members/{user}", "MemberRoleRequest", 200, "MemberBody", "manage_organization_members"),
         DocumentedRoute("DELETE", "/v1/orgs/{org}/members/{user}", nil, 204, nil, "manage_organization_members"),
         DocumentedRoute("GET", "/v1/orgs/{org}/projects", nil, 200, "ProjectListResponse", "view_project"),
@@ -194,7 +197,18 @@ enum BodySamples {
                    minimal: RotatedTokenResponse(token: "op-br-xyz")),
         BodySample("MemberBody", member),
         BodySample("InviteRequest", full: InviteRequest(email: "bob@acme.test", name: "Bob", role: "member"), minimal: InviteRequest(email: "bob@acme.test")),
-        BodySample("InviteResponse", full: InviteResponse(member: member, token: "pat-br-ghi"), minimal: InviteResponse(member: member, token: nil)),
+        BodySample("InvitationBody",
+                   full: InvitationBody(id: 3, email: "bob@acme.test", name: "Bob", role: "member", createdAtMs: 1_780_000_000_000, expiresAtMs: 1_780_604_800_000),
+                   minimal: InvitationBody(id: 3, email: "bob@acme.test", name: nil, role: "owner", createdAtMs: 1_780_000_000_000, expiresAtMs: 1_780_604_800_000)),
+        BodySample("InviteResponse", InviteResponse(
+            invitation: InvitationBody(id: 3, email: "bob@acme.test", name: nil, role: "member", createdAtMs: 1_780_000_000_000, expiresAtMs: 1_780_604_800_000),
+            acceptToken: "inv-br-abc")),
+        BodySample("InvitationListResponse", full: InvitationListResponse(invitations: [
+            InvitationBody(id: 3, email: "bob@acme.test", name: nil, role: "member", createdAtMs: 1_780_000_000_000, expiresAtMs: 1_780_604_800_000),
+        ]), minimal: InvitationListResponse(invitations: [])),
+        BodySample("AcceptInvitationRequest", AcceptInvitationRequest(token: "inv-br-abc")),
+        BodySample("AcceptInvitationResponse", full: AcceptInvitationResponse(organization: org, member: member, token: "pat-br-ghi"),
+                   minimal: AcceptInvitationResponse(organization: org, member: member, token: nil)),
         BodySample("MemberRoleRequest", MemberRoleRequest(role: "member")),
         BodySample("MemberListResponse", full: MemberListResponse(members: [member]), minimal: MemberListResponse(members: [])),
         // Projects
@@ -375,7 +389,7 @@ struct OpenAPIDocumentTests {
     func coversTheRouteTable() {
         let documented = Set(doc.operations.map { "\($0.method) \($0.template)" })
         let expected = Set(DocumentedRoute.table.map { "\($0.method) \($0.template)" })
-        #expect(DocumentedRoute.table.count == 62)
+        #expect(DocumentedRoute.table.count == 65)
         #expect(doc.operations.count == documented.count, "an operation is listed twice")
         #expect(expected.subtracting(documented).sorted() == [], "in routes.md but not in the document")
         #expect(documented.subtracting(expected).sorted() == [], "in the document but not in routes.md")
@@ -460,7 +474,13 @@ struct OpenAPIDocumentTests {
         #expect(doc.root["security"] == .array([.object(["bearerAuth": .array([])])]))
         for (method, template) in doc.operations {
             let security = doc.operation(method: method, template: template)?["security"]
-            #expect(security == (template == "/v1/bootstrap" ? .array([]) : nil), "\(method) \(template)")
+            // Accepting an invitation works with a token (someone with an account) or without (someone new).
+            let expected: JSONValue? = switch template {
+            case "/v1/bootstrap": .array([])
+            case "/v1/invitations/accept": .array([.object([:]), .object(["bearerAuth": .array([])])])
+            default: nil
+            }
+            #expect(security == expected, "\(method) \(template)")
         }
     }
 
@@ -538,6 +558,7 @@ struct OpenAPIDocumentTests {
             "KeyBody.status": ["active", "revoked"],
             "KeyBody.period": periods, "CreateKeyRequest.period": periods, "UpdateKeyRequest.period": periods, "KeySpendBody.period": periods, "SpendUsageBody.period": periods,
             "MeResponse.kind": ["operator", "user"], "TokenInfoResponse.kind": ["operator", "user"],
+            "InvitationBody.role": ["owner", "member"],
             "ErrorDetail.code": APIErrorCode.allCases.map(\.rawValue),
         ]
         #expect(periods == ["daily", "weekly", "monthly", "lifetime"])

@@ -150,7 +150,8 @@ struct PermissionMatrixTests {
             return Probe(reply: r, effect: try await s.credits(w.org) == 5_000_000_000, read: false)
         case .manageOrganizationMembers:
             let r = try await h.api.call(.post, "\(o)/members", token: t, json: #"{"email":"newbie-\#(w.org)@example.test","role":"member"}"#)
-            return Probe(reply: r, effect: try await s.users(org: w.org).contains { $0.email == "newbie-\(w.org)@example.test" }, read: false)
+            // An invitation, pending until the person accepts.
+            return Probe(reply: r, effect: try await s.invitations(org: w.org).contains { $0.email == "newbie-\(w.org)@example.test" }, read: false)
         case .externalKeysBYOK:
             let r = try await h.api.call(.post, "\(o)/byok", token: t, json: #"{"provider":"openai","name":"prod","secret":"sk-provider-secret-1234"}"#)
             return Probe(reply: r, effect: !(try await s.providerKeys(org: w.org)).isEmpty, read: false)

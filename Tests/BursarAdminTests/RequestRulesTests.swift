@@ -80,6 +80,7 @@ struct RequestRulesTests {
         let bodies: [(String, WireFields)] = [
             ("BootstrapRequest", BootstrapRequest.wireFields), ("CreateOrgRequest", CreateOrgRequest.wireFields),
             ("CreateGatewayCredentialRequest", CreateGatewayCredentialRequest.wireFields),
+            ("AcceptInvitationRequest", AcceptInvitationRequest.wireFields),
             ("InviteRequest", InviteRequest.wireFields), ("MemberRoleRequest", MemberRoleRequest.wireFields),
             ("CreateProjectRequest", CreateProjectRequest.wireFields), ("UpdateProjectRequest", UpdateProjectRequest.wireFields),
             ("GrantBody", GrantBody.wireFields), ("AddProjectMemberRequest", AddProjectMemberRequest.wireFields),

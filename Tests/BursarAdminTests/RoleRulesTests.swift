@@ -104,7 +104,10 @@ struct RoleRulesTests {
             #expect(try promote.decode(MemberBody.self).role == "owner")
             let invite = try await h.api.call(.post, "\(o)/members", token: w.owner.token, json: #"{"email":"third-\#(w.org)@example.test","role":"owner"}"#)
             #expect(invite.status == 201)
-            #expect(try invite.decode(InviteResponse.self).token?.hasPrefix("pat-br-") == true)
+            let accept = try invite.decode(InviteResponse.self).acceptToken
+            let joined = try await h.api.call(.post, "/v1/invitations/accept", token: nil, body: AcceptInvitationRequest(token: accept))
+            #expect(joined.status == 201, "\(joined)")
+            #expect(try joined.decode(AcceptInvitationResponse.self).token?.hasPrefix("pat-br-") == true)
             #expect(try await h.api.call(.patch, "\(o)/members/\(w.owner.id)", token: w.owner.token, json: #"{"role":"member"}"#).status == 200)
             // With two Owners left, one can be removed; the last cannot.
             let third = try #require(try await h.store.person(email: "third-\(w.org)@example.test")).id
@@ -149,7 +152,11 @@ struct RoleRulesTests {
             #expect(try await h.api.call(.post, "/v1/orgs", token: b.ownerToken, json: #"{"name":"Evil","owner_email":"e@e.e"}"#).status == 403)
             // A user may belong to several organizations: ada joins Globex with her one token.
             let hank = try #require(globex.ownerToken)
-            #expect(try await h.api.call(.post, "/v1/orgs/\(globex.organization.id)/members", token: hank, json: #"{"email":"ada@fastrouter.ai","role":"member"}"#).status == 201)
+            let invited = try await h.api.call(.post, "/v1/orgs/\(globex.organization.id)/members", token: hank, json: #"{"email":"ada@fastrouter.ai","role":"member"}"#)
+            #expect(invited.status == 201)
+            let accepted = try await h.api.call(
+                .post, "/v1/invitations/accept", token: b.ownerToken, body: AcceptInvitationRequest(token: try invited.decode(InviteResponse.self).acceptToken))
+            #expect(accepted.status == 201, "\(accepted)")
             let me = try await h.api.get("/v1/me", b.ownerToken).decode(MeResponse.self)
             #expect(Set(me.organizations.map(\.id)) == [b.organization.id, globex.organization.id])
             #expect(Set(me.organizations.map { $0.role ?? "" }) == ["owner", "member"])

@@ -99,7 +99,11 @@ struct TokenLifecycleTests {
             // Invited back: a new token (the old one stays dead).
             let back = try await h.api.call(.post, "/v1/orgs/\(a.org)/members", token: a.owner.token, json: #"{"email":"\#(email)"}"#)
             #expect(back.status == 201, "\(back)")
-            let token = try #require(try back.decode(InviteResponse.self).token)
+            #expect(try await h.api.get("/v1/me", samToken).status == 401, "not back until they accept")
+            let accepted = try await h.api.call(
+                .post, "/v1/invitations/accept", token: nil, body: AcceptInvitationRequest(token: try back.decode(InviteResponse.self).acceptToken))
+            #expect(accepted.status == 201, "\(accepted)")
+            let token = try #require(try accepted.decode(AcceptInvitationResponse.self).token)
             #expect(try await h.api.get("/v1/me", token).status == 200)
             #expect(try await h.api.get("/v1/me", samToken).status == 401)
         }

@@ -185,7 +185,9 @@ def seed_organization() -> Seed:
                               ("member", "ben@fastrouter.ai", "Ben Okafor"),
                               ("outsider", "dan@fastrouter.ai", "Dan Reyes")):
         inv = ctl("member", "invite", email, "--name", name, token=ada_token)
-        users[role] = User(role, email, name, inv["member"]["user_id"], inv["token"], False)
+        # New people accept with the invitation's token alone, and get their own token.
+        joined = ctl("invitation", "accept", inv["accept_token"])
+        users[role] = User(role, email, name, joined["member"]["user_id"], joined["token"], False)
 
     def add(project: str, role: str, project_role: str, *grant: str):
         ctl("project", "member", "add", project, users[role].email, "--role", project_role, *grant,

@@ -32,6 +32,40 @@ def test_organization_sections(console, urls, seed):
         assert forms, f"section[data-action={action}] has no create form"
 
 
+def test_an_invitation_is_accepted_in_the_console_by_someone_new(console, urls, seed):
+    """The Owner invites through the form: the page shows an acceptance token (not a person's
+    token) and the organization page lists the pending invitation; the new person opens
+    /console/invitation in a fresh browser session, pastes it, gets their own token once, and
+    lands in the organization as a member, under the name the Owner gave."""
+    console.sign_in(seed.users["owner"])
+    console.open(urls["organization"])
+    for name, value in (("email", "fay@fastrouter.ai"), ("name", "Fay Lin")):
+        e = console.one(f"form#invite [name={name}]")
+        e.clear()
+        e.send_keys(value)
+    console.submit(console.one(f"form#invite {SUBMIT}"))
+    assert (console.status, console.page) == (201, "invited"), console.describe()
+    invitation = console.one("#secret").text
+    assert invitation.startswith("inv-br-"), invitation
+    console.open(urls["organization"])
+    pending = console.one("table#org-invitations")
+    assert "fay@fastrouter.ai" in pending.text and invitation not in console.driver.page_source, pending.text
+
+    console.sign_out_locally()
+    console.open("/console/invitation")
+    assert (console.status, console.page) == (200, "accept"), console.describe()
+    console.one("form#accept [name=invitation]").send_keys(invitation)
+    console.submit(console.one(f"form#accept {SUBMIT}"))
+    assert (console.status, console.page) == (201, "accepted"), console.describe()
+    token = console.one("#secret").text
+    assert token.startswith("pat-br-"), token
+    me = bursar.ctl("me", token=token)
+    assert [o["id"] for o in me["organizations"]] == [seed.org_id], me
+    members = bursar.ctl("member", "list", token=seed.users["owner"].token)
+    members = members.get("members", members) if isinstance(members, dict) else members
+    assert {"email": "fay@fastrouter.ai", "name": "Fay Lin"}.items() <= next(m for m in members if m["email"] == "fay@fastrouter.ai").items()
+
+
 def test_prices_are_set_by_the_owner_and_shown_on_the_projects_that_use_them(console, urls, seed):
     """The Owner sets a price in the price table; a Project Member sees it on the project that
     may use the model, and not on one that may not; the table is Owners' only."""

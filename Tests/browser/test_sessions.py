@@ -206,6 +206,8 @@ def test_invite_needs_csrf(console, urls, seed):
     members = bursar.ctl("member", "list", token=seed.users["owner"].token)
     members = members.get("members", members) if isinstance(members, dict) else members
     assert "eve@fastrouter.ai" not in [m["email"] for m in members], "invited without a CSRF token"
+    pending = bursar.ctl("invitation", "list", token=seed.users["owner"].token)["invitations"]
+    assert "eve@fastrouter.ai" not in [i["email"] for i in pending], "invited without a CSRF token"
 
 
 # -- what a Member cannot reach -------------------------------------------------------------------

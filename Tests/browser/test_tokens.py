@@ -13,7 +13,8 @@ from bursar import CtlError, ctl
 
 def _invite(seed, email: str):
     inv = ctl("member", "invite", email, "--name", email.split("@")[0], token=seed.users["owner"].token)
-    return types.SimpleNamespace(email=email, token=inv["token"], id=inv["member"]["user_id"])
+    joined = ctl("invitation", "accept", inv["accept_token"])
+    return types.SimpleNamespace(email=email, token=joined["token"], id=joined["member"]["user_id"])
 
 
 def test_bursarctl_token_show_rotate_revoke(seed):
