@@ -62,7 +62,9 @@ struct LogHygieneTests {
         let owner = try #require(boot.json["owner_token"] as? String)
         let org = try #require((boot.json["organization"] as? [String: Any])?["id"] as? Int)
         let invited = try await call(ops, "POST", "/v1/orgs/\(org)/members", token: owner, ["email": "ben@hygiene.test", "name": "Ben"])
-        let ben = try #require(invited.json["token"] as? String, "\(invited)")
+        let acceptToken = try #require(invited.json["accept_token"] as? String, "\(invited)")
+        let accepted = try await call(ops, "POST", "/v1/invitations/accept", ["token": acceptToken])
+        let ben = try #require(accepted.json["token"] as? String, "\(accepted)")
         let project = try #require(try await call(ops, "POST", "/v1/orgs/\(org)/projects", token: owner, ["name": "prod"]).json["id"] as? Int)
         var secrets: [String] = []
         var keyIDs: [Int] = []
@@ -117,7 +119,7 @@ struct LogHygieneTests {
         #expect(log.contains("decision=key_revoked"), "answers are logged at debug")
         #expect(log.contains("protocol error"), "bad frames are logged at debug")
 
-        let tokens = [operatorToken, owner, ben, forged]
+        let tokens = [operatorToken, owner, ben, forged, acceptToken]
         var forbidden: [(what: String, text: String)] = []
         for secret in secrets + [stranger] {
             let digest = KeyDigest(secret: secret).hex
