@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
+import subprocess
 import sys
 import time
 import urllib.request
@@ -143,7 +145,12 @@ def test_money_reasons(authz, bursar_server):
 def test_standing_reasons(authz, bursar_server):
     # The key's user leaves the project: creator_lost_access.
     email = "grpc-member@e2e.test"
-    bursar_server.run("member", "invite", email, "--name", "Member")
+    invitation = bursar_server.json("member", "invite", email, "--name", "Member")
+    # Someone new joins by accepting with the invitation's token alone (no token of their own).
+    accepted = subprocess.run(
+        [bursar_server.ctl, "invitation", "accept", invitation["accept_token"], "--json"],
+        env=dict(os.environ, BURSAR_SERVER=bursar_server.ops, BURSAR_TOKEN=""), capture_output=True, text=True, timeout=60)
+    assert accepted.returncode == 0, accepted.stderr
     bursar_server.run("project", "create", "GrpcStanding", "--models", "gpt-4o-mini")
     bursar_server.run("project", "member", "add", "GrpcStanding", email)
     secret, _ = key(bursar_server, project="GrpcStanding", user=email)
