@@ -250,8 +250,14 @@ extension MetadataStore {
     /// not start with `/`, `?` or `#`, no control character (Cc) or space (Zs) anywhere, 1…2048
     /// code points. proto/openapi.json's pattern says the same.
     public static func validURL(_ url: String) throws {
-        let lower = url.lowercased()
-        let rest = ["https://", "http://", "wss://", "ws://"].first { lower.hasPrefix($0) }.map { url.unicodeScalars.dropFirst($0.count) }
+        // Compared scalar by scalar, as the document's pattern is: by Characters, a scheme's last
+        // "/" followed by a combining scalar (an emoji modifier, an accent) is one grapheme, and
+        // "Http://🏻…" would not start with "http://".
+        let scalars = url.unicodeScalars
+        let rest = ["https://", "http://", "wss://", "ws://"].first { scheme in
+            scalars.count >= scheme.unicodeScalars.count
+                && zip(scalars, scheme.unicodeScalars).allSatisfy { String($0).lowercased() == String($1) }
+        }.map { scalars.dropFirst($0.unicodeScalars.count) }
         guard url.unicodeScalars.count <= 2048, let rest, let first = rest.first, !"/?#".unicodeScalars.contains(first),
               !url.unicodeScalars.contains(where: { isControlOrSpace($0) })
         else { throw StoreError.invalid("'\(url)' is not an http(s) or ws(s) URL") }
