@@ -895,6 +895,14 @@ public struct GatewayCredentialBody: Codable, Sendable, Hashable {
     }
 }
 
+extension GatewayCredentialBody {
+    /// Whether `id` has the form of a credential's id: `gw_` and 16 lowercase hex digits.
+    public static func isValidID(_ id: String) -> Bool {
+        let u = Array(id.utf8)
+        return u.count == 19 && id.hasPrefix("gw_") && u[3...].allSatisfy { (48...57).contains($0) || (97...102).contains($0) }
+    }
+}
+
 /// `GET /v1/gateway-credentials`.
 public struct GatewayCredentialList: Codable, Sendable, Hashable {
     public var credentials: [GatewayCredentialBody]

@@ -34,7 +34,7 @@ extension AdminService {
     /// connections that presented it (at once through pub/sub, else within seconds).
     public func revokeGatewayCredential(_ actor: Actor, _ id: String) async throws {
         guard actor.principal == .operator else { throw APIError(.forbidden, "only the platform operator revokes gateway credentials") }
-        guard Self.isGatewayCredentialID(id) else {
+        guard GatewayCredentialBody.isValidID(id) else {
             throw APIError(.invalid, "gateway credential id \"\(AuditText.visible(id))\" is not gw_ and 16 lowercase hex digits")
         }
         do {
@@ -46,11 +46,6 @@ extension AdminService {
         } catch {
             throw APIError.from(error)
         }
-    }
-
-    static func isGatewayCredentialID(_ id: String) -> Bool {
-        let u = Array(id.utf8)
-        return u.count == 19 && id.hasPrefix("gw_") && u[3...].allSatisfy { (48...57).contains($0) || (97...102).contains($0) }
     }
 }
 

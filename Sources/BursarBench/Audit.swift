@@ -118,6 +118,7 @@ public enum BenchAudit {
         // requests had unknown outcomes (they have no reservation to name a counter, but may
         // have debited the project's); its name comes from any key's reservation.
         var projects: [Int: (ledger: KeyLedger, counter: String?)] = [:]
+        let seal = try await ReservationSeal.stored(in: redis)
         for (index, entry) in ledger.keys.sorted(by: { $0.key < $1.key }) {
             let key = world.keys[index]
             var project = projects[key.project] ?? (KeyLedger(), nil)
@@ -127,7 +128,7 @@ public enum BenchAudit {
             // A reservation made through bursard is a sealed id (SPEC §5), opened with the
             // installation's key as bursard opens it; the direct floor's are names already.
             var name = sample
-            if let seal = try await reservationSeal(redis), let opened = seal.open(sample), opened.orgID == world.orgID { name = opened }
+            if let seal, let opened = seal.open(sample), opened.orgID == world.orgID { name = opened }
             let hash = Keyspace.reservation(name.orgID, name.sequence)
             let record = ReservationRecord(reply: try await redis.send(RedisCommand("GET", hash)))
             guard let keyCounter = record?.keyWindow, let projectCounter = record?.projectWindow else {
@@ -149,11 +150,6 @@ public enum BenchAudit {
         let total = ledger.totalSpend
         report.creditsMismatch = max(0, debited - (total.expected + total.up)) - max(0, (total.expected - total.down) - debited)
         return report
-    }
-
-    /// The installation's reservation seal from Redis; nil before any bursard made one.
-    static func reservationSeal(_ redis: RedisClient) async throws -> ReservationSeal? {
-        try await redis.send(RedisCommand("GET", Keyspace.reservationKey)).string.flatMap { ReservationSeal(text: $0) }
     }
 
     /// Polls the org's undelivered set until it is empty or `limit` has passed; what is left, and

@@ -1,6 +1,5 @@
 import BursarRedis
-public import BursarWire
-import Crypto
+import BursarWire
 import Foundation
 
 /// A gateway credential (SPEC §6.5): what a gateway presents once per data-plane connection
@@ -27,11 +26,6 @@ public struct GatewayCredential: Codable, Sendable, Hashable {
     public static let maxOrganizations = 1_000
     /// What every secret starts with.
     public static let secretPrefix = "bgw_"
-
-    /// The digest a client sends in AUTH for `secret`: SHA-256 of its UTF-8 bytes.
-    public static func digest(of secret: String) -> KeyDigest {
-        KeyDigest(bytes: Array(SHA256.hash(data: Array(secret.utf8))))!
-    }
 
     /// Reads the stored form; nil if it is not one.
     public init?(stored: [UInt8]) {
@@ -64,7 +58,8 @@ extension MetadataStore {
         let secret = Self.newSecret(prefix: GatewayCredential.secretPrefix)
         var rng = SystemRandomNumberGenerator()
         let id = "gw_" + hexString((0..<8).map { _ in UInt8.random(in: 0...255, using: &rng) })
-        let digest = GatewayCredential.digest(of: secret).hex
+        // What a client sends in AUTH: SHA-256 of the secret, as for an API key's.
+        let digest = Self.digest(ofSecret: secret).hex
         let credential = GatewayCredential(
             id: id, name: name, organizations: orgs, createdAtMs: Int64(Date().timeIntervalSince1970 * 1000), digest: digest)
         let json = String(decoding: try JSONEncoder().encode(credential), as: UTF8.self)

@@ -97,10 +97,16 @@ extension MetadataStore {
         try await deleteInvitation(org: org, id)
     }
 
+    /// Deletes an invitation and its token.
     private func deleteInvitation(org: UInt64, _ id: UInt64) async throws {
         if let digest = try await redis.send(RedisCommand("HGET", Keyspace.invitation(org, id), "token")).string {
             try await redis.send(RedisCommand("DEL", Keyspace.invitationToken(digest)))
         }
+        try await deleteInvitationRecord(org: org, id)
+    }
+
+    /// Deletes an invitation whose token is gone already.
+    private func deleteInvitationRecord(org: UInt64, _ id: UInt64) async throws {
         try await transaction([
             RedisCommand("DEL", Keyspace.invitation(org, id)),
             RedisCommand("SREM", Keyspace.invitations(org), String(id)),
@@ -140,10 +146,7 @@ extension MetadataStore {
         guard try await redis.send(RedisCommand("GETDEL", Keyspace.invitationToken(digest))).string == ref else {
             throw StoreError.notFound("invitation")
         }
-        try await transaction([
-            RedisCommand("DEL", Keyspace.invitation(org, id)),
-            RedisCommand("SREM", Keyspace.invitations(org), String(id)),
-        ])
+        try await deleteInvitationRecord(org: org, id)
         let (member, token) = try await join(org: org, person: person, role: invitation.role, name: invitation.name, token: issued)
         return (member, token)
     }

@@ -1,4 +1,5 @@
 import _CryptoExtras
+public import BursarRedis
 public import BursarWire
 import Crypto
 import Foundation
@@ -27,6 +28,13 @@ public struct ReservationSeal: Sendable {
         guard let bytes = Data(base64Encoded: text), bytes.count == 32 else { return nil }
         self.key = Key(SymmetricKey(data: bytes))
         self.text = text
+    }
+
+    /// The installation's seal as Redis holds it (`Keyspace.reservationKey`); nil before any
+    /// bursard made one. For readers outside bursard (the bench's audit, tests): bursard itself
+    /// takes it as it takes its epoch.
+    public static func stored(in redis: RedisClient) async throws -> ReservationSeal? {
+        try await redis.send(RedisCommand("GET", Keyspace.reservationKey)).string.flatMap { ReservationSeal(text: $0) }
     }
 
     /// A new random key, in its stored form.

@@ -69,8 +69,7 @@ struct GatewayCredentialCommand: AsyncParsableCommand {
         @OptionGroup var global: GlobalOptions
 
         func run() async throws {
-            let hex = id.dropFirst(3).utf8
-            guard id.hasPrefix("gw_"), hex.count == 16, hex.allSatisfy({ (48...57).contains($0) || (97...102).contains($0) }) else {
+            guard GatewayCredentialBody.isValidID(id) else {
                 throw Failure.invalid("'\(id)' is not a gateway credential id (gw_ and 16 lowercase hex digits)")
             }
             try await global.withSession { s in

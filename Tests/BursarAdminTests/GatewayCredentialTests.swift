@@ -23,7 +23,7 @@ struct GatewayCredentialTests {
             // Only the digest reaches Redis.
             let stored = try await h.store.redis.send(RedisCommand("HGETALL", Keyspace.gatewayCredentials)).array ?? []
             #expect(!stored.compactMap(\.string).contains { $0.contains(secret) })
-            #expect(stored.first?.string == GatewayCredential.digest(of: secret).hex)
+            #expect(stored.first?.string == MetadataStore.digest(ofSecret: secret).hex)
 
             let listed = try await h.api.get("/v1/gateway-credentials", op).decode(GatewayCredentialList.self)
             #expect(listed.credentials.map(\.id) == [c.id] && listed.credentials.allSatisfy { $0.secret == nil })

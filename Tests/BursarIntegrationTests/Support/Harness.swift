@@ -196,8 +196,7 @@ func waitForScripts(_ h: Harness, atLeast count: Int) async throws {
 
 /// The installation's reservation seal, read from Redis as every bursard reads it (SPEC §5).
 func reservationSeal(_ redis: RedisClient) async throws -> ReservationSeal {
-    let text = try await redis.send(RedisCommand("GET", Keyspace.reservationKey)).string
-    return try #require(text.flatMap { ReservationSeal(text: $0) }, "no reservation key in Redis")
+    try #require(try await ReservationSeal.stored(in: redis), "no reservation key in Redis")
 }
 
 extension Harness {
