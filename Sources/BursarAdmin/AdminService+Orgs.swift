@@ -202,7 +202,7 @@ extension AdminService {
                 projects.append(ProjectSpendBody(projectId: p.id, name: p.name, spendNusd: spent, monthlyBudgetNusd: p.monthlyBudget))
                 for k in try await store.keys(org: org, project: p.id) {
                     let period = k.limits.period
-                    let window = period == .lifetime ? "life" : String(SpendWindow.containing(now, period: period).startMs)
+                    let window = period == .lifetime ? Keyspace.Segment.lifetime.rawValue : String(SpendWindow.containing(now, period: period).startMs)
                     let kspent = try await store.spend(Keyspace.keySpend(org, k.id, window: window))
                     keys.append(KeySpendBody(keyId: k.id, projectId: p.id, name: k.name, period: period.rawValue, spendNusd: kspent, maxSpendNusd: k.limits.budget))
                 }

@@ -54,6 +54,18 @@ public struct MinuteBucket: Hashable, Sendable {
         return .retryAfter(us: (next - capacity + limit - 1) / limit)
     }
 
+    /// Highest scaled level a bucket keeps: SETTLEs far above their estimates stop here, so the
+    /// level stays an exact integer in a double (below 2^53).
+    public static let maxLevel: Int64 = 9_000_000_000_000_000
+
+    /// The bucket after `units` more (negative: given back) at `nowUs`, with no capacity check:
+    /// what a SETTLE (its actual tokens above or below the estimate) or a RELEASE does. The level
+    /// stays within 0…`maxLevel`.
+    public func moved(by units: Int64, atUs nowUs: Int64) -> MinuteBucket {
+        let level = min(max(level(atUs: nowUs) + units * Self.scale, 0), Self.maxLevel)
+        return MinuteBucket(limit: limit, level: level, updatedUs: nowUs)
+    }
+
     /// Units still admissible at `nowUs` (0 when the bucket is at or over capacity).
     public func remaining(atUs nowUs: Int64) -> Int64 { max(0, (limit * Self.scale - level(atUs: nowUs)) / Self.scale) }
 

@@ -7,11 +7,58 @@ import BursarRedis
 /// decisions cannot be spread over several masters. Only the digest index (`br:d:<hex>`) and the
 /// id sequences sit outside any org slot; each is read or written by a single command.
 public enum Keyspace {
+    /// The pieces of an organization's key names that the scripts build too: the one definition
+    /// of each, read by the functions below and, as `NAME.<luaName>`, by the Lua
+    /// (`LuaSource` puts each in as a string literal when a script is loaded).
+    public enum Segment: String, CaseIterable, Sendable {
+        /// The organization hash (after the prefix).
+        case org = "org"
+        /// The credit balance.
+        case credits = "credits"
+        /// A user hash: `u:<user>`.
+        case user = "u:"
+        /// A project hash: `p:<project>`.
+        case project = "p:"
+        /// The set of the organization's projects.
+        case projects = "projects"
+        /// A membership hash: `m:<project>:<user>`.
+        case membership = "m:"
+        /// A key hash: `k:<key>`.
+        case key = "k:"
+        /// A reservation: `r:<sequence>`.
+        case reservation = "r:"
+        /// A key's spend in a window: `s:k:<key>:<window start ms | life>`.
+        case keySpend = "s:k:"
+        /// A project's spend in a month: `s:p:<project>:<month start ms>`.
+        case projectSpend = "s:p:"
+        /// The window of a lifetime budget.
+        case lifetime = "life"
+        /// A key's rate buckets: `b:k:<key>`.
+        case keyBuckets = "b:k:"
+        /// A project's rate buckets: `b:p:<project>`.
+        case projectBuckets = "b:p:"
+        /// A model's price: `price:<model>`.
+        case price = "price:"
+        /// The undelivered admissions.
+        case undelivered = "uds"
+        /// The frozen test time.
+        case testClock = "testclock"
+        /// After a key, project or membership: its model list.
+        case models = ":models"
+        /// After a project: its member set.
+        case members = ":members"
+        /// After a project: its key set.
+        case keys = ":keys"
+
+        /// Its name in the Lua (`NAME.key_spend`): the case name in snake case.
+        public var luaName: String { LuaSource.snakeCase(String(describing: self)) }
+    }
+
     /// `br:{o<org>}:` — the prefix of every key of one organization.
     public static func org(_ org: UInt64) -> String { orgOpen + String(org) + orgClose }
     /// The pieces of the per-request key names, shared by the `String` forms here and the
     /// in-place forms (`append(org:to:)` …) the limiter writes into its commands.
-    static let orgOpen = "br:{o", orgClose = "}:", keySegment = "k:", reservationSegment = "r:"
+    static let orgOpen = "br:{o", orgClose = "}:", keySegment = Segment.key.rawValue, reservationSegment = Segment.reservation.rawValue
     /// Digest → "org:key" index (global).
     public static func digestIndex(_ hex: String) -> String { "br:d:\(hex)" }
     /// Global id sequences: organizations; before 2026-12-04 also projects, keys, users, BYOK
@@ -38,11 +85,11 @@ public enum Keyspace {
     public static func email(_ email: String) -> String { "br:email:\(email)" }
 
     /// Organization hash: name, status, metered.
-    public static func orgHash(_ org: UInt64) -> String { self.org(org) + "org" }
+    public static func orgHash(_ org: UInt64) -> String { self.org(org) + Segment.org.rawValue }
     /// Organization credit balance, nano-USD.
-    public static func credits(_ org: UInt64) -> String { self.org(org) + "credits" }
+    public static func credits(_ org: UInt64) -> String { self.org(org) + Segment.credits.rawValue }
     /// User hash: name, role.
-    public static func user(_ org: UInt64, _ user: UInt64) -> String { self.org(org) + "u:\(user)" }
+    public static func user(_ org: UInt64, _ user: UInt64) -> String { self.org(org) + Segment.user.rawValue + String(user) }
     /// Set of the org's user ids.
     public static func users(_ org: UInt64) -> String { self.org(org) + "users" }
     /// Set of the org's Owner ids (never emptied: the last Owner cannot leave).
@@ -50,37 +97,39 @@ public enum Keyspace {
     /// Set of the projects a user has a role in.
     public static func userProjects(_ org: UInt64, _ user: UInt64) -> String { self.user(org, user) + ":projects" }
     /// Project hash: name, status, rpm, tpm, budget.
-    public static func project(_ org: UInt64, _ project: UInt64) -> String { self.org(org) + "p:\(project)" }
+    public static func project(_ org: UInt64, _ project: UInt64) -> String { self.org(org) + Segment.project.rawValue + String(project) }
     /// Set of the org's project ids.
-    public static func projects(_ org: UInt64) -> String { self.org(org) + "projects" }
+    public static func projects(_ org: UInt64) -> String { self.org(org) + Segment.projects.rawValue }
     /// Project model list (empty = all models).
-    public static func projectModels(_ org: UInt64, _ project: UInt64) -> String { self.project(org, project) + ":models" }
+    public static func projectModels(_ org: UInt64, _ project: UInt64) -> String { self.project(org, project) + Segment.models.rawValue }
     /// Set of a project's member user ids.
-    public static func projectMembers(_ org: UInt64, _ project: UInt64) -> String { self.project(org, project) + ":members" }
+    public static func projectMembers(_ org: UInt64, _ project: UInt64) -> String { self.project(org, project) + Segment.members.rawValue }
     /// Set of a project's key ids.
-    public static func projectKeys(_ org: UInt64, _ project: UInt64) -> String { self.project(org, project) + ":keys" }
+    public static func projectKeys(_ org: UInt64, _ project: UInt64) -> String { self.project(org, project) + Segment.keys.rawValue }
     /// Membership hash: role and grants.
-    public static func membership(_ org: UInt64, _ project: UInt64, _ user: UInt64) -> String { self.org(org) + "m:\(project):\(user)" }
+    public static func membership(_ org: UInt64, _ project: UInt64, _ user: UInt64) -> String { self.org(org) + Segment.membership.rawValue + "\(project):\(user)" }
     /// Member grant model list (empty = no narrowing).
-    public static func membershipModels(_ org: UInt64, _ project: UInt64, _ user: UInt64) -> String { membership(org, project, user) + ":models" }
+    public static func membershipModels(_ org: UInt64, _ project: UInt64, _ user: UInt64) -> String { membership(org, project, user) + Segment.models.rawValue }
     /// Key hash.
     public static func key(_ org: UInt64, _ key: UInt64) -> String { self.org(org) + keySegment + String(key) }
     /// Key model list (empty = no narrowing).
-    public static func keyModels(_ org: UInt64, _ key: UInt64) -> String { self.key(org, key) + ":models" }
+    public static func keyModels(_ org: UInt64, _ key: UInt64) -> String { self.key(org, key) + Segment.models.rawValue }
     /// Reservation hash.
     public static func reservation(_ org: UInt64, _ sequence: UInt64) -> String { self.org(org) + reservationSegment + String(sequence) }
     /// Key spend in the window starting at `startMs` (lifetime: "life").
-    public static func keySpend(_ org: UInt64, _ key: UInt64, window: String) -> String { self.org(org) + "s:k:\(key):\(window)" }
+    public static func keySpend(_ org: UInt64, _ key: UInt64, window: String) -> String { self.org(org) + Segment.keySpend.rawValue + "\(key):\(window)" }
     /// Project spend in the month starting at `startMs`.
-    public static func projectSpend(_ org: UInt64, _ project: UInt64, window: String) -> String { self.org(org) + "s:p:\(project):\(window)" }
+    public static func projectSpend(_ org: UInt64, _ project: UInt64, window: String) -> String { self.org(org) + Segment.projectSpend.rawValue + "\(project):\(window)" }
     /// A key's or a project's two rate buckets, RPM and TPM, as one string (`RateBuckets`):
     /// `scope` is "k" or "p".
-    public static func buckets(_ org: UInt64, scope: String, id: UInt64) -> String { self.org(org) + "b:\(scope):\(id)" }
+    public static func buckets(_ org: UInt64, scope: String, id: UInt64) -> String {
+        self.org(org) + (scope == "k" ? Segment.keyBuckets : Segment.projectBuckets).rawValue + String(id)
+    }
     /// Hash of virtual models: alias → its real models joined by U+001F.
     public static func virtualModels(_ org: UInt64) -> String { self.org(org) + "vms" }
     /// A model's price (SPEC §13.12): "input output cached", nano-USD per million tokens. A
     /// string, so the CHECK script reads it in the MGET that reads its counters.
-    public static func price(_ org: UInt64, _ model: String) -> String { self.org(org) + "price:" + model }
+    public static func price(_ org: UInt64, _ model: String) -> String { self.org(org) + Segment.price.rawValue + model }
     /// Set of the models the price table holds.
     public static func priceSet(_ org: UInt64) -> String { self.org(org) + "prices" }
     /// Set of BYOK ids; `byok(org, id)` is each one's hash.
@@ -109,7 +158,7 @@ public enum Keyspace {
     /// a bursard that died is voided by a sweep (SPEC §13.7). The sequences are integers below
     /// 2^63, so Redis keeps a set of up to 512 of them as a sorted array of integers (an intset):
     /// adding and removing one is a binary search.
-    public static func undelivered(_ org: UInt64) -> String { self.org(org) + "uds" }
+    public static func undelivered(_ org: UInt64) -> String { self.org(org) + Segment.undelivered.rawValue }
     /// The undelivered admissions of releases before 2026-12-03 (a sorted set: sequence scored
     /// by epoch). Nothing adds to it any more; a sweep still voids what a dead bursard of such a
     /// release left in it.
@@ -130,7 +179,7 @@ public enum Keyspace {
     /// Held by the one bursard sweeping what the dead instance `epoch` left (global; expires).
     public static func sweepClaim(_ epoch: UInt64) -> String { "br:sweep:\(epoch)" }
     /// The frozen test time (Unix µs) read only by scripts built with `ScriptClock.testFrozen`.
-    public static func testClock(_ org: UInt64) -> String { self.org(org) + "testclock" }
+    public static func testClock(_ org: UInt64) -> String { self.org(org) + Segment.testClock.rawValue }
 }
 
 // MARK: Written in place, for the per-request commands

@@ -25,7 +25,7 @@ public struct KeyIdentity: Hashable, Sendable {
 }
 
 /// What the CHECK script did with an attempt (its reply's first element).
-public enum CheckOutcome: Int64, Sendable, Hashable {
+public enum CheckOutcome: Int64, Sendable, Hashable, CaseIterable {
     /// Denied: nothing moved.
     case denied = 0
     /// Admitted: every counter debited, the reservation recorded.
@@ -35,6 +35,33 @@ public enum CheckOutcome: Int64, Sendable, Hashable {
     case fenced = 2
     /// A replay found its reservation already recorded: it did nothing.
     case alreadyRecorded = 3
+}
+
+/// The elements of a CHECK script's reply, in order (check.lua builds it in this order; a refusal
+/// before the counters are read stops after `flags`, an unknown key after `reason`).
+public enum CheckReplySlot: Int, Sendable, CaseIterable {
+    /// A `CheckOutcome`.
+    case outcome
+    /// A `DenyReason` (0 when admitted).
+    case reason
+    /// When a rate limit denied: ms until it would fit.
+    case retryAfterMs
+    /// Always 0 (kept so the later slots keep their places).
+    case reserved
+    /// The key's project id.
+    case project
+    /// The key's flags.
+    case flags
+    /// The request headers' limit, remaining and reset (the tighter of the key's and the project's RPM).
+    case requestsLimit, requestsRemaining, requestsResetMs
+    /// The same for tokens (TPM).
+    case tokensLimit, tokensRemaining, tokensResetMs
+    /// The key's budget left (false: no budget) and the end of its window, ms.
+    case keyBudgetRemaining, keyBudgetResetAtMs
+    /// The project's budget left (false: no budget) and the end of its month, ms.
+    case projectBudgetRemaining, projectBudgetResetAtMs
+    /// The organization's credits (false: not metered).
+    case orgCredits
 }
 
 /// A CHECK script's reply, read.
@@ -225,23 +252,25 @@ public struct Limiter: Sendable {
             throw RedisError(.unexpectedReply, "CHECK script reply has the wrong shape")
         }
         if outcome == .fenced || outcome == .alreadyRecorded { return .fenced }
-        func int(_ i: Int) -> Int64 { i < a.count ? (a[i].int ?? 0) : 0 }
-        func u32(_ i: Int) -> UInt32 { UInt32(clamping: int(i)) }
-        func optional(_ i: Int) -> Int64 { i < a.count ? (a[i].int ?? CheckResult.unlimited) : CheckResult.unlimited }
-        guard let reason = DenyReason(rawValue: UInt8(clamping: int(1))) else {
-            throw RedisError(.unexpectedReply, "CHECK script returned reason \(int(1))")
+        func int(_ slot: CheckReplySlot) -> Int64 { slot.rawValue < a.count ? (a[slot.rawValue].int ?? 0) : 0 }
+        func u32(_ slot: CheckReplySlot) -> UInt32 { UInt32(clamping: int(slot)) }
+        func optional(_ slot: CheckReplySlot) -> Int64 {
+            slot.rawValue < a.count ? (a[slot.rawValue].int ?? CheckResult.unlimited) : CheckResult.unlimited
+        }
+        guard let reason = DenyReason(rawValue: UInt8(clamping: int(.reason))) else {
+            throw RedisError(.unexpectedReply, "CHECK script returned reason \(int(.reason))")
         }
         let allowed = outcome == .admitted
         if reason == .unknownKey { return .decided(.deny(.unknownKey)) }
         return .decided(CheckResult(
-            allowed: allowed, reason: reason, keyFlags: UInt16(clamping: int(5)), retryAfterMs: u32(2),
+            allowed: allowed, reason: reason, keyFlags: UInt16(clamping: int(.flags)), retryAfterMs: u32(.retryAfterMs),
             reservation: allowed ? reservation : .none,
-            orgID: identity.orgID, projectID: UInt64(clamping: int(4)), keyID: identity.keyID,
-            requestsLimit: u32(6), requestsRemaining: u32(7), requestsResetMs: u32(8),
-            tokensLimit: u32(9), tokensRemaining: u32(10), tokensResetMs: u32(11),
-            keyBudgetRemaining: optional(12), keyBudgetResetAtMs: int(13),
-            projectBudgetRemaining: optional(14), projectBudgetResetAtMs: int(15),
-            orgCreditsRemaining: optional(16)))
+            orgID: identity.orgID, projectID: UInt64(clamping: int(.project)), keyID: identity.keyID,
+            requestsLimit: u32(.requestsLimit), requestsRemaining: u32(.requestsRemaining), requestsResetMs: u32(.requestsResetMs),
+            tokensLimit: u32(.tokensLimit), tokensRemaining: u32(.tokensRemaining), tokensResetMs: u32(.tokensResetMs),
+            keyBudgetRemaining: optional(.keyBudgetRemaining), keyBudgetResetAtMs: int(.keyBudgetResetAtMs),
+            projectBudgetRemaining: optional(.projectBudgetRemaining), projectBudgetResetAtMs: int(.projectBudgetResetAtMs),
+            orgCreditsRemaining: optional(.orgCredits)))
     }
 
     /// The atomic SETTLE step (built like `checkCommand`, in place).

@@ -181,9 +181,8 @@ extension MetadataStore {
                 guard rewrap, let secrets, let plaintext else { continue }
                 // Only if the record is still there and unchanged (a delete or another instance's
                 // rewrap in between wins).
-                let replaced = try await redis.send(RedisCommand(
-                    "EVAL", "if redis.call('HGET', KEYS[1], 'secret') == ARGV[1] then redis.call('HSET', KEYS[1], 'secret', ARGV[2]) return 1 end return 0",
-                    "1", hash, stored, try secrets.seal(plaintext, context: context)))
+                let replaced = try await redis.send(MetadataLua.rewrapSecret.evalCommand(
+                    keys: [hash], args: [stored, try secrets.seal(plaintext, context: context)]))
                 if replaced.int == 1 { review.rewrapped += 1 }
             }
         }

@@ -1,3 +1,4 @@
+import BursarLimits
 public import BursarRedis
 
 /// A key's or a project's RPM and TPM buckets as the limiter stores them (`Keyspace.buckets`): one
@@ -7,7 +8,7 @@ public import BursarRedis
 /// the key expires a second after it. Absent means both empty.
 public struct RateBuckets: Sendable, Hashable {
     /// The scale of a level: one request or token is `scale` level units.
-    public static let scale: Int64 = 60_000_000
+    public static let scale: Int64 = MinuteBucket.scale
 
     public var rpmLevel: Int64 = 0
     public var rpmUpdatedUs: Int64 = 0

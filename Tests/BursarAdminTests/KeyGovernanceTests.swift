@@ -50,7 +50,10 @@ struct KeyGovernanceTests {
                 json: #"{"grant":{"rpm":1,"models":["gpt-5.5"]}}"#)
             #expect(r.status == 200, "\(r)")
             // Model m is no longer granted; gpt-5.5 is, but only 1 per minute, and the bucket holds 3
-            // requests that drain at 1 per minute (minutes, however slow the machine).
+            // requests that drain at 1 per minute (minutes, however slow the machine). At 60 per
+            // minute they drained in 3 s, and the bucket's key was written to expire then: the
+            // narrowing keeps it for the new rate, which waiting past the old expiry proves.
+            try await Task.sleep(for: .milliseconds(4_500))
             #expect(try await h.check(k.secret, model: "m").reason == .modelNotAllowed)
             let narrowed = try await h.check(k.secret, model: "gpt-5.5")
             #expect(narrowed.reason == .keyRPM, "\(narrowed)")

@@ -96,7 +96,8 @@ struct StoreFailurePolicyTests {
             // resolved through Redis, which fails while it is stopped: decided (and released)
             // once more just before.
             let fresh = try await decided(c, .make(w.digest, cost: 1_000))
-            #expect(try await c.release(fresh.reservation).status == .applied)
+            let freshRelease = try await answered { try await c.release(fresh.reservation) }
+            #expect(freshRelease.0.status == (freshRelease.retries == 0 ? .applied : .alreadyReleased) || freshRelease.0.status == .applied)
             // The eight CHECKs go out together, so Redis stays paused for well under the client's
             // 5 s I/O timeout even on a loaded machine: past it the connection would be dropped
             // with the CHECKs unanswered, and Redis, once resumed, would admit them with nobody
@@ -104,12 +105,14 @@ struct StoreFailurePolicyTests {
             h.redisServer.signal(SIGSTOP)
             var local: [CheckResult] = []
             var unavailable = 0
+            var others: [String] = []
             let answers = (0..<8).map { _ in c.request(.check(.make(w.digest, cost: 1_000))) }
             for answer in answers {
                 guard case .checkResult(let r) = try await answer.get().body else { continue }
-                if r.allowed { local.append(r) } else if r.reason == .storeUnavailable { unavailable += 1 }
+                if r.allowed { local.append(r) } else if r.reason == .storeUnavailable { unavailable += 1 } else { others.append("\(r.reason)") }
             }
-            #expect(local.count == 5, "the allowance is 5 per key per minute")
+            // Required: the steps below take local[0…4] (a loaded machine once missed them all).
+            try #require(local.count == 5, "the allowance is 5 per key per minute (\(unavailable) store_unavailable, others: \(others))")
             #expect(unavailable == 3)
             #expect(local.allSatisfy { $0.admittedLocally && $0.keyID == first.keyID && (try? h.name($0)).map { ReservationSequence.isLocal($0.sequence) } == true })
             #expect(Set(local.map(\.reservation)).count == 5)

@@ -1,0 +1,141 @@
+-- One CHECK (or a replay), as `step(KEYS, ARGV)`: KEYS[1] and ARGV as `LimiterScripts.check`
+-- describes. Straight-line code over locals: it runs on every request, and each table it made
+-- would be an allocation for Lua's collector.
+--
+-- Every reply is {outcome, reason, retry_ms, 0, project, flags, rq_limit, rq_rem, rq_reset_ms,
+-- tk_limit, tk_rem, tk_reset_ms, key_budget_rem|false, key_reset_at, proj_budget_rem|false,
+-- proj_reset_at, org_credits|false}, in the order of `CheckReplySlot` (a refusal before the
+-- counters are read stops after `flags`; an unknown key after `reason`). The deny reasons are
+-- checked in `CheckStage` order: identity, standing, model, the request's size, the price table,
+-- the rate buckets, then spend.
+local function step(KEYS, ARGV)
+  local kid, digest, model = ARGV[2], ARGV[3], ARGV[4]
+  local tokens, cost, ttl = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
+  local seq = ARGV[8]
+  local replay = ARGV[9] == 'replay'
+  local rkey = P .. NAME.reservation .. seq
+
+  local k = redis.call('HMGET', KEYS[1], unpack(KEY_FIELDS))
+  if replay then
+    if not k[2] then return {OUTCOME.denied, DENY.unknown_key} end
+  elseif k[1] ~= digest then
+    return {OUTCOME.denied, DENY.unknown_key}
+  end
+  local gate, met, xrpm, xtpm, xbud, xprpm, xptpm, xpbud, pnm, gnm = compiled(k[9])
+  if not gate then
+    -- Written before compiled records existed, or by an earlier layout: compiled here, once.
+    compile_key(kid)
+    gate, met, xrpm, xtpm, xbud, xprpm, xptpm, xpbud, pnm, gnm = compiled(redis.call('HGET', KEYS[1], 'x'))
+    if not gate then return {OUTCOME.denied, DENY.unknown_key} end
+  end
+  local pid, uid, flags = k[2], k[3], tonumber(k[7]) or 0
+  local check = not replay
+  if check and k[4] ~= 'active' then return {OUTCOME.denied, DENY.key_revoked, 0, 0, pid, flags} end
+  local expires = num(k[5])
+  if check and expires and expires > 0 and now_ms >= expires then return {OUTCOME.denied, DENY.key_expired, 0, 0, pid, flags} end
+  -- The compiled gate: the organization suspended, the project archived or deleted, or the
+  -- creator without access (its deny reason), or 0.
+  gate = tonumber(gate)
+  if check and gate ~= 0 then return {OUTCOME.denied, gate, 0, 0, pid, flags} end
+
+  if check then
+    -- The set's name is made only for a list that exists.
+    if limited(k[8]) and not permits(KEYS[1] .. NAME.models, model) then return {OUTCOME.denied, DENY.model_not_allowed, 0, 0, pid, flags} end
+    if limited(gnm) and not permits(P .. NAME.membership .. pid .. ':' .. uid .. NAME.models, model) then return {OUTCOME.denied, DENY.model_not_allowed, 0, 0, pid, flags} end
+    if limited(pnm) and not permits(P .. NAME.project .. pid .. NAME.models, model) then return {OUTCOME.denied, DENY.model_not_allowed, 0, 0, pid, flags} end
+  end
+
+  -- '-' (no limit) reads as nil.
+  local krpm, ktpm, kbudget = tonumber(xrpm), tonumber(xtpm), tonumber(xbud)
+  local prpm, ptpm, pbudget = tonumber(xprpm), tonumber(xptpm), tonumber(xpbud)
+  if check and ((ktpm and tokens > ktpm) or (ptpm and tokens > ptpm)) then return {OUTCOME.denied, DENY.request_too_large, 0, 0, pid, flags} end
+
+  -- Every counter this step reads or writes, in one MGET: spend windows, credits, the key's
+  -- and the project's rate buckets. On a cluster node whose slot is migrating, this one multi-key read is refused
+  -- unless all of them are here, before anything is written. Key spend is always counted in
+  -- the key's period window (monthly by default), project spend in the calendar month, so
+  -- usage is visible even without a budget.
+  local period = k[6]
+  if period ~= 'daily' and period ~= 'weekly' and period ~= 'lifetime' then period = 'monthly' end
+  local _, kwe, kwstart = window(period)
+  local kwkey = P .. NAME.key_spend .. kid .. ':' .. (period == 'lifetime' and NAME.lifetime or kwstart)
+  local _, pwe, pwstart = window('monthly')
+  local pwkey = P .. NAME.project_spend .. pid .. ':' .. pwstart
+  local bkk, bkp = P .. NAME.key_buckets .. kid, P .. NAME.project_buckets .. pid
+  local c
+  if cost < 0 then
+    c = redis.call('MGET', kwkey, pwkey, P .. NAME.credits, bkk, bkp, P .. NAME.price .. model)
+  else
+    c = redis.call('MGET', kwkey, pwkey, P .. NAME.credits, bkk, bkp)
+  end
+  local kspent = tonumber(c[1]) or 0
+  local pspent = tonumber(c[2]) or 0
+  local metered = met == '1'
+  local balance = metered and (tonumber(c[3]) or 0) or nil
+
+  -- Priced from the table: input and maximum output at the model's prices. No price: free
+  -- only where no money limit applies (SPEC §13.12).
+  local pa, pb, pc = nil, nil, nil
+  if cost < 0 then
+    cost = 0
+    if c[6] then
+      pa, pb, pc = string.match(c[6], '^(%d+) (%d+) (%d+)$')
+      cost = price_cost(tonumber(ARGV[10]), tonumber(ARGV[11]), 0, tonumber(pa), tonumber(pb), 0)
+    elseif check and (kbudget or pbudget or metered) then
+      return {OUTCOME.denied, DENY.price_unknown, 0, 0, pid, flags}
+    end
+  end
+
+  -- Rate buckets, in deny order (key RPM, key TPM, project RPM, project TPM): each
+  -- one's level now (l) and after this request (a). Nothing is written until every check
+  -- has passed.
+  local bk, bp = parse_pair(c[4]), parse_pair(c[5])
+  local l1, a1, w1 = bucket(bk[1], bk[2], krpm, 1)
+  local l2, a2, w2 = bucket(bk[3], bk[4], ktpm, tokens)
+  local l3, a3, w3 = bucket(bp[1], bp[2], prpm, 1)
+  local l4, a4, w4 = bucket(bp[3], bp[4], ptpm, tokens)
+  local deny_reason, retry_ms = DENY.none, 0
+  if w1 then deny_reason, retry_ms = DENY.key_rpm, w1
+  elseif w2 then deny_reason, retry_ms = DENY.key_tpm, w2
+  elseif w3 then deny_reason, retry_ms = DENY.project_rpm, w3
+  elseif w4 then deny_reason, retry_ms = DENY.project_tpm, w4 end
+
+  if deny_reason == DENY.none then
+    if kbudget and kspent + cost > kbudget then deny_reason = DENY.key_budget
+    elseif pbudget and pspent + cost > pbudget then deny_reason = DENY.project_budget
+    elseif metered and balance < cost then deny_reason = DENY.org_credits end
+  end
+
+  local admitted = deny_reason == DENY.none or replay
+  if admitted then
+    -- The reservation is written first, only if its sequence is free (NX): it is the one new
+    -- key, which a cluster node whose slot is migrating refuses (ASK), so a refusal comes
+    -- before any counter moves. Taken: a replay already recorded, or this attempt was voided
+    -- before it ran (fenced); either way it does nothing.
+    local record = sfmt('open %d %s %s %s %d %s %s %d %d %d %d %d %d', now_ms + ttl, kid, pid,
+      ARGV[5], cost, kwkey, pwkey, metered and 1 or 0, ktpm or 0, ptpm or 0, krpm or 0, prpm or 0, now_us)
+    if pa then record = record .. ' - - ' .. pa .. ' ' .. pb .. ' ' .. pc end
+    if not redis.call('SET', rkey, record, 'NX', 'PX', int(ttl + 3600000)) then
+      return {replay and OUTCOME.already_recorded or OUTCOME.fenced, DENY.none, 0, 0, pid, flags}
+    end
+    -- Undelivered until the bursard that sent it confirms the answer went to its client;
+    -- the sequence holds that bursard's epoch, so a sweep finds what a dead one left.
+    if check then mark_undelivered(seq) end
+    if krpm then set_level(bk, 1, a1, krpm) end
+    if ktpm then set_level(bk, 3, a2, ktpm) end
+    if krpm or ktpm then store_pair(bkk, bk) end
+    if prpm then set_level(bp, 1, a3, prpm) end
+    if ptpm then set_level(bp, 3, a4, ptpm) end
+    if prpm or ptpm then store_pair(bkp, bp) end
+    local amount = int(cost)
+    kspent = add_spend(kwkey, c[1], amount, kwe > 0 and kwe + 35 * 86400000 or 0)
+    pspent = add_spend(pwkey, c[2], amount, pwe + 35 * 86400000)
+    if metered then balance = redis.call('DECRBY', P .. NAME.credits, amount) end
+  end
+
+  local rl, rr, rs = header(krpm, l1, a1, prpm, l3, a3, admitted)
+  local tl, tr, ts = header(ktpm, l2, a2, ptpm, l4, a4, admitted)
+  return {admitted and OUTCOME.admitted or OUTCOME.denied, deny_reason, retry_ms, 0, pid, flags, rl, rr, rs, tl, tr, ts,
+    kbudget and (kbudget - kspent) or false, kwe, pbudget and (pbudget - pspent) or false, pwe,
+    metered and balance or false}
+end

@@ -1,0 +1,90 @@
+-- The key's compiled record (SPEC §13.1): everything a CHECK needs beyond the key's own fields,
+-- derived from the organization, project, user and membership hashes and written into the key
+-- hash as one field, `x`, so a CHECK reads one hash instead of five and, of it, nine fields
+-- instead of nineteen. Every metadata write that changes what it is derived from recompiles the
+-- keys it concerns in the same MULTI/EXEC (MetadataStore.transaction(_:recompile:)); a key
+-- without `x` (written before compiled records existed, or with the eleven `x…` fields of the
+-- layout before 2026-12-03) is compiled by its first CHECK, which drops the old fields.
+--
+-- `x` is "2 gate met rpm tpm bud prpm ptpm pbud pnm gnm" ('-' = no limit). `gate`: the deny
+-- reason of the first of the standing conditions of SPEC §9 steps 4-6 that fails
+-- (org_suspended, project_inactive, creator_lost_access) or 0; `met`: the org is metered;
+-- `rpm`/`tpm`/`bud`: the key's caps tightened by its creator's grant; `prpm`/`ptpm`/`pbud`: the
+-- project's; `pnm`/`gnm`: the sizes of the project's and the grant's model lists ('0' = no list).
+local X_RECORD = '^2 (%d+) ([01]) (%S+) (%S+) (%S+) (%S+) (%S+) (%S+) (%S+) (%S+)$'
+-- The ten values of a compiled record `x`; nothing if there is none of this layout.
+local function compiled(x)
+  if x then return string.match(x, X_RECORD) end
+end
+local OLD_COMPILED = {'xv', 'xgate', 'xmet', 'xrpm', 'xtpm', 'xbud', 'xprpm', 'xptpm', 'xpbud', 'xpnm', 'xgnm'}
+local function field(x)
+  if x == nil then return '-' end
+  return string.format('%d', x)
+end
+local function stored(v, none)
+  if v == nil or v == false or v == '' then return none end
+  return v
+end
+-- The compiled record of key `kid` (the text of its field `x`), derived from the key, the
+-- organization, the project, the creator's role and member grant; nil if the key does not
+-- exist. Then whether the key still carries the eleven `x…` fields of the earlier layout, and
+-- its project.
+-- The one place a key's caps are tightened by its creator's grant: CHECK reads the result,
+-- the usage scripts read it too.
+local function derive_record(kid)
+  local k = redis.call('HMGET', P .. NAME.key .. kid, 'project', 'user', 'rpm', 'tpm', 'budget', 'xv')
+  if not k[1] then return nil end
+  local pid, uid = k[1], k[2]
+  local o = redis.call('HMGET', P .. NAME.org, 'status', 'metered')
+  local p = redis.call('HMGET', P .. NAME.project .. pid, 'status', 'rpm', 'tpm', 'budget', 'nm')
+  local role = redis.call('HGET', P .. NAME.user .. uid, 'role')
+  local g = nil
+  if role == 'member' then
+    g = redis.call('HMGET', P .. NAME.membership .. pid .. ':' .. uid, 'role', 'rpm', 'tpm', 'spend', 'nm')
+    if not g[1] then g = nil end
+  end
+  local gate = DENY.none
+  if o[1] ~= 'active' then gate = DENY.org_suspended
+  elseif p[1] ~= 'active' then gate = DENY.project_inactive
+  elseif role ~= 'owner' and not g then gate = DENY.creator_lost_access end
+  local rpm, tpm, bud = num(k[3]), num(k[4]), num(k[5])
+  if g then
+    rpm = tighter(rpm, num(g[2]))
+    tpm = tighter(tpm, num(g[3]))
+    bud = tighter(bud, num(g[4]))
+  end
+  return table.concat({'2', gate, o[2] == '1' and '1' or '0', field(rpm), field(tpm), field(bud),
+    stored(p[2], '-'), stored(p[3], '-'), stored(p[4], '-'), stored(p[5], '0'), g and stored(g[5], '0') or '0'}, ' '), k[6] ~= false, pid
+end
+-- A scope's rate buckets drain at the rates in force when a CHECK reads them, but their key's
+-- expiry was set for the rates it was written with. When the rates are lowered (`rr`, `tr`; nil:
+-- no limit), the pair must live until its levels drain at the new ones, or it would vanish
+-- early and the lowered limit start from empty: its drain time (field 5) and its expiry move
+-- later by the difference. Never earlier.
+local function keep_pair(bkey, rr, tr)
+  local v = redis.call('GET', bkey)
+  if not v then return end
+  local a, b, c, d, e = string.match(v, '^(%d+):(%d+):(%d+):(%d+):(%d+)$')
+  if not a then return end
+  a, b, c, d, e = tonumber(a), tonumber(b), tonumber(c), tonumber(d), tonumber(e)
+  local drains = e
+  if rr and a > 0 then drains = math.max(drains, b + math.ceil(a / rr)) end
+  if tr and c > 0 then drains = math.max(drains, d + math.ceil(c / tr)) end
+  if drains <= e then return end
+  local ttl = redis.call('PTTL', bkey)
+  if ttl < 0 then return end
+  redis.call('SET', bkey, string.format('%d:%d:%d:%d:%d', a, b, c, d, drains),
+    'PX', string.format('%d', ttl + math.ceil((drains - e) / 1000)))
+end
+-- Writes key `kid`'s compiled record (and drops the earlier layout's fields), and keeps its and
+-- its project's rate buckets as long as the rates now in force need them.
+local function compile_key(kid)
+  local x, old, pid = derive_record(kid)
+  if not x then return end
+  local kh = P .. NAME.key .. kid
+  redis.call('HSET', kh, 'x', x)
+  if old then redis.call('HDEL', kh, unpack(OLD_COMPILED)) end
+  local _, _, rpm, tpm, _, prpm, ptpm = compiled(x)
+  keep_pair(P .. NAME.key_buckets .. kid, tonumber(rpm), tonumber(tpm))
+  keep_pair(P .. NAME.project_buckets .. pid, tonumber(prpm), tonumber(ptpm))
+end

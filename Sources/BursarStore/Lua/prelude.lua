@@ -1,0 +1,138 @@
+-- The prelude of every limiter and usage script: the organization's prefix, the clock (one
+-- TIME per script call), integer formatting, the calendar windows, the rate buckets' arithmetic
+-- and the price table's (MinuteBucket's, in the same integers). `NAME.x`, `DENY.x`, `OUTCOME.x`,
+-- `STATUS.x`, `BUCKET.x` and `CLOCK.test` are replaced by their values when the script is loaded
+-- (LuaSource), from the one Swift definition of each (Keyspace.Segment, DenyReason, CheckOutcome,
+-- ReservationStatus, MinuteBucket, ScriptClock).
+local SCALE = BUCKET.scale
+local LEVEL_MAX = BUCKET.max_level
+local t = redis.call('TIME')
+local now_us = tonumber(t[1]) * 1000000 + tonumber(t[2])
+-- A frozen clock does not move with real time, but key expiry does: under a frozen clock a
+-- drained-empty bucket must not vanish early in real time, so its expiry gets a floor.
+local EXPIRY_FLOOR_MS = 0
+if CLOCK.test then
+  -- Tests only (ScriptClock.testFrozen): the time in µs stored at the org's test clock key.
+  now_us = tonumber(redis.call('GET', P .. NAME.test_clock)) or now_us
+  EXPIRY_FLOOR_MS = 600000
+end
+local now_ms = math.floor(now_us / 1000)
+-- A whole number as decimal text. Every number a step hands to redis.call or puts in a key
+-- name goes through it: Redis turns a Lua number argument into text with "%.17g" and Lua
+-- concatenation with "%.14g", both floating-point printing, several times the cost of an
+-- integer format, on every call.
+local sfmt = string.format
+local function int(x) return sfmt('%d', x) end
+
+local function days_from_civil(y, m, d)
+  if m <= 2 then y = y - 1 end
+  local era = math.floor(y / 400)
+  local yoe = y - era * 400
+  local mp = (m + 9) % 12
+  local doy = math.floor((153 * mp + 2) / 5) + d - 1
+  local doe = yoe * 365 + math.floor(yoe / 4) - math.floor(yoe / 100) + doy
+  return era * 146097 + doe - 719468
+end
+local function civil_from_days(z)
+  z = z + 719468
+  local era = math.floor(z / 146097)
+  local doe = z - era * 146097
+  local yoe = math.floor((doe - math.floor(doe / 1460) + math.floor(doe / 36524) - math.floor(doe / 146096)) / 365)
+  local doy = doe - (365 * yoe + math.floor(yoe / 4) - math.floor(yoe / 100))
+  local mp = math.floor((5 * doy + 2) / 153)
+  local d = doy - math.floor((153 * mp + 2) / 5) + 1
+  local m = mp < 10 and mp + 3 or mp - 9
+  local y = yoe + era * 400
+  if m <= 2 then y = y + 1 end
+  return y, m, d
+end
+-- The calendar window of `period` holding now: start and end in Unix ms (0, 0 = lifetime).
+local function window_now(period)
+  local day = math.floor(now_ms / 86400000)
+  if period == 'daily' then return day * 86400000, (day + 1) * 86400000 end
+  if period == 'weekly' then
+    local monday = day - ((day + 3) % 7)
+    return monday * 86400000, (monday + 7) * 86400000
+  end
+  if period == 'monthly' then
+    local y, m = civil_from_days(day)
+    local s = days_from_civil(y, m, 1)
+    local e
+    if m == 12 then e = days_from_civil(y + 1, 1, 1) else e = days_from_civil(y, m + 1, 1) end
+    return s * 86400000, e * 86400000
+  end
+  return 0, 0
+end
+-- `window_now`, and the start as decimal text (a window counter's name ends with it),
+-- worked out once per script call: every step of a batch runs at the same now.
+local WINDOWS = {}
+local function window(period)
+  local w = WINDOWS[period]
+  if not w then
+    local s, e = window_now(period)
+    w = {s, e, int(s)}
+    WINDOWS[period] = w
+  end
+  return w[1], w[2], w[3]
+end
+-- A bucket's scaled level at now, drained at `rate` units per minute.
+local function drained(level, updated, rate)
+  local el = now_us - updated
+  if el <= 0 then return level end
+  local drain = el * rate
+  if drain >= level then return 0 end
+  return level - drain
+end
+-- A key's (or a project's) two rate buckets are one string, "rpm_level:rpm_updated_us:
+-- tpm_level:tpm_updated_us:drained_at_us" (absent = both empty), so a step reads and writes
+-- each scope's buckets with one key: s[1], s[2] the RPM bucket, s[3], s[4] the TPM bucket,
+-- s[5] when the later of them drains empty at the rate it was last written with. %d keeps
+-- all 16 digits (tostring would keep 14).
+local function parse_pair(v)
+  if not v then return {0, now_us, 0, now_us, 0} end
+  local a, b, c, d, e = string.match(v, '^(%d+):(%d+):(%d+):(%d+):(%d+)$')
+  return {tonumber(a), tonumber(b), tonumber(c), tonumber(d), tonumber(e)}
+end
+-- Sets the bucket at s[i] (1: RPM, 3: TPM) to `level` now, draining at `rate`.
+local function set_level(s, i, level, rate)
+  if level > LEVEL_MAX then level = LEVEL_MAX end
+  if level < 0 then level = 0 end
+  s[i], s[i + 1] = level, now_us
+  local e = now_us + math.ceil(level / rate)
+  if e > s[5] then s[5] = e end
+end
+-- Writes a pair; it expires when both buckets have drained empty (never earlier: a bucket
+-- not moved keeps the drain time it was written with). Both empty: deleted.
+local function store_pair(bkey, s)
+  if s[1] == 0 and s[3] == 0 then
+    redis.call('DEL', bkey)
+    return
+  end
+  redis.call('SET', bkey, sfmt('%d:%d:%d:%d:%d', s[1], s[2], s[3], s[4], s[5]),
+    'PX', int(math.max(math.ceil((s[5] - now_us) / 1000) + 1000, 1000, EXPIRY_FLOOR_MS)))
+end
+-- INCRBY on a window counter by `amount` (decimal text); the expiry is set once, when
+-- the step creates the key.
+local function add_spend(wkey, existed, amount, expire_at)
+  local v = redis.call('INCRBY', wkey, amount)
+  if not existed and expire_at > 0 then redis.call('PEXPIREAT', wkey, int(expire_at)) end
+  return v
+end
+-- A price table's price (SPEC §13.12): ⌈tokens × per_million / 10⁶⌉ nano-USD, at most
+-- 2^53 − 1 (ModelPrice.part). tokens × r stays below 2^53, so the division is exact enough
+-- for ceil.
+local MAX_COST = 9007199254740991
+local function price_part(tokens, per_million)
+  if tokens <= 0 or per_million <= 0 then return 0 end
+  local q = math.floor(per_million / 1000000)
+  local r = per_million - q * 1000000
+  local v = tokens * q + math.ceil(tokens * r / 1000000)
+  if v > MAX_COST then return MAX_COST end
+  return v
+end
+-- A request's cost: each kind of token priced on its own, summed (ModelPrice.cost).
+local function price_cost(input, output, cached, pin, pout, pcached)
+  local v = price_part(input, pin) + price_part(output, pout) + price_part(cached, pcached)
+  if v > MAX_COST then return MAX_COST end
+  return v
+end

@@ -1,0 +1,95 @@
+-- What the steps on an existing reservation share (SETTLE/RELEASE, VOID, SWEEP): reading it and
+-- its counters, moving them back or forth, voiding an attempt. Kept out of the CHECK script,
+-- which runs on every request and needs none of it.
+-- Moves one scope's pair of buckets (`name`, read as `v`) by `requests` and `tokens` units
+-- (negative gives back) at the rates `rr` and `tr` (0: no limit, not moved). Untouched
+-- unless one of them moves.
+local function move_pair(name, v, rr, tr, requests, tokens)
+  local mr, mt = rr > 0 and requests ~= 0, tr > 0 and tokens ~= 0
+  if not (mr or mt) then return end
+  local s = parse_pair(v)
+  if mr then set_level(s, 1, drained(s[1], s[2], rr) + requests * SCALE, rr) end
+  if mt then set_level(s, 3, drained(s[3], s[4], tr) + tokens * SCALE, tr) end
+  store_pair(name, s)
+end
+-- Moves the rate buckets of reservation `r` by `requests` and `tokens` units, from the
+-- key's and the project's pairs read in `cur` (cur[1], cur[2]). The buckets drain at the
+-- rates in force when the reservation was made (its fields 10–13).
+local function move_buckets(r, cur, requests, tokens)
+  move_pair(P .. NAME.key_buckets .. r[3], cur[1], tonumber(r[12]) or 0, tonumber(r[10]) or 0, requests, tokens)
+  move_pair(P .. NAME.project_buckets .. r[4], cur[2], tonumber(r[13]) or 0, tonumber(r[11]) or 0, requests, tokens)
+end
+-- A reservation is one string of space-separated fields (`ReservationRecord`): st exp kid
+-- pid tok cost kw pw met ktr ptr krr prr at [atok acost [pin pout pcached]]; a CHECK priced
+-- from the table writes '-' for atok and acost and the prices it used. Absent: an empty
+-- table.
+local RECORD14 = '^(%S+) (%S+) (%S+) (%S+) (%S+) (%S+) (%S+) (%S+) (%S+) (%S+) (%S+) (%S+) (%S+) (%S+)(.*)$'
+local OLD_FIELDS = {'st', 'exp', 'kid', 'pid', 'tok', 'cost', 'kw', 'pw', 'met', 'ktr', 'ptr', 'krr', 'prr', 'at', 'atok', 'acost'}
+local function read_reservation(rkey)
+  local r = {}
+  local v = redis.pcall('GET', rkey)
+  if type(v) == 'table' and v.err then
+    -- Written as a hash by a bursard from before records were one string (an upgrade
+    -- while it was open): the same fields, read by name; rewritten as a string.
+    local h = redis.call('HMGET', rkey, unpack(OLD_FIELDS))
+    if h[1] and #h[1] > 0 then
+      for i = 1, #OLD_FIELDS do
+        if not h[i] then break end
+        r[i] = h[i]
+      end
+    end
+  elseif v then
+    -- The 14 fields every record of an admission has, in one match; then what follows.
+    -- A fence ('void') does not match: its one field is read as the rest.
+    r = {string.match(v, RECORD14)}
+    local rest = v
+    if r[1] then
+      rest = r[15]
+      r[15] = nil
+    else
+      r = {}
+    end
+    for f in string.gmatch(rest, '%S+') do r[#r + 1] = f end
+  end
+  return r
+end
+-- Rewrites reservation `r` with status `st`, keeping its expiry.
+local function write_reservation(rkey, r, st)
+  r[1] = st
+  redis.call('SET', rkey, table.concat(r, ' '), 'KEEPTTL')
+end
+-- Everything a reservation's counters hold, in one MGET: read before any write, so that on
+-- a cluster node whose slot is migrating the step is refused before it writes (SPEC §13.10).
+local function read_counters(r)
+  return redis.call('MGET', P .. NAME.key_buckets .. r[3], P .. NAME.project_buckets .. r[4], r[7], r[8], P .. NAME.credits)
+end
+-- Moves spend windows and credits by `amount` nano-USD (negative gives back).
+local function move_spend(r, amount)
+  if amount == 0 then return end
+  local a = int(amount)
+  redis.call('INCRBY', r[7], a)
+  redis.call('INCRBY', r[8], a)
+  if r[9] == '1' then redis.call('DECRBY', P .. NAME.credits, a) end
+end
+-- Voids the attempt under reservation sequence `seq` (SPEC §13.7): its client was told it
+-- was refused, or never got an answer. If the CHECK ran and admitted, every counter it
+-- moved is given back, its request included, and the reservation takes `state` ('void',
+-- or 'swept' when a sweep did it for a dead bursard: a SETTLE may still come). If it has not
+-- run, a fence is left under its id so that it never will (it finds the id taken). Settled
+-- and released reservations stay as they are. Idempotent. Returns 1 if counters moved.
+local function void_attempt(seq, state, fence_ms)
+  local rkey = P .. NAME.reservation .. seq
+  local r = read_reservation(rkey)
+  local moved = 0
+  if not r[1] then
+    redis.call('SET', rkey, 'void', 'PX', int(fence_ms))
+  elseif r[1] == 'open' then
+    local cur = read_counters(r)
+    move_buckets(r, cur, -1, -tonumber(r[5]))
+    move_spend(r, -tonumber(r[6]))
+    write_reservation(rkey, r, state)
+    moved = 1
+  end
+  redis.call('SREM', P .. NAME.undelivered, seq)
+  return moved
+end

@@ -1,0 +1,51 @@
+-- One SETTLE or RELEASE, as `step(KEYS, ARGV)`: KEYS[1] and ARGV as `LimiterScripts.settle`
+-- describes. Reply: {status (ReservationStatus), cost delta, token delta}.
+local function step(KEYS, ARGV)
+  local mode = ARGV[2]
+  local r = read_reservation(KEYS[1])
+  if not r[1] or r[1] == 'void' then return {STATUS.unknown, 0, 0} end
+  if r[1] == 'settled' then return {STATUS.already_settled, 0, 0} end
+  if r[1] == 'released' then return {STATUS.already_released, 0, 0} end
+  if r[1] == 'expired' then return {STATUS.expired, 0, 0} end
+  if now_ms >= tonumber(r[2]) then
+    if r[1] == 'open' then write_reservation(KEYS[1], r, 'expired') end
+    return {STATUS.expired, 0, 0}
+  end
+  -- Everything this step may write, read in one MGET first: on a cluster node whose slot is
+  -- migrating, that one multi-key read is refused unless all of it is here (SPEC §13.10).
+  local cur = read_counters(r)
+  local acost = tonumber(ARGV[4])
+  if acost < 0 then
+    if r[17] then
+      local cached = tonumber(ARGV[7]) or 0
+      acost = price_cost(tonumber(ARGV[5]) - cached, tonumber(ARGV[6]), cached, tonumber(r[17]), tonumber(r[18]), tonumber(r[19]) or 0)
+    else
+      acost = tonumber(r[6])
+    end
+  end
+  local requests, dtok, dcost = 0, 0, 0
+  if r[1] == 'swept' then
+    requests = 1
+    if mode == 'settle' then
+      dtok, dcost = tonumber(ARGV[3]), acost
+    end
+  elseif mode == 'settle' then
+    dtok = tonumber(ARGV[3]) - tonumber(r[5])
+    dcost = acost - tonumber(r[6])
+  else
+    dtok = -tonumber(r[5])
+    dcost = -tonumber(r[6])
+  end
+  move_buckets(r, cur, requests, dtok)
+  move_spend(r, dcost)
+  if mode == 'settle' then
+    r[15], r[16] = ARGV[3], int(acost)
+    write_reservation(KEYS[1], r, 'settled')
+  else
+    write_reservation(KEYS[1], r, 'released')
+  end
+  return {STATUS.applied, dcost, dtok}
+end
+
+-- Nothing waits for the end of a batch.
+local function after_batch() end

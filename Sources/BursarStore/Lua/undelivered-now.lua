@@ -1,0 +1,2 @@
+-- One CHECK per call: its admission is marked undelivered at once.
+local function mark_undelivered(seq) redis.call('SADD', P .. NAME.undelivered, seq) end
