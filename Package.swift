@@ -73,16 +73,21 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // Throwaway Redis Cluster and Sentinel topologies on loopback, for the tests (and nothing
+        // that ships): built from redis-server processes with the cluster's and sentinel's own commands.
+        .target(
+            name: "BursarRedisTesting",
+            dependencies: ["BursarRedis"],
+            swiftSettings: strict
+        ),
         // Metadata (orgs, users, projects, keys) and the atomic limiter scripts, stored in Redis.
         .target(
             name: "BursarStore",
             dependencies: [
                 "BursarRedis", "BursarLimits", "BursarWire", "BursarRBAC",
-                .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 // The AES block permutation that seals reservation ids (SPEC §5).
                 .product(name: "_CryptoExtras", package: "swift-crypto"),
-                .product(name: "Logging", package: "swift-log"),
             ],
             // The atomic steps' Lua (Sources/BursarStore/Lua), compiled in: one binary.
             resources: luaScripts.map { .embedInCode("Lua/\($0).lua") },
@@ -92,7 +97,7 @@ let package = Package(
         .target(
             name: "BursarServer",
             dependencies: [
-                "BursarWire", "BursarStore", "BursarRedis", "BursarLimits",
+                "BursarWire", "BursarStore", "BursarRedis",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 // Mutual TLS on the TCP data plane (--listen-tls-*).
@@ -122,7 +127,7 @@ let package = Package(
         .target(
             name: "BursarConsole",
             dependencies: [
-                "BursarAdmin", "BursarAPI", "BursarRBAC", "BursarStore", "BursarLimits",
+                "BursarAdmin", "BursarAPI", "BursarRBAC", "BursarStore",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Mustache", package: "swift-mustache"),
                 .product(name: "Logging", package: "swift-log"),
@@ -149,7 +154,6 @@ let package = Package(
                 .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "Crypto", package: "swift-crypto"),
-                .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -171,9 +175,10 @@ let package = Package(
         .executableTarget(
             name: "bursard",
             dependencies: [
-                "BursarServer", "BursarAdmin", "BursarConsole", "BursarEnvoy", "BursarWire",
-                .product(name: "Hummingbird", package: "hummingbird"),
+                "BursarServer", "BursarAdmin", "BursarConsole", "BursarEnvoy", "BursarWire", "BursarStore", "BursarRedis",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
@@ -263,7 +268,7 @@ let package = Package(
         .testTarget(
             name: "BursarIntegrationTests",
             dependencies: [
-                "BursarServer", "BursarStore", "BursarRedis", "BursarClient", "BursarWire", "BursarLimits", "BursarRBAC", "BursarBench",
+                "BursarServer", "BursarStore", "BursarRedis", "BursarRedisTesting", "BursarClient", "BursarWire", "BursarLimits", "BursarRBAC", "BursarBench",
                 "BursarEnvoy", "EnvoyAPI",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

@@ -1,5 +1,6 @@
 public import BursarRedis
 import BursarStore
+import NIOCore
 
 /// The audit's verdict: every number except the counts audited must be 0.
 public struct AuditReport: Sendable, Codable {
@@ -163,7 +164,7 @@ public enum BenchAudit {
             left = try await redis.send(RedisCommand("SCARD", key)).int ?? 0
         }
         let waited = ContinuousClock.now - started
-        return (Int(left), waited.components.seconds * 1000 + waited.components.attoseconds / 1_000_000_000_000_000)
+        return (Int(left), TimeAmount(waited).nanoseconds / 1_000_000)
     }
 
     /// The most units a per-minute bucket of limit `limit` may admit over `spanMs`: R + R·t/60.

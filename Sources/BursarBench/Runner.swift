@@ -205,9 +205,3 @@ public enum BenchRunner {
         if remaining > .zero { try? await Task.sleep(nanoseconds: UInt64(remaining.nanoseconds)) }
     }
 }
-
-extension TimeAmount {
-    init(_ duration: Duration) {
-        self = .nanoseconds(duration.components.seconds * 1_000_000_000 + duration.components.attoseconds / 1_000_000_000)
-    }
-}

@@ -106,7 +106,7 @@ public final class RedisClientStats: Sendable {
 
     /// Folds one round trip into `expectedRoundTripNs` (an average over about the last 8).
     func record(roundTrip: Duration) {
-        let ns = Int(roundTrip.components.seconds) * 1_000_000_000 + Int(roundTrip.components.attoseconds / 1_000_000_000)
+        let ns = Int(TimeAmount(roundTrip).nanoseconds)
         let old = expectedRoundTripNs.load(ordering: .relaxed)
         expectedRoundTripNs.store(old == 0 ? ns : old + (ns - old) / 8, ordering: .relaxed)
     }

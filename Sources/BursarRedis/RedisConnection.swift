@@ -5,7 +5,7 @@ import Glibc
 
 /// One synchronous hiredis connection. Blocking: it lives on a dedicated thread, never on an
 /// event loop. Not thread-safe; exactly one thread uses an instance.
-final class RedisConnection {
+package final class RedisConnection {
     private var context: UnsafeMutablePointer<redisContext>?
     let endpoint: RedisEndpoint
     /// The RESP encoding of the commands being written, reused from one write to the next.
@@ -14,7 +14,7 @@ final class RedisConnection {
     private let builder = ReplyBuilder()
 
     /// Connects, selects the database, and applies `ioTimeoutMs` to every read and write.
-    init(endpoint: RedisEndpoint, connectTimeoutMs: Int, ioTimeoutMs: Int) throws(RedisError) {
+    package init(endpoint: RedisEndpoint, connectTimeoutMs: Int, ioTimeoutMs: Int) throws(RedisError) {
         self.endpoint = endpoint
         let connectTV = timeval(tv_sec: connectTimeoutMs / 1000, tv_usec: (connectTimeoutMs % 1000) * 1000)
         let ctx: UnsafeMutablePointer<redisContext>?
@@ -68,7 +68,7 @@ final class RedisConnection {
     /// Sends all commands in one write, then reads one reply per command, in order.
     /// On an I/O error the connection is closed and `connectionLost` is thrown: the commands may
     /// or may not have run.
-    func pipeline(_ commands: [RedisCommand]) throws(RedisError) -> [RedisValue] {
+    package func pipeline(_ commands: [RedisCommand]) throws(RedisError) -> [RedisValue] {
         guard let ctx = context else { throw RedisError(.connectionLost, "connection is closed") }
         try writeDirect(commands, ctx)
         var replies: [RedisValue] = []

@@ -117,20 +117,20 @@ public struct BursardConfiguration: Sendable, Hashable {
     public var redisServer: String?
     /// The embedded redis-server's AOF fsync policy (`--appendfsync`).
     public var appendFsync = RedisServerProcess.AppendFsync.everysec
-    /// Longest a decision waits for Redis, ms (`--deadline-ms`).
-    public var deadlineMs = 50
-    /// The latency a CHECK's Redis step should stay under, ms; the adaptive admission limit
+    /// Longest a decision waits for Redis (`--deadline-ms`).
+    public var deadline = Duration.milliseconds(50)
+    /// The latency a CHECK's Redis step should stay under; the adaptive admission limit
     /// shrinks above it (`--latency-target-ms`; nil: two fifths of the deadline, at least 2).
-    public var latencyTargetMs: Int?
+    public var latencyTarget: Duration?
     /// How long an instance may miss heartbeats before another sweeps what it left undelivered,
     /// ms (`--instance-lease-ms`).
-    public var instanceLeaseMs = 10_000
-    /// Seconds an unsettled reservation holds its estimate (`--reservation-ttl`).
-    public var reservationTTLSeconds = 900
-    /// Digest cache TTL, ms (`--cache-ttl-ms`).
-    public var cacheTTLMs = 5_000
-    /// Unknown-digest cache TTL, ms (`--negative-cache-ttl-ms`).
-    public var negativeCacheTTLMs = 1_000
+    public var instanceLease = Duration.milliseconds(10_000)
+    /// How long an unsettled reservation holds its estimate (`--reservation-ttl`, seconds).
+    public var reservationTTL = Duration.seconds(900)
+    /// Digest cache TTL (`--cache-ttl-ms`).
+    public var cacheTTL = Duration.milliseconds(5_000)
+    /// Unknown-digest cache TTL (`--negative-cache-ttl-ms`).
+    public var negativeCacheTTL = Duration.milliseconds(1_000)
     /// The store failure policy (`--on-store-failure-rate`, `--on-store-failure-spend`, `--local-allowance`).
     public var storeFailure = StoreFailurePolicy()
     /// Pipelined Redis connections (`--redis-connections`).
@@ -156,8 +156,8 @@ public struct BursardConfiguration: Sendable, Hashable {
     /// `unknown_key` answers a connection may get per rolling minute before its lookups of
     /// uncached digests are throttled; 0: no throttle (`--max-unknown-keys-per-minute`).
     public var maxUnknownKeysPerMinute = 600
-    /// How long a web console sign-in lasts, seconds (`--console-session-ttl`).
-    public var consoleSessionTTLSeconds = 28_800
+    /// How long a web console sign-in lasts (`--console-session-ttl`, seconds).
+    public var consoleSessionTTL = Duration.seconds(28_800)
     /// The config file read, if any.
     public var configFile: String?
     /// Where each setting (by canonical name) came from.
@@ -438,12 +438,12 @@ public struct BursardConfiguration: Sendable, Hashable {
             guard let policy = RedisServerProcess.AppendFsync(rawValue: text) else { return "is not everysec or always" }
             c.appendFsync = policy
             return nil
-        case "deadline-ms": return integer(1...60_000) { c.deadlineMs = $0 }
-        case "latency-target-ms": return integer(1...60_000) { c.latencyTargetMs = $0 }
-        case "instance-lease-ms": return integer(1...3_600_000) { c.instanceLeaseMs = $0 }
-        case "reservation-ttl": return integer(1...7 * 86_400, " seconds") { c.reservationTTLSeconds = $0 }
-        case "cache-ttl-ms": return integer(0...86_400_000) { c.cacheTTLMs = $0 }
-        case "negative-cache-ttl-ms": return integer(0...86_400_000) { c.negativeCacheTTLMs = $0 }
+        case "deadline-ms": return integer(1...60_000) { c.deadline = .milliseconds($0) }
+        case "latency-target-ms": return integer(1...60_000) { c.latencyTarget = .milliseconds($0) }
+        case "instance-lease-ms": return integer(1...3_600_000) { c.instanceLease = .milliseconds($0) }
+        case "reservation-ttl": return integer(1...7 * 86_400, " seconds") { c.reservationTTL = .seconds($0) }
+        case "cache-ttl-ms": return integer(0...86_400_000) { c.cacheTTL = .milliseconds($0) }
+        case "negative-cache-ttl-ms": return integer(0...86_400_000) { c.negativeCacheTTL = .milliseconds($0) }
         case "on-store-failure-rate", "on-store-failure-spend":
             guard let mode = StoreFailureMode(rawValue: text) else { return "is not deny or allow" }
             if name == "on-store-failure-rate" { c.storeFailure.rateLimits = mode } else { c.storeFailure.spendLimits = mode }
@@ -463,7 +463,7 @@ public struct BursardConfiguration: Sendable, Hashable {
         case "max-in-flight": return integer(1...10_000_000) { c.maxInFlight = $0 }
         case "max-in-flight-per-connection": return integer(1...1_000_000) { c.maxInFlightPerConnection = $0 }
         case "max-unknown-keys-per-minute": return integer(0...100_000_000) { c.maxUnknownKeysPerMinute = $0 }
-        case "console-session-ttl": return integer(1...30 * 86_400, " seconds") { c.consoleSessionTTLSeconds = $0 }
+        case "console-session-ttl": return integer(1...30 * 86_400, " seconds") { c.consoleSessionTTL = .seconds($0) }
         case "idle-timeout", "frame-timeout", "write-timeout":
             let zeroAllowed = name == "idle-timeout"
             guard let ms = milliseconds(text), ms <= 86_400_000, zeroAllowed || ms > 0 else {

@@ -388,7 +388,7 @@ final class DataPlaneConnection: ChannelDuplexHandler {
 
     private func fail(_ error: ProtocolError, context: ChannelHandlerContext) {
         guard machine.serves else { return }  // the first error is answered, later ones are not
-        connectionStats.protocolErrors[Int(error.code.rawValue)].increment()
+        connectionStats.protocolErrors[error.code].increment()
         logger.debug("protocol error", metadata: ["code": "\(error.code)", "detail": "\(error.message)"])
         perform(machine.failed(error), context: context)
     }

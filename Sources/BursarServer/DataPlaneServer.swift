@@ -1,4 +1,4 @@
-import BursarWire
+public import BursarWire
 public import Logging
 public import NIOCore
 import NIOPosix
@@ -143,13 +143,26 @@ public struct ConnectionLimits: Sendable, Hashable {
     }
 }
 
+/// One counter per `ProtocolErrorCode`, sized from the enum: a code added there has its counter.
+public struct ProtocolErrorCounters: Sendable {
+    private let counters: [Counter]
+
+    init() {
+        let highest = ProtocolErrorCode.allCases.map { Int($0.rawValue) }.max() ?? 0
+        counters = (0...highest).map { _ in Counter() }
+    }
+
+    /// The counter of `code`.
+    public subscript(code: ProtocolErrorCode) -> Counter { counters[Int(code.rawValue)] }
+}
+
 /// Connection counters.
 public final class ConnectionStats: Sendable {
     /// Open connections.
     public let open = Atomic<Int>(0)
-    /// Protocol errors by `ProtocolErrorCode.rawValue` (`too_many_connections`, `idle_timeout`
-    /// and `frame_timeout` among them).
-    public let protocolErrors: [Counter] = (0...16).map { _ in Counter() }
+    /// Protocol errors by code (`too_many_connections`, `idle_timeout` and `frame_timeout` among
+    /// them).
+    public let protocolErrors = ProtocolErrorCounters()
     /// CHECKs, SETTLEs and RELEASEs in flight across all connections (the bound's counter).
     public let inFlight = Atomic<Int>(0)
     /// Requests answered `overloaded`, by kind: 0 CHECK, 1 SETTLE, 2 RELEASE.
@@ -236,7 +249,7 @@ public final class DataPlaneServer: Service, Sendable {
                         return
                     case .full:
                         connectionStats.refused.increment()
-                        connectionStats.protocolErrors[Int(ProtocolErrorCode.tooManyConnections.rawValue)].increment()
+                        connectionStats.protocolErrors[.tooManyConnections].increment()
                         logger.debug("data-plane connection refused: too many connections", metadata: ["max_connections": "\(limits.maxConnections)"])
                         try channel.pipeline.syncOperations.addHandler(RefusedConnectionHandler(limit: limits.maxConnections))
                         return
@@ -309,7 +322,7 @@ public final class DataPlaneServer: Service, Sendable {
 
 extension Duration {
     /// Whole milliseconds.
-    fileprivate var wholeMilliseconds: Int64 { components.seconds * 1000 + components.attoseconds / 1_000_000_000_000_000 }
+    fileprivate var wholeMilliseconds: Int64 { TimeAmount(self).nanoseconds / 1_000_000 }
 }
 
 /// The open data-plane connections, and whether new ones are still welcome.

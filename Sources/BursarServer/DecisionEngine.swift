@@ -4,6 +4,7 @@ public import BursarWire
 public import Logging
 public import NIOCore
 public import Synchronization
+public import ServiceLifecycle
 
 /// How the decision engine behaves.
 public struct EngineConfiguration: Sendable {
@@ -83,7 +84,7 @@ public final class Counter: Sendable {
 ///
 /// Callers get an `EventLoopFuture` on their own event loop; Redis work happens on the client's
 /// threads and is pipelined with everyone else's.
-public final class DecisionEngine: Sendable {
+public final class DecisionEngine: Service, Sendable {
     /// Configuration.
     public let configuration: EngineConfiguration
     /// The Redis client.
@@ -119,8 +120,7 @@ public final class DecisionEngine: Sendable {
     private let stopped = Atomic<Bool>(false)
 
     /// An engine. With `metrics`, the data plane records frame latencies into it. Its
-    /// maintenance (replays, retries of voids and confirmations, heartbeats, sweeps) runs every
-    /// `replayInterval` until `shutdown()`.
+    /// maintenance (replays, retries of voids and confirmations, heartbeats, sweeps) is `run()`.
     public init(redis: RedisClient, limiter: Limiter, configuration: EngineConfiguration, logger: Logger, metrics: ServerMetrics? = nil) {
         self.metrics = metrics
         self.redis = redis
@@ -144,11 +144,19 @@ public final class DecisionEngine: Sendable {
         redis.register(limiter.scripts)
         redis.batch(limiter.batches)
         identity.acquire()
-        let interval = configuration.replayInterval
-        Task { [weak self] in
-            while true {
-                try? await Task.sleep(for: interval)
-                guard let self, !self.stopped.load(ordering: .relaxed) else { return }
+    }
+
+    /// The engine's maintenance (replays of local admissions, retries of voids and delivery
+    /// confirmations, the heartbeat and any sweep it calls for, the recheck of gateway
+    /// credentials), every `replayInterval`, until `shutdown()`, a graceful shutdown of its
+    /// service group, or cancellation. bursard runs it as a service of its group, started before
+    /// the data plane so that it is asked to stop after it (the data plane's own shutdown runs
+    /// `shutdown()` first); tests run it in a task.
+    public func run() async throws {
+        try? await cancelWhenGracefulShutdown {
+            while !self.stopped.load(ordering: .relaxed) {
+                try await Task.sleep(for: self.configuration.replayInterval)
+                guard !self.stopped.load(ordering: .relaxed) else { return }
                 await self.maintain()
             }
         }

@@ -196,7 +196,7 @@ public final class ServerMetrics: Sendable {
             let connections = server.connectionStats
             gauge("connections_open", help: "Open data-plane connections.") { connections.open.load(ordering: .relaxed) }
             for code in ProtocolErrorCode.allCases {
-                let c = connections.protocolErrors[Int(code.rawValue)]
+                let c = connections.protocolErrors[code]
                 counter("protocol_errors", labels: [("code", code.description)], help: "Connections closed for a protocol error, by code.") { c.count }
             }
             gauge("in_flight", help: "CHECKs, SETTLEs and RELEASEs in flight across all data-plane connections.") {
@@ -208,8 +208,8 @@ public final class ServerMetrics: Sendable {
             }
             let refused = connections.refused
             counter("connections_refused", help: "Connections refused at the connection limit (ERROR too_many_connections).") { refused.count }
-            let idle = connections.protocolErrors[Int(ProtocolErrorCode.idleTimeout.rawValue)]
-            let frame = connections.protocolErrors[Int(ProtocolErrorCode.frameTimeout.rawValue)]
+            let idle = connections.protocolErrors[.idleTimeout]
+            let frame = connections.protocolErrors[.frameTimeout]
             let write = connections.writeTimeouts
             let closedHelp = "Data-plane connections closed by a timeout, by reason."
             counter("connections_timed_out", labels: [("reason", "idle_timeout")], help: closedHelp) { idle.count }

@@ -60,7 +60,7 @@ struct BursardMain {
             "pid": "\(getpid())", "config_file": "\(settings.configFile ?? "none")",
             "redis": "\(settings.redis.map { "\($0)" } ?? "embedded")",
             "on_store_failure": "rate=\(settings.storeFailure.rateLimits.rawValue) spend=\(settings.storeFailure.spendLimits.rawValue) local_allowance=\(settings.storeFailure.localAllowancePerKeyPerMinute)",
-            "shutdown_timeout_ms": "\(settings.shutdownTimeout.components.seconds * 1000 + settings.shutdownTimeout.components.attoseconds / 1_000_000_000_000_000)",
+            "shutdown_timeout_ms": "\(TimeAmount(settings.shutdownTimeout).nanoseconds / 1_000_000)",
         ])
         logger.debug("configuration", metadata: .init(uniqueKeysWithValues: settings.sources.map { ($0.key, .string("\($0.value)")) }))
         if let tls = settings.opsTLS {
@@ -112,12 +112,12 @@ struct BursardMain {
             logger: Logger(label: "bursard.redis"))
         let engine = DecisionEngine(
             redis: redisClient,
-            limiter: Self.limiter(reservationTTLMs: Int64(settings.reservationTTLSeconds) * 1000),
+            limiter: Self.limiter(reservationTTLMs: TimeAmount(settings.reservationTTL).nanoseconds / 1_000_000),
             configuration: EngineConfiguration(
-                deadline: .milliseconds(Int64(settings.deadlineMs)), cacheTTL: .milliseconds(Int64(settings.cacheTTLMs)),
-                negativeCacheTTL: .milliseconds(Int64(settings.negativeCacheTTLMs)), storeFailure: settings.storeFailure,
-                admission: settings.latencyTargetMs.map { AdmissionConfiguration(latencyTarget: .milliseconds(Int64($0))) },
-                instanceLease: .milliseconds(Int64(settings.instanceLeaseMs))),
+                deadline: TimeAmount(settings.deadline), cacheTTL: TimeAmount(settings.cacheTTL),
+                negativeCacheTTL: TimeAmount(settings.negativeCacheTTL), storeFailure: settings.storeFailure,
+                admission: settings.latencyTarget.map { AdmissionConfiguration(latencyTarget: TimeAmount($0)) },
+                instanceLease: TimeAmount(settings.instanceLease)),
             logger: logger, metrics: metrics)
         // The scripts and this instance's epoch, ahead of the first CHECK (which would otherwise
         // wait for them); if Redis is not there yet, they come on first use.
@@ -159,7 +159,7 @@ struct BursardMain {
         let console = Console(
             service: admin,
             configuration: ConsoleConfiguration(
-                sessionTTLSeconds: settings.consoleSessionTTLSeconds, secureCookies: opsTLS != nil || settings.opsAllowInsecureRemote),
+                sessionTTLSeconds: Int(TimeAmount(settings.consoleSessionTTL).nanoseconds / 1_000_000_000), secureCookies: opsTLS != nil || settings.opsAllowInsecureRemote),
             logger: Logger(label: "bursard.console"))
         let opsApp = try OpsServer.application(
             configuration: OpsConfiguration(host: ops.host, port: ops.port, tls: opsTLS), service: admin, probes: probes,
@@ -168,6 +168,9 @@ struct BursardMain {
             onRunning: { [logger] port in
                 logger.info("ops port listening", metadata: ["address": "\(ops.host):\(port)", "tls": "\(opsTLS != nil)"])
             })
+        // The engine's maintenance before the data plane: the group asks services to stop in
+        // reverse order, so it stops after the data plane has drained and resolved what it owed.
+        services.append(engine)
         services.append(invalidation)
         services.append(StoppedLogging(opsApp, name: "ops port", logger: logger))
         services.append(server)
@@ -313,7 +316,7 @@ final class ShutdownSignals {
     /// down gracefully, also when the group is not running yet).
     init(logger: Logger, timeout: Duration, onFirst: @escaping @Sendable () -> Void) {
         let queue = DispatchQueue(label: "bursard.signals")
-        let seconds = Double(timeout.components.seconds) + Double(timeout.components.attoseconds) / 1e18
+        let seconds = Double(TimeAmount(timeout).nanoseconds) / 1e9
         var sources: [any DispatchSourceSignal] = []
         for (signal, name) in [(SIGTERM, "SIGTERM"), (SIGINT, "SIGINT")] {
             let source = DispatchSource.makeSignalSource(signal: signal, queue: queue)

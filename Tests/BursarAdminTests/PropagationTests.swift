@@ -30,6 +30,8 @@ struct PropagationTests {
             let redisB = RedisClient(configuration: RedisClientConfiguration(target: h.redis.configuration.target), logger: AdminHarness.logger)
             defer { redisB.shutdown() }
             let engineB = DecisionEngine(redis: redisB, limiter: Limiter(), configuration: EngineConfiguration(deadline: .seconds(5)), logger: AdminHarness.logger)
+            let maintenanceB = engineB.startMaintenance()
+            defer { maintenanceB.cancel() }
             let listenerB = InvalidationListener(engine: engineB, logger: AdminHarness.logger)
             listenerB.start()
             defer { listenerB.stop() }

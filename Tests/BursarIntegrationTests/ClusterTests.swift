@@ -1,5 +1,6 @@
 import BursarBench
 @testable import BursarRedis
+import BursarRedisTesting
 import BursarStore
 import BursarWire
 import Foundation

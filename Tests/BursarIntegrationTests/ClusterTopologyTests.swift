@@ -1,4 +1,5 @@
 @testable import BursarRedis
+import BursarRedisTesting
 import BursarStore
 import Testing
 

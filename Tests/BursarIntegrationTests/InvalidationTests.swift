@@ -448,10 +448,12 @@ func withSecondBursard(
     _ h: Harness, negativeCacheTTL: TimeAmount = .seconds(1), _ body: (DecisionEngine, InvalidationListener) async throws -> Void
 ) async throws {
     let (engine, client) = secondEngine(h, negativeCacheTTL: negativeCacheTTL)
+    let maintenance = engine.startMaintenance()
     let listener = InvalidationListener(engine: engine, logger: Harness.logger)
     listener.start()
     defer {
         listener.stop()
+        maintenance.cancel()
         client.shutdown()
     }
     // Generous for the same reason as in `runsAsService`.

@@ -170,7 +170,7 @@ struct OverloadTests {
             #expect(await idle.waitClosed(within: .seconds(20)), "the idle connection must be closed")
             #expect(idle.frames.map(\.requestID) == [1, 0], "\(idle.frames)")
             if case .error(let e)? = idle.frames.last?.body { #expect(e.code == .idleTimeout) } else { Issue.record("no ERROR: \(idle.frames)") }
-            #expect(server.connectionStats.protocolErrors[Int(ProtocolErrorCode.idleTimeout.rawValue)].count == 1)
+            #expect(server.connectionStats.protocolErrors[.idleTimeout].count == 1)
 
             // A CHECK waiting on a stopped Redis for longer than the idle timeout keeps its connection.
             h.redisServer.signal(SIGSTOP)
@@ -200,7 +200,7 @@ struct OverloadTests {
             #expect(await slow.waitClosed(within: .seconds(20)), "the slow connection must be closed")
             #expect(slow.frames.map(\.requestID) == [3, 0], "\(slow.frames)")
             if case .error(let e)? = slow.frames.last?.body { #expect(e.code == .frameTimeout, "\(e)") } else { Issue.record("no ERROR: \(slow.frames)") }
-            #expect(server.connectionStats.protocolErrors[Int(ProtocolErrorCode.frameTimeout.rawValue)].count == 1)
+            #expect(server.connectionStats.protocolErrors[.frameTimeout].count == 1)
 
             // With the idle timeout off, a connection between frames stays open past the frame timeout.
             let quiet = try await RawProbe.connect(port: port)

@@ -93,6 +93,8 @@ struct TrustBoundaryTests {
                 redis: h.redis, limiter: Limiter(clock: .testFrozen), configuration: EngineConfiguration(instanceLease: .seconds(60)),
                 logger: Harness.logger)
             await other.prepare()
+            let maintenance = other.startMaintenance()
+            defer { maintenance.cancel() }
             let server = DataPlaneServer(
                 configuration: ListenerConfiguration(host: "127.0.0.1", port: 0), engine: other,
                 group: MultiThreadedEventLoopGroup.singleton, logger: Harness.logger)

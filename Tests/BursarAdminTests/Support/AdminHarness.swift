@@ -76,6 +76,7 @@ func withAdmin<T: Sendable>(
     let engine = DecisionEngine(
         redis: redis, limiter: Limiter(clock: clock), configuration: EngineConfiguration(deadline: .seconds(10)), logger: AdminHarness.logger,
         metrics: metrics)
+    let maintenance = engine.startMaintenance()
     let server = DataPlaneServer(
         configuration: ListenerConfiguration(host: "127.0.0.1", port: 0), engine: engine,
         group: MultiThreadedEventLoopGroup.singleton, logger: AdminHarness.logger)
@@ -86,6 +87,7 @@ func withAdmin<T: Sendable>(
     let console = Console(service: service, configuration: ConsoleConfiguration(sessionTTLSeconds: consoleSessionTTL), logger: AdminHarness.logger)
     let app = Application(router: OpsServer.router(service: service, probes: probes, pages: { console.add(to: $0) }), logger: AdminHarness.logger)
     defer {
+        maintenance.cancel()
         redis.shutdown()
         redisServer.stop()
     }
@@ -221,4 +223,10 @@ extension AdminHarness {
             org: org.id, owner: owner, admin: admin, member: member, tess: tess, outsider: outsider, p: p.id, q: q.id,
             tessKey: tessKey.key.id, memberKey: memberKey.key.id, spare: spare.id)
     }
+}
+
+extension DecisionEngine {
+    /// Runs the engine's maintenance (`run()`) in a task, as bursard's service group does; the
+    /// caller cancels it when done.
+    func startMaintenance() -> Task<Void, Never> { Task { try? await self.run() } }
 }

@@ -19,6 +19,7 @@ final class Harness: Sendable {
     let engine: DecisionEngine
     let server: DataPlaneServer
     let port: Int
+    let maintenance: Task<Void, Never>
 
     static let logger: Logger = {
         var l = Logger(label: "test")
@@ -33,6 +34,7 @@ final class Harness: Sendable {
         self.engine = engine
         self.server = server
         self.port = port
+        self.maintenance = engine.startMaintenance()
     }
 
     /// Starts everything. A missing redis-server fails the test with the install hint.
@@ -69,6 +71,7 @@ final class Harness: Sendable {
     func stop() async {
         await server.stop()
         await engine.shutdown(timeout: .seconds(1))
+        maintenance.cancel()
         redis.shutdown()
         redisServer.stop()
     }
@@ -222,4 +225,10 @@ extension Harness {
         let counter = ReservationSequence.maxCounter - UInt64.random(in: 0..<1_000_000)
         return engine.clientID(for: ReservationID(orgID: org, sequence: ReservationSequence.make(epoch: max(1, engine.epoch), counter: counter)))
     }
+}
+
+extension DecisionEngine {
+    /// Runs the engine's maintenance (`run()`) in a task, as bursard's service group does; the
+    /// caller cancels it when done.
+    func startMaintenance() -> Task<Void, Never> { Task { try? await self.run() } }
 }

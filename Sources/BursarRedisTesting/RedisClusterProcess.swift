@@ -1,3 +1,4 @@
+public import BursarRedis
 import Foundation
 #if canImport(Glibc)
 import Glibc
