@@ -5,6 +5,7 @@
 #   /lib/systemd/system/bursard.service                           (deploy/systemd, hardened)
 #   /etc/bursar/bursard.conf                                      (deploy/debian; a conffile)
 #   /usr/share/doc/bursar/{README.md,SPEC.md,redis-production.conf}
+#   /usr/share/doc/bursar/docs/{*.md,console/*.png}                (the README's links resolve there)
 # VERSION is bursarVersion in Sources/BursarServer/Version.swift, the same string
 # `bursard --version` prints (checked below). Depends: the Debian package owning every shared
 # library the binaries still load (ldd, then dpkg -S: hiredis, glibc, libstdc++, libgcc),
@@ -52,6 +53,9 @@ install -m 0644 deploy/systemd/bursard.service "$root/lib/systemd/system/bursard
 install -m 0644 deploy/debian/bursard.conf "$root/etc/bursar/bursard.conf"
 install -m 0644 deploy/redis/production.conf "$root/usr/share/doc/bursar/redis-production.conf"
 install -m 0644 README.md "$root/usr/share/doc/bursar/README.md"
+install -d -m 0755 "$root/usr/share/doc/bursar/docs" "$root/usr/share/doc/bursar/docs/console"
+install -m 0644 docs/*.md "$root/usr/share/doc/bursar/docs/"
+install -m 0644 docs/console/*.png "$root/usr/share/doc/bursar/docs/console/"   # six screenshots, under 1 MB
 install -m 0644 proto/SPEC.md "$root/usr/share/doc/bursar/SPEC.md"
 
 # Depends: the package of every shared library the binaries load. A library ldd cannot find,

@@ -37,7 +37,7 @@ public struct OpsTLS: Sendable, Hashable {
 
 /// Where the data plane stands with its store, as `/readyz` reports it.
 public struct StoreStatus: Sendable {
-    /// `available`, `unavailable_deny` or `unavailable_local` (see README, "Store failure policy").
+    /// `available`, `unavailable_deny` or `unavailable_local` (docs/protocol.md, "Store failure policy").
     public var mode: String
     /// Whether CHECKs can still be admitted without Redis (the store failure policy `allow`).
     public var admitsLocally: Bool

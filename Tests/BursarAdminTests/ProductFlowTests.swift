@@ -17,7 +17,7 @@ func builtBinary(_ name: String) throws -> String {
 
 @Suite("The product page's flow runs with bursarctl alone")
 struct ProductFlowTests {
-    @Test("deploy/product-flow.sh (the README's walk-through) passes against a real bursard: bootstrap → projects → member → own key → CHECK allowed → revoke → CHECK denied")
+    @Test("deploy/product-flow.sh (the walk-through of docs/roles-and-admin-api.md) passes against a real bursard: bootstrap → projects → member → own key → CHECK allowed → revoke → CHECK denied")
     func productFlow() async throws {
         let redis = try RedisServerProcess.ephemeral()
         defer { redis.stop() }

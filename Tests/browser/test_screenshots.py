@@ -1,4 +1,4 @@
-"""Six screenshots for people (README, docs/console): the overview, the Production project and the
+"""Six screenshots for people (docs/console.md, docs/console/): the overview, the Production project and the
 new-key form, as the Owner with the seeded data, 1280 px wide (desktop) and 390 px (a phone),
 each the whole page's height. Written to $BROWSER_ARTIFACTS/screenshots."""
 
