@@ -6,7 +6,7 @@
 -- tk_limit, tk_rem, tk_reset_ms, key_budget_rem|false, key_reset_at, proj_budget_rem|false,
 -- proj_reset_at, org_credits|false}, in the order of `CheckReplySlot` (a refusal before the
 -- counters are read stops after `flags`; an unknown key after `reason`). The deny reasons are
--- checked in `CheckStage` order: identity, standing, model, the request's size, the price table,
+-- checked in the order of SPEC §9: identity, standing, model, the request's size, the price table,
 -- the rate buckets, then spend.
 local function step(KEYS, ARGV)
   local kid, digest, model = ARGV[2], ARGV[3], ARGV[4]
