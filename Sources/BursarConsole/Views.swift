@@ -37,21 +37,56 @@ struct Chrome {
 }
 
 /// The templates, compiled once, and the responses made from them.
+///
+/// The templates are Templates/*.mustache (swift-mustache), compiled into bursard (Package.swift
+/// embeds them) so a deployment is one binary. `{{…}}` escapes HTML; `{{{body}}}` (the layout's
+/// slot for a rendered page) is the only unescaped value. Elements an action of the permission
+/// matrix gates carry `data-action` with the action's name (proto/permissions.tsv); the browser
+/// tests find them by it.
 struct Views: Sendable {
     let library: MustacheLibrary
 
-    init() {
+    /// Each template's name (its file's, without `.mustache`) and text, as SwiftPM embeds it:
+    /// `PackageResources.<file name with - and . as _>`.
+    static let templates: [(name: String, text: [UInt8])] = [
+        ("layout", PackageResources.layout_mustache), ("budget", PackageResources.budget_mustache),
+        ("csrf", PackageResources.csrf_mustache), ("secret", PackageResources.secret_mustache),
+        ("key-table", PackageResources.key_table_mustache), ("key-rows", PackageResources.key_rows_mustache),
+        ("sign-in", PackageResources.sign_in_mustache), ("link", PackageResources.link_mustache),
+        ("error", PackageResources.error_mustache), ("overview", PackageResources.overview_mustache),
+        ("project", PackageResources.project_mustache), ("key-new", PackageResources.key_new_mustache),
+        ("key-created", PackageResources.key_created_mustache), ("organization", PackageResources.organization_mustache),
+        ("invited", PackageResources.invited_mustache), ("audit", PackageResources.audit_mustache),
+        ("accept", PackageResources.accept_mustache), ("accepted", PackageResources.accepted_mustache),
+    ]
+
+    /// The templates, parsed; the error names the template that does not parse.
+    static func parse() throws -> MustacheLibrary {
         var library = MustacheLibrary()
-        for (name, text) in Templates.all {
-            // The templates are part of the binary; one that does not parse is a bug caught by
-            // the first test that starts a console.
+        for (name, text) in templates {
             do {
-                try library.register(text, named: name)
+                try library.register(String(decoding: text, as: UTF8.self), named: name)
             } catch {
-                fatalError("console template \(name) does not parse: \(error)")
+                throw ParseError(template: name, error: error)
             }
         }
-        self.library = library
+        return library
+    }
+
+    struct ParseError: Error, CustomStringConvertible {
+        let template: String
+        let error: any Error
+        var description: String { "console template \(template) does not parse: \(error)" }
+    }
+
+    init() {
+        // The templates are part of the binary; one that does not parse is a bug caught by the
+        // first test that starts a console.
+        do {
+            library = try Self.parse()
+        } catch {
+            fatalError("\(error)")
+        }
     }
 
     /// Headers on every console response: no caching of pages that show limits and secrets, no
