@@ -31,6 +31,9 @@ struct Chrome {
                 "id": String(org.id), "name": org.name, "owner": org.owner,
                 "navOverview": page == "overview", "navOrganization": page == "organization", "navAudit": page == "audit",
             ] as [String: Any]
+        } else {
+            // Not absent: the layout's `{{#org}}` would look it up in the page's values.
+            c["org"] = false
         }
         return c
     }
@@ -39,8 +42,9 @@ struct Chrome {
 /// The templates, compiled once, and the responses made from them.
 ///
 /// The templates are Templates/*.mustache (swift-mustache), compiled into bursard (Package.swift
-/// embeds them) so a deployment is one binary. `{{…}}` escapes HTML; `{{{body}}}` (the layout's
-/// slot for a rendered page) is the only unescaped value. Elements an action of the permission
+/// embeds them) so a deployment is one binary. `{{…}}` escapes HTML, and no template renders a
+/// value unescaped: a page extends the layout (`{{<layout}}{{$content}}…{{/content}}{{/layout}}`)
+/// rather than being rendered first and pasted into it. Elements an action of the permission
 /// matrix gates carry `data-action` with the action's name (proto/permissions.tsv); the browser
 /// tests find them by it.
 struct Views: Sendable {
@@ -81,7 +85,7 @@ struct Views: Sendable {
 
     init() {
         // The templates are part of the binary; one that does not parse is a bug caught by the
-        // first test that starts a console.
+        // tests (ConsoleTemplateTests).
         do {
             library = try Self.parse()
         } catch {
@@ -103,20 +107,27 @@ struct Views: Sendable {
         return h
     }()
 
-    /// A page: `template` rendered with `context`, inside the layout.
+    /// A page: `template`, which extends the layout, rendered with `context`.
     func page(
         _ template: String, title: String, _ context: [String: Any], chrome: Chrome?, status: HTTPResponse.Status = .ok
     ) -> Response {
-        var chrome = chrome
-        chrome?.page = template
-        let body = library.render(context, withTemplate: template) ?? ""
-        var layout: [String: Any] = ["title": title, "page": template, "body": body]
-        if let chrome { layout["chrome"] = chrome.context }
-        if let error = context["errorCode"] as? String { layout["errorCode"] = error }
-        let html = library.render(layout, withTemplate: "layout") ?? ""
+        let html = self.html(template, title: title, context, chrome: chrome)
         var headers = Self.securityHeaders
         headers[.contentType] = "text/html; charset=utf-8"
         return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(string: html)))
+    }
+
+    /// The HTML of a page: one render, with one context holding the page's values and the
+    /// layout's (`title`, `page`, `chrome`; `errorCode` comes with the error page's values).
+    func html(_ template: String, title: String, _ context: [String: Any], chrome: Chrome?) -> String {
+        assert(context["title"] == nil && context["page"] == nil && context["chrome"] == nil, "a page value hides the layout's")
+        var chrome = chrome
+        chrome?.page = template
+        var all = context
+        all["title"] = title
+        all["page"] = template
+        if let chrome { all["chrome"] = chrome.context }
+        return library.render(all, withTemplate: template) ?? ""
     }
 
     /// An error page: `code` is the admin API's stable error code (or `csrf`, `link_invalid`).
