@@ -242,12 +242,12 @@ public struct Console: Sendable {
         return Response(status: .seeOther, headers: headers)
     }
 
-    static func asset(_ text: String, type: String) -> Response {
+    static func asset(_ bytes: [UInt8], type: String) -> Response {
         var headers = HTTPFields()
         headers[.contentType] = type
         headers[.cacheControl] = "max-age=300"
         headers[.xContentTypeOptions] = "nosniff"
-        return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(string: text)))
+        return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: bytes)))
     }
 
     func cookie(_ name: String, _ value: String, maxAge: Int) -> Cookie {
