@@ -9,13 +9,6 @@ let strict: [SwiftSetting] = [
     .enableUpcomingFeature("InternalImportsByDefault"),
 ] + (werror ? [.treatAllWarnings(as: .error)] : [])
 
-/// The Lua files of BursarStore (`LuaFile` names each; a test checks the two lists agree).
-let luaScripts = [
-    "org", "values", "prelude", "compiled-record", "compile", "check-helpers", "check", "undelivered-now",
-    "undelivered-batched", "reservation", "settle", "void", "sweep", "heartbeat", "main-single", "main-batch",
-    "usage-common", "usage-key", "usage-project", "usage-org", "usage-top", "set-org-role", "token-used", "rewrap-secret",
-]
-
 let package = Package(
     name: "bursar",
     platforms: [.macOS(.v15)],
@@ -90,7 +83,7 @@ let package = Package(
                 .product(name: "_CryptoExtras", package: "swift-crypto"),
             ],
             // The atomic steps' Lua (Sources/BursarStore/Lua), compiled in: one binary.
-            resources: luaScripts.map { .embedInCode("Lua/\($0).lua") },
+            resources: [.embedInCode("Lua")],
             swiftSettings: strict
         ),
         // The data-plane server: NIO listeners, the decision engine, the metadata cache.
