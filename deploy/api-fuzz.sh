@@ -56,7 +56,43 @@ expected-statuses = ["2xx", "401", "403", "404", "409", "422"]
 # document says. Only there is such a 400 a link's doing, not a valid request refused.
 [phases.stateful.checks.positive_data_acceptance]
 expected-statuses = ["2xx", "400", "401", "403", "404", "409", "422"]
+
+# ST302 "created resource not found" reads any 404 after a create as the created resource missing.
+# Creating a key in a just-created project with a `user_id` nobody has (person ids are random) is
+# answered 404 naming the user, as the document says; the check takes it for the project (seen in
+# runs of 2026-12-04). That the created project is there is checked by the admin API's own tests.
+[phases.stateful.checks.ensure_resource_availability]
+enabled = false
 TOML
+# schemathesis sends a path parameter as quote(unquote(value)). A generated name holding '%' and
+# hex digits that are not UTF-8 (schema-valid: '%' is visible ASCII) is turned into another name
+# on the way: 'a%A5b' reaches the server as 'a%EF%BF%BDb', U+FFFD, which it rightly refuses as not
+# ASCII (seen once in CI as "schema-valid request rejected"). For such a value only, '%' is
+# escaped first, so the server receives exactly the value generated; values schemathesis has
+# already percent-encoded (valid UTF-8) are left as they are.
+cat >"$work/hooks.py" <<'PY'
+from urllib.parse import unquote
+
+import schemathesis
+
+
+def _exact(value):
+    if not isinstance(value, str):
+        return value
+    try:
+        unquote(value, errors="strict")
+        return value
+    except UnicodeDecodeError:
+        return value.replace("%", "%25")
+
+
+@schemathesis.hook
+def map_path_parameters(context, path_parameters):
+    if not path_parameters:
+        return path_parameters
+    return {name: _exact(value) for name, value in path_parameters.items()}
+PY
+export SCHEMATHESIS_HOOKS="$work/hooks.py"
 seed=()
 [[ -n ${API_FUZZ_SEED:-} ]] && seed=(--seed "$API_FUZZ_SEED")
 status=0
@@ -69,7 +105,7 @@ sed -n '/SUMMARY/,$p' "$work/report.txt"
 cases=$(grep -oE '[0-9]+ generated' "$work/report.txt" | tail -n 1 | grep -oE '[0-9]+' || echo 0)
 echo "api-fuzz: schemathesis against proto/openapi.json, ${seconds}s budget: ${cases} test cases generated"
 if ((status != 0)); then
-  sed -n '/FAILURES/,/SUMMARY/p' "$work/report.txt" | head -n 80 >&2
+  sed -n '/ERRORS\|FAILURES/,/SUMMARY/p' "$work/report.txt" | head -n 120 >&2
   # No summary: schemathesis stopped before testing (seen once in CI: exit 2, nothing
   # generated). Show what it said, and bursard's log, so the cause is on the record.
   if ! grep -q SUMMARY "$work/report.txt"; then
