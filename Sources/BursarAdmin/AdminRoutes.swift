@@ -138,6 +138,21 @@ public enum AdminRoutes {
         org.get("keys/:key/usage") { req, ctx in try await ok(s.keyUsage(actor(req, s), id(ctx, "org"), id(ctx, "key"))) }
         org.get("projects/:project/usage") { req, ctx in try await ok(s.projectUsage(actor(req, s), id(ctx, "org"), id(ctx, "project"))) }
         org.get("usage") { req, ctx in try await ok(s.orgUsage(actor(req, s), id(ctx, "org"))) }
+        // Usage history (per UTC day; SPEC §13.13), as JSON or, with format=csv, as CSV
+        org.get("usage/history") { req, ctx in
+            let caller = try await actor(req, s)
+            let orgID = try id(ctx, "org")
+            let q = req.uri.queryParameters
+            let format = q.get("format") ?? "json"
+            guard format == "json" || format == "csv" else { throw APIError(.invalid, "format must be json or csv, not '\(format)'") }
+            let query = try HistoryQuery.parse({ name in q.get(name).map { String($0) } }, today: try await s.historyToday(orgID))
+            let history = try await s.usageHistory(caller, orgID, query)
+            guard format == "csv" else { return ok(history) }
+            var headers = HTTPFields()
+            headers[.contentType] = "text/csv; charset=utf-8"
+            headers[.contentDisposition] = "attachment; filename=\"bursar-usage-\(orgID)-\(history.from)-\(history.to).csv\""
+            return Response(status: .ok, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(string: HistoryCSV.render(history))))
+        }
         org.get("top") { req, ctx in
             let limit = req.uri.queryParameters.get("limit").map { Int($0) ?? 0 } ?? 10
             return try await ok(s.top(actor(req, s), id(ctx, "org"), limit: limit))

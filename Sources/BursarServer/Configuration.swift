@@ -127,6 +127,8 @@ public struct BursardConfiguration: Sendable, Hashable {
     public var instanceLease = Duration.milliseconds(10_000)
     /// How long an unsettled reservation holds its estimate (`--reservation-ttl`, seconds).
     public var reservationTTL = Duration.seconds(900)
+    /// How long usage history is kept after its day (`--history-retention-days`).
+    public var historyRetention = HistoryRetention.standard
     /// Digest cache TTL (`--cache-ttl-ms`).
     public var cacheTTL = Duration.milliseconds(5_000)
     /// Unknown-digest cache TTL (`--negative-cache-ttl-ms`).
@@ -195,6 +197,7 @@ public struct BursardConfiguration: Sendable, Hashable {
         ConfigurationOption(name: "latency-target-ms", aliases: [], valueName: "ms", abstract: "The latency a CHECK's Redis step (queue and round trip) should stay under: the adaptive limit on CHECKs waiting on Redis shrinks above it, and the excess is answered overloaded at once.", defaultText: "two fifths of --deadline-ms, at least 2"),
         ConfigurationOption(name: "instance-lease-ms", aliases: [], valueName: "ms", abstract: "How long a bursard may miss its heartbeats before another one voids the admissions it left undelivered.", defaultText: "10000"),
         ConfigurationOption(name: "reservation-ttl", aliases: [], valueName: "seconds", abstract: "How long an unsettled reservation holds its estimate.", defaultText: "900"),
+        ConfigurationOption(name: "history-retention-days", aliases: [], valueName: "days", abstract: "How long usage history (per day, key, project and model) is kept after its day, 35 to 3660.", defaultText: "396 (13 months)"),
         ConfigurationOption(name: "cache-ttl-ms", aliases: [], valueName: "ms", abstract: "How long a resolved key digest stays cached.", defaultText: "5000"),
         ConfigurationOption(name: "negative-cache-ttl-ms", aliases: [], valueName: "ms", abstract: "How long an unknown key digest stays cached.", defaultText: "1000"),
         ConfigurationOption(name: "on-store-failure-rate", aliases: [], valueName: "deny|allow", abstract: "When Redis cannot decide a CHECK in time, for a key with an RPM or TPM limit: deny (store_unavailable) or allow (admit locally within --local-allowance, replay into Redis later).", defaultText: "deny"),
@@ -442,6 +445,8 @@ public struct BursardConfiguration: Sendable, Hashable {
         case "latency-target-ms": return integer(1...60_000) { c.latencyTarget = .milliseconds($0) }
         case "instance-lease-ms": return integer(1...3_600_000) { c.instanceLease = .milliseconds($0) }
         case "reservation-ttl": return integer(1...7 * 86_400, " seconds") { c.reservationTTL = .seconds($0) }
+        case "history-retention-days":
+            return integer(HistoryRetention.minimumDays...HistoryRetention.maximumDays, " days") { c.historyRetention = HistoryRetention(days: $0)! }
         case "cache-ttl-ms": return integer(0...86_400_000) { c.cacheTTL = .milliseconds($0) }
         case "negative-cache-ttl-ms": return integer(0...86_400_000) { c.negativeCacheTTL = .milliseconds($0) }
         case "on-store-failure-rate", "on-store-failure-spend":

@@ -55,6 +55,15 @@ public final class EngineStats: Sendable {
     public let settlements: [Counter]
     /// Late admissions (Redis answered after the deadline) that were voided again.
     public let lateAdmissionsReleased = Atomic<Int>(0)
+    /// Budget alerts the limiter recorded on this instance's steps, by `BudgetAlerts` bit (key
+    /// 50/80/100 %, project 50/80/100 %).
+    public let budgetAlerts: [Counter] = (0..<6).map { _ in Counter() }
+
+    /// Counts the alerts one step crossed.
+    func note(_ alerts: BudgetAlerts) {
+        guard !alerts.isEmpty else { return }
+        for bit in 0..<6 where alerts.rawValue & (1 << bit) != 0 { budgetAlerts[bit].increment() }
+    }
     /// Admissions whose client was gone before the answer could be written, voided again.
     public let orphanedAdmissionsReleased = Atomic<Int>(0)
     /// CHECKs whose Redis step failed after it may have run (connection lost or timed out): their
@@ -558,6 +567,7 @@ public final class DecisionEngine: Service, Sendable {
                     switch try limiter.parseCheck(replies[0], identity: identity, reservation: reservation) {
                     case .decided(let decision):
                         if decision.reason == .unknownKey { cache.invalidate(request.digest) }  // rotated or deleted
+                        if decision.allowed { stats.note(limiter.checkAlerts(replies[0])) }
                         fallback?.learn(decision, request: request, identity: identity)
                         attempt.finishFromAnyThread(decision)
                     case .fenced:
@@ -627,6 +637,7 @@ public final class DecisionEngine: Service, Sendable {
                 noteStore(answered: true)
                 do {
                     let result = try limiter.parseSettle(replies[0])
+                    stats.note(limiter.settleAlerts(replies[0]))
                     attempt.finishFromAnyThread(local && result.status == .unknown ? ReservationResult(status: .storeUnavailable) : result)
                 } catch {
                     logger.error("settle reply unreadable", metadata: ["error": "\(error)"])

@@ -106,6 +106,10 @@ public final class ServerMetrics: Sendable {
             settlements[Int(ReservationStatus.expired.rawValue)].count
         }
         let stats = engine.stats
+        for (bit, (scope, percent)) in [("key", 50), ("key", 80), ("key", 100), ("project", 50), ("project", 80), ("project", 100)].enumerated() {
+            let c = stats.budgetAlerts[bit]
+            counter("budget_alerts", labels: [("scope", scope), ("threshold", String(percent))], help: "Budget alerts recorded by this instance's steps: a key's or project's window spend reaching 50, 80 or 100 % of its budget, once per window.") { c.count }
+        }
         counter("late_admissions_released", help: "Admissions Redis made after the deadline, voided again.") { stats.lateAdmissionsReleased.load(ordering: .relaxed) }
         counter("orphaned_admissions_released", help: "Admissions whose client was gone, voided again.") { stats.orphanedAdmissionsReleased.load(ordering: .relaxed) }
         counter("unknown_outcomes_voided", help: "CHECKs whose Redis step failed after it may have run (connection lost or timed out), voided.") {

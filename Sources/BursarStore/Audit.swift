@@ -33,8 +33,12 @@ public struct AuditLog: Sendable {
     /// Entries kept per organization (approximately: trimming is `MAXLEN ~`).
     public let capacity: Int
 
+    /// Entries kept per organization unless told otherwise; also the cap of the entries the
+    /// limiter's scripts append (budget alerts, history.lua).
+    public static let defaultCapacity = 100_000
+
     /// A log.
-    public init(redis: RedisClient, capacity: Int = 100_000) {
+    public init(redis: RedisClient, capacity: Int = AuditLog.defaultCapacity) {
         self.redis = redis
         self.capacity = capacity
     }

@@ -43,6 +43,12 @@ public enum Keyspace {
         case undelivered = "uds"
         /// The frozen test time.
         case testClock = "testclock"
+        /// A usage-history record: `h:<day>:<key>:<model>` (day: days since 1970-01-01 UTC).
+        case history = "h:"
+        /// A day's index of history records: `hx:<day>`, members `<project>:<key>:<model>`.
+        case historyIndex = "hx:"
+        /// The audit log (a stream).
+        case audit = "audit"
         /// After a key, project or membership: its model list.
         case models = ":models"
         /// After a project: its member set.
@@ -151,7 +157,7 @@ public enum Keyspace {
     public static func invitations(_ org: UInt64) -> String { self.org(org) + "invs" }
     /// An invitation's one-time acceptance token, by its SHA-256: "org:id" (global; expires).
     public static func invitationToken(_ hex: String) -> String { "br:invtok:\(hex)" }
-    public static func audit(_ org: UInt64) -> String { self.org(org) + "audit" }
+    public static func audit(_ org: UInt64) -> String { self.org(org) + Segment.audit.rawValue }
     /// The org's undelivered admissions (a set): each admission a CHECK script made is a member
     /// (its reservation sequence, decimal, which holds the epoch of the bursard that sent it),
     /// until that bursard confirms the answer was handed to the client or voids it. What remains of
@@ -179,6 +185,14 @@ public enum Keyspace {
     /// Held by the one bursard sweeping what the dead instance `epoch` left (global; expires).
     public static func sweepClaim(_ epoch: UInt64) -> String { "br:sweep:\(epoch)" }
     /// The frozen test time (Unix µs) read only by scripts built with `ScriptClock.testFrozen`.
+    /// The usage-history record of one key and model on `day` (days since 1970-01-01 UTC).
+    public static func history(_ org: UInt64, day: Int64, key: UInt64, model: String) -> String {
+        self.org(org) + Segment.history.rawValue + "\(day):\(key):" + model
+    }
+    /// The index of `day`'s usage-history records.
+    public static func historyIndex(_ org: UInt64, day: Int64) -> String { self.org(org) + Segment.historyIndex.rawValue + String(day) }
+    /// The marker of a budget alert: the spend-window counter's name and the percentage.
+    public static func budgetAlert(window: String, percent: Int) -> String { window + ":a\(percent)" }
     public static func testClock(_ org: UInt64) -> String { self.org(org) + Segment.testClock.rawValue }
 }
 

@@ -62,6 +62,8 @@ public enum CheckReplySlot: Int, Sendable, CaseIterable {
     case projectBudgetRemaining, projectBudgetResetAtMs
     /// The organization's credits (false: not metered).
     case orgCredits
+    /// The budget alerts this admission crossed (`BudgetAlerts`' bits).
+    case budgetAlerts
 }
 
 /// A CHECK script's reply, read.
@@ -97,19 +99,19 @@ public struct Limiter: Sendable {
     private let settleCall: RedisCommand
 
     /// A limiter on Redis's clock.
-    public init(reservationTTLMs: Int64 = 15 * 60 * 1000) {
-        self.init(clock: .redis, reservationTTLMs: reservationTTLMs)
+    public init(reservationTTLMs: Int64 = 15 * 60 * 1000, history: HistoryRetention = .standard) {
+        self.init(clock: .redis, reservationTTLMs: reservationTTLMs, history: history)
     }
 
     /// A limiter on a chosen clock. Tests only.
     @_spi(Testing)
-    public init(clock: ScriptClock, reservationTTLMs: Int64 = 15 * 60 * 1000) {
-        checkScript = RedisScript(source: LimiterLua.check(clock))
-        settleScript = RedisScript(source: LimiterLua.settle(clock))
-        checkBatchScript = RedisScript(source: LimiterLua.checkBatch(clock))
-        settleBatchScript = RedisScript(source: LimiterLua.settleBatch(clock))
-        voidScript = RedisScript(source: LimiterLua.void(clock))
-        sweepScript = RedisScript(source: LimiterLua.sweep(clock))
+    public init(clock: ScriptClock, reservationTTLMs: Int64 = 15 * 60 * 1000, history: HistoryRetention = .standard) {
+        checkScript = RedisScript(source: LimiterLua.check(clock, history))
+        settleScript = RedisScript(source: LimiterLua.settle(clock, history))
+        checkBatchScript = RedisScript(source: LimiterLua.checkBatch(clock, history))
+        settleBatchScript = RedisScript(source: LimiterLua.settleBatch(clock, history))
+        voidScript = RedisScript(source: LimiterLua.void(clock, history))
+        sweepScript = RedisScript(source: LimiterLua.sweep(clock, history))
         heartbeatScript = RedisScript(source: LimiterLua.heartbeat)
         self.reservationTTLMs = reservationTTLMs
         checkCall = RedisCommand("EVALSHA", checkScript.sha1, "1")
@@ -305,10 +307,22 @@ public struct Limiter: Sendable {
     /// Reads the SETTLE/RELEASE script's reply.
     public func parseSettle(_ reply: RedisValue) throws(RedisError) -> ReservationResult {
         if case .error(let e) = reply { throw RedisError(.server, e) }
-        guard let a = reply.array, a.count == 3, let raw = a[0].int, let status = ReservationStatus(rawValue: UInt8(clamping: raw)) else {
+        guard let a = reply.array, a.count == 3 || a.count == 4, let raw = a[0].int, let status = ReservationStatus(rawValue: UInt8(clamping: raw)) else {
             throw RedisError(.unexpectedReply, "SETTLE script reply has the wrong shape")
         }
         return ReservationResult(status: status, costDelta: a[1].int ?? 0, tokenDelta: a[2].int ?? 0)
+    }
+
+    /// The budget alerts a SETTLE's reply says it crossed (none for any other reply).
+    public func settleAlerts(_ reply: RedisValue) -> BudgetAlerts {
+        guard let a = reply.array, a.count == 4 else { return [] }
+        return BudgetAlerts(rawValue: UInt8(clamping: a[3].int ?? 0))
+    }
+
+    /// The budget alerts a CHECK's reply says its admission crossed (none for any other reply).
+    public func checkAlerts(_ reply: RedisValue) -> BudgetAlerts {
+        guard let a = reply.array, CheckReplySlot.budgetAlerts.rawValue < a.count else { return [] }
+        return BudgetAlerts(rawValue: UInt8(clamping: a[CheckReplySlot.budgetAlerts.rawValue].int ?? 0))
     }
 
     /// The VOID step for the attempt under `reservation` (SPEC §13.7).

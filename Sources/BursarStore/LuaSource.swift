@@ -16,7 +16,7 @@ enum LuaFile: String, CaseIterable, Sendable {
     case org, values, prelude
     case compiledRecord = "compiled-record", compile
     case checkHelpers = "check-helpers", check, undeliveredNow = "undelivered-now", undeliveredBatched = "undelivered-batched"
-    case reservation, settle, void, sweep, heartbeat
+    case history, reservation, settle, void, sweep, heartbeat
     case mainSingle = "main-single", mainBatch = "main-batch"
     case usageCommon = "usage-common", usageKey = "usage-key", usageProject = "usage-project", usageOrg = "usage-org", usageTop = "usage-top"
     case setOrgRole = "set-org-role", tokenUsed = "token-used", rewrapSecret = "rewrap-secret"
@@ -33,6 +33,7 @@ enum LuaFile: String, CaseIterable, Sendable {
         case .check: PackageResources.check_lua
         case .undeliveredNow: PackageResources.undelivered_now_lua
         case .undeliveredBatched: PackageResources.undelivered_batched_lua
+        case .history: PackageResources.history_lua
         case .reservation: PackageResources.reservation_lua
         case .settle: PackageResources.settle_lua
         case .void: PackageResources.void_lua
@@ -58,10 +59,10 @@ enum LuaFile: String, CaseIterable, Sendable {
 /// Loads scripts from `LuaFile`s (see there).
 enum LuaSource {
     /// The files joined, in order, with the shared names put in.
-    static func script(_ files: [LuaFile], clock: ScriptClock = .redis) -> String {
+    static func script(_ files: [LuaFile], clock: ScriptClock = .redis, history: HistoryRetention = .standard) -> String {
         let text = files.map { "-- \($0.fileName)\n" + String(decoding: $0.bytes, as: UTF8.self) }.joined(separator: "\n")
         do {
-            return try expand(text, clock: clock)
+            return try expand(text, clock: clock, history: history)
         } catch {
             preconditionFailure("\(files.map(\.fileName)): \(error)")
         }
@@ -75,7 +76,7 @@ enum LuaSource {
     }
 
     /// Every `TABLE.name` the Lua may use, and its Lua literal.
-    static func constants(clock: ScriptClock) -> [String: [String: String]] {
+    static func constants(clock: ScriptClock, history: HistoryRetention = .standard) -> [String: [String: String]] {
         func table<S: Sequence>(_ items: S, _ name: (S.Element) -> String, _ value: (S.Element) -> String) -> [String: String] {
             Dictionary(uniqueKeysWithValues: items.map { (name($0), value($0)) })
         }
@@ -86,13 +87,15 @@ enum LuaSource {
             "STATUS": table(ReservationStatus.allCases, \.description) { String($0.rawValue) },
             "CLOCK": ["test": clock == .testFrozen ? "true" : "false"],
             "BUCKET": ["scale": String(MinuteBucket.scale), "max_level": String(MinuteBucket.maxLevel)],
+            "HISTORY": ["retention_ms": String(Int64(history.days) * 86_400_000)],
+            "AUDIT": ["capacity": "'\(AuditLog.defaultCapacity)'"],
         ]
     }
 
     /// `text` with every `TABLE.name` of `constants` replaced by its literal. Lua comments are
     /// left as they are.
-    static func expand(_ text: String, clock: ScriptClock) throws(UnknownName) -> String {
-        let tables = constants(clock: clock)
+    static func expand(_ text: String, clock: ScriptClock, history: HistoryRetention = .standard) throws(UnknownName) -> String {
+        let tables = constants(clock: clock, history: history)
         var out = ""
         out.reserveCapacity(text.utf8.count)
         for line in text.split(separator: "\n", omittingEmptySubsequences: false) {

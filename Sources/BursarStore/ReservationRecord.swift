@@ -6,8 +6,10 @@ public import BursarRedis
 /// VOID and SWEEP. In order: status, expiry (Unix ms), key, project, reserved tokens, reserved
 /// cost, the key's and the project's spend-window counters, metered (1/0), the key's and the
 /// project's TPM and RPM at the time (TPM key, TPM project, RPM key, RPM project), the time it was
-/// made (Unix µs, Redis's clock), then the actual tokens and cost once settled. A fence left by a
-/// VOID whose attempt never ran is the single field `void`.
+/// made (Unix µs, Redis's clock), then the actual tokens and cost once settled (and the prices of
+/// a CHECK priced from the table); after ` |`, the key's and the project's budget at the CHECK
+/// (`-`: none) and the model (free text, last). A fence left by a VOID whose attempt never ran is
+/// the single field `void`.
 public struct ReservationRecord: Sendable, Hashable {
     /// `open`, `settled`, `released`, `expired`, `void` or `swept` (SPEC §10, §13.7).
     public var status: String
@@ -28,9 +30,24 @@ public struct ReservationRecord: Sendable, Hashable {
     public var actualTokens: Int64?
     public var actualCost: Int64?
 
+    /// The model the CHECK named (records from 2026-12-05 on, after ` |`; SPEC §13.13).
+    public var model: String?
+    /// The key's and the project's budget at the CHECK (nil: none), after ` |`.
+    public var keyBudget: Int64?
+    public var projectBudget: Int64?
+
     /// Parses a stored record; nil if it is not one.
     public init?(_ text: String) {
-        let f = text.split(separator: " ", omittingEmptySubsequences: true).map(String.init)
+        var body = Substring(text)
+        if let bar = text.range(of: " |") {
+            body = text[..<bar.lowerBound]
+            let tail = text[bar.upperBound...].split(separator: " ", maxSplits: 2, omittingEmptySubsequences: false)
+            guard tail.count == 3 else { return nil }
+            keyBudget = Int64(tail[0])
+            projectBudget = Int64(tail[1])
+            model = String(tail[2])
+        }
+        let f = body.split(separator: " ", omittingEmptySubsequences: true).map(String.init)
         guard let status = f.first else { return nil }
         self.status = status
         guard f.count > 1 else {

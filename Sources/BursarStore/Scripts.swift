@@ -28,44 +28,45 @@ enum LimiterLua {
     /// under the sequence that admission was given. Cost −1 prices the request from the table
     /// (SPEC §13.12); then ARGV 10 and 11 are its input tokens and maximum output tokens. Reply:
     /// `CheckReplySlot`'s order; its outcome a `CheckOutcome`.
-    static func check(_ clock: ScriptClock) -> String {
-        LuaSource.script(prelude + [.compiledRecord, .checkHelpers, .undeliveredNow, .check, .mainSingle], clock: clock)
+    static func check(_ clock: ScriptClock, _ history: HistoryRetention = .standard) -> String {
+        LuaSource.script(prelude + [.compiledRecord, .history, .checkHelpers, .undeliveredNow, .check, .mainSingle], clock: clock, history: history)
     }
 
     /// CHECK of several requests of one organization in one call (main-batch.lua). The
     /// admissions' undelivered marks are added to the organization's set by one `SADD` after the
     /// last step.
-    static func checkBatch(_ clock: ScriptClock) -> String {
-        LuaSource.script(prelude + [.compiledRecord, .checkHelpers, .undeliveredBatched, .check, .mainBatch], clock: clock)
+    static func checkBatch(_ clock: ScriptClock, _ history: HistoryRetention = .standard) -> String {
+        LuaSource.script(prelude + [.compiledRecord, .history, .checkHelpers, .undeliveredBatched, .check, .mainBatch], clock: clock, history: history)
     }
 
     /// SETTLE and RELEASE (settle.lua). KEYS[1] = the reservation. ARGV: prefix, mode ("settle" |
     /// "release"), actual tokens, actual cost. Cost −1 prices the actual usage at the prices the
     /// CHECK was priced at (SPEC §13.12); ARGV 5, 6 and 7 are then the actual input, output and
     /// cached input tokens (cached ⊆ input), and a reservation its CHECK did not price from the
-    /// table keeps its estimate as its cost. Reply: {status, cost delta, token delta}.
+    /// table keeps its estimate as its cost. Reply: {status, cost delta, token delta}, and when
+    /// applied the budget alerts it crossed (`BudgetAlerts`' bits).
     ///
     /// A reservation a sweep voided for a dead bursard (`swept`) may have reached its client
     /// after all (SPEC §13.7): a SETTLE then debits the actual usage in full (and the request
     /// on RPM) and a RELEASE counts the request on RPM, as if the sweep had not happened. A
     /// fence or an attempt its own bursard voided (`void`) was never admitted: `unknown`.
-    static func settle(_ clock: ScriptClock) -> String {
-        LuaSource.script(prelude + [.reservation, .settle, .mainSingle], clock: clock)
+    static func settle(_ clock: ScriptClock, _ history: HistoryRetention = .standard) -> String {
+        LuaSource.script(prelude + [.history, .reservation, .settle, .mainSingle], clock: clock, history: history)
     }
 
     /// SETTLE and RELEASE of several reservations of one organization in one call.
-    static func settleBatch(_ clock: ScriptClock) -> String {
-        LuaSource.script(prelude + [.reservation, .settle, .mainBatch], clock: clock)
+    static func settleBatch(_ clock: ScriptClock, _ history: HistoryRetention = .standard) -> String {
+        LuaSource.script(prelude + [.history, .reservation, .settle, .mainBatch], clock: clock, history: history)
     }
 
     /// VOID (void.lua): gives back an attempt whose client was told it was refused (SPEC §13.7).
-    static func void(_ clock: ScriptClock) -> String {
-        LuaSource.script(prelude + [.reservation, .void], clock: clock)
+    static func void(_ clock: ScriptClock, _ history: HistoryRetention = .standard) -> String {
+        LuaSource.script(prelude + [.history, .reservation, .void], clock: clock, history: history)
     }
 
     /// SWEEP (sweep.lua): voids what a dead bursard left undelivered in one organization.
-    static func sweep(_ clock: ScriptClock) -> String {
-        LuaSource.script(prelude + [.reservation, .sweep], clock: clock)
+    static func sweep(_ clock: ScriptClock, _ history: HistoryRetention = .standard) -> String {
+        LuaSource.script(prelude + [.history, .reservation, .sweep], clock: clock, history: history)
     }
 
     /// HEARTBEAT (heartbeat.lua): the instance registry, on Redis's own clock.

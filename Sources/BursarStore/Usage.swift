@@ -175,6 +175,18 @@ public struct UsageReader: Sendable {
     let projectScript: RedisScript
     let orgScript: RedisScript
     let topScript: RedisScript
+    let clock: ScriptClock
+
+    /// Now on the limiter's clock for `org`, Unix ms: Redis's `TIME`, or under the test clock
+    /// the organization's frozen time when it is set.
+    public func nowMs(org: UInt64) async throws -> Int64 {
+        if clock == .testFrozen, let us = try await redis.send(RedisCommand("GET", Keyspace.testClock(org))).int { return us / 1000 }
+        let t = try await redis.send(RedisCommand("TIME"))
+        guard let a = t.array, a.count == 2, let s = a[0].int, let us = a[1].int else {
+            throw RedisError(.unexpectedReply, "TIME reply has the wrong shape")
+        }
+        return s * 1000 + us / 1000
+    }
 
     /// A reader on Redis's clock. Registers its scripts with the client.
     public init(redis: RedisClient) {
@@ -185,6 +197,7 @@ public struct UsageReader: Sendable {
     @_spi(Testing)
     public init(redis: RedisClient, clock: ScriptClock) {
         self.redis = redis
+        self.clock = clock
         keyScript = RedisScript(source: UsageLua.key(clock))
         projectScript = RedisScript(source: UsageLua.project(clock))
         orgScript = RedisScript(source: UsageLua.org(clock))

@@ -13,7 +13,11 @@ struct Table {
 
     init(_ headers: String...) { self.headers = headers }
 
+    init(columns: [String]) { self.headers = columns }
+
     mutating func add(_ cells: String...) { rows.append(cells) }
+
+    mutating func add(row cells: [String]) { rows.append(cells) }
 
     /// Prints the table, or `empty` when it has no rows.
     func print(empty: String) {

@@ -1,7 +1,10 @@
 import ArgumentParser
 import BursarAPI
+import Foundation
+import NIOCore
 
-/// `bursarctl usage key|project|org`: where a key, a project or the organization stands now.
+/// `bursarctl usage key|project|org`: where a key, a project or the organization stands now;
+/// `bursarctl usage history`: what was used, per UTC day.
 struct UsageCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "usage",
@@ -12,7 +15,7 @@ struct UsageCommand: AsyncParsableCommand {
             spend and may be negative. Open reservations count at their estimate until they are \
             settled, released or expire.
             """,
-        subcommands: [Key.self, Project.self, Org.self])
+        subcommands: [Key.self, Project.self, Org.self, History.self])
 
     struct Key: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
@@ -126,6 +129,105 @@ struct Top: AsyncParsableCommand {
                 for p in r.projects { projects.add("\(p.projectId)", p.name, count(p.requestsUsed), count(p.tokensUsed)) }
                 projects.print(empty: "No project was used in the last minute.")
             }
+        }
+    }
+}
+
+extension UsageCommand {
+    struct History: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Usage history per UTC day: requests, denials, tokens and spend, grouped as asked.",
+            discussion: """
+                What the enforcement counters were debited, kept per day, key and model: a request \
+                belongs to the day of its CHECK, however late it is settled. Owners see everything, \
+                Project Admins their projects, Project Members their own keys. Spend is settled \
+                actuals plus open estimates (reservations neither settled nor released). With \
+                --csv, the server's CSV (integer nano-USD, one column per deny reason) is printed \
+                as it came.
+                """)
+
+        @Option(name: .long, help: ArgumentHelp("First day, YYYY-MM-DD (default: 29 days before --to).", valueName: "date"))
+        var from: String?
+
+        @Option(name: .long, help: ArgumentHelp("Last day, YYYY-MM-DD (default: today, UTC).", valueName: "date"))
+        var to: String?
+
+        @Option(name: .customLong("group-by"), help: ArgumentHelp("day, project, key and/or model, comma-separated (default: day).", valueName: "dims"))
+        var groupBy: String?
+
+        @Option(name: .long, help: ArgumentHelp("Only this project (id or name).", valueName: "p"))
+        var project: String?
+
+        @Option(name: .long, help: ArgumentHelp("Only this key (id).", valueName: "k"))
+        var key: String?
+
+        @Flag(name: .long, help: "Print CSV instead of a table.")
+        var csv = false
+
+        @OptionGroup var global: GlobalOptions
+
+        func run() async throws {
+            for (name, value) in [("--from", from), ("--to", to)] {
+                if let value, !isDate(value) { throw Failure.invalid("\(name) '\(value)' is not a date as YYYY-MM-DD") }
+            }
+            let keyID = try key.map { try parseID($0, what: "K") }
+            try await global.withSession { s in
+                let org = try await s.orgPath()
+                var query: [String] = []
+                if let from { query.append("from=\(from)") }
+                if let to { query.append("to=\(to)") }
+                if let groupBy { query.append("group_by=\(groupBy.addingPercentEncoding(withAllowedCharacters: .urlQueryAllowed) ?? groupBy)") }
+                if let project { query.append("project_id=\(try await s.projectID(project, orgPath: org))") }
+                if let keyID { query.append("key_id=\(keyID)") }
+                if csv {
+                    query.append("format=csv")
+                    let bytes = try await s.send(.GET, "\(org)/usage/history?" + query.joined(separator: "&"))
+                    print(String(buffer: bytes), terminator: "")
+                    return
+                }
+                let path = "\(org)/usage/history" + (query.isEmpty ? "" : "?" + query.joined(separator: "&"))
+                try await s.show(.GET, path, as: HistoryResponse.self) { r in
+                    printBlock([("from", r.from), ("to", r.to), ("grouped by", r.groupBy.joined(separator: ", "))])
+                    print("")
+                    var columns: [String] = []
+                    for d in r.groupBy {
+                        switch d {
+                        case "day": columns.append("DAY")
+                        case "project": columns.append("PROJECT")
+                        case "key": columns.append("KEY")
+                        case "model": columns.append("MODEL")
+                        default: continue
+                        }
+                    }
+                    var table = Table(columns: columns + ["ADMITTED", "DENIED", "OPEN", "TOKENS", "SPEND"])
+                    func add(_ row: HistoryRowBody, _ labels: [String]) {
+                        table.add(row: labels + [
+                            count(row.requestsAdmitted), count(row.requestsDenied), count(row.requestsOpen), count(row.tokens), dollars(row.spendNusd),
+                        ])
+                    }
+                    for row in r.rows {
+                        var labels: [String] = []
+                        for d in r.groupBy {
+                            switch d {
+                            case "day": labels.append(row.day ?? "")
+                            case "project": labels.append(row.projectId.map { id in row.projectName.map { "\(id) (\($0))" } ?? "\(id)" } ?? "")
+                            case "key": labels.append(row.keyId.map { id in row.keyName.map { "\(id) (\($0))" } ?? "\(id)" } ?? "")
+                            case "model": labels.append(row.model.map { $0.isEmpty ? "(not allowed)" : $0 } ?? "")
+                            default: continue
+                            }
+                        }
+                        add(row, labels)
+                    }
+                    if !r.rows.isEmpty { add(r.totals, ["total"] + Array(repeating: "", count: max(0, columns.count - 1))) }
+                    table.print(empty: "Nothing was used in this range.")
+                }
+            }
+        }
+
+        private func isDate(_ s: String) -> Bool {
+            let u = Array(s.utf8)
+            return u.count == 10 && u[4] == UInt8(ascii: "-") && u[7] == UInt8(ascii: "-")
+                && u.enumerated().allSatisfy { i, c in i == 4 || i == 7 || (c >= 48 && c <= 57) }
         }
     }
 }

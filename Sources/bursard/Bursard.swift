@@ -118,6 +118,9 @@ struct Bursard: AsyncParsableCommand {
     @Option(name: .long, help: Bursard.help("reservation-ttl"))
     var reservationTtl: String?
 
+    @Option(name: .long, help: Bursard.help("history-retention-days"))
+    var historyRetentionDays: String?
+
     @Option(name: .long, help: Bursard.help("cache-ttl-ms"))
     var cacheTtlMs: String?
 
@@ -188,6 +191,7 @@ struct Bursard: AsyncParsableCommand {
             ("envoy-rls-domain", envoyRateLimitDomain),
             ("redis", redis), ("data-dir", dataDir),
             ("redis-server", redisServer), ("appendfsync", appendFsync), ("deadline-ms", deadlineMs), ("latency-target-ms", latencyTargetMs), ("instance-lease-ms", instanceLeaseMs), ("reservation-ttl", reservationTtl),
+            ("history-retention-days", historyRetentionDays),
             ("cache-ttl-ms", cacheTtlMs), ("negative-cache-ttl-ms", negativeCacheTtlMs),
             ("on-store-failure-rate", onStoreFailureRate), ("on-store-failure-spend", onStoreFailureSpend), ("local-allowance", localAllowance),
             ("redis-connections", redisConnections), ("threads", threads), ("log-level", logLevel),

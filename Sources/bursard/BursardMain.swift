@@ -112,7 +112,7 @@ struct BursardMain {
             logger: Logger(label: "bursard.redis"))
         let engine = DecisionEngine(
             redis: redisClient,
-            limiter: Self.limiter(reservationTTLMs: TimeAmount(settings.reservationTTL).nanoseconds / 1_000_000),
+            limiter: Self.limiter(reservationTTLMs: TimeAmount(settings.reservationTTL).nanoseconds / 1_000_000, history: settings.historyRetention),
             configuration: EngineConfiguration(
                 deadline: TimeAmount(settings.deadline), cacheTTL: TimeAmount(settings.cacheTTL),
                 negativeCacheTTL: TimeAmount(settings.negativeCacheTTL), storeFailure: settings.storeFailure,
@@ -246,13 +246,13 @@ struct BursardMain {
     /// `BURSAR_TEST_FROZEN_CLOCK=1`: its scripts then read each organization's frozen test clock
     /// when set, so tests of real processes can compare rate buckets exactly (nothing drains). A
     /// release build has no way to trust a writable clock.
-    static func limiter(reservationTTLMs: Int64) -> Limiter {
+    static func limiter(reservationTTLMs: Int64, history: HistoryRetention) -> Limiter {
         #if DEBUG
         if ProcessInfo.processInfo.environment["BURSAR_TEST_FROZEN_CLOCK"] == "1" {
-            return Limiter(clock: .testFrozen, reservationTTLMs: reservationTTLMs)
+            return Limiter(clock: .testFrozen, reservationTTLMs: reservationTTLMs, history: history)
         }
         #endif
-        return Limiter(reservationTTLMs: reservationTTLMs)
+        return Limiter(reservationTTLMs: reservationTTLMs, history: history)
     }
 
     /// Starts the embedded redis-server in --data-dir, or exits 1 with a message naming the fix.

@@ -4,10 +4,15 @@
 --
 -- Every reply is {outcome, reason, retry_ms, 0, project, flags, rq_limit, rq_rem, rq_reset_ms,
 -- tk_limit, tk_rem, tk_reset_ms, key_budget_rem|false, key_reset_at, proj_budget_rem|false,
--- proj_reset_at, org_credits|false}, in the order of `CheckReplySlot` (a refusal before the
+-- proj_reset_at, org_credits|false, alerts}, in the order of `CheckReplySlot` (a refusal before the
 -- counters are read stops after `flags`; an unknown key after `reason`). The deny reasons are
 -- checked in the order of SPEC §9: identity, standing, model, the request's size, the price table,
 -- the rate buckets, then spend.
+-- A refusal before the counters are read (its denial recorded in the history).
+local function refused(reason, pid, kid, model, flags)
+  history_deny(pid, kid, model, reason)
+  return {OUTCOME.denied, reason, 0, 0, pid, flags}
+end
 local function step(KEYS, ARGV)
   local kid, digest, model = ARGV[2], ARGV[3], ARGV[4]
   local tokens, cost, ttl = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
@@ -30,25 +35,25 @@ local function step(KEYS, ARGV)
   end
   local pid, uid, flags = k[2], k[3], tonumber(k[7]) or 0
   local check = not replay
-  if check and k[4] ~= 'active' then return {OUTCOME.denied, DENY.key_revoked, 0, 0, pid, flags} end
+  if check and k[4] ~= 'active' then return refused(DENY.key_revoked, pid, kid, model, flags) end
   local expires = num(k[5])
-  if check and expires and expires > 0 and now_ms >= expires then return {OUTCOME.denied, DENY.key_expired, 0, 0, pid, flags} end
+  if check and expires and expires > 0 and now_ms >= expires then return refused(DENY.key_expired, pid, kid, model, flags) end
   -- The compiled gate: the organization suspended, the project archived or deleted, or the
   -- creator without access (its deny reason), or 0.
   gate = tonumber(gate)
-  if check and gate ~= 0 then return {OUTCOME.denied, gate, 0, 0, pid, flags} end
+  if check and gate ~= 0 then return refused(gate, pid, kid, model, flags) end
 
   if check then
     -- The set's name is made only for a list that exists.
-    if limited(k[8]) and not permits(KEYS[1] .. NAME.models, model) then return {OUTCOME.denied, DENY.model_not_allowed, 0, 0, pid, flags} end
-    if limited(gnm) and not permits(P .. NAME.membership .. pid .. ':' .. uid .. NAME.models, model) then return {OUTCOME.denied, DENY.model_not_allowed, 0, 0, pid, flags} end
-    if limited(pnm) and not permits(P .. NAME.project .. pid .. NAME.models, model) then return {OUTCOME.denied, DENY.model_not_allowed, 0, 0, pid, flags} end
+    if limited(k[8]) and not permits(KEYS[1] .. NAME.models, model) then return refused(DENY.model_not_allowed, pid, kid, model, flags) end
+    if limited(gnm) and not permits(P .. NAME.membership .. pid .. ':' .. uid .. NAME.models, model) then return refused(DENY.model_not_allowed, pid, kid, model, flags) end
+    if limited(pnm) and not permits(P .. NAME.project .. pid .. NAME.models, model) then return refused(DENY.model_not_allowed, pid, kid, model, flags) end
   end
 
   -- '-' (no limit) reads as nil.
   local krpm, ktpm, kbudget = tonumber(xrpm), tonumber(xtpm), tonumber(xbud)
   local prpm, ptpm, pbudget = tonumber(xprpm), tonumber(xptpm), tonumber(xpbud)
-  if check and ((ktpm and tokens > ktpm) or (ptpm and tokens > ptpm)) then return {OUTCOME.denied, DENY.request_too_large, 0, 0, pid, flags} end
+  if check and ((ktpm and tokens > ktpm) or (ptpm and tokens > ptpm)) then return refused(DENY.request_too_large, pid, kid, model, flags) end
 
   -- Every counter this step reads or writes, in one MGET: spend windows, credits, the key's
   -- and the project's rate buckets. On a cluster node whose slot is migrating, this one multi-key read is refused
@@ -62,11 +67,13 @@ local function step(KEYS, ARGV)
   local _, pwe, pwstart = window('monthly')
   local pwkey = P .. NAME.project_spend .. pid .. ':' .. pwstart
   local bkk, bkp = P .. NAME.key_buckets .. kid, P .. NAME.project_buckets .. pid
+  local hday = history_day(now_us)
+  local hrec, hidx = history_names(hday, kid, model)
   local c
   if cost < 0 then
-    c = redis.call('MGET', kwkey, pwkey, P .. NAME.credits, bkk, bkp, P .. NAME.price .. model)
+    c = redis.call('MGET', kwkey, pwkey, P .. NAME.credits, bkk, bkp, hrec, hidx, P .. NAME.price .. model)
   else
-    c = redis.call('MGET', kwkey, pwkey, P .. NAME.credits, bkk, bkp)
+    c = redis.call('MGET', kwkey, pwkey, P .. NAME.credits, bkk, bkp, hrec, hidx)
   end
   local kspent = tonumber(c[1]) or 0
   local pspent = tonumber(c[2]) or 0
@@ -78,11 +85,11 @@ local function step(KEYS, ARGV)
   local pa, pb, pc = nil, nil, nil
   if cost < 0 then
     cost = 0
-    if c[6] then
-      pa, pb, pc = string.match(c[6], '^(%d+) (%d+) (%d+)$')
+    if c[8] then
+      pa, pb, pc = string.match(c[8], '^(%d+) (%d+) (%d+)$')
       cost = price_cost(tonumber(ARGV[10]), tonumber(ARGV[11]), 0, tonumber(pa), tonumber(pb), 0)
     elseif check and (kbudget or pbudget or metered) then
-      return {OUTCOME.denied, DENY.price_unknown, 0, 0, pid, flags}
+      return refused(DENY.price_unknown, pid, kid, model, flags)
     end
   end
 
@@ -107,6 +114,12 @@ local function step(KEYS, ARGV)
   end
 
   local admitted = deny_reason == DENY.none or replay
+  local alerts, due = 0, nil
+  if admitted then
+    -- Budget alerts this admission crosses, read before anything is written.
+    local plan = plan_alerts(nil, kwkey, kbudget, kspent, kspent + cost, 'key:' .. kid, 0)
+    due = read_alerts(plan_alerts(plan, pwkey, pbudget, pspent, pspent + cost, 'project:' .. pid, 3))
+  end
   if admitted then
     -- The reservation is written first, only if its sequence is free (NX): it is the one new
     -- key, which a cluster node whose slot is migrating refuses (ASK), so a refusal comes
@@ -115,6 +128,8 @@ local function step(KEYS, ARGV)
     local record = sfmt('open %d %s %s %s %d %s %s %d %d %d %d %d %d', now_ms + ttl, kid, pid,
       ARGV[5], cost, kwkey, pwkey, metered and 1 or 0, ktpm or 0, ptpm or 0, krpm or 0, prpm or 0, now_us)
     if pa then record = record .. ' - - ' .. pa .. ' ' .. pb .. ' ' .. pc end
+    -- After ' |': the budgets the alerts of a SETTLE compare with, and the model (free text, last).
+    record = record .. ' |' .. (kbudget and int(kbudget) or '-') .. ' ' .. (pbudget and int(pbudget) or '-') .. ' ' .. model
     if not redis.call('SET', rkey, record, 'NX', 'PX', int(ttl + 3600000)) then
       return {replay and OUTCOME.already_recorded or OUTCOME.fenced, DENY.none, 0, 0, pid, flags}
     end
@@ -131,11 +146,15 @@ local function step(KEYS, ARGV)
     kspent = add_spend(kwkey, c[1], amount, kwe > 0 and kwe + 35 * 86400000 or 0)
     pspent = add_spend(pwkey, c[2], amount, pwe + 35 * 86400000)
     if metered then balance = redis.call('DECRBY', P .. NAME.credits, amount) end
+    history_admit(hday, hrec, hidx, c[6], pid, kid, model, ARGV[5], amount)
+    if due then alerts = write_alerts(due, {[kwkey] = kwe > 0 and kwe + 35 * 86400000 or 0, [pwkey] = pwe + 35 * 86400000}) end
+  elseif check then
+    history_denied(hday, hrec, hidx, c[6], pid, kid, model, deny_reason)
   end
 
   local rl, rr, rs = header(krpm, l1, a1, prpm, l3, a3, admitted)
   local tl, tr, ts = header(ktpm, l2, a2, ptpm, l4, a4, admitted)
   return {admitted and OUTCOME.admitted or OUTCOME.denied, deny_reason, retry_ms, 0, pid, flags, rl, rr, rs, tl, tr, ts,
     kbudget and (kbudget - kspent) or false, kwe, pbudget and (pbudget - pspent) or false, pwe,
-    metered and balance or false}
+    metered and balance or false, alerts}
 end

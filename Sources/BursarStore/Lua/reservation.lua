@@ -39,6 +39,10 @@ local function read_reservation(rkey)
       end
     end
   elseif v then
+    -- After the first ' |' (records from 2026-12-05 on): the key's and the project's budget
+    -- at the CHECK and the model, kept as written.
+    local body, tail = string.match(v, '^(.-) |(.*)$')
+    if body then v = body end
     -- The 14 fields every record of an admission has, in one match; then what follows.
     -- A fence ('void') does not match: its one field is read as the rest.
     r = {string.match(v, RECORD14)}
@@ -50,17 +54,27 @@ local function read_reservation(rkey)
       r = {}
     end
     for f in string.gmatch(rest, '%S+') do r[#r + 1] = f end
+    if tail and r[1] then
+      local kb, pb, model = string.match(tail, '^(%S+) (%S+) (.*)$')
+      r.tail, r.model, r.kbudget, r.pbudget = tail, model, tonumber(kb), tonumber(pb)
+    end
   end
   return r
 end
 -- Rewrites reservation `r` with status `st`, keeping its expiry.
 local function write_reservation(rkey, r, st)
   r[1] = st
-  redis.call('SET', rkey, table.concat(r, ' '), 'KEEPTTL')
+  local text = table.concat(r, ' ')
+  if r.tail then text = text .. ' |' .. r.tail end
+  redis.call('SET', rkey, text, 'KEEPTTL')
 end
--- Everything a reservation's counters hold, in one MGET: read before any write, so that on
--- a cluster node whose slot is migrating the step is refused before it writes (SPEC §13.10).
-local function read_counters(r)
+-- Everything a reservation's counters hold, and its history record and index (`h`,
+-- history_of; [6] and [7]), in one MGET: read before any write, so that on a cluster node
+-- whose slot is migrating the step is refused before it writes (SPEC §13.10).
+local function read_counters(r, h)
+  if h then
+    return redis.call('MGET', P .. NAME.key_buckets .. r[3], P .. NAME.project_buckets .. r[4], r[7], r[8], P .. NAME.credits, h[2], h[3])
+  end
   return redis.call('MGET', P .. NAME.key_buckets .. r[3], P .. NAME.project_buckets .. r[4], r[7], r[8], P .. NAME.credits)
 end
 -- Moves spend windows and credits by `amount` nano-USD (negative gives back).
@@ -84,9 +98,11 @@ local function void_attempt(seq, state, fence_ms)
   if not r[1] then
     redis.call('SET', rkey, 'void', 'PX', int(fence_ms))
   elseif r[1] == 'open' then
-    local cur = read_counters(r)
+    local h = history_of(r)
+    local cur = read_counters(r, h)
     move_buckets(r, cur, -1, -tonumber(r[5]))
     move_spend(r, -tonumber(r[6]))
+    history_finish(r, h, cur[6], 'void')
     write_reservation(rkey, r, state)
     moved = 1
   end

@@ -1,5 +1,6 @@
 -- One SETTLE or RELEASE, as `step(KEYS, ARGV)`: KEYS[1] and ARGV as `LimiterScripts.settle`
--- describes. Reply: {status (ReservationStatus), cost delta, token delta}.
+-- describes. Reply: {status (ReservationStatus), cost delta, token delta[, budget alerts
+-- (history.lua's bits) when applied]}.
 local function step(KEYS, ARGV)
   local mode = ARGV[2]
   local r = read_reservation(KEYS[1])
@@ -13,7 +14,8 @@ local function step(KEYS, ARGV)
   end
   -- Everything this step may write, read in one MGET first: on a cluster node whose slot is
   -- migrating, that one multi-key read is refused unless all of it is here (SPEC §13.10).
-  local cur = read_counters(r)
+  local h = history_of(r)
+  local cur = read_counters(r, h)
   local acost = tonumber(ARGV[4])
   if acost < 0 then
     if r[17] then
@@ -36,15 +38,24 @@ local function step(KEYS, ARGV)
     dtok = -tonumber(r[5])
     dcost = -tonumber(r[6])
   end
+  -- Budget alerts the actual cost crosses, read before anything is written.
+  local due = nil
+  if dcost > 0 then
+    local kw, pw = tonumber(cur[3]) or 0, tonumber(cur[4]) or 0
+    local plan = plan_alerts(nil, r[7], r.kbudget, kw, kw + dcost, 'key:' .. r[3], 0)
+    due = read_alerts(plan_alerts(plan, r[8], r.pbudget, pw, pw + dcost, 'project:' .. r[4], 3))
+  end
   move_buckets(r, cur, requests, dtok)
   move_spend(r, dcost)
+  history_finish(r, h, cur[6], mode, tonumber(ARGV[3]), acost)
+  local alerts = write_alerts(due, nil)
   if mode == 'settle' then
     r[15], r[16] = ARGV[3], int(acost)
     write_reservation(KEYS[1], r, 'settled')
   else
     write_reservation(KEYS[1], r, 'released')
   end
-  return {STATUS.applied, dcost, dtok}
+  return {STATUS.applied, dcost, dtok, alerts}
 end
 
 -- Nothing waits for the end of a batch.

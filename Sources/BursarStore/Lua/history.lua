@@ -1,0 +1,148 @@
+-- Usage history (SPEC §13.13): what CHECK, SETTLE, RELEASE, VOID and SWEEP moved, kept per UTC day,
+-- key and model, written in the same atomic step as the counters it mirrors, so for every day a
+-- key's and a project's history equals what their spend windows were debited for that day.
+--
+-- One record per (day, key, model): `h:<day>:<key>:<model>`, day = days since 1970-01-01 UTC. A
+-- string of signed 64-bit slots moved with one BITFIELD per step (HistorySlot): admitted,
+-- settled, released, settled tokens, settled spend, open requests, open tokens, open spend, then
+-- the denials of reason r at slot 7 + r (DenyReason 1…15). BITFIELD grows the string only to
+-- the highest slot written: 64 bytes without denials. A request belongs to the day of its CHECK;
+-- its SETTLE or RELEASE moves that day's record however much later it comes, as the spend
+-- windows do. Open means admitted and neither settled nor released: an expired reservation
+-- stays open, as its estimate stays in the spend windows.
+--
+-- The day's index `hx:<day>` holds each record's "<project>:<key>:<model>"; record and index
+-- expire HISTORY.retention_ms after the day ends. Both are written when a record's admitted or
+-- a denial slot becomes 1, so a day's first request of a key and model pays two more calls.
+local H_ADMITTED, H_SETTLED, H_RELEASED, H_TOKENS, H_SPEND, H_OPEN, H_OPEN_TOKENS, H_OPEN_SPEND =
+  '#0', '#1', '#2', '#3', '#4', '#5', '#6', '#7'
+-- The record and the index of `day` (decimal text) for a key and model. Every step reads both
+-- (in the MGET that reads its counters) before it writes anything, so on a cluster node whose
+-- slot is migrating it is refused before it writes (SPEC §13.10); an absent record is new.
+local function history_names(day, kid, model)
+  return P .. NAME.history .. day .. ':' .. kid .. ':' .. model, P .. NAME.history_index .. day
+end
+-- The day of Unix µs `us`, as decimal text.
+local function history_day(us) return int(math.floor(us / 86400000000)) end
+-- Indexes a new record and sets both expiries.
+local function history_index(day, pid, kid, model, record, index)
+  local until_ms = int((tonumber(day) + 1) * 86400000 + HISTORY.retention_ms)
+  redis.call('SADD', index, pid .. ':' .. kid .. ':' .. model)
+  redis.call('PEXPIREAT', index, until_ms)
+  redis.call('PEXPIREAT', record, until_ms)
+end
+-- A CHECK admitted `tokens` and `cost` (decimal text) now into `record` of `day`
+-- (history_names; `existed`: what the MGET read of it).
+local function history_admit(day, record, index, existed, pid, kid, model, tokens, cost)
+  redis.call('BITFIELD', record, 'INCRBY', 'i64', H_ADMITTED, '1', 'INCRBY', 'i64', H_OPEN, '1',
+    'INCRBY', 'i64', H_OPEN_TOKENS, tokens, 'INCRBY', 'i64', H_OPEN_SPEND, cost)
+  if not existed then history_index(day, pid, kid, model, record, index) end
+end
+-- A CHECK denied for `reason` now, `record` of `day` read as `existed` (history_names).
+local function history_denied(day, record, index, existed, pid, kid, model, reason)
+  redis.call('BITFIELD', record, 'INCRBY', 'i64', '#' .. (7 + reason), '1')
+  if not existed then history_index(day, pid, kid, model, record, index) end
+end
+-- A CHECK denied for `reason` before it read its counters: the record is read here. A model the
+-- key may not use is not kept (its name is the caller's): such denials are recorded under the
+-- empty model.
+local function history_deny(pid, kid, model, reason)
+  if reason == DENY.model_not_allowed then model = '' end
+  local day = history_day(now_us)
+  local record, index = history_names(day, kid, model)
+  history_denied(day, record, index, redis.call('MGET', record, index)[1], pid, kid, model, reason)
+end
+-- The record of reservation `r` (read_reservation): the day of its CHECK, the record and the
+-- index; nil for a record of a reservation made before 2026-12-05 (no model: its CHECK wrote no
+-- history, so neither does what follows it).
+local function history_of(r)
+  if not r.model then return nil end
+  local day = history_day(tonumber(r[14]))
+  local record, index = history_names(day, r[3], r.model)
+  return {day, record, index}
+end
+-- Reservation `r` with history `h` (history_of; `existed`: the MGET's read of its record) was
+-- settled (`mode` 'settle', actual `tokens` and `cost`), released, or given back (`mode`
+-- 'void'). Swept before (its counters given back, SPEC §13.7), a SETTLE or RELEASE admits it again.
+local function history_finish(r, h, existed, mode, tokens, cost)
+  if not h then return end
+  local record = h[2]
+  if r[1] == 'swept' then
+    if mode == 'settle' then
+      redis.call('BITFIELD', record, 'INCRBY', 'i64', H_ADMITTED, '1', 'INCRBY', 'i64', H_SETTLED, '1',
+        'INCRBY', 'i64', H_TOKENS, int(tokens), 'INCRBY', 'i64', H_SPEND, int(cost))
+    else
+      redis.call('BITFIELD', record, 'INCRBY', 'i64', H_ADMITTED, '1', 'INCRBY', 'i64', H_RELEASED, '1')
+    end
+  else
+    local otok, ocost = int(-tonumber(r[5])), int(-tonumber(r[6]))
+    if mode == 'settle' then
+      redis.call('BITFIELD', record, 'INCRBY', 'i64', H_SETTLED, '1', 'INCRBY', 'i64', H_TOKENS, int(tokens),
+        'INCRBY', 'i64', H_SPEND, int(cost), 'INCRBY', 'i64', H_OPEN, '-1', 'INCRBY', 'i64', H_OPEN_TOKENS, otok,
+        'INCRBY', 'i64', H_OPEN_SPEND, ocost)
+    elseif mode == 'release' then
+      redis.call('BITFIELD', record, 'INCRBY', 'i64', H_RELEASED, '1', 'INCRBY', 'i64', H_OPEN, '-1',
+        'INCRBY', 'i64', H_OPEN_TOKENS, otok, 'INCRBY', 'i64', H_OPEN_SPEND, ocost)
+    else
+      redis.call('BITFIELD', record, 'INCRBY', 'i64', H_ADMITTED, '-1', 'INCRBY', 'i64', H_OPEN, '-1',
+        'INCRBY', 'i64', H_OPEN_TOKENS, otok, 'INCRBY', 'i64', H_OPEN_SPEND, ocost)
+    end
+  end
+  if not existed then history_index(h[1], r[4], r[3], r.model, record, h[3]) end
+end
+
+-- Budget alerts (SPEC §13.13): a key's or a project's window spend reaching 50, 80 or 100 % of
+-- its budget is recorded once per window: a marker `<window counter>:a<pct>` holding when
+-- (it expires with the window's counter) and an audit entry by `bursard`. The crossings are
+-- planned before anything is written and their markers read then (SPEC §13.10); the step's
+-- reply carries them as bits: 1, 2, 4 for the key's 50/80/100 %; 8, 16, 32 for the project's.
+local ALERT_PCT = {50, 80, 100}
+-- The crossings of a spend moving from `before` to `after` against `budget` (nil: none), as a
+-- plan {counter, pct, bit, target} appended to `plan`; nothing is read or written.
+local function plan_alerts(plan, counter, budget, before, after, target, shift)
+  if not budget or budget <= 0 or after <= before then return plan end
+  for i = 1, 3 do
+    local p = ALERT_PCT[i]
+    if after * 100 >= budget * p and before * 100 < budget * p then
+      plan = plan or {}
+      plan[#plan + 1] = {counter, p, 2 ^ (shift + i - 1), target}
+    end
+  end
+  return plan
+end
+-- Reads the plan's markers and the audit log (before any write): the entries not recorded yet.
+local function read_alerts(plan)
+  if not plan then return nil end
+  local names = {P .. NAME.audit}
+  for i = 1, #plan do names[i + 1] = plan[i][1] .. ':a' .. plan[i][2] end
+  local seen = redis.call('MGET', unpack(names))
+  local due = {}
+  for i = 1, #plan do
+    if not seen[i + 1] then due[#due + 1] = plan[i] end
+  end
+  return due
+end
+-- Records the due alerts (read_alerts); `expire_at`: when each counter's own expiry falls, by
+-- counter name (absent: read with PTTL; 0: never). Returns their bits.
+local function write_alerts(due, expire_at)
+  if not due then return 0 end
+  local bits = 0
+  for i = 1, #due do
+    local a = due[i]
+    local at = expire_at and expire_at[a[1]]
+    if not at then
+      local pttl = redis.call('PTTL', a[1])
+      at = pttl > 0 and now_ms + pttl or 0
+    end
+    local marker = a[1] .. ':a' .. a[2]
+    if at > 0 then
+      redis.call('SET', marker, int(now_ms), 'PXAT', int(at))
+    else
+      redis.call('SET', marker, int(now_ms))
+    end
+    redis.call('XADD', P .. NAME.audit, 'MAXLEN', '~', AUDIT.capacity, '*', 'actor', 'bursard',
+      'action', 'budget.' .. a[2], 'target', a[4], 'outcome', 'ok')
+    bits = bits + a[3]
+  end
+  return bits
+end
