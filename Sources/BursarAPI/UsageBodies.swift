@@ -37,8 +37,15 @@ public struct SpendUsageBody: Codable, Sendable, Hashable {
     public var budgetNusd: Int64?
     /// Budget minus spend, nano-USD, as CHECK reports it (may be negative); absent = no budget.
     public var remainingNusd: Int64?
+    /// The budget alerts recorded in this window (SPEC §13.13): which of 50, 80 and 100 % of the
+    /// budget its spend has reached, each recorded once, when first reached.
+    public var budgetAlerts: [Int]
     /// Spend.
-    public init(period: String, spendNusd: Int64, windowStartMs: Int64?, resetsAtMs: Int64?, budgetNusd: Int64?, remainingNusd: Int64?) {
+    public init(
+        period: String, spendNusd: Int64, windowStartMs: Int64?, resetsAtMs: Int64?, budgetNusd: Int64?, remainingNusd: Int64?,
+        budgetAlerts: [Int] = []
+    ) {
+        self.budgetAlerts = budgetAlerts
         self.period = period
         self.spendNusd = spendNusd
         self.windowStartMs = windowStartMs

@@ -20,10 +20,13 @@ extension AdminService {
         try await audited(actor, org: org, "key.usage", "key:\(key)", mutation: false) {
             let (k, _) = try await authorizedKey(actor, org, key)
             guard let u = try await usage.key(org: org, key) else { throw APIError.notFound("key \(key)") }
+            let window = u.spend.period == .lifetime ? Keyspace.Segment.lifetime.rawValue : String(u.spend.window.startMs)
+            var spend = SpendUsageBody(u.spend)
+            spend.budgetAlerts = try await history.alerts(window: Keyspace.keySpend(org, key, window: window))
             return KeyUsageResponse(
                 keyId: key, projectId: u.projectID, name: k.name, atMs: u.atMs, requests: RateUsageBody(u.requests),
                 tokens: RateUsageBody(u.tokens), effectiveRequests: RateUsageBody(u.effectiveRequests),
-                effectiveTokens: RateUsageBody(u.effectiveTokens), spend: SpendUsageBody(u.spend), reserved: ReservedUsageBody(u.reserved))
+                effectiveTokens: RateUsageBody(u.effectiveTokens), spend: spend, reserved: ReservedUsageBody(u.reserved))
         }
     }
 
@@ -32,9 +35,11 @@ extension AdminService {
         try await audited(actor, org: org, "project.usage", "project:\(project)", mutation: false) {
             let (_, p) = try await requireProject(actor, org, project, .viewProject)
             guard let u = try await usage.project(org: org, project) else { throw APIError.notFound("project \(project)") }
+            var spend = SpendUsageBody(u.spend)
+            spend.budgetAlerts = try await history.alerts(window: Keyspace.projectSpend(org, project, window: String(u.spend.window.startMs)))
             return ProjectUsageResponse(
                 projectId: project, name: p.name, atMs: u.atMs, requests: RateUsageBody(u.requests), tokens: RateUsageBody(u.tokens),
-                spend: SpendUsageBody(u.spend), reserved: ReservedUsageBody(u.reserved))
+                spend: spend, reserved: ReservedUsageBody(u.reserved))
         }
     }
 
