@@ -83,6 +83,7 @@ struct DocumentedRoute: Sendable, CustomTestStringConvertible {
         DocumentedRoute("GET", "/v1/orgs/{org}/keys/{key}/usage", nil, 200, "KeyUsageResponse", ownOrAll),
         DocumentedRoute("GET", "/v1/orgs/{org}/projects/{project}/usage", nil, 200, "ProjectUsageResponse", "view_project"),
         DocumentedRoute("GET", "/v1/orgs/{org}/usage", nil, 200, "OrgUsageResponse", "billing_and_credits"),
+        DocumentedRoute("GET", "/v1/orgs/{org}/usage/history", nil, 200, "HistoryResponse", "Owners everything"),
         DocumentedRoute("GET", "/v1/orgs/{org}/top", nil, 200, "TopResponse", "manage_keys_across_all_projects"),
         DocumentedRoute("GET", "/v1/orgs/{org}/prices", nil, 200, "PriceListResponse", "Owners see every price"),
         DocumentedRoute("PUT", "/v1/orgs/{org}/prices/{name}", "PutPriceRequest", 200, "PriceBody", "billing_and_credits"),
@@ -155,8 +156,15 @@ enum BodySamples {
     static let rate = RateUsageBody(limit: 600, used: 12, remaining: 588, resetMs: 1_200)
     static let rateUnlimited = RateUsageBody(limit: nil, used: 0, remaining: nil, resetMs: 0)
     static let spend = SpendUsageBody(period: "weekly", spendNusd: 1_250_000_000, windowStartMs: 1_749_427_200_000, resetsAtMs: 1_750_032_000_000,
-                                      budgetNusd: 1_000_000_000, remainingNusd: -250_000_000)
+                                      budgetNusd: 1_000_000_000, remainingNusd: -250_000_000, budgetAlerts: [50, 80, 100])
     static let spendLifetime = SpendUsageBody(period: "lifetime", spendNusd: 0, windowStartMs: nil, resetsAtMs: nil, budgetNusd: nil, remainingNusd: nil)
+    static let historyRow = HistoryRowBody(
+        day: "2026-12-03", projectId: 9, projectName: "search", keyId: 12, keyName: "ci", model: "gpt-5", requestsAdmitted: 40, requestsSettled: 36,
+        requestsReleased: 3, requestsOpen: 1, requestsDenied: 5, denied: ["key_rpm": 4, "model_not_allowed": 1], tokensSettled: 81_000, tokensOpen: 1_500,
+        tokens: 82_500, spendSettledNusd: 410_000_000, spendOpenNusd: 20_000_000, spendNusd: 430_000_000)
+    static let historyTotals = HistoryRowBody(requestsAdmitted: 40, requestsSettled: 36, requestsReleased: 3, requestsOpen: 1, requestsDenied: 5,
+                                              denied: ["key_rpm": 4, "model_not_allowed": 1], tokensSettled: 81_000, tokensOpen: 1_500, tokens: 82_500,
+                                              spendSettledNusd: 410_000_000, spendOpenNusd: 20_000_000, spendNusd: 430_000_000)
     static let reserved = ReservedUsageBody(count: 2, costNusd: 8_000_000, tokens: 2_400)
     static let keyUsage = KeyUsageResponse(keyId: 12, projectId: 9, name: "ci", atMs: 1_750_000_000_000, requests: rate, tokens: rateUnlimited,
                                            effectiveRequests: rate, effectiveTokens: rateUnlimited, spend: spend, reserved: reserved)
@@ -259,6 +267,9 @@ enum BodySamples {
         BodySample("TopResponse", full: TopResponse(atMs: 1_750_000_000_000, keys: [topKey], projects: [topProject]),
                    minimal: TopResponse(atMs: 1_750_000_000_000, keys: [], projects: [])),
         BodySample("TopKeyBody", topKey),
+        BodySample("HistoryResponse", full: HistoryResponse(from: "2026-11-05", to: "2026-12-04", groupBy: ["day", "key", "model"], rows: [historyRow], totals: historyTotals),
+                   minimal: HistoryResponse(from: "2026-12-04", to: "2026-12-04", groupBy: ["day"], rows: [], totals: HistoryRowBody())),
+        BodySample("HistoryRowBody", full: historyRow, minimal: historyTotals),
         BodySample("TopProjectBody", topProject),
         // Organization resources
         BodySample("ByokBody", byok),
@@ -389,7 +400,7 @@ struct OpenAPIDocumentTests {
     func coversTheRouteTable() {
         let documented = Set(doc.operations.map { "\($0.method) \($0.template)" })
         let expected = Set(DocumentedRoute.table.map { "\($0.method) \($0.template)" })
-        #expect(DocumentedRoute.table.count == 65)
+        #expect(DocumentedRoute.table.count == 66)
         #expect(doc.operations.count == documented.count, "an operation is listed twice")
         #expect(expected.subtracting(documented).sorted() == [], "in routes.md but not in the document")
         #expect(documented.subtracting(expected).sorted() == [], "in the document but not in routes.md")
@@ -517,8 +528,12 @@ struct OpenAPIDocumentTests {
         #expect(topLimit["schema"] == .object(["type": .string("integer"), "minimum": .number(.signed(1)), "maximum": .number(.signed(100)), "default": .number(.signed(10))]))
         let top = try #require(doc.operation(method: "GET", template: "/v1/orgs/{org}/top"))
         #expect(top["parameters"] == .array([.object(["$ref": .string("#/components/parameters/topLimit")])]))
-        for (method, template) in doc.operations where !template.hasSuffix("/audit") && !template.hasSuffix("/top") {
-            #expect(doc.operation(method: method, template: template)?["parameters"] == nil, "only audit and top have a query parameter")
+        let history = try #require(doc.operation(method: "GET", template: "/v1/orgs/{org}/usage/history"))
+        let historyParameters = try #require(history["parameters"]?.arrayValue)
+        #expect(historyParameters.compactMap { $0["name"]?.stringValue } == ["from", "to", "group_by", "project_id", "key_id", "format"])
+        #expect(historyParameters.allSatisfy { $0["in"] == .string("query") && $0["required"] == .bool(false) })
+        for (method, template) in doc.operations where !template.hasSuffix("/audit") && !template.hasSuffix("/top") && !template.hasSuffix("/usage/history") {
+            #expect(doc.operation(method: method, template: template)?["parameters"] == nil, "only audit, top and usage history have query parameters")
         }
     }
 
@@ -528,10 +543,10 @@ struct OpenAPIDocumentTests {
         #expect(codes.compactMap(\.stringValue) == APIErrorCode.allCases.map(\.rawValue))
     }
 
-    @Test("the component schemas are exactly the body types of Bodies.swift, UsageBodies.swift and JSON.swift, each with a sample here")
+    @Test("the component schemas are exactly the body types of Bodies.swift, UsageBodies.swift, HistoryBodies.swift and JSON.swift, each with a sample here")
     func schemasMatchBodyTypes() throws {
         var swiftTypes: [String] = []
-        for file in ["Bodies.swift", "UsageBodies.swift", "JSON.swift"] {
+        for file in ["Bodies.swift", "UsageBodies.swift", "HistoryBodies.swift", "JSON.swift"] {
             let source = try String(contentsOf: packageRoot.appendingPathComponent("Sources/BursarAPI/\(file)"), encoding: .utf8)
             for line in source.split(separator: "\n") where line.hasPrefix("public struct ") && line.contains("Codable") {
                 let name = line.dropFirst("public struct ".count).prefix { $0.isLetter || $0.isNumber || $0 == "_" }

@@ -136,7 +136,8 @@ struct API: Sendable {
         // are not part of it and are checked by their own tests.
         guard path.hasPrefix("/v1/") else { return Reply(status: Int(response.status.code), body: body) }
         do {
-            try AdminHarness.document.validateResponse(method: method.rawValue, path: path, status: Int(response.status.code), body: body)
+            try AdminHarness.document.validateResponse(
+                method: method.rawValue, path: path, status: Int(response.status.code), body: body, contentType: response.headers[.contentType])
         } catch {
             Issue.record("\(method) \(path) → \(response.status.code) does not match proto/openapi.json: \(error)\nbody: \(String(decoding: body, as: UTF8.self))")
         }

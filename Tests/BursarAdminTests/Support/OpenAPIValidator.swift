@@ -627,7 +627,7 @@ struct OpenAPIDocument: Sendable, CustomStringConvertible {
 
     /// Checks that `status` is documented for the operation `method path` and that `body` conforms
     /// to that response's schema (an empty body where no content is documented, e.g. 204).
-    func validateResponse(method: String, path: String, status: Int, body: Data) throws {
+    func validateResponse(method: String, path: String, status: Int, body: Data, contentType: String? = nil) throws {
         let context = "\(method.uppercased()) \(path) → \(status)"
         let entry = try match(method: method, path: path, context: context)
         let base = "#/paths/\(JSONPointer.escape(entry.template))/\(entry.method.lowercased())/responses"
@@ -644,7 +644,7 @@ struct OpenAPIDocument: Sendable, CustomStringConvertible {
             ])
         }
         let responsePath = declared["$ref"]?.stringValue ?? "\(base)/\(status)"
-        var failures = checkBody(body, content: response["content"], contentPath: responsePath + "/content")
+        var failures = checkBody(body, content: response["content"], contentPath: responsePath + "/content", contentType: contentType)
         if failures.isEmpty, status >= 400, response["content"]?["application/json"]?["schema"]?["$ref"]?.stringValue == "#/components/schemas/Error",
            let body = try? JSONValue.parse(body), let code = body["error"]?["code"]?.stringValue, let known = APIErrorCode(rawValue: code),
            known.status != status {
@@ -723,13 +723,23 @@ struct OpenAPIDocument: Sendable, CustomStringConvertible {
     // MARK: Internals
 
     /// `contentPath` points at the `content` object (for messages).
-    private func checkBody(_ body: Data, content: JSONValue?, contentPath: String) -> [ValidationFailure] {
+    private func checkBody(_ body: Data, content: JSONValue?, contentPath: String, contentType: String? = nil) -> [ValidationFailure] {
         let schemaPath = contentPath + "/application~1json/schema"
         guard let content else {
             if body.isEmpty { return [] }
             let preview = String(decoding: body.prefix(80), as: UTF8.self)
             return [ValidationFailure(kind: .unexpectedBody, location: .body(""), schemaPath: contentPath,
                                       message: "no content is documented, so the body must be empty; got \(body.count) bytes: \(preview)")]
+        }
+        // A text answer (CSV) in a media type the operation documents as a string: its form is
+        // the operation's tests' business.
+        if let contentType, !contentType.hasPrefix("application/json") {
+            let media = String(contentType.prefix { $0 != ";" })
+            guard content[media]?["schema"]?["type"]?.stringValue == "string" else {
+                return [ValidationFailure(kind: .schema, location: .operation, schemaPath: contentPath,
+                                          message: "the answer's media type \(media) is not documented as a string")]
+            }
+            return []
         }
         guard let schema = content["application/json"]?["schema"] else {
             return [ValidationFailure(kind: .schema, location: .operation, schemaPath: contentPath,
@@ -850,7 +860,9 @@ struct OpenAPIDocument: Sendable, CustomStringConvertible {
         func auditContent(_ content: JSONValue?, at pointer: String) {
             for (type, media) in content?.objectValue ?? [:] {
                 guard type == "application/json" else {
-                    problems.append("\(pointer)/\(JSONPointer.escape(type)): only application/json content is supported")
+                    // A text answer (text/csv) is allowed beside JSON as a plain string.
+                    if type.hasPrefix("text/"), media["schema"]?.objectValue == ["type": .string("string")] { continue }
+                    problems.append("\(pointer)/\(JSONPointer.escape(type)): only application/json content (and text as a string) is supported")
                     continue
                 }
                 if let schema = media["schema"] { validator.audit(schema, schemaPath: pointer + "/application~1json/schema", into: &problems) }
