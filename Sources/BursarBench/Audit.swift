@@ -40,6 +40,13 @@ public struct AuditReport: Sendable, Codable {
     public var unresolvedAdmissions: Int = 0
     /// How long the audit waited for that set to empty, ms.
     public var resolveWaitedMs: Int64 = 0
+    /// Spend counters (keys' and projects') compared with the usage history of their window
+    /// (SPEC §13.13), and of them those that differ: both are written by the same atomic steps,
+    /// so any difference is a failure, whatever the unknown outcomes.
+    public var historyAudited: Int = 0
+    public var historyMismatched: Int = 0
+    /// The differences summed, nano-USD (history − counter, absolute values).
+    public var historyDifference: Int64 = 0
     /// The span the rate bounds were computed over, ms.
     public var spanMs: Int64
     /// Key id → the Redis spend counter audited (for inspection and for tests; not printed).
@@ -51,6 +58,7 @@ public struct AuditReport: Sendable, Codable {
         case lostDebits = "lost_debits", doubleDebits = "double_debits", countersMismatched = "counters_mismatched"
         case creditsMismatch = "credits_mismatch", unresolved, unattributed, spanMs = "span_ms"
         case unresolvedAdmissions = "unresolved_admissions", resolveWaitedMs = "resolve_waited_ms"
+        case historyAudited = "history_audited", historyMismatched = "history_mismatched", historyDifference = "history_difference"
     }
 
     /// True when everything that must be 0 is 0.
@@ -62,7 +70,9 @@ public struct AuditReport: Sendable, Codable {
     /// it), never spend below it or over-admission.
     public var verdict: String {
         if unattributed > 0 { return "inconclusive" }
-        if overAdmittedSpend != 0 || overAdmittedRequests != 0 || overAdmittedTokens != 0 || lostDebits != 0 || creditsMismatch < 0 {
+        if overAdmittedSpend != 0 || overAdmittedRequests != 0 || overAdmittedTokens != 0 || lostDebits != 0 || creditsMismatch < 0
+            || historyMismatched != 0
+        {
             return "FAILED"
         }
         if doubleDebits != 0 || creditsMismatch > 0 { return unresolvedAdmissions > 0 ? "inconclusive" : "FAILED" }
@@ -74,7 +84,8 @@ public struct AuditReport: Sendable, Codable {
         "audit: \(verdict)  (keys \(keysAudited), projects \(projectsAudited); over-admitted spend \(overAdmittedSpend), "
             + "requests \(overAdmittedRequests), tokens \(overAdmittedTokens); lost \(lostDebits), double \(doubleDebits), "
             + "counters mismatched \(countersMismatched), credits mismatch \(creditsMismatch), unresolved \(unresolved), "
-            + "unresolved admissions \(unresolvedAdmissions) after waiting \(resolveWaitedMs) ms)"
+            + "unresolved admissions \(unresolvedAdmissions) after waiting \(resolveWaitedMs) ms; "
+            + "history: \(historyAudited) windows, \(historyMismatched) mismatched, difference \(historyDifference))"
     }
 }
 
@@ -103,8 +114,27 @@ public enum BenchAudit {
         /// Compares one spend counter and the rate totals of one key or project with their
         /// limits. Unknown outcomes give a range of spend Redis may rightly hold; only what lies
         /// outside it is counted, and over-admission is counted only where it is certain.
-        func audit(counter: String, expected e: KeyLedger, budget: Int64?, rpm: Int64?, tpm: Int64?) async throws {
+        // The usage history of every day the run can have touched (the org is the run's own).
+        let today = HistoryDay.of(ms: try await redisTimeMs(redis))
+        let history = try await HistoryReader(redis: redis).entries(org: world.orgID, from: today - 62, to: today + 1)
+        /// The history's spend, in the window a counter (`…:<window start ms>` or `…:life`) holds,
+        /// of one key or of one project.
+        func historySpend(counter: String, key: UInt64? = nil, project: UInt64? = nil) -> Int64 {
+            let suffix = counter.split(separator: ":").last.map(String.init) ?? ""
+            let first = Int64(suffix).map { HistoryDay.of(ms: $0) } ?? Int64.min
+            return history.filter { $0.day >= first && (key == nil || $0.keyID == key) && (project == nil || $0.projectID == project) }
+                .reduce(0) { $0 + $1.counts.spend }
+        }
+        func audit(
+            counter: String, expected e: KeyLedger, budget: Int64?, rpm: Int64?, tpm: Int64?, key: UInt64? = nil, project: UInt64? = nil
+        ) async throws {
             let spent = try await redis.send(RedisCommand("GET", counter)).int ?? 0
+            let recorded = historySpend(counter: counter, key: key, project: project)
+            report.historyAudited += 1
+            if recorded != spent {
+                report.historyMismatched += 1
+                report.historyDifference += abs(recorded - spent)
+            }
             let low = e.expectedSpend - e.spendDown
             let high = e.expectedSpend + e.spendUp
             if spent < low || spent > high { report.countersMismatched += 1 }
@@ -137,20 +167,27 @@ public enum BenchAudit {
             }
             report.keysAudited += 1
             report.spendCounters[String(key.id)] = keyCounter
-            try await audit(counter: keyCounter, expected: entry, budget: key.limits.budget, rpm: key.limits.rpm, tpm: key.limits.tpm)
+            try await audit(counter: keyCounter, expected: entry, budget: key.limits.budget, rpm: key.limits.rpm, tpm: key.limits.tpm, key: key.id)
             project.counter = project.counter ?? projectCounter
         }
         for (index, project) in projects.sorted(by: { $0.key < $1.key }) {
             guard let counter = project.counter else { continue }
             let p = world.projects[index]
             report.projectsAudited += 1
-            try await audit(counter: counter, expected: project.ledger, budget: p.monthlyBudget, rpm: p.rpm, tpm: p.tpm)
+            try await audit(counter: counter, expected: project.ledger, budget: p.monthlyBudget, rpm: p.rpm, tpm: p.tpm, project: p.id)
         }
         let credits = try await redis.send(RedisCommand("GET", Keyspace.credits(world.orgID))).int ?? 0
         let debited = world.initialCredits - credits
         let total = ledger.totalSpend
         report.creditsMismatch = max(0, debited - (total.expected + total.up)) - max(0, (total.expected - total.down) - debited)
         return report
+    }
+
+    /// Redis's clock, Unix ms.
+    static func redisTimeMs(_ redis: RedisClient) async throws -> Int64 {
+        let t = try await redis.send(RedisCommand("TIME"))
+        guard let a = t.array, a.count == 2, let s = a[0].int, let us = a[1].int else { throw AuditError(message: "TIME reply has the wrong shape") }
+        return s * 1000 + us / 1000
     }
 
     /// Polls the org's undelivered set until it is empty or `limit` has passed; what is left, and

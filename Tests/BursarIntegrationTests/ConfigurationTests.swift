@@ -289,6 +289,7 @@ struct ConfigurationTests {
             case "listen-tls-cert", "listen-tls-key", "listen-tls-client-ca": "/tmp/x"
             case "ops-allow-insecure-remote", "listen-allow-insecure-remote": "true"
             case "data-plane-auth": "required"
+            case "history-retention-days": "400"
             default: "7"
             }
             // The TLS files go together: set the others in the file.
