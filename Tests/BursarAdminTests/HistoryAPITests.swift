@@ -4,6 +4,8 @@ import BursarClient
 @_spi(Testing) import BursarStore
 import BursarWire
 import Foundation
+import Hummingbird
+import HummingbirdTesting
 import Testing
 
 /// GET /v1/orgs/{org}/usage/history: what each role may see, JSON and CSV that agree with each
@@ -131,6 +133,56 @@ struct HistoryAPITests {
         let text = HistoryCSV.render(HistoryResponse(from: "2026-12-01", to: "2026-12-01", groupBy: ["project", "model"], rows: [row], totals: row))
         let line = text.components(separatedBy: "\r\n")[1]
         #expect(line.hasPrefix("1,\"'=HYPERLINK(\"\"x\"\")\",\"a,b\",0,"))
+    }
+
+    @Test("bursarctl usage history: --csv parses and sums to the API's totals; --json is the API's answer; bad dates are named")
+    func bursarctl() async throws {
+        let binary = try builtBinary("bursarctl")
+        try await withAdmin { h in
+            let w = try await h.world()
+            _ = try await Self.traffic(h, w)
+            let app = Application(
+                router: OpsServer.router(service: h.service),
+                configuration: ApplicationConfiguration(address: .hostname("127.0.0.1", port: 0)), logger: AdminHarness.logger)
+            try await app.test(.live) { client in
+                let server = "http://127.0.0.1:\(try #require(client.port))"
+                let common = ["--server", server, "--org", "\(w.org)"]
+                let api = try await history(h, w, w.owner.token, "group_by=day,key")
+
+                let (status, csv) = try await runCtl(binary, ["usage", "history", "--group-by", "day,key", "--csv"] + common, token: w.owner.token)
+                #expect(status == 0, "\(csv)")
+                let lines = csv.components(separatedBy: "\r\n").filter { !$0.isEmpty }
+                let header = lines[0].split(separator: ",").map(String.init)
+                #expect(Array(header.prefix(3)) == ["day", "key_id", "key_name"])
+                #expect(lines.count == api.rows.count + 1)
+                let cells = lines.dropFirst().map { $0.split(separator: ",", omittingEmptySubsequences: false).map(String.init) }
+                func sum(_ name: String) throws -> Int64 {
+                    let i = try #require(header.firstIndex(of: name))
+                    return try cells.reduce(0) { $0 + (try #require(Int64($1[i]), "\(name): \($1[i])")) }
+                }
+                #expect(try sum("spend_nusd") == api.totals.spendNusd)
+                #expect(try sum("spend_open_nusd") == api.totals.spendOpenNusd)
+                #expect(try sum("tokens") == api.totals.tokens)
+                #expect(try sum("requests_admitted") == api.totals.requestsAdmitted)
+                #expect(try sum("requests_denied") == api.totals.requestsDenied)
+
+                let (jsonStatus, json) = try await runCtl(binary, ["usage", "history", "--group-by", "day,key", "--json"] + common, token: w.owner.token)
+                #expect(jsonStatus == 0)
+                let raw = try await h.api.get("/v1/orgs/\(w.org)/usage/history?group_by=day,key", w.owner.token)
+                #expect(try JSONValue.parse(Data(json.utf8)) == JSONValue.parse(raw.body))
+
+                // The table: one row per key, then the total, in dollars.
+                let (tableStatus, table) = try await runCtl(binary, ["usage", "history", "--group-by", "key"] + common, token: w.member.token)
+                #expect(tableStatus == 0)
+                #expect(table.contains("\(w.memberKey) (mia-key)") && !table.contains("tess-key") && table.contains("total"), "\(table)")
+                #expect(table.contains("$0.0051"), "mia settled $0.0025 + $0.0026: \(table)")
+
+                let (badStatus, bad) = try await runCtl(binary, ["usage", "history", "--from", "yesterday"] + common, token: w.owner.token)
+                #expect(badStatus != 0 && bad.contains("--from 'yesterday'"), "\(bad)")
+                let (serverStatus, server400) = try await runCtl(binary, ["usage", "history", "--from", "2026-02-30"] + common, token: w.owner.token)
+                #expect(serverStatus != 0 && server400.contains("from"), "\(server400)")
+            }
+        }
     }
 
     @Test("bad input is answered 400 invalid naming the parameter")

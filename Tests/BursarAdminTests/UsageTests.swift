@@ -320,7 +320,7 @@ struct UsageTests {
 }
 
 /// Runs bursarctl with a token; returns its exit status and everything it printed.
-private func runCtl(_ binary: String, _ args: [String], token: String) async throws -> (Int32?, String) {
+func runCtl(_ binary: String, _ args: [String], token: String) async throws -> (Int32?, String) {
     let log = NSTemporaryDirectory() + "bursarctl-usage-\(UUID().uuidString).log"
     defer { try? FileManager.default.removeItem(atPath: log) }
     var env = ProcessInfo.processInfo.environment
