@@ -10,7 +10,8 @@ public struct HistoryQuery: Sendable, Hashable {
         case day, project, key, model
     }
 
-    /// The first and last day (days since 1970-01-01 UTC), inclusive.
+    /// The first and last day (days since 1970-01-01 UTC), inclusive; `from` after `to` is an
+    /// empty range.
     public var from: Int64
     public var to: Int64
     /// The dimensions, in order, each at most once.
@@ -19,15 +20,20 @@ public struct HistoryQuery: Sendable, Hashable {
     public var project: UInt64?
     public var key: UInt64?
 
-    /// The longest range one request may read.
-    public static let maximumDays: Int64 = 800
+    /// The most days one request reads: no history is kept longer, so days before the last
+    /// `readableDays` of a range hold nothing and are not read.
+    public static let readableDays = Int64(HistoryRetention.maximumDays) + 1
+
+    /// The days to read: the range, less what no retention keeps.
+    public var readFrom: Int64 { max(from, to - Self.readableDays + 1) }
 
     public init(from: Int64, to: Int64, groupBy: [Dimension], project: UInt64? = nil, key: UInt64? = nil) {
         (self.from, self.to, self.groupBy, self.project, self.key) = (from, to, groupBy, project, key)
     }
 
     /// Reads the query parameters `from`, `to` (YYYY-MM-DD, UTC; default: the 30 days ending
-    /// `today`), `group_by` (comma-separated dimensions; default `day`), `project_id`, `key_id`.
+    /// `today`), `group_by` (comma-separated dimensions, a repeat ignored; default `day`),
+    /// `project_id`, `key_id`.
     public static func parse(_ get: (String) -> String?, today: Int64) throws -> HistoryQuery {
         func day(_ name: String) throws -> Int64? {
             guard let text = get(name) else { return nil }
@@ -41,16 +47,13 @@ public struct HistoryQuery: Sendable, Hashable {
         }
         let to = try day("to") ?? today
         let from = try day("from") ?? (to - 29)
-        guard from <= to else { throw APIError(.invalid, "from (\(HistoryDay.format(from))) is after to (\(HistoryDay.format(to)))") }
-        guard to - from < maximumDays else { throw APIError(.invalid, "a history request spans at most \(maximumDays) days") }
         var dims: [Dimension] = []
         for part in (get("group_by") ?? "day").split(separator: ",", omittingEmptySubsequences: false) {
             let name = part.trimmingSpaces
             guard let d = Dimension(rawValue: name) else {
                 throw APIError(.invalid, "group_by takes day, project, key and model, comma-separated; not '\(name)'")
             }
-            guard !dims.contains(d) else { throw APIError(.invalid, "group_by names \(name) twice") }
-            dims.append(d)
+            if !dims.contains(d) { dims.append(d) }
         }
         return HistoryQuery(from: from, to: to, groupBy: dims, project: try id("project_id"), key: try id("key_id"))
     }
@@ -106,7 +109,7 @@ extension AdminService {
                 }
             }
             let s = scope
-            let entries = try await history.entries(org: org, from: q.from, to: q.to) { s.admits($0, $1) }
+            let entries = try await history.entries(org: org, from: q.readFrom, to: q.to) { s.admits($0, $1) }
             return try await historyResponse(org, q, entries)
         }
     }
