@@ -48,20 +48,19 @@ public struct HistoryQuery: Sendable, Hashable {
         let to = try day("to") ?? today
         let from = try day("from") ?? (to - 29)
         var dims: [Dimension] = []
-        for part in (get("group_by") ?? "day").split(separator: ",", omittingEmptySubsequences: false) {
-            let name = part.trimmingSpaces
+        let groupBy = get("group_by") ?? "day"
+        let parts = groupBy.split(separator: ",", omittingEmptySubsequences: false)
+        guard groupBy.utf8.count <= 31, parts.count <= 4 else {
+            throw APIError(.invalid, "group_by names at most 4 dimensions (day, project, key, model) in at most 31 characters")
+        }
+        for part in parts {
+            let name = String(part)
             guard let d = Dimension(rawValue: name) else {
                 throw APIError(.invalid, "group_by takes day, project, key and model, comma-separated; not '\(name)'")
             }
             if !dims.contains(d) { dims.append(d) }
         }
         return HistoryQuery(from: from, to: to, groupBy: dims, project: try id("project_id"), key: try id("key_id"))
-    }
-}
-
-extension Substring {
-    fileprivate var trimmingSpaces: String {
-        String(drop(while: { $0 == " " }).reversed().drop(while: { $0 == " " }).reversed())
     }
 }
 

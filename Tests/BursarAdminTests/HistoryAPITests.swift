@@ -199,7 +199,7 @@ struct HistoryAPITests {
             let twice = try await history(h, w, w.owner.token, "group_by=key,key")
             #expect(twice.groupBy == ["key"] && twice.rows.count == 3)
             for (query, names) in [
-                ("from=2026-02-30", "from"), ("to=26-01-01", "to"), ("group_by=week", "group_by"), ("group_by=day,,key", "group_by"),
+                ("from=2026-02-30", "from"), ("to=26-01-01", "to"), ("group_by=week", "group_by"), ("group_by=day,,key", "group_by"), ("group_by=day,key,day,key,day", "group_by"),
                 ("group_by=", "group_by"), ("format=xml", "format"), ("project_id=abc", "project_id"), ("key_id=0", "key_id"),
             ] {
                 let r = try await h.api.get("/v1/orgs/\(w.org)/usage/history?\(query)", w.owner.token)
