@@ -54,7 +54,7 @@ struct Chart: Sendable {
     /// The series' colours in stacking order, and the colour of "Other". Each has at least 3:1
     /// contrast with the white panel (WCAG 1.4.11); stacked segments are also parted by a white gap,
     /// and every value is in the table behind the chart.
-    static let palette = ["#1d4ed8", "#c2410c", "#047857", "#a21caf", "#92400e", "#0e7490"]
+    static let palette = ["#1d4ed8", "#c2410c", "#047857", "#7e22ce", "#be185d", "#0e7490"]
     static let otherColour = "#6b7280"
     /// The most series drawn by name; the rest are summed as "Other".
     static let top = palette.count
@@ -247,10 +247,15 @@ struct Chart: Sendable {
             }
             bars.append(["day": day, "x": c(x(d) + (slot - barWidth) / 2), "width": c(barWidth), "total": String(totals[d]), "segments": segments])
         }
-        // At most six days named, counted back from the last, which is always named.
-        let every = max(1, (days + 5) / 6)
+        // At most five days named (room for each on a phone), counted back from the last, which is
+        // always named and ends at the plot's right edge (centred under its bar it would run off).
+        let every = max(1, (days + 4) / 5)
         let xLabels = stride(from: days - 1, through: 0, by: -every).reversed().map { d -> [String: Any] in
-            ["x": c(x(d) + slot / 2), "y": c(Self.daysBaseline), "text": Self.shortDay(from + Int64(d))]
+            let last = d == days - 1
+            return [
+                "x": c(last ? Self.right : x(d) + slot / 2), "y": c(Self.daysBaseline), "anchor": last ? "end" : "middle",
+                "text": Self.shortDay(from + Int64(d)),
+            ]
         }
         var lineContext: Any = false
         if let line, !noUsage {

@@ -145,6 +145,7 @@ struct ChartTests {
         #expect(html.contains("<rect x=\"") && html.contains("data-series=\"key:1\" data-value=\"1000000000\""))
         #expect(html.contains("<td class=\"num\" data-value=\"1000000000\">$1.00</td>"))
         #expect(!html.contains("data-testid=\"no-usage\""))
+        #expect(html.contains("<text x=\"139.0\" y=\"206.0\" text-anchor=\"middle\">Jun 1</text><text x=\"394.0\" y=\"206.0\" text-anchor=\"end\">Jun 2</text>"))
 
         chart.series = []
         ctx = chart.context(id: "spend-chart", title: "Spend", by: "key")
