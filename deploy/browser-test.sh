@@ -5,15 +5,17 @@
 # Project Member with a grant, a Member with no project, two projects, keys, some usage), then
 # checks the console against its HTML contract: proto/permissions.tsv (every row, for every role),
 # key creation and revocation seen from the data plane, caps refused in the browser and by the
-# server, CSRF, sessions and cookie flags, one-time links. It takes six screenshots (overview,
-# project, new key; 1280 and 390 px wide) and exits non-zero on any failure. See Tests/browser/README.md.
+# server, CSRF, sessions and cookie flags, one-time links, and the usage charts (traffic on past days
+# through a second, debug bursard on the organization's frozen test clock) against the admin API. It
+# takes twelve screenshots (overview, project, new key, and the three chart pages; 1280 and 390 px
+# wide) and exits non-zero on any failure. See Tests/browser/README.md.
 #
 #   deploy/browser-test.sh
 #   deploy/browser-test.sh -k 'csrf or link' -x    arguments go to pytest
 #   BURSAR_BIN_DIR=.build/debug deploy/browser-test.sh   use these bursard/bursarctl, build nothing
 #   BROWSER_ARTIFACTS=dir        screenshots/, failures/ (page source + PNG of each failed test) and
 #                                bursard.log (default: ${TMPDIR:-/tmp}/bursar-browser; replaced each run)
-#   BROWSER_SCREENSHOTS_DIR=dir  also copy the six screenshots there (e.g. docs/console)
+#   BROWSER_SCREENSHOTS_DIR=dir  also copy the screenshots there (e.g. docs/console)
 #   BROWSER_VENV=dir             reuse (or make once) this virtual environment for selenium+pytest
 #   BURSAR_PERMISSIONS=file      hold the console to another matrix (default proto/permissions.tsv)
 #   CHROMIUM, CHROMEDRIVER       the browser and its driver (default /usr/bin/chromium, /usr/bin/chromedriver)

@@ -64,9 +64,9 @@ public struct Console: Sendable {
         c.post("link/:code") { req, ctx in await self.useLink(req, ctx.parameters.get("code") ?? "") }
 
         let o = c.group("o/:org")
-        o.get("") { req, ctx in await self.run(req) { try await self.overview($0, Self.id(ctx, "org")) } }
+        o.get("") { req, ctx in await self.run(req) { try await self.overview($0, req, Self.id(ctx, "org")) } }
         o.post("projects") { req, ctx in await self.post(req) { try await self.createProject($0, $1, Self.id(ctx, "org")) } }
-        o.get("p/:project") { req, ctx in await self.run(req) { try await self.project($0, Self.id(ctx, "org"), Self.id(ctx, "project")) } }
+        o.get("p/:project") { req, ctx in await self.run(req) { try await self.project($0, req, Self.id(ctx, "org"), Self.id(ctx, "project")) } }
         o.post("p/:project/settings") { req, ctx in
             await self.post(req) { try await self.updateProject($0, $1, Self.id(ctx, "org"), Self.id(ctx, "project")) }
         }
@@ -92,6 +92,7 @@ public struct Console: Sendable {
         o.post("p/:project/keys") { req, ctx in
             await self.post(req) { try await self.createKey($0, $1, Self.id(ctx, "org"), Self.id(ctx, "project")) }
         }
+        o.get("keys/:key") { req, ctx in await self.run(req) { try await self.keyPage($0, req, Self.id(ctx, "org"), Self.id(ctx, "key")) } }
         o.post("keys/:key/revoke") { req, ctx in
             await self.post(req) { try await self.revokeKey($0, $1, Self.id(ctx, "org"), Self.id(ctx, "key")) }
         }
@@ -108,6 +109,7 @@ public struct Console: Sendable {
             }
         }
         o.get("audit") { req, ctx in await self.run(req) { try await self.auditPage($0, req, Self.id(ctx, "org")) } }
+        o.get("usage/history.csv") { req, ctx in await self.run(req) { try await self.historyCSV($0, req, Self.id(ctx, "org")) } }
 
         // Anything else under /console: an HTML "not found", not the admin API's JSON.
         c.get("**") { _, _ in self.views.errorPage(status: .notFound, code: "not_found", message: "There is no such page.", chrome: nil) }

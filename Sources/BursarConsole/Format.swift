@@ -25,16 +25,24 @@ enum Fmt {
 
     /// Spend against a budget, for a `<progress>` bar: the bar's value and maximum are the
     /// nano-USD amounts themselves (integers; the bar is clamped at full).
-    static func budget(spent: Int64, of budget: Int64?) -> [String: Any] {
+    static func budget(spent: Int64, of budget: Int64?, label: String = "Monthly budget") -> [String: Any] {
         guard let budget, budget > 0 else {
-            return ["has": false, "text": "\(Units.dollars(spent)) spent · no budget"]
+            return ["has": false, "label": label, "text": "\(Units.dollars(spent)) spent · no budget"]
         }
         let percent = spent >= budget ? 100 : Int(spent * 100 / budget)
         return [
-            "has": true, "value": String(min(spent, budget)), "max": String(budget), "percent": String(percent),
+            "has": true, "label": label, "value": String(min(spent, budget)), "max": String(budget), "percent": String(percent),
             "text": "\(Units.dollars(spent)) / \(Units.dollars(budget))", "over": spent >= budget,
             "warn": percent >= 80,
         ]
+    }
+
+    /// The highest budget alert of the current window (`spend.budget_alerts`: 50, 80, 100), for
+    /// Templates/budget-alert.mustache; false when there is none (never absent: the template
+    /// would find an enclosing page's alert).
+    static func budgetAlert(_ alerts: [Int]) -> Any {
+        guard let percent = alerts.max() else { return false }
+        return ["percent": String(percent), "reached": percent >= 100, "text": percent >= 100 ? "Budget reached" : "\(percent)% of budget"]
     }
 
     /// A minute's usage: `12 / 600` or `12` without a limit.

@@ -37,7 +37,7 @@ extension Console {
 
     // MARK: Overview
 
-    func overview(_ signed: Signed, _ org: UInt64) async throws -> Response {
+    func overview(_ signed: Signed, _ req: Request, _ org: UInt64) async throws -> Response {
         let orgStanding = try standing(signed, org)
         let now = try await service.store.redisTimeMs()
         let projects = try await service.listProjects(signed.actor, org).projects
@@ -50,37 +50,53 @@ extension Console {
             card["role"] = try standing(signed, org, p) == .projectMember ? "Project Member" : "Project Admin"
             card["keyCount"] = Fmt.plural(keys.count, "key")
             card["budget"] = Fmt.budget(spent: usage.spend.spendNusd, of: p.monthlyBudgetNusd)
+            card["alert"] = Fmt.budgetAlert(usage.spend.budgetAlerts)
             cards.append(card)
             for k in keys where k.userId == signed.userID {
                 myKeys.append(try await keyRow(signed, org, k, projectName: p.name, now: now, back: "/console/o/\(org)"))
             }
         }
         let links = orgActions.filter { Policy.permits($0.action, orgStanding) }.map { ["action": $0.action.rawValue, "label": $0.label] }
+        // Owners see every project's usage; anyone else what the service shows them (the projects
+        // they administer, their own keys).
+        let (history, status) = try await self.history(
+            signed, org, req,
+            HistoryView(
+                dimension: .project, heading: "Usage by project",
+                scope: orgStanding == .orgOwner ? "Every project of the organization." : "The projects you administer and your own keys elsewhere."))
         return views.page(
             "overview", title: signed.me.organizations.first { $0.id == org }?.name ?? "Overview",
             [
                 "orgName": signed.me.organizations.first { $0.id == org }?.name ?? "", "orgRole": orgStanding == .orgOwner ? "Owner" : "Member",
                 "projects": cards, "noProjects": cards.isEmpty, "keys": myKeys, "noKeys": myKeys.isEmpty, "orgLinks": links,
                 "hasOrgLinks": !links.isEmpty, "tableId": "my-keys", "showProject": true,
-                "can": can(orgStanding), "csrf": signed.session.csrf, "orgId": String(org),
+                "can": can(orgStanding), "csrf": signed.session.csrf, "orgId": String(org), "history": history,
             ],
-            chrome: Chrome(signed, org: org))
+            chrome: Chrome(signed, org: org), status: status)
     }
 
-    /// One key as a table row: display form, limits, spend in its window, expiry, live minute.
+    /// One key as a table row: display form, limits, spend in its window and its budget alert,
+    /// expiry, live minute.
     func keyRow(_ signed: Signed, _ org: UInt64, _ k: KeyBody, projectName: String?, now: Int64, back: String) async throws -> [String: Any] {
+        let usage = k.status == "active" ? try? await service.keyUsage(signed.actor, org, k.id) : nil
+        return Self.keyRow(k, usage: usage, projectName: projectName, now: now, back: back)
+    }
+
+    /// A key's row from its usage (nil: not active, or not readable).
+    static func keyRow(_ k: KeyBody, usage: KeyUsageResponse?, projectName: String?, now: Int64, back: String) -> [String: Any] {
         var row: [String: Any] = [
             "id": String(k.id), "user": String(k.userId), "name": k.name, "display": k.display, "status": k.status,
             "active": k.status == "active", "period": Fmt.period(k.period),
             "limits": Fmt.keyLimits(k), "expiry": k.expiresAtMs.map { Units.relative($0, nowMs: now) } ?? "never",
             "expiryTitle": k.expiresAtMs.map { Units.day($0) } ?? "", "back": back,
-            "noLogging": k.contentLoggingDisabled,
+            "noLogging": k.contentLoggingDisabled, "alert": false,
         ]
         if let projectName { row["project"] = projectName }
-        if k.status == "active", let u = try? await service.keyUsage(signed.actor, org, k.id) {
+        if let u = usage {
             row["spend"] = Units.dollars(u.spend.spendNusd) + (u.spend.budgetNusd.map { " of " + Units.dollars($0) } ?? "")
             row["requests"] = Fmt.rate(u.requests)
             row["tokens"] = Fmt.rate(u.tokens)
+            row["alert"] = Fmt.budgetAlert(u.spend.budgetAlerts)
         } else {
             row["spend"] = "—"
             row["requests"] = "—"
@@ -99,7 +115,7 @@ extension Console {
 
     // MARK: Project
 
-    func project(_ signed: Signed, _ org: UInt64, _ project: UInt64) async throws -> Response {
+    func project(_ signed: Signed, _ req: Request, _ org: UInt64, _ project: UInt64) async throws -> Response {
         let p = try await service.getProject(signed.actor, org, project)
         let standing = try self.standing(signed, org, p)
         let flags = can(standing)
@@ -142,6 +158,7 @@ extension Console {
         ctx["showUser"] = !emails.isEmpty
         ctx["members"] = members
         ctx["budget"] = Fmt.budget(spent: usage.spend.spendNusd, of: p.monthlyBudgetNusd)
+        ctx["alert"] = Fmt.budgetAlert(usage.spend.budgetAlerts)
         ctx["minuteRequests"] = Fmt.rate(usage.requests)
         ctx["minuteTokens"] = Fmt.rate(usage.tokens)
         ctx["reserved"] = Fmt.plural(Int(usage.reserved.count), "open reservation")
@@ -151,9 +168,42 @@ extension Console {
         ctx["prices"] = prices.map(Fmt.price)
         ctx["hasPrices"] = !prices.isEmpty
         ctx["roleLabel"] = standing == .orgOwner ? "Owner (Project Admin on every project)" : (standing == .projectAdmin ? "Project Admin" : "Project Member")
-        ctx["allKeys"] = Policy.permits(.manageAllKeysInProject, standing)
+        let allKeys = Policy.permits(.manageAllKeysInProject, standing)
+        ctx["allKeys"] = allKeys
         ctx["back"] = here
-        return views.page("project", title: p.name, ctx, chrome: Chrome(signed, org: org))
+        let (history, status) = try await self.history(
+            signed, org, req,
+            HistoryView(
+                dimension: .key, project: project, budget: usage.spend.budgetNusd.map { ($0, usage.spend.period, "the project's") },
+                heading: "Usage by key", scope: allKeys ? "Every key of this project." : "Your keys in this project."))
+        ctx["history"] = history
+        return views.page("project", title: p.name, ctx, chrome: Chrome(signed, org: org), status: status)
+    }
+
+    // MARK: Key
+
+    /// One key: its limits, live usage, budget and alert, and its history by model.
+    func keyPage(_ signed: Signed, _ req: Request, _ org: UInt64, _ key: UInt64) async throws -> Response {
+        let k = try await service.getKey(signed.actor, org, key)
+        let p = try await service.getProject(signed.actor, org, k.projectId)
+        let now = try await service.store.redisTimeMs()
+        let usage = k.status == "active" ? try? await service.keyUsage(signed.actor, org, k.id) : nil
+        var ctx = Self.keyRow(k, usage: usage, projectName: p.name, now: now, back: "/console/o/\(org)/keys/\(key)")
+        ctx["orgId"] = String(org)
+        ctx["projectId"] = String(p.id)
+        ctx["csrf"] = signed.session.csrf
+        ctx["budget"] = false
+        var budget: (nusd: Int64, period: String, whose: String)?
+        if let spend = usage?.spend {
+            let label = ["daily": "Daily budget", "weekly": "Weekly budget", "monthly": "Monthly budget"][spend.period] ?? "Budget"
+            ctx["budget"] = Fmt.budget(spent: spend.spendNusd, of: spend.budgetNusd, label: label)
+            budget = spend.budgetNusd.map { ($0, spend.period, "the key's") }
+        }
+        let (history, status) = try await self.history(
+            signed, org, req,
+            HistoryView(dimension: .model, key: key, budget: budget, heading: "Usage by model", scope: "This key's requests, by model."))
+        ctx["history"] = history
+        return views.page("key", title: k.name, ctx, chrome: Chrome(signed, org: org), status: status)
     }
 
     func updateProject(_ signed: Signed, _ form: Form, _ org: UInt64, _ project: UInt64) async throws -> Response {

@@ -62,6 +62,8 @@ struct Views: Sendable {
         ("key-created", PackageResources.key_created_mustache), ("organization", PackageResources.organization_mustache),
         ("invited", PackageResources.invited_mustache), ("audit", PackageResources.audit_mustache),
         ("accept", PackageResources.accept_mustache), ("accepted", PackageResources.accepted_mustache),
+        ("key", PackageResources.key_mustache), ("history", PackageResources.history_mustache),
+        ("chart", PackageResources.chart_mustache), ("budget-alert", PackageResources.budget_alert_mustache),
     ]
 
     /// The templates, parsed; the error names the template that does not parse.

@@ -12,7 +12,7 @@ struct ConsoleTemplateTests {
     static let sources = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
         .appendingPathComponent("../../Sources/BursarConsole").standardizedFileURL
     /// The partials; every other template but the layout is a page.
-    static let partials: Set<String> = ["budget", "csrf", "secret", "key-table", "key-rows"]
+    static let partials: Set<String> = ["budget", "csrf", "secret", "key-table", "key-rows", "budget-alert", "history", "chart"]
 
     @Test("the embedded templates are exactly Templates/*.mustache, each with its own file's text; all parse, none renders a value unescaped")
     func embedded() throws {

@@ -18,6 +18,7 @@ struct Browser: Sendable {
         let html: String
         let location: String?
         let setCookies: [String]
+        let headers: HTTPFields
 
         /// `data-page` of the body.
         var page: String? { attribute("data-page") }
@@ -56,7 +57,7 @@ struct Browser: Sendable {
         }
         return Page(
             status: Int(response.status.code), html: String(decoding: response.body.readableBytesView, as: UTF8.self),
-            location: response.headers[.location], setCookies: setCookies)
+            location: response.headers[.location], setCookies: setCookies, headers: response.headers)
     }
 
     mutating func get(_ path: String) async throws -> Page { try await request(.get, path) }

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import csv
 import http.client as httpclient
+import importlib.util
 import json
 import os
 import re
 import ssl
 import subprocess
+import sys
 import urllib.parse
 from dataclasses import dataclass, field
 
@@ -64,6 +66,28 @@ def check(secret: str, model: str, tokens: int = 1, cost: str = "0.001", keep: b
     decision = json.loads(p.stdout)
     assert decision["allowed"] == (p.returncode == 0), (p.returncode, decision)
     return decision
+
+
+def data_plane(address: str = DATA_PLANE):
+    """A blocking client of a data plane: the repository's Python client (clients/python: pure
+    Python, no dependencies), loaded from its source as `bursar_client`, since this module is the
+    tests' `bursar`. A context manager."""
+    if "bursar_client" not in sys.modules:
+        package = os.path.join(os.path.dirname(__file__), "..", "..", "clients", "python", "bursar")
+        spec = importlib.util.spec_from_file_location(
+            "bursar_client", os.path.join(package, "__init__.py"), submodule_search_locations=[package])
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["bursar_client"] = module
+        spec.loader.exec_module(module)
+    return sys.modules["bursar_client"].Client(f"tcp://{address}", pool_size=1, timeout=5, settle_timeout=10)
+
+
+def spend(client, secret: str, model: str, tokens: int, cost_nusd: int) -> None:
+    """A CHECK estimating `cost_nusd` for `tokens` input tokens, then its SETTLE at exactly that."""
+    r = client.check(key=secret, model=model, input_tokens=tokens, max_output_tokens=0, estimated_cost=cost_nusd)
+    assert r.allowed, (model, r.as_dict())
+    s = client.settle(r.reservation, input_tokens=tokens, output_tokens=0, cost=cost_nusd)
+    assert s.ok, (model, s)
 
 
 # ---------------------------------------------------------------------------------------------

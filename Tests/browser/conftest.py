@@ -20,8 +20,9 @@ from browser import Console, start_chromium  # noqa: E402
 ARTIFACTS = os.environ.get("BROWSER_ARTIFACTS") or os.path.join(os.environ.get("TMPDIR", "/tmp"), "bursar-browser")
 
 # The order the modules run in: screenshots first, while the data is the seed's alone.
+# test_history adds traffic (spend the other modules read) and keys, so it comes after them all.
 MODULE_ORDER = ["test_screenshots", "test_permissions", "test_keys", "test_caps", "test_sessions", "test_link",
-                "test_organization"]
+                "test_organization", "test_history"]
 
 
 def pytest_collection_modifyitems(items):
@@ -71,16 +72,18 @@ def urls(console, seed) -> dict:
     return u
 
 
-def another_bursard(name: str, *flags: str, scheme: str = "http"):
-    """Another bursard on the same Redis (so the same store and console sessions), with these flags;
-    yields its ops URL and stops it afterwards."""
+def another_bursard(name: str, *flags: str, scheme: str = "http", data_plane: str = "127.0.0.1:0",
+                    env: dict | None = None):
+    """Another bursard on the same Redis (so the same store and console sessions), with these flags,
+    its data plane on `data_plane` and `env` added to its environment; yields its ops URL and stops
+    it afterwards."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     log = open(os.path.join(bursar.WORK, f"bursard-{name}.log"), "w")
-    p = subprocess.Popen([bursar.BURSARD, "--redis", bursar.REDIS_URL, "--listen", "127.0.0.1:0",
+    p = subprocess.Popen([bursar.BURSARD, "--redis", bursar.REDIS_URL, "--listen", data_plane,
                           "--ops", f"127.0.0.1:{port}", "--log-level", "warning", *flags],
-                         stdout=log, stderr=subprocess.STDOUT)
+                         stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
     server = f"{scheme}://127.0.0.1:{port}"
     deadline = time.monotonic() + 15
     while True:
