@@ -10,8 +10,7 @@ public struct HistoryQuery: Sendable, Hashable {
         case day, project, key, model
     }
 
-    /// The first and last day (days since 1970-01-01 UTC), inclusive; `from` after `to` is an
-    /// empty range.
+    /// The first and last day (days since 1970-01-01 UTC), inclusive.
     public var from: Int64
     public var to: Int64
     /// The dimensions, in order, each at most once.
@@ -20,12 +19,8 @@ public struct HistoryQuery: Sendable, Hashable {
     public var project: UInt64?
     public var key: UInt64?
 
-    /// The most days one request reads: no history is kept longer, so days before the last
-    /// `readableDays` of a range hold nothing and are not read.
-    public static let readableDays = Int64(HistoryRetention.maximumDays) + 1
-
-    /// The days to read: the range, less what no retention keeps.
-    public var readFrom: Int64 { max(from, to - Self.readableDays + 1) }
+    /// The longest range one request may read.
+    public static let maximumDays: Int64 = 800
 
     public init(from: Int64, to: Int64, groupBy: [Dimension], project: UInt64? = nil, key: UInt64? = nil) {
         (self.from, self.to, self.groupBy, self.project, self.key) = (from, to, groupBy, project, key)
@@ -47,6 +42,8 @@ public struct HistoryQuery: Sendable, Hashable {
         }
         let to = try day("to") ?? today
         let from = try day("from") ?? (to - 29)
+        guard from <= to else { throw APIError(.invalid, "from (\(HistoryDay.format(from))) is after to (\(HistoryDay.format(to)))") }
+        guard to - from < maximumDays else { throw APIError(.invalid, "a history request spans at most \(maximumDays) days") }
         var dims: [Dimension] = []
         let groupBy = get("group_by") ?? "day"
         let parts = groupBy.split(separator: ",", omittingEmptySubsequences: false)
@@ -108,7 +105,7 @@ extension AdminService {
                 }
             }
             let s = scope
-            let entries = try await history.entries(org: org, from: q.readFrom, to: q.to) { s.admits($0, $1) }
+            let entries = try await history.entries(org: org, from: q.from, to: q.to) { s.admits($0, $1) }
             return try await historyResponse(org, q, entries)
         }
     }
