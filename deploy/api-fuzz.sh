@@ -61,8 +61,19 @@ expected-statuses = ["2xx", "400", "401", "403", "404", "409", "422"]
 # Creating a key in a just-created project with a `user_id` nobody has (person ids are random) is
 # answered 404 naming the user, as the document says; the check takes it for the project (seen in
 # runs of 2026-12-04). That the created project is there is checked by the admin API's own tests.
-[phases.stateful.checks.ensure_resource_availability]
+# Off everywhere, not only in the stateful phase (the only one with created resources to look
+# for): schemathesis 4.32.5 caches an operation's checks by operation, whatever the phase, so a
+# phase's own setting holds only if that phase checks the operation first (seen 2026-12-04).
+[checks.ensure_resource_availability]
 enabled = false
+
+# GET /v1/orgs/{org}/usage/history: `from` must not be after `to`, and they span at most 800
+# days, as its description says: a rule between two parameters, which a schema cannot state (the
+# coverage phase sends `from=2000-01-01` alone, `to` being today). Its 400 for such a pair is the
+# document's; the history's own tests check every other answer.
+[[operations]]
+include-operation-id = "getUsageHistory"
+checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "401", "403", "404", "409", "422"]
 TOML
 # schemathesis sends a path parameter as quote(unquote(value)). A generated name holding '%' and
 # hex digits that are not UTF-8 (schema-valid: '%' is visible ASCII) is turned into another name
@@ -71,7 +82,6 @@ TOML
 # escaped first, so the server receives exactly the value generated; values schemathesis has
 # already percent-encoded (valid UTF-8) are left as they are.
 cat >"$work/hooks.py" <<'PY'
-import datetime
 from urllib.parse import unquote
 
 import schemathesis
@@ -85,32 +95,6 @@ def _exact(value):
         return value
     except UnicodeDecodeError:
         return value.replace("%", "%25")
-
-
-# GET /v1/orgs/{org}/usage/history: `from` not after `to`, at most 800 days, as its description
-# says (a rule between two parameters, which a schema cannot state). Schema-valid dates that break
-# it are put in order and the span shortened; what is not a date is left for the server to refuse.
-def _date(value):
-    try:
-        return datetime.date.fromisoformat(value) if isinstance(value, str) and len(value) == 10 else None
-    except ValueError:
-        return None
-
-
-@schemathesis.hook
-def map_query(context, query):
-    if not query or getattr(getattr(context, "operation", None), "path", None) != "/v1/orgs/{org}/usage/history":
-        return query
-    start, end = _date(query.get("from")), _date(query.get("to"))
-    if start and "to" not in query:
-        end = start
-        query["to"] = end.isoformat()
-    if start and end:
-        start, end = min(start, end), max(start, end)
-        if (end - start).days >= 800:
-            start = end - datetime.timedelta(days=799)  # end is at least 800 days after start
-        query["from"], query["to"] = start.isoformat(), end.isoformat()
-    return query
 
 
 @schemathesis.hook
