@@ -41,8 +41,9 @@ local function read_reservation(rkey)
   elseif v then
     -- After the first ' |' (records from 2026-12-05 on): the key's and the project's budget
     -- at the CHECK and the model, kept as written.
-    local body, tail = string.match(v, '^(.-) |(.*)$')
-    if body then v = body end
+    local bar = string.find(v, ' |', 1, true)
+    local tail
+    if bar then v, tail = string.sub(v, 1, bar - 1), string.sub(v, bar + 2) end
     -- The 14 fields every record of an admission has, in one match; then what follows.
     -- A fence ('void') does not match: its one field is read as the rest.
     r = {string.match(v, RECORD14)}
