@@ -136,9 +136,10 @@ extension AdminService {
         var projectNames: [UInt64: String] = [:]
         var keyNames: [UInt64: String] = [:]
         if q.groupBy.contains(.project) || q.groupBy.contains(.key) {
+            let keyed = q.groupBy.contains(.key) ? Set(sums.keys.compactMap(\.project)) : []
             for p in try await store.projects(org: org) {
                 projectNames[p.id] = p.name
-                if q.groupBy.contains(.key), Set(sums.keys.compactMap(\.project)).contains(p.id) {
+                if keyed.contains(p.id) {
                     for k in try await store.keys(org: org, project: p.id) { keyNames[k.id] = k.name }
                 }
             }

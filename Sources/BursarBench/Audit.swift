@@ -115,7 +115,7 @@ public enum BenchAudit {
         /// limits. Unknown outcomes give a range of spend Redis may rightly hold; only what lies
         /// outside it is counted, and over-admission is counted only where it is certain.
         // The usage history of every day the run can have touched (the org is the run's own).
-        let today = HistoryDay.of(ms: try await redisTimeMs(redis))
+        let today = HistoryDay.of(ms: try await redis.timeMs())
         let history = try await HistoryReader(redis: redis).entries(org: world.orgID, from: today - 62, to: today + 1)
         /// The history's spend, in the window a counter (`…:<window start ms>` or `…:life`) holds,
         /// of one key or of one project.
@@ -181,13 +181,6 @@ public enum BenchAudit {
         let total = ledger.totalSpend
         report.creditsMismatch = max(0, debited - (total.expected + total.up)) - max(0, (total.expected - total.down) - debited)
         return report
-    }
-
-    /// Redis's clock, Unix ms.
-    static func redisTimeMs(_ redis: RedisClient) async throws -> Int64 {
-        let t = try await redis.send(RedisCommand("TIME"))
-        guard let a = t.array, a.count == 2, let s = a[0].int, let us = a[1].int else { throw AuditError(message: "TIME reply has the wrong shape") }
-        return s * 1000 + us / 1000
     }
 
     /// Polls the org's undelivered set until it is empty or `limit` has passed; what is left, and

@@ -371,6 +371,15 @@ public final class RedisClient: Sendable {
         return reply
     }
 
+    /// Redis's clock (`TIME`), Unix ms.
+    public func timeMs() async throws(RedisError) -> Int64 {
+        let t = try await send(RedisCommand("TIME")).array ?? []
+        guard t.count == 2, let s = t[0].string.flatMap({ Int64($0) }), let us = t[1].string.flatMap({ Int64($0) }) else {
+            throw RedisError(.unexpectedReply, "TIME answered \(t)")
+        }
+        return s * 1000 + us / 1000
+    }
+
     /// Stops the threads after the queue drains; later submissions fail with `.shutdown`.
     public func shutdown() {
         queue.close()

@@ -107,13 +107,7 @@ public struct MetadataStore: Sendable {
     }
 
     /// Redis's clock in Unix ms (the clock every limit window is cut by).
-    public func redisTimeMs() async throws -> Int64 {
-        let t = try await redis.send(RedisCommand("TIME")).array ?? []
-        guard t.count == 2, let s = t[0].string.flatMap({ Int64($0) }), let us = t[1].string.flatMap({ Int64($0) }) else {
-            throw RedisError(.unexpectedReply, "TIME answered \(t)")
-        }
-        return s * 1000 + us / 1000
-    }
+    public func redisTimeMs() async throws -> Int64 { try await redis.timeMs() }
 
     /// The credit balance in nano-USD (reservations already deducted).
     public func credits(_ id: UInt64) async throws -> Int64 {

@@ -181,11 +181,7 @@ public struct UsageReader: Sendable {
     /// the organization's frozen time when it is set.
     public func nowMs(org: UInt64) async throws -> Int64 {
         if clock == .testFrozen, let us = try await redis.send(RedisCommand("GET", Keyspace.testClock(org))).int { return us / 1000 }
-        let t = try await redis.send(RedisCommand("TIME"))
-        guard let a = t.array, a.count == 2, let s = a[0].int, let us = a[1].int else {
-            throw RedisError(.unexpectedReply, "TIME reply has the wrong shape")
-        }
-        return s * 1000 + us / 1000
+        return try await redis.timeMs()
     }
 
     /// A reader on Redis's clock. Registers its scripts with the client.

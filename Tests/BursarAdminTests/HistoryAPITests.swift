@@ -127,6 +127,12 @@ struct HistoryAPITests {
         }
     }
 
+    @Test("the CSV's deny-reason columns are the reasons the limiter's scripts decide, in code order")
+    func csvReasons() {
+        let bursardOnly: Set<DenyReason> = [.none, .unknownKey, .storeUnavailable, .overloaded, .keyLookupsThrottled]
+        #expect(HistoryCSV.reasons == DenyReason.allCases.filter { !bursardOnly.contains($0) }.map(\.description))
+    }
+
     @Test("CSV cells a spreadsheet would run as formulas are defused; commas and quotes are quoted")
     func csvCells() {
         let row = HistoryRowBody(projectId: 1, projectName: "=HYPERLINK(\"x\")", model: "a,b")

@@ -63,7 +63,7 @@ struct HistoryTests {
             let end = days(fromCivil: 2027, 1, 2) * Self.dayMs + 20 * 3_600_000
             var now = start
             try await h.setClock(org: org, toMs: now)
-            var rng = SeededRandom(seed: 0x5EED_2026)
+            var rng = SplitMix64(state: 0x5EED_2026)
             var expected: [Place: Expected] = [:]
             var open: [Open] = []
             var settledAfterMidnight = 0
@@ -275,16 +275,8 @@ struct HistoryTests {
     }
 }
 
-/// A small deterministic generator (SplitMix64), so a failing run can be replayed.
-struct SeededRandom {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
+extension SplitMix64 {
+    /// A number in 0..<n, from the next value (modulo: the small bias does not matter here), so a
+    /// failing run can be replayed from its seed.
     mutating func next(upTo n: UInt64) -> UInt64 { next() % n }
 }
