@@ -153,6 +153,7 @@ public enum BenchRunner {
         for d in drivers { d.loop.execute { d.begin() } }
         func inFlight() -> Int { drivers.reduce(0) { $0 + $1.inFlight.load(ordering: .relaxed) } }
         func answered() -> Int { drivers.reduce(0) { $0 + $1.answered.load(ordering: .relaxed) } }
+        func draining() -> Bool { inFlight() > 0 || drivers.contains { !$0.scheduled.load(ordering: .relaxed) } }
 
         let rss = RSSSampler(pids: configuration.targetPIDs)
         await sleep(until: measureStart)
@@ -172,9 +173,10 @@ public enum BenchRunner {
         let harnessAfter = CPUTime.ownSeconds()
         let redisAfter = if let redis { await RedisCostSample.take(redis) } else { RedisCostSample?.none }
         let answeredAfter = answered()
-        // Let in-flight requests finish (their SETTLEs keep the audit exact), but never longer than the grace.
+        // Let the schedule's last requests start and in-flight ones finish (their SETTLEs keep the
+        // audit exact), but never longer than the grace.
         let giveUp = end + TimeAmount(configuration.drainGrace)
-        while inFlight() > 0, NIODeadline.now() < giveUp {
+        while draining(), NIODeadline.now() < giveUp {
             try? await Task.sleep(for: .milliseconds(10))
         }
         // Closing fails every answer still due; one the close cannot reach is counted as

@@ -168,7 +168,9 @@ struct LoopConnectionTests {
     func stopAndRestart() async throws {
         let server = try RedisServerProcess.ephemeral()
         defer { server.stop() }
-        let client = Self.client(server.endpoint)
+        // A request that hung would end by the I/O timeout or its deadline, both a minute away:
+        // "at once" is then anything well short of that, whatever the machine's load.
+        let client = Self.client(server.endpoint, ioTimeoutMs: 60_000)
         defer { client.shutdown() }
         let loop = Self.group.next()
         try await Self.ready(client)
@@ -179,7 +181,7 @@ struct LoopConnectionTests {
         var codes: [RedisError.Code] = []
         let failing = ContinuousClock.now
         for _ in 0..<3 {
-            let (r, onLoop) = await Self.send(client, [RedisCommand("PING")], on: loop)
+            let (r, onLoop) = await Self.send(client, [RedisCommand("PING")], on: loop, deadline: .seconds(60))
             #expect(onLoop)
             if case .failure(let e) = r { codes.append(e.code) }
         }
@@ -187,7 +189,7 @@ struct LoopConnectionTests {
         // with Redis gone, every request fails, and never hangs.
         #expect(codes.count == 3, "\(codes)")
         #expect(codes.allSatisfy { $0 == .connectionFailed || $0 == .connectionLost }, "\(codes)")
-        #expect(ContinuousClock.now - failing < .seconds(3))
+        #expect(ContinuousClock.now - failing < .seconds(20))
         try server.start(appendOnly: false)
         var answered = false
         for _ in 0..<100 {
