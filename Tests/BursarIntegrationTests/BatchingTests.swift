@@ -137,6 +137,74 @@ struct BatchingTests {
             #expect(try await h.integer(window) == 60, "the key's window holds the settled actuals, exactly")
         }
     }
+
+    @Test("the money counters of one call are written behind: each step sees the ones before it, Redis ends as step by step, one INCRBY per counter")
+    func moneyWrittenBehind() async throws {
+        try await withHarness { h in
+            // Credits 1,000 nano-USD, a key budget of 1,000 a month, and the project's monthly window.
+            let w = try await h.world(metered: true, credits: 1_000, limits: KeyLimits(budget: 1_000))
+            let limiter = h.engine.limiter
+            let identity = KeyIdentity(orgID: w.org.id, keyID: w.key.key.id)
+            let base = ReservationSequence.make(epoch: h.engine.epoch, counter: 910_000)
+            let costs: [Int64] = [300, 400, 200, 300]
+            let checks = costs.enumerated().map { i, cost in
+                limiter.checkCommand(.make(w.digest, cost: cost), identity: identity, sequence: base + UInt64(i))
+            }
+            let incrbyBefore = try await commandCalls(h, "incrby")
+            let scriptsBefore = try await commandCalls(h, "evalsha")
+            let held = try await holdConnections(h, ms: 300)
+            let replies = await submitTogether(h, checks)
+            for t in held { _ = try await t.get() }
+            let scripts = try await commandCalls(h, "evalsha") - scriptsBefore
+            #expect(scripts >= 1 && scripts <= 2, "4 CHECKs went out as \(scripts) script calls")
+            let answers = try replies.enumerated().map { i, r -> CheckResult in
+                let reply = try limiter.parseCheck(try r.get()[0], identity: identity, reservation: ReservationID(orgID: w.org.id, sequence: base + UInt64(i)))
+                guard case .decided(let result) = reply else { Issue.record("CHECK \(i): \(reply)"); throw HoldFailed() }
+                return result
+            }
+            // Each step decided on what the steps before it in the call had debited: the fourth
+            // (300 more on 900) is over the key's budget, and the credits it would have needed.
+            #expect(answers.map(\.allowed) == [true, true, true, false])
+            #expect(answers[3].reason == .keyBudget)
+            #expect(answers.prefix(3).map(\.orgCreditsRemaining) == [700, 300, 100])
+            #expect(answers.prefix(3).map(\.keyBudgetRemaining) == [700, 300, 100])
+            // Written once each, by the call's net amount: the key's window, the project's, the credits.
+            #expect(try await commandCalls(h, "incrby") - incrbyBefore == 3)
+            let record = try #require(ReservationRecord(reply: try await h.redis.send(RedisCommand("GET", Keyspace.reservation(w.org.id, base)))))
+            let keyWindow = try #require(record.keyWindow), projectWindow = try #require(record.projectWindow)
+            #expect(try await h.integer(keyWindow) == 900)
+            #expect(try await h.integer(projectWindow) == 900)
+            #expect(try await h.integer(Keyspace.credits(w.org.id)) == 100)
+            // Both windows were made by this call, and expire (35 days after their window ends).
+            for window in [keyWindow, projectWindow] {
+                let ttl = try await h.redis.send(RedisCommand("PTTL", window)).int ?? -2
+                #expect(ttl > 35 * 86_400_000, "\(window) expires (PTTL \(ttl))")
+            }
+            // The crossings of 50 % (at 700) and 80 % (at 900) of the key's budget, once each,
+            // their markers expiring with the window.
+            #expect(limiter.checkAlerts(try replies[1].get()[0]) == [.key50])
+            #expect(limiter.checkAlerts(try replies[2].get()[0]) == [.key80])
+            let windowTTL = try await h.redis.send(RedisCommand("PTTL", keyWindow)).int ?? 0
+            for pct in [50, 80] {
+                let ttl = try await h.redis.send(RedisCommand("PTTL", keyWindow + ":a\(pct)")).int ?? -2
+                #expect(ttl > 0 && abs(ttl - windowTTL) < 60_000, "marker a\(pct) expires with the window (\(ttl) vs \(windowTTL))")
+            }
+
+            // Settled together at 50 each: every counter gives back 750, again one INCRBY each.
+            let settles = (0..<3).map { i in
+                limiter.settleCommand(SettleRequest(reservation: ReservationID(orgID: w.org.id, sequence: base + UInt64(i)), inputTokens: 1, outputTokens: 1, cost: 50))
+            }
+            let incrbySettle = try await commandCalls(h, "incrby")
+            let held2 = try await holdConnections(h, ms: 300)
+            let settled = await submitTogether(h, settles)
+            for t in held2 { _ = try await t.get() }
+            #expect(try settled.map { try limiter.parseSettle($0.get()[0]).status } == [.applied, .applied, .applied])
+            #expect(try await commandCalls(h, "incrby") - incrbySettle == 3)
+            #expect(try await h.integer(keyWindow) == 150)
+            #expect(try await h.integer(projectWindow) == 150)
+            #expect(try await h.integer(Keyspace.credits(w.org.id)) == 850)
+        }
+    }
 }
 
 /// Replies collected from completion handlers, in submission order.

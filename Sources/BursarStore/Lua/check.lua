@@ -75,10 +75,10 @@ local function step(KEYS, ARGV)
   else
     c = redis.call('MGET', kwkey, pwkey, P .. NAME.credits, bkk, bkp, hrec, hidx)
   end
-  local kspent = tonumber(c[1]) or 0
-  local pspent = tonumber(c[2]) or 0
+  local kspent = counter(kwkey, c[1])
+  local pspent = counter(pwkey, c[2])
   local metered = met == '1'
-  local balance = metered and (tonumber(c[3]) or 0) or nil
+  local balance = metered and counter(P .. NAME.credits, c[3]) or nil
 
   -- Priced from the table: input and maximum output at the model's prices. No price: free
   -- only where no money limit applies (SPEC §13.12).
@@ -143,9 +143,9 @@ local function step(KEYS, ARGV)
     if ptpm then set_level(bp, 3, a4, ptpm) end
     if prpm or ptpm then store_pair(bkp, bp) end
     local amount = int(cost)
-    kspent = add_spend(kwkey, c[1], amount, kwe > 0 and kwe + 35 * 86400000 or 0)
-    pspent = add_spend(pwkey, c[2], amount, pwe + 35 * 86400000)
-    if metered then balance = redis.call('DECRBY', P .. NAME.credits, amount) end
+    kspent = add_counter(kwkey, c[1], cost, kwe > 0 and kwe + 35 * 86400000 or 0)
+    pspent = add_counter(pwkey, c[2], cost, pwe + 35 * 86400000)
+    if metered then balance = add_counter(P .. NAME.credits, c[3], -cost, 0) end
     history_admit(hday, hrec, hidx, c[6], pid, kid, model, ARGV[5], amount)
     if due then alerts = write_alerts(due, {[kwkey] = kwe > 0 and kwe + 35 * 86400000 or 0, [pwkey] = pwe + 35 * 86400000}) end
   elseif check then

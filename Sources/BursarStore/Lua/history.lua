@@ -123,17 +123,13 @@ local function read_alerts(plan)
   return due
 end
 -- Records the due alerts (read_alerts); `expire_at`: when each counter's own expiry falls, by
--- counter name (absent: read with PTTL; 0: never). Returns their bits.
+-- counter name (absent: counter_expiry; 0: never). Returns their bits.
 local function write_alerts(due, expire_at)
   if not due then return 0 end
   local bits = 0
   for i = 1, #due do
     local a = due[i]
-    local at = expire_at and expire_at[a[1]]
-    if not at then
-      local pttl = redis.call('PTTL', a[1])
-      at = pttl > 0 and now_ms + pttl or 0
-    end
+    local at = expire_at and expire_at[a[1]] or counter_expiry(a[1])
     local marker = a[1] .. ':a' .. a[2]
     if at > 0 then
       redis.call('SET', marker, int(now_ms), 'PXAT', int(at))

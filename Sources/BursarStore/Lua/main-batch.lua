@@ -4,7 +4,9 @@
 -- request's ARGV[1]), then for each request the count of its other arguments and those
 -- arguments. Reply: one element per request, what its own call would have answered; a request
 -- whose step raised an error gets that error as its element, and the others are unaffected.
--- `after_batch` runs after the last request.
+-- `after_batch` runs after the last request, then `flush_counters` writes the money counters
+-- the steps moved (prelude.lua: written behind within the call).
+WB, WB_NAMES = {}, {}
 local out = {}
 local pos = 2
 for i = 1, #KEYS do
@@ -21,4 +23,5 @@ for i = 1, #KEYS do
   end
 end
 after_batch()
+flush_counters()
 return out

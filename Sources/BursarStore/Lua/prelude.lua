@@ -111,12 +111,59 @@ local function store_pair(bkey, s)
   redis.call('SET', bkey, sfmt('%d:%d:%d:%d:%d', s[1], s[2], s[3], s[4], s[5]),
     'PX', int(math.max(math.ceil((s[5] - now_us) / 1000) + 1000, 1000, EXPIRY_FLOOR_MS)))
 end
--- INCRBY on a window counter by `amount` (decimal text); the expiry is set once, when
--- the step creates the key.
-local function add_spend(wkey, existed, amount, expire_at)
-  local v = redis.call('INCRBY', wkey, amount)
-  if not existed and expire_at > 0 then redis.call('PEXPIREAT', wkey, int(expire_at)) end
+-- The money counters (spend windows and credits), written behind within one script call
+-- (SPEC §13.11). Several steps of one organization in one call mostly move the same few
+-- counters (its credits, its projects' windows); main-batch.lua turns `WB` on, and each counter
+-- a step moves is then kept here and written once, by `flush_counters` after the call's last
+-- step, as one INCRBY of the call's net amount. Nothing else can run between the steps of one
+-- call, so what Redis holds at its end is what step-by-step writes would have left, and each
+-- step reads a counter an earlier step moved from here, not from its own MGET. A step that
+-- raised an error keeps what it had moved, as its immediate writes would. Off (nil) in every
+-- other script: a write goes to Redis at once.
+local WB, WB_NAMES = nil, nil
+-- A counter's value now: an earlier step's of this call, or what this step's MGET read (`read`).
+local function counter(name, read)
+  local e = WB and WB[name]
+  if e then return e.v end
+  return tonumber(read) or 0
+end
+-- Adds `amount` (a whole number) to counter `name`, which this step's MGET read as `read`
+-- (nil: absent), and returns its new value. A counter it creates expires at `expire_at` (ms;
+-- 0: never).
+local function add_counter(name, read, amount, expire_at)
+  if WB then
+    local e = WB[name]
+    if not e then
+      e = {v = tonumber(read) or 0, d = 0, new = not read, at = expire_at}
+      WB[name] = e
+      WB_NAMES[#WB_NAMES + 1] = name
+    end
+    e.v, e.d = e.v + amount, e.d + amount
+    return e.v
+  end
+  local v = redis.call('INCRBY', name, int(amount))
+  if not read and expire_at > 0 then redis.call('PEXPIREAT', name, int(expire_at)) end
   return v
+end
+-- When counter `name` expires (ms; 0: never), for a marker that must expire with it: set by
+-- this call if it made the counter, else read with PTTL.
+local function counter_expiry(name)
+  local e = WB and WB[name]
+  if e and e.new then return e.at end
+  local pttl = redis.call('PTTL', name)
+  return pttl > 0 and now_ms + pttl or 0
+end
+-- Writes what `WB` holds (main-batch.lua, after the last step).
+local function flush_counters()
+  if not WB then return end
+  for i = 1, #WB_NAMES do
+    local name = WB_NAMES[i]
+    local e = WB[name]
+    if e.d ~= 0 or e.new then
+      redis.call('INCRBY', name, int(e.d))
+      if e.new and e.at > 0 then redis.call('PEXPIREAT', name, int(e.at)) end
+    end
+  end
 end
 -- A price table's price (SPEC §13.12): ⌈tokens × per_million / 10⁶⌉ nano-USD, at most
 -- 2^53 − 1 (ModelPrice.part). tokens × r stays below 2^53, so the division is exact enough

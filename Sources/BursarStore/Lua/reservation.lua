@@ -78,13 +78,13 @@ local function read_counters(r, h)
   end
   return redis.call('MGET', P .. NAME.key_buckets .. r[3], P .. NAME.project_buckets .. r[4], r[7], r[8], P .. NAME.credits)
 end
--- Moves spend windows and credits by `amount` nano-USD (negative gives back).
-local function move_spend(r, amount)
+-- Moves spend windows and credits by `amount` nano-USD (negative gives back); `cur`: what
+-- read_counters read. A window counter it creates (one expired since) does not expire.
+local function move_spend(r, cur, amount)
   if amount == 0 then return end
-  local a = int(amount)
-  redis.call('INCRBY', r[7], a)
-  redis.call('INCRBY', r[8], a)
-  if r[9] == '1' then redis.call('DECRBY', P .. NAME.credits, a) end
+  add_counter(r[7], cur[3], amount, 0)
+  add_counter(r[8], cur[4], amount, 0)
+  if r[9] == '1' then add_counter(P .. NAME.credits, cur[5], -amount, 0) end
 end
 -- Voids the attempt under reservation sequence `seq` (SPEC §13.7): its client was told it
 -- was refused, or never got an answer. If the CHECK ran and admitted, every counter it
@@ -102,7 +102,7 @@ local function void_attempt(seq, state, fence_ms)
     local h = history_of(r)
     local cur = read_counters(r, h)
     move_buckets(r, cur, -1, -tonumber(r[5]))
-    move_spend(r, -tonumber(r[6]))
+    move_spend(r, cur, -tonumber(r[6]))
     history_finish(r, h, cur[6], 'void')
     write_reservation(rkey, r, state)
     moved = 1

@@ -41,12 +41,12 @@ local function step(KEYS, ARGV)
   -- Budget alerts the actual cost crosses, read before anything is written.
   local due = nil
   if dcost > 0 then
-    local kw, pw = tonumber(cur[3]) or 0, tonumber(cur[4]) or 0
+    local kw, pw = counter(r[7], cur[3]), counter(r[8], cur[4])
     local plan = plan_alerts(nil, r[7], r.kbudget, kw, kw + dcost, 'key:' .. r[3], 0)
     due = read_alerts(plan_alerts(plan, r[8], r.pbudget, pw, pw + dcost, 'project:' .. r[4], 3))
   end
   move_buckets(r, cur, requests, dtok)
-  move_spend(r, dcost)
+  move_spend(r, cur, dcost)
   history_finish(r, h, cur[6], mode, tonumber(ARGV[3]), acost)
   local alerts = write_alerts(due, nil)
   if mode == 'settle' then
