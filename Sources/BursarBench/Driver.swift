@@ -100,7 +100,7 @@ final class Driver: @unchecked Sendable {
     /// Whether every request the load schedules before `end` has been started (or shed): the
     /// open loop's last tick may run late on a loaded machine, after the requests before it have
     /// all been answered, and the runner waits for it before closing. A closed loop has no schedule.
-    let scheduled = Atomic<Bool>(false)
+    let scheduleDone = Atomic<Bool>(false)
     private var tally = Tally()
     private var issued: UInt64 = 0
     private var closing = false
@@ -144,7 +144,7 @@ final class Driver: @unchecked Sendable {
         loop.preconditionInEventLoop()
         switch load {
         case .closed(let pipeline):
-            scheduled.store(true, ordering: .relaxed)
+            scheduleDone.store(true, ordering: .relaxed)
             for _ in 0..<pipeline { launch(scheduled: nil) }
         case .open(let rate):
             // Lanes are staggered so the sum of their schedules is evenly spaced.
@@ -179,7 +179,7 @@ final class Driver: @unchecked Sendable {
 
     private func tick(_ i: Int64, interval: Int64, first: NIODeadline) {
         let scheduled = first + .nanoseconds(i * interval)
-        guard !closing, scheduled < end else { return self.scheduled.store(true, ordering: .relaxed) }
+        guard !closing, scheduled < end else { return scheduleDone.store(true, ordering: .relaxed) }
         if inFlight.load(ordering: .relaxed) >= maxInFlight {
             tally.shed += 1
         } else {

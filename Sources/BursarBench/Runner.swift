@@ -153,7 +153,7 @@ public enum BenchRunner {
         for d in drivers { d.loop.execute { d.begin() } }
         func inFlight() -> Int { drivers.reduce(0) { $0 + $1.inFlight.load(ordering: .relaxed) } }
         func answered() -> Int { drivers.reduce(0) { $0 + $1.answered.load(ordering: .relaxed) } }
-        func draining() -> Bool { inFlight() > 0 || drivers.contains { !$0.scheduled.load(ordering: .relaxed) } }
+        func draining() -> Bool { inFlight() > 0 || drivers.contains { !$0.scheduleDone.load(ordering: .relaxed) } }
 
         let rss = RSSSampler(pids: configuration.targetPIDs)
         await sleep(until: measureStart)

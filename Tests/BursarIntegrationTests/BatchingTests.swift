@@ -51,6 +51,16 @@ struct BatchingTests {
     private final class Finished: Sendable { let count = Atomic<Int>(0) }
     private struct HoldFailed: Error {}
 
+    /// Submits `commands` at once, each a request of its own, while both Redis connections are
+    /// held (`holdConnections`), so that they reach Redis in one round trip; returns their replies
+    /// in order, once the holds have ended too.
+    private func submitInOneRoundTrip(_ h: Harness, _ commands: [RedisCommand]) async throws -> [Result<[RedisValue], RedisError>] {
+        let held = try await holdConnections(h, ms: 300)
+        let replies = await submitTogether(h, commands)
+        for t in held { _ = try await t.get() }
+        return replies
+    }
+
     /// Submits `commands` at once, each a request of its own, and returns their replies in order.
     private func submitTogether(_ h: Harness, _ commands: [RedisCommand]) async -> [Result<[RedisValue], RedisError>] {
         let collected = Collected(count: commands.count)
@@ -82,9 +92,7 @@ struct BatchingTests {
 
             let scriptsBefore = try await commandCalls(h, "evalsha")
             let saddsBefore = try await commandCalls(h, "sadd")
-            let held = try await holdConnections(h, ms: 300)
-            let replies = await submitTogether(h, checks)
-            for t in held { _ = try await t.get() }
+            let replies = try await submitInOneRoundTrip(h, checks)
             let scripts = try await commandCalls(h, "evalsha") - scriptsBefore
             let sadds = try await commandCalls(h, "sadd") - saddsBefore
 
@@ -123,9 +131,7 @@ struct BatchingTests {
                 limiter.settleCommand(SettleRequest(reservation: r, inputTokens: 1, outputTokens: 1, cost: cost))
             }
             let settleBefore = try await commandCalls(h, "evalsha")
-            let held2 = try await holdConnections(h, ms: 300)
-            let settled = await submitTogether(h, settles + [settles[0]])
-            for t in held2 { _ = try await t.get() }
+            let settled = try await submitInOneRoundTrip(h, settles + [settles[0]])
             let settleScripts = try await commandCalls(h, "evalsha") - settleBefore
             let statuses = try settled.map { try limiter.parseSettle($0.get()[0]).status }
             // The repeated SETTLE of the first, in the same call after it, finds it settled.
@@ -152,9 +158,7 @@ struct BatchingTests {
             }
             let incrbyBefore = try await commandCalls(h, "incrby")
             let scriptsBefore = try await commandCalls(h, "evalsha")
-            let held = try await holdConnections(h, ms: 300)
-            let replies = await submitTogether(h, checks)
-            for t in held { _ = try await t.get() }
+            let replies = try await submitInOneRoundTrip(h, checks)
             let scripts = try await commandCalls(h, "evalsha") - scriptsBefore
             #expect(scripts >= 1 && scripts <= 2, "4 CHECKs went out as \(scripts) script calls")
             let answers = try replies.enumerated().map { i, r -> CheckResult in
@@ -195,9 +199,7 @@ struct BatchingTests {
                 limiter.settleCommand(SettleRequest(reservation: ReservationID(orgID: w.org.id, sequence: base + UInt64(i)), inputTokens: 1, outputTokens: 1, cost: 50))
             }
             let incrbySettle = try await commandCalls(h, "incrby")
-            let held2 = try await holdConnections(h, ms: 300)
-            let settled = await submitTogether(h, settles)
-            for t in held2 { _ = try await t.get() }
+            let settled = try await submitInOneRoundTrip(h, settles)
             #expect(try settled.map { try limiter.parseSettle($0.get()[0]).status } == [.applied, .applied, .applied])
             #expect(try await commandCalls(h, "incrby") - incrbySettle == 3)
             #expect(try await h.integer(keyWindow) == 150)

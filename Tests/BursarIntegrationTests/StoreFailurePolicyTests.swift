@@ -20,8 +20,13 @@ struct StoreFailurePolicyTests {
     /// Waits, if needed, until at least 15 s remain in the current minute of the clock that
     /// the local allowance counts by.
     func awayFromMinuteBoundary() async throws {
+        if NIODeadline.now().uptimeNanoseconds % 60_000_000_000 > 45_000_000_000 { try await untilNextMinute() }
+    }
+
+    /// Waits until 100 ms into the next minute of that clock.
+    func untilNextMinute() async throws {
         let into = NIODeadline.now().uptimeNanoseconds % 60_000_000_000
-        if into > 45_000_000_000 { try await Task.sleep(for: .nanoseconds(Int64(60_000_000_000 - into) + 100_000_000)) }
+        try await Task.sleep(for: .nanoseconds(Int64(60_000_000_000 - into) + 100_000_000))
     }
 
     /// Polls `condition` every 20 ms for up to 30 s.
@@ -108,10 +113,7 @@ struct StoreFailurePolicyTests {
             // admitted locally, which takes one of the five).
             var lastLocal: UInt64? = firstLocal > 0 ? minute() : nil
             while true {
-                if lastLocal == minute() {
-                    let into = NIODeadline.now().uptimeNanoseconds % 60_000_000_000
-                    try await Task.sleep(for: .nanoseconds(Int64(60_000_000_000 - into) + 100_000_000))
-                }
+                if lastLocal == minute() { try await untilNextMinute() }
                 try await awayFromMinuteBoundary()
                 // That wait can outlast the digest's cache entry (5 s), and a digest not cached is
                 // resolved through Redis, which fails while it is stopped: decided (and released)
