@@ -1,5 +1,6 @@
 import BursarAPI
 import BursarRBAC
+import BursarRedis
 import BursarStore
 import BursarWire
 import Foundation
@@ -44,16 +45,23 @@ struct KeyGovernanceTests {
         try await withAdmin { h in
             let w = try await h.world()
             let k = try await memberKey(h, w, #"{"name":"mine","rpm":60,"models":["m","gpt-5.5"]}"#)
-            for _ in 0..<3 { #expect(try await h.check(k.secret).allowed) }
+            // Twenty requests in the key's RPM bucket: at 60 per minute they drain in 20 s, and the
+            // bucket's key is written to expire then (and a second more).
+            for _ in 0..<20 { #expect(try await h.check(k.secret).allowed) }
+            let bucket = Keyspace.buckets(w.org, scope: "k", id: k.key.id)
+            let before = try await h.redis.send(RedisCommand("PTTL", bucket)).int ?? -3
+            #expect(before > 0 && before <= 21_000, "\(before)")
             let r = try await h.api.call(
                 .patch, "/v1/orgs/\(w.org)/projects/\(w.p)/members/\(w.member.id)", token: w.admin.token,
                 json: #"{"grant":{"rpm":1,"models":["gpt-5.5"]}}"#)
             #expect(r.status == 200, "\(r)")
-            // Model m is no longer granted; gpt-5.5 is, but only 1 per minute, and the bucket holds 3
-            // requests that drain at 1 per minute (minutes, however slow the machine). At 60 per
-            // minute they drained in 3 s, and the bucket's key was written to expire then: the
-            // narrowing keeps it for the new rate, which waiting past the old expiry proves.
-            try await Task.sleep(for: .milliseconds(4_500))
+            // The narrowing keeps the bucket for the new rate: what it holds drains at 1 per minute,
+            // so its key now lives for minutes, not the seconds left at the old rate (it would
+            // vanish then, and the narrower limit start from empty).
+            let after = try await h.redis.send(RedisCommand("PTTL", bucket)).int ?? -3
+            #expect(after > 60_000, "the bucket expires in \(after) ms at 1 per minute (before the narrowing: \(before) ms)")
+            // Model m is no longer granted; gpt-5.5 is, but only 1 per minute, and the bucket holds
+            // about 20 requests, which no machine's slowness drains at 1 per minute.
             #expect(try await h.check(k.secret, model: "m").reason == .modelNotAllowed)
             let narrowed = try await h.check(k.secret, model: "gpt-5.5")
             #expect(narrowed.reason == .keyRPM, "\(narrowed)")

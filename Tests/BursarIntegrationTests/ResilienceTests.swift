@@ -61,16 +61,23 @@ struct ResilienceTests {
             let c = try await h.connect()
             #expect(try await warmUp(c, w.digest))  // resolve the digest while Redis is up
             let lateBefore = h.engine.stats.lateAdmissionsReleased.load(ordering: .relaxed)
+            let voidedBefore = h.engine.stats.unknownOutcomesVoided.load(ordering: .relaxed)
             h.redisServer.signal(SIGSTOP)
             let r = try await c.check(.make(w.digest, cost: 20_000))
             #expect(r.reason == .storeUnavailable)
             try await Task.sleep(for: .milliseconds(300))
             h.redisServer.signal(SIGCONT)
-            // The late admission is released: the credits come back to the full balance.
+            // The late admission is given back once: released when its reply comes late, or voided
+            // when the connection it was sent on is lost first (its Redis I/O timeout passes on a
+            // loaded machine): either way the credits come back to the full balance.
+            func givenBack() -> Int {
+                (h.engine.stats.lateAdmissionsReleased.load(ordering: .relaxed) - lateBefore)
+                    + (h.engine.stats.unknownOutcomesVoided.load(ordering: .relaxed) - voidedBefore)
+            }
             var credits: Int64 = -1
             for _ in 0..<100 {
                 credits = try await h.store.credits(w.org.id)
-                if credits == 50_000 && h.engine.stats.lateAdmissionsReleased.load(ordering: .relaxed) == lateBefore + 1 { break }
+                if credits == 50_000 && givenBack() == 1 { break }
                 try await Task.sleep(for: .milliseconds(20))
             }
             // If the CHECK never reached Redis (shed or expired unsent on a loaded machine), the
@@ -80,7 +87,7 @@ struct ResilienceTests {
                 + "expired=\(h.redis.stats.expiredBeforeSend.load(ordering: .relaxed)) "
                 + "lost=\(h.redis.stats.connectionErrors.load(ordering: .relaxed)) voided=\(h.engine.stats.unknownOutcomesVoided.load(ordering: .relaxed))"
             #expect(credits == 50_000, "\(sent)")
-            #expect(h.engine.stats.lateAdmissionsReleased.load(ordering: .relaxed) == lateBefore + 1, "\(sent)")
+            #expect(givenBack() == 1, "\(sent)")
             // The whole balance is there again. The harness's deadline is 100 ms, so on a loaded
             // machine this CHECK may itself miss it (store_unavailable): that is retried once
             // what it may have admitted late is given back too; a denial by a limit is not.
