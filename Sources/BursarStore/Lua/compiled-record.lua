@@ -11,7 +11,7 @@
 -- (org_suspended, project_inactive, creator_lost_access) or 0; `met`: the org is metered;
 -- `rpm`/`tpm`/`bud`: the key's caps tightened by its creator's grant; `prpm`/`ptpm`/`pbud`: the
 -- project's; `pnm`/`gnm`: the sizes of the project's and the grant's model lists ('0' = no list).
-local X_RECORD = '^2 (%d+) ([01]) (%S+) (%S+) (%S+) (%S+) (%S+) (%S+) (%S+) (%S+)$'
+local X_RECORD = '^2 ([0-9]+) ([01]) ([^ ]+) ([^ ]+) ([^ ]+) ([^ ]+) ([^ ]+) ([^ ]+) ([^ ]+) ([^ ]+)$'
 -- The ten values of a compiled record `x`; nothing if there is none of this layout.
 local function compiled(x)
   if x then return string.match(x, X_RECORD) end

@@ -23,7 +23,8 @@ end
 -- pid tok cost kw pw met ktr ptr krr prr at [atok acost [pin pout pcached]]; a CHECK priced
 -- from the table writes '-' for atok and acost and the prices it used. Absent: an empty
 -- table.
-local RECORD14 = '^(%S+) (%S+) (%S+) (%S+) (%S+) (%S+) (%S+) (%S+) (%S+) (%S+) (%S+) (%S+) (%S+) (%S+)(.*)$'
+-- Fields are matched as `[^ ]+`, not `%S+`: a set costs Redis's Lua half what a class does.
+local RECORD14 = '^([^ ]+) ([^ ]+) ([^ ]+) ([^ ]+) ([^ ]+) ([^ ]+) ([^ ]+) ([^ ]+) ([^ ]+) ([^ ]+) ([^ ]+) ([^ ]+) ([^ ]+) ([^ ]+)(.*)$'
 local OLD_FIELDS = {'st', 'exp', 'kid', 'pid', 'tok', 'cost', 'kw', 'pw', 'met', 'ktr', 'ptr', 'krr', 'prr', 'at', 'atok', 'acost'}
 local function read_reservation(rkey)
   local r = {}
@@ -54,9 +55,11 @@ local function read_reservation(rkey)
     else
       r = {}
     end
-    for f in string.gmatch(rest, '%S+') do r[#r + 1] = f end
+    if rest ~= '' then
+      for f in string.gmatch(rest, '[^ ]+') do r[#r + 1] = f end
+    end
     if tail and r[1] then
-      local kb, pb, model = string.match(tail, '^(%S+) (%S+) (.*)$')
+      local kb, pb, model = string.match(tail, '^([^ ]+) ([^ ]+) (.*)$')
       r.tail, r.model, r.kbudget, r.pbudget = tail, model, tonumber(kb), tonumber(pb)
     end
   end
