@@ -33,12 +33,12 @@ extension RedisCommand {
     }
 
     /// The cluster slot this command must run in; nil for a command with no key (it may run on
-    /// any node). EVAL/EVALSHA route by their first key; SCAN by the hash tag of its MATCH
+    /// any node). EVAL/EVALSHA/FCALL route by their first key; SCAN by the hash tag of its MATCH
     /// pattern (bursar scans only inside one organization's tag); every other command bursar
     /// sends has its key first.
     var slot: Int? {
         guard ends.count >= 2 else { return nil }
-        if argument(0, is: "EVALSHA") || argument(0, is: "EVAL") {
+        if argument(0, is: "EVALSHA") || argument(0, is: "EVAL") || argument(0, is: "FCALL") {
             guard ends.count >= 4, let n = Int(String(decoding: argument(2), as: UTF8.self)), n > 0 else { return nil }
             return ClusterSlot.of(argument(3))
         }
@@ -46,7 +46,7 @@ extension RedisCommand {
             for i in 2..<(ends.count - 1) where argument(i, is: "MATCH") { return ClusterSlot.of(argument(i + 1)) }
             return nil
         }
-        if argument(0, is: "PUBLISH") || argument(0, is: "SCRIPT") || argument(0, is: "PING") || argument(0, is: "TIME")
+        if argument(0, is: "PUBLISH") || argument(0, is: "SCRIPT") || argument(0, is: "FUNCTION") || argument(0, is: "PING") || argument(0, is: "TIME")
             || argument(0, is: "CLUSTER") || argument(0, is: "INFO") || argument(0, is: "SELECT")
         {
             return nil

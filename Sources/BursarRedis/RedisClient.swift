@@ -76,7 +76,8 @@ public final class RedisClientStats: Sendable {
     public let connects = Atomic<Int>(0)
     /// Connection failures and losses.
     public let connectionErrors = Atomic<Int>(0)
-    /// NOSCRIPT replies handled by reloading scripts.
+    /// Replies saying Redis lacked a script or a library's function (NOSCRIPT, "Function not
+    /// found"), handled by loading them all and running the refused commands again.
     public let scriptReloads = Atomic<Int>(0)
     /// 1 while at least one connection is up.
     public let connected = Atomic<Int>(0)
@@ -260,9 +261,11 @@ public final class RedisClient: Sendable {
             for (i, item) in items.enumerated() {
                 guard item.commands.count == 1 else { continue }
                 let c = item.commands[0]
-                guard c.count >= 5, c.argument(0).elementsEqual("EVALSHA".utf8), c.argument(2).elementsEqual("1".utf8) else { continue }
-                let sha = c.argument(1)
-                guard let script = table.firstIndex(where: { $0.single.elementsEqual(sha) }) else { continue }
+                guard c.count >= 5, c.argument(2).elementsEqual("1".utf8) else { continue }
+                let verb = c.argument(0)
+                guard verb.elementsEqual("FCALL".utf8) || verb.elementsEqual("EVALSHA".utf8) else { continue }
+                let handle = c.argument(1)
+                guard let script = table.firstIndex(where: { $0.single.elementsEqual(handle) }) else { continue }
                 let key = BatchGroup(script: script, first: c.argument(4))
                 if let g = groups[key] {
                     merges[g].members.append(i)
@@ -294,7 +297,7 @@ public final class RedisClient: Sendable {
                     plan.commands.append(items[chunk.first!].commands[0])
                     continue
                 }
-                var merged = RedisCommand("EVALSHA", merges[g].batch.sha1)
+                var merged = RedisCommand(merges[g].batch.verb, merges[g].batch.handle)
                 var bytes = 0
                 var arguments = 0
                 for m in chunk {
@@ -436,7 +439,7 @@ public final class RedisClient: Sendable {
     /// are none: the commands to send (every registered script loaded, then the refused commands
     /// again), and where their replies go. Every kind of connection heals them this way.
     func scriptReload(for replies: [RedisValue], of commands: [RedisCommand]) -> ScriptReload? {
-        let refused = replies.indices.filter { if case .error(let e) = replies[$0] { e.hasPrefix("NOSCRIPT") } else { false } }
+        let refused = replies.indices.filter { if case .error(let e) = replies[$0] { RedisScript.isMissing(e) } else { false } }
         guard !refused.isEmpty else { return nil }
         stats.scriptReloads.add(1, ordering: .relaxed)
         let loads = registeredScripts().map(\.loadCommand)
@@ -590,9 +593,9 @@ final class BatchTable: @unchecked Sendable {
         lock.lock()
         defer { lock.unlock() }
         for b in list {
-            let sha = Array(b.single.sha1.utf8)
-            table.removeAll { $0.single == sha }
-            table.append((sha, b.batch))
+            let handle = Array(b.single.handle.utf8)
+            table.removeAll { $0.single == handle }
+            table.append((handle, b.batch))
         }
     }
 

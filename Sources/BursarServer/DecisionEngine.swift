@@ -385,23 +385,30 @@ public final class DecisionEngine: Service, Sendable {
         }
     }
 
-    /// Loads the limiter scripts into Redis ahead of the first CHECK. Optional: a missing script
-    /// is loaded on its first NOSCRIPT anyway; this only takes that round trip off a request.
+    /// Loads the limiter scripts and libraries into Redis ahead of the first CHECK. Optional: a
+    /// missing one is loaded when a call finds it missing anyway; this only takes that round trip
+    /// off a request.
     public func preloadScripts() async throws {
         let replies = try await redis.send(limiter.scripts.map(\.loadCommand))
-        for (script, reply) in zip(limiter.scripts, replies) where reply.string != script.sha1 {
-            throw RedisError(.unexpectedReply, "SCRIPT LOAD answered \(reply) instead of the script's SHA-1")
+        for (script, reply) in zip(limiter.scripts, replies) where !script.isLoaded(by: reply) {
+            throw RedisError(.unexpectedReply, "\(script.function == nil ? "SCRIPT" : "FUNCTION") LOAD answered \(reply)")
         }
     }
 
     /// Whether this engine can decide now: nil when Redis answers and the limiter scripts are
     /// loaded (they are loaded here if Redis lost them), else the reason it cannot.
     public func readiness(timeout: TimeAmount = .seconds(1)) async -> String? {
+        // The scripts in one SCRIPT EXISTS, then each library by name.
+        let scripts = limiter.scripts.filter { $0.function == nil }
+        let libraries = limiter.scripts.compactMap(\.function)
         var command = RedisCommand("SCRIPT", "EXISTS")
-        for script in limiter.scripts { command.append(script.sha1) }
-        let exists: [RedisValue]
+        for script in scripts { command.append(script.sha1) }
+        let loaded: Bool
         do {
-            exists = try await redis.send(command, timeout: timeout).array ?? []
+            let replies = try await redis.send([command] + libraries.map { RedisCommand("FUNCTION", "LIST", "LIBRARYNAME", $0) }, timeout: timeout)
+            let exists = replies.first?.array ?? []
+            loaded = exists.count == scripts.count && exists.allSatisfy { $0.int == 1 }
+                && replies.dropFirst().allSatisfy { ($0.array?.count ?? 0) == 1 }
         } catch {
             noteStore(answered: false)
             return "redis unreachable: \(error.code)"
@@ -411,7 +418,7 @@ public final class DecisionEngine: Service, Sendable {
             identity.acquire()
             return "instance epoch not registered yet"
         }
-        if exists.count == limiter.scripts.count && exists.allSatisfy({ $0.int == 1 }) { return nil }
+        if loaded { return nil }
         do {
             try await preloadScripts()
             return nil

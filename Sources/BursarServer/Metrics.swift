@@ -178,7 +178,7 @@ public final class ServerMetrics: Sendable {
         counter("redis_expired_before_send", help: "Requests failed because their deadline passed before they reached Redis.") { redis.expiredBeforeSend.load(ordering: .relaxed) }
         counter("redis_connects", help: "Successful Redis (re)connections.") { redis.connects.load(ordering: .relaxed) }
         counter("redis_connection_errors", help: "Redis connection failures and losses.") { redis.connectionErrors.load(ordering: .relaxed) }
-        counter("redis_script_reloads", help: "NOSCRIPT replies healed by reloading the scripts.") { redis.scriptReloads.load(ordering: .relaxed) }
+        counter("redis_script_reloads", help: "Replies saying Redis lacked a script or library function (NOSCRIPT, Function not found) healed by loading them.") { redis.scriptReloads.load(ordering: .relaxed) }
         gauge("redis_connected", help: "1 while a Redis connection is up.") { redis.connected.load(ordering: .relaxed) }
         let redirectHelp = "Redis Cluster redirections and retries followed, by kind."
         counter("redis_cluster_redirections", labels: [("kind", "moved")], help: redirectHelp) { redis.clusterMoved.load(ordering: .relaxed) }

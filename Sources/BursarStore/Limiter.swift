@@ -93,9 +93,9 @@ public struct Limiter: Sendable {
     public let heartbeatScript: RedisScript
     /// How long an unsettled reservation holds its estimate, ms.
     public let reservationTTLMs: Int64
-    /// `EVALSHA <check sha1> 1`: the constant head of every CHECK step.
+    /// `FCALL <check function> 1`: the constant head of every CHECK step.
     private let checkCall: RedisCommand
-    /// `EVALSHA <settle sha1> 1`: the constant head of every SETTLE and RELEASE step.
+    /// `FCALL <settle function> 1`: the constant head of every SETTLE and RELEASE step.
     private let settleCall: RedisCommand
 
     /// A limiter on Redis's clock.
@@ -106,16 +106,16 @@ public struct Limiter: Sendable {
     /// A limiter on a chosen clock. Tests only.
     @_spi(Testing)
     public init(clock: ScriptClock, reservationTTLMs: Int64 = 15 * 60 * 1000, history: HistoryRetention = .standard) {
-        checkScript = RedisScript(source: LimiterLua.check(clock, history))
-        settleScript = RedisScript(source: LimiterLua.settle(clock, history))
-        checkBatchScript = RedisScript(source: LimiterLua.checkBatch(clock, history))
-        settleBatchScript = RedisScript(source: LimiterLua.settleBatch(clock, history))
+        checkScript = LimiterLua.check(clock, history)
+        settleScript = LimiterLua.settle(clock, history)
+        checkBatchScript = LimiterLua.checkBatch(clock, history)
+        settleBatchScript = LimiterLua.settleBatch(clock, history)
         voidScript = RedisScript(source: LimiterLua.void(clock, history))
         sweepScript = RedisScript(source: LimiterLua.sweep(clock, history))
         heartbeatScript = RedisScript(source: LimiterLua.heartbeat)
         self.reservationTTLMs = reservationTTLMs
-        checkCall = RedisCommand("EVALSHA", checkScript.sha1, "1")
-        settleCall = RedisCommand("EVALSHA", settleScript.sha1, "1")
+        checkCall = checkScript.head(keyCount: 1)
+        settleCall = settleScript.head(keyCount: 1)
     }
 
     /// Every script, for `RedisClient.register`.
@@ -327,7 +327,7 @@ public struct Limiter: Sendable {
 
     /// The VOID step for the attempt under `reservation` (SPEC §13.7).
     public func voidCommand(_ reservation: ReservationID) -> RedisCommand {
-        var c = RedisCommand("EVALSHA", voidScript.sha1, "1")
+        var c = voidScript.head(keyCount: 1)
         Keyspace.append(reservation: reservation.sequence, org: reservation.orgID, to: &c)
         Keyspace.append(org: reservation.orgID, to: &c)
         c.append(decimal: reservation.sequence)

@@ -1,4 +1,5 @@
 import BursarLimits
+import BursarRedis
 import BursarWire
 
 /// The Lua of bursar's atomic steps. It lives in `.lua` files beside this one (`Lua/`), compiled
@@ -66,6 +67,17 @@ enum LuaSource {
         } catch {
             preconditionFailure("\(files.map(\.fileName)): \(error)")
         }
+    }
+
+    /// The files joined, with the shared names put in, as a Redis Functions library whose one
+    /// function, `main` (main-single.lua or main-batch.lua), is registered under the library's
+    /// own name: `bursar_` and the SHA-1 of the library's code, so two builds whose Lua differs
+    /// (or one build's scripts on different clocks or history retentions) never replace each
+    /// other's, and the same code loaded twice is the same library.
+    static func library(_ files: [LuaFile], clock: ScriptClock = .redis, history: HistoryRetention = .standard) -> RedisScript {
+        let code = script(files, clock: clock, history: history)
+        let name = "bursar_" + RedisScript(source: code).sha1
+        return RedisScript(library: "#!lua name=\(name)\n" + code + "redis.register_function('\(name)', main)\n", function: name)
     }
 
     /// A name the Lua uses that Swift does not define.

@@ -1,3 +1,5 @@
+import BursarRedis
+
 /// Which clock the limiter scripts read.
 public enum ScriptClock: Sendable, Hashable {
     /// Redis's own clock (`TIME`). The only clock production code can choose.
@@ -11,7 +13,9 @@ public enum ScriptClock: Sendable, Hashable {
 
 /// The limiter's atomic steps, each a script of `LuaFile`s (Sources/BursarStore/Lua). Every limit
 /// of a request is checked and debited by one script call, in one slot (the org's hash tag), with
-/// Redis's clock.
+/// Redis's clock. The steps on every request (CHECK, SETTLE, RELEASE, singly and batched) are
+/// Redis Functions libraries, called with FCALL: their functions are made once, at FUNCTION LOAD,
+/// not on every call as a script's are. The rest are scripts (EVALSHA).
 enum LimiterLua {
     /// What every limiter and usage script begins with: the organization's prefix, the optional
     /// numbers, the clock and the arithmetic (prelude.lua).
@@ -28,15 +32,15 @@ enum LimiterLua {
     /// under the sequence that admission was given. Cost −1 prices the request from the table
     /// (SPEC §13.12); then ARGV 10 and 11 are its input tokens and maximum output tokens. Reply:
     /// `CheckReplySlot`'s order; its outcome a `CheckOutcome`.
-    static func check(_ clock: ScriptClock, _ history: HistoryRetention = .standard) -> String {
-        LuaSource.script(prelude + [.compiledRecord, .history, .checkHelpers, .undeliveredNow, .check, .mainSingle], clock: clock, history: history)
+    static func check(_ clock: ScriptClock, _ history: HistoryRetention = .standard) -> RedisScript {
+        LuaSource.library(prelude + [.compiledRecord, .history, .checkHelpers, .undeliveredNow, .check, .mainSingle], clock: clock, history: history)
     }
 
     /// CHECK of several requests of one organization in one call (main-batch.lua). The
     /// admissions' undelivered marks are added to the organization's set by one `SADD` after the
     /// last step.
-    static func checkBatch(_ clock: ScriptClock, _ history: HistoryRetention = .standard) -> String {
-        LuaSource.script(prelude + [.compiledRecord, .history, .checkHelpers, .undeliveredBatched, .check, .mainBatch], clock: clock, history: history)
+    static func checkBatch(_ clock: ScriptClock, _ history: HistoryRetention = .standard) -> RedisScript {
+        LuaSource.library(prelude + [.compiledRecord, .history, .checkHelpers, .undeliveredBatched, .check, .mainBatch], clock: clock, history: history)
     }
 
     /// SETTLE and RELEASE (settle.lua). KEYS[1] = the reservation. ARGV: prefix, mode ("settle" |
@@ -50,13 +54,13 @@ enum LimiterLua {
     /// after all (SPEC §13.7): a SETTLE then debits the actual usage in full (and the request
     /// on RPM) and a RELEASE counts the request on RPM, as if the sweep had not happened. A
     /// fence or an attempt its own bursard voided (`void`) was never admitted: `unknown`.
-    static func settle(_ clock: ScriptClock, _ history: HistoryRetention = .standard) -> String {
-        LuaSource.script(prelude + [.history, .reservation, .settle, .mainSingle], clock: clock, history: history)
+    static func settle(_ clock: ScriptClock, _ history: HistoryRetention = .standard) -> RedisScript {
+        LuaSource.library(prelude + [.history, .reservation, .settle, .mainSingle], clock: clock, history: history)
     }
 
     /// SETTLE and RELEASE of several reservations of one organization in one call.
-    static func settleBatch(_ clock: ScriptClock, _ history: HistoryRetention = .standard) -> String {
-        LuaSource.script(prelude + [.history, .reservation, .settle, .mainBatch], clock: clock, history: history)
+    static func settleBatch(_ clock: ScriptClock, _ history: HistoryRetention = .standard) -> RedisScript {
+        LuaSource.library(prelude + [.history, .reservation, .settle, .mainBatch], clock: clock, history: history)
     }
 
     /// VOID (void.lua): gives back an attempt whose client was told it was refused (SPEC §13.7).

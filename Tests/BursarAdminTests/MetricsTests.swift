@@ -129,9 +129,13 @@ struct MetricsTests {
                 if !ready { try await Task.sleep(for: .milliseconds(50)) }
             }
             #expect(ready)
-            // A restarted Redis has no scripts; readiness loaded them (SCRIPT FLUSH shows it again).
+            // A restarted Redis has no scripts or libraries; readiness loaded them (SCRIPT FLUSH and
+            // FUNCTION FLUSH show it again).
             _ = try await h.redis.send(RedisCommand("SCRIPT", "FLUSH"))
+            _ = try await h.redis.send(RedisCommand("FUNCTION", "FLUSH"))
             #expect(try await h.api.get("/readyz", nil).status == 200)
+            let libraries = try await h.redis.send(RedisCommand("FUNCTION", "LIST", "LIBRARYNAME", "bursar_*")).array ?? []
+            #expect(libraries.count == 4, "the CHECK and SETTLE libraries, single and batched: \(libraries.count)")
         }
     }
 }

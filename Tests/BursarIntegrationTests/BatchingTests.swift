@@ -90,10 +90,10 @@ struct BatchingTests {
             }
             checks.insert(limiter.checkCommand(.make(w.digest), identity: broken, sequence: base + 99), at: 2)
 
-            let scriptsBefore = try await commandCalls(h, "evalsha")
+            let scriptsBefore = try await commandCalls(h, "fcall")
             let saddsBefore = try await commandCalls(h, "sadd")
             let replies = try await submitInOneRoundTrip(h, checks)
-            let scripts = try await commandCalls(h, "evalsha") - scriptsBefore
+            let scripts = try await commandCalls(h, "fcall") - scriptsBefore
             let sadds = try await commandCalls(h, "sadd") - saddsBefore
 
             // In order: three admitted (RPM 3), the broken one's error, then two denied key_rpm.
@@ -130,9 +130,9 @@ struct BatchingTests {
             let settles = zip(admitted, actuals).map { r, cost in
                 limiter.settleCommand(SettleRequest(reservation: r, inputTokens: 1, outputTokens: 1, cost: cost))
             }
-            let settleBefore = try await commandCalls(h, "evalsha")
+            let settleBefore = try await commandCalls(h, "fcall")
             let settled = try await submitInOneRoundTrip(h, settles + [settles[0]])
-            let settleScripts = try await commandCalls(h, "evalsha") - settleBefore
+            let settleScripts = try await commandCalls(h, "fcall") - settleBefore
             let statuses = try settled.map { try limiter.parseSettle($0.get()[0]).status }
             // The repeated SETTLE of the first, in the same call after it, finds it settled.
             #expect(statuses == [.applied, .applied, .applied, .alreadySettled])
@@ -157,9 +157,9 @@ struct BatchingTests {
                 limiter.checkCommand(.make(w.digest, cost: cost), identity: identity, sequence: base + UInt64(i))
             }
             let incrbyBefore = try await commandCalls(h, "incrby")
-            let scriptsBefore = try await commandCalls(h, "evalsha")
+            let scriptsBefore = try await commandCalls(h, "fcall")
             let replies = try await submitInOneRoundTrip(h, checks)
-            let scripts = try await commandCalls(h, "evalsha") - scriptsBefore
+            let scripts = try await commandCalls(h, "fcall") - scriptsBefore
             #expect(scripts >= 1 && scripts <= 2, "4 CHECKs went out as \(scripts) script calls")
             let answers = try replies.enumerated().map { i, r -> CheckResult in
                 let reply = try limiter.parseCheck(try r.get()[0], identity: identity, reservation: ReservationID(orgID: w.org.id, sequence: base + UInt64(i)))

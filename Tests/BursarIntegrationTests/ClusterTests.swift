@@ -105,6 +105,15 @@ struct ClusterTests {
         let runs = try await redis.send((0..<12).map { script.call(keys: [Keyspace.credits(UInt64(100 + $0))], args: ["3"]) })
         #expect(runs.allSatisfy { $0 == .integer(3) }, "\(runs)")
         #expect(redis.stats.scriptReloads.load(ordering: .relaxed) >= 1)
+        // So does a library's function (loaded on each master when it answers "Function not found").
+        let reloads = redis.stats.scriptReloads.load(ordering: .relaxed)
+        let library = RedisScript(
+            library: "#!lua name=bursar_cluster_test\nredis.register_function('bursar_cluster_test', function(keys, args) return redis.call('INCRBY', keys[1], args[1]) end)\n",
+            function: "bursar_cluster_test")
+        redis.register([library])
+        let calls = try await redis.send((0..<12).map { library.call(keys: [Keyspace.credits(UInt64(200 + $0))], args: ["4"]) })
+        #expect(calls.allSatisfy { $0 == .integer(4) }, "\(calls)")
+        #expect(redis.stats.scriptReloads.load(ordering: .relaxed) > reloads)
         // A keyless command runs anywhere.
         #expect(try await redis.send(RedisCommand("PING")) == .status("PONG"))
 

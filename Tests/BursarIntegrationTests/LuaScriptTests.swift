@@ -65,12 +65,20 @@ struct LuaScriptTests {
     @Test("every script loads into Redis: each is valid Lua once its names are put in")
     func scriptsLoad() async throws {
         try await withHarness { h in
-            var sources = Limiter(clock: .testFrozen).scripts.map(\.source) + Limiter().scripts.map(\.source)
-            sources += [LimiterLua.compile, UsageLua.key(.redis), UsageLua.project(.redis), UsageLua.org(.redis), UsageLua.top(.testFrozen)]
-            sources += MetadataLua.all.map(\.source)
-            for source in sources {
-                let reply = try await h.redis.send(RedisCommand("SCRIPT", "LOAD", source))
-                #expect(reply.string?.count == 40, "\(reply)")
+            var scripts = Limiter(clock: .testFrozen).scripts + Limiter().scripts
+            scripts += [LimiterLua.compile, UsageLua.key(.redis), UsageLua.project(.redis), UsageLua.org(.redis), UsageLua.top(.testFrozen)].map { RedisScript(source: $0) }
+            scripts += MetadataLua.all
+            // CHECK and SETTLE, single and batched, on either clock, are libraries, each named by its code.
+            let libraries = scripts.compactMap(\.function)
+            #expect(libraries.count == 8 && Set(libraries).count == 8, "\(libraries)")
+            for script in scripts {
+                guard let name = script.function else { continue }
+                #expect(name.hasPrefix("bursar_") && name.count == 47 && script.source.hasPrefix("#!lua name=\(name)\n"), "\(name)")
+            }
+            for script in scripts {
+                // A library the harness's own engine loaded already answers so: loaded either way.
+                let reply = try await h.redis.send([script.loadCommand])[0]
+                #expect(script.isLoaded(by: reply), "\(script.function ?? script.sha1): \(reply)")
             }
         }
     }

@@ -101,13 +101,14 @@ struct ResilienceTests {
         }
     }
 
-    @Test("after SCRIPT FLUSH the scripts are reloaded and the CHECK still succeeds")
+    @Test("after SCRIPT FLUSH and FUNCTION FLUSH the scripts and libraries are reloaded and the CHECK still succeeds")
     func noscript() async throws {
         try await withHarness { h in
             let w = try await h.world()
             let c = try await h.connect()
             #expect(try await c.check(.make(w.digest)).allowed)
             try await h.redis.send(RedisCommand("SCRIPT", "FLUSH"))
+            try await h.redis.send(RedisCommand("FUNCTION", "FLUSH"))
             let reloadsBefore = h.redis.stats.scriptReloads.load(ordering: .relaxed)
             let r = try await c.check(.make(w.digest))
             #expect(try r.allowed && ReservationSequence.counter(of: h.name(r).sequence) == 2)

@@ -2,7 +2,9 @@
 """Where Redis spends its time in bursar's scripts: replays the batch CHECK and batch SETTLE
 scripts, exactly as a bursard loaded them, inside a fresh redis-server, and reports Redis's own
 time per decision (a CHECK and its SETTLE) from INFO commandstats: the script calls' total, the
-commands they made, and the rest (Lua and its bridge to Redis).
+commands they made, and the rest (Lua and its bridge to Redis). A build that loads them as Redis
+Functions libraries (FUNCTION LOAD, FCALL) is replayed so; one that loads scripts (SCRIPT LOAD,
+EVALSHA), so.
 
     deploy/lua-profile/profile.py --bin .build/release [--base-bin OTHER/release] [--variant F.py ...]
                           [--runs 5] [--calls 1000] [--steps 16]
@@ -111,11 +113,13 @@ def capture(redis_port, bin_dir, bench_seconds, tmp):
         stop.set(); mon.sock.close()
     return lines
 
+LIBRARY_NAME = re.compile(rb'^#!lua name=(\w+)')
+
 def scripts_of(lines):
-    """The batch CHECK and batch SETTLE scripts a bursard loaded, by their source files."""
+    """The batch CHECK and batch SETTLE scripts (or libraries) a bursard loaded, by their source files."""
     check = settle = None
     for l in lines:
-        if '"SCRIPT" "LOAD"' in l:
+        if '"SCRIPT" "LOAD"' in l or '"FUNCTION" "LOAD"' in l:
             src = monitor_args(l)[2]
             if b'-- main-batch.lua' in src and b'-- check.lua' in src: check = src
             if b'-- main-batch.lua' in src and b'-- settle.lua' in src: settle = src
@@ -123,12 +127,23 @@ def scripts_of(lines):
         sys.exit('lua-profile: MONITOR showed no batch CHECK and SETTLE scripts being loaded')
     return check, settle
 
+def load(r, src):
+    """Loads a script (its SHA-1) or a library (under a name of its own text's SHA-1, so that a
+    variant's library never meets the original's name); returns the command head that calls it."""
+    m = LIBRARY_NAME.match(src)
+    if not m:
+        return ['EVALSHA', r.cmd('SCRIPT', 'LOAD', src)]
+    name = b'lp_' + hashlib.sha1(src).hexdigest().encode()
+    r.cmd('FUNCTION', 'LOAD', 'REPLACE', src.replace(m.group(1), name))
+    return ['FCALL', name]
+
 def step_templates(lines, check):
     """Each key's CHECK arguments, from the batch CHECK calls MONITOR showed."""
-    sha = hashlib.sha1(check).hexdigest()
+    m = LIBRARY_NAME.match(check)
+    call = f'"FCALL" "{m.group(1).decode()}"' if m else f'"EVALSHA" "{hashlib.sha1(check).hexdigest()}"'
     steps, prefix = {}, None
     for l in lines:
-        if f'"EVALSHA" "{sha}"' in l:
+        if call in l:
             a = monitor_args(l)
             n = int(a[2]); keys = a[3:3 + n]; argv = a[3 + n:]
             prefix, pos = argv[0], 1
@@ -138,6 +153,8 @@ def step_templates(lines, check):
         sys.exit('lua-profile: MONITOR showed no batch CHECK call')
     return steps, prefix
 
+SCRIPT_CALLS = ('evalsha', 'fcall')
+
 def stats(r):
     info = r.cmd('INFO', 'commandstats').decode()
     return {m.group(1): (int(m.group(2)), int(m.group(3))) for m in re.finditer(r'cmdstat_([a-z|]+):calls=(\d+),usec=(\d+)', info)}
@@ -146,7 +163,7 @@ next_sequence = random.randrange(1 << 40, 1 << 50)
 
 def replay(r, steps, prefix, check, settle, calls, per_call, seed):
     """Redis µs per decision: (the script calls', of it their commands')."""
-    csha, ssha = r.cmd('SCRIPT', 'LOAD', check), r.cmd('SCRIPT', 'LOAD', settle)
+    ccall, scall = load(r, check), load(r, settle)
     rnd, keys = random.Random(seed), sorted(steps)
     # Sequences never used before in this Redis (a used one is fenced: nothing would run).
     global next_sequence
@@ -161,7 +178,7 @@ def replay(r, steps, prefix, check, settle, calls, per_call, seed):
             a = list(steps[k]); seq += 1
             a[4], a[6] = str(rnd.randrange(10, 90)).encode(), str(seq).encode()   # estimate (nano-USD), sequence
             seqs.append(a[6]); argv += [str(len(a)).encode()] + a
-        replies = r.cmd('EVALSHA', csha, len(chosen), *chosen, *argv)
+        replies = r.cmd(*ccall, len(chosen), *chosen, *argv)
         for x in replies:
             if isinstance(x, RuntimeError):
                 sys.exit(f'lua-profile: a CHECK step failed: {x}')
@@ -173,15 +190,15 @@ def replay(r, steps, prefix, check, settle, calls, per_call, seed):
         if admitted:
             sargv = [prefix]
             for _ in admitted: sargv += [b'3', b'settle', b'230', str(rnd.randrange(5, 9)).encode()]   # tokens, actual cost
-            for x in r.cmd('EVALSHA', ssha, len(admitted), *[prefix + b'r:' + s for s in admitted], *sargv):
+            for x in r.cmd(*scall, len(admitted), *[prefix + b'r:' + s for s in admitted], *sargv):
                 if isinstance(x, RuntimeError) or not isinstance(x, list) or x[0] != 0:   # 0: applied (ReservationStatus)
                     sys.exit(f'lua-profile: a SETTLE step was not applied: {x}')
     if admissions < calls * per_call // 2:
         sys.exit(f'lua-profile: only {admissions} of {calls * per_call} CHECKs were admitted (refusals by DenyReason: {refusals}): the replay measures refusals')
     st = stats(r)
     decisions = calls * per_call
-    total = st.get('evalsha', (0, 0))[1]
-    nested = sum(u for name, (_, u) in st.items() if name not in ('evalsha', 'config|resetstat', 'script|load', 'info'))
+    total = sum(st.get(name, (0, 0))[1] for name in SCRIPT_CALLS)
+    nested = sum(u for name, (_, u) in st.items() if name not in SCRIPT_CALLS + ('config|resetstat', 'script|load', 'function|load', 'info'))
     return total / decisions, nested / decisions
 
 def main():
@@ -223,13 +240,13 @@ def main():
             print(f'| {name} | {tot[0]:.1f} / {tot[m]:.1f} | {cmds[0]:.1f} / {cmds[m]:.1f} | {lua[0]:.1f} / {lua[m]:.1f} |')
         r.cmd('CONFIG', 'RESETSTAT')
         for name, (c, s) in variants.items():
-            sha = [r.cmd('SCRIPT', 'LOAD', x) for x in (c, s)]
-            r.cmd('CONFIG', 'RESETSTAT')
-            for _ in range(2000): r.cmd('EVALSHA', sha[0], 0, prefix)
-            empty_check = stats(r)['evalsha'][1] / 2000
-            r.cmd('CONFIG', 'RESETSTAT')
-            for _ in range(2000): r.cmd('EVALSHA', sha[1], 0, prefix)
-            empty_settle = stats(r)['evalsha'][1] / 2000
+            calls = [load(r, x) for x in (c, s)]
+            empty = []
+            for call in calls:
+                r.cmd('CONFIG', 'RESETSTAT')
+                for _ in range(2000): r.cmd(*call, 0, prefix)
+                empty.append(sum(stats(r).get(n, (0, 0))[1] for n in SCRIPT_CALLS) / 2000)
+            empty_check, empty_settle = empty
             print(f'{name}: a call with no step costs {empty_check:.1f} µs (batch CHECK), {empty_settle:.1f} µs (batch SETTLE)')
     finally:
         server.terminate(); server.wait()

@@ -3,6 +3,7 @@
 -- key ids, for `project` the project id, for `user` the user id; `org` takes none. `project`
 -- compiles the keys in the project's key set; `user` and `org` every key of every project of the
 -- organization (`user` only those the user holds). Reply: how many it compiled.
+P = ARGV[1]
 local scope = ARGV[2]
 local n = 0
 if scope == 'keys' then

@@ -1,2 +1,5 @@
--- A script of one request: its step, with the script call's KEYS and ARGV.
-return step(KEYS, ARGV)
+-- A call of one request: its step, with the call's KEYS and ARGV.
+local function main(KEYS, ARGV)
+  start_call(ARGV)
+  return step(KEYS, ARGV)
+end

@@ -1,27 +1,29 @@
--- The prelude of every limiter and usage script: the organization's prefix, the clock (one
--- TIME per script call), integer formatting, the calendar windows, the rate buckets' arithmetic
--- and the price table's (MinuteBucket's, in the same integers). `NAME.x`, `DENY.x`, `OUTCOME.x`,
+-- The prelude of every limiter and usage step: the organization's prefix, the clock (one TIME
+-- per call, read by `start_call`), integer formatting, the calendar windows, the rate buckets'
+-- arithmetic and the price table's (MinuteBucket's, in the same integers). `NAME.x`, `DENY.x`, `OUTCOME.x`,
 -- `STATUS.x`, `BUCKET.x` and `CLOCK.test` are replaced by their values when the script is loaded
 -- (LuaSource), from the one Swift definition of each (Keyspace.Segment, DenyReason, CheckOutcome,
 -- ReservationStatus, MinuteBucket, ScriptClock).
+--
+-- The top level of every file a library is made of only defines: constants, tables and
+-- functions, and the call's state as locals that `start_call` sets. A library's top level runs
+-- once, at FUNCTION LOAD, where only `redis` is in scope (not even `string`), and each FCALL runs
+-- its `main` (main-single.lua, main-batch.lua; LuaSource.library). A script's top level runs on
+-- every call (EVALSHA): the file that does its work (void.lua, sweep.lua, usage-*.lua) begins
+-- with `start_call(ARGV)`. Either way a call begins so before it reads any of that state.
 local SCALE = BUCKET.scale
 local LEVEL_MAX = BUCKET.max_level
-local t = redis.call('TIME')
-local now_us = tonumber(t[1]) * 1000000 + tonumber(t[2])
+-- The call's clock: Redis's TIME in µs and ms, read once per call.
+local now_us, now_ms
 -- A frozen clock does not move with real time, but key expiry does: under a frozen clock a
 -- drained-empty bucket must not vanish early in real time, so its expiry gets a floor.
 local EXPIRY_FLOOR_MS = 0
-if CLOCK.test then
-  -- Tests only (ScriptClock.testFrozen): the time in µs stored at the org's test clock key.
-  now_us = tonumber(redis.call('GET', P .. NAME.test_clock)) or now_us
-  EXPIRY_FLOOR_MS = 600000
-end
-local now_ms = math.floor(now_us / 1000)
 -- A whole number as decimal text. Every number a step hands to redis.call or puts in a key
 -- name goes through it: Redis turns a Lua number argument into text with "%.17g" and Lua
 -- concatenation with "%.14g", both floating-point printing, several times the cost of an
--- integer format, on every call.
-local sfmt = string.format
+-- integer format, on every call. (`string.format`, taken by `start_call`: a library's top level
+-- cannot read `string`.)
+local sfmt
 local function int(x) return sfmt('%d', x) end
 
 local function days_from_civil(y, m, d)
@@ -64,7 +66,7 @@ local function window_now(period)
   return 0, 0
 end
 -- `window_now`, and the start as decimal text (a window counter's name ends with it),
--- worked out once per script call: every step of a batch runs at the same now.
+-- worked out once per call (`start_call` empties it): every step of a batch runs at the same now.
 local WINDOWS = {}
 local function window(period)
   local w = WINDOWS[period]
@@ -120,8 +122,25 @@ end
 -- call, so what Redis holds at its end is what step-by-step writes would have left, and each
 -- step reads a counter an earlier step moved from here, not from its own MGET. A step that
 -- raised an error keeps what it had moved, as its immediate writes would. Off (nil) in every
--- other script: a write goes to Redis at once.
+-- other call (`start_call` turns it off): a write goes to Redis at once.
 local WB, WB_NAMES = nil, nil
+-- Begins a call: the organization's prefix (`argv[1]`), the clock, and no state left from an
+-- earlier call of the same library.
+local function start_call(argv)
+  sfmt = string.format
+  P = argv[1]
+  local t = redis.call('TIME')
+  now_us = tonumber(t[1]) * 1000000 + tonumber(t[2])
+  EXPIRY_FLOOR_MS = 0
+  if CLOCK.test then
+    -- Tests only (ScriptClock.testFrozen): the time in µs stored at the org's test clock key.
+    now_us = tonumber(redis.call('GET', P .. NAME.test_clock)) or now_us
+    EXPIRY_FLOOR_MS = 600000
+  end
+  now_ms = math.floor(now_us / 1000)
+  WINDOWS = {}
+  WB, WB_NAMES = nil, nil
+end
 -- A counter's value now: an earlier step's of this call, or what this step's MGET read (`read`).
 local function counter(name, read)
   local e = WB and WB[name]

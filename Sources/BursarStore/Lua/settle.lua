@@ -58,5 +58,6 @@ local function step(KEYS, ARGV)
   return {STATUS.applied, dcost, dtok, alerts}
 end
 
--- Nothing waits for the end of a batch.
+-- Nothing waits for the start or the end of a batch.
+local function begin_batch() end
 local function after_batch() end

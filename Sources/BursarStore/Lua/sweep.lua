@@ -5,6 +5,7 @@
 -- ReservationSequence.range(epoch:)): the set's members of the epoch are those between them.
 -- Compared as text, never as Lua numbers (they pass 2^53): every sequence bursard chooses has 19
 -- digits, so text order is number order. Reply: how many it voided (fewer than `limit`: none left).
+start_call(ARGV)
 local limit, fence = tonumber(ARGV[4]), tonumber(ARGV[3])
 local first, last = ARGV[5], ARGV[6]
 local n = 0

@@ -1,6 +1,7 @@
 -- Usage of one key. ARGV: prefix, key id. Reply: false when the key does not exist, else
 -- {now_us, project, period, key rq x4, key tk x4, tighter rq x4, tighter tk x4, spent, window
 -- start, window end, budget|false}.
+start_call(ARGV)
 local kid = ARGV[2]
 local k = key_limits(kid)
 if not k then return false end

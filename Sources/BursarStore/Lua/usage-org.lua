@@ -1,6 +1,7 @@
 -- Usage of the organization. ARGV: prefix. Reply: {now_us, metered 0|1, credits, requests used,
 -- tokens used, spent this month, month start, month end}: the minute and the month summed over
 -- its projects.
+start_call(ARGV)
 local o = redis.call('HMGET', P .. NAME.org, 'metered')
 local credits = tonumber(redis.call('GET', P .. NAME.credits)) or 0
 local pws, pwe = window('monthly')

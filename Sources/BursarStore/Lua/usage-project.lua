@@ -1,5 +1,6 @@
 -- Usage of one project. ARGV: prefix, project id. Reply: false when the project does not exist,
 -- else {now_us, rq x4, tk x4, spent, month start, month end, budget|false}.
+start_call(ARGV)
 local pid = ARGV[2]
 local p = redis.call('HMGET', P .. NAME.project .. pid, 'status', 'rpm', 'tpm', 'budget')
 if not p[1] then return false end

@@ -1,6 +1,7 @@
 -- The minute buckets of some keys and projects. ARGV: prefix, key count n, n key ids, then
 -- project ids. Reply: {now_us, n', n' x {key, project, name, project name, rq used, tk used},
 -- m x {project, name, rq used, tk used}} (keys and projects that no longer exist are left out).
+start_call(ARGV)
 local n = tonumber(ARGV[2])
 local keys, projects = {}, {}
 for i = 3, 2 + n do
