@@ -101,6 +101,42 @@ struct ResilienceTests {
         }
     }
 
+    @Test("Redis over its maxmemory: a CHECK is refused whole, answered store_unavailable, and moves nothing; under it again, admitted")
+    func overMaxmemory() async throws {
+        try await withHarness { h in
+            let w = try await h.world(metered: true, credits: 10_000)
+            let c = try await h.connect()
+            #expect(try await warmUp(c, w.digest))  // cost 0: credits stay 10,000
+            func reservations() async throws -> Int { try await h.redis.send(RedisCommand("KEYS", Keyspace.org(w.org.id) + "r:*")).array?.count ?? -1 }
+            let before = try await reservations()
+            // One byte: every write is over the limit (noeviction), every read still served.
+            try await h.redis.send(RedisCommand("CONFIG", "SET", "maxmemory", "1"))
+            let refused: CheckResult
+            do {
+                refused = try await c.check(.make(w.digest, cost: 1_000))
+            } catch {
+                try await h.redis.send(RedisCommand("CONFIG", "SET", "maxmemory", "0"))
+                throw error
+            }
+            let creditsWhileOver = try await h.store.credits(w.org.id)
+            let reservationsWhileOver = try await reservations()
+            try await h.redis.send(RedisCommand("CONFIG", "SET", "maxmemory", "0"))
+            #expect(refused.reason == .storeUnavailable && !refused.allowed, "\(refused)")
+            #expect(creditsWhileOver == 10_000 && reservationsWhileOver == before, "credits \(creditsWhileOver), reservations \(before) -> \(reservationsWhileOver)")
+            // Under the limit again, the same request is admitted and debited once.
+            let admitted = try await checkUntilAnswered(c, .make(w.digest, cost: 1_000), attempts: 50, pause: .milliseconds(20))
+            #expect(admitted.allowed, "\(admitted.reason)")
+            var credits: Int64 = -1
+            for _ in 0..<100 {
+                credits = try await h.store.credits(w.org.id)
+                if credits == 9_000 { break }
+                try await Task.sleep(for: .milliseconds(20))
+            }
+            #expect(credits == 9_000)
+            await c.close()
+        }
+    }
+
     @Test("after SCRIPT FLUSH and FUNCTION FLUSH the scripts and libraries are reloaded and the CHECK still succeeds")
     func noscript() async throws {
         try await withHarness { h in

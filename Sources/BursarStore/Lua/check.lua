@@ -143,11 +143,13 @@ local function step(KEYS, ARGV)
     if ptpm then set_level(bp, 3, a4, ptpm) end
     if prpm or ptpm then store_pair(bkp, bp) end
     local amount = int(cost)
-    kspent = add_counter(kwkey, c[1], cost, kwe > 0 and kwe + 35 * 86400000 or 0)
-    pspent = add_counter(pwkey, c[2], cost, pwe + 35 * 86400000)
+    -- A window counter outlives its window by 35 days (a lifetime window never expires).
+    local kexp, pexp = kwe > 0 and kwe + 35 * 86400000 or 0, pwe + 35 * 86400000
+    kspent = add_counter(kwkey, c[1], cost, kexp)
+    pspent = add_counter(pwkey, c[2], cost, pexp)
     if metered then balance = add_counter(P .. NAME.credits, c[3], -cost, 0) end
     history_admit(hday, hrec, hidx, c[6], pid, kid, model, ARGV[5], amount)
-    if due then alerts = write_alerts(due, {[kwkey] = kwe > 0 and kwe + 35 * 86400000 or 0, [pwkey] = pwe + 35 * 86400000}) end
+    if due then alerts = write_alerts(due, {[kwkey] = kexp, [pwkey] = pexp}) end
   elseif check then
     history_denied(hday, hrec, hidx, c[6], pid, kid, model, deny_reason)
   end
