@@ -25,7 +25,10 @@ struct OverloadTests {
     @Test("over the per-connection in-flight bound a CHECK is answered overloaded at once; SETTLE and RELEASE only at twice it")
     func perConnectionBound() async throws {
         let limits = ConnectionLimits(maxInFlight: 1_000, maxInFlightPerConnection: 4)
-        try await withBoundedServer(limits) { h, server, port in
+        // Redis stays stopped until every bound has been tried, which a loaded machine can stretch
+        // past the harness's 5 s Redis I/O timeout and 10 s deadline: either would answer the held
+        // requests (store_unavailable) and take them out of flight. Both are a minute here.
+        try await withBoundedServer(limits, deadline: .seconds(60), redisIOTimeoutMs: 60_000) { h, server, port in
             let w = try await h.world()
             let c = try await BursarConnection.connect(host: "127.0.0.1", port: port)
             #expect(try await c.check(.make(w.digest)).allowed)
@@ -431,9 +434,10 @@ struct OverloadTests {
 /// Runs `body` with a harness (Redis and its engine) and a second data plane on that engine with
 /// `limits`, on a free port; always stops both.
 private func withBoundedServer(
-    _ limits: ConnectionLimits, _ body: (Harness, DataPlaneServer, Int) async throws -> Void
+    _ limits: ConnectionLimits, deadline: TimeAmount = .seconds(10), redisIOTimeoutMs: Int = 5_000,
+    _ body: (Harness, DataPlaneServer, Int) async throws -> Void
 ) async throws {
-    try await withHarness { h in
+    try await withHarness(deadline: deadline, redisIOTimeoutMs: redisIOTimeoutMs) { h in
         let server = DataPlaneServer(
             configuration: ListenerConfiguration(host: "127.0.0.1", port: 0, limits: limits), engine: h.engine,
             group: MultiThreadedEventLoopGroup.singleton, logger: Harness.logger)

@@ -158,6 +158,10 @@ struct SettlementTests {
     func settleUp() async throws {
         try await withHarness { h in
             let w = try await world(h)
+            // The key's budget is daily, and the test moves the clock a minute on: frozen at noon
+            // (UTC) of today, that minute never crosses midnight (CI once ran it at 23:59:30).
+            let nowMs = try await h.redisTimeUs() / 1_000
+            try await h.setClock(org: w.org.id, toMs: nowMs - nowMs % 86_400_000 + 43_200_000)
             let c = try await h.connect()
             let r = try await c.check(.make(w.digest, input: 10, output: 10, cost: 1_000))
             let s = try await c.settle(SettleRequest(reservation: r.reservation, inputTokens: 5_000, outputTokens: 5_000, cost: 120_000))
@@ -170,7 +174,7 @@ struct SettlementTests {
             #expect(next.reason == .keyTPM)
             try await h.advance(org: w.org.id, by: .seconds(60))
             let later = try await c.check(.make(w.digest, input: 1, output: 0, cost: 1))
-            #expect(later.reason == .keyBudget && later.keyBudgetRemaining == 100_000 - 120_000)
+            #expect(later.reason == .keyBudget && later.keyBudgetRemaining == 100_000 - 120_000, "\(later)")
             await c.close()
         }
     }
