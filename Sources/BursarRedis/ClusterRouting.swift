@@ -46,8 +46,8 @@ extension RedisCommand {
             for i in 2..<(ends.count - 1) where argument(i, is: "MATCH") { return ClusterSlot.of(argument(i + 1)) }
             return nil
         }
-        if argument(0, is: "PUBLISH") || argument(0, is: "SCRIPT") || argument(0, is: "FUNCTION") || argument(0, is: "PING") || argument(0, is: "TIME")
-            || argument(0, is: "CLUSTER") || argument(0, is: "INFO") || argument(0, is: "SELECT")
+        if argument(0, is: "PUBLISH") || argument(0, is: "SCRIPT") || argument(0, is: "FUNCTION") || argument(0, is: "PING")
+            || argument(0, is: "TIME") || argument(0, is: "CLUSTER") || argument(0, is: "INFO") || argument(0, is: "SELECT")
         {
             return nil
         }

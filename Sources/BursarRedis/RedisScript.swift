@@ -44,7 +44,7 @@ public struct RedisScript: Hashable, Sendable {
     public var handle: String { function ?? sha1 }
 
     /// SCRIPT LOAD of a script (Redis answers with `sha1`), FUNCTION LOAD of a library (Redis
-    /// answers with its name, or an error if it has it already: `isAlreadyLoaded`).
+    /// answers with its name, or an error if it has it already): `isLoaded(by:)` reads the reply.
     public var loadCommand: RedisCommand {
         function == nil ? RedisCommand("SCRIPT", "LOAD", source) : RedisCommand("FUNCTION", "LOAD", source)
     }

@@ -1,9 +1,9 @@
 -- The prelude of every limiter and usage step: the organization's prefix, the clock (one TIME
 -- per call, read by `start_call`), integer formatting, the calendar windows, the rate buckets'
--- arithmetic and the price table's (MinuteBucket's, in the same integers). `NAME.x`, `DENY.x`, `OUTCOME.x`,
--- `STATUS.x`, `BUCKET.x` and `CLOCK.test` are replaced by their values when the script is loaded
--- (LuaSource), from the one Swift definition of each (Keyspace.Segment, DenyReason, CheckOutcome,
--- ReservationStatus, MinuteBucket, ScriptClock).
+-- arithmetic and the price table's (MinuteBucket's, in the same integers). `NAME.x`, `DENY.x`,
+-- `OUTCOME.x`, `STATUS.x`, `BUCKET.x` and `CLOCK.test` are replaced by their values when the
+-- script is loaded (LuaSource), from the one Swift definition of each (Keyspace.Segment,
+-- DenyReason, CheckOutcome, ReservationStatus, MinuteBucket, ScriptClock).
 --
 -- The top level of every file a library is made of only defines: constants, tables and
 -- functions, and the call's state as locals that `start_call` sets. A library's top level runs
