@@ -40,6 +40,11 @@ public struct APIError: HTTPResponseError, Sendable, CustomStringConvertible {
 
     static func notFound(_ what: String) -> APIError { APIError(.notFound, "\(what) does not exist") }
     static let forbidden = APIError(.forbidden, "your role does not allow this")
+    /// A user named in a request's body who is not a member of the organization: `conflict`, so
+    /// that a 404 always means the path's own resource (as proto/openapi.json states).
+    static func notMember(_ user: String, org: UInt64) -> APIError {
+        APIError(.conflict, "user \(user) is not a member of organization \(org)")
+    }
 
     /// Maps any error a handler throws onto the API's codes.
     public static func from(_ error: any Error) -> APIError {

@@ -131,9 +131,10 @@ extension AdminService {
     }
 
     /// The grant that bounds a user's keys in a project: nil for an Owner (no grant), the
-    /// membership's grant otherwise; `invalid` when the user has no role in the project.
+    /// membership's grant otherwise; `conflict` when the user is not in the organization or has
+    /// no role in the project (a user the body names: the path's resources are there).
     func keyUserGrant(_ org: UInt64, project: UInt64, user: UInt64) async throws -> Grant? {
-        guard let role = try await store.orgRole(org: org, user) else { throw APIError.notFound("user \(user) in organization \(org)") }
+        guard let role = try await store.orgRole(org: org, user) else { throw APIError.notMember("\(user)", org: org) }
         if role == .owner { return nil }
         guard let m = try await store.membership(org: org, project: project, user: user) else {
             throw APIError(.conflict, "user \(user) has no role in project \(project); add them to the project first")

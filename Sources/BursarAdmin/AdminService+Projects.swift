@@ -143,7 +143,9 @@ extension AdminService {
         }
     }
 
-    /// An organization member named by id or e-mail, or not_found.
+    /// An organization member named by id or e-mail; `conflict` when nobody in the organization
+    /// is: the body names a user the organization does not have, which is stored state refusing a
+    /// well-formed request, not the path's resource missing (404 is kept for that).
     func orgMember(_ org: UInt64, id: UInt64?, email: String?) async throws -> User {
         var userID = id
         if userID == nil, let email {
@@ -153,7 +155,7 @@ extension AdminService {
         // Validated even when user_id wins, so the body is exactly as valid as the document says.
         if let email { _ = try MetadataStore.normalizedEmail(email) }
         guard let userID, let u = try await store.user(org: org, userID) else {
-            throw APIError.notFound("user \(id.map(String.init) ?? email ?? "") in organization \(org)")
+            throw APIError.notMember(id.map(String.init) ?? email ?? "", org: org)
         }
         return u
     }

@@ -88,6 +88,36 @@ struct RoleRulesTests {
         }
     }
 
+    @Test("a user the body names who is not in the organization is 409 conflict, never 404: the project posted to is there; one of another organization answers as one nobody has")
+    func bodyNamesNoMember() async throws {
+        try await withAdmin { h in
+            let w = try await h.world()
+            let other = try await h.world()
+            let o = "/v1/orgs/\(w.org)"
+            // An id no user has, and a member of another organization: the same answer but for the id.
+            let missing: UInt64 = 9_999_999
+            for (path, body) in [
+                ("\(o)/projects/\(w.q)/members", { (u: UInt64) in #"{"user_id":\#(u),"role":"member"}"# }),
+                ("\(o)/projects/\(w.p)/keys", { (u: UInt64) in #"{"name":"k","user_id":\#(u)}"# }),
+            ] {
+                let before = try await IsolationTests.snapshot(h, org: w.org)
+                let a = try await h.api.call(.post, path, token: w.owner.token, json: body(missing))
+                let b = try await h.api.call(.post, path, token: w.owner.token, json: body(other.tess.id))
+                #expect(a.status == 409 && a.code == "conflict" && b.status == 409 && b.code == "conflict", "\(path): \(a) \(b)")
+                let aText = String(decoding: a.body, as: UTF8.self)
+                #expect(aText.contains("user \(missing) is not a member of organization \(w.org)"), "\(aText)")
+                let bText = String(decoding: b.body, as: UTF8.self).replacingOccurrences(of: "\(other.tess.id)", with: "\(missing)")
+                #expect(aText == bText, "a member of another organization is told apart from nobody: \(aText) / \(bText)")
+                #expect(try await IsolationTests.snapshot(h, org: w.org) == before, "\(path) changed something")
+            }
+            // By e-mail too, for a project member.
+            let byEmail = try await h.api.call(.post, "\(o)/projects/\(w.q)/members", token: w.owner.token, json: #"{"email":"nobody-\#(w.org)@example.test"}"#)
+            #expect(byEmail.status == 409 && byEmail.code == "conflict", "\(byEmail)")
+            // The project was there all along: a member of the organization is added to it.
+            #expect(try await h.api.call(.post, "\(o)/projects/\(w.q)/members", token: w.owner.token, json: #"{"user_id":\#(w.spare),"role":"member"}"#).status == 201)
+        }
+    }
+
     @Test("the last Owner can be neither removed nor demoted; a second Owner can be added, and then the first can step down")
     func lastOwner() async throws {
         try await withAdmin { h in

@@ -320,11 +320,15 @@ def test_two_envoys_fifty_clients_each_never_overspend_one_key(envoy, envoy_b, b
     assert admitted[0] == len(served) > 0
     # Every refusal is one of the key's limits, or bursard's own admission control shedding a CHECK
     # it could not decide within its deadline on a starved machine (SPEC §15.2: nothing evaluated,
-    # nothing reserved; CI saw 3 of 400 once). Each such answer is one bursard counted as shed.
+    # nothing reserved). Each such answer is one bursard counted as shed. How many are shed is the
+    # machine's doing (CI saw 3 of 400 once, 23 another time; a quiet machine none), so it is not
+    # bounded here: what is asserted instead is that the run still reached the limit it is about.
     assert set(refused) <= {"key_budget", "key_tpm", "overloaded"}, f"every refusal is bursar's: {refused}"
     assert refused.get("overloaded", 0) == sum(shed.values()), f"every overloaded answer was shed by bursard: {shed}"
-    assert refused.get("overloaded", 0) <= len(threads) * 4 // 20, "shedding stays the exception"
-    assert refused, "the limits must bite"
+    assert refused.get("key_budget", 0) > 0, f"the budget must bite: {refused}, shed {shed}"
+    # The budget was spent to within one request's estimate: the admissions went on until the
+    # budget, not shedding, stopped them.
+    assert budget_nusd - spend < price(input_tokens, max_tokens), f"budget left unspent: {refused}, shed {shed}"
     assert spend == actual, "every admitted request settled, exactly once, at the table's prices"
     assert spend <= budget_nusd
     assert all(x["prompt_tokens"] + x["completion_tokens"] <= input_tokens + max_tokens for x in served)
