@@ -176,6 +176,29 @@ struct RequestRulesTests {
         }
     }
 
+    @Test("path names holding '%' and hex: a name is the percent-decoded segment, once; 'a%A5b' and 'a%41b' are names of their own (api-fuzz cannot carry them through its links)")
+    func percentInNames() async throws {
+        try await withAdmin { h in
+            let w = try await h.world()
+            let o = "/v1/orgs/\(w.org)"
+            // '%' is visible ASCII: a model name may hold it, sent as %25.
+            #expect(try await h.api.call(.put, "\(o)/virtual-models/a%25A5b", token: w.owner.token, json: #"{"targets":["gpt-mini"]}"#).status == 200)
+            #expect(try await h.api.call(.put, "\(o)/prices/p%2541", token: w.owner.token,
+                                         json: #"{"input_per_million_nusd":1,"output_per_million_nusd":2}"#).status == 200)
+            let prompt = try await h.api.call(.post, "\(o)/prompts", token: w.owner.token, json: #"{"name":"q%41","text":"t"}"#)
+            #expect(prompt.status == 201, "\(prompt)")
+            let vm = try await h.api.get("\(o)/virtual-models/a%25A5b", w.owner.token)
+            #expect(vm.status == 200 && String(decoding: vm.body, as: UTF8.self).contains(#""name":"a%A5b""#), "\(vm)")
+            #expect(try await h.api.get("\(o)/prompts/q%2541", w.owner.token).status == 200)
+            // Decoded once, not twice: the names their escapes would spell are other names.
+            #expect(try await h.api.get("\(o)/prompts/qA", w.owner.token).status == 404)
+            #expect(try await h.api.call(.delete, "\(o)/prices/pA", token: w.owner.token).status == 404)
+            // An escape that is not UTF-8 is not a name.
+            #expect(try await h.api.get("\(o)/virtual-models/a%A5b", w.owner.token).status == 400)
+            #expect(try await h.api.call(.delete, "\(o)/prices/p%2541", token: w.owner.token).status == 204)
+        }
+    }
+
     @Test("bodies: each schema rule the server checks answers 400 invalid; schema-valid bodies refused by state answer 409 conflict")
     func bodies() async throws {
         try await withAdmin { h in
