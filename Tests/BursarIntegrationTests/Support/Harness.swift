@@ -41,7 +41,7 @@ final class Harness: Sendable {
     static func start(
         reservationTTLMs: Int64 = 15 * 60 * 1000, deadline: TimeAmount = .seconds(10),
         negativeCacheTTL: TimeAmount = .seconds(1), appendOnly: Bool = false, storeFailure: StoreFailurePolicy = StoreFailurePolicy(),
-        redisIOTimeoutMs: Int = 5_000
+        redisIOTimeoutMs: Int = 5_000, cacheTTL: TimeAmount = .seconds(5)
     ) async throws -> Harness {
         let redisServer = try RedisServerProcess.ephemeral(appendOnly: appendOnly)
         let redis = RedisClient(
@@ -51,7 +51,8 @@ final class Harness: Sendable {
         let engine = DecisionEngine(
             redis: redis, limiter: Limiter(clock: .testFrozen, reservationTTLMs: reservationTTLMs),
             configuration: EngineConfiguration(
-                deadline: deadline, negativeCacheTTL: negativeCacheTTL, storeFailure: storeFailure, replayInterval: .milliseconds(50),
+                deadline: deadline, cacheTTL: cacheTTL, negativeCacheTTL: negativeCacheTTL, storeFailure: storeFailure,
+                replayInterval: .milliseconds(50),
                 // One engine per Redis: no other instance to sweep, and a heartbeat only every 15 s
                 // (tests that count commands see none).
                 instanceLease: .seconds(60)),
@@ -158,11 +159,11 @@ func checkUntilAnswered(_ c: BursarConnection, _ request: CheckRequest, attempts
 func withHarness<T>(
     reservationTTLMs: Int64 = 15 * 60 * 1000, deadline: TimeAmount = .seconds(10), appendOnly: Bool = false,
     negativeCacheTTL: TimeAmount = .seconds(1), storeFailure: StoreFailurePolicy = StoreFailurePolicy(), redisIOTimeoutMs: Int = 5_000,
-    _ body: (Harness) async throws -> T
+    cacheTTL: TimeAmount = .seconds(5), _ body: (Harness) async throws -> T
 ) async throws -> T {
     let h = try await Harness.start(
         reservationTTLMs: reservationTTLMs, deadline: deadline, negativeCacheTTL: negativeCacheTTL, appendOnly: appendOnly,
-        storeFailure: storeFailure, redisIOTimeoutMs: redisIOTimeoutMs)
+        storeFailure: storeFailure, redisIOTimeoutMs: redisIOTimeoutMs, cacheTTL: cacheTTL)
     do {
         let result = try await body(h)
         await h.stop()
