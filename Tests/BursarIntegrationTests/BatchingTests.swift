@@ -144,6 +144,52 @@ struct BatchingTests {
         }
     }
 
+    @Test("a batched step reads only its own arguments: one cut short fails alone, naming what it lacks, and the next is unaffected")
+    func stepsReadOnlyTheirOwnArguments() async throws {
+        try await withHarness { h in
+            let w = try await h.world()
+            let limiter = h.engine.limiter
+            let identity = KeyIdentity(orgID: w.org.id, keyID: w.key.key.id)
+            let base = ReservationSequence.make(epoch: h.engine.epoch, counter: 920_000)
+            // A single call's arguments: FCALL, its function, 1, the key hash, the prefix, then the
+            // request's own (key id, digest, model, tokens, cost, TTL, sequence, mode).
+            func arguments(_ c: RedisCommand) -> [String] {
+                var start = 0
+                return c.ends.map { end in
+                    defer { start = end }
+                    return String(decoding: c.storage[start..<end], as: UTF8.self)
+                }
+            }
+            let first = arguments(limiter.checkCommand(.make(w.digest, cost: 100), identity: identity, sequence: base))
+            let second = arguments(limiter.checkCommand(.make(w.digest, cost: 200), identity: identity, sequence: base + 1))
+            #expect(first.count == 13 && second.count == 13, "\(first.count), \(second.count)")
+            // The first stops after its cost: no TTL, sequence or mode. Steps read their arguments
+            // where they lie in the call's ARGV, so it must not take the second's count and
+            // arguments for them.
+            let cut = Array(first[5..<10]), whole = Array(second[5...])
+            let function = try #require(limiter.checkBatchScript.function)
+            _ = try await h.redis.send([limiter.checkBatchScript.loadCommand])
+            let call = RedisCommand(["FCALL", function, "2", first[3], second[3], first[4], String(cut.count)] + cut + [String(whole.count)] + whole)
+            let replies = try #require(try await h.redis.send(call).array)
+            #expect(replies.count == 2)
+            guard case .error(let message) = replies[0] else {
+                Issue.record("the cut-short CHECK answered \(replies[0])")
+                return
+            }
+            #expect(message.contains("CHECK takes a prefix and at least 7 arguments"), "\(message)")
+            let answer = try limiter.parseCheck(replies[1], identity: identity, reservation: ReservationID(orgID: w.org.id, sequence: base + 1))
+            guard case .decided(let result) = answer else {
+                Issue.record("the second CHECK answered \(answer)")
+                return
+            }
+            #expect(result.allowed)
+            // The second's reservation holds its own estimate; the window holds it alone.
+            let record = try #require(ReservationRecord(reply: try await h.redis.send(RedisCommand("GET", Keyspace.reservation(w.org.id, base + 1)))))
+            #expect(record.status == "open" && record.cost == 200)
+            #expect(try await h.integer(try #require(record.keyWindow)) == 200)
+        }
+    }
+
     @Test("the money counters of one call are written behind: each step sees the ones before it, Redis ends as step by step, one INCRBY per counter")
     func moneyWrittenBehind() async throws {
         try await withHarness { h in

@@ -3,7 +3,7 @@
 local KEY_FIELDS = {'digest', 'project', 'user', 'status', 'expires', 'period', 'flags', 'nm', 'x'}
 -- Model lists: 'nm' counts a list's members, so an unrestricted list costs no call.
 local function limited(count) return (tonumber(count) or 0) ~= 0 end
-local function permits(set, model) return redis.call('SISMEMBER', set, model) == 1 end
+local function permits(set, model) return rcall('SISMEMBER', set, model) == 1 end
 -- A bucket at `rate` (nil: no limit, all nil): its level now, its level after `units`
 -- more, and the retry hint in ms when that is over its capacity (nil when it fits).
 local function bucket(level, updated, rate, units)

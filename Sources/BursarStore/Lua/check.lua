@@ -1,6 +1,9 @@
--- One CHECK (or a replay), as `step(KEYS, ARGV)`: KEYS[1] and ARGV as `LimiterScripts.check`
--- describes. Straight-line code over locals: it runs on every request, and each table it made
--- would be an allocation for Lua's collector.
+-- One CHECK (or a replay), as `step(key, A, o, last)`: `key` is its KEYS[1] and `A[o + i]` its
+-- ARGV[i] as `LimiterScripts.check` describes, up to `A[last]` (`arg`): in a call of its own the
+-- call's ARGV (o = 0); in a batch, the call's ARGV and where this request's arguments lie, so no
+-- table is made to hold them. Straight-line
+-- code over locals: it runs on every request, and each table it made would be an allocation for
+-- Lua's collector.
 --
 -- Every reply is {outcome, reason, retry_ms, 0, project, flags, rq_limit, rq_rem, rq_reset_ms,
 -- tk_limit, tk_rem, tk_reset_ms, key_budget_rem|false, key_reset_at, proj_budget_rem|false,
@@ -13,14 +16,15 @@ local function refused(reason, pid, kid, model, flags)
   history_deny(pid, kid, model, reason)
   return {OUTCOME.denied, reason, 0, 0, pid, flags}
 end
-local function step(KEYS, ARGV)
-  local kid, digest, model = ARGV[2], ARGV[3], ARGV[4]
-  local tokens, cost, ttl = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
-  local seq = ARGV[8]
-  local replay = ARGV[9] == 'replay'
+local function step(key, A, o, last)
+  if last < o + 8 then error('CHECK takes a prefix and at least 7 arguments') end
+  local kid, digest, model, tokens_text = A[o + 2], A[o + 3], A[o + 4], A[o + 5]
+  local tokens, cost, ttl = tonumber(tokens_text), tonumber(A[o + 6]), tonumber(A[o + 7])
+  local seq = A[o + 8]
+  local replay = arg(A, o + 9, last) == 'replay'
   local rkey = P .. NAME.reservation .. seq
 
-  local k = redis.call('HMGET', KEYS[1], unpack(KEY_FIELDS))
+  local k = rcall('HMGET', key, unpack(KEY_FIELDS))
   if replay then
     if not k[2] then return {OUTCOME.denied, DENY.unknown_key} end
   elseif k[1] ~= digest then
@@ -30,7 +34,7 @@ local function step(KEYS, ARGV)
   if not gate then
     -- Written before compiled records existed, or by an earlier layout: compiled here, once.
     compile_key(kid)
-    gate, met, xrpm, xtpm, xbud, xprpm, xptpm, xpbud, pnm, gnm = compiled(redis.call('HGET', KEYS[1], 'x'))
+    gate, met, xrpm, xtpm, xbud, xprpm, xptpm, xpbud, pnm, gnm = compiled(rcall('HGET', key, 'x'))
     if not gate then return {OUTCOME.denied, DENY.unknown_key} end
   end
   local pid, uid, flags = k[2], k[3], tonumber(k[7]) or 0
@@ -45,7 +49,7 @@ local function step(KEYS, ARGV)
 
   if check then
     -- The set's name is made only for a list that exists.
-    if limited(k[8]) and not permits(KEYS[1] .. NAME.models, model) then return refused(DENY.model_not_allowed, pid, kid, model, flags) end
+    if limited(k[8]) and not permits(key .. NAME.models, model) then return refused(DENY.model_not_allowed, pid, kid, model, flags) end
     if limited(gnm) and not permits(P .. NAME.membership .. pid .. ':' .. uid .. NAME.models, model) then return refused(DENY.model_not_allowed, pid, kid, model, flags) end
     if limited(pnm) and not permits(P .. NAME.project .. pid .. NAME.models, model) then return refused(DENY.model_not_allowed, pid, kid, model, flags) end
   end
@@ -55,39 +59,42 @@ local function step(KEYS, ARGV)
   local prpm, ptpm, pbudget = tonumber(xprpm), tonumber(xptpm), tonumber(xpbud)
   if check and ((ktpm and tokens > ktpm) or (ptpm and tokens > ptpm)) then return refused(DENY.request_too_large, pid, kid, model, flags) end
 
-  -- Every counter this step reads or writes, in one MGET: spend windows, credits, the key's
-  -- and the project's rate buckets. On a cluster node whose slot is migrating, this one multi-key read is refused
-  -- unless all of them are here, before anything is written. Key spend is always counted in
-  -- the key's period window (monthly by default), project spend in the calendar month, so
-  -- usage is visible even without a budget.
+  -- Every counter this step may write, in one MGET: spend windows, credits, the history record,
+  -- the key's and the project's rate buckets (a scope with neither rate keeps none: they are
+  -- neither read nor written), and the price when the table prices the request. On a cluster
+  -- node whose slot is migrating, this one multi-key read is refused unless all of them are
+  -- here, before anything is written. Key spend is always counted in the key's period window
+  -- (monthly by default), project spend in the calendar month, so usage is visible even without
+  -- a budget.
   local period = k[6]
   if period ~= 'daily' and period ~= 'weekly' and period ~= 'lifetime' then period = 'monthly' end
   local _, kwe, kwstart = window(period)
   local kwkey = P .. NAME.key_spend .. kid .. ':' .. (period == 'lifetime' and NAME.lifetime or kwstart)
   local _, pwe, pwstart = window('monthly')
   local pwkey = P .. NAME.project_spend .. pid .. ':' .. pwstart
-  local bkk, bkp = P .. NAME.key_buckets .. kid, P .. NAME.project_buckets .. pid
-  local hday = history_day(now_us)
-  local hrec, hidx = history_names(hday, kid, model)
-  local c
-  if cost < 0 then
-    c = redis.call('MGET', kwkey, pwkey, P .. NAME.credits, bkk, bkp, hrec, hidx, P .. NAME.price .. model)
-  else
-    c = redis.call('MGET', kwkey, pwkey, P .. NAME.credits, bkk, bkp, hrec, hidx)
-  end
+  local hday, hidx = history_today()
+  local hrec = history_record(hday, kid, model)
+  local names, n, iprice, ikb, ipb = {kwkey, pwkey, CREDITS, hrec}, 4, nil, nil, nil
+  if cost < 0 then n = n + 1; names[n] = P .. NAME.price .. model; iprice = n end
+  if krpm or ktpm then n = n + 1; names[n] = P .. NAME.key_buckets .. kid; ikb = n end
+  if prpm or ptpm then n = n + 1; names[n] = P .. NAME.project_buckets .. pid; ipb = n end
+  local c = rcall('MGET', unpack(names, 1, n))
+  -- A new history record is also its day's index's first write (history.lua): read it too.
+  if not c[4] then rcall('EXISTS', hidx) end
   local kspent = counter(kwkey, c[1])
   local pspent = counter(pwkey, c[2])
   local metered = met == '1'
-  local balance = metered and counter(P .. NAME.credits, c[3]) or nil
+  local balance = metered and counter(CREDITS, c[3]) or nil
 
   -- Priced from the table: input and maximum output at the model's prices. No price: free
   -- only where no money limit applies (SPEC §13.12).
   local pa, pb, pc = nil, nil, nil
   if cost < 0 then
     cost = 0
-    if c[8] then
-      pa, pb, pc = string.match(c[8], '^(%d+) (%d+) (%d+)$')
-      cost = price_cost(tonumber(ARGV[10]), tonumber(ARGV[11]), 0, tonumber(pa), tonumber(pb), 0)
+    local price = c[iprice]
+    if price then
+      pa, pb, pc = string.match(price, '^(%d+) (%d+) (%d+)$')
+      cost = price_cost(tonumber(arg(A, o + 10, last)), tonumber(arg(A, o + 11, last)), 0, tonumber(pa), tonumber(pb), 0)
     elseif check and (kbudget or pbudget or metered) then
       return refused(DENY.price_unknown, pid, kid, model, flags)
     end
@@ -96,7 +103,9 @@ local function step(KEYS, ARGV)
   -- Rate buckets, in deny order (key RPM, key TPM, project RPM, project TPM): each
   -- one's level now (l) and after this request (a). Nothing is written until every check
   -- has passed.
-  local bk, bp = parse_pair(c[4]), parse_pair(c[5])
+  -- A scope with neither rate keeps no buckets: nothing read (NO_PAIR is never written).
+  local bk = ikb and parse_pair(c[ikb]) or NO_PAIR
+  local bp = ipb and parse_pair(c[ipb]) or NO_PAIR
   local l1, a1, w1 = bucket(bk[1], bk[2], krpm, 1)
   local l2, a2, w2 = bucket(bk[3], bk[4], ktpm, tokens)
   local l3, a3, w3 = bucket(bp[1], bp[2], prpm, 1)
@@ -117,8 +126,8 @@ local function step(KEYS, ARGV)
   local alerts, due = 0, nil
   if admitted then
     -- Budget alerts this admission crosses, read before anything is written.
-    local plan = plan_alerts(nil, kwkey, kbudget, kspent, kspent + cost, 'key:' .. kid, 0)
-    due = read_alerts(plan_alerts(plan, pwkey, pbudget, pspent, pspent + cost, 'project:' .. pid, 3))
+    local plan = plan_alerts(nil, kwkey, kbudget, kspent, kspent + cost, 'key:', kid, 0)
+    due = read_alerts(plan_alerts(plan, pwkey, pbudget, pspent, pspent + cost, 'project:', pid, 3))
   end
   if admitted then
     -- The reservation is written first, only if its sequence is free (NX): it is the one new
@@ -126,11 +135,11 @@ local function step(KEYS, ARGV)
     -- before any counter moves. Taken: a replay already recorded, or this attempt was voided
     -- before it ran (fenced); either way it does nothing.
     local record = sfmt('open %d %s %s %s %d %s %s %d %d %d %d %d %d', now_ms + ttl, kid, pid,
-      ARGV[5], cost, kwkey, pwkey, metered and 1 or 0, ktpm or 0, ptpm or 0, krpm or 0, prpm or 0, now_us)
+      tokens_text, cost, kwkey, pwkey, metered and 1 or 0, ktpm or 0, ptpm or 0, krpm or 0, prpm or 0, now_us)
     if pa then record = record .. ' - - ' .. pa .. ' ' .. pb .. ' ' .. pc end
     -- After ' |': the budgets the alerts of a SETTLE compare with, and the model (free text, last).
     record = record .. ' |' .. (kbudget and int(kbudget) or '-') .. ' ' .. (pbudget and int(pbudget) or '-') .. ' ' .. model
-    if not redis.call('SET', rkey, record, 'NX', 'PX', int(ttl + 3600000)) then
+    if not rcall('SET', rkey, record, 'NX', 'PX', int(ttl + 3600000)) then
       return {replay and OUTCOME.already_recorded or OUTCOME.fenced, DENY.none, 0, 0, pid, flags}
     end
     -- Undelivered until the bursard that sent it confirms the answer went to its client;
@@ -138,20 +147,20 @@ local function step(KEYS, ARGV)
     if check then mark_undelivered(seq) end
     if krpm then set_level(bk, 1, a1, krpm) end
     if ktpm then set_level(bk, 3, a2, ktpm) end
-    if krpm or ktpm then store_pair(bkk, bk) end
+    if ikb then store_pair(names[ikb], bk) end
     if prpm then set_level(bp, 1, a3, prpm) end
     if ptpm then set_level(bp, 3, a4, ptpm) end
-    if prpm or ptpm then store_pair(bkp, bp) end
+    if ipb then store_pair(names[ipb], bp) end
     local amount = int(cost)
     -- A window counter outlives its window by 35 days (a lifetime window never expires).
     local kexp, pexp = kwe > 0 and kwe + 35 * 86400000 or 0, pwe + 35 * 86400000
     kspent = add_counter(kwkey, c[1], cost, kexp)
     pspent = add_counter(pwkey, c[2], cost, pexp)
-    if metered then balance = add_counter(P .. NAME.credits, c[3], -cost, 0) end
-    history_admit(hday, hrec, hidx, c[6], pid, kid, model, ARGV[5], amount)
+    if metered then balance = add_counter(CREDITS, c[3], -cost, 0) end
+    history_admit(hday, hrec, hidx, c[4], pid, kid, model, tokens_text, amount)
     if due then alerts = write_alerts(due, {[kwkey] = kexp, [pwkey] = pexp}) end
   elseif check then
-    history_denied(hday, hrec, hidx, c[6], pid, kid, model, deny_reason)
+    history_denied(hday, hrec, hidx, c[4], pid, kid, model, deny_reason)
   end
 
   local rl, rr, rs = header(krpm, l1, a1, prpm, l3, a3, admitted)

@@ -3,6 +3,7 @@
 -- key ids, for `project` the project id, for `user` the user id; `org` takes none. `project`
 -- compiles the keys in the project's key set; `user` and `org` every key of every project of the
 -- organization (`user` only those the user holds). Reply: how many it compiled.
+bind_lua()
 P = ARGV[1]
 local scope = ARGV[2]
 local n = 0
@@ -11,10 +12,10 @@ if scope == 'keys' then
   return n
 end
 local projects
-if scope == 'project' then projects = {ARGV[3]} else projects = redis.call('SMEMBERS', P .. NAME.projects) end
+if scope == 'project' then projects = {ARGV[3]} else projects = rcall('SMEMBERS', P .. NAME.projects) end
 for _, pid in ipairs(projects) do
-  for _, kid in ipairs(redis.call('SMEMBERS', P .. NAME.project .. pid .. NAME.keys)) do
-    if scope ~= 'user' or redis.call('HGET', P .. NAME.key .. kid, 'user') == ARGV[3] then
+  for _, kid in ipairs(rcall('SMEMBERS', P .. NAME.project .. pid .. NAME.keys)) do
+    if scope ~= 'user' or rcall('HGET', P .. NAME.key .. kid, 'user') == ARGV[3] then
       compile_key(kid)
       n = n + 1
     end

@@ -32,15 +32,15 @@ end
 -- The one place a key's caps are tightened by its creator's grant: CHECK reads the result,
 -- the usage scripts read it too.
 local function derive_record(kid)
-  local k = redis.call('HMGET', P .. NAME.key .. kid, 'project', 'user', 'rpm', 'tpm', 'budget', 'xv')
+  local k = rcall('HMGET', P .. NAME.key .. kid, 'project', 'user', 'rpm', 'tpm', 'budget', 'xv')
   if not k[1] then return nil end
   local pid, uid = k[1], k[2]
-  local o = redis.call('HMGET', P .. NAME.org, 'status', 'metered')
-  local p = redis.call('HMGET', P .. NAME.project .. pid, 'status', 'rpm', 'tpm', 'budget', 'nm')
-  local role = redis.call('HGET', P .. NAME.user .. uid, 'role')
+  local o = rcall('HMGET', P .. NAME.org, 'status', 'metered')
+  local p = rcall('HMGET', P .. NAME.project .. pid, 'status', 'rpm', 'tpm', 'budget', 'nm')
+  local role = rcall('HGET', P .. NAME.user .. uid, 'role')
   local g = nil
   if role == 'member' then
-    g = redis.call('HMGET', P .. NAME.membership .. pid .. ':' .. uid, 'role', 'rpm', 'tpm', 'spend', 'nm')
+    g = rcall('HMGET', P .. NAME.membership .. pid .. ':' .. uid, 'role', 'rpm', 'tpm', 'spend', 'nm')
     if not g[1] then g = nil end
   end
   local gate = DENY.none
@@ -62,7 +62,7 @@ end
 -- early and the lowered limit start from empty: its drain time (field 5) and its expiry move
 -- later by the difference. Never earlier.
 local function keep_pair(bkey, rr, tr)
-  local v = redis.call('GET', bkey)
+  local v = rcall('GET', bkey)
   if not v then return end
   local a, b, c, d, e = string.match(v, '^(%d+):(%d+):(%d+):(%d+):(%d+)$')
   if not a then return end
@@ -71,9 +71,9 @@ local function keep_pair(bkey, rr, tr)
   if rr and a > 0 then drains = math.max(drains, b + math.ceil(a / rr)) end
   if tr and c > 0 then drains = math.max(drains, d + math.ceil(c / tr)) end
   if drains <= e then return end
-  local ttl = redis.call('PTTL', bkey)
+  local ttl = rcall('PTTL', bkey)
   if ttl < 0 then return end
-  redis.call('SET', bkey, string.format('%d:%d:%d:%d:%d', a, b, c, d, drains),
+  rcall('SET', bkey, string.format('%d:%d:%d:%d:%d', a, b, c, d, drains),
     'PX', string.format('%d', ttl + math.ceil((drains - e) / 1000)))
 end
 -- Writes key `kid`'s compiled record (and drops the earlier layout's fields), and keeps its and
@@ -82,8 +82,8 @@ local function compile_key(kid)
   local x, old, pid = derive_record(kid)
   if not x then return end
   local kh = P .. NAME.key .. kid
-  redis.call('HSET', kh, 'x', x)
-  if old then redis.call('HDEL', kh, unpack(OLD_COMPILED)) end
+  rcall('HSET', kh, 'x', x)
+  if old then rcall('HDEL', kh, unpack(OLD_COMPILED)) end
   local _, _, rpm, tpm, _, prpm, ptpm = compiled(x)
   keep_pair(P .. NAME.key_buckets .. kid, tonumber(rpm), tonumber(tpm))
   keep_pair(P .. NAME.project_buckets .. pid, tonumber(prpm), tonumber(ptpm))

@@ -19,28 +19,39 @@ local H_ADMITTED, H_SETTLED, H_RELEASED, H_TOKENS, H_SPEND, H_OPEN, H_OPEN_TOKEN
 -- The record and the index of `day` (decimal text) for a key and model. Every step reads both
 -- (in the MGET that reads its counters) before it writes anything, so on a cluster node whose
 -- slot is migrating it is refused before it writes (SPEC §13.10); an absent record is new.
+local function history_record(day, kid, model)
+  return P .. NAME.history .. day .. ':' .. kid .. ':' .. model
+end
 local function history_names(day, kid, model)
-  return P .. NAME.history .. day .. ':' .. kid .. ':' .. model, P .. NAME.history_index .. day
+  return history_record(day, kid, model), P .. NAME.history_index .. day
 end
 -- The day of Unix µs `us`, as decimal text.
 local function history_day(us) return int(math.floor(us / 86400000000)) end
+-- Today (the call's now) and its index, made once per call (`start_call` forgets them).
+local function history_today()
+  if not TODAY then
+    TODAY = history_day(now_us)
+    TODAY_INDEX = P .. NAME.history_index .. TODAY
+  end
+  return TODAY, TODAY_INDEX
+end
 -- Indexes a new record and sets both expiries.
 local function history_index(day, pid, kid, model, record, index)
   local until_ms = int((tonumber(day) + 1) * 86400000 + HISTORY.retention_ms)
-  redis.call('SADD', index, pid .. ':' .. kid .. ':' .. model)
-  redis.call('PEXPIREAT', index, until_ms)
-  redis.call('PEXPIREAT', record, until_ms)
+  rcall('SADD', index, pid .. ':' .. kid .. ':' .. model)
+  rcall('PEXPIREAT', index, until_ms)
+  rcall('PEXPIREAT', record, until_ms)
 end
 -- A CHECK admitted `tokens` and `cost` (decimal text) now into `record` of `day`
 -- (history_names; `existed`: what the MGET read of it).
 local function history_admit(day, record, index, existed, pid, kid, model, tokens, cost)
-  redis.call('BITFIELD', record, 'INCRBY', 'i64', H_ADMITTED, '1', 'INCRBY', 'i64', H_OPEN, '1',
+  rcall('BITFIELD', record, 'INCRBY', 'i64', H_ADMITTED, '1', 'INCRBY', 'i64', H_OPEN, '1',
     'INCRBY', 'i64', H_OPEN_TOKENS, tokens, 'INCRBY', 'i64', H_OPEN_SPEND, cost)
   if not existed then history_index(day, pid, kid, model, record, index) end
 end
 -- A CHECK denied for `reason` now, `record` of `day` read as `existed` (history_names).
 local function history_denied(day, record, index, existed, pid, kid, model, reason)
-  redis.call('BITFIELD', record, 'INCRBY', 'i64', '#' .. (7 + reason), '1')
+  rcall('BITFIELD', record, 'INCRBY', 'i64', '#' .. (7 + reason), '1')
   if not existed then history_index(day, pid, kid, model, record, index) end
 end
 -- A CHECK denied for `reason` before it read its counters: the record is read here. A model the
@@ -48,9 +59,9 @@ end
 -- empty model.
 local function history_deny(pid, kid, model, reason)
   if reason == DENY.model_not_allowed then model = '' end
-  local day = history_day(now_us)
-  local record, index = history_names(day, kid, model)
-  history_denied(day, record, index, redis.call('MGET', record, index)[1], pid, kid, model, reason)
+  local day, index = history_today()
+  local record = history_record(day, kid, model)
+  history_denied(day, record, index, rcall('MGET', record, index)[1], pid, kid, model, reason)
 end
 -- The record of reservation `r` (read_reservation): the day of its CHECK, the record and the
 -- index; nil for a record of a reservation made before 2026-12-05 (no model: its CHECK wrote no
@@ -69,22 +80,22 @@ local function history_finish(r, h, existed, mode, tokens, cost)
   local record = h[2]
   if r[1] == 'swept' then
     if mode == 'settle' then
-      redis.call('BITFIELD', record, 'INCRBY', 'i64', H_ADMITTED, '1', 'INCRBY', 'i64', H_SETTLED, '1',
+      rcall('BITFIELD', record, 'INCRBY', 'i64', H_ADMITTED, '1', 'INCRBY', 'i64', H_SETTLED, '1',
         'INCRBY', 'i64', H_TOKENS, int(tokens), 'INCRBY', 'i64', H_SPEND, int(cost))
     else
-      redis.call('BITFIELD', record, 'INCRBY', 'i64', H_ADMITTED, '1', 'INCRBY', 'i64', H_RELEASED, '1')
+      rcall('BITFIELD', record, 'INCRBY', 'i64', H_ADMITTED, '1', 'INCRBY', 'i64', H_RELEASED, '1')
     end
   else
     local otok, ocost = int(-tonumber(r[5])), int(-tonumber(r[6]))
     if mode == 'settle' then
-      redis.call('BITFIELD', record, 'INCRBY', 'i64', H_SETTLED, '1', 'INCRBY', 'i64', H_TOKENS, int(tokens),
+      rcall('BITFIELD', record, 'INCRBY', 'i64', H_SETTLED, '1', 'INCRBY', 'i64', H_TOKENS, int(tokens),
         'INCRBY', 'i64', H_SPEND, int(cost), 'INCRBY', 'i64', H_OPEN, '-1', 'INCRBY', 'i64', H_OPEN_TOKENS, otok,
         'INCRBY', 'i64', H_OPEN_SPEND, ocost)
     elseif mode == 'release' then
-      redis.call('BITFIELD', record, 'INCRBY', 'i64', H_RELEASED, '1', 'INCRBY', 'i64', H_OPEN, '-1',
+      rcall('BITFIELD', record, 'INCRBY', 'i64', H_RELEASED, '1', 'INCRBY', 'i64', H_OPEN, '-1',
         'INCRBY', 'i64', H_OPEN_TOKENS, otok, 'INCRBY', 'i64', H_OPEN_SPEND, ocost)
     else
-      redis.call('BITFIELD', record, 'INCRBY', 'i64', H_ADMITTED, '-1', 'INCRBY', 'i64', H_OPEN, '-1',
+      rcall('BITFIELD', record, 'INCRBY', 'i64', H_ADMITTED, '-1', 'INCRBY', 'i64', H_OPEN, '-1',
         'INCRBY', 'i64', H_OPEN_TOKENS, otok, 'INCRBY', 'i64', H_OPEN_SPEND, ocost)
     end
   end
@@ -98,14 +109,15 @@ end
 -- reply carries them as bits: 1, 2, 4 for the key's 50/80/100 %; 8, 16, 32 for the project's.
 local ALERT_PCT = {50, 80, 100}
 -- The crossings of a spend moving from `before` to `after` against `budget` (nil: none), as a
--- plan {counter, pct, bit, target} appended to `plan`; nothing is read or written.
-local function plan_alerts(plan, counter, budget, before, after, target, shift)
+-- plan {counter, pct, bit, target} appended to `plan`, the target `kind .. id` (made only for a
+-- crossing); nothing is read or written.
+local function plan_alerts(plan, counter, budget, before, after, kind, id, shift)
   if not budget or budget <= 0 or after <= before then return plan end
   for i = 1, 3 do
     local p = ALERT_PCT[i]
     if after * 100 >= budget * p and before * 100 < budget * p then
       plan = plan or {}
-      plan[#plan + 1] = {counter, p, 2 ^ (shift + i - 1), target}
+      plan[#plan + 1] = {counter, p, 2 ^ (shift + i - 1), kind .. id}
     end
   end
   return plan
@@ -115,7 +127,7 @@ local function read_alerts(plan)
   if not plan then return nil end
   local names = {P .. NAME.audit}
   for i = 1, #plan do names[i + 1] = plan[i][1] .. ':a' .. plan[i][2] end
-  local seen = redis.call('MGET', unpack(names))
+  local seen = rcall('MGET', unpack(names))
   local due = {}
   for i = 1, #plan do
     if not seen[i + 1] then due[#due + 1] = plan[i] end
@@ -132,11 +144,11 @@ local function write_alerts(due, expire_at)
     local at = expire_at and expire_at[a[1]] or counter_expiry(a[1])
     local marker = a[1] .. ':a' .. a[2]
     if at > 0 then
-      redis.call('SET', marker, int(now_ms), 'PXAT', int(at))
+      rcall('SET', marker, int(now_ms), 'PXAT', int(at))
     else
-      redis.call('SET', marker, int(now_ms))
+      rcall('SET', marker, int(now_ms))
     end
-    redis.call('XADD', P .. NAME.audit, 'MAXLEN', '~', AUDIT.capacity, '*', 'actor', 'bursard',
+    rcall('XADD', P .. NAME.audit, 'MAXLEN', '~', AUDIT.capacity, '*', 'actor', 'bursard',
       'action', 'budget.' .. a[2], 'target', a[4], 'outcome', 'ok')
     bits = bits + a[3]
   end

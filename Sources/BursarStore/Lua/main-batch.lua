@@ -15,9 +15,10 @@ local function main(KEYS, ARGV)
   local pos = 2
   for i = 1, #KEYS do
     local c = tonumber(ARGV[pos])
-    local a = {P, unpack(ARGV, pos + 1, pos + c)}
+    -- Its arguments are ARGV[pos + 1 … pos + c], read by its step where they are: its ARGV[2] is
+    -- the call's ARGV[pos + 1].
+    local ok, res = pcall(step, KEYS[i], ARGV, pos - 1, pos + c)
     pos = pos + c + 1
-    local ok, res = pcall(step, {KEYS[i]}, a)
     if ok then
       out[i] = res
     elseif type(res) == 'table' and res.err then

@@ -1,5 +1,5 @@
 -- A call of one request: its step, with the call's KEYS and ARGV.
 local function main(KEYS, ARGV)
   start_call(ARGV)
-  return step(KEYS, ARGV)
+  return step(KEYS[1], ARGV, 0, #ARGV)
 end

@@ -3,3 +3,15 @@
 -- Set by each call (`start_call` in prelude.lua; compile.lua sets it itself): a library's
 -- functions are defined once, when it is loaded, and read it as an upvalue.
 local P
+-- Lua's own libraries and functions, and `redis.call` (`rcall`) and `redis.pcall` (`rpcall`), as
+-- upvalues that `bind_lua` binds when a call begins (`start_call`; compile.lua): in Redis's Lua
+-- each use of a global is a lookup in the globals table (`redis.call` two), on every step; an
+-- upvalue is an index. A library's top level cannot bind them: at FUNCTION LOAD only `redis` is
+-- in scope, and not the `redis` its calls see. Every file after this one reads them so.
+local function lua_globals()
+  return math, string, table, tonumber, unpack, pcall, type, redis.call, redis.pcall
+end
+local math, string, table, tonumber, unpack, pcall, type, rcall, rpcall
+local function bind_lua()
+  math, string, table, tonumber, unpack, pcall, type, rcall, rpcall = lua_globals()
+end

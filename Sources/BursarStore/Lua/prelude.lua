@@ -18,7 +18,7 @@ local now_us, now_ms
 -- A frozen clock does not move with real time, but key expiry does: under a frozen clock a
 -- drained-empty bucket must not vanish early in real time, so its expiry gets a floor.
 local EXPIRY_FLOOR_MS = 0
--- A whole number as decimal text. Every number a step hands to redis.call or puts in a key
+-- A whole number as decimal text. Every number a step hands to rcall or puts in a key
 -- name goes through it: Redis turns a Lua number argument into text with "%.17g" and Lua
 -- concatenation with "%.14g", both floating-point printing, several times the cost of an
 -- integer format, on every call. (`string.format`, taken by `start_call`: a library's top level
@@ -96,6 +96,8 @@ local function parse_pair(v)
   local a, b, c, d, e = string.match(v, '^([^:]+):([^:]+):([^:]+):([^:]+):([^:]+)$')
   return {a + 0, b + 0, c + 0, d + 0, e + 0}
 end
+-- The pair of a scope with neither rate (check.lua): nothing to parse; never written.
+local NO_PAIR = {0, 0, 0, 0, 0}
 -- Sets the bucket at s[i] (1: RPM, 3: TPM) to `level` now, draining at `rate`.
 local function set_level(s, i, level, rate)
   if level > LEVEL_MAX then level = LEVEL_MAX end
@@ -108,10 +110,10 @@ end
 -- not moved keeps the drain time it was written with). Both empty: deleted.
 local function store_pair(bkey, s)
   if s[1] == 0 and s[3] == 0 then
-    redis.call('DEL', bkey)
+    rcall('DEL', bkey)
     return
   end
-  redis.call('SET', bkey, sfmt('%d:%d:%d:%d:%d', s[1], s[2], s[3], s[4], s[5]),
+  rcall('SET', bkey, sfmt('%d:%d:%d:%d:%d', s[1], s[2], s[3], s[4], s[5]),
     'PX', int(math.max(math.ceil((s[5] - now_us) / 1000) + 1000, 1000, EXPIRY_FLOOR_MS)))
 end
 -- The money counters (spend windows and credits), written behind within one script call
@@ -124,17 +126,28 @@ end
 -- raised an error keeps what it had moved, as its immediate writes would. Off (nil) in every
 -- other call (`start_call` turns it off): a write goes to Redis at once.
 local WB, WB_NAMES = nil, nil
+-- Names every step of a call shares, made once per call (`start_call`): the organization's
+-- credits counter, and today's day of the usage history (history.lua: `history_today`).
+local CREDITS, TODAY, TODAY_INDEX
 -- Begins a call: the organization's prefix (`argv[1]`), the clock, and no state left from an
 -- earlier call of the same library.
+-- A step's argument `A[i]`, or nil past its last one, `A[last]` (check.lua's `step`): in a batch
+-- the next request's arguments follow.
+local function arg(A, i, last)
+  if i <= last then return A[i] end
+end
 local function start_call(argv)
+  bind_lua()
   sfmt = string.format
   P = argv[1]
-  local t = redis.call('TIME')
+  CREDITS = P .. NAME.credits
+  TODAY, TODAY_INDEX = nil, nil
+  local t = rcall('TIME')
   now_us = tonumber(t[1]) * 1000000 + tonumber(t[2])
   EXPIRY_FLOOR_MS = 0
   if CLOCK.test then
     -- Tests only (ScriptClock.testFrozen): the time in µs stored at the org's test clock key.
-    now_us = tonumber(redis.call('GET', P .. NAME.test_clock)) or now_us
+    now_us = tonumber(rcall('GET', P .. NAME.test_clock)) or now_us
     EXPIRY_FLOOR_MS = 600000
   end
   now_ms = math.floor(now_us / 1000)
@@ -161,8 +174,8 @@ local function add_counter(name, read, amount, expire_at)
     e.v, e.d = e.v + amount, e.d + amount
     return e.v
   end
-  local v = redis.call('INCRBY', name, int(amount))
-  if not read and expire_at > 0 then redis.call('PEXPIREAT', name, int(expire_at)) end
+  local v = rcall('INCRBY', name, int(amount))
+  if not read and expire_at > 0 then rcall('PEXPIREAT', name, int(expire_at)) end
   return v
 end
 -- When counter `name` expires (ms; 0: never), for a marker that must expire with it: set by
@@ -170,7 +183,7 @@ end
 local function counter_expiry(name)
   local e = WB and WB[name]
   if e and e.new then return e.at end
-  local pttl = redis.call('PTTL', name)
+  local pttl = rcall('PTTL', name)
   return pttl > 0 and now_ms + pttl or 0
 end
 -- Writes what `WB` holds (main-batch.lua, after the last step).
@@ -180,8 +193,8 @@ local function flush_counters()
     local name = WB_NAMES[i]
     local e = WB[name]
     if e.d ~= 0 or e.new then
-      redis.call('INCRBY', name, int(e.d))
-      if e.new and e.at > 0 then redis.call('PEXPIREAT', name, int(e.at)) end
+      rcall('INCRBY', name, int(e.d))
+      if e.new and e.at > 0 then rcall('PEXPIREAT', name, int(e.at)) end
     end
   end
 end

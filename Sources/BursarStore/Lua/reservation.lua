@@ -13,11 +13,12 @@ local function move_pair(name, v, rr, tr, requests, tokens)
   store_pair(name, s)
 end
 -- Moves the rate buckets of reservation `r` by `requests` and `tokens` units, from the
--- key's and the project's pairs read in `cur` (cur[1], cur[2]). The buckets drain at the
--- rates in force when the reservation was made (its fields 10–13).
+-- key's and the project's pairs read in `cur` (read_counters: at cur.kb and cur.pb, nil for a
+-- scope without a rate). The buckets drain at the rates in force when the reservation was made
+-- (its fields 10–13).
 local function move_buckets(r, cur, requests, tokens)
-  move_pair(P .. NAME.key_buckets .. r[3], cur[1], tonumber(r[12]) or 0, tonumber(r[10]) or 0, requests, tokens)
-  move_pair(P .. NAME.project_buckets .. r[4], cur[2], tonumber(r[13]) or 0, tonumber(r[11]) or 0, requests, tokens)
+  if cur.kb then move_pair(P .. NAME.key_buckets .. r[3], cur[cur.kb], tonumber(r[12]) or 0, tonumber(r[10]) or 0, requests, tokens) end
+  if cur.pb then move_pair(P .. NAME.project_buckets .. r[4], cur[cur.pb], tonumber(r[13]) or 0, tonumber(r[11]) or 0, requests, tokens) end
 end
 -- A reservation is one string of space-separated fields (`ReservationRecord`): st exp kid
 -- pid tok cost kw pw met ktr ptr krr prr at [atok acost [pin pout pcached]]; a CHECK priced
@@ -28,11 +29,11 @@ local RECORD14 = '^([^ ]+) ([^ ]+) ([^ ]+) ([^ ]+) ([^ ]+) ([^ ]+) ([^ ]+) ([^ ]
 local OLD_FIELDS = {'st', 'exp', 'kid', 'pid', 'tok', 'cost', 'kw', 'pw', 'met', 'ktr', 'ptr', 'krr', 'prr', 'at', 'atok', 'acost'}
 local function read_reservation(rkey)
   local r = {}
-  local v = redis.pcall('GET', rkey)
+  local v = rpcall('GET', rkey)
   if type(v) == 'table' and v.err then
     -- Written as a hash by a bursard from before records were one string (an upgrade
     -- while it was open): the same fields, read by name; rewritten as a string.
-    local h = redis.call('HMGET', rkey, unpack(OLD_FIELDS))
+    local h = rcall('HMGET', rkey, unpack(OLD_FIELDS))
     if h[1] and #h[1] > 0 then
       for i = 1, #OLD_FIELDS do
         if not h[i] then break end
@@ -70,24 +71,32 @@ local function write_reservation(rkey, r, st)
   r[1] = st
   local text = table.concat(r, ' ')
   if r.tail then text = text .. ' |' .. r.tail end
-  redis.call('SET', rkey, text, 'KEEPTTL')
+  rcall('SET', rkey, text, 'KEEPTTL')
 end
--- Everything a reservation's counters hold, and its history record and index (`h`,
--- history_of; [6] and [7]), in one MGET: read before any write, so that on a cluster node
--- whose slot is migrating the step is refused before it writes (SPEC §13.10).
+-- Everything a step on reservation `r` may write, read in one MGET before any write, so that on
+-- a cluster node whose slot is migrating the step is refused before it writes (SPEC §13.10):
+-- its spend windows and the credits (cur[1], cur[2], cur[3]), its history record (cur[4], when
+-- `h`: history_of), and the key's and the project's rate buckets when the reservation moves
+-- them at a rate (at cur[cur.kb] and cur[cur.pb]; a scope without one has none to move). A
+-- history record that is not there yet is also its day's index's first write: the index is
+-- read then too.
 local function read_counters(r, h)
-  if h then
-    return redis.call('MGET', P .. NAME.key_buckets .. r[3], P .. NAME.project_buckets .. r[4], r[7], r[8], P .. NAME.credits, h[2], h[3])
-  end
-  return redis.call('MGET', P .. NAME.key_buckets .. r[3], P .. NAME.project_buckets .. r[4], r[7], r[8], P .. NAME.credits)
+  local names, n, kb, pb = {r[7], r[8], CREDITS}, 3, nil, nil
+  if h then n = 4; names[4] = h[2] end
+  if r[10] ~= '0' or r[12] ~= '0' then n = n + 1; names[n] = P .. NAME.key_buckets .. r[3]; kb = n end
+  if r[11] ~= '0' or r[13] ~= '0' then n = n + 1; names[n] = P .. NAME.project_buckets .. r[4]; pb = n end
+  local cur = rcall('MGET', unpack(names, 1, n))
+  if h and not cur[4] then rcall('EXISTS', h[3]) end
+  cur.kb, cur.pb = kb, pb
+  return cur
 end
 -- Moves spend windows and credits by `amount` nano-USD (negative gives back); `cur`: what
 -- read_counters read. A window counter it creates (one expired since) does not expire.
 local function move_spend(r, cur, amount)
   if amount == 0 then return end
-  add_counter(r[7], cur[3], amount, 0)
-  add_counter(r[8], cur[4], amount, 0)
-  if r[9] == '1' then add_counter(P .. NAME.credits, cur[5], -amount, 0) end
+  add_counter(r[7], cur[1], amount, 0)
+  add_counter(r[8], cur[2], amount, 0)
+  if r[9] == '1' then add_counter(CREDITS, cur[3], -amount, 0) end
 end
 -- Voids the attempt under reservation sequence `seq` (SPEC §13.7): its client was told it
 -- was refused, or never got an answer. If the CHECK ran and admitted, every counter it
@@ -100,16 +109,16 @@ local function void_attempt(seq, state, fence_ms)
   local r = read_reservation(rkey)
   local moved = 0
   if not r[1] then
-    redis.call('SET', rkey, 'void', 'PX', int(fence_ms))
+    rcall('SET', rkey, 'void', 'PX', int(fence_ms))
   elseif r[1] == 'open' then
     local h = history_of(r)
     local cur = read_counters(r, h)
     move_buckets(r, cur, -1, -tonumber(r[5]))
     move_spend(r, cur, -tonumber(r[6]))
-    history_finish(r, h, cur[6], 'void')
+    history_finish(r, h, cur[4], 'void')
     write_reservation(rkey, r, state)
     moved = 1
   end
-  redis.call('SREM', P .. NAME.undelivered, seq)
+  rcall('SREM', P .. NAME.undelivered, seq)
   return moved
 end

@@ -1,26 +1,29 @@
--- One SETTLE or RELEASE, as `step(KEYS, ARGV)`: KEYS[1] and ARGV as `LimiterScripts.settle`
--- describes. Reply: {status (ReservationStatus), cost delta, token delta[, budget alerts
--- (history.lua's bits) when applied]}.
-local function step(KEYS, ARGV)
-  local mode = ARGV[2]
-  local r = read_reservation(KEYS[1])
+-- One SETTLE or RELEASE, as `step(key, A, o, last)`: `key` is its KEYS[1] and `A[o + i]` its
+-- ARGV[i] as `LimiterScripts.settle` describes (o and last as check.lua's step has them). Reply:
+-- {status (ReservationStatus), cost delta, token delta[, budget alerts (history.lua's bits) when
+-- applied]}.
+local function step(key, A, o, last)
+  if last < o + 4 then error('SETTLE takes a prefix and at least 3 arguments') end
+  local mode, atok_text = A[o + 2], A[o + 3]
+  local atok = tonumber(atok_text)
+  local r = read_reservation(key)
   if not r[1] or r[1] == 'void' then return {STATUS.unknown, 0, 0} end
   if r[1] == 'settled' then return {STATUS.already_settled, 0, 0} end
   if r[1] == 'released' then return {STATUS.already_released, 0, 0} end
   if r[1] == 'expired' then return {STATUS.expired, 0, 0} end
   if now_ms >= tonumber(r[2]) then
-    if r[1] == 'open' then write_reservation(KEYS[1], r, 'expired') end
+    if r[1] == 'open' then write_reservation(key, r, 'expired') end
     return {STATUS.expired, 0, 0}
   end
   -- Everything this step may write, read in one MGET first: on a cluster node whose slot is
   -- migrating, that one multi-key read is refused unless all of it is here (SPEC §13.10).
   local h = history_of(r)
   local cur = read_counters(r, h)
-  local acost = tonumber(ARGV[4])
+  local acost = tonumber(A[o + 4])
   if acost < 0 then
     if r[17] then
-      local cached = tonumber(ARGV[7]) or 0
-      acost = price_cost(tonumber(ARGV[5]) - cached, tonumber(ARGV[6]), cached, tonumber(r[17]), tonumber(r[18]), tonumber(r[19]) or 0)
+      local cached = tonumber(arg(A, o + 7, last)) or 0
+      acost = price_cost(tonumber(arg(A, o + 5, last)) - cached, tonumber(arg(A, o + 6, last)), cached, tonumber(r[17]), tonumber(r[18]), tonumber(r[19]) or 0)
     else
       acost = tonumber(r[6])
     end
@@ -29,10 +32,10 @@ local function step(KEYS, ARGV)
   if r[1] == 'swept' then
     requests = 1
     if mode == 'settle' then
-      dtok, dcost = tonumber(ARGV[3]), acost
+      dtok, dcost = atok, acost
     end
   elseif mode == 'settle' then
-    dtok = tonumber(ARGV[3]) - tonumber(r[5])
+    dtok = atok - tonumber(r[5])
     dcost = acost - tonumber(r[6])
   else
     dtok = -tonumber(r[5])
@@ -41,19 +44,19 @@ local function step(KEYS, ARGV)
   -- Budget alerts the actual cost crosses, read before anything is written.
   local due = nil
   if dcost > 0 then
-    local kw, pw = counter(r[7], cur[3]), counter(r[8], cur[4])
-    local plan = plan_alerts(nil, r[7], r.kbudget, kw, kw + dcost, 'key:' .. r[3], 0)
-    due = read_alerts(plan_alerts(plan, r[8], r.pbudget, pw, pw + dcost, 'project:' .. r[4], 3))
+    local kw, pw = counter(r[7], cur[1]), counter(r[8], cur[2])
+    local plan = plan_alerts(nil, r[7], r.kbudget, kw, kw + dcost, 'key:', r[3], 0)
+    due = read_alerts(plan_alerts(plan, r[8], r.pbudget, pw, pw + dcost, 'project:', r[4], 3))
   end
   move_buckets(r, cur, requests, dtok)
   move_spend(r, cur, dcost)
-  history_finish(r, h, cur[6], mode, tonumber(ARGV[3]), acost)
+  history_finish(r, h, cur[4], mode, atok, acost)
   local alerts = write_alerts(due, nil)
   if mode == 'settle' then
-    r[15], r[16] = ARGV[3], int(acost)
-    write_reservation(KEYS[1], r, 'settled')
+    r[15], r[16] = atok_text, int(acost)
+    write_reservation(key, r, 'settled')
   else
-    write_reservation(KEYS[1], r, 'released')
+    write_reservation(key, r, 'released')
   end
   return {STATUS.applied, dcost, dtok, alerts}
 end

@@ -9,13 +9,13 @@ start_call(ARGV)
 local limit, fence = tonumber(ARGV[4]), tonumber(ARGV[3])
 local first, last = ARGV[5], ARGV[6]
 local n = 0
-for _, seq in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], ARGV[2], ARGV[2], 'LIMIT', 0, limit)) do
+for _, seq in ipairs(rcall('ZRANGEBYSCORE', KEYS[2], ARGV[2], ARGV[2], 'LIMIT', 0, limit)) do
   void_attempt(seq, 'swept', fence)
-  redis.call('ZREM', KEYS[2], seq)
+  rcall('ZREM', KEYS[2], seq)
   n = n + 1
 end
 if n >= limit then return n end
-for _, seq in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+for _, seq in ipairs(rcall('SMEMBERS', KEYS[1])) do
   if #seq == #first and seq >= first and seq <= last then
     void_attempt(seq, 'swept', fence)
     n = n + 1

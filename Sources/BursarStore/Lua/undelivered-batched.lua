@@ -5,5 +5,5 @@ local UD = {}
 local function begin_batch() UD = {} end
 local function mark_undelivered(seq) UD[#UD + 1] = seq end
 local function after_batch()
-  if #UD > 0 then redis.call('SADD', P .. NAME.undelivered, unpack(UD)) end
+  if #UD > 0 then rcall('SADD', P .. NAME.undelivered, unpack(UD)) end
 end

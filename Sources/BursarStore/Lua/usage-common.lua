@@ -29,7 +29,7 @@ end
 -- yet, the record `derive_record` would write (nothing is written here). nil when the key does
 -- not exist.
 local function key_limits(kid)
-  local k = redis.call('HMGET', P .. NAME.key .. kid, 'project', 'period', 'name', 'x')
+  local k = rcall('HMGET', P .. NAME.key .. kid, 'project', 'period', 'name', 'x')
   if not k[1] then return nil end
   local _, _, rpm, tpm, bud, prpm, ptpm = compiled(k[4])
   if not rpm then _, _, rpm, tpm, bud, prpm, ptpm = compiled(derive_record(kid)) end

@@ -8,7 +8,7 @@ if not k then return false end
 local prpm, ptpm = k.prpm, k.ptpm
 local kws, kwe = window(k.period)
 local kwkey = P .. NAME.key_spend .. kid .. ':' .. (k.period == 'lifetime' and NAME.lifetime or int(kws))
-local c = redis.call('MGET', kwkey, P .. NAME.key_buckets .. kid, P .. NAME.project_buckets .. k.pid)
+local c = rcall('MGET', kwkey, P .. NAME.key_buckets .. kid, P .. NAME.project_buckets .. k.pid)
 local kb, pb = parse_pair(c[2]), parse_pair(c[3])
 local krq, ktk = rate_usage(kb, 1, k.rpm), rate_usage(kb, 3, k.tpm)
 local prq, ptk = rate_usage(pb, 1, prpm), rate_usage(pb, 3, ptpm)

@@ -2,13 +2,13 @@
 -- tokens used, spent this month, month start, month end}: the minute and the month summed over
 -- its projects.
 start_call(ARGV)
-local o = redis.call('HMGET', P .. NAME.org, 'metered')
-local credits = tonumber(redis.call('GET', P .. NAME.credits)) or 0
+local o = rcall('HMGET', P .. NAME.org, 'metered')
+local credits = tonumber(rcall('GET', P .. NAME.credits)) or 0
 local pws, pwe = window('monthly')
 local rq, tk, spent = 0, 0, 0
-for _, pid in ipairs(redis.call('SMEMBERS', P .. NAME.projects)) do
-  local p = redis.call('HMGET', P .. NAME.project .. pid, 'rpm', 'tpm')
-  local c = redis.call('MGET', P .. NAME.project_spend .. pid .. ':' .. int(pws), P .. NAME.project_buckets .. pid)
+for _, pid in ipairs(rcall('SMEMBERS', P .. NAME.projects)) do
+  local p = rcall('HMGET', P .. NAME.project .. pid, 'rpm', 'tpm')
+  local c = rcall('MGET', P .. NAME.project_spend .. pid .. ':' .. int(pws), P .. NAME.project_buckets .. pid)
   local pb = parse_pair(c[2])
   spent = spent + (tonumber(c[1]) or 0)
   rq = rq + rate_usage(pb, 1, num(p[1]))[2]

@@ -2,10 +2,10 @@
 -- else {now_us, rq x4, tk x4, spent, month start, month end, budget|false}.
 start_call(ARGV)
 local pid = ARGV[2]
-local p = redis.call('HMGET', P .. NAME.project .. pid, 'status', 'rpm', 'tpm', 'budget')
+local p = rcall('HMGET', P .. NAME.project .. pid, 'status', 'rpm', 'tpm', 'budget')
 if not p[1] then return false end
 local pws, pwe = window('monthly')
-local c = redis.call('MGET', P .. NAME.project_spend .. pid .. ':' .. int(pws), P .. NAME.project_buckets .. pid)
+local c = rcall('MGET', P .. NAME.project_spend .. pid .. ':' .. int(pws), P .. NAME.project_buckets .. pid)
 local pb = parse_pair(c[2])
 local out = {now_us}
 push(out, rate_usage(pb, 1, num(p[2])))

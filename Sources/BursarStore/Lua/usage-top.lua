@@ -8,16 +8,16 @@ for i = 3, 2 + n do
   local kid = ARGV[i]
   local k = key_limits(kid)
   if k then
-    local kb = parse_pair(redis.call('GET', P .. NAME.key_buckets .. kid))
-    push(keys, {kid, k.pid, k.name, redis.call('HGET', P .. NAME.project .. k.pid, 'name') or '',
+    local kb = parse_pair(rcall('GET', P .. NAME.key_buckets .. kid))
+    push(keys, {kid, k.pid, k.name, rcall('HGET', P .. NAME.project .. k.pid, 'name') or '',
       rate_usage(kb, 1, k.rpm)[2], rate_usage(kb, 3, k.tpm)[2]})
   end
 end
 for i = 3 + n, #ARGV do
   local pid = ARGV[i]
-  local p = redis.call('HMGET', P .. NAME.project .. pid, 'name', 'rpm', 'tpm')
+  local p = rcall('HMGET', P .. NAME.project .. pid, 'name', 'rpm', 'tpm')
   if p[1] then
-    local pb = parse_pair(redis.call('GET', P .. NAME.project_buckets .. pid))
+    local pb = parse_pair(rcall('GET', P .. NAME.project_buckets .. pid))
     push(projects, {pid, p[1], rate_usage(pb, 1, num(p[2]))[2], rate_usage(pb, 3, num(p[3]))[2]})
   end
 end
