@@ -40,15 +40,23 @@ final class ReplyBuilder {
         reader.pointee.privdata = Unmanaged.passUnretained(self).toOpaque()
     }
 
+    /// Called for every element of every reply (a CHECK's is 18), so `open` is reached once per
+    /// element, through one `inout` access (`place`), rather than once per read and write of it:
+    /// each access to a class's stored property is checked for exclusivity at run time.
     fileprivate func add(_ value: RedisValue) {
+        if let reply = Self.place(value, in: &open) { complete = reply }
+    }
+
+    /// Appends `value` to the innermost open array and closes every array that completes; returns
+    /// the reply when `value` completes it.
+    private static func place(_ value: RedisValue, in open: inout [(elements: [RedisValue], count: Int)]) -> RedisValue? {
         var value = value
-        while !open.isEmpty {
-            let last = open.count - 1
+        while let last = open.indices.last {
             open[last].elements.append(value)
-            guard open[last].elements.count == open[last].count else { return }
+            guard open[last].elements.count == open[last].count else { return nil }
             value = .array(open.removeLast().elements)
         }
-        complete = value
+        return value
     }
 
     fileprivate func beginArray(_ count: Int) {
@@ -58,11 +66,14 @@ final class ReplyBuilder {
         open.append((elements, count))
     }
 
-    /// The builder a reader task belongs to; also what every callback returns (hiredis only needs
-    /// a non-null object: it never looks inside, and `freeObject` has nothing to free).
-    private static func builder(_ task: UnsafePointer<redisReadTask>?) -> (ReplyBuilder, UnsafeMutableRawPointer) {
+    /// Runs `body` on the builder a reader task belongs to, without retaining and releasing it
+    /// for every element (the connection that owns the reader keeps it alive: `install(on:)`);
+    /// returns what every callback returns (hiredis only needs a non-null object: it never looks
+    /// inside, and `freeObject` has nothing to free).
+    private static func with(_ task: UnsafePointer<redisReadTask>?, _ body: (ReplyBuilder) -> Void) -> UnsafeMutableRawPointer {
         let raw = task!.pointee.privdata!
-        return (Unmanaged<ReplyBuilder>.fromOpaque(raw).takeUnretainedValue(), raw)
+        Unmanaged<ReplyBuilder>.fromOpaque(raw)._withUnsafeGuaranteedRef(body)
+        return raw
     }
 
     /// The reader's callbacks, for the life of the process.
@@ -70,29 +81,23 @@ final class ReplyBuilder {
         let functions = UnsafeMutablePointer<redisReplyObjectFunctions>.allocate(capacity: 1)
         functions.initialize(to: redisReplyObjectFunctions(
             createString: { task, string, length in
-                let (builder, marker) = ReplyBuilder.builder(task)
-                let bytes = UnsafeRawBufferPointer(start: string, count: length)
-                switch task!.pointee.type {
-                case REDIS_REPLY_ERROR: builder.add(.error(String(decoding: bytes, as: UTF8.self)))
-                case REDIS_REPLY_STATUS: builder.add(.status(String(decoding: bytes, as: UTF8.self)))
-                default: builder.add(.bulk(length == 0 ? [] : Array(bytes)))
+                ReplyBuilder.with(task) { builder in
+                    let bytes = UnsafeRawBufferPointer(start: string, count: length)
+                    switch task!.pointee.type {
+                    case REDIS_REPLY_ERROR: builder.add(.error(String(decoding: bytes, as: UTF8.self)))
+                    case REDIS_REPLY_STATUS: builder.add(.status(String(decoding: bytes, as: UTF8.self)))
+                    default: builder.add(.bulk(length == 0 ? [] : Array(bytes)))
+                    }
                 }
-                return marker
             },
             createArray: { task, count in
-                let (builder, marker) = ReplyBuilder.builder(task)
-                builder.beginArray(Int(count))
-                return marker
+                ReplyBuilder.with(task) { $0.beginArray(Int(count)) }
             },
             createInteger: { task, value in
-                let (builder, marker) = ReplyBuilder.builder(task)
-                builder.add(.integer(Int64(value)))
-                return marker
+                ReplyBuilder.with(task) { $0.add(.integer(Int64(value))) }
             },
             createNil: { task in
-                let (builder, marker) = ReplyBuilder.builder(task)
-                builder.add(.null)
-                return marker
+                ReplyBuilder.with(task) { $0.add(.null) }
             },
             freeObject: { _ in }
         ))
