@@ -307,12 +307,12 @@ public final class RedisClient: Sendable {
                 }
                 merged.reserveCapacity(bytes: bytes, arguments: arguments + 2)
                 merged.append(decimal: UInt64(chunk.count))
-                for m in chunk { merged.append(bytes: items[m].commands[0].argument(3)) }
-                merged.append(bytes: item.commands[0].argument(4))
+                for m in chunk { merged.append(arguments: 3..<4, of: items[m].commands[0]) }
+                merged.append(arguments: 4..<5, of: item.commands[0])
                 for (element, m) in chunk.enumerated() {
                     let c = items[m].commands[0]
                     merged.append(decimal: UInt64(c.count - 5))
-                    for a in 5..<c.count { merged.append(bytes: c.argument(a)) }
+                    merged.append(arguments: 5..<c.count, of: c)
                     route[m] = (plan.commands.count, element)
                 }
                 plan.commands.append(merged)

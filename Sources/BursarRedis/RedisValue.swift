@@ -149,6 +149,19 @@ public struct RedisCommand: Sendable, CustomStringConvertible {
         ends.append(storage.count)
     }
 
+    /// Appends `other`'s arguments `range` as arguments of this one, their bytes in one copy (a
+    /// batch call gathers its requests' arguments so, once per round trip: `RedisClient.plan`).
+    mutating func append(arguments range: Range<Int>, of other: RedisCommand) {
+        guard !range.isEmpty else { return }
+        let start = range.lowerBound == 0 ? 0 : other.ends[range.lowerBound - 1]
+        let end = other.ends[range.upperBound - 1]
+        let shift = storage.count - start
+        other.storage.withUnsafeBufferPointer { bytes in
+            storage.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[start..<end]))
+        }
+        for i in range { ends.append(other.ends[i] + shift) }
+    }
+
     /// Number of arguments.
     public var count: Int { ends.count }
 

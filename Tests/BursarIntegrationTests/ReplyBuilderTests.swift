@@ -65,4 +65,24 @@ struct ReplyBuilderTests {
         let counts = try c.read(count: 2000)
         #expect(counts == (0..<2000).map { .integer(Int64($0 / 7 + 1)) })
     }
+
+    @Test("a command gathers another's arguments in one copy: the same arguments, in order, on the wire")
+    func gatheredArguments() throws {
+        let server = try RedisServerProcess.ephemeral()
+        defer { server.stop() }
+        let c = try RedisConnection(endpoint: server.endpoint, connectTimeoutMs: 2_000, ioTimeoutMs: 5_000)
+        var source = RedisCommand("EVAL", "return ARGV", "0")
+        source.append(Int64(-42))
+        source.append(bytes: [0, 13, 10, 255])
+        source.append("")
+        source.append("last")
+        var gathered = RedisCommand("EVAL", "return ARGV", "0", "first")
+        gathered.append(arguments: 3..<7, of: source)
+        gathered.append(arguments: 4..<4, of: source)
+        gathered.append(arguments: 0..<1, of: source)
+        #expect(gathered.count == 9)
+        let reply = try c.pipeline([gathered])[0]
+        #expect(reply == .array([.bulk(Array("first".utf8)), .bulk(Array("-42".utf8)), .bulk([0, 13, 10, 255]), .bulk([]),
+                                 .bulk(Array("last".utf8)), .bulk(Array("EVAL".utf8))]))
+    }
 }

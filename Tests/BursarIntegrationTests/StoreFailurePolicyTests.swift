@@ -98,7 +98,9 @@ struct StoreFailurePolicyTests {
 
     @Test("allow: admitted locally up to the allowance, settled and released locally, replayed exactly once when Redis returns")
     func allowAdmitsLocallyAndReplays() async throws {
-        try await withHarness(deadline: .milliseconds(100), storeFailure: Self.allowBoth) { h in
+        // The key stays cached while Redis is paused (a 10-minute cache TTL): waiting for the next
+        // minute can outlast the default 5 s entry, and a cache hit does not renew one.
+        try await withHarness(deadline: .milliseconds(100), storeFailure: Self.allowBoth, cacheTTL: .seconds(600)) { h in
             let w = try await h.world(metered: true, credits: 100_000, limits: KeyLimits(rpm: 100))
             let c = try await h.connect()
             var firstLocal = 0
@@ -118,9 +120,8 @@ struct StoreFailurePolicyTests {
             while true {
                 if lastLocal == minute() { try await untilNextMinute() }
                 try await awayFromMinuteBoundary()
-                // That wait can outlast the digest's cache entry (5 s), and a digest not cached is
-                // resolved through Redis, which fails while it is stopped: decided (and released)
-                // once more just before.
+                // Decided (and released) once more just before the burst: one admitted locally
+                // this minute takes one of the five, and the burst then waits for the next minute.
                 var freshLocal = 0
                 let fresh = try await decided(c, .make(w.digest, cost: 1_000), localAdmissions: &freshLocal)
                 let freshRelease = try await answered { try await c.release(fresh.reservation) }
@@ -203,7 +204,9 @@ struct StoreFailurePolicyTests {
 
     @Test("allow across a Redis restart (AOF): admissions made while it was down are replayed onto the counters it kept")
     func allowAcrossRestart() async throws {
-        try await withHarness(deadline: .milliseconds(100), appendOnly: true, storeFailure: Self.allowBoth) { h in
+        // The key stays cached while Redis is down (a 10-minute cache TTL): the wait before the
+        // stop can outlast the default 5 s entry, and a digest not cached cannot be resolved then.
+        try await withHarness(deadline: .milliseconds(100), appendOnly: true, storeFailure: Self.allowBoth, cacheTTL: .seconds(600)) { h in
             let w = try await h.world(metered: true, credits: 50_000)
             let c = try await h.connect()
             let first = try await decided(c, .make(w.digest, cost: 2_000))
@@ -257,7 +260,8 @@ struct StoreFailurePolicyTests {
     @Test("per limit class: rate allow + spend deny admits a key with only an RPM, never one with a budget")
     func perLimitClass() async throws {
         let policy = StoreFailurePolicy(rateLimits: .allow, spendLimits: .deny, localAllowancePerKeyPerMinute: 10)
-        try await withHarness(deadline: .milliseconds(100), storeFailure: policy) { h in
+        // Both keys stay cached while Redis is paused (a 10-minute cache TTL).
+        try await withHarness(deadline: .milliseconds(100), storeFailure: policy, cacheTTL: .seconds(600)) { h in
             let w = try await h.world(limits: KeyLimits(rpm: 50))
             let budgeted = try await h.store.createKey(
                 org: w.org.id, project: w.project.id, user: w.member.id, name: "budgeted", limits: KeyLimits(budget: 1_000_000, rpm: 50))

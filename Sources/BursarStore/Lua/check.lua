@@ -79,8 +79,10 @@ local function step(key, A, o, last)
   if krpm or ktpm then n = n + 1; names[n] = P .. NAME.key_buckets .. kid; ikb = n end
   if prpm or ptpm then n = n + 1; names[n] = P .. NAME.project_buckets .. pid; ipb = n end
   local c = rcall('MGET', unpack(names, 1, n))
-  -- A new history record is also its day's index's first write (history.lua): read it too.
-  if not c[4] then rcall('EXISTS', hidx) end
+  -- A new history record is also its day's index's first write (history.lua): both are read, in
+  -- a multi-key read as the counters are (a node whose slot is migrating or importing refuses it
+  -- when it lacks either), before anything is written.
+  if not c[4] then rcall('MGET', hrec, hidx) end
   local kspent = counter(kwkey, c[1])
   local pspent = counter(pwkey, c[2])
   local metered = met == '1'
