@@ -2,7 +2,8 @@
 """Where Redis spends its time in bursar's scripts: replays the batch CHECK and batch SETTLE
 scripts, exactly as a bursard loaded them, inside a fresh redis-server, and reports Redis's own
 time per decision (a CHECK and its SETTLE) from INFO commandstats: the script calls' total, the
-commands they made, and the rest (Lua and its bridge to Redis). A build that loads them as Redis
+commands they made, and the rest (Lua and its bridge to Redis); and of the total, the CHECK calls'
+and the SETTLE calls' (INFO read between them). A build that loads them as Redis
 Functions libraries (FUNCTION LOAD, FCALL) is replayed so; one that loads scripts (SCRIPT LOAD,
 EVALSHA), so.
 
@@ -161,8 +162,15 @@ def stats(r):
 
 next_sequence = random.randrange(1 << 40, 1 << 50)
 
+def script_usec(r):
+    """The µs Redis has spent in script calls since its stats were reset."""
+    st = stats(r)
+    return sum(st.get(name, (0, 0))[1] for name in SCRIPT_CALLS)
+
 def replay(r, steps, prefix, check, settle, calls, per_call, seed):
-    """Redis µs per decision: (the script calls', of it their commands')."""
+    """Redis µs per decision: (the script calls', of it their commands', of it the CHECK calls',
+    of it the SETTLE calls'). The two calls' shares are read from INFO between them (an INFO is
+    counted under its own name, not the scripts')."""
     ccall, scall = load(r, check), load(r, settle)
     rnd, keys = random.Random(seed), sorted(steps)
     # Sequences never used before in this Redis (a used one is fenced: nothing would run).
@@ -171,6 +179,7 @@ def replay(r, steps, prefix, check, settle, calls, per_call, seed):
     next_sequence += calls * per_call
     r.cmd('CONFIG', 'RESETSTAT')
     admissions, refusals = 0, {}
+    check_us = settle_us = 0
     for _ in range(calls):
         chosen = [rnd.choice(keys) for _ in range(per_call)]
         argv, seqs = [prefix], []
@@ -178,7 +187,10 @@ def replay(r, steps, prefix, check, settle, calls, per_call, seed):
             a = list(steps[k]); seq += 1
             a[4], a[6] = str(rnd.randrange(10, 90)).encode(), str(seq).encode()   # estimate (nano-USD), sequence
             seqs.append(a[6]); argv += [str(len(a)).encode()] + a
+        before = script_usec(r)
         replies = r.cmd(*ccall, len(chosen), *chosen, *argv)
+        after = script_usec(r)
+        check_us += after - before
         for x in replies:
             if isinstance(x, RuntimeError):
                 sys.exit(f'lua-profile: a CHECK step failed: {x}')
@@ -190,7 +202,9 @@ def replay(r, steps, prefix, check, settle, calls, per_call, seed):
         if admitted:
             sargv = [prefix]
             for _ in admitted: sargv += [b'3', b'settle', b'230', str(rnd.randrange(5, 9)).encode()]   # tokens, actual cost
-            for x in r.cmd(*scall, len(admitted), *[prefix + b'r:' + s for s in admitted], *sargv):
+            settled = r.cmd(*scall, len(admitted), *[prefix + b'r:' + s for s in admitted], *sargv)
+            settle_us += script_usec(r) - after
+            for x in settled:
                 if isinstance(x, RuntimeError) or not isinstance(x, list) or x[0] != 0:   # 0: applied (ReservationStatus)
                     sys.exit(f'lua-profile: a SETTLE step was not applied: {x}')
     if admissions < calls * per_call // 2:
@@ -199,7 +213,7 @@ def replay(r, steps, prefix, check, settle, calls, per_call, seed):
     decisions = calls * per_call
     total = sum(st.get(name, (0, 0))[1] for name in SCRIPT_CALLS)
     nested = sum(u for name, (_, u) in st.items() if name not in SCRIPT_CALLS + ('config|resetstat', 'script|load', 'function|load', 'info'))
-    return total / decisions, nested / decisions
+    return total / decisions, nested / decisions, check_us / decisions, settle_us / decisions
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
@@ -232,12 +246,14 @@ def main():
             for name, (c, s) in variants.items():
                 results[name].append(replay(r, steps, prefix, c, s, o.calls, o.steps, run))
         print(f'Redis µs per decision ({o.steps} CHECKs per call, {o.calls} calls, {o.runs} runs; min / median):')
-        print('| scripts | per decision | of it in the commands | of it Lua and its bridge |')
-        print('|---|---:|---:|---:|')
+        print('| scripts | per decision | of it in the commands | of it Lua and its bridge | of it the CHECK calls | of it the SETTLE calls |')
+        print('|---|---:|---:|---:|---:|---:|')
         for name, v in results.items():
-            tot = sorted(t for t, _ in v); cmds = sorted(n for _, n in v); lua = sorted(t - n for t, n in v)
+            tot = sorted(x[0] for x in v); cmds = sorted(x[1] for x in v); lua = sorted(x[0] - x[1] for x in v)
+            chk = sorted(x[2] for x in v); stl = sorted(x[3] for x in v)
             m = len(v) // 2
-            print(f'| {name} | {tot[0]:.1f} / {tot[m]:.1f} | {cmds[0]:.1f} / {cmds[m]:.1f} | {lua[0]:.1f} / {lua[m]:.1f} |')
+            print(f'| {name} | {tot[0]:.1f} / {tot[m]:.1f} | {cmds[0]:.1f} / {cmds[m]:.1f} | {lua[0]:.1f} / {lua[m]:.1f} '
+                  f'| {chk[0]:.1f} / {chk[m]:.1f} | {stl[0]:.1f} / {stl[m]:.1f} |')
         r.cmd('CONFIG', 'RESETSTAT')
         for name, (c, s) in variants.items():
             calls = [load(r, x) for x in (c, s)]
