@@ -154,11 +154,7 @@ struct BatchingTests {
             // A single call's arguments: FCALL, its function, 1, the key hash, the prefix, then the
             // request's own (key id, digest, model, tokens, cost, TTL, sequence, mode).
             func arguments(_ c: RedisCommand) -> [String] {
-                var start = 0
-                return c.ends.map { end in
-                    defer { start = end }
-                    return String(decoding: c.storage[start..<end], as: UTF8.self)
-                }
+                (0..<c.count).map { String(decoding: c.argument($0), as: UTF8.self) }
             }
             let first = arguments(limiter.checkCommand(.make(w.digest, cost: 100), identity: identity, sequence: base))
             let second = arguments(limiter.checkCommand(.make(w.digest, cost: 200), identity: identity, sequence: base + 1))

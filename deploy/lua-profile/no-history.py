@@ -13,6 +13,6 @@ assert read in c
 c = c.replace(read, b'local names, n, iprice, ikb, ipb = {kwkey, pwkey, CREDITS, CREDITS}, 4, nil, nil, nil\n')
 for old, new in ((b'local hday, hidx = history_today()', b'local hday, hidx = nil, nil'),
                  (b'local hrec = history_record(hday, kid, model)', b'local hrec = nil'),
-                 (b"  if not c[4] then rcall('MGET', hrec, hidx) end\n", b'')):
+                 (b"  if not c[4] then history_read_new(hrec, hidx) end\n", b'')):
     assert old in c, old
     c = c.replace(old, new)

@@ -1,9 +1,8 @@
 -- One CHECK (or a replay), as `step(key, A, o, last)`: `key` is its KEYS[1] and `A[o + i]` its
 -- ARGV[i] as `LimiterScripts.check` describes, up to `A[last]` (`arg`): in a call of its own the
 -- call's ARGV (o = 0); in a batch, the call's ARGV and where this request's arguments lie, so no
--- table is made to hold them. Straight-line
--- code over locals: it runs on every request, and each table it made would be an allocation for
--- Lua's collector.
+-- table is made to hold them. Straight-line code over locals: it runs on every request, and each
+-- table it made would be an allocation for Lua's collector.
 --
 -- Every reply is {outcome, reason, retry_ms, 0, project, flags, rq_limit, rq_rem, rq_reset_ms,
 -- tk_limit, tk_rem, tk_reset_ms, key_budget_rem|false, key_reset_at, proj_budget_rem|false,
@@ -79,10 +78,7 @@ local function step(key, A, o, last)
   if krpm or ktpm then n = n + 1; names[n] = P .. NAME.key_buckets .. kid; ikb = n end
   if prpm or ptpm then n = n + 1; names[n] = P .. NAME.project_buckets .. pid; ipb = n end
   local c = rcall('MGET', unpack(names, 1, n))
-  -- A new history record is also its day's index's first write (history.lua): both are read, in
-  -- a multi-key read as the counters are (a node whose slot is migrating or importing refuses it
-  -- when it lacks either), before anything is written.
-  if not c[4] then rcall('MGET', hrec, hidx) end
+  if not c[4] then history_read_new(hrec, hidx) end
   local kspent = counter(kwkey, c[1])
   local pspent = counter(pwkey, c[2])
   local metered = met == '1'

@@ -16,9 +16,10 @@
 -- a denial slot becomes 1, so a day's first request of a key and model pays two more calls.
 local H_ADMITTED, H_SETTLED, H_RELEASED, H_TOKENS, H_SPEND, H_OPEN, H_OPEN_TOKENS, H_OPEN_SPEND =
   '#0', '#1', '#2', '#3', '#4', '#5', '#6', '#7'
--- The record and the index of `day` (decimal text) for a key and model. Every step reads both
--- (in the MGET that reads its counters) before it writes anything, so on a cluster node whose
--- slot is migrating it is refused before it writes (SPEC §13.10); an absent record is new.
+-- The record and the index of `day` (decimal text) for a key and model. Every step reads the
+-- record in the MGET that reads its counters, before it writes anything, so on a cluster node
+-- whose slot is migrating it is refused before it writes (SPEC §13.10); an absent record is new,
+-- and its index is read then too (`history_read_new`).
 local function history_record(day, kid, model)
   return P .. NAME.history .. day .. ':' .. kid .. ':' .. model
 end
@@ -34,6 +35,12 @@ local function history_today()
     TODAY_INDEX = P .. NAME.history_index .. TODAY
   end
   return TODAY, TODAY_INDEX
+end
+-- A record the step's MGET found absent is new, and its first write is also its index's: both
+-- are read now, before anything is written, in a multi-key read (a node whose slot is migrating
+-- or importing refuses one that lacks a key, where it would serve a single-key read of it).
+local function history_read_new(record, index)
+  rcall('MGET', record, index)
 end
 -- Indexes a new record and sets both expiries.
 local function history_index(day, pid, kid, model, record, index)

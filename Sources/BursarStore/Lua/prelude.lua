@@ -129,13 +129,13 @@ local WB, WB_NAMES = nil, nil
 -- Names every step of a call shares, made once per call (`start_call`): the organization's
 -- credits counter, and today's day of the usage history (history.lua: `history_today`).
 local CREDITS, TODAY, TODAY_INDEX
--- Begins a call: the organization's prefix (`argv[1]`), the clock, and no state left from an
--- earlier call of the same library.
 -- A step's argument `A[i]`, or nil past its last one, `A[last]` (check.lua's `step`): in a batch
 -- the next request's arguments follow.
 local function arg(A, i, last)
   if i <= last then return A[i] end
 end
+-- Begins a call: the organization's prefix (`argv[1]`), the clock, and no state left from an
+-- earlier call of the same library.
 local function start_call(argv)
   bind_lua()
   sfmt = string.format

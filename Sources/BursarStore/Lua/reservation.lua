@@ -77,16 +77,15 @@ end
 -- a cluster node whose slot is migrating the step is refused before it writes (SPEC §13.10):
 -- its spend windows and the credits (cur[1], cur[2], cur[3]), its history record (cur[4], when
 -- `h`: history_of), and the key's and the project's rate buckets when the reservation moves
--- them at a rate (at cur[cur.kb] and cur[cur.pb]; a scope without one has none to move). A
--- history record that is not there yet is also its day's index's first write: both are read then,
--- in one more multi-key read, as check.lua does.
+-- them at a rate (at cur[cur.kb] and cur[cur.pb]; a scope without one has none to move); a
+-- history record not there yet, with its index (`history_read_new`).
 local function read_counters(r, h)
   local names, n, kb, pb = {r[7], r[8], CREDITS}, 3, nil, nil
   if h then n = 4; names[4] = h[2] end
   if r[10] ~= '0' or r[12] ~= '0' then n = n + 1; names[n] = P .. NAME.key_buckets .. r[3]; kb = n end
   if r[11] ~= '0' or r[13] ~= '0' then n = n + 1; names[n] = P .. NAME.project_buckets .. r[4]; pb = n end
   local cur = rcall('MGET', unpack(names, 1, n))
-  if h and not cur[4] then rcall('MGET', h[2], h[3]) end
+  if h and not cur[4] then history_read_new(h[2], h[3]) end
   cur.kb, cur.pb = kb, pb
   return cur
 end
