@@ -1,6 +1,6 @@
 @testable import BursarRedis
 import BursarServer
-import BursarStore
+@_spi(Testing) import BursarStore
 import BursarWire
 import Foundation
 import NIOCore
@@ -247,6 +247,88 @@ struct BatchingTests {
             #expect(try await h.integer(keyWindow) == 150)
             #expect(try await h.integer(projectWindow) == 150)
             #expect(try await h.integer(Keyspace.credits(w.org.id)) == 850)
+        }
+    }
+
+    @Test("the rate buckets of one call are written behind: each step sees the ones before it, Redis ends as step by step, one write per pair")
+    func bucketsWrittenBehind() async throws {
+        try await withHarness { h in
+            // A key of 3 requests a minute in a project of 100; two organizations on one frozen
+            // clock: one gets 4 CHECKs in one call, the other the same 4 one by one.
+            let limits = KeyLimits(rpm: 3, tpm: 1_000)
+            let batched = try await h.world(project: ([], 100, 10_000, nil), limits: limits)
+            let single = try await h.world(project: ([], 100, 10_000, nil), limits: limits)
+            try await h.store.setTestClock(org: single.org.id, us: try await h.clockUs(org: batched.org.id))
+            let limiter = h.engine.limiter
+            func checks(_ w: Harness.World, from counter: UInt64) -> [RedisCommand] {
+                let identity = KeyIdentity(orgID: w.org.id, keyID: w.key.key.id)
+                let base = ReservationSequence.make(epoch: h.engine.epoch, counter: counter)
+                return (0..<4).map { i in
+                    limiter.checkCommand(.make(w.digest, input: 100, output: 50, cost: 10), identity: identity, sequence: base + UInt64(i))
+                }
+            }
+            func answers(_ replies: [Result<[RedisValue], RedisError>], _ w: Harness.World, from counter: UInt64) throws -> [CheckResult] {
+                let identity = KeyIdentity(orgID: w.org.id, keyID: w.key.key.id)
+                let base = ReservationSequence.make(epoch: h.engine.epoch, counter: counter)
+                return try replies.enumerated().map { i, r -> CheckResult in
+                    let reply = try limiter.parseCheck(try r.get()[0], identity: identity, reservation: ReservationID(orgID: w.org.id, sequence: base + UInt64(i)))
+                    guard case .decided(let result) = reply else { Issue.record("CHECK \(i): \(reply)"); throw HoldFailed() }
+                    return result
+                }
+            }
+            let setsBefore = try await commandCalls(h, "set")
+            let scriptsBefore = try await commandCalls(h, "fcall")
+            let together = try answers(try await submitInOneRoundTrip(h, checks(batched, from: 920_000)), batched, from: 920_000)
+            let sets = try await commandCalls(h, "set") - setsBefore
+            let scripts = try await commandCalls(h, "fcall") - scriptsBefore
+            try #require(scripts == 1, "4 CHECKs went out as \(scripts) script calls")
+            // The fourth is over the key's 3 requests a minute: it saw the three before it.
+            #expect(together.map(\.allowed) == [true, true, true, false])
+            #expect(together[3].reason == .keyRPM)
+            #expect(together.prefix(3).map(\.requestsRemaining) == [2, 1, 0])
+            // Three reservations, then each pair once: the key's and the project's.
+            #expect(sets == 5, "\(sets) SETs for 3 admissions")
+
+            var oneByOne: [CheckResult] = []
+            for command in checks(single, from: 930_000) {
+                let r = await submitTogether(h, [command])
+                oneByOne += try answers(r, single, from: 930_000 + UInt64(oneByOne.count))
+            }
+            #expect(oneByOne.map(\.allowed) == together.map(\.allowed))
+            #expect(oneByOne.map(\.reason) == together.map(\.reason))
+            #expect(oneByOne.map(\.tokensRemaining) == together.map(\.tokensRemaining))
+            // What Redis holds is the same, levels, times and expiries.
+            for (scope, a, b) in [("k", batched.key.key.id, single.key.key.id), ("p", batched.project.id, single.project.id)] {
+                let kept = try await h.redis.send(RedisCommand("GET", Keyspace.buckets(batched.org.id, scope: scope, id: a))).string
+                let stepwise = try await h.redis.send(RedisCommand("GET", Keyspace.buckets(single.org.id, scope: scope, id: b))).string
+                #expect(kept != nil && kept == stepwise, "\(scope): \(kept ?? "none") vs \(stepwise ?? "none")")
+                let ttlA = try await h.redis.send(RedisCommand("PTTL", Keyspace.buckets(batched.org.id, scope: scope, id: a))).int ?? -2
+                let ttlB = try await h.redis.send(RedisCommand("PTTL", Keyspace.buckets(single.org.id, scope: scope, id: b))).int ?? -2
+                #expect(ttlA > 0 && abs(ttlA - ttlB) < 30_000, "\(scope): PTTL \(ttlA) vs \(ttlB)")
+            }
+
+            // The three admitted settle at 20 tokens each (150 reserved): together in one call,
+            // and one by one; the token buckets give back the same.
+            func settles(_ w: Harness.World, from counter: UInt64) -> [RedisCommand] {
+                let base = ReservationSequence.make(epoch: h.engine.epoch, counter: counter)
+                return (0..<3).map { i in
+                    limiter.settleCommand(SettleRequest(reservation: ReservationID(orgID: w.org.id, sequence: base + UInt64(i)), inputTokens: 15, outputTokens: 5, cost: 10))
+                }
+            }
+            let settleSets = try await commandCalls(h, "set")
+            let settledTogether = try await submitInOneRoundTrip(h, settles(batched, from: 920_000))
+            #expect(try settledTogether.map { try limiter.parseSettle($0.get()[0]).status } == [.applied, .applied, .applied])
+            // Three reservations rewritten, then each pair once.
+            #expect(try await commandCalls(h, "set") - settleSets == 5)
+            for command in settles(single, from: 930_000) {
+                let r = await submitTogether(h, [command])
+                #expect(try limiter.parseSettle(try r[0].get()[0]).status == .applied)
+            }
+            for (scope, a, b) in [("k", batched.key.key.id, single.key.key.id), ("p", batched.project.id, single.project.id)] {
+                let kept = try await h.redis.send(RedisCommand("GET", Keyspace.buckets(batched.org.id, scope: scope, id: a))).string
+                let stepwise = try await h.redis.send(RedisCommand("GET", Keyspace.buckets(single.org.id, scope: scope, id: b))).string
+                #expect(kept != nil && kept == stepwise, "after SETTLE, \(scope): \(kept ?? "none") vs \(stepwise ?? "none")")
+            }
         }
     }
 }

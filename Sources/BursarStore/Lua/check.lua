@@ -102,8 +102,8 @@ local function step(key, A, o, last)
   -- one's level now (l) and after this request (a). Nothing is written until every check
   -- has passed.
   -- A scope with neither rate keeps no buckets: nothing read (NO_PAIR is never written).
-  local bk = ikb and parse_pair(c[ikb]) or NO_PAIR
-  local bp = ipb and parse_pair(c[ipb]) or NO_PAIR
+  local bk = ikb and read_pair(names[ikb], c[ikb]) or NO_PAIR
+  local bp = ipb and read_pair(names[ipb], c[ipb]) or NO_PAIR
   local l1, a1, w1 = bucket(bk[1], bk[2], krpm, 1)
   local l2, a2, w2 = bucket(bk[3], bk[4], ktpm, tokens)
   local l3, a3, w3 = bucket(bp[1], bp[2], prpm, 1)

@@ -61,15 +61,27 @@ end
 -- no limit), the pair must live until its levels drain at the new ones, or it would vanish
 -- early and the lowered limit start from empty: its drain time (field 5) and its expiry move
 -- later by the difference. Never earlier.
+-- The time the levels a, c (written at b, d) drain empty at rates rr, tr, or at e if later.
+local function drains_at(a, b, c, d, e, rr, tr)
+  local drains = e
+  if rr and a > 0 then drains = math.max(drains, b + math.ceil(a / rr)) end
+  if tr and c > 0 then drains = math.max(drains, d + math.ceil(c / tr)) end
+  return drains
+end
 local function keep_pair(bkey, rr, tr)
+  local kept = PAIRS and PAIRS[bkey]
+  if kept ~= nil then
+    -- Written behind by an earlier step of this batch (prelude.lua: PAIRS): its drain time moves
+    -- here, and its expiry with it when it is written.
+    if kept then kept[5] = drains_at(kept[1], kept[2], kept[3], kept[4], kept[5], rr, tr) end
+    return
+  end
   local v = rcall('GET', bkey)
   if not v then return end
   local a, b, c, d, e = string.match(v, '^(%d+):(%d+):(%d+):(%d+):(%d+)$')
   if not a then return end
   a, b, c, d, e = tonumber(a), tonumber(b), tonumber(c), tonumber(d), tonumber(e)
-  local drains = e
-  if rr and a > 0 then drains = math.max(drains, b + math.ceil(a / rr)) end
-  if tr and c > 0 then drains = math.max(drains, d + math.ceil(c / tr)) end
+  local drains = drains_at(a, b, c, d, e, rr, tr)
   if drains <= e then return end
   local ttl = rcall('PTTL', bkey)
   if ttl < 0 then return end

@@ -11,6 +11,7 @@ local function main(KEYS, ARGV)
   start_call(ARGV)
   begin_batch()
   WB, WB_NAMES = {}, {}
+  PAIRS, PAIR_NAMES = {}, {}
   local out = {}
   local pos = 2
   for i = 1, #KEYS do

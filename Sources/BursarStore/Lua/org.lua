@@ -3,6 +3,8 @@
 -- Set by each call (`start_call` in prelude.lua; compile.lua sets it itself): a library's
 -- functions are defined once, when it is loaded, and read it as an upvalue.
 local P
+-- The rate buckets' pairs a batch call writes behind (prelude.lua), or nil.
+local PAIRS
 -- Lua's own libraries and functions, and `redis.call` (`rcall`) and `redis.pcall` (`rpcall`), as
 -- upvalues that `bind_lua` binds when a call begins (`start_call`; compile.lua): in Redis's Lua
 -- each use of a global is a lookup in the globals table (`redis.call` two), on every step; an

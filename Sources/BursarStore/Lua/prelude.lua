@@ -108,13 +108,36 @@ local function set_level(s, i, level, rate)
 end
 -- Writes a pair; it expires when both buckets have drained empty (never earlier: a bucket
 -- not moved keeps the drain time it was written with). Both empty: deleted.
-local function store_pair(bkey, s)
+local function write_pair(bkey, s)
   if s[1] == 0 and s[3] == 0 then
     rcall('DEL', bkey)
     return
   end
   rcall('SET', bkey, sfmt('%d:%d:%d:%d:%d', s[1], s[2], s[3], s[4], s[5]),
     'PX', int(math.max(math.ceil((s[5] - now_us) / 1000) + 1000, 1000, EXPIRY_FLOOR_MS)))
+end
+-- The rate buckets' pairs, written behind within one script call as the money counters are
+-- (below, and SPEC §13.11): in a batch (`PAIRS` on, main-batch.lua) a pair a step stores is kept
+-- here, by name, and written once by `flush_counters` after the call's last step; a later step
+-- of the call reads it from here (`read_pair`), not from its own MGET. A pair stored empty is
+-- kept as `false`, and reads as an absent one, as it would after its DEL. Every step of a call
+-- runs at the same now, so the one write leaves what step-by-step writes would have left, its
+-- expiry included. Off (nil) in every other call: a pair is written at once. (`PAIRS` is
+-- declared in org.lua: compiled-record.lua reads it, in scripts without this file too.)
+local PAIR_NAMES = nil
+-- The pair `bkey` at now, which this step's MGET read as `v`: an earlier step's of this call
+-- (a copy: a step changes the table it is given), or the stored one.
+local function read_pair(bkey, v)
+  local e = PAIRS and PAIRS[bkey]
+  if e == nil then return parse_pair(v) end
+  if not e then return parse_pair(nil) end
+  return {e[1], e[2], e[3], e[4], e[5]}
+end
+-- Stores pair `s` under `bkey`: at once, or behind (`PAIRS`).
+local function store_pair(bkey, s)
+  if not PAIRS then return write_pair(bkey, s) end
+  if PAIRS[bkey] == nil then PAIR_NAMES[#PAIR_NAMES + 1] = bkey end
+  if s[1] == 0 and s[3] == 0 then PAIRS[bkey] = false else PAIRS[bkey] = s end
 end
 -- The money counters (spend windows and credits), written behind within one script call
 -- (SPEC §13.11). Several steps of one organization in one call mostly move the same few
@@ -153,6 +176,7 @@ local function start_call(argv)
   now_ms = math.floor(now_us / 1000)
   WINDOWS = {}
   WB, WB_NAMES = nil, nil
+  PAIRS, PAIR_NAMES = nil, nil
 end
 -- A counter's value now: an earlier step's of this call, or what this step's MGET read (`read`).
 local function counter(name, read)
@@ -186,8 +210,14 @@ local function counter_expiry(name)
   local pttl = rcall('PTTL', name)
   return pttl > 0 and now_ms + pttl or 0
 end
--- Writes what `WB` holds (main-batch.lua, after the last step).
+-- Writes what `WB` and `PAIRS` hold (main-batch.lua, after the last step).
 local function flush_counters()
+  if PAIRS then
+    for i = 1, #PAIR_NAMES do
+      local name = PAIR_NAMES[i]
+      write_pair(name, PAIRS[name] or NO_PAIR)
+    end
+  end
   if not WB then return end
   for i = 1, #WB_NAMES do
     local name = WB_NAMES[i]

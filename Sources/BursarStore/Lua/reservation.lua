@@ -7,7 +7,7 @@
 local function move_pair(name, v, rr, tr, requests, tokens)
   local mr, mt = rr > 0 and requests ~= 0, tr > 0 and tokens ~= 0
   if not (mr or mt) then return end
-  local s = parse_pair(v)
+  local s = read_pair(name, v)
   if mr then set_level(s, 1, drained(s[1], s[2], rr) + requests * SCALE, rr) end
   if mt then set_level(s, 3, drained(s[3], s[4], tr) + tokens * SCALE, tr) end
   store_pair(name, s)
