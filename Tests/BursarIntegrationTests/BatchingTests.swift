@@ -286,8 +286,9 @@ struct BatchingTests {
             #expect(together.map(\.allowed) == [true, true, true, false])
             #expect(together[3].reason == .keyRPM)
             #expect(together.prefix(3).map(\.requestsRemaining) == [2, 1, 0])
-            // Three reservations, then each pair once: the key's and the project's.
-            #expect(sets == 5, "\(sets) SETs for 3 admissions")
+            // Three reservations and three writes of the day's history record, then each pair
+            // once: the key's and the project's.
+            #expect(sets == 8, "\(sets) SETs for 3 admissions")
 
             var oneByOne: [CheckResult] = []
             for command in checks(single, from: 930_000) {
@@ -318,8 +319,8 @@ struct BatchingTests {
             let settleSets = try await commandCalls(h, "set")
             let settledTogether = try await submitInOneRoundTrip(h, settles(batched, from: 920_000))
             #expect(try settledTogether.map { try limiter.parseSettle($0.get()[0]).status } == [.applied, .applied, .applied])
-            // Three reservations rewritten, then each pair once.
-            #expect(try await commandCalls(h, "set") - settleSets == 5)
+            // Three reservations rewritten and three history writes, then each pair once.
+            #expect(try await commandCalls(h, "set") - settleSets == 8)
             for command in settles(single, from: 930_000) {
                 let r = await submitTogether(h, [command])
                 #expect(try limiter.parseSettle(try r[0].get()[0]).status == .applied)

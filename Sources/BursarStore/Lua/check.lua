@@ -149,13 +149,12 @@ local function step(key, A, o, last)
     if prpm then set_level(bp, 1, a3, prpm) end
     if ptpm then set_level(bp, 3, a4, ptpm) end
     if ipb then store_pair(names[ipb], bp) end
-    local amount = int(cost)
     -- A window counter outlives its window by 35 days (a lifetime window never expires).
     local kexp, pexp = kwe > 0 and kwe + 35 * 86400000 or 0, pwe + 35 * 86400000
     kspent = add_counter(kwkey, c[1], cost, kexp)
     pspent = add_counter(pwkey, c[2], cost, pexp)
     if metered then balance = add_counter(CREDITS, c[3], -cost, 0) end
-    history_admit(hday, hrec, hidx, c[4], pid, kid, model, tokens_text, amount)
+    history_admit(hday, hrec, hidx, c[4], pid, kid, model, tokens, cost)
     if due then alerts = write_alerts(due, {[kwkey] = kexp, [pwkey] = pexp}) end
   elseif check then
     history_denied(hday, hrec, hidx, c[4], pid, kid, model, deny_reason)

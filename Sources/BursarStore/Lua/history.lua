@@ -3,10 +3,12 @@
 -- key's and a project's history equals what their spend windows were debited for that day.
 --
 -- One record per (day, key, model): `h:<day>:<key>:<model>`, day = days since 1970-01-01 UTC. A
--- string of signed 64-bit slots moved with one BITFIELD per step (HistorySlot): admitted,
--- settled, released, settled tokens, settled spend, open requests, open tokens, open spend, then
--- the denials of reason r at slot 7 + r (DenyReason 1…15). BITFIELD grows the string only to
--- the highest slot written: 64 bytes without denials. A request belongs to the day of its CHECK;
+-- string of signed 64-bit big-endian slots (HistorySlot): admitted, settled, released, settled
+-- tokens, settled spend, open requests, open tokens, open spend, then the denials of reason r at
+-- slot 7 + r (DenyReason 1…15): 64 bytes without denials. A step that admits or finishes a request
+-- moves the first eight from the value its MGET read and writes the record back with one SET
+-- (`history_add`); a denial moves its slot with one BITFIELD, which grows the string only to the
+-- highest slot written. A request belongs to the day of its CHECK;
 -- its SETTLE or RELEASE moves that day's record however much later it comes, as the spend
 -- windows do. Open means admitted and neither settled nor released: an expired reservation
 -- stays open, as its estimate stays in the spend windows.
@@ -14,8 +16,29 @@
 -- The day's index `hx:<day>` holds each record's "<project>:<key>:<model>"; record and index
 -- expire HISTORY.retention_ms after the day ends. Both are written when a record's admitted or
 -- a denial slot becomes 1, so a day's first request of a key and model pays two more calls.
-local H_ADMITTED, H_SETTLED, H_RELEASED, H_TOKENS, H_SPEND, H_OPEN, H_OPEN_TOKENS, H_OPEN_SPEND =
-  '#0', '#1', '#2', '#3', '#4', '#5', '#6', '#7'
+-- The first eight slots, as Redis's `struct` library reads and writes them: one C call each way,
+-- no string made per slot. Lua's numbers hold whole numbers exactly up to 2^53 − 1, as the
+-- steps' money does (a request's cost is at most that, SPEC §13.12): a record's slot is exact up
+-- to 9,007,199 USD of one key and model on one day.
+local SLOTS8 = '>i8i8i8i8i8i8i8i8'
+local ZERO_SLOTS = nil
+-- Moves the first eight slots of `record`, which this step's MGET read as `v` (false: new), by
+-- the deltas (admitted, settled, released, tokens, spend, open, open tokens, open spend), and
+-- writes it with one SET that keeps its expiry; the denial slots after them are kept as they are.
+-- A BITFIELD of four to seven INCRBYs did this before: Redis moves a bitfield bit by bit, and
+-- each of its arguments crosses the bridge.
+local function history_add(record, v, a, s, r, t, sp, o, ot, os)
+  if not v then
+    ZERO_SLOTS = ZERO_SLOTS or string.rep('\0', 64)
+    v = ZERO_SLOTS
+  elseif #v < 64 then
+    v = v .. string.rep('\0', 64 - #v)
+  end
+  local a0, s0, r0, t0, sp0, o0, ot0, os0 = struct.unpack(SLOTS8, v)
+  local slots = struct.pack(SLOTS8, a0 + a, s0 + s, r0 + r, t0 + t, sp0 + sp, o0 + o, ot0 + ot, os0 + os)
+  if #v > 64 then slots = slots .. string.sub(v, 65) end
+  rcall('SET', record, slots, 'KEEPTTL')
+end
 -- The record and the index of `day` (decimal text) for a key and model. Every step reads the
 -- record in the MGET that reads its counters, before it writes anything, so on a cluster node
 -- whose slot is migrating it is refused before it writes (SPEC §13.10); an absent record is new,
@@ -49,11 +72,10 @@ local function history_index(day, pid, kid, model, record, index)
   rcall('PEXPIREAT', index, until_ms)
   rcall('PEXPIREAT', record, until_ms)
 end
--- A CHECK admitted `tokens` and `cost` (decimal text) now into `record` of `day`
+-- A CHECK admitted `tokens` and `cost` (numbers) now into `record` of `day`
 -- (history_names; `existed`: what the MGET read of it).
 local function history_admit(day, record, index, existed, pid, kid, model, tokens, cost)
-  rcall('BITFIELD', record, 'INCRBY', 'i64', H_ADMITTED, '1', 'INCRBY', 'i64', H_OPEN, '1',
-    'INCRBY', 'i64', H_OPEN_TOKENS, tokens, 'INCRBY', 'i64', H_OPEN_SPEND, cost)
+  history_add(record, existed, 1, 0, 0, 0, 0, 1, tokens, cost)
   if not existed then history_index(day, pid, kid, model, record, index) end
 end
 -- A CHECK denied for `reason` now, `record` of `day` read as `existed` (history_names).
@@ -87,23 +109,18 @@ local function history_finish(r, h, existed, mode, tokens, cost)
   local record = h[2]
   if r[1] == 'swept' then
     if mode == 'settle' then
-      rcall('BITFIELD', record, 'INCRBY', 'i64', H_ADMITTED, '1', 'INCRBY', 'i64', H_SETTLED, '1',
-        'INCRBY', 'i64', H_TOKENS, int(tokens), 'INCRBY', 'i64', H_SPEND, int(cost))
+      history_add(record, existed, 1, 1, 0, tokens, cost, 0, 0, 0)
     else
-      rcall('BITFIELD', record, 'INCRBY', 'i64', H_ADMITTED, '1', 'INCRBY', 'i64', H_RELEASED, '1')
+      history_add(record, existed, 1, 0, 1, 0, 0, 0, 0, 0)
     end
   else
-    local otok, ocost = int(-tonumber(r[5])), int(-tonumber(r[6]))
+    local otok, ocost = -tonumber(r[5]), -tonumber(r[6])
     if mode == 'settle' then
-      rcall('BITFIELD', record, 'INCRBY', 'i64', H_SETTLED, '1', 'INCRBY', 'i64', H_TOKENS, int(tokens),
-        'INCRBY', 'i64', H_SPEND, int(cost), 'INCRBY', 'i64', H_OPEN, '-1', 'INCRBY', 'i64', H_OPEN_TOKENS, otok,
-        'INCRBY', 'i64', H_OPEN_SPEND, ocost)
+      history_add(record, existed, 0, 1, 0, tokens, cost, -1, otok, ocost)
     elseif mode == 'release' then
-      rcall('BITFIELD', record, 'INCRBY', 'i64', H_RELEASED, '1', 'INCRBY', 'i64', H_OPEN, '-1',
-        'INCRBY', 'i64', H_OPEN_TOKENS, otok, 'INCRBY', 'i64', H_OPEN_SPEND, ocost)
+      history_add(record, existed, 0, 0, 1, 0, 0, -1, otok, ocost)
     else
-      rcall('BITFIELD', record, 'INCRBY', 'i64', H_ADMITTED, '-1', 'INCRBY', 'i64', H_OPEN, '-1',
-        'INCRBY', 'i64', H_OPEN_TOKENS, otok, 'INCRBY', 'i64', H_OPEN_SPEND, ocost)
+      history_add(record, existed, -1, 0, 0, 0, 0, -1, otok, ocost)
     end
   end
   if not existed then history_index(h[1], r[4], r[3], r.model, record, h[3]) end

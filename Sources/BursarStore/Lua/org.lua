@@ -11,9 +11,9 @@ local PAIRS
 -- upvalue is an index. A library's top level cannot bind them: at FUNCTION LOAD only `redis` is
 -- in scope, and not the `redis` its calls see. Every file after this one reads them so.
 local function lua_globals()
-  return math, string, table, tonumber, unpack, pcall, type, redis.call, redis.pcall
+  return math, string, table, tonumber, unpack, pcall, type, redis.call, redis.pcall, struct
 end
-local math, string, table, tonumber, unpack, pcall, type, rcall, rpcall
+local math, string, table, tonumber, unpack, pcall, type, rcall, rpcall, struct
 local function bind_lua()
-  math, string, table, tonumber, unpack, pcall, type, rcall, rpcall = lua_globals()
+  math, string, table, tonumber, unpack, pcall, type, rcall, rpcall, struct = lua_globals()
 end
