@@ -49,7 +49,8 @@ extension MetadataStore {
     /// Revokes a key. The very next CHECK with it is denied `key_revoked`, whatever any cache holds.
     public func revokeKey(org: UInt64, _ id: UInt64) async throws {
         guard try await key(org: org, id) != nil else { throw StoreError.notFound("key \(id)") }
-        try await redis.send(RedisCommand("HSET", Keyspace.key(org, id), "status", "revoked"))
+        // The key's status is part of its compiled record (SPEC §13.1), rewritten in the same step.
+        try await transaction([RedisCommand("HSET", Keyspace.key(org, id), "status", "revoked")], org: org, recompile: .keys([id]))
     }
 
     /// Gives a key a new secret; the old one stops working at once (the CHECK step compares the

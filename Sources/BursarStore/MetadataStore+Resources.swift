@@ -98,7 +98,10 @@ extension MetadataStore {
                 try await transaction(replaceSet(Keyspace.membershipModels(org, p.id, m.userID), Self.expand(m.grant.models ?? [], aliases), countIn: mh))
             }
             for k in try await keys(org: org, project: p.id) {
-                try await transaction(replaceSet(Keyspace.keyModels(org, k.id), Self.expand(k.limits.models, aliases), countIn: Keyspace.key(org, k.id)))
+                // The key's list size is part of its compiled record: rewritten in the same step.
+                try await transaction(
+                    replaceSet(Keyspace.keyModels(org, k.id), Self.expand(k.limits.models, aliases), countIn: Keyspace.key(org, k.id)),
+                    org: org, recompile: .keys([k.id]))
             }
             // The project's and grants' list sizes are part of its keys' compiled records.
             try await transaction([Self.recompile(org: org, .project(p.id))])

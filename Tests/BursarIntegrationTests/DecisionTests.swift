@@ -153,12 +153,15 @@ struct DecisionTests {
             let w = try await h.world(project: ([], 600, nil, nil), grant: Grant(rpm: 30), limits: KeyLimits(rpm: 60))
             let c = try await h.connect()
             let hash = Keyspace.key(w.org.id, w.key.key.id)
-            // "2 gate met rpm tpm bud prpm ptpm pbud pnm gnm", '-' = no limit.
+            // "3 gate met rpm tpm bud prpm ptpm pbud pnm gnm knm expires period flags project user",
+            // '-' = no limit.
             func compiled() async throws -> String? { try await h.redis.send(RedisCommand("HGET", hash, "x")).string }
+            let ids = "\(w.project.id) \(w.member.id)"
             // Written by the key's creation: the grant's 30 RPM is tighter than the key's 60.
-            #expect(try await compiled() == "2 0 0 30 - - 600 - - 0 0")
-            // One admitted CHECK reads one hash (HMGET): not the organization's, project's and
-            // membership's besides (the heartbeat's HGETs may run meanwhile, so HMGET is what counts).
+            #expect(try await compiled() == "3 0 0 30 - - 600 - - 0 0 0 0 monthly 0 \(ids)")
+            // One admitted CHECK reads one hash (HMGET of two fields): not the organization's,
+            // project's and membership's besides (the heartbeat's HGETs may run meanwhile, so HMGET
+            // is what counts).
             func calls(_ command: String) async throws -> Int { try await commandCalls(h, command) }
             let hmget = try await calls("hmget")
             let r = try await c.check(.make(w.digest))
@@ -172,7 +175,7 @@ struct DecisionTests {
             var p = w.project
             p.rpm = 45
             try await h.store.updateProject(p)
-            #expect(try await compiled() == "2 0 1 50 - - 45 - - 0 0")
+            #expect(try await compiled() == "3 0 1 50 - - 45 - - 0 0 0 0 monthly 0 \(ids)")
             let metered = try await c.check(.make(w.digest, cost: 10))
             #expect(metered.allowed && metered.requestsLimit == 45 && metered.orgCreditsRemaining == 1_000_000 - 10)
 
@@ -181,7 +184,7 @@ struct DecisionTests {
             _ = try await h.redis.send(RedisCommand("HDEL", hash, "x"))
             _ = try await h.redis.send(RedisCommand("HSET", Keyspace.project(w.org.id, w.project.id), "status", "archived"))
             #expect(try await c.check(.make(w.digest)).reason == .projectInactive)
-            #expect(try await compiled() == "2 5 1 50 - - 45 - - 0 0")
+            #expect(try await compiled() == "3 5 1 50 - - 45 - - 0 0 0 0 monthly 0 \(ids)")
 
             // A key compiled by the layout before one field (eleven `x…` fields, no `x`), whose
             // project is active again: its first CHECK compiles it anew and drops the old fields.
@@ -192,9 +195,29 @@ struct DecisionTests {
             _ = try await h.redis.send(RedisCommand("HSET", Keyspace.project(w.org.id, w.project.id), "status", "active"))
             let again = try await c.check(.make(w.digest, cost: 10))
             #expect(again.allowed && again.requestsLimit == 45)
-            #expect(try await compiled() == "2 0 1 50 - - 45 - - 0 0")
+            #expect(try await compiled() == "3 0 1 50 - - 45 - - 0 0 0 0 monthly 0 \(ids)")
             let left = (try await h.redis.send(RedisCommand(["HMGET", hash] + old)).array ?? []).compactMap { $0.string }
             #expect(left.isEmpty, "old compiled fields left: \(left)")
+
+            // A record of the layout before 2026-12-05 ("2 …", without the key's own fields): its
+            // first CHECK compiles it anew.
+            _ = try await h.redis.send(RedisCommand("HSET", hash, "x", "2 0 1 50 - - 45 - - 0 0"))
+            #expect(try await c.check(.make(w.digest, cost: 10)).allowed)
+            #expect(try await compiled() == "3 0 1 50 - - 45 - - 0 0 0 0 monthly 0 \(ids)")
+
+            // The key's own limits are in it: its models, expiry, window and flags.
+            let expires = try await h.clockUs(org: w.org.id) / 1_000 + 3_600_000
+            try await h.store.updateKeyLimits(org: w.org.id, w.key.key.id, KeyLimits(
+                period: .daily, rpm: 60, models: ["gpt-5"], expiresAtMs: expires, contentLoggingDisabled: true))
+            let flag = CheckResult.flagContentLoggingDisabled
+            #expect(try await compiled() == "3 0 1 50 - - 45 - - 0 0 1 \(expires) daily \(flag) \(ids)")
+            let limited = try await c.check(.make(w.digest, cost: 10))
+            #expect(limited.allowed && limited.contentLoggingDisabled)
+            #expect(try await c.check(.make(w.digest, model: "haiku", cost: 10)).reason == .modelNotAllowed)
+            // Revoked: the record says so (gate 2, key_revoked) and the very next CHECK is refused.
+            try await h.store.revokeKey(org: w.org.id, w.key.key.id)
+            #expect(try await compiled() == "3 \(DenyReason.keyRevoked.rawValue) 1 50 - - 45 - - 0 0 1 \(expires) daily \(flag) \(ids)")
+            #expect(try await c.check(.make(w.digest, cost: 10)).reason == .keyRevoked)
             await c.close()
         }
     }

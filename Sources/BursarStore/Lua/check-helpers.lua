@@ -1,6 +1,5 @@
 -- What every CHECK of a script call shares, made once per call rather than once per request:
--- the key fields it reads, the model-list test, a rate bucket's levels and the rate-limit header.
-local KEY_FIELDS = {'digest', 'project', 'user', 'status', 'expires', 'period', 'flags', 'nm', 'x'}
+-- the model-list test, a rate bucket's levels and the rate-limit header.
 -- Model lists: 'nm' counts a list's members, so an unrestricted list costs no call.
 local function limited(count) return (tonumber(count) or 0) ~= 0 end
 local function permits(set, model) return rcall('SISMEMBER', set, model) == 1 end

@@ -23,32 +23,34 @@ local function step(key, A, o, last)
   local replay = arg(A, o + 9, last) == 'replay'
   local rkey = P .. NAME.reservation .. seq
 
-  local k = rcall('HMGET', key, unpack(KEY_FIELDS))
+  -- The key's digest and its compiled record (compiled-record.lua): everything else it needs.
+  local k = rcall('HMGET', key, 'digest', 'x')
   if replay then
-    if not k[2] then return {OUTCOME.denied, DENY.unknown_key} end
+    if not k[1] then return {OUTCOME.denied, DENY.unknown_key} end
   elseif k[1] ~= digest then
     return {OUTCOME.denied, DENY.unknown_key}
   end
-  local gate, met, xrpm, xtpm, xbud, xprpm, xptpm, xpbud, pnm, gnm = compiled(k[9])
+  local gate, met, xrpm, xtpm, xbud, xprpm, xptpm, xpbud, pnm, gnm, knm, xexp, period, xflags, pid, uid = compiled(k[2])
   if not gate then
     -- Written before compiled records existed, or by an earlier layout: compiled here, once.
     compile_key(kid)
-    gate, met, xrpm, xtpm, xbud, xprpm, xptpm, xpbud, pnm, gnm = compiled(rcall('HGET', key, 'x'))
+    gate, met, xrpm, xtpm, xbud, xprpm, xptpm, xpbud, pnm, gnm, knm, xexp, period, xflags, pid, uid = compiled(rcall('HGET', key, 'x'))
     if not gate then return {OUTCOME.denied, DENY.unknown_key} end
   end
-  local pid, uid, flags = k[2], k[3], tonumber(k[7]) or 0
+  local flags = tonumber(xflags) or 0
   local check = not replay
-  if check and k[4] ~= 'active' then return refused(DENY.key_revoked, pid, kid, model, flags) end
-  local expires = num(k[5])
-  if check and expires and expires > 0 and now_ms >= expires then return refused(DENY.key_expired, pid, kid, model, flags) end
-  -- The compiled gate: the organization suspended, the project archived or deleted, or the
-  -- creator without access (its deny reason), or 0.
+  -- The compiled gate: the key revoked, the organization suspended, the project archived or
+  -- deleted, or the creator without access (its deny reason), or 0. A revoked key is refused
+  -- before its expiry is looked at (SPEC §9).
   gate = tonumber(gate)
+  if check and gate == DENY.key_revoked then return refused(gate, pid, kid, model, flags) end
+  local expires = tonumber(xexp)
+  if check and expires and expires > 0 and now_ms >= expires then return refused(DENY.key_expired, pid, kid, model, flags) end
   if check and gate ~= 0 then return refused(gate, pid, kid, model, flags) end
 
   if check then
     -- The set's name is made only for a list that exists.
-    if limited(k[8]) and not permits(key .. NAME.models, model) then return refused(DENY.model_not_allowed, pid, kid, model, flags) end
+    if limited(knm) and not permits(key .. NAME.models, model) then return refused(DENY.model_not_allowed, pid, kid, model, flags) end
     if limited(gnm) and not permits(P .. NAME.membership .. pid .. ':' .. uid .. NAME.models, model) then return refused(DENY.model_not_allowed, pid, kid, model, flags) end
     if limited(pnm) and not permits(P .. NAME.project .. pid .. NAME.models, model) then return refused(DENY.model_not_allowed, pid, kid, model, flags) end
   end
@@ -65,7 +67,6 @@ local function step(key, A, o, last)
   -- here, before anything is written. Key spend is always counted in the key's period window
   -- (monthly by default), project spend in the calendar month, so usage is visible even without
   -- a budget.
-  local period = k[6]
   if period ~= 'daily' and period ~= 'weekly' and period ~= 'lifetime' then period = 'monthly' end
   local _, kwe, kwstart = window(period)
   local kwkey = P .. NAME.key_spend .. kid .. ':' .. (period == 'lifetime' and NAME.lifetime or kwstart)

@@ -1,18 +1,22 @@
--- The key's compiled record (SPEC §13.1): everything a CHECK needs beyond the key's own fields,
--- derived from the organization, project, user and membership hashes and written into the key
--- hash as one field, `x`, so a CHECK reads one hash instead of five and, of it, nine fields
--- instead of nineteen. Every metadata write that changes what it is derived from recompiles the
--- keys it concerns in the same MULTI/EXEC (MetadataStore.transaction(_:recompile:)); a key
--- without `x` (written before compiled records existed, or with the eleven `x…` fields of the
--- layout before 2026-12-03) is compiled by its first CHECK, which drops the old fields.
+-- The key's compiled record (SPEC §13.1): everything a CHECK needs besides the key's digest,
+-- derived from the key's own fields and the organization, project, user and membership hashes,
+-- and written into the key hash as one field, `x`, so a CHECK reads one hash instead of five and,
+-- of it, two fields (`digest`, `x`). Every metadata write that changes what it is derived from
+-- recompiles the keys it concerns in the same MULTI/EXEC (MetadataStore.transaction(_:recompile:));
+-- a key without `x` of this layout (written before compiled records existed, with the eleven `x…`
+-- fields of the layout before 2026-12-03, or with the `2 …` record before 2026-12-05) is compiled
+-- by its first CHECK, which drops the oldest fields.
 --
--- `x` is "2 gate met rpm tpm bud prpm ptpm pbud pnm gnm" ('-' = no limit). `gate`: the deny
--- reason of the first of the standing conditions of SPEC §9 steps 4-6 that fails
--- (org_suspended, project_inactive, creator_lost_access) or 0; `met`: the org is metered;
+-- `x` is "3 gate met rpm tpm bud prpm ptpm pbud pnm gnm knm expires period flags project user"
+-- ('-' = no limit). `gate`: the deny reason of the first standing condition of SPEC §9 steps 2
+-- and 4-6 that fails, leaving out the key's expiry, which depends on the time (key_revoked,
+-- org_suspended, project_inactive, creator_lost_access), or 0; `met`: the org is metered;
 -- `rpm`/`tpm`/`bud`: the key's caps tightened by its creator's grant; `prpm`/`ptpm`/`pbud`: the
--- project's; `pnm`/`gnm`: the sizes of the project's and the grant's model lists ('0' = no list).
-local X_RECORD = '^2 ([0-9]+) ([01]) ([^ ]+) ([^ ]+) ([^ ]+) ([^ ]+) ([^ ]+) ([^ ]+) ([^ ]+) ([^ ]+)$'
--- The ten values of a compiled record `x`; nothing if there is none of this layout.
+-- project's; `pnm`/`gnm`/`knm`: the sizes of the project's, the grant's and the key's model lists
+-- ('0' = no list); `expires`: the key's expiry (Unix ms, 0 = none); `period`: its spend window;
+-- `flags`: its CHECK_RESULT flags; `project`, `user`: its project and its creator.
+local X_RECORD = '^3 ([0-9]+) ([01]) ([^ ]+) ([^ ]+) ([^ ]+) ([^ ]+) ([^ ]+) ([^ ]+) ([^ ]+) ([^ ]+) ([^ ]+) ([^ ]+) ([^ ]+) ([^ ]+) ([^ ]+) ([^ ]+)$'
+-- The sixteen values of a compiled record `x`; nothing if there is none of this layout.
 local function compiled(x)
   if x then return string.match(x, X_RECORD) end
 end
@@ -32,7 +36,8 @@ end
 -- The one place a key's caps are tightened by its creator's grant: CHECK reads the result,
 -- the usage scripts read it too.
 local function derive_record(kid)
-  local k = rcall('HMGET', P .. NAME.key .. kid, 'project', 'user', 'rpm', 'tpm', 'budget', 'xv')
+  local k = rcall('HMGET', P .. NAME.key .. kid, 'project', 'user', 'rpm', 'tpm', 'budget', 'xv',
+    'status', 'nm', 'expires', 'period', 'flags')
   if not k[1] then return nil end
   local pid, uid = k[1], k[2]
   local o = rcall('HMGET', P .. NAME.org, 'status', 'metered')
@@ -44,7 +49,8 @@ local function derive_record(kid)
     if not g[1] then g = nil end
   end
   local gate = DENY.none
-  if o[1] ~= 'active' then gate = DENY.org_suspended
+  if k[7] ~= 'active' then gate = DENY.key_revoked
+  elseif o[1] ~= 'active' then gate = DENY.org_suspended
   elseif p[1] ~= 'active' then gate = DENY.project_inactive
   elseif role ~= 'owner' and not g then gate = DENY.creator_lost_access end
   local rpm, tpm, bud = num(k[3]), num(k[4]), num(k[5])
@@ -53,8 +59,9 @@ local function derive_record(kid)
     tpm = tighter(tpm, num(g[3]))
     bud = tighter(bud, num(g[4]))
   end
-  return table.concat({'2', gate, o[2] == '1' and '1' or '0', field(rpm), field(tpm), field(bud),
-    stored(p[2], '-'), stored(p[3], '-'), stored(p[4], '-'), stored(p[5], '0'), g and stored(g[5], '0') or '0'}, ' '), k[6] ~= false, pid
+  return table.concat({'3', gate, o[2] == '1' and '1' or '0', field(rpm), field(tpm), field(bud),
+    stored(p[2], '-'), stored(p[3], '-'), stored(p[4], '-'), stored(p[5], '0'), g and stored(g[5], '0') or '0',
+    stored(k[8], '0'), stored(k[9], '0'), stored(k[10], 'monthly'), stored(k[11], '0'), pid, uid}, ' '), k[6] ~= false, pid
 end
 -- A scope's rate buckets drain at the rates in force when a CHECK reads them, but their key's
 -- expiry was set for the rates it was written with. When the rates are lowered (`rr`, `tr`; nil:
