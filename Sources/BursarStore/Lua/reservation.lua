@@ -26,6 +26,9 @@ end
 -- table.
 -- Fields are matched as `[^ ]+`, not `%S+`: a set costs Redis's Lua half what a class does.
 local RECORD14 = '^([^ ]+) ([^ ]+) ([^ ]+) ([^ ]+) ([^ ]+) ([^ ]+) ([^ ]+) ([^ ]+) ([^ ]+) ([^ ]+) ([^ ]+) ([^ ]+) ([^ ]+) ([^ ]+)(.*)$'
+-- A record from 2026-12-05 on, in one match: the 14 fields, what follows them up to the first
+-- ' |' (actuals, prices), then the key's and the project's budget and the model.
+local RECORD_TAILED = '^([^ ]+) ([^ ]+) ([^ ]+) ([^ ]+) ([^ ]+) ([^ ]+) ([^ ]+) ([^ ]+) ([^ ]+) ([^ ]+) ([^ ]+) ([^ ]+) ([^ ]+) ([^ ]+)(.-) |([^ ]+) ([^ ]+) (.*)$'
 local OLD_FIELDS = {'st', 'exp', 'kid', 'pid', 'tok', 'cost', 'kw', 'pw', 'met', 'ktr', 'ptr', 'krr', 'prr', 'at', 'atok', 'acost'}
 local function read_reservation(rkey)
   local r = {}
@@ -41,8 +44,19 @@ local function read_reservation(rkey)
       end
     end
   elseif v then
+    r = {string.match(v, RECORD_TAILED)}
+    if r[1] then
+      local rest, kb, pb, model = r[15], r[16], r[17], r[18]
+      r[15], r[16], r[17], r[18] = nil, nil, nil, nil
+      if rest ~= '' then
+        for f in string.gmatch(rest, '[^ ]+') do r[#r + 1] = f end
+      end
+      r.tkb, r.tpb, r.model, r.kbudget, r.pbudget = kb, pb, model, tonumber(kb), tonumber(pb)
+      return r
+    end
     -- After the first ' |' (records from 2026-12-05 on): the key's and the project's budget
-    -- at the CHECK and the model, kept as written.
+    -- at the CHECK and the model, kept as written. (A record that did not match above: a fence,
+    -- or one from before 2026-12-05.)
     local bar = string.find(v, ' |', 1, true)
     local tail
     if bar then v, tail = string.sub(v, 1, bar - 1), string.sub(v, bar + 2) end
@@ -61,7 +75,11 @@ local function read_reservation(rkey)
     end
     if tail and r[1] then
       local kb, pb, model = string.match(tail, '^([^ ]+) ([^ ]+) (.*)$')
-      r.tail, r.model, r.kbudget, r.pbudget = tail, model, tonumber(kb), tonumber(pb)
+      if kb then
+        r.tkb, r.tpb, r.model, r.kbudget, r.pbudget = kb, pb, model, tonumber(kb), tonumber(pb)
+      else
+        r.rawtail = tail
+      end
     end
   end
   return r
@@ -70,7 +88,11 @@ end
 local function write_reservation(rkey, r, st)
   r[1] = st
   local text = table.concat(r, ' ')
-  if r.tail then text = text .. ' |' .. r.tail end
+  if r.model then
+    text = text .. ' |' .. r.tkb .. ' ' .. r.tpb .. ' ' .. r.model
+  elseif r.rawtail then
+    text = text .. ' |' .. r.rawtail
+  end
   rcall('SET', rkey, text, 'KEEPTTL')
 end
 -- Everything a step on reservation `r` may write, read in one MGET before any write, so that on
