@@ -74,11 +74,19 @@ local function step(key, A, o, last)
   local pwkey = P .. NAME.project_spend .. pid .. ':' .. pwstart
   local hday, hidx = history_today()
   local hrec = history_record(hday, kid, model)
-  local names, n, iprice, ikb, ipb = {kwkey, pwkey, CREDITS, hrec}, 4, nil, nil, nil
-  if cost < 0 then n = n + 1; names[n] = P .. NAME.price .. model; iprice = n end
-  if krpm or ktpm then n = n + 1; names[n] = P .. NAME.key_buckets .. kid; ikb = n end
-  if prpm or ptpm then n = n + 1; names[n] = P .. NAME.project_buckets .. pid; ipb = n end
-  local c = rcall('MGET', unpack(names, 1, n))
+  local names, iprice, ikb, ipb = nil, nil, nil, nil
+  local c
+  if cost < 0 or krpm or ktpm or prpm or ptpm then
+    local n = 4
+    names = {kwkey, pwkey, CREDITS, hrec}
+    if cost < 0 then n = n + 1; names[n] = P .. NAME.price .. model; iprice = n end
+    if krpm or ktpm then n = n + 1; names[n] = P .. NAME.key_buckets .. kid; ikb = n end
+    if prpm or ptpm then n = n + 1; names[n] = P .. NAME.project_buckets .. pid; ipb = n end
+    c = rcall('MGET', unpack(names, 1, n))
+  else
+    -- Neither rates nor a price to look up (the common key): no table to hold the names.
+    c = rcall('MGET', kwkey, pwkey, CREDITS, hrec)
+  end
   if not c[4] then history_read_new(hrec, hidx) end
   local kspent = counter(kwkey, c[1])
   local pspent = counter(pwkey, c[2])

@@ -54,7 +54,8 @@ local function history_day(us) return int(math.floor(us / 86400000000)) end
 -- Today (the call's now) and its index, made once per call (`start_call` forgets them).
 local function history_today()
   if not TODAY then
-    TODAY = history_day(now_us)
+    TODAY_NUM = math.floor(now_us / 86400000000)
+    TODAY = int(TODAY_NUM)
     TODAY_INDEX = P .. NAME.history_index .. TODAY
   end
   return TODAY, TODAY_INDEX
@@ -97,8 +98,13 @@ end
 -- history, so neither does what follows it).
 local function history_of(r)
   if not r.model then return nil end
-  local day = history_day(tonumber(r[14]))
-  local record, index = history_names(day, r[3], r.model)
+  local at = tonumber(r[14])
+  local today, index = history_today()
+  -- Mostly today's: its names are made once per call.
+  if math.floor(at / 86400000000) == TODAY_NUM then return {today, history_record(today, r[3], r.model), index} end
+  local day = history_day(at)
+  local record
+  record, index = history_names(day, r[3], r.model)
   return {day, record, index}
 end
 -- Reservation `r` with history `h` (history_of; `existed`: the MGET's read of its record) was

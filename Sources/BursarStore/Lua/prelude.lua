@@ -151,7 +151,7 @@ end
 local WB, WB_NAMES = nil, nil
 -- Names every step of a call shares, made once per call (`start_call`): the organization's
 -- credits counter, and today's day of the usage history (history.lua: `history_today`).
-local CREDITS, TODAY, TODAY_INDEX
+local CREDITS, TODAY, TODAY_INDEX, TODAY_NUM
 -- A step's argument `A[i]`, or nil past its last one, `A[last]` (check.lua's `step`): in a batch
 -- the next request's arguments follow.
 local function arg(A, i, last)
