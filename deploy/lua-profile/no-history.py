@@ -8,9 +8,9 @@ for fn in (b'history_admit', b'history_denied', b'history_finish'):
     c, s = stub(c, fn, b'do return end'), stub(s, fn, b'do return end')
 s = stub(s, b'history_of', b'do return nil end')
 # The CHECK's MGET reads no record (its slot, 4, reads the credits again) and no index.
-read = b'local names, n, iprice, ikb, ipb = {kwkey, pwkey, CREDITS, hrec}, 4, nil, nil, nil\n'
-assert read in c
-c = c.replace(read, b'local names, n, iprice, ikb, ipb = {kwkey, pwkey, CREDITS, CREDITS}, 4, nil, nil, nil\n')
+for read in (b'names = {kwkey, pwkey, CREDITS, hrec}\n', b"c = rcall('MGET', kwkey, pwkey, CREDITS, hrec)\n"):
+    assert read in c, read
+    c = c.replace(read, read.replace(b'hrec}', b'CREDITS}').replace(b'hrec)', b'CREDITS)'))
 for old, new in ((b'local hday, hidx = history_today()', b'local hday, hidx = nil, nil'),
                  (b'local hrec = history_record(hday, kid, model)', b'local hrec = nil'),
                  (b"  if not c[4] then history_read_new(hrec, hidx) end\n", b'')):
