@@ -143,16 +143,10 @@ local function step(key, A, o, last)
     -- before it ran (fenced); either way it does nothing.
     -- After ' |': the budgets the alerts of a SETTLE compare with (as the compiled record has
     -- them: digits, or '-' for none), and the model (free text, last). One format makes it.
-    local record
-    if pa then
-      record = sfmt('open %d %s %s %s %d %s %s %d %d %d %d %d %d - - %s %s %s |%s %s %s', now_ms + ttl, kid, pid,
-        tokens_text, cost, kwkey, pwkey, metered and 1 or 0, ktpm or 0, ptpm or 0, krpm or 0, prpm or 0, now_us,
-        pa, pb, pc, xbud, xpbud, model)
-    else
-      record = sfmt('open %d %s %s %s %d %s %s %d %d %d %d %d %d |%s %s %s', now_ms + ttl, kid, pid,
-        tokens_text, cost, kwkey, pwkey, metered and 1 or 0, ktpm or 0, ptpm or 0, krpm or 0, prpm or 0, now_us,
-        xbud, xpbud, model)
-    end
+    -- A CHECK priced from the table keeps '-' for the actuals and the prices it used.
+    local record = sfmt('open %d %s %s %s %d %s %s %d %d %d %d %d %d%s |%s %s %s', now_ms + ttl, kid, pid,
+      tokens_text, cost, kwkey, pwkey, metered and 1 or 0, ktpm or 0, ptpm or 0, krpm or 0, prpm or 0, now_us,
+      pa and ' - - ' .. pa .. ' ' .. pb .. ' ' .. pc or '', xbud, xpbud, model)
     if not rcall('SET', rkey, record, 'NX', 'PX', int(ttl + 3600000)) then
       return {replay and OUTCOME.already_recorded or OUTCOME.fenced, DENY.none, 0, 0, pid, flags}
     end

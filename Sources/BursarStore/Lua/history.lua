@@ -49,12 +49,12 @@ end
 local function history_names(day, kid, model)
   return history_record(day, kid, model), P .. NAME.history_index .. day
 end
--- The day of Unix µs `us`, as decimal text.
-local function history_day(us) return int(math.floor(us / 86400000000)) end
+-- The day of Unix µs `us` (days since 1970-01-01 UTC).
+local function history_day(us) return math.floor(us / 86400000000) end
 -- Today (the call's now) and its index, made once per call (`start_call` forgets them).
 local function history_today()
   if not TODAY then
-    TODAY_NUM = math.floor(now_us / 86400000000)
+    TODAY_NUM = history_day(now_us)
     TODAY = int(TODAY_NUM)
     TODAY_INDEX = P .. NAME.history_index .. TODAY
   end
@@ -98,11 +98,11 @@ end
 -- history, so neither does what follows it).
 local function history_of(r)
   if not r.model then return nil end
-  local at = tonumber(r[14])
   local today, index = history_today()
+  local day = history_day(tonumber(r[14]))
   -- Mostly today's: its names are made once per call.
-  if math.floor(at / 86400000000) == TODAY_NUM then return {today, history_record(today, r[3], r.model), index} end
-  local day = history_day(at)
+  if day == TODAY_NUM then return {today, history_record(today, r[3], r.model), index} end
+  day = int(day)
   local record
   record, index = history_names(day, r[3], r.model)
   return {day, record, index}
