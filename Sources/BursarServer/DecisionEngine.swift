@@ -47,6 +47,35 @@ public struct EngineConfiguration: Sendable {
     }
 }
 
+/// Why Redis did not make a decision its answer waited for (the answer then is
+/// `store_unavailable`, or the store failure policy's).
+public enum StoreFailureCause: Int, Sendable, CaseIterable {
+    /// The deadline passed first: the step waited to be sent, or Redis answered too late.
+    case deadline = 0
+    /// No connection, or it broke with the step sent (the outcome unknown until resolved).
+    case connection = 1
+    /// Redis answered an error, or a reply of the wrong shape: a fault of the store or of bursar.
+    case error = 2
+
+    /// The metric label.
+    public var label: String {
+        switch self {
+        case .deadline: "deadline"
+        case .connection: "connection"
+        case .error: "error"
+        }
+    }
+
+    /// The cause of a failed Redis step.
+    init(_ error: RedisError) {
+        switch error.code {
+        case .deadlineExceeded: self = .deadline
+        case .server, .unexpectedReply: self = .error
+        default: self = .connection
+        }
+    }
+}
+
 /// Decision counters.
 public final class EngineStats: Sendable {
     /// CHECKs answered, by `DenyReason.rawValue` (0 = allowed).
@@ -72,6 +101,9 @@ public final class EngineStats: Sendable {
     /// CHECKs answered (store failure, deadline) while their Redis step was still under way, and
     /// not yet come back: outcomes bursard does not know yet.
     public let awaitingLateOutcome = Atomic<Int>(0)
+    /// Decisions (CHECK, SETTLE, RELEASE) Redis did not make for their answer, by
+    /// `StoreFailureCause.rawValue`.
+    public let storeFailures: [Counter] = StoreFailureCause.allCases.map { _ in Counter() }
 
     init() {
         decisions = (0...255).map { _ in Counter() }
@@ -493,7 +525,7 @@ public final class DecisionEngine: Service, Sendable {
                     } catch {
                         logger.error("digest index reply unreadable", metadata: ["error": "\(error)"])
                         attempt.releaseSlot(missed: false)
-                        attempt.finishFromAnyThread(.deny(.storeUnavailable))
+                        attempt.failFromAnyThread(.error, .deny(.storeUnavailable))
                     }
                 case .failure(let error):
                     attempt.storeStepFailed(error)
@@ -552,7 +584,7 @@ public final class DecisionEngine: Service, Sendable {
                         self.runCheck(request, identity, attempt)
                     } else {
                         attempt.releaseSlot(missed: true)
-                        attempt.storeFailedFromAnyThread()
+                        attempt.storeFailedFromAnyThread(.connection)
                     }
                 }
             }
@@ -586,7 +618,7 @@ public final class DecisionEngine: Service, Sendable {
                     // Whether it admitted is unknown: void it, as for a broken connection.
                     logger.error("limiter reply unreadable; the attempt is voided", metadata: ["error": "\(error)"])
                     voidUnknown(reservation)
-                    attempt.finishFromAnyThread(.deny(.storeUnavailable))
+                    attempt.failFromAnyThread(.error, .deny(.storeUnavailable))
                 }
             case .failure(let error):
                 // The script may have run: Redis may hold an admission nobody was told of.
@@ -648,10 +680,10 @@ public final class DecisionEngine: Service, Sendable {
                     attempt.finishFromAnyThread(local && result.status == .unknown ? ReservationResult(status: .storeUnavailable) : result)
                 } catch {
                     logger.error("settle reply unreadable", metadata: ["error": "\(error)"])
-                    attempt.finishFromAnyThread(ReservationResult(status: .storeUnavailable))
+                    attempt.failFromAnyThread(.error, ReservationResult(status: .storeUnavailable))
                 }
-            case .failure:
-                attempt.finishFromAnyThread(ReservationResult(status: .storeUnavailable))
+            case .failure(let error):
+                attempt.failFromAnyThread(StoreFailureCause(error), ReservationResult(status: .storeUnavailable))
             }
         }
     }
@@ -813,7 +845,7 @@ final class Attempt<Result: AttemptResult>: Deadlined, @unchecked Sendable {
             countedLate = true
             engine.stats.awaitingLateOutcome.add(1, ordering: .relaxed)
         }
-        storeFailed()
+        storeFailed(.deadline)
     }
 
     /// Its Redis step came back (on the loop).
@@ -843,18 +875,28 @@ final class Attempt<Result: AttemptResult>: Deadlined, @unchecked Sendable {
 
 
     /// Completes with the store-failure answer unless already completed.
-    func storeFailedFromAnyThread() {
+    func storeFailedFromAnyThread(_ cause: StoreFailureCause) {
         if loop.inEventLoop {
-            storeFailed()
+            storeFailed(cause)
         } else {
-            loop.execute { self.storeFailed() }
+            loop.execute { self.storeFailed(cause) }
         }
     }
 
-    private func storeFailed() {
+    private func storeFailed(_ cause: StoreFailureCause) {
         guard !done else { return }
         engine.noteStore(answered: false)
+        engine.stats.storeFailures[cause.rawValue].increment()
         finish(onStoreFailure?() ?? fallback)
+    }
+
+    /// Completes with `result`, the answer to a Redis step that failed for `cause` (counted),
+    /// unless already completed.
+    func failFromAnyThread(_ cause: StoreFailureCause, _ result: Result) {
+        guard loop.inEventLoop else { return loop.execute { self.failFromAnyThread(cause, result) } }
+        guard !done else { return finish(result) }
+        engine.stats.storeFailures[cause.rawValue].increment()
+        finish(result)
     }
 
     /// Completes with `result` unless already completed (must run on `loop`).
@@ -880,7 +922,7 @@ extension Attempt where Result == CheckResult {
     /// client shed it unsent, else as a store failure.
     func storeStepFailed(_ error: RedisError) {
         releaseSlot(missed: true)
-        if error.code == .shed { shed(error) } else { storeFailedFromAnyThread() }
+        if error.code == .shed { shed(error) } else { storeFailedFromAnyThread(StoreFailureCause(error)) }
     }
 
     /// The Redis client shed it unsent (queue delay, or a deadline too short for a round trip):
@@ -889,7 +931,7 @@ extension Attempt where Result == CheckResult {
     /// Unless Redis has not answered anything for a deadline: then the queue is Redis being
     /// away, not overload, and the CHECK gets the store failure policy's answer.
     func shed(_ error: RedisError) {
-        guard engine.storeRecentlyAnswered else { return storeFailedFromAnyThread() }
+        guard engine.storeRecentlyAnswered else { return storeFailedFromAnyThread(.connection) }
         let reason: ShedReason = error.message.contains("queue-delay") ? .queueDelay : .deadline
         finishFromAnyThread(engine.overloaded(reason))
     }

@@ -115,6 +115,10 @@ public final class ServerMetrics: Sendable {
         counter("unknown_outcomes_voided", help: "CHECKs whose Redis step failed after it may have run (connection lost or timed out), voided.") {
             stats.unknownOutcomesVoided.load(ordering: .relaxed)
         }
+        for cause in StoreFailureCause.allCases {
+            let c = stats.storeFailures[cause.rawValue]
+            counter("store_failures", labels: [("cause", cause.label)], help: "CHECKs, SETTLEs and RELEASEs Redis did not decide for their answer (store_unavailable, or the store failure policy's), by why: the deadline passed first, the connection failed or broke, Redis answered an error or an unreadable reply.") { c.count }
+        }
         gauge("unresolved_attempts", help: "Outcomes this bursard still has to resolve: attempts answered before Redis came back about them, and voids Redis has not taken yet.") {
             engine.unresolvedAttempts
         }

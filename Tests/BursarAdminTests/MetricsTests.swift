@@ -90,6 +90,10 @@ struct MetricsTests {
             #expect(m["bursar_frame_duration_seconds_count{op=\"settle\"}"] == 2)
             #expect(m["bursar_frame_duration_seconds_count{op=\"release\"}"] == 2)
             #expect(m["bursar_protocol_errors_total{code=\"bad_magic\"}"] == 1)
+            // Redis decided every step: no store failure of any cause (their counts: ResilienceTests).
+            for cause in ["deadline", "connection", "error"] {
+                #expect(m["bursar_store_failures_total{cause=\"\(cause)\"}"] == 0, "\(cause)")
+            }
             #expect(m["bursar_connections_open"] == 0)
             // One digest resolved (miss) then found 6 times; one unknown digest resolved (miss).
             #expect(m["bursar_cache_lookups_total{result=\"miss\"}"] == 2)

@@ -23,6 +23,7 @@ struct ResilienceTests {
             let w = try await h.world()
             let c = try await h.connect()
             #expect(try await warmUp(c, w.digest))
+            let failedBefore = storeFailures(h)
             h.redisServer.stop()
             // Bounded by the deadline (100 ms), not by TCP or hiredis timeouts: a request waiting
             // on Redis's I/O timeout (5 s in this harness) would take that long. Each answer is
@@ -50,6 +51,11 @@ struct ResilienceTests {
             }
             #expect(s.status == .storeUnavailable)
             #expect(took < .seconds(1), "\(took)")
+            // Each of the six answers counted once as a store failure: Redis gone (or the deadline
+            // first, while the connection had not noticed yet), never as Redis answering an error.
+            let failed = storeFailures(h).enumerated().map { $0.element - failedBefore[$0.offset] }
+            #expect(failed[StoreFailureCause.deadline.rawValue] + failed[StoreFailureCause.connection.rawValue] == 6
+                && failed[StoreFailureCause.error.rawValue] == 0, "\(failed)")
             await c.close()
         }
     }
@@ -60,11 +66,20 @@ struct ResilienceTests {
             let w = try await h.world(metered: true, credits: 50_000)
             let c = try await h.connect()
             #expect(try await warmUp(c, w.digest))  // resolve the digest while Redis is up
+            // The warm-up's delivery confirmation goes to Redis just after its answer: stopped with
+            // that round trip in flight, Redis would hold the CHECK behind it unsent (one round
+            // trip per connection), and it would expire unsent instead of being admitted late.
+            for _ in 0..<200 where h.engine.pendingDeliveryConfirmations > 0 || h.engine.unresolvedAttempts > 0 {
+                try await Task.sleep(for: .milliseconds(5))
+            }
             let lateBefore = h.engine.stats.lateAdmissionsReleased.load(ordering: .relaxed)
             let voidedBefore = h.engine.stats.unknownOutcomesVoided.load(ordering: .relaxed)
+            let failedBefore = storeFailures(h)
             h.redisServer.signal(SIGSTOP)
             let r = try await c.check(.make(w.digest, cost: 20_000))
             #expect(r.reason == .storeUnavailable)
+            // Counted as a deadline passed (Redis too late), not as a connection lost or an error.
+            #expect(storeFailures(h).enumerated().map { $0.element - failedBefore[$0.offset] } == [1, 0, 0])
             try await Task.sleep(for: .milliseconds(300))
             h.redisServer.signal(SIGCONT)
             // The late admission is given back once: released when its reply comes late, or voided
@@ -109,6 +124,7 @@ struct ResilienceTests {
             #expect(try await warmUp(c, w.digest))  // cost 0: credits stay 10,000
             func reservations() async throws -> Int { try await h.redis.send(RedisCommand("KEYS", Keyspace.org(w.org.id) + "r:*")).array?.count ?? -1 }
             let before = try await reservations()
+            let failedBefore = storeFailures(h)
             // One byte: every write is over the limit (noeviction), every read still served.
             try await h.redis.send(RedisCommand("CONFIG", "SET", "maxmemory", "1"))
             let refused: CheckResult
@@ -122,6 +138,9 @@ struct ResilienceTests {
             let reservationsWhileOver = try await reservations()
             try await h.redis.send(RedisCommand("CONFIG", "SET", "maxmemory", "0"))
             #expect(refused.reason == .storeUnavailable && !refused.allowed, "\(refused)")
+            // Redis answered, with an error (OOM): counted as that, so that an operator tells a
+            // refusing store from a slow or absent one.
+            #expect(storeFailures(h).enumerated().map { $0.element - failedBefore[$0.offset] } == [0, 0, 1])
             #expect(creditsWhileOver == 10_000 && reservationsWhileOver == before, "credits \(creditsWhileOver), reservations \(before) -> \(reservationsWhileOver)")
             // Under the limit again, the same request is admitted and debited once.
             let admitted = try await checkUntilAnswered(c, .make(w.digest, cost: 1_000), attempts: 50, pause: .milliseconds(20))
@@ -240,4 +259,9 @@ struct ResilienceTests {
             await c.close()
         }
     }
+}
+
+/// The engine's store failures so far, by `StoreFailureCause`.
+private func storeFailures(_ h: Harness) -> [Int] {
+    StoreFailureCause.allCases.map { h.engine.stats.storeFailures[$0.rawValue].count }
 }
