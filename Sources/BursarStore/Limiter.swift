@@ -37,8 +37,10 @@ public enum CheckOutcome: Int64, Sendable, Hashable, CaseIterable {
     case alreadyRecorded = 3
 }
 
-/// The elements of a CHECK script's reply, in order (check.lua builds it in this order; a refusal
-/// before the counters are read stops after `flags`, an unknown key after `reason`).
+/// The slots of a CHECK script's reply, in order (check.lua builds it in this order). Once the
+/// step has read its counters the reply is one string, the 18 slots packed as big-endian 64-bit
+/// integers, read with `CheckReplySlots`; a refusal before that is an array that stops after
+/// `flags`, an unknown key's after `reason`.
 public enum CheckReplySlot: Int, Sendable, CaseIterable {
     /// A `CheckOutcome`.
     case outcome
@@ -46,8 +48,9 @@ public enum CheckReplySlot: Int, Sendable, CaseIterable {
     case reason
     /// When a rate limit denied: ms until it would fit.
     case retryAfterMs
-    /// Always 0 (kept so the later slots keep their places).
-    case reserved
+    /// Which optional slots have no value, in a packed reply (`CheckReplySlots.absentKeyBudget`,
+    /// `…ProjectBudget`, `…Credits`); 0 in an array.
+    case absent
     /// The key's project id.
     case project
     /// The key's flags.
@@ -64,6 +67,62 @@ public enum CheckReplySlot: Int, Sendable, CaseIterable {
     case orgCredits
     /// The budget alerts this admission crossed (`BudgetAlerts`' bits).
     case budgetAlerts
+}
+
+/// A CHECK script's reply by slot: the packed string of a decided step, or the array of an early
+/// refusal (`CheckReplySlot`). Reading a packed reply makes no value per slot.
+public struct CheckReplySlots: Sendable {
+    /// `absent` bits: the key has no budget, the project none, the organization is not metered.
+    public static let absentKeyBudget: Int64 = 1, absentProjectBudget: Int64 = 2, absentCredits: Int64 = 4
+    static let packedSize = CheckReplySlot.allCases.count * 8
+
+    private enum Form {
+        case packed([UInt8])
+        case array([RedisValue])
+    }
+    private let form: Form
+
+    /// The slots of `reply`; nil when it is neither form.
+    public init?(_ reply: RedisValue) {
+        switch reply {
+        case .bulk(let bytes) where bytes.count == Self.packedSize: form = .packed(bytes)
+        case .array(let elements): form = .array(elements)
+        default: return nil
+        }
+    }
+
+    /// How many slots it has.
+    public var count: Int {
+        switch form {
+        case .packed: CheckReplySlot.allCases.count
+        case .array(let a): a.count
+        }
+    }
+
+    /// The slot's value; nil past the end, or for an optional slot without one (a key without a
+    /// budget, say).
+    public subscript(_ slot: CheckReplySlot) -> Int64? {
+        switch form {
+        case .array(let a):
+            return slot.rawValue < a.count ? a[slot.rawValue].int : nil
+        case .packed(let bytes):
+            let bit: Int64
+            switch slot {
+            case .keyBudgetRemaining: bit = Self.absentKeyBudget
+            case .projectBudgetRemaining: bit = Self.absentProjectBudget
+            case .orgCredits: bit = Self.absentCredits
+            default: bit = 0
+            }
+            if bit != 0, Self.value(bytes, .absent) & bit != 0 { return nil }
+            return Self.value(bytes, slot)
+        }
+    }
+
+    private static func value(_ bytes: [UInt8], _ slot: CheckReplySlot) -> Int64 {
+        var v: UInt64 = 0
+        for i in slot.rawValue * 8..<slot.rawValue * 8 + 8 { v = v << 8 | UInt64(bytes[i]) }
+        return Int64(bitPattern: v)
+    }
 }
 
 /// A CHECK script's reply, read.
@@ -197,7 +256,7 @@ public struct Limiter: Sendable {
     /// Reads a replay's reply.
     public func parseReplay(_ reply: RedisValue) throws(RedisError) -> ReplayOutcome {
         if case .error(let e) = reply { throw RedisError(.server, e) }
-        guard let a = reply.array, let raw = a.first?.int, let outcome = CheckOutcome(rawValue: raw) else {
+        guard let a = CheckReplySlots(reply), let raw = a[.outcome], let outcome = CheckOutcome(rawValue: raw) else {
             throw RedisError(.unexpectedReply, "replay reply has the wrong shape")
         }
         switch outcome {
@@ -250,15 +309,13 @@ public struct Limiter: Sendable {
     /// Reads the CHECK script's reply for the attempt made under `reservation`.
     public func parseCheck(_ reply: RedisValue, identity: KeyIdentity, reservation: ReservationID) throws(RedisError) -> CheckReply {
         if case .error(let e) = reply { throw RedisError(.server, e) }
-        guard let a = reply.array, a.count >= 2, let raw = a[0].int, let outcome = CheckOutcome(rawValue: raw) else {
+        guard let a = CheckReplySlots(reply), a.count >= 2, let raw = a[.outcome], let outcome = CheckOutcome(rawValue: raw) else {
             throw RedisError(.unexpectedReply, "CHECK script reply has the wrong shape")
         }
         if outcome == .fenced || outcome == .alreadyRecorded { return .fenced }
-        func int(_ slot: CheckReplySlot) -> Int64 { slot.rawValue < a.count ? (a[slot.rawValue].int ?? 0) : 0 }
+        func int(_ slot: CheckReplySlot) -> Int64 { a[slot] ?? 0 }
         func u32(_ slot: CheckReplySlot) -> UInt32 { UInt32(clamping: int(slot)) }
-        func optional(_ slot: CheckReplySlot) -> Int64 {
-            slot.rawValue < a.count ? (a[slot.rawValue].int ?? CheckResult.unlimited) : CheckResult.unlimited
-        }
+        func optional(_ slot: CheckReplySlot) -> Int64 { a[slot] ?? CheckResult.unlimited }
         guard let reason = DenyReason(rawValue: UInt8(clamping: int(.reason))) else {
             throw RedisError(.unexpectedReply, "CHECK script returned reason \(int(.reason))")
         }
@@ -321,8 +378,8 @@ public struct Limiter: Sendable {
 
     /// The budget alerts a CHECK's reply says its admission crossed (none for any other reply).
     public func checkAlerts(_ reply: RedisValue) -> BudgetAlerts {
-        guard let a = reply.array, CheckReplySlot.budgetAlerts.rawValue < a.count else { return [] }
-        return BudgetAlerts(rawValue: UInt8(clamping: a[CheckReplySlot.budgetAlerts.rawValue].int ?? 0))
+        guard let alerts = CheckReplySlots(reply)?[.budgetAlerts] else { return [] }
+        return BudgetAlerts(rawValue: UInt8(clamping: alerts))
     }
 
     /// The VOID step for the attempt under `reservation` (SPEC §13.7).

@@ -101,8 +101,8 @@ struct BatchingTests {
                 switch result {
                 case .success(let r) where r.count == 1:
                     if case .error(let e) = r[0] { return e.contains("WRONGTYPE") ? "wrongtype" : "error: \(e)" }
-                    guard let a = r[0].array, let outcome = a.first?.int else { return "shape: \(r[0])" }
-                    return outcome == 1 ? "admitted" : "denied \(a[1].int ?? -1)"
+                    guard let a = CheckReplySlots(r[0]), let outcome = a[.outcome] else { return "shape: \(r[0])" }
+                    return outcome == 1 ? "admitted" : "denied \(a[.reason] ?? -1)"
                 case .success(let r): return "\(r.count) replies"
                 case .failure(let e): return "failed: \(e)"
                 }

@@ -93,15 +93,18 @@ struct LuaScriptTests {
             let request = CheckRequest.make(w.digest, input: 12, output: 8, cost: 300)
             let identity = KeyIdentity(orgID: w.org.id, keyID: w.key.key.id)
             let reply = try await h.redis.send(limiter.checkCommand(request, identity: identity, sequence: ReservationSequence.make(epoch: 5, counter: 1)))
-            let a = try #require(reply.array)
+            // Decided: one string, the 18 slots as big-endian 64-bit integers.
+            guard case .bulk(let packed) = reply else { Issue.record("not packed: \(reply)"); return }
+            #expect(packed.count == CheckReplySlot.allCases.count * 8)
+            let a = try #require(CheckReplySlots(reply))
             #expect(a.count == CheckReplySlot.allCases.count)
-            func slot(_ s: CheckReplySlot) -> Int64? { a[s.rawValue].int }
+            func slot(_ s: CheckReplySlot) -> Int64? { a[s] }
             let nowMs = try await h.clockUs(org: w.org.id) / 1000
             let day = SpendWindow.containing(nowMs, period: .daily)
             let month = SpendWindow.containing(nowMs, period: .monthly)
             #expect(slot(.outcome) == CheckOutcome.admitted.rawValue)
             #expect(slot(.reason) == Int64(DenyReason.none.rawValue))
-            #expect(slot(.retryAfterMs) == 0 && slot(.reserved) == 0)
+            #expect(slot(.retryAfterMs) == 0 && slot(.absent) == 0)
             #expect(slot(.project) == Int64(w.project.id))
             #expect(slot(.flags) == 0)
             #expect(slot(.requestsLimit) == 7 && slot(.requestsRemaining) == 6)
@@ -109,15 +112,40 @@ struct LuaScriptTests {
             #expect(slot(.keyBudgetRemaining) == 4_700 && slot(.keyBudgetResetAtMs) == day.endMs)
             #expect(slot(.projectBudgetRemaining) == 7_700 && slot(.projectBudgetResetAtMs) == month.endMs)
             #expect(slot(.orgCredits) == 99_700)
-            // A refusal stops after `flags`; an unknown key after `reason`.
+            // A refusal before the counters are read is an array that stops after `flags`; an
+            // unknown key's after `reason`.
             let tooLarge = try await h.redis.send(limiter.checkCommand(
                 CheckRequest.make(w.digest, input: 900, output: 200), identity: identity, sequence: ReservationSequence.make(epoch: 5, counter: 2)))
             #expect(tooLarge.array?.count == CheckReplySlot.flags.rawValue + 1)
-            #expect(tooLarge.array?[CheckReplySlot.reason.rawValue].int == Int64(DenyReason.requestTooLarge.rawValue))
+            #expect(CheckReplySlots(tooLarge)?[.reason] == Int64(DenyReason.requestTooLarge.rawValue))
+            #expect(CheckReplySlots(tooLarge)?[.project] == Int64(w.project.id))
             let unknown = try await h.redis.send(limiter.checkCommand(
                 CheckRequest.make(KeyDigest(secret: "bk-nobody")), identity: identity, sequence: ReservationSequence.make(epoch: 5, counter: 3)))
             #expect(unknown.array?.count == CheckReplySlot.reason.rawValue + 1)
-            #expect(unknown.array?[CheckReplySlot.reason.rawValue].int == Int64(DenyReason.unknownKey.rawValue))
+            #expect(CheckReplySlots(unknown)?[.reason] == Int64(DenyReason.unknownKey.rawValue))
+
+            // No budget on the key or its project, an organization not metered: the three optional
+            // slots have no value (`absent` says so), read as unlimited; the others as before.
+            let free = try await h.world()
+            let freeIdentity = KeyIdentity(orgID: free.org.id, keyID: free.key.key.id)
+            let open = try await h.redis.send(limiter.checkCommand(
+                CheckRequest.make(free.digest, cost: 300), identity: freeIdentity, sequence: ReservationSequence.make(epoch: 5, counter: 4)))
+            let b = try #require(CheckReplySlots(open))
+            #expect(b[.outcome] == CheckOutcome.admitted.rawValue && b[.project] == Int64(free.project.id))
+            #expect(b[.absent] == CheckReplySlots.absentKeyBudget | CheckReplySlots.absentProjectBudget | CheckReplySlots.absentCredits)
+            #expect(b[.keyBudgetRemaining] == nil && b[.projectBudgetRemaining] == nil && b[.orgCredits] == nil)
+            #expect(b[.keyBudgetResetAtMs] == month.endMs && b[.requestsLimit] == 0)
+            guard case .decided(let result) = try limiter.parseCheck(open, identity: freeIdentity, reservation: ReservationID(orgID: free.org.id, sequence: 4)) else {
+                Issue.record("not decided: \(open)"); return
+            }
+            #expect(result.allowed && result.keyBudgetRemaining == CheckResult.unlimited
+                && result.projectBudgetRemaining == CheckResult.unlimited && result.orgCreditsRemaining == CheckResult.unlimited)
+            // A negative value packs and reads as itself: a budget already overspent (by settled
+            // actuals above their estimates) leaves less than nothing.
+            _ = try await h.redis.send(RedisCommand("INCRBY", Keyspace.keySpend(w.org.id, w.key.key.id, window: String(day.startMs)), "10000"))
+            let over = try #require(CheckReplySlots(try await h.redis.send(limiter.checkCommand(
+                CheckRequest.make(w.digest, input: 12, output: 8, cost: 1), identity: identity, sequence: ReservationSequence.make(epoch: 5, counter: 5)))))
+            #expect(over[.reason] == Int64(DenyReason.keyBudget.rawValue) && over[.keyBudgetRemaining] == 4_700 - 10_000)
         }
     }
 }

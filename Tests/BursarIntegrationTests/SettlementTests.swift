@@ -126,7 +126,7 @@ struct SettlementTests {
             let aliveSequence = ReservationSequence.make(epoch: alive, counter: 1)
             for sequence in deadSequences + [aliveSequence] {
                 let reply = try await h.redis.send(limiter.checkCommand(.make(w.digest, cost: 1_000), identity: identity, sequence: sequence))
-                #expect(reply.array?.first?.int == 1, "admitted: \(reply)")
+                #expect(CheckReplySlots(reply)?[.outcome] == 1, "admitted: \(reply)")
             }
             let undelivered = Keyspace.undelivered(w.org.id), legacy = Keyspace.legacyUndelivered(w.org.id)
             #expect(try await h.redis.send(RedisCommand("SCARD", undelivered)).int == 5)

@@ -19,7 +19,7 @@ A variant is a Python file run with `c` and `s` (the CHECK and SETTLE scripts' b
 which it may rewrite (for example, to make a function return at once); its name is the file's.
 The machine's noise moves every figure by ±10%: compare minima over several runs.
 """
-import argparse, glob, hashlib, os, random, re, socket, subprocess, sys, tempfile, threading, time
+import argparse, glob, hashlib, os, random, re, socket, struct, subprocess, sys, tempfile, threading, time
 
 def unescape(s):
     """A MONITOR argument's bytes (it prints them C-escaped)."""
@@ -194,6 +194,8 @@ def replay(r, steps, prefix, check, settle, calls, per_call, seed):
         for x in replies:
             if isinstance(x, RuntimeError):
                 sys.exit(f'lua-profile: a CHECK step failed: {x}')
+        replies = [list(struct.unpack('>%dq' % (len(x) // 8), x)) if isinstance(x, bytes) and len(x) % 8 == 0 else
+                   x for x in replies]   # a decided CHECK's reply is one string: 18 big-endian 64-bit slots
         admitted = [seqs[i] for i, x in enumerate(replies) if isinstance(x, list) and x and x[0] == 1]   # 1: admitted (CheckOutcome)
         admissions += len(admitted)
         for x in replies:

@@ -4,12 +4,16 @@
 -- table is made to hold them. Straight-line code over locals: it runs on every request, and each
 -- table it made would be an allocation for Lua's collector.
 --
--- Every reply is {outcome, reason, retry_ms, 0, project, flags, rq_limit, rq_rem, rq_reset_ms,
--- tk_limit, tk_rem, tk_reset_ms, key_budget_rem|false, key_reset_at, proj_budget_rem|false,
--- proj_reset_at, org_credits|false, alerts}, in the order of `CheckReplySlot` (a refusal before the
--- counters are read stops after `flags`; an unknown key after `reason`). The deny reasons are
--- checked in the order of SPEC §9: identity, standing, model, the request's size, the price table,
--- the rate buckets, then spend.
+-- A decided reply has the slots of `CheckReplySlot`: outcome, reason, retry_ms, absent, project,
+-- flags, rq_limit, rq_rem, rq_reset_ms, tk_limit, tk_rem, tk_reset_ms, key_budget_rem,
+-- key_reset_at, proj_budget_rem, proj_reset_at, org_credits, alerts. Once the counters are read it
+-- is packed into one string of 18 big-endian 64-bit integers (`CHECK_REPLY`): one value for
+-- Redis to send and bursard to read, not an array of 18; `absent` then says which optional slots
+-- have no value (1: the key's budget, 2: the project's, 4: the credits, not metered). A refusal
+-- before the counters are read is the array of its first six slots; an unknown key's, of its
+-- first two. The deny reasons are checked in the order of SPEC §9: identity, standing, model, the
+-- request's size, the price table, the rate buckets, then spend.
+local CHECK_REPLY = '>i8i8i8i8i8i8i8i8i8i8i8i8i8i8i8i8i8i8'
 -- A refusal before the counters are read (its denial recorded in the history).
 local function refused(reason, pid, kid, model, flags)
   history_deny(pid, kid, model, reason)
@@ -172,7 +176,7 @@ local function step(key, A, o, last)
 
   local rl, rr, rs = header(krpm, l1, a1, prpm, l3, a3, admitted)
   local tl, tr, ts = header(ktpm, l2, a2, ptpm, l4, a4, admitted)
-  return {admitted and OUTCOME.admitted or OUTCOME.denied, deny_reason, retry_ms, 0, pid, flags, rl, rr, rs, tl, tr, ts,
-    kbudget and (kbudget - kspent) or false, kwe, pbudget and (pbudget - pspent) or false, pwe,
-    metered and balance or false, alerts}
+  return struct.pack(CHECK_REPLY, admitted and OUTCOME.admitted or OUTCOME.denied, deny_reason, retry_ms,
+    (kbudget and 0 or 1) + (pbudget and 0 or 2) + (metered and 0 or 4), pid, flags, rl, rr, rs, tl, tr, ts,
+    kbudget and (kbudget - kspent) or 0, kwe, pbudget and (pbudget - pspent) or 0, pwe, metered and balance or 0, alerts)
 end
