@@ -364,16 +364,34 @@ public struct Limiter: Sendable {
     /// Reads the SETTLE/RELEASE script's reply.
     public func parseSettle(_ reply: RedisValue) throws(RedisError) -> ReservationResult {
         if case .error(let e) = reply { throw RedisError(.server, e) }
-        guard let a = reply.array, a.count == 3 || a.count == 4, let raw = a[0].int, let status = ReservationStatus(rawValue: UInt8(clamping: raw)) else {
+        guard let a = Self.settleSlots(reply), let status = ReservationStatus(rawValue: UInt8(clamping: a.status)) else {
             throw RedisError(.unexpectedReply, "SETTLE script reply has the wrong shape")
         }
-        return ReservationResult(status: status, costDelta: a[1].int ?? 0, tokenDelta: a[2].int ?? 0)
+        return ReservationResult(status: status, costDelta: a.cost, tokenDelta: a.tokens)
     }
 
     /// The budget alerts a SETTLE's reply says it crossed (none for any other reply).
     public func settleAlerts(_ reply: RedisValue) -> BudgetAlerts {
-        guard let a = reply.array, a.count == 4 else { return [] }
-        return BudgetAlerts(rawValue: UInt8(clamping: a[3].int ?? 0))
+        BudgetAlerts(rawValue: UInt8(clamping: Self.settleSlots(reply)?.alerts ?? 0))
+    }
+
+    /// A SETTLE step's reply: applied, four big-endian 64-bit integers in one string (status, cost
+    /// delta, token delta, alerts); otherwise the array of the first three.
+    private static func settleSlots(_ reply: RedisValue) -> (status: Int64, cost: Int64, tokens: Int64, alerts: Int64)? {
+        switch reply {
+        case .bulk(let b) where b.count == 32:
+            func slot(_ i: Int) -> Int64 {
+                var v: UInt64 = 0
+                for j in i * 8..<i * 8 + 8 { v = v << 8 | UInt64(b[j]) }
+                return Int64(bitPattern: v)
+            }
+            return (slot(0), slot(1), slot(2), slot(3))
+        case .array(let a) where a.count == 3:
+            guard let status = a[0].int else { return nil }
+            return (status, a[1].int ?? 0, a[2].int ?? 0, 0)
+        default:
+            return nil
+        }
     }
 
     /// The budget alerts a CHECK's reply says its admission crossed (none for any other reply).

@@ -259,7 +259,14 @@ struct HistoryTests {
             #expect(b.allowed)
             let settle = try await h.redis.send(limiter.settleCommand(SettleRequest(reservation: try h.name(b), inputTokens: 1, outputTokens: 1, cost: 450)))
             #expect(try limiter.parseSettle(settle).status == .applied)
+            #expect(try limiter.parseSettle(settle).costDelta == 350)
             #expect(limiter.settleAlerts(settle) == [.key80, .key100, .project50])
+            // Applied, the reply is one string (status, deltas, alerts as four 64-bit integers);
+            // anything else the array of the first three, which crosses nothing.
+            if case .bulk(let packed) = settle { #expect(packed.count == 32) } else { Issue.record("not packed: \(settle)") }
+            let again = try await h.redis.send(limiter.settleCommand(SettleRequest(reservation: try h.name(b), inputTokens: 1, outputTokens: 1, cost: 450)))
+            let againStatus = try limiter.parseSettle(again).status
+            #expect(again.array?.count == 3 && againStatus == .alreadySettled && limiter.settleAlerts(again) == [])
             #expect(try await actions() == ["budget.100 key:\(key)", "budget.50 key:\(key)", "budget.50 project:\(project)", "budget.80 key:\(key)"])
             let dayStart = SpendWindow.containing(try await h.clockUs(org: org) / 1000, period: .daily).startMs
             #expect(try await HistoryReader(redis: h.redis).alerts(window: Keyspace.keySpend(org, key, window: String(dayStart))) == [50, 80, 100])

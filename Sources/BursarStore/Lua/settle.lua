@@ -1,7 +1,9 @@
 -- One SETTLE or RELEASE, as `step(key, A, o, last)`: `key` is its KEYS[1] and `A[o + i]` its
 -- ARGV[i] as `LimiterScripts.settle` describes (o and last as check.lua's step has them). Reply:
--- {status (ReservationStatus), cost delta, token delta[, budget alerts (history.lua's bits) when
--- applied]}.
+-- {status (ReservationStatus), cost delta, token delta}; applied, the same and its budget alerts
+-- (history.lua's bits) packed into one string of four big-endian 64-bit integers (`SETTLE_REPLY`),
+-- as a decided CHECK's reply is.
+local SETTLE_REPLY = '>i8i8i8i8'
 local function step(key, A, o, last)
   if last < o + 4 then error('SETTLE takes a prefix and at least 3 arguments') end
   local mode, atok_text = A[o + 2], A[o + 3]
@@ -58,7 +60,7 @@ local function step(key, A, o, last)
   else
     write_reservation(key, r, 'released')
   end
-  return {STATUS.applied, dcost, dtok, alerts}
+  return struct.pack(SETTLE_REPLY, STATUS.applied, dcost, dtok, alerts)
 end
 
 -- Nothing waits for the start or the end of a batch.
