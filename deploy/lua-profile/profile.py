@@ -207,6 +207,8 @@ def replay(r, steps, prefix, check, settle, calls, per_call, seed):
             settled = r.cmd(*scall, len(admitted), *[prefix + b'r:' + s for s in admitted], *sargv)
             settle_us += script_usec(r) - after
             for x in settled:
+                if isinstance(x, bytes) and len(x) == 32:   # applied: status, deltas and alerts packed into one string
+                    x = list(struct.unpack('>4q', x))
                 if isinstance(x, RuntimeError) or not isinstance(x, list) or x[0] != 0:   # 0: applied (ReservationStatus)
                     sys.exit(f'lua-profile: a SETTLE step was not applied: {x}')
     if admissions < calls * per_call // 2:
