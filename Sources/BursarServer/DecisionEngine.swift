@@ -894,8 +894,7 @@ final class Attempt<Result: AttemptResult>: Deadlined, @unchecked Sendable {
     /// unless already completed.
     func failFromAnyThread(_ cause: StoreFailureCause, _ result: Result) {
         guard loop.inEventLoop else { return loop.execute { self.failFromAnyThread(cause, result) } }
-        guard !done else { return finish(result) }
-        engine.stats.storeFailures[cause.rawValue].increment()
+        if !done { engine.stats.storeFailures[cause.rawValue].increment() }
         finish(result)
     }
 

@@ -88,14 +88,7 @@ public struct HistoryCounts: Sendable, Hashable {
 
     /// A record's bytes (BITFIELD's layout: big-endian, as many slots as were written).
     public init(record bytes: [UInt8]) {
-        func slot(_ i: Int) -> Int64 {
-            var v: UInt64 = 0
-            for b in 0..<8 {
-                let at = i * 8 + b
-                v = (v << 8) | UInt64(at < bytes.count ? bytes[at] : 0)
-            }
-            return Int64(bitPattern: v)
-        }
+        func slot(_ i: Int) -> Int64 { PackedSlots.int64(bytes, i) }
         admitted = slot(HistorySlot.admitted.rawValue)
         settled = slot(HistorySlot.settled.rawValue)
         released = slot(HistorySlot.released.rawValue)

@@ -113,15 +113,9 @@ public struct CheckReplySlots: Sendable {
             case .orgCredits: bit = Self.absentCredits
             default: bit = 0
             }
-            if bit != 0, Self.value(bytes, .absent) & bit != 0 { return nil }
-            return Self.value(bytes, slot)
+            if bit != 0, PackedSlots.int64(bytes, CheckReplySlot.absent.rawValue) & bit != 0 { return nil }
+            return PackedSlots.int64(bytes, slot.rawValue)
         }
-    }
-
-    private static func value(_ bytes: [UInt8], _ slot: CheckReplySlot) -> Int64 {
-        var v: UInt64 = 0
-        for i in slot.rawValue * 8..<slot.rawValue * 8 + 8 { v = v << 8 | UInt64(bytes[i]) }
-        return Int64(bitPattern: v)
     }
 }
 
@@ -380,12 +374,7 @@ public struct Limiter: Sendable {
     private static func settleSlots(_ reply: RedisValue) -> (status: Int64, cost: Int64, tokens: Int64, alerts: Int64)? {
         switch reply {
         case .bulk(let b) where b.count == 32:
-            func slot(_ i: Int) -> Int64 {
-                var v: UInt64 = 0
-                for j in i * 8..<i * 8 + 8 { v = v << 8 | UInt64(b[j]) }
-                return Int64(bitPattern: v)
-            }
-            return (slot(0), slot(1), slot(2), slot(3))
+            return (PackedSlots.int64(b, 0), PackedSlots.int64(b, 1), PackedSlots.int64(b, 2), PackedSlots.int64(b, 3))
         case .array(let a) where a.count == 3:
             guard let status = a[0].int else { return nil }
             return (status, a[1].int ?? 0, a[2].int ?? 0, 0)
