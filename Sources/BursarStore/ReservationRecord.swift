@@ -1,15 +1,25 @@
 public import BursarRedis
 
-/// A reservation as the limiter stores it (`Keyspace.reservation`): one string of space-separated
-/// fields, written by the CHECK script with `SET … NX PX` (so taking the sequence, writing the
-/// record and setting its expiry are one command) and rewritten with `KEEPTTL` by SETTLE, RELEASE,
-/// VOID and SWEEP. In order: status, expiry (Unix ms), key, project, reserved tokens, reserved
-/// cost, the key's and the project's spend-window counters, metered (1/0), the key's and the
-/// project's TPM and RPM at the time (TPM key, TPM project, RPM key, RPM project), the time it was
-/// made (Unix µs, Redis's clock), then the actual tokens and cost once settled (and the prices of
-/// a CHECK priced from the table); after ` |`, the key's and the project's budget at the CHECK
-/// (`-`: none) and the model (free text, last). A fence left by a VOID whose attempt never ran is
-/// the single field `void`.
+/// A reservation as the limiter stores it (`Keyspace.reservation`), written by the CHECK step with
+/// `SET … NX PX` (so taking the sequence, writing the record and setting its expiry are one
+/// command) and rewritten with `KEEPTTL` by SETTLE, RELEASE, VOID and SWEEP (SPEC §13.1).
+///
+/// **Packed** (from 2026-12-06 on; prelude.lua's `RESERVATION_PACK`): the nine bytes
+/// `packed - `, then status (1 byte: 1 open, 2 settled, 3 released, 4 expired, 5 swept, 6 void),
+/// flags (1 byte: 1 = it has a model), then signed 64-bit big-endian integers: expiry (Unix ms),
+/// reserved tokens, reserved cost, then metered (1 byte), then the key's and the project's TPM
+/// and the key's and the project's RPM at the CHECK (0: none), when it was made (Unix µs,
+/// Redis's clock), the actual tokens and cost (−1: not settled), the input, output and cached
+/// input prices of a CHECK priced from the table (−1: not so priced), the key's and the project's
+/// budget at the CHECK (−1: none); then the key id, the project id, the key's and the project's
+/// spend-window counters (full names) and the model, each a 16-bit big-endian length and its
+/// bytes.
+///
+/// **Text** (the layouts of earlier releases, still read: an upgrade may find them open; a step
+/// that rewrites one writes it packed): space-separated fields in the same order (status as a
+/// word, metered as 1/0, the rates, then the actuals and prices when present, `-` for an actual
+/// not known yet), from 2026-12-05 on followed by ` |`, the key's and the project's budget (`-`:
+/// none) and the model. A fence left by a VOID whose attempt never ran is the text `void`.
 public struct ReservationRecord: Sendable, Hashable {
     /// `open`, `settled`, `released`, `expired`, `void` or `swept` (SPEC §10, §13.7).
     public var status: String
@@ -24,19 +34,88 @@ public struct ReservationRecord: Sendable, Hashable {
     /// The spend-window counters it moved (full key names).
     public var keyWindow: String?
     public var projectWindow: String?
+    /// Whether it moved the organization's credits.
+    public var metered = false
+    /// The rates in force at the CHECK (0: none), at which a SETTLE moves the buckets.
+    public var keyTPM: Int64 = 0
+    public var projectTPM: Int64 = 0
+    public var keyRPM: Int64 = 0
+    public var projectRPM: Int64 = 0
     /// When it was made (Unix µs, Redis's clock).
     public var createdAtUs: Int64?
     /// The settled actuals.
     public var actualTokens: Int64?
     public var actualCost: Int64?
+    /// The input, output and cached-input prices (nano-USD per million tokens) of a CHECK priced
+    /// from the table (SPEC §13.12); nil otherwise.
+    public var prices: (input: Int64, output: Int64, cached: Int64)? {
+        get { priceSlots.map { (input: $0[0], output: $0[1], cached: $0[2]) } }
+        set { priceSlots = newValue.map { [$0.input, $0.output, $0.cached] } }
+    }
+    private var priceSlots: [Int64]?
 
-    /// The model the CHECK named (records from 2026-12-05 on, after ` |`; SPEC §13.13).
+    /// The model the CHECK named (nil: a record from before 2026-12-05, which keeps no usage
+    /// history; SPEC §13.13).
     public var model: String?
-    /// The key's and the project's budget at the CHECK (nil: none), after ` |`.
+    /// The key's and the project's budget at the CHECK (nil: none).
     public var keyBudget: Int64?
     public var projectBudget: Int64?
+    /// Whether it is stored packed (every record a step writes from 2026-12-06 on).
+    public var packed = false
 
-    /// Parses a stored record; nil if it is not one.
+    /// The first bytes of a packed record.
+    public static let packedMark: [UInt8] = Array("packed - ".utf8)
+    static let statusNames = ["open", "settled", "released", "expired", "swept", "void"]
+
+    /// Parses a stored record, packed or text; nil if it is not one.
+    public init?(bytes: [UInt8]) {
+        if bytes.starts(with: Self.packedMark) {
+            self.init(packed: bytes)
+        } else {
+            self.init(String(decoding: bytes, as: UTF8.self))
+        }
+    }
+
+    /// Parses a packed record (after the mark).
+    private init?(packed b: [UInt8]) {
+        let fixed = Self.packedMark.count + 2 + 3 * 8 + 1 + 12 * 8
+        guard b.count >= fixed, (1...Self.statusNames.count).contains(Int(b[9])) else { return nil }
+        status = Self.statusNames[Int(b[9]) - 1]
+        packed = true
+        let hasModel = b[10] & 1 == 1
+        func slot(_ i: Int) -> Int64 { PackedSlots.int64(b, at: i < 3 ? 11 + i * 8 : 36 + (i - 3) * 8) }
+        func optional(_ i: Int) -> Int64? { let v = slot(i); return v < 0 ? nil : v }
+        expiresAtMs = slot(0)
+        tokens = slot(1)
+        cost = slot(2)
+        metered = b[35] == 1
+        keyTPM = slot(3); projectTPM = slot(4); keyRPM = slot(5); projectRPM = slot(6)
+        createdAtUs = slot(7)
+        actualTokens = optional(8)
+        actualCost = optional(9)
+        if let input = optional(10), let output = optional(11), let cached = optional(12) {
+            priceSlots = [input, output, cached]
+        }
+        keyBudget = optional(13)
+        projectBudget = optional(14)
+        var at = fixed
+        var strings: [String] = []
+        for _ in 0..<5 {
+            guard at + 2 <= b.count else { return nil }
+            let n = Int(b[at]) << 8 | Int(b[at + 1])
+            guard at + 2 + n <= b.count else { return nil }
+            strings.append(String(decoding: b[(at + 2)..<(at + 2 + n)], as: UTF8.self))
+            at += 2 + n
+        }
+        guard let kid = UInt64(strings[0]), let pid = UInt64(strings[1]) else { return nil }
+        keyID = kid
+        projectID = pid
+        keyWindow = strings[2]
+        projectWindow = strings[3]
+        model = hasModel ? strings[4] : nil
+    }
+
+    /// Parses a text record; nil if it is not one.
     public init?(_ text: String) {
         var body = Substring(text)
         if let bar = text.range(of: " |") {
@@ -65,15 +144,21 @@ public struct ReservationRecord: Sendable, Hashable {
         keyWindow = f[6]
         projectWindow = f[7]
         createdAtUs = at
+        metered = f[8] == "1"
+        keyTPM = Int64(f[9]) ?? 0; projectTPM = Int64(f[10]) ?? 0
+        keyRPM = Int64(f[11]) ?? 0; projectRPM = Int64(f[12]) ?? 0
         if f.count >= 16 {
             actualTokens = Int64(f[14])
             actualCost = Int64(f[15])
+        }
+        if f.count >= 19, let input = Int64(f[16]), let output = Int64(f[17]), let cached = Int64(f[18]) {
+            priceSlots = [input, output, cached]
         }
     }
 
     /// The record in a `GET` reply; nil when absent or not a record.
     public init?(reply: RedisValue) {
-        guard let text = reply.string else { return nil }
-        self.init(text)
+        guard case .bulk(let bytes) = reply else { return nil }
+        self.init(bytes: bytes)
     }
 }

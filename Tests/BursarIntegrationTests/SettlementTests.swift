@@ -1,6 +1,6 @@
 import BursarClient
 import BursarRedis
-import BursarStore
+@_spi(Testing) import BursarStore
 import BursarWire
 import Testing
 
@@ -81,7 +81,7 @@ struct SettlementTests {
         }
     }
 
-    @Test("a reservation an older bursard wrote as a hash (open across an upgrade) is settled exactly once and rewritten as a string")
+    @Test("a reservation an older bursard wrote as a hash (open across an upgrade) is settled exactly once and rewritten packed")
     func reservationFromBeforeUpgrade() async throws {
         try await withHarness { h in
             let w = try await world(h)
@@ -89,14 +89,12 @@ struct SettlementTests {
             let r = try await c.check(.make(w.digest, input: 100, output: 900, cost: 5_000))
             #expect(r.allowed)
             let name = try h.recordKey(r)
-            // Rewrite the record as the hash the previous layout kept, field by field, same TTL
-            // (that layout had nothing after ` |`: no budgets, no model, so no history either).
-            let text = try #require(try await h.redis.send(RedisCommand("GET", name)).string)
-            let values = text.components(separatedBy: " |")[0].split(separator: " ").map(String.init)
-            let fields = ["st", "exp", "kid", "pid", "tok", "cost", "kw", "pw", "met", "ktr", "ptr", "krr", "prr", "at"]
-            try #require(values.count == fields.count)
+            // Rewrite the record as the hash the layout before 2026-12-02 kept, field by field,
+            // same TTL (that layout had no budgets and no model, so no history either).
+            let written = try #require(ReservationRecord(reply: try await h.redis.send(RedisCommand("GET", name))))
+            #expect(written.packed && written.status == "open" && written.tokens == 1_000 && written.cost == 5_000)
             var hset = RedisCommand("HSET", name)
-            for (f, v) in zip(fields, values) { hset.append(f); hset.append(v) }
+            for (f, v) in zip(ReservationRecord.textFieldNames, written.textFields) { hset.append(f); hset.append(v) }
             _ = try await h.redis.send([RedisCommand("DEL", name), hset, RedisCommand("PEXPIRE", name, "4000000")])
             #expect(try await h.redis.send(RedisCommand("TYPE", name)) == .status("hash"))
 
@@ -106,9 +104,64 @@ struct SettlementTests {
             #expect(after == Counters(keySpend: 1_500, projectSpend: 1_500, credits: 998_500,
                                       keyTPMLevel: 300 * 60_000_000, projectTPMLevel: 300 * 60_000_000))
             let record = try #require(ReservationRecord(reply: try await h.redis.send(RedisCommand("GET", name))))
-            #expect(record.status == "settled" && record.actualCost == 1_500 && record.actualTokens == 300)
+            #expect(record.packed && record.status == "settled" && record.actualCost == 1_500 && record.actualTokens == 300)
+            #expect(record.model == nil && record.keyWindow == written.keyWindow && record.keyTPM == 10_000)
             #expect(try await h.redis.send(RedisCommand("PTTL", name)).int ?? 0 > 3_000_000)
             #expect(try await c.settle(SettleRequest(reservation: r.reservation, inputTokens: 1, outputTokens: 1, cost: 1)).status == .alreadySettled)
+            await c.close()
+        }
+    }
+
+    @Test("reservations in the text layout of 2026-12-05 (open across an upgrade) are settled, released and voided exactly once, their history moved, and rewritten packed")
+    func textReservationFromBeforeUpgrade() async throws {
+        try await withHarness { h in
+            let w = try await world(h)
+            let c = try await h.connect()
+            let today = HistoryDay.of(ms: try await h.clockUs(org: w.org.id) / 1000)
+            func history() async throws -> HistoryCounts {
+                var sum = HistoryCounts()
+                for e in try await HistoryReader(redis: h.redis).entries(org: w.org.id, from: today, to: today) where e.keyID == w.key.key.id {
+                    sum.add(e.counts)
+                }
+                return sum
+            }
+            // Three admissions, each record rewritten as the text a bursard of 2026-12-05 wrote.
+            var admitted: [CheckResult] = []
+            for _ in 0..<3 {
+                let r = try await c.check(.make(w.digest, input: 100, output: 900, cost: 5_000))
+                #expect(r.allowed)
+                let name = try h.recordKey(r)
+                let written = try #require(ReservationRecord(reply: try await h.redis.send(RedisCommand("GET", name))))
+                #expect(written.packed && written.model != nil && written.keyBudget == 100_000 && written.projectBudget == 500_000)
+                let text = written.textLayout
+                #expect(ReservationRecord(text) == { var t = written; t.packed = false; return t }(), "\(text)")
+                _ = try await h.redis.send(RedisCommand("SET", name, text, "KEEPTTL"))
+                admitted.append(r)
+            }
+            let before = try await counters(h, w, admitted[0])
+            #expect(before.keySpend == 15_000 && before.credits == 985_000)
+            let open = try await history()
+            #expect(open.admitted == 3 && open.openRequests == 3 && open.openSpend == 15_000)
+
+            let s = try await c.settle(SettleRequest(reservation: admitted[0].reservation, inputTokens: 100, outputTokens: 200, cost: 1_500))
+            #expect(s.status == .applied && s.costDelta == -3_500 && s.tokenDelta == -700)
+            #expect(try await c.release(admitted[1].reservation).status == .applied)
+            let limiter = Limiter(clock: .testFrozen)
+            #expect(try limiter.parseVoid(try await h.redis.send(limiter.voidCommand(try h.name(admitted[2])))))
+
+            let after = try await counters(h, w, admitted[0])
+            #expect(after.keySpend == 1_500 && after.projectSpend == 1_500 && after.credits == 998_500)
+            let moved = try await history()
+            #expect(moved.admitted == 2 && moved.settled == 1 && moved.released == 1)
+            #expect(moved.settledSpend == 1_500 && moved.settledTokens == 300 && moved.openSpend == 0 && moved.openRequests == 0)
+            var states: [ReservationRecord] = []
+            for r in admitted {
+                states.append(try #require(ReservationRecord(reply: try await h.redis.send(RedisCommand("GET", try h.recordKey(r))))))
+            }
+            #expect(states.map(\.status) == ["settled", "released", "void"] && states.allSatisfy(\.packed))
+            #expect(states[0].actualCost == 1_500 && states[0].model == states[1].model && states[0].keyBudget == 100_000)
+            #expect(try await c.settle(SettleRequest(reservation: admitted[0].reservation, inputTokens: 1, outputTokens: 1, cost: 1)).status == .alreadySettled)
+            #expect(try await c.release(admitted[1].reservation).status == .alreadyReleased)
             await c.close()
         }
     }

@@ -21,8 +21,8 @@ local function refused(reason, pid, kid, model, flags)
 end
 local function step(key, A, o, last)
   if last < o + 8 then error('CHECK takes a prefix and at least 7 arguments') end
-  local kid, digest, model, tokens_text = A[o + 2], A[o + 3], A[o + 4], A[o + 5]
-  local tokens, cost, ttl = tonumber(tokens_text), tonumber(A[o + 6]), tonumber(A[o + 7])
+  local kid, digest, model = A[o + 2], A[o + 3], A[o + 4]
+  local tokens, cost, ttl = tonumber(A[o + 5]), tonumber(A[o + 6]), tonumber(A[o + 7])
   local seq = A[o + 8]
   local replay = arg(A, o + 9, last) == 'replay'
   local rkey = P .. NAME.reservation .. seq
@@ -145,12 +145,13 @@ local function step(key, A, o, last)
     -- key, which a cluster node whose slot is migrating refuses (ASK), so a refusal comes
     -- before any counter moves. Taken: a replay already recorded, or this attempt was voided
     -- before it ran (fenced); either way it does nothing.
-    -- After ' |': the budgets the alerts of a SETTLE compare with (as the compiled record has
-    -- them: digits, or '-' for none), and the model (free text, last). One format makes it.
-    -- A CHECK priced from the table keeps '-' for the actuals and the prices it used.
-    local record = sfmt('open %d %s %s %s %d %s %s %d %d %d %d %d %d%s |%s %s %s', now_ms + ttl, kid, pid,
-      tokens_text, cost, kwkey, pwkey, metered and 1 or 0, ktpm or 0, ptpm or 0, krpm or 0, prpm or 0, now_us,
-      pa and ' - - ' .. pa .. ' ' .. pb .. ' ' .. pc or '', xbud, xpbud, model)
+    -- Packed (prelude.lua: RESERVATION_PACK), with the budgets the alerts of a SETTLE compare
+    -- with and the model its history record is kept under. A CHECK priced from the table keeps
+    -- the prices it used.
+    local record = struct.pack(RESERVATION_PACK, RESERVATION_MARK, 1, 1, now_ms + ttl, tokens, cost,
+      metered and 1 or 0, ktpm or 0, ptpm or 0, krpm or 0, prpm or 0, now_us, -1, -1,
+      pa and tonumber(pa) or -1, pa and tonumber(pb) or -1, pa and tonumber(pc) or -1,
+      kbudget or -1, pbudget or -1, #kid, kid, #pid, pid, #kwkey, kwkey, #pwkey, pwkey, #model, model)
     if not rcall('SET', rkey, record, 'NX', 'PX', int(ttl + 3600000)) then
       return {replay and OUTCOME.already_recorded or OUTCOME.fenced, DENY.none, 0, 0, pid, flags}
     end

@@ -99,12 +99,12 @@ end
 local function history_of(r)
   if not r.model then return nil end
   local today, index = history_today()
-  local day = history_day(tonumber(r[14]))
+  local day = history_day(r.at)
   -- Mostly today's: its names are made once per call.
-  if day == TODAY_NUM then return {today, history_record(today, r[3], r.model), index} end
+  if day == TODAY_NUM then return {today, history_record(today, r.kid, r.model), index} end
   day = int(day)
   local record
-  record, index = history_names(day, r[3], r.model)
+  record, index = history_names(day, r.kid, r.model)
   return {day, record, index}
 end
 -- Reservation `r` with history `h` (history_of; `existed`: the MGET's read of its record) was
@@ -113,14 +113,14 @@ end
 local function history_finish(r, h, existed, mode, tokens, cost)
   if not h then return end
   local record = h[2]
-  if r[1] == 'swept' then
+  if r.st == 'swept' then
     if mode == 'settle' then
       history_add(record, existed, 1, 1, 0, tokens, cost, 0, 0, 0)
     else
       history_add(record, existed, 1, 0, 1, 0, 0, 0, 0, 0)
     end
   else
-    local otok, ocost = -tonumber(r[5]), -tonumber(r[6])
+    local otok, ocost = -r.tok, -r.cost
     if mode == 'settle' then
       history_add(record, existed, 0, 1, 0, tokens, cost, -1, otok, ocost)
     elseif mode == 'release' then
@@ -129,7 +129,7 @@ local function history_finish(r, h, existed, mode, tokens, cost)
       history_add(record, existed, -1, 0, 0, 0, 0, -1, otok, ocost)
     end
   end
-  if not existed then history_index(h[1], r[4], r[3], r.model, record, h[3]) end
+  if not existed then history_index(h[1], r.pid, r.kid, r.model, record, h[3]) end
 end
 
 -- Budget alerts (SPEC §13.13): a key's or a project's window spend reaching 50, 80 or 100 % of

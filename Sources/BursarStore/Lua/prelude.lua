@@ -246,3 +246,23 @@ local function price_cost(input, output, cached, pin, pout, pcached)
   if v > MAX_COST then return MAX_COST end
   return v
 end
+-- A reservation record (`ReservationRecord`, SPEC §13.1), as the CHECK writes it and every step
+-- on it rewrites it: `RESERVATION_MARK`, then its fields packed by Redis's `struct` library, one
+-- C call each way, every number read as a number (no string made per field, no pattern):
+--   status (B: `RESERVATION_STATUS`), flags (B: 1 = it has a model, and so a usage history
+--   record), expiry (Unix ms), reserved tokens, reserved cost, metered (B: 1/0), the key's and
+--   the project's TPM and RPM at the CHECK (0: none), made at (Unix µs), the actual tokens and
+--   cost once settled (−1: not yet), the prices a CHECK priced from the table used, input,
+--   output and cached input (−1: not priced from the table), the key's and the project's budget
+--   at the CHECK (−1: none), all signed 64-bit big-endian; then the key id, the project id, the
+--   key's and the project's spend-window counters (full names) and the model, each a 16-bit
+--   length and its bytes.
+-- The mark is two words an older bursard reads as a status it does not know and an expiry that
+-- is not a number: its SETTLE and RELEASE raise an error (a store error; the gateway retries
+-- with the same reservation id, SPEC §11.4) rather than misread the bytes. No text record
+-- begins with 'p' (reservation.lua reads those too).
+local RESERVATION_MARK = 'packed - '
+local RESERVATION_FIELDS = '>BBi8i8i8Bi8i8i8i8i8i8i8i8i8i8i8i8Hc0Hc0Hc0Hc0Hc0'
+local RESERVATION_PACK = '>c9BBi8i8i8Bi8i8i8i8i8i8i8i8i8i8i8i8Hc0Hc0Hc0Hc0Hc0'
+local RESERVATION_STATUS = {open = 1, settled = 2, released = 3, expired = 4, swept = 5, void = 6}
+local RESERVATION_STATUS_NAME = {'open', 'settled', 'released', 'expired', 'swept', 'void'}

@@ -14,86 +14,78 @@ local function move_pair(name, v, rr, tr, requests, tokens)
 end
 -- Moves the rate buckets of reservation `r` by `requests` and `tokens` units, from the
 -- key's and the project's pairs read in `cur` (read_counters: at cur.kb and cur.pb, nil for a
--- scope without a rate). The buckets drain at the rates in force when the reservation was made
--- (its fields 10–13).
+-- scope without a rate). The buckets drain at the rates in force when the reservation was made.
 local function move_buckets(r, cur, requests, tokens)
-  if cur.kb then move_pair(P .. NAME.key_buckets .. r[3], cur[cur.kb], tonumber(r[12]) or 0, tonumber(r[10]) or 0, requests, tokens) end
-  if cur.pb then move_pair(P .. NAME.project_buckets .. r[4], cur[cur.pb], tonumber(r[13]) or 0, tonumber(r[11]) or 0, requests, tokens) end
+  if cur.kb then move_pair(P .. NAME.key_buckets .. r.kid, cur[cur.kb], r.krr, r.ktr, requests, tokens) end
+  if cur.pb then move_pair(P .. NAME.project_buckets .. r.pid, cur[cur.pb], r.prr, r.ptr, requests, tokens) end
 end
--- A reservation is one string of space-separated fields (`ReservationRecord`): st exp kid
--- pid tok cost kw pw met ktr ptr krr prr at [atok acost [pin pout pcached]]; a CHECK priced
--- from the table writes '-' for atok and acost and the prices it used. Absent: an empty
--- table.
--- Fields are matched as `[^ ]+`, not `%S+`: a set costs Redis's Lua half what a class does.
-local RECORD14 = '^([^ ]+) ([^ ]+) ([^ ]+) ([^ ]+) ([^ ]+) ([^ ]+) ([^ ]+) ([^ ]+) ([^ ]+) ([^ ]+) ([^ ]+) ([^ ]+) ([^ ]+) ([^ ]+)(.*)$'
--- A record from 2026-12-05 on, in one match: the 14 fields, what follows them up to the first
--- ' |' (actuals, prices), then the key's and the project's budget and the model.
-local RECORD_TAILED = '^([^ ]+) ([^ ]+) ([^ ]+) ([^ ]+) ([^ ]+) ([^ ]+) ([^ ]+) ([^ ]+) ([^ ]+) ([^ ]+) ([^ ]+) ([^ ]+) ([^ ]+) ([^ ]+)(.-) |([^ ]+) ([^ ]+) (.*)$'
+-- A reservation, read (`read_reservation`) as a table of named fields: st (status word), exp,
+-- kid, pid (text), tok, cost, kw, pw (the spend windows' names), met (boolean), ktr, ptr, krr,
+-- prr (rates, 0: none), at, atok, acost (nil: not settled), pin, pout, pcached (nil: not priced
+-- from the table), kbudget, pbudget (nil: none) and model (nil: a record from before 2026-12-05,
+-- which keeps no history). Absent: an empty table; a fence: only st = 'void'.
+-- Records are written packed (prelude.lua: RESERVATION_PACK). The text layouts of earlier
+-- releases are read too (an upgrade with reservations open), and rewritten packed: one string
+-- of space-separated fields, st exp kid pid tok cost kw pw met ktr ptr krr prr at [atok acost
+-- [pin pout pcached]] (a CHECK priced from the table wrote '-' for atok and acost), from
+-- 2026-12-05 on followed by ' |', the key's and the project's budget ('-': none) and the model;
+-- before 2026-12-02, a hash of the same fields.
+local function unpacked(v)
+  local st, fl, exp, tok, cost, met, ktr, ptr, krr, prr, at, atok, acost, pin, pout, pc, kb, pb, kid, pid, kw, pw, model =
+    struct.unpack(RESERVATION_FIELDS, v, 10)
+  return {st = RESERVATION_STATUS_NAME[st], exp = exp, kid = kid, pid = pid, tok = tok, cost = cost, kw = kw,
+    pw = pw, met = met == 1, ktr = ktr, ptr = ptr, krr = krr, prr = prr, at = at,
+    atok = atok >= 0 and atok or nil, acost = acost >= 0 and acost or nil,
+    pin = pin >= 0 and pin or nil, pout = pout >= 0 and pout or nil, pcached = pc >= 0 and pc or nil,
+    kbudget = kb >= 0 and kb or nil, pbudget = pb >= 0 and pb or nil, model = fl % 2 == 1 and model or nil}
+end
+-- The fields of a text record (or a hash's), f[1]…, as `unpacked` has them; `model` and the
+-- budgets from its tail (nil: none).
+local function from_fields(f, kb, pb, model)
+  if not f[2] then return {st = f[1]} end
+  local num0 = function(x) return tonumber(x) or 0 end
+  return {st = f[1], exp = tonumber(f[2]), kid = f[3], pid = f[4], tok = tonumber(f[5]), cost = tonumber(f[6]),
+    kw = f[7], pw = f[8], met = f[9] == '1', ktr = num0(f[10]), ptr = num0(f[11]), krr = num0(f[12]),
+    prr = num0(f[13]), at = tonumber(f[14]), atok = tonumber(f[15]), acost = tonumber(f[16]),
+    pin = tonumber(f[17]), pout = tonumber(f[18]), pcached = tonumber(f[19]),
+    kbudget = tonumber(kb), pbudget = tonumber(pb), model = model}
+end
 local OLD_FIELDS = {'st', 'exp', 'kid', 'pid', 'tok', 'cost', 'kw', 'pw', 'met', 'ktr', 'ptr', 'krr', 'prr', 'at', 'atok', 'acost'}
 local function read_reservation(rkey)
-  local r = {}
   local v = rpcall('GET', rkey)
-  if type(v) == 'table' and v.err then
-    -- Written as a hash by a bursard from before records were one string (an upgrade
-    -- while it was open): the same fields, read by name; rewritten as a string.
-    local h = rcall('HMGET', rkey, unpack(OLD_FIELDS))
-    if h[1] and #h[1] > 0 then
-      for i = 1, #OLD_FIELDS do
-        if not h[i] then break end
-        r[i] = h[i]
-      end
-    end
-  elseif v then
-    r = {string.match(v, RECORD_TAILED)}
-    if r[1] then
-      local rest, kb, pb, model = r[15], r[16], r[17], r[18]
-      r[15], r[16], r[17], r[18] = nil, nil, nil, nil
-      if rest ~= '' then
-        for f in string.gmatch(rest, '[^ ]+') do r[#r + 1] = f end
-      end
-      r.tkb, r.tpb, r.model, r.kbudget, r.pbudget = kb, pb, model, tonumber(kb), tonumber(pb)
-      return r
-    end
-    -- After the first ' |' (records from 2026-12-05 on): the key's and the project's budget
-    -- at the CHECK and the model, kept as written. (A record that did not match above: a fence,
-    -- or one from before 2026-12-05.)
+  if not v then return {} end
+  if type(v) == 'string' then
+    if string.byte(v, 1) == 112 then return unpacked(v) end
+    local tail, kb, pb, model
     local bar = string.find(v, ' |', 1, true)
-    local tail
-    if bar then v, tail = string.sub(v, 1, bar - 1), string.sub(v, bar + 2) end
-    -- The 14 fields every record of an admission has, in one match; then what follows.
-    -- A fence ('void') does not match: its one field is read as the rest.
-    r = {string.match(v, RECORD14)}
-    local rest = v
-    if r[1] then
-      rest = r[15]
-      r[15] = nil
-    else
-      r = {}
+    if bar then
+      v, tail = string.sub(v, 1, bar - 1), string.sub(v, bar + 2)
+      kb, pb, model = string.match(tail, '^([^ ]+) ([^ ]+) (.*)$')
     end
-    if rest ~= '' then
-      for f in string.gmatch(rest, '[^ ]+') do r[#r + 1] = f end
-    end
-    if tail and r[1] then
-      local kb, pb, model = string.match(tail, '^([^ ]+) ([^ ]+) (.*)$')
-      if kb then
-        r.tkb, r.tpb, r.model, r.kbudget, r.pbudget = kb, pb, model, tonumber(kb), tonumber(pb)
-      else
-        r.rawtail = tail
-      end
-    end
+    local f = {}
+    for x in string.gmatch(v, '[^ ]+') do f[#f + 1] = x end
+    return from_fields(f, kb, pb, model)
   end
-  return r
+  if not v.err then return {} end
+  -- Written as a hash by a bursard from before records were one string (an upgrade while it
+  -- was open): the same fields, read by name.
+  local h = rcall('HMGET', rkey, unpack(OLD_FIELDS))
+  if not h[1] or #h[1] == 0 then return {} end
+  local f = {}
+  for i = 1, #OLD_FIELDS do
+    if not h[i] then break end
+    f[i] = h[i]
+  end
+  return from_fields(f)
 end
--- Rewrites reservation `r` with status `st`, keeping its expiry.
+-- Rewrites reservation `r` with status `st`, packed, keeping its expiry.
 local function write_reservation(rkey, r, st)
-  r[1] = st
-  local text = table.concat(r, ' ')
-  if r.model then
-    text = text .. ' |' .. r.tkb .. ' ' .. r.tpb .. ' ' .. r.model
-  elseif r.rawtail then
-    text = text .. ' |' .. r.rawtail
-  end
-  rcall('SET', rkey, text, 'KEEPTTL')
+  r.st = st
+  local model = r.model or ''
+  rcall('SET', rkey, struct.pack(RESERVATION_PACK, RESERVATION_MARK, RESERVATION_STATUS[st], r.model and 1 or 0,
+    r.exp, r.tok, r.cost, r.met and 1 or 0, r.ktr, r.ptr, r.krr, r.prr, r.at, r.atok or -1, r.acost or -1,
+    r.pin or -1, r.pout or -1, r.pcached or -1, r.kbudget or -1, r.pbudget or -1,
+    #r.kid, r.kid, #r.pid, r.pid, #r.kw, r.kw, #r.pw, r.pw, #model, model), 'KEEPTTL')
 end
 -- Everything a step on reservation `r` may write, read in one MGET before any write, so that on
 -- a cluster node whose slot is migrating the step is refused before it writes (SPEC §13.10):
@@ -102,10 +94,10 @@ end
 -- them at a rate (at cur[cur.kb] and cur[cur.pb]; a scope without one has none to move); a
 -- history record not there yet, with its index (`history_read_new`).
 local function read_counters(r, h)
-  local names, n, kb, pb = {r[7], r[8], CREDITS}, 3, nil, nil
+  local names, n, kb, pb = {r.kw, r.pw, CREDITS}, 3, nil, nil
   if h then n = 4; names[4] = h[2] end
-  if r[10] ~= '0' or r[12] ~= '0' then n = n + 1; names[n] = P .. NAME.key_buckets .. r[3]; kb = n end
-  if r[11] ~= '0' or r[13] ~= '0' then n = n + 1; names[n] = P .. NAME.project_buckets .. r[4]; pb = n end
+  if r.ktr ~= 0 or r.krr ~= 0 then n = n + 1; names[n] = P .. NAME.key_buckets .. r.kid; kb = n end
+  if r.ptr ~= 0 or r.prr ~= 0 then n = n + 1; names[n] = P .. NAME.project_buckets .. r.pid; pb = n end
   local cur = rcall('MGET', unpack(names, 1, n))
   if h and not cur[4] then history_read_new(h[2], h[3]) end
   cur.kb, cur.pb = kb, pb
@@ -115,9 +107,9 @@ end
 -- read_counters read. A window counter it creates (one expired since) does not expire.
 local function move_spend(r, cur, amount)
   if amount == 0 then return end
-  add_counter(r[7], cur[1], amount, 0)
-  add_counter(r[8], cur[2], amount, 0)
-  if r[9] == '1' then add_counter(CREDITS, cur[3], -amount, 0) end
+  add_counter(r.kw, cur[1], amount, 0)
+  add_counter(r.pw, cur[2], amount, 0)
+  if r.met then add_counter(CREDITS, cur[3], -amount, 0) end
 end
 -- Voids the attempt under reservation sequence `seq` (SPEC §13.7): its client was told it
 -- was refused, or never got an answer. If the CHECK ran and admitted, every counter it
@@ -129,13 +121,13 @@ local function void_attempt(seq, state, fence_ms)
   local rkey = P .. NAME.reservation .. seq
   local r = read_reservation(rkey)
   local moved = 0
-  if not r[1] then
+  if not r.st then
     rcall('SET', rkey, 'void', 'PX', int(fence_ms))
-  elseif r[1] == 'open' then
+  elseif r.st == 'open' then
     local h = history_of(r)
     local cur = read_counters(r, h)
-    move_buckets(r, cur, -1, -tonumber(r[5]))
-    move_spend(r, cur, -tonumber(r[6]))
+    move_buckets(r, cur, -1, -r.tok)
+    move_spend(r, cur, -r.cost)
     history_finish(r, h, cur[4], 'void')
     write_reservation(rkey, r, state)
     moved = 1

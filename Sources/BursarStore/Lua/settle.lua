@@ -6,15 +6,15 @@
 local SETTLE_REPLY = '>i8i8i8i8'
 local function step(key, A, o, last)
   if last < o + 4 then error('SETTLE takes a prefix and at least 3 arguments') end
-  local mode, atok_text = A[o + 2], A[o + 3]
-  local atok = tonumber(atok_text)
+  local mode, atok = A[o + 2], tonumber(A[o + 3])
   local r = read_reservation(key)
-  if not r[1] or r[1] == 'void' then return {STATUS.unknown, 0, 0} end
-  if r[1] == 'settled' then return {STATUS.already_settled, 0, 0} end
-  if r[1] == 'released' then return {STATUS.already_released, 0, 0} end
-  if r[1] == 'expired' then return {STATUS.expired, 0, 0} end
-  if now_ms >= tonumber(r[2]) then
-    if r[1] == 'open' then write_reservation(key, r, 'expired') end
+  local st = r.st
+  if not st or st == 'void' then return {STATUS.unknown, 0, 0} end
+  if st == 'settled' then return {STATUS.already_settled, 0, 0} end
+  if st == 'released' then return {STATUS.already_released, 0, 0} end
+  if st == 'expired' then return {STATUS.expired, 0, 0} end
+  if now_ms >= r.exp then
+    if st == 'open' then write_reservation(key, r, 'expired') end
     return {STATUS.expired, 0, 0}
   end
   -- Everything this step may write, read in one MGET first: on a cluster node whose slot is
@@ -23,39 +23,39 @@ local function step(key, A, o, last)
   local cur = read_counters(r, h)
   local acost = tonumber(A[o + 4])
   if acost < 0 then
-    if r[17] then
+    if r.pin then
       local cached = tonumber(arg(A, o + 7, last)) or 0
-      acost = price_cost(tonumber(arg(A, o + 5, last)) - cached, tonumber(arg(A, o + 6, last)), cached, tonumber(r[17]), tonumber(r[18]), tonumber(r[19]) or 0)
+      acost = price_cost(tonumber(arg(A, o + 5, last)) - cached, tonumber(arg(A, o + 6, last)), cached, r.pin, r.pout, r.pcached or 0)
     else
-      acost = tonumber(r[6])
+      acost = r.cost
     end
   end
   local requests, dtok, dcost = 0, 0, 0
-  if r[1] == 'swept' then
+  if st == 'swept' then
     requests = 1
     if mode == 'settle' then
       dtok, dcost = atok, acost
     end
   elseif mode == 'settle' then
-    dtok = atok - tonumber(r[5])
-    dcost = acost - tonumber(r[6])
+    dtok = atok - r.tok
+    dcost = acost - r.cost
   else
-    dtok = -tonumber(r[5])
-    dcost = -tonumber(r[6])
+    dtok = -r.tok
+    dcost = -r.cost
   end
   -- Budget alerts the actual cost crosses, read before anything is written.
   local due = nil
   if dcost > 0 then
-    local kw, pw = counter(r[7], cur[1]), counter(r[8], cur[2])
-    local plan = plan_alerts(nil, r[7], r.kbudget, kw, kw + dcost, 'key:', r[3], 0)
-    due = read_alerts(plan_alerts(plan, r[8], r.pbudget, pw, pw + dcost, 'project:', r[4], 3))
+    local kw, pw = counter(r.kw, cur[1]), counter(r.pw, cur[2])
+    local plan = plan_alerts(nil, r.kw, r.kbudget, kw, kw + dcost, 'key:', r.kid, 0)
+    due = read_alerts(plan_alerts(plan, r.pw, r.pbudget, pw, pw + dcost, 'project:', r.pid, 3))
   end
   move_buckets(r, cur, requests, dtok)
   move_spend(r, cur, dcost)
   history_finish(r, h, cur[4], mode, atok, acost)
   local alerts = write_alerts(due, nil)
   if mode == 'settle' then
-    r[15], r[16] = atok_text, int(acost)
+    r.atok, r.acost = atok, acost
     write_reservation(key, r, 'settled')
   else
     write_reservation(key, r, 'released')
