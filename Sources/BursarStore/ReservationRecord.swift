@@ -4,7 +4,7 @@ public import BursarRedis
 /// `SET … NX PX` (so taking the sequence, writing the record and setting its expiry are one
 /// command) and rewritten with `KEEPTTL` by SETTLE, RELEASE, VOID and SWEEP (SPEC §13.1).
 ///
-/// **Packed** (from 2026-12-06 on; prelude.lua's `RESERVATION_PACK`): the nine bytes
+/// **Packed** (written since the second layout change of 2026-12-05; prelude.lua's `RESERVATION_PACK`): the nine bytes
 /// `packed - `, then status (1 byte: 1 open, 2 settled, 3 released, 4 expired, 5 swept, 6 void),
 /// flags (1 byte: 1 = it has a model), then signed 64-bit big-endian integers: expiry (Unix ms),
 /// reserved tokens, reserved cost, then metered (1 byte), then the key's and the project's TPM
@@ -60,7 +60,7 @@ public struct ReservationRecord: Sendable, Hashable {
     /// The key's and the project's budget at the CHECK (nil: none).
     public var keyBudget: Int64?
     public var projectBudget: Int64?
-    /// Whether it is stored packed (every record a step writes from 2026-12-06 on).
+    /// Whether it is stored packed (every record a step of this release writes).
     public var packed = false
 
     /// The first bytes of a packed record.

@@ -153,12 +153,15 @@ struct DecisionTests {
             let w = try await h.world(project: ([], 600, nil, nil), grant: Grant(rpm: 30), limits: KeyLimits(rpm: 60))
             let c = try await h.connect()
             let hash = Keyspace.key(w.org.id, w.key.key.id)
-            // "3 gate met rpm tpm bud prpm ptpm pbud pnm gnm knm expires period flags project user",
-            // '-' = no limit.
-            func compiled() async throws -> String? { try await h.redis.send(RedisCommand("HGET", hash, "x")).string }
+            // The packed record, shown as "4 gate met rpm tpm bud prpm ptpm pbud pnm gnm knm expires
+            // period flags project user", '-' = no limit.
+            func compiled() async throws -> String? {
+                guard case .bulk(let x) = try await h.redis.send(RedisCommand("HGET", hash, "x")) else { return nil }
+                return compiledText(x)
+            }
             let ids = "\(w.project.id) \(w.member.id)"
             // Written by the key's creation: the grant's 30 RPM is tighter than the key's 60.
-            #expect(try await compiled() == "3 0 0 30 - - 600 - - 0 0 0 0 monthly 0 \(ids)")
+            #expect(try await compiled() == "4 0 0 30 - - 600 - - 0 0 0 0 monthly 0 \(ids)")
             // One admitted CHECK reads one hash (HMGET of two fields): not the organization's,
             // project's and membership's besides (the heartbeat's HGETs may run meanwhile, so HMGET
             // is what counts).
@@ -175,7 +178,7 @@ struct DecisionTests {
             var p = w.project
             p.rpm = 45
             try await h.store.updateProject(p)
-            #expect(try await compiled() == "3 0 1 50 - - 45 - - 0 0 0 0 monthly 0 \(ids)")
+            #expect(try await compiled() == "4 0 1 50 - - 45 - - 0 0 0 0 monthly 0 \(ids)")
             let metered = try await c.check(.make(w.digest, cost: 10))
             #expect(metered.allowed && metered.requestsLimit == 45 && metered.orgCreditsRemaining == 1_000_000 - 10)
 
@@ -184,7 +187,7 @@ struct DecisionTests {
             _ = try await h.redis.send(RedisCommand("HDEL", hash, "x"))
             _ = try await h.redis.send(RedisCommand("HSET", Keyspace.project(w.org.id, w.project.id), "status", "archived"))
             #expect(try await c.check(.make(w.digest)).reason == .projectInactive)
-            #expect(try await compiled() == "3 5 1 50 - - 45 - - 0 0 0 0 monthly 0 \(ids)")
+            #expect(try await compiled() == "4 5 1 50 - - 45 - - 0 0 0 0 monthly 0 \(ids)")
 
             // A key compiled by the layout before one field (eleven `x…` fields, no `x`), whose
             // project is active again: its first CHECK compiles it anew and drops the old fields.
@@ -195,28 +198,32 @@ struct DecisionTests {
             _ = try await h.redis.send(RedisCommand("HSET", Keyspace.project(w.org.id, w.project.id), "status", "active"))
             let again = try await c.check(.make(w.digest, cost: 10))
             #expect(again.allowed && again.requestsLimit == 45)
-            #expect(try await compiled() == "3 0 1 50 - - 45 - - 0 0 0 0 monthly 0 \(ids)")
+            #expect(try await compiled() == "4 0 1 50 - - 45 - - 0 0 0 0 monthly 0 \(ids)")
             let left = (try await h.redis.send(RedisCommand(["HMGET", hash] + old)).array ?? []).compactMap { $0.string }
             #expect(left.isEmpty, "old compiled fields left: \(left)")
 
-            // A record of the layout before 2026-12-05 ("2 …", without the key's own fields): its
-            // first CHECK compiles it anew.
+            // Records of the layouts before ("2 …", without the key's own fields; "3 …", text): the
+            // first CHECK compiles each anew, and obeys what it compiled (a text record saying
+            // revoked is not trusted over the key's own status).
             _ = try await h.redis.send(RedisCommand("HSET", hash, "x", "2 0 1 50 - - 45 - - 0 0"))
             #expect(try await c.check(.make(w.digest, cost: 10)).allowed)
-            #expect(try await compiled() == "3 0 1 50 - - 45 - - 0 0 0 0 monthly 0 \(ids)")
+            #expect(try await compiled() == "4 0 1 50 - - 45 - - 0 0 0 0 monthly 0 \(ids)")
+            _ = try await h.redis.send(RedisCommand("HSET", hash, "x", "3 \(DenyReason.keyRevoked.rawValue) 1 50 - - 45 - - 0 0 0 0 monthly 0 \(ids)"))
+            #expect(try await c.check(.make(w.digest, cost: 10)).allowed)
+            #expect(try await compiled() == "4 0 1 50 - - 45 - - 0 0 0 0 monthly 0 \(ids)")
 
             // The key's own limits are in it: its models, expiry, window and flags.
             let expires = try await h.clockUs(org: w.org.id) / 1_000 + 3_600_000
             try await h.store.updateKeyLimits(org: w.org.id, w.key.key.id, KeyLimits(
                 period: .daily, rpm: 60, models: ["gpt-5"], expiresAtMs: expires, contentLoggingDisabled: true))
             let flag = CheckResult.flagContentLoggingDisabled
-            #expect(try await compiled() == "3 0 1 50 - - 45 - - 0 0 1 \(expires) daily \(flag) \(ids)")
+            #expect(try await compiled() == "4 0 1 50 - - 45 - - 0 0 1 \(expires) daily \(flag) \(ids)")
             let limited = try await c.check(.make(w.digest, cost: 10))
             #expect(limited.allowed && limited.contentLoggingDisabled)
             #expect(try await c.check(.make(w.digest, model: "haiku", cost: 10)).reason == .modelNotAllowed)
             // Revoked: the record says so (gate 2, key_revoked) and the very next CHECK is refused.
             try await h.store.revokeKey(org: w.org.id, w.key.key.id)
-            #expect(try await compiled() == "3 \(DenyReason.keyRevoked.rawValue) 1 50 - - 45 - - 0 0 1 \(expires) daily \(flag) \(ids)")
+            #expect(try await compiled() == "4 \(DenyReason.keyRevoked.rawValue) 1 50 - - 45 - - 0 0 1 \(expires) daily \(flag) \(ids)")
             #expect(try await c.check(.make(w.digest, cost: 10)).reason == .keyRevoked)
             await c.close()
         }
@@ -419,4 +426,28 @@ struct PipeliningTests {
             await warm.close()
         }
     }
+}
+
+/// A packed compiled record (compiled-record.lua, `X_PACK`) as text: "4", then gate, met, the
+/// six limits ('-': none), the three model-list sizes, expiry, period, flags, project and user.
+private func compiledText(_ x: [UInt8]) -> String? {
+    guard x.first == UInt8(ascii: "4"), x.count >= 1 + 2 + 10 * 8 + 1 + 8 + 4 else { return nil }
+    func i64(_ at: Int) -> Int64 { x[at..<at + 8].reduce(0) { $0 << 8 | Int64($1) } }
+    var f = ["4", String(x[1]), String(x[2])]
+    for i in 0..<6 { let v = i64(3 + i * 8); f.append(v < 0 ? "-" : String(v)) }
+    for i in 6..<10 { f.append(String(i64(3 + i * 8))) }
+    let periods = ["daily", "weekly", "monthly", "lifetime"]
+    let p = Int(x[83])
+    guard (1...4).contains(p) else { return nil }
+    f.append(periods[p - 1])
+    f.append(String(i64(84)))
+    var at = 92
+    for _ in 0..<2 {
+        guard at + 2 <= x.count else { return nil }
+        let n = Int(x[at]) << 8 | Int(x[at + 1])
+        guard at + 2 + n <= x.count else { return nil }
+        f.append(String(decoding: x[(at + 2)..<(at + 2 + n)], as: UTF8.self))
+        at += 2 + n
+    }
+    return at == x.count ? f.joined(separator: " ") : nil
 }

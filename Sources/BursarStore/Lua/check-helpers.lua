@@ -1,7 +1,7 @@
 -- What every CHECK of a script call shares, made once per call rather than once per request:
 -- the model-list test, a rate bucket's levels and the rate-limit header.
--- Model lists: 'nm' counts a list's members, so an unrestricted list costs no call.
-local function limited(count) return (tonumber(count) or 0) ~= 0 end
+-- Model lists: the compiled record counts a list's members ('nm'), so an unrestricted list costs
+-- no call.
 local function permits(set, model) return rcall('SISMEMBER', set, model) == 1 end
 -- A bucket at `rate` (nil: no limit, all nil): its level now, its level after `units`
 -- more, and the retry hint in ms when that is over its capacity (nil when it fits).

@@ -34,34 +34,29 @@ local function step(key, A, o, last)
   elseif k[1] ~= digest then
     return {OUTCOME.denied, DENY.unknown_key}
   end
-  local gate, met, xrpm, xtpm, xbud, xprpm, xptpm, xpbud, pnm, gnm, knm, xexp, period, xflags, pid, uid = compiled(k[2])
+  local gate, met, krpm, ktpm, kbudget, prpm, ptpm, pbudget, pnm, gnm, knm, expires, period, flags, pid, uid = compiled(k[2])
   if not gate then
     -- Written before compiled records existed, or by an earlier layout: compiled here, once.
     compile_key(kid)
-    gate, met, xrpm, xtpm, xbud, xprpm, xptpm, xpbud, pnm, gnm, knm, xexp, period, xflags, pid, uid = compiled(rcall('HGET', key, 'x'))
+    gate, met, krpm, ktpm, kbudget, prpm, ptpm, pbudget, pnm, gnm, knm, expires, period, flags, pid, uid = compiled(rcall('HGET', key, 'x'))
     if not gate then return {OUTCOME.denied, DENY.unknown_key} end
   end
-  local flags = tonumber(xflags) or 0
   local check = not replay
   -- The compiled gate: the key revoked, the organization suspended, the project archived or
   -- deleted, or the creator without access (its deny reason), or 0. A revoked key is refused
   -- before its expiry is looked at (SPEC §9).
-  gate = tonumber(gate)
   if check and gate == DENY.key_revoked then return refused(gate, pid, kid, model, flags) end
-  local expires = tonumber(xexp)
-  if check and expires and expires > 0 and now_ms >= expires then return refused(DENY.key_expired, pid, kid, model, flags) end
+  if check and expires > 0 and now_ms >= expires then return refused(DENY.key_expired, pid, kid, model, flags) end
   if check and gate ~= 0 then return refused(gate, pid, kid, model, flags) end
 
   if check then
     -- The set's name is made only for a list that exists.
-    if limited(knm) and not permits(key .. NAME.models, model) then return refused(DENY.model_not_allowed, pid, kid, model, flags) end
-    if limited(gnm) and not permits(P .. NAME.membership .. pid .. ':' .. uid .. NAME.models, model) then return refused(DENY.model_not_allowed, pid, kid, model, flags) end
-    if limited(pnm) and not permits(P .. NAME.project .. pid .. NAME.models, model) then return refused(DENY.model_not_allowed, pid, kid, model, flags) end
+    if knm ~= 0 and not permits(key .. NAME.models, model) then return refused(DENY.model_not_allowed, pid, kid, model, flags) end
+    if gnm ~= 0 and not permits(P .. NAME.membership .. pid .. ':' .. uid .. NAME.models, model) then return refused(DENY.model_not_allowed, pid, kid, model, flags) end
+    if pnm ~= 0 and not permits(P .. NAME.project .. pid .. NAME.models, model) then return refused(DENY.model_not_allowed, pid, kid, model, flags) end
   end
 
-  -- '-' (no limit) reads as nil.
-  local krpm, ktpm, kbudget = tonumber(xrpm), tonumber(xtpm), tonumber(xbud)
-  local prpm, ptpm, pbudget = tonumber(xprpm), tonumber(xptpm), tonumber(xpbud)
+  -- A limit of none reads as nil.
   if check and ((ktpm and tokens > ktpm) or (ptpm and tokens > ptpm)) then return refused(DENY.request_too_large, pid, kid, model, flags) end
 
   -- Every counter this step may write, in one MGET: spend windows, credits, the history record,
@@ -94,7 +89,7 @@ local function step(key, A, o, last)
   if not c[4] then history_read_new(hrec, hidx) end
   local kspent = counter(kwkey, c[1])
   local pspent = counter(pwkey, c[2])
-  local metered = met == '1'
+  local metered = met == 1
   local balance = metered and counter(CREDITS, c[3]) or nil
 
   -- Priced from the table: input and maximum output at the model's prices. No price: free

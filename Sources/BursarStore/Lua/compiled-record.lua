@@ -7,29 +7,40 @@
 -- fields of the layout before 2026-12-03, or with the `2 …` record before 2026-12-05) is compiled
 -- by its first CHECK, which drops the oldest fields.
 --
--- `x` is "3 gate met rpm tpm bud prpm ptpm pbud pnm gnm knm expires period flags project user"
--- ('-' = no limit). `gate`: the deny reason of the first standing condition of SPEC §9 steps 2
--- and 4-6 that fails, leaving out the key's expiry, which depends on the time (key_revoked,
--- org_suspended, project_inactive, creator_lost_access), or 0; `met`: the org is metered;
--- `rpm`/`tpm`/`bud`: the key's caps tightened by its creator's grant; `prpm`/`ptpm`/`pbud`: the
--- project's; `pnm`/`gnm`/`knm`: the sizes of the project's, the grant's and the key's model lists
--- ('0' = no list); `expires`: the key's expiry (Unix ms, 0 = none); `period`: its spend window;
--- `flags`: its CHECK_RESULT flags; `project`, `user`: its project and its creator.
-local X_RECORD = '^3 ([0-9]+) ([01]) ([^ ]+) ([^ ]+) ([^ ]+) ([^ ]+) ([^ ]+) ([^ ]+) ([^ ]+) ([^ ]+) ([^ ]+) ([^ ]+) ([^ ]+) ([^ ]+) ([^ ]+) ([^ ]+)$'
--- The sixteen values of a compiled record `x`; nothing if there is none of this layout.
+-- `x` is the byte '4' and then, packed by Redis's `struct` library (one C call each way, every
+-- number read as a number, no pattern and no string per field): gate and met (one byte each),
+-- rpm, tpm, bud, prpm, ptpm, pbud, pnm, gnm, knm, expires (signed 64-bit big-endian; a limit of
+-- −1: none), period (one byte: `PERIOD_CODE`), flags (signed 64-bit), then project and user (a
+-- 16-bit length and the id's decimal text). `gate`: the deny reason of the first standing
+-- condition of SPEC §9 steps 2 and 4-6 that fails, leaving out the key's expiry, which depends
+-- on the time (key_revoked, org_suspended, project_inactive, creator_lost_access), or 0; `met`:
+-- the org is metered (1/0); `rpm`/`tpm`/`bud`: the key's caps tightened by its creator's grant;
+-- `prpm`/`ptpm`/`pbud`: the project's; `pnm`/`gnm`/`knm`: the sizes of the project's, the
+-- grant's and the key's model lists (0 = no list); `expires`: the key's expiry (Unix ms, 0 =
+-- none); `period`: its spend window; `flags`: its CHECK_RESULT flags; `project`, `user`: its
+-- project and its creator. (Until the packed layout, `x` was the text "3 gate met rpm … user",
+-- '-' for no limit; such a record is compiled anew by the key's next CHECK.)
+local X_PACK = '>c1BBi8i8i8i8i8i8i8i8i8i8Bi8Hc0Hc0'
+local X_FIELDS = '>BBi8i8i8i8i8i8i8i8i8i8Bi8Hc0Hc0'
+local PERIOD_CODE = {daily = 1, weekly = 2, monthly = 3, lifetime = 4}
+local PERIOD_NAME = {'daily', 'weekly', 'monthly', 'lifetime'}
+-- A packed limit: −1 is none (nil).
+local function limit(v)
+  if v >= 0 then return v end
+end
+-- The sixteen values of a compiled record `x` (the numbers as numbers, a limit nil for none,
+-- the period as its name, project and user as text); nothing if there is none of this layout.
 local function compiled(x)
-  if x then return string.match(x, X_RECORD) end
+  if not x or string.byte(x, 1) ~= 52 then return end
+  local gate, met, rpm, tpm, bud, prpm, ptpm, pbud, pnm, gnm, knm, expires, period, flags, pid, uid = struct.unpack(X_FIELDS, x, 2)
+  return gate, met, limit(rpm), limit(tpm), limit(bud), limit(prpm), limit(ptpm), limit(pbud), pnm, gnm, knm, expires,
+    PERIOD_NAME[period] or 'monthly', flags, pid, uid
 end
 local OLD_COMPILED = {'xv', 'xgate', 'xmet', 'xrpm', 'xtpm', 'xbud', 'xprpm', 'xptpm', 'xpbud', 'xpnm', 'xgnm'}
-local function field(x)
-  if x == nil then return '-' end
-  return string.format('%d', x)
+local function count(v)
+  return tonumber(v) or 0
 end
-local function stored(v, none)
-  if v == nil or v == false or v == '' then return none end
-  return v
-end
--- The compiled record of key `kid` (the text of its field `x`), derived from the key, the
+-- The compiled record of key `kid` (its field `x`), derived from the key, the
 -- organization, the project, the creator's role and member grant; nil if the key does not
 -- exist. Then whether the key still carries the eleven `x…` fields of the earlier layout, and
 -- its project.
@@ -59,9 +70,9 @@ local function derive_record(kid)
     tpm = tighter(tpm, num(g[3]))
     bud = tighter(bud, num(g[4]))
   end
-  return table.concat({'3', gate, o[2] == '1' and '1' or '0', field(rpm), field(tpm), field(bud),
-    stored(p[2], '-'), stored(p[3], '-'), stored(p[4], '-'), stored(p[5], '0'), g and stored(g[5], '0') or '0',
-    stored(k[8], '0'), stored(k[9], '0'), stored(k[10], 'monthly'), stored(k[11], '0'), pid, uid}, ' '), k[6] ~= false, pid
+  return struct.pack(X_PACK, '4', gate, o[2] == '1' and 1 or 0, rpm or -1, tpm or -1, bud or -1,
+    num(p[2]) or -1, num(p[3]) or -1, num(p[4]) or -1, count(p[5]), g and count(g[5]) or 0, count(k[8]), count(k[9]),
+    PERIOD_CODE[k[10]] or 3, count(k[11]), #pid, pid, #uid, uid), k[6] ~= false, pid
 end
 -- A scope's rate buckets drain at the rates in force when a CHECK reads them, but their key's
 -- expiry was set for the rates it was written with. When the rates are lowered (`rr`, `tr`; nil:
@@ -104,6 +115,6 @@ local function compile_key(kid)
   rcall('HSET', kh, 'x', x)
   if old then rcall('HDEL', kh, unpack(OLD_COMPILED)) end
   local _, _, rpm, tpm, _, prpm, ptpm = compiled(x)
-  keep_pair(P .. NAME.key_buckets .. kid, tonumber(rpm), tonumber(tpm))
-  keep_pair(P .. NAME.project_buckets .. pid, tonumber(prpm), tonumber(ptpm))
+  keep_pair(P .. NAME.key_buckets .. kid, rpm, tpm)
+  keep_pair(P .. NAME.project_buckets .. pid, prpm, ptpm)
 end

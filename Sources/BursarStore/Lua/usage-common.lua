@@ -31,11 +31,10 @@ end
 local function key_limits(kid)
   local k = rcall('HMGET', P .. NAME.key .. kid, 'project', 'period', 'name', 'x')
   if not k[1] then return nil end
-  local _, _, rpm, tpm, bud, prpm, ptpm = compiled(k[4])
-  if not rpm then _, _, rpm, tpm, bud, prpm, ptpm = compiled(derive_record(kid)) end
+  local gate, _, rpm, tpm, bud, prpm, ptpm = compiled(k[4])
+  if not gate then _, _, rpm, tpm, bud, prpm, ptpm = compiled(derive_record(kid)) end
   local period = k[2]
   if period ~= 'daily' and period ~= 'weekly' and period ~= 'lifetime' then period = 'monthly' end
-  return {pid = k[1], rpm = tonumber(rpm), tpm = tonumber(tpm), budget = tonumber(bud),
-    prpm = tonumber(prpm), ptpm = tonumber(ptpm), period = period, name = k[3] or ''}
+  return {pid = k[1], rpm = rpm, tpm = tpm, budget = bud, prpm = prpm, ptpm = ptpm, period = period, name = k[3] or ''}
 end
 local function push(out, t) for _, v in ipairs(t) do out[#out + 1] = v end end

@@ -1,6 +1,6 @@
 import BursarStore
 
-/// The layouts of a reservation that bursards before 2026-12-06 wrote (ReservationRecord), made
+/// The layouts of a reservation that bursards before the packed layout wrote (ReservationRecord), made
 /// from a record, so a test can leave one open across an upgrade.
 extension ReservationRecord {
     /// The fourteen fields every admission's text record begins with, in order (the hash of the
