@@ -140,9 +140,22 @@ struct ConsoleTests {
             #expect(page.status == 303)
             #expect(page.location == "/console/sign-in?next=/console/o/\(w.org)/p/\(w.p)")
 
+            // Signed in, the first page is served. A machine loaded enough to take longer than the
+            // TTL between starting to sign in and that page's answer may have let the session
+            // expire already, which proves nothing either way: then it signs in again.
             var b = Browser(client: h.api.client)
-            _ = try await b.signIn(w.owner.token)
-            #expect(try await b.get("/console/o/\(w.org)").page == "overview")
+            var served = false
+            for _ in 0..<5 where !served {
+                b = Browser(client: h.api.client)
+                let started = ContinuousClock.now
+                _ = try await b.signIn(w.owner.token)
+                let first = try await b.get("/console/o/\(w.org)")
+                if ContinuousClock.now - started < .seconds(4) {
+                    #expect(first.page == "overview")
+                    served = true
+                }
+            }
+            #expect(served, "no sign-in and first page inside the 4 s session TTL in five tries")
             try await Task.sleep(for: .milliseconds(4600))
             let expired = try await b.get("/console/o/\(w.org)")
             #expect(expired.status == 303)
