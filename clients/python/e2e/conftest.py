@@ -164,10 +164,15 @@ class Bursar:
 
     def redis(self, *args: str) -> str:
         """One command on bursard's redis-server (redis-cli), its reply as text."""
+        return self.redis_bytes(*args).decode().strip()
+
+    def redis_bytes(self, *args: str) -> bytes:
+        """One command on bursard's redis-server (redis-cli), its reply's bytes as stored."""
         cli = shutil.which("redis-cli") or pytest.fail("redis-cli not on PATH", pytrace=False)
-        r = subprocess.run([cli, "-p", str(self.redis_port), "--raw", *args], capture_output=True, text=True, timeout=10)
-        assert r.returncode == 0, r.stderr
-        return r.stdout.strip()
+        r = subprocess.run([cli, "-p", str(self.redis_port), "--raw", *args], capture_output=True, timeout=10)
+        assert r.returncode == 0, r.stderr.decode(errors="replace")
+        # --raw ends the reply with one newline of its own.
+        return r.stdout[:-1] if r.stdout.endswith(b"\n") else r.stdout
 
     def reservation_name(self, rid: str) -> tuple[int, int]:
         """(organization id, sequence) inside the reservation id `rid` (32 hex digits, as
@@ -184,12 +189,24 @@ class Bursar:
         org, seq = struct.unpack(">QQ", r.stdout)
         return org, seq
 
+    RESERVATION_STATUSES = ("open", "settled", "released", "expired", "swept", "void")
+
     def reservation(self, rid: str) -> dict:
-        """The reservation `rid` (32 hex digits) as Redis holds it (SPEC §13.6), at
+        """The reservation `rid` (32 hex digits) as Redis holds it (SPEC §13.1, §13.6), at
         `br:{o<org>}:r:<sequence>` of its decrypted name: status, reserved tokens and cost, and
-        the settled actuals once settled."""
+        the settled actuals once settled. Packed (`packed - `, then status and flags, one byte
+        each, then big-endian i64s: expiry, tokens, cost; metered, one byte; four rates, made
+        at, actual tokens and cost, −1 until settled; ...), or the text of an earlier release."""
         org, seq = self.reservation_name(rid)
-        f = self.redis("GET", f"br:{{o{org}}}:r:{seq}").split()
+        raw = self.redis_bytes("GET", f"br:{{o{org}}}:r:{seq}")
+        if raw.startswith(b"packed - "):
+            status, _flags, _expires, tokens, cost = struct.unpack_from(">BBqqq", raw, 9)
+            actual_tokens, actual_cost = struct.unpack_from(">qq", raw, 9 + 2 + 3 * 8 + 1 + 5 * 8)
+            out = {"status": self.RESERVATION_STATUSES[status - 1], "tokens": tokens, "cost": cost}
+            if actual_tokens >= 0:
+                out["actual_tokens"], out["actual_cost"] = actual_tokens, actual_cost
+            return out
+        f = raw.decode().split()
         out = {"status": f[0], "tokens": int(f[4]), "cost": int(f[5])}
         if len(f) >= 16 and f[14] != "-":
             out["actual_tokens"], out["actual_cost"] = int(f[14]), int(f[15])
