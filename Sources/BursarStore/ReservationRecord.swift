@@ -48,11 +48,12 @@ public struct ReservationRecord: Sendable, Hashable {
     public var actualCost: Int64?
     /// The input, output and cached-input prices (nano-USD per million tokens) of a CHECK priced
     /// from the table (SPEC §13.12); nil otherwise.
-    public var prices: (input: Int64, output: Int64, cached: Int64)? {
-        get { priceSlots.map { (input: $0[0], output: $0[1], cached: $0[2]) } }
-        set { priceSlots = newValue.map { [$0.input, $0.output, $0.cached] } }
+    public var prices: Prices?
+    public struct Prices: Sendable, Hashable {
+        public var input: Int64
+        public var output: Int64
+        public var cached: Int64
     }
-    private var priceSlots: [Int64]?
 
     /// The model the CHECK named (nil: a record from before 2026-12-05, which keeps no usage
     /// history; SPEC §13.13).
@@ -94,20 +95,13 @@ public struct ReservationRecord: Sendable, Hashable {
         actualTokens = optional(8)
         actualCost = optional(9)
         if let input = optional(10), let output = optional(11), let cached = optional(12) {
-            priceSlots = [input, output, cached]
+            prices = Prices(input: input, output: output, cached: cached)
         }
         keyBudget = optional(13)
         projectBudget = optional(14)
-        var at = fixed
-        var strings: [String] = []
-        for _ in 0..<5 {
-            guard at + 2 <= b.count else { return nil }
-            let n = Int(b[at]) << 8 | Int(b[at + 1])
-            guard at + 2 + n <= b.count else { return nil }
-            strings.append(String(decoding: b[(at + 2)..<(at + 2 + n)], as: UTF8.self))
-            at += 2 + n
-        }
-        guard let kid = UInt64(strings[0]), let pid = UInt64(strings[1]) else { return nil }
+        guard let strings = PackedSlots.strings(b, at: fixed, count: 5)?.strings,
+              let kid = UInt64(strings[0]), let pid = UInt64(strings[1])
+        else { return nil }
         keyID = kid
         projectID = pid
         keyWindow = strings[2]
@@ -152,7 +146,7 @@ public struct ReservationRecord: Sendable, Hashable {
             actualCost = Int64(f[15])
         }
         if f.count >= 19, let input = Int64(f[16]), let output = Int64(f[17]), let cached = Int64(f[18]) {
-            priceSlots = [input, output, cached]
+            prices = Prices(input: input, output: output, cached: cached)
         }
     }
 

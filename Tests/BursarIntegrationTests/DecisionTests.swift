@@ -432,7 +432,7 @@ struct PipeliningTests {
 /// six limits ('-': none), the three model-list sizes, expiry, period, flags, project and user.
 private func compiledText(_ x: [UInt8]) -> String? {
     guard x.first == UInt8(ascii: "4"), x.count >= 1 + 2 + 10 * 8 + 1 + 8 + 4 else { return nil }
-    func i64(_ at: Int) -> Int64 { x[at..<at + 8].reduce(0) { $0 << 8 | Int64($1) } }
+    func i64(_ at: Int) -> Int64 { PackedSlots.int64(x, at: at) }
     var f = ["4", String(x[1]), String(x[2])]
     for i in 0..<6 { let v = i64(3 + i * 8); f.append(v < 0 ? "-" : String(v)) }
     for i in 6..<10 { f.append(String(i64(3 + i * 8))) }
@@ -441,13 +441,6 @@ private func compiledText(_ x: [UInt8]) -> String? {
     guard (1...4).contains(p) else { return nil }
     f.append(periods[p - 1])
     f.append(String(i64(84)))
-    var at = 92
-    for _ in 0..<2 {
-        guard at + 2 <= x.count else { return nil }
-        let n = Int(x[at]) << 8 | Int(x[at + 1])
-        guard at + 2 + n <= x.count else { return nil }
-        f.append(String(decoding: x[(at + 2)..<(at + 2 + n)], as: UTF8.self))
-        at += 2 + n
-    }
-    return at == x.count ? f.joined(separator: " ") : nil
+    guard let ids = PackedSlots.strings(x, at: 92, count: 2), ids.end == x.count else { return nil }
+    return (f + ids.strings).joined(separator: " ")
 }

@@ -20,8 +20,10 @@
 -- none); `period`: its spend window; `flags`: its CHECK_RESULT flags; `project`, `user`: its
 -- project and its creator. (Until the packed layout, `x` was the text "3 gate met rpm … user",
 -- '-' for no limit; such a record is compiled anew by the key's next CHECK.)
-local X_PACK = '>c1BBi8i8i8i8i8i8i8i8i8i8Bi8Hc0Hc0'
-local X_FIELDS = '>BBi8i8i8i8i8i8i8i8i8i8Bi8Hc0Hc0'
+-- `X_PACK` writes the byte '4' and the fields; `X_FIELDS` reads the fields after it.
+local X_BODY = 'BBi8i8i8i8i8i8i8i8i8i8Bi8Hc0Hc0'
+local X_PACK = '>c1' .. X_BODY
+local X_FIELDS = '>' .. X_BODY
 local PERIOD_CODE = {daily = 1, weekly = 2, monthly = 3, lifetime = 4}
 local PERIOD_NAME = {'daily', 'weekly', 'monthly', 'lifetime'}
 -- A packed limit: −1 is none (nil).

@@ -261,8 +261,10 @@ end
 -- is not a number: its SETTLE and RELEASE raise an error (a store error; the gateway retries
 -- with the same reservation id, SPEC §11.4) rather than misread the bytes. No text record
 -- begins with 'p' (reservation.lua reads those too).
+-- `RESERVATION_PACK` writes the mark and the fields; `RESERVATION_FIELDS` reads the fields after it.
 local RESERVATION_MARK = 'packed - '
-local RESERVATION_FIELDS = '>BBi8i8i8Bi8i8i8i8i8i8i8i8i8i8i8i8Hc0Hc0Hc0Hc0Hc0'
-local RESERVATION_PACK = '>c9BBi8i8i8Bi8i8i8i8i8i8i8i8i8i8i8i8Hc0Hc0Hc0Hc0Hc0'
+local RESERVATION_BODY = 'BBi8i8i8Bi8i8i8i8i8i8i8i8i8i8i8i8Hc0Hc0Hc0Hc0Hc0'
+local RESERVATION_FIELDS = '>' .. RESERVATION_BODY
+local RESERVATION_PACK = '>c9' .. RESERVATION_BODY
 local RESERVATION_STATUS = {open = 1, settled = 2, released = 3, expired = 4, swept = 5, void = 6}
 local RESERVATION_STATUS_NAME = {'open', 'settled', 'released', 'expired', 'swept', 'void'}

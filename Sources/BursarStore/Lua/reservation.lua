@@ -43,10 +43,9 @@ end
 -- budgets from its tail (nil: none).
 local function from_fields(f, kb, pb, model)
   if not f[2] then return {st = f[1]} end
-  local num0 = function(x) return tonumber(x) or 0 end
   return {st = f[1], exp = tonumber(f[2]), kid = f[3], pid = f[4], tok = tonumber(f[5]), cost = tonumber(f[6]),
-    kw = f[7], pw = f[8], met = f[9] == '1', ktr = num0(f[10]), ptr = num0(f[11]), krr = num0(f[12]),
-    prr = num0(f[13]), at = tonumber(f[14]), atok = tonumber(f[15]), acost = tonumber(f[16]),
+    kw = f[7], pw = f[8], met = f[9] == '1', ktr = num(f[10]) or 0, ptr = num(f[11]) or 0, krr = num(f[12]) or 0,
+    prr = num(f[13]) or 0, at = tonumber(f[14]), atok = tonumber(f[15]), acost = tonumber(f[16]),
     pin = tonumber(f[17]), pout = tonumber(f[18]), pcached = tonumber(f[19]),
     kbudget = tonumber(kb), pbudget = tonumber(pb), model = model}
 end
