@@ -316,11 +316,13 @@ struct BatchingTests {
                     limiter.settleCommand(SettleRequest(reservation: ReservationID(orgID: w.org.id, sequence: base + UInt64(i)), inputTokens: 15, outputTokens: 5, cost: 10))
                 }
             }
-            let settleSets = try await commandCalls(h, "set")
+            let settleSets = try await commandCalls(h, "set"), settleRanges = try await commandCalls(h, "setrange")
             let settledTogether = try await submitInOneRoundTrip(h, settles(batched, from: 920_000))
             #expect(try settledTogether.map { try limiter.parseSettle($0.get()[0]).status } == [.applied, .applied, .applied])
-            // Three reservations rewritten and three history writes, then each pair once.
-            #expect(try await commandCalls(h, "set") - settleSets == 8)
+            // Three history writes, then each pair once; each reservation changed in place (its
+            // status and actuals: one SETRANGE), not rewritten.
+            #expect(try await commandCalls(h, "set") - settleSets == 5)
+            #expect(try await commandCalls(h, "setrange") - settleRanges == 3)
             for command in settles(single, from: 930_000) {
                 let r = await submitTogether(h, [command])
                 #expect(try limiter.parseSettle(try r[0].get()[0]).status == .applied)

@@ -166,6 +166,59 @@ struct SettlementTests {
         }
     }
 
+    @Test("a step on a packed reservation changes it in place: SETTLE its status and actuals, RELEASE and VOID its status byte; its names, its other fields and its expiry stay as the CHECK wrote them")
+    func packedInPlace() async throws {
+        try await withHarness { h in
+            let w = try await world(h)
+            let c = try await h.connect()
+            var admitted: [CheckResult] = []
+            for _ in 0..<3 {
+                let r = try await c.check(.make(w.digest, input: 100, output: 900, cost: 5_000))
+                #expect(r.allowed)
+                admitted.append(r)
+            }
+            func raw(_ r: CheckResult) async throws -> [UInt8] {
+                guard case .bulk(let b) = try await h.redis.send(RedisCommand("GET", try h.recordKey(r))) else {
+                    Issue.record("no record for \(r.reservation.hex)")
+                    return []
+                }
+                return b
+            }
+            func pttl(_ r: CheckResult) async throws -> Int64 {
+                try #require(try await h.redis.send(RedisCommand("PTTL", try h.recordKey(r))).int)
+            }
+            var before: [[UInt8]] = [], ttl: [Int64] = []
+            for r in admitted {
+                before.append(try await raw(r))
+                ttl.append(try await pttl(r))
+            }
+            #expect(try await c.settle(SettleRequest(reservation: admitted[0].reservation, inputTokens: 100, outputTokens: 200, cost: 1_500)).status == .applied)
+            #expect(try await c.release(admitted[1].reservation).status == .applied)
+            let limiter = Limiter(clock: .testFrozen)
+            #expect(try limiter.parseVoid(try await h.redis.send(limiter.voidCommand(try h.name(admitted[2])))))
+            // Status byte 9 (after the mark), the actual tokens and cost at 76..<92.
+            let changed: [Set<Int>] = [Set([9]).union(76..<92), [9], [9]]
+            for (i, r) in admitted.enumerated() {
+                let after = try await raw(r)
+                #expect(after.count == before[i].count)
+                let differing = Set(zip(before[i], after).enumerated().filter { $0.element.0 != $0.element.1 }.map(\.offset))
+                #expect(differing.isSubset(of: changed[i]), "record \(i): bytes \(differing.sorted()) changed")
+                let left = try await pttl(r)
+                #expect(left <= ttl[i] && left > ttl[i] - 60_000, "record \(i): PTTL \(ttl[i]) then \(left)")
+            }
+            let settled = try #require(ReservationRecord(reply: try await h.redis.send(RedisCommand("GET", try h.recordKey(admitted[0])))))
+            let open = try #require(ReservationRecord(reply: .bulk(before[0])))
+            #expect(settled.status == "settled" && settled.actualTokens == 300 && settled.actualCost == 1_500)
+            #expect({ var s = settled; s.status = open.status; s.actualTokens = nil; s.actualCost = nil; return s }() == open)
+            var states: [ReservationRecord] = []
+            for r in admitted.dropFirst() {
+                states.append(try #require(ReservationRecord(reply: try await h.redis.send(RedisCommand("GET", try h.recordKey(r))))))
+            }
+            #expect(states.map(\.status) == ["released", "void"] && states.allSatisfy { $0.actualCost == nil && $0.packed })
+            await c.close()
+        }
+    }
+
     @Test("a sweep voids what one dead epoch left undelivered, in the set and in an earlier release's sorted set, and nothing of another epoch")
     func sweepVoidsOneEpoch() async throws {
         try await withHarness { h in

@@ -8,13 +8,18 @@ Functions libraries (FUNCTION LOAD, FCALL) is replayed so; one that loads script
 EVALSHA), so.
 
     deploy/lua-profile/profile.py --bin .build/release [--base-bin OTHER/release] [--variant F.py ...]
-                          [--runs 5] [--calls 1000] [--steps 16]
+                          [--runs 5] [--calls 1000] [--steps 16] [--aof]
 
 It starts redis-server on a free port, a bursard from --bin, and bursar-bench for a few seconds
 (1,000 keys, 10 projects: the closed-1x world) while it reads MONITOR, which shows every script
 as the bursard loaded it and the arguments of real steps. Then it replays: each call a batch of
 --steps CHECKs of keys drawn at random (fresh reservation ids, random estimates), then one batch
 SETTLE of those admitted. --base-bin also captures another build's scripts into the same world.
+Beside the script calls' own time, the table gives Redis's process CPU per decision over each
+replay (INFO cpu: every thread, the network and the AOF included); --aof runs the server with
+the AOF on (everysec, as deploy/bench.sh does), so that what the steps write costs what it costs
+there: each write a step makes is appended to the AOF, and what it appends grows the file
+that Redis rewrites when it has doubled.
 A variant is a Python file run with `c` and `s` (the CHECK and SETTLE scripts' bytes) in scope,
 which it may rewrite (for example, to make a function return at once); its name is the file's.
 The machine's noise moves every figure by ±10%: compare minima over several runs.
@@ -167,10 +172,15 @@ def script_usec(r):
     st = stats(r)
     return sum(st.get(name, (0, 0))[1] for name in SCRIPT_CALLS)
 
+def process_cpu(r):
+    """Redis's used_cpu_user + used_cpu_sys, seconds (every thread of the server)."""
+    info = r.cmd('INFO', 'cpu').decode()
+    return sum(float(m.group(1)) for m in re.finditer(r'used_cpu_(?:user|sys):([\d.]+)', info))
+
 def replay(r, steps, prefix, check, settle, calls, per_call, seed):
     """Redis µs per decision: (the script calls', of it their commands', of it the CHECK calls',
-    of it the SETTLE calls'). The two calls' shares are read from INFO between them (an INFO is
-    counted under its own name, not the scripts')."""
+    of it the SETTLE calls', the process's CPU). The two calls' shares are read from INFO between
+    them (an INFO is counted under its own name, not the scripts')."""
     ccall, scall = load(r, check), load(r, settle)
     rnd, keys = random.Random(seed), sorted(steps)
     # Sequences never used before in this Redis (a used one is fenced: nothing would run).
@@ -178,6 +188,7 @@ def replay(r, steps, prefix, check, settle, calls, per_call, seed):
     seq = next_sequence
     next_sequence += calls * per_call
     r.cmd('CONFIG', 'RESETSTAT')
+    cpu0 = process_cpu(r)
     admissions, refusals = 0, {}
     check_us = settle_us = 0
     for _ in range(calls):
@@ -213,11 +224,12 @@ def replay(r, steps, prefix, check, settle, calls, per_call, seed):
                     sys.exit(f'lua-profile: a SETTLE step was not applied: {x}')
     if admissions < calls * per_call // 2:
         sys.exit(f'lua-profile: only {admissions} of {calls * per_call} CHECKs were admitted (refusals by DenyReason: {refusals}): the replay measures refusals')
+    cpu = process_cpu(r) - cpu0
     st = stats(r)
     decisions = calls * per_call
     total = sum(st.get(name, (0, 0))[1] for name in SCRIPT_CALLS)
     nested = sum(u for name, (_, u) in st.items() if name not in SCRIPT_CALLS + ('config|resetstat', 'script|load', 'function|load', 'info'))
-    return total / decisions, nested / decisions, check_us / decisions, settle_us / decisions
+    return total / decisions, nested / decisions, check_us / decisions, settle_us / decisions, cpu * 1e6 / decisions
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
@@ -227,10 +239,12 @@ def main():
     ap.add_argument('--runs', type=int, default=5)
     ap.add_argument('--calls', type=int, default=1000)
     ap.add_argument('--steps', type=int, default=16, help='CHECKs per call')
+    ap.add_argument('--aof', action='store_true', help='the server with the AOF on (everysec), as deploy/bench.sh runs it')
     o = ap.parse_args()
     tmp = tempfile.mkdtemp(prefix='lua-profile-')
     port = free_port()
-    server = subprocess.Popen(['redis-server', '--port', str(port), '--save', '', '--appendonly', 'no', '--dir', tmp],
+    aof = ['--appendonly', 'yes', '--appendfsync', 'everysec'] if o.aof else ['--appendonly', 'no']
+    server = subprocess.Popen(['redis-server', '--port', str(port), '--save', '', *aof, '--dir', tmp],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_port(port)
@@ -249,15 +263,15 @@ def main():
         for run in range(o.runs):
             for name, (c, s) in variants.items():
                 results[name].append(replay(r, steps, prefix, c, s, o.calls, o.steps, run))
-        print(f'Redis µs per decision ({o.steps} CHECKs per call, {o.calls} calls, {o.runs} runs; min / median):')
-        print('| scripts | per decision | of it in the commands | of it Lua and its bridge | of it the CHECK calls | of it the SETTLE calls |')
-        print('|---|---:|---:|---:|---:|---:|')
+        print(f'Redis µs per decision ({o.steps} CHECKs per call, {o.calls} calls, {o.runs} runs, AOF {"on" if o.aof else "off"}; min / median):')
+        print('| scripts | per decision | of it in the commands | of it Lua and its bridge | of it the CHECK calls | of it the SETTLE calls | process CPU |')
+        print('|---|---:|---:|---:|---:|---:|---:|')
         for name, v in results.items():
             tot = sorted(x[0] for x in v); cmds = sorted(x[1] for x in v); lua = sorted(x[0] - x[1] for x in v)
-            chk = sorted(x[2] for x in v); stl = sorted(x[3] for x in v)
+            chk = sorted(x[2] for x in v); stl = sorted(x[3] for x in v); cpu = sorted(x[4] for x in v)
             m = len(v) // 2
             print(f'| {name} | {tot[0]:.1f} / {tot[m]:.1f} | {cmds[0]:.1f} / {cmds[m]:.1f} | {lua[0]:.1f} / {lua[m]:.1f} '
-                  f'| {chk[0]:.1f} / {chk[m]:.1f} | {stl[0]:.1f} / {stl[m]:.1f} |')
+                  f'| {chk[0]:.1f} / {chk[m]:.1f} | {stl[0]:.1f} / {stl[m]:.1f} | {cpu[0]:.1f} / {cpu[m]:.1f} |')
         r.cmd('CONFIG', 'RESETSTAT')
         for name, (c, s) in variants.items():
             calls = [load(r, x) for x in (c, s)]

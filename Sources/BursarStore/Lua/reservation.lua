@@ -33,7 +33,7 @@ end
 local function unpacked(v)
   local st, fl, exp, tok, cost, met, ktr, ptr, krr, prr, at, atok, acost, pin, pout, pc, kb, pb, kid, pid, kw, pw, model =
     struct.unpack(RESERVATION_FIELDS, v, 10)
-  return {st = RESERVATION_STATUS_NAME[st], exp = exp, kid = kid, pid = pid, tok = tok, cost = cost, kw = kw,
+  return {packed = true, fl = fl, st = RESERVATION_STATUS_NAME[st], exp = exp, kid = kid, pid = pid, tok = tok, cost = cost, kw = kw,
     pw = pw, met = met == 1, ktr = ktr, ptr = ptr, krr = krr, prr = prr, at = at,
     atok = atok >= 0 and atok or nil, acost = acost >= 0 and acost or nil,
     pin = pin >= 0 and pin or nil, pout = pout >= 0 and pout or nil, pcached = pc >= 0 and pc or nil,
@@ -77,9 +77,25 @@ local function read_reservation(rkey)
   end
   return from_fields(f)
 end
--- Rewrites reservation `r` with status `st`, packed, keeping its expiry.
-local function write_reservation(rkey, r, st)
+-- Where a packed record's status lies (0-based, as SETRANGE counts): right after the 9-byte mark.
+local RESERVATION_STATUS_AT = '9'
+-- Gives reservation `r` status `st`, keeping its expiry; `actuals`: its actual tokens and cost
+-- (r.atok, r.acost) are new too (a SETTLE). A packed record changes in place with one SETRANGE:
+-- its status byte, or with `actuals` the fields from the status to the actual cost
+-- (RESERVATION_HEAD, 83 bytes) — where rewriting it made the whole record again, its names
+-- included, and sent all of it to the AOF and the replicas. A record of an earlier layout is
+-- rewritten whole, packed.
+local function write_reservation(rkey, r, st, actuals)
   r.st = st
+  if r.packed then
+    if actuals then
+      rcall('SETRANGE', rkey, RESERVATION_STATUS_AT, struct.pack(RESERVATION_HEAD_PACK, RESERVATION_STATUS[st], r.fl,
+        r.exp, r.tok, r.cost, r.met and 1 or 0, r.ktr, r.ptr, r.krr, r.prr, r.at, r.atok, r.acost))
+    else
+      rcall('SETRANGE', rkey, RESERVATION_STATUS_AT, string.char(RESERVATION_STATUS[st]))
+    end
+    return
+  end
   local model = r.model or ''
   rcall('SET', rkey, struct.pack(RESERVATION_PACK, RESERVATION_MARK, RESERVATION_STATUS[st], r.model and 1 or 0,
     r.exp, r.tok, r.cost, r.met and 1 or 0, r.ktr, r.ptr, r.krr, r.prr, r.at, r.atok or -1, r.acost or -1,

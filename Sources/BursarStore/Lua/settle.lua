@@ -56,7 +56,7 @@ local function step(key, A, o, last)
   local alerts = write_alerts(due, nil)
   if mode == 'settle' then
     r.atok, r.acost = atok, acost
-    write_reservation(key, r, 'settled')
+    write_reservation(key, r, 'settled', true)
   else
     write_reservation(key, r, 'released')
   end
