@@ -264,10 +264,13 @@ end
 -- `RESERVATION_PACK` writes the mark and the fields; `RESERVATION_FIELDS` reads the fields after it.
 local RESERVATION_MARK = 'packed - '
 -- `RESERVATION_HEAD`: the fields from the status to the actual cost, the part of a record a step
--- on it changes (reservation.lua: `write_reservation`), bytes 9…91 after the mark.
+-- on it changes (reservation.lua: `write_reservation`), bytes 9…91, right after the mark.
 local RESERVATION_HEAD = 'BBi8i8i8Bi8i8i8i8i8i8i8'
 local RESERVATION_BODY = RESERVATION_HEAD .. 'i8i8i8i8i8Hc0Hc0Hc0Hc0Hc0'
 local RESERVATION_HEAD_PACK = '>' .. RESERVATION_HEAD
+-- Where the head (its status byte first) begins, 0-based as SETRANGE counts: after the mark. Text,
+-- as every number a step hands to rcall is (`int`); `..` works at a library's top level.
+local RESERVATION_STATUS_AT = '' .. #RESERVATION_MARK
 local RESERVATION_FIELDS = '>' .. RESERVATION_BODY
 local RESERVATION_PACK = '>c9' .. RESERVATION_BODY
 local RESERVATION_STATUS = {open = 1, settled = 2, released = 3, expired = 4, swept = 5, void = 6}

@@ -77,8 +77,6 @@ local function read_reservation(rkey)
   end
   return from_fields(f)
 end
--- Where a packed record's status lies (0-based, as SETRANGE counts): right after the 9-byte mark.
-local RESERVATION_STATUS_AT = '9'
 -- Gives reservation `r` status `st`, keeping its expiry; `actuals`: its actual tokens and cost
 -- (r.atok, r.acost) are new too (a SETTLE). A packed record changes in place with one SETRANGE:
 -- its status byte, or with `actuals` the fields from the status to the actual cost
