@@ -16,7 +16,8 @@ as the bursard loaded it and the arguments of real steps. Then it replays: each 
 --steps CHECKs of keys drawn at random (fresh reservation ids, random estimates), then one batch
 SETTLE of those admitted. --base-bin also captures another build's scripts into the same world.
 Beside the script calls' own time, the table gives Redis's process CPU per decision over each
-replay (INFO cpu: every thread, the network and the AOF included); --aof runs the server with
+replay (INFO cpu: every thread, the network and the AOF included, less the time of the INFO
+commands the replay itself sends between the calls); --aof runs the server with
 the AOF on (everysec, as deploy/bench.sh does), so that what the steps write costs what it costs
 there: each write a step makes is appended to the AOF, and what it appends grows the file
 that Redis rewrites when it has doubled.
@@ -229,7 +230,9 @@ def replay(r, steps, prefix, check, settle, calls, per_call, seed):
     decisions = calls * per_call
     total = sum(st.get(name, (0, 0))[1] for name in SCRIPT_CALLS)
     nested = sum(u for name, (_, u) in st.items() if name not in SCRIPT_CALLS + ('config|resetstat', 'script|load', 'function|load', 'info'))
-    return total / decisions, nested / decisions, check_us / decisions, settle_us / decisions, cpu * 1e6 / decisions
+    # The replay's own INFO calls (three per call) are not the steps' cost.
+    cpu_us = cpu * 1e6 - st.get('info', (0, 0))[1]
+    return total / decisions, nested / decisions, check_us / decisions, settle_us / decisions, cpu_us / decisions
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
