@@ -40,7 +40,7 @@ final class Driver: @unchecked Sendable {
     typealias Connector = @Sendable (BenchTarget, any EventLoop) -> EventLoopFuture<any DecisionTransport>
 
     /// One CHECK and what follows it.
-    private struct Request {
+    struct Request {
         /// Request number (`issued · lanes + lane`), from which the workload derives everything.
         var n: UInt64
         var key: Int
@@ -53,13 +53,29 @@ final class Driver: @unchecked Sendable {
     }
 
     /// The SETTLE or RELEASE of an admitted request.
-    private struct FollowUp {
+    struct FollowUp {
         var request: Request
         var reservation: ReservationID
         /// 1 for the first try.
         var attempt: Int
         /// An earlier try may have applied (answered `store_unavailable`, or lost with its connection).
         var uncertain: Bool
+    }
+
+    /// What the lane gives its transport with each request, and the transport hands back with the
+    /// answer: the request, and the connection's generation it was sent on.
+    enum Token {
+        case check(Request, generation: UInt64)
+        /// A SETTLE or RELEASE, sent at `sent`.
+        case followUp(FollowUp, sent: NIODeadline, generation: UInt64)
+    }
+
+    /// A transport's answer to a request: a CHECK's result, a SETTLE's or RELEASE's, or why there
+    /// is none.
+    enum Answer {
+        case check(CheckResult)
+        case reservation(ReservationResult)
+        case failed(any Error)
     }
 
     /// A request waiting for the lane's new connection.
@@ -142,6 +158,7 @@ final class Driver: @unchecked Sendable {
     /// Starts the lane: `pipeline` flows (closed loop) or the schedule's first tick (open loop).
     func begin() {
         loop.preconditionInEventLoop()
+        transport.attach(self)
         switch load {
         case .closed(let pipeline):
             scheduleDone.store(true, ordering: .relaxed)
@@ -203,10 +220,25 @@ final class Driver: @unchecked Sendable {
 
     private func send(_ r: Request) {
         guard case .up = link else { return park(.check(r)) }
-        let generation = generation
-        transport.check(workload.check(r.n, digest: world.keys[r.key].digest, model: world.model), identity: world.identity(ofKey: r.key))
-            .whenComplete { self.answered(r, $0, generation: generation) }
+        let request = workload.check(r.n, digest: world.keys[r.key].digest, model: world.model)
+        guard transport.check(request, identity: world.identity(ofKey: r.key), token: .check(r, generation: generation)) else {
+            return answered(r, .failure(LaneConnectionLost()), generation: generation)
+        }
         scheduleFlush()
+    }
+
+    /// An answer from the transport, on the lane's loop.
+    func answered(_ token: Token, _ answer: Answer) {
+        switch (token, answer) {
+        case (.check(let r, let generation), .check(let result)): answered(r, .success(result), generation: generation)
+        case (.check(let r, let generation), .failed(let error)): answered(r, .failure(error), generation: generation)
+        case (.followUp(let f, let sent, let generation), .reservation(let result)): answered(f, sent: sent, .success(result), generation: generation)
+        case (.followUp(let f, let sent, let generation), .failed(let error)): answered(f, sent: sent, .failure(error), generation: generation)
+        case (.check(let r, let generation), .reservation):
+            answered(r, .failure(UnexpectedAnswerKind()), generation: generation)
+        case (.followUp(let f, let sent, let generation), .check):
+            answered(f, sent: sent, .failure(UnexpectedAnswerKind()), generation: generation)
+        }
     }
 
     private func answered(_ r: Request, _ result: Result<CheckResult, any Error>, generation: UInt64) {
@@ -279,11 +311,11 @@ final class Driver: @unchecked Sendable {
     /// try means that try took effect.
     private func send(_ f: FollowUp) {
         guard case .up = link else { return park(.followUp(f)) }
-        let generation = generation
         let sent = NIODeadline.now()
-        let answer = workload.actual(f.request.n, estimate: f.request.estimate).map { transport.settle(workload.settle(f.reservation, actual: $0)) }
-            ?? transport.release(f.reservation)
-        answer.whenComplete { self.answered(f, sent: sent, $0, generation: generation) }
+        let token = Token.followUp(f, sent: sent, generation: generation)
+        let written = workload.actual(f.request.n, estimate: f.request.estimate).map { transport.settle(workload.settle(f.reservation, actual: $0), token: token) }
+            ?? transport.release(f.reservation, token: token)
+        guard written else { return answered(f, sent: sent, .failure(LaneConnectionLost()), generation: generation) }
         scheduleFlush()
     }
 
@@ -371,6 +403,7 @@ final class Driver: @unchecked Sendable {
             case .success(let transport) where self.closing:
                 Task { await transport.close() }
             case .success(let transport):
+                transport.attach(self)
                 self.transport = transport
                 self.targetIndex = index
                 self.link = .up
@@ -448,4 +481,10 @@ final class Driver: @unchecked Sendable {
     private func record(_ histogram: inout Histogram<UInt64>, _ elapsed: TimeAmount) {
         _ = histogram.record(UInt64(max(1, elapsed.nanoseconds)))
     }
+}
+
+/// A transport handed a lane an answer of the other kind (a CHECK's for a SETTLE): a fault of the
+/// harness, counted in `errors`.
+struct UnexpectedAnswerKind: Error, CustomStringConvertible {
+    var description: String { "an answer of another kind than its request" }
 }

@@ -1,4 +1,3 @@
-import BursarClient
 import BursarRedis
 import BursarStore
 import BursarWire
@@ -7,16 +6,22 @@ import NIOCore
 import NIOPosix
 import Synchronization
 
-/// Where one lane of the harness sends its decisions. Every future completes on `eventLoop`.
-protocol DecisionTransport: Sendable {
+/// Where one lane of the harness sends its decisions. Every request carries its lane's token, and
+/// its answer is handed back with it to the lane (`Driver.answered(_:_:)`) on `eventLoop`: no
+/// future, promise or closure is made per request, so the harness spends on a request little more
+/// than its bytes (it shares the machine with what it measures).
+protocol DecisionTransport: AnyObject, Sendable {
     /// The loop every answer arrives on (the driver of this lane runs there).
     var eventLoop: any EventLoop { get }
-    /// A CHECK for the key `identity` (bursard resolves the digest itself and ignores it).
-    func check(_ request: CheckRequest, identity: KeyIdentity) -> EventLoopFuture<CheckResult>
-    /// A SETTLE.
-    func settle(_ request: SettleRequest) -> EventLoopFuture<ReservationResult>
-    /// A RELEASE.
-    func release(_ reservation: ReservationID) -> EventLoopFuture<ReservationResult>
+    /// Makes `driver` the one its answers go to; called on `eventLoop` before its first request.
+    func attach(_ driver: Driver)
+    /// A CHECK for the key `identity` (bursard resolves the digest itself and ignores it). False
+    /// when it cannot be sent: the lane's connection is gone, and no answer will come.
+    func check(_ request: CheckRequest, identity: KeyIdentity, token: Driver.Token) -> Bool
+    /// A SETTLE; false as for `check`.
+    func settle(_ request: SettleRequest, token: Driver.Token) -> Bool
+    /// A RELEASE; false as for `check`.
+    func release(_ reservation: ReservationID, token: Driver.Token) -> Bool
     /// Closes the lane; every request still outstanding fails.
     func close() async
     /// Sends what the requests above left buffered. A transport may hold requests until then, so
@@ -43,63 +48,191 @@ struct UnexpectedAnswer: Error, CustomStringConvertible {
     var description: String { "unexpected answer: \(frame.body)" }
 }
 
-/// A connection to bursard's data plane. Requests are written unflushed; the lane flushes once
-/// per event-loop pass.
-struct BursardTransport: DecisionTransport {
-    let connection: BursarConnection
+/// The lane's connection closed (or could not be written) with the request outstanding: it got no
+/// answer.
+struct LaneConnectionLost: Error, CustomStringConvertible {
+    var description: String { "connection to the target lost" }
+}
+
+/// A lane's connection to bursard's data plane, the harness's own: one handler that writes the
+/// lane's requests into one buffer, flushed once per event-loop pass, and reads the answers in
+/// place, handing each to the lane with its token. The answers are matched by request id, so any
+/// number may be outstanding, answered in any order. (`BursarConnection`, the Swift client, gives
+/// each request a future; profiled under closed-1x, its promises, boxed frames and generic
+/// metadata lookups were a third of the harness's CPU.)
+final class BursardTransport: DecisionTransport, @unchecked Sendable {
+    // Only `channel` and `handler` are touched off the loop (`close`); the handler itself only on it.
+    private let channel: any Channel
+    private let handler: LaneHandler
+
+    private init(channel: any Channel, handler: LaneHandler) {
+        self.channel = channel
+        self.handler = handler
+    }
 
     /// Connects to `target` on `loop`, so that a lane reconnecting stays on its own loop.
     static func connect(_ target: BenchTarget, on loop: any EventLoop) -> EventLoopFuture<any DecisionTransport> {
-        let promise = loop.makePromise(of: (any DecisionTransport).self)
-        promise.completeWithTask {
-            switch target {
-            case .tcp(let host, let port): BursardTransport(connection: try await BursarConnection.connect(host: host, port: port, group: loop))
-            case .unix(let path): BursardTransport(connection: try await BursarConnection.connect(unixSocketPath: path, group: loop))
+        let bootstrap = ClientBootstrap(group: loop)
+            .channelOption(.tcpOption(.tcp_nodelay), value: 1)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(LaneHandler()) }
             }
+        let connected = switch target {
+        case .tcp(let host, let port): bootstrap.connect(host: host, port: port)
+        case .unix(let path): bootstrap.connect(unixDomainSocketPath: path)
         }
-        return promise.futureResult
-    }
-
-    var eventLoop: any EventLoop { connection.channel.eventLoop }
-
-    func check(_ request: CheckRequest, identity: KeyIdentity) -> EventLoopFuture<CheckResult> {
-        connection.request(.check(request), flush: false).flatMapThrowing { frame in
-            guard case .checkResult(let r) = frame.body else { throw UnexpectedAnswer(frame: frame) }
-            return r
+        return connected.flatMapThrowing { channel in
+            BursardTransport(channel: channel, handler: try channel.pipeline.syncOperations.handler(type: LaneHandler.self))
         }
     }
 
-    func settle(_ request: SettleRequest) -> EventLoopFuture<ReservationResult> {
-        connection.request(.settle(request), flush: false).flatMapThrowing { frame in
-            guard case .settleResult(let r) = frame.body else { throw UnexpectedAnswer(frame: frame) }
-            return r
+    var eventLoop: any EventLoop { channel.eventLoop }
+
+    func attach(_ driver: Driver) { handler.driver = driver }
+
+    func check(_ request: CheckRequest, identity: KeyIdentity, token: Driver.Token) -> Bool {
+        handler.send(.check(request), expecting: .checkResult, token: token)
+    }
+
+    func settle(_ request: SettleRequest, token: Driver.Token) -> Bool {
+        handler.send(.settle(request), expecting: .settleResult, token: token)
+    }
+
+    func release(_ reservation: ReservationID, token: Driver.Token) -> Bool {
+        handler.send(.release(ReleaseRequest(reservation: reservation)), expecting: .releaseResult, token: token)
+    }
+
+    func flush() { handler.flush() }
+
+    /// Requests outstanding when the connection closes fail with `LaneConnectionLost` (and are not
+    /// sent after it); answers that do not fit are `UnexpectedAnswer`.
+    func isConnectionLoss(_ error: any Error) -> Bool { error is LaneConnectionLost }
+
+    func close() async { try? await channel.close() }
+}
+
+/// The pipeline's one handler of a `BursardTransport`; every member is touched on its loop only.
+final class LaneHandler: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    /// The lane answers go to (strong until the connection closes, then released).
+    var driver: Driver?
+    private var context: ChannelHandlerContext?
+    /// Requests outstanding by request id: the lane's token and the answer type that fits.
+    private var waiting: [UInt64: (token: Driver.Token, expected: FrameType)] = [:]
+    private var nextID: UInt64 = 1
+    /// Requests encoded and not yet flushed.
+    private var output: ByteBuffer?
+    /// Bytes of an answer not yet complete.
+    private var received: ByteBuffer?
+    private var closed = false
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+        waiting.reserveCapacity(256)
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        self.context = nil
+        failWaiting()
+    }
+
+    /// Encodes a request behind the ones not yet flushed; false on a closed connection.
+    func send(_ body: Frame.Body, expecting: FrameType, token: Driver.Token) -> Bool {
+        guard !closed, let context else { return false }
+        let id = nextID
+        nextID &+= 1
+        waiting[id] = (token, expecting)
+        if output == nil { output = context.channel.allocator.buffer(capacity: 4096) }
+        Frame(requestID: id, body: body).encode(into: &output!)
+        return true
+    }
+
+    func flush() {
+        guard let context, let bytes = output, bytes.readableBytes > 0 else { return }
+        // Handed over whole; the next request starts a new buffer (the channel holds this one
+        // until it is written). A write that fails closes the connection, which fails what waits.
+        output = nil
+        context.writeAndFlush(wrapOutboundOut(bytes), promise: nil)
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        var incoming = unwrapInboundIn(data)
+        if var held = received, held.readableBytes > 0 {
+            received = nil  // unique again, so appending does not copy what is held
+            held.writeBuffer(&incoming)
+            incoming = held
+        }
+        while !closed {
+            let frame: Frame?
+            do {
+                frame = try Frame.decode(from: &incoming, direction: .toClient)
+            } catch {
+                context.close(promise: nil)
+                return
+            }
+            guard let frame else { break }
+            answered(frame)
+        }
+        if incoming.readableBytes == 0 {
+            incoming.clear()
+        } else if incoming.readerIndex >= 16_384 {
+            incoming.discardReadBytes()
+        }
+        received = incoming
+    }
+
+    private func answered(_ frame: Frame) {
+        guard let (token, expected) = waiting.removeValue(forKey: frame.requestID), let driver else { return }
+        switch (frame.body, expected) {
+        case (.checkResult(let r), .checkResult): driver.answered(token, .check(r))
+        case (.settleResult(let r), .settleResult), (.releaseResult(let r), .releaseResult): driver.answered(token, .reservation(r))
+        default: driver.answered(token, .failed(UnexpectedAnswer(frame: frame)))
         }
     }
 
-    func release(_ reservation: ReservationID) -> EventLoopFuture<ReservationResult> {
-        connection.request(.release(ReleaseRequest(reservation: reservation)), flush: false).flatMapThrowing { frame in
-            guard case .releaseResult(let r) = frame.body else { throw UnexpectedAnswer(frame: frame) }
-            return r
-        }
+    func channelInactive(context: ChannelHandlerContext) {
+        failWaiting()
+        context.fireChannelInactive()
     }
 
-    func flush() { connection.flush() }
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        context.close(promise: nil)
+    }
 
-    /// The client fails every outstanding request with `BursarClientError` when the connection
-    /// closes (and a write on a closed one at once); answers that do not fit are `UnexpectedAnswer`.
-    func isConnectionLoss(_ error: any Error) -> Bool { error is BursarClientError }
-
-    func close() async { await connection.close() }
+    /// The connection is gone: every outstanding request fails, and no later one is sent. The
+    /// lane is let go (it holds this connection).
+    private func failWaiting() {
+        closed = true
+        output = nil
+        let outstanding = waiting
+        waiting = [:]
+        if let driver {
+            for (_, entry) in outstanding { driver.answered(entry.token, .failed(LaneConnectionLost())) }
+        }
+        driver = nil
+    }
 }
 
 /// The floor: the same atomic steps bursard would run, sent by the harness straight to Redis with
 /// bursar's own scripts, through a Redis client configured like bursard's (same connections,
 /// same coalescing of everything queued into one pipelined round trip). Key identities are known
 /// from seeding, as bursard knows them from its cache after the first CHECK of each key.
-struct DirectTransport: DecisionTransport {
+final class DirectTransport: DecisionTransport, @unchecked Sendable {
     let redis: RedisClient
     let limiter: Limiter
     let eventLoop: any EventLoop
+    /// Set on `eventLoop` before the first request; read there when answers arrive.
+    private var driver: Driver?
+
+    init(redis: RedisClient, limiter: Limiter, eventLoop: any EventLoop) {
+        self.redis = redis
+        self.limiter = limiter
+        self.eventLoop = eventLoop
+    }
+
+    func attach(_ driver: Driver) { self.driver = driver }
     /// The deadline given to each request (long: the floor measures Redis, not timeouts).
     static let deadline = TimeAmount.seconds(5)
 
@@ -128,7 +261,32 @@ struct DirectTransport: DecisionTransport {
     static let epoch = ReservationSequence.maxEpoch
     static let counter = Atomic<UInt64>(0)
 
-    func check(_ request: CheckRequest, identity: KeyIdentity) -> EventLoopFuture<CheckResult> {
+    /// Hands `answer`'s outcome to the lane, on the lane's loop.
+    private func deliver<T>(_ answer: EventLoopFuture<T>, token: Driver.Token, _ wrap: @escaping @Sendable (T) -> Driver.Answer) {
+        answer.whenComplete { [self] result in
+            switch result {
+            case .success(let value): driver?.answered(token, wrap(value))
+            case .failure(let error): driver?.answered(token, .failed(error))
+            }
+        }
+    }
+
+    func check(_ request: CheckRequest, identity: KeyIdentity, token: Driver.Token) -> Bool {
+        deliver(check(request, identity: identity), token: token) { .check($0) }
+        return true
+    }
+
+    func settle(_ request: SettleRequest, token: Driver.Token) -> Bool {
+        deliver(submit(limiter.settleCommand(request)) { [limiter] in try limiter.parseSettle($0) }, token: token) { .reservation($0) }
+        return true
+    }
+
+    func release(_ reservation: ReservationID, token: Driver.Token) -> Bool {
+        deliver(submit(limiter.releaseCommand(reservation)) { [limiter] in try limiter.parseSettle($0) }, token: token) { .reservation($0) }
+        return true
+    }
+
+    private func check(_ request: CheckRequest, identity: KeyIdentity) -> EventLoopFuture<CheckResult> {
         let reservation = ReservationID(
             orgID: identity.orgID,
             sequence: ReservationSequence.make(epoch: Self.epoch, counter: Self.counter.wrappingAdd(1, ordering: .relaxed).newValue))
@@ -176,14 +334,6 @@ struct DirectTransport: DecisionTransport {
                 send(redis)
             }
         }
-    }
-
-    func settle(_ request: SettleRequest) -> EventLoopFuture<ReservationResult> {
-        submit(limiter.settleCommand(request)) { [limiter] in try limiter.parseSettle($0) }
-    }
-
-    func release(_ reservation: ReservationID) -> EventLoopFuture<ReservationResult> {
-        submit(limiter.releaseCommand(reservation)) { [limiter] in try limiter.parseSettle($0) }
     }
 
     /// The client is shared by every lane and shut down by the runner.
