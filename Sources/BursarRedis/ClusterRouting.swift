@@ -90,16 +90,19 @@ final class ClusterTopology: Sendable {
     }
     let seeds: [RedisEndpoint]
     let state: Mutex<State>
+    /// How long a map read is used (`RedisClientConfiguration.clusterMapMaxAge`).
+    let maxAge: Duration
 
-    init(seeds: [RedisEndpoint]) {
+    init(seeds: [RedisEndpoint], maxAge: Duration = .seconds(10)) {
         self.seeds = seeds
+        self.maxAge = maxAge
         self.state = Mutex(State(map: nil, readAt: .now, stale: true))
     }
 
-    /// The map, unless it is missing, marked stale, or older than 10 s (then the caller reads a new one).
+    /// The map, unless it is missing, marked stale, or older than `maxAge` (then the caller reads a new one).
     func current() -> ClusterSlotMap? {
         state.withLock { s in
-            guard let map = s.map, !s.stale, ContinuousClock.now - s.readAt < .seconds(10) else { return nil }
+            guard let map = s.map, !s.stale, ContinuousClock.now - s.readAt < maxAge else { return nil }
             return map
         }
     }

@@ -40,6 +40,10 @@ public struct RedisClientConfiguration: Sendable {
     /// Event loops whose requests go through connections of their own (`eventLoops`).
     public var eventLoops: (any EventLoopGroup)?
 
+    /// On Redis Cluster, how long the slot map read with `CLUSTER SLOTS` is used before it is read
+    /// again; a MOVED answer or a lost connection has it read again at once. Default 10 s.
+    public var clusterMapMaxAge: Duration = .seconds(10)
+
     /// A configuration with production defaults.
     ///
     /// `eventLoops`: on a single server (not Cluster or Sentinel), each loop of this group gets a
@@ -204,7 +208,7 @@ public final class RedisClient: Sendable {
         }
         switchWatcher?.start()
         let topology: ClusterTopology?
-        if case .cluster(let seeds) = configuration.target { topology = ClusterTopology(seeds: seeds) } else { topology = nil }
+        if case .cluster(let seeds) = configuration.target { topology = ClusterTopology(seeds: seeds, maxAge: configuration.clusterMapMaxAge) } else { topology = nil }
         for i in 0..<max(1, configuration.connections) {
             let run: @Sendable () -> Void
             if let topology {

@@ -76,8 +76,13 @@ struct ClusterTests {
     func routing() async throws {
         let cluster = try RedisClusterProcess(masters: 3, replicasPerMaster: 1)
         defer { cluster.stop() }
-        // Seeded with a replica only: the client must discover the masters itself.
-        let redis = Self.client(.cluster(seeds: [cluster.nodes[4].endpoint]))
+        // Seeded with a replica only: the client must discover the masters itself. Its slot map is
+        // kept for the whole test, so the slot moved below is found moved by a MOVED answer: with
+        // the default 10 s, a slow run (CI, 2026-12-06: 29.7 s for the test) re-read the map on its
+        // own between the migration and the next command, and no MOVED came.
+        var configuration = RedisClientConfiguration(target: .cluster(seeds: [cluster.nodes[4].endpoint]), ioTimeoutMs: 5_000)
+        configuration.clusterMapMaxAge = .seconds(600)
+        let redis = RedisClient(configuration: configuration, logger: Harness.logger)
         defer { redis.shutdown() }
         let keys = (0..<60).map { "k\($0){t\($0 % 20)}" }
         let map = try cluster.slotMap()
