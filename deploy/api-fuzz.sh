@@ -88,13 +88,14 @@ TOML
 # A '%' can still reach schemathesis's own quote(unquote(value)) without passing a hook above: a
 # value a link carries in the stateful phase (a project's name, any Unicode, fed to a model name)
 # and the coverage phase's values (map_path_parameters is not called there). There 'a%E9b' becomes
-# 'a\uFFFDb' before any hook sees the request (CI, 2026-12-06: PUT /virtual-models/{name} with
-# ',N\uFFFD~3VWNWI' refused as not ASCII, "schema-valid request rejected"). map_case, which every
-# phase calls on the finished request, undoes that for the path parameters the document restricts
-# to visible ASCII (a model name, `^[!-~]+$`): there a U+FFFD can only be schemathesis's, and '_'
-# stands in for the characters it replaced. Values of other patterns are left as they are (a
+# 'a\uFFFDb' and 'a%08b' becomes 'a\bb' before any hook sees the request (CI, 2026-12-06: PUT
+# /virtual-models/{name} with ',N\uFFFD~3VWNWI', then GET with '\b', refused as not ASCII:
+# "schema-valid request rejected"). map_case, which every phase calls on the finished request,
+# undoes that in a positive case for the path parameters the document restricts to visible ASCII
+# (a model name, `^[!-~]+$`): there any other character can only be schemathesis's decoding, and
+# '_' stands in for it. A negative case is left as generated, and values of other patterns too (a
 # prompt's name may hold U+FFFD). schemathesis revalidates a case a hook changed, so the checks
-# judge the request as sent: a negative case stays negative for whatever else it breaks.
+# judge the request as sent.
 API_FUZZ_DOCUMENT="$PWD/proto/openapi.json"
 export API_FUZZ_DOCUMENT
 cat >"$work/hooks.py" <<'PY'
@@ -103,8 +104,7 @@ import os
 from urllib.parse import quote, unquote
 
 import schemathesis
-
-REPLACEMENT = "\ufffd"
+from schemathesis.core.parameters import ParameterLocation
 
 
 def _ascii_path_parameters(document):
@@ -147,8 +147,16 @@ def map_path_parameters(context, path_parameters):
     return {name: _plain_path(value) for name, value in path_parameters.items()}
 
 
+def _visible(text):
+    return "".join(c if "!" <= c <= "~" else "_" for c in text)
+
+
 @schemathesis.hook
 def map_case(context, case):
+    meta = case.meta
+    path_mode = meta.components.get(ParameterLocation.PATH) if meta is not None else None
+    if path_mode is not None and not path_mode.mode.is_positive:
+        return case  # a negative case keeps what it breaks
     for name, value in list(case.path_parameters.items()):
         if (case.path, name) not in ASCII_ONLY or not isinstance(value, str):
             continue
@@ -156,8 +164,8 @@ def map_case(context, case):
             text = unquote(value, errors="strict")
         except UnicodeDecodeError:
             continue
-        if REPLACEMENT in text:
-            case.path_parameters[name] = quote(text.replace(REPLACEMENT, "_"), safe="")
+        if _visible(text) != text:
+            case.path_parameters[name] = quote(_visible(text), safe="")
     return case
 
 
