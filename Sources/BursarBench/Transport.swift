@@ -124,8 +124,9 @@ final class LaneHandler: ChannelInboundHandler {
     private var nextID: UInt64 = 1
     /// Requests encoded and not yet flushed.
     private var output: ByteBuffer?
-    /// Bytes of an answer not yet complete.
-    private var received: ByteBuffer?
+    /// The answers read, decoded as bursard's own frame decoder does, with the bytes of one not
+    /// yet complete kept for the next read.
+    private let answers = NIOSingleStepByteToMessageProcessor(FrameDecoder(direction: .toClient))
     private var closed = false
 
     func handlerAdded(context: ChannelHandlerContext) {
@@ -158,29 +159,11 @@ final class LaneHandler: ChannelInboundHandler {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        var incoming = unwrapInboundIn(data)
-        if var held = received, held.readableBytes > 0 {
-            received = nil  // unique again, so appending does not copy what is held
-            held.writeBuffer(&incoming)
-            incoming = held
+        do {
+            try answers.process(buffer: unwrapInboundIn(data)) { answered($0) }
+        } catch {
+            context.close(promise: nil)
         }
-        while !closed {
-            let frame: Frame?
-            do {
-                frame = try Frame.decode(from: &incoming, direction: .toClient)
-            } catch {
-                context.close(promise: nil)
-                return
-            }
-            guard let frame else { break }
-            answered(frame)
-        }
-        if incoming.readableBytes == 0 {
-            incoming.clear()
-        } else if incoming.readerIndex >= 16_384 {
-            incoming.discardReadBytes()
-        }
-        received = incoming
     }
 
     private func answered(_ frame: Frame) {

@@ -93,7 +93,7 @@ final class ClusterTopology: Sendable {
     /// How long a map read is used (`RedisClientConfiguration.clusterMapMaxAge`).
     let maxAge: Duration
 
-    init(seeds: [RedisEndpoint], maxAge: Duration = .seconds(10)) {
+    init(seeds: [RedisEndpoint], maxAge: Duration) {
         self.seeds = seeds
         self.maxAge = maxAge
         self.state = Mutex(State(map: nil, readAt: .now, stale: true))

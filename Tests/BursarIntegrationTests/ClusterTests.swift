@@ -16,8 +16,10 @@ import Testing
 /// through a slot migration and a master failover under load, as bursar-bench's audit shows.
 @Suite("Redis Cluster: routing, slot migration and failover under load", .serialized)
 struct ClusterTests {
-    static func client(_ target: RedisTarget) -> RedisClient {
-        RedisClient(configuration: RedisClientConfiguration(target: target, ioTimeoutMs: 5_000), logger: Harness.logger)
+    static func client(_ target: RedisTarget, clusterMapMaxAge: Duration? = nil) -> RedisClient {
+        var configuration = RedisClientConfiguration(target: target, ioTimeoutMs: 5_000)
+        if let clusterMapMaxAge { configuration.clusterMapMaxAge = clusterMapMaxAge }
+        return RedisClient(configuration: configuration, logger: Harness.logger)
     }
 
     /// A closed-loop bench configuration against `port`, with tight keys so every kind of limit denies.
@@ -80,9 +82,7 @@ struct ClusterTests {
         // kept for the whole test, so the slot moved below is found moved by a MOVED answer: with
         // the default 10 s, a slow run (CI, 2026-12-06: 29.7 s for the test) re-read the map on its
         // own between the migration and the next command, and no MOVED came.
-        var configuration = RedisClientConfiguration(target: .cluster(seeds: [cluster.nodes[4].endpoint]), ioTimeoutMs: 5_000)
-        configuration.clusterMapMaxAge = .seconds(600)
-        let redis = RedisClient(configuration: configuration, logger: Harness.logger)
+        let redis = Self.client(.cluster(seeds: [cluster.nodes[4].endpoint]), clusterMapMaxAge: .seconds(600))
         defer { redis.shutdown() }
         let keys = (0..<60).map { "k\($0){t\($0 % 20)}" }
         let map = try cluster.slotMap()
