@@ -14,12 +14,12 @@ public struct AdmissionConfiguration: Sendable, Hashable {
     /// The limit never goes above this.
     public var maxLimit: Int
 
-    /// Defaults: a target of two fifths of `deadline` (20 ms of 50; at least 2 ms), starting
+    /// Defaults: a target of a fifth of `deadline` (10 ms of 50; at least 2 ms), starting
     /// at 1024 (high: a burst on a healthy Redis is never refused; the first window whose latency
     /// overshoots halves it), between 4 and 8192.
     public init(deadline: TimeAmount = .milliseconds(50), initialLimit: Int = 1024, minLimit: Int = 4, maxLimit: Int = 8192) {
         self.init(
-            latencyTarget: max(.milliseconds(2), .nanoseconds(deadline.nanoseconds * 2 / 5)), initialLimit: initialLimit, minLimit: minLimit,
+            latencyTarget: max(.milliseconds(2), .nanoseconds(deadline.nanoseconds / 5)), initialLimit: initialLimit, minLimit: minLimit,
             maxLimit: maxLimit)
     }
 

@@ -120,7 +120,7 @@ public struct BursardConfiguration: Sendable, Hashable {
     /// Longest a decision waits for Redis (`--deadline-ms`).
     public var deadline = Duration.milliseconds(50)
     /// The latency a CHECK's Redis step should stay under; the adaptive admission limit
-    /// shrinks above it (`--latency-target-ms`; nil: two fifths of the deadline, at least 2).
+    /// shrinks above it (`--latency-target-ms`; nil: a fifth of the deadline, at least 2).
     public var latencyTarget: Duration?
     /// How long an instance may miss heartbeats before another sweeps what it left undelivered,
     /// ms (`--instance-lease-ms`).
@@ -194,7 +194,7 @@ public struct BursardConfiguration: Sendable, Hashable {
         ConfigurationOption(name: "redis-server", aliases: [], valueName: "path", abstract: "The redis-server binary for the embedded store.", defaultText: "the first on PATH"),
         ConfigurationOption(name: "appendfsync", aliases: [], valueName: "policy", abstract: "When the embedded redis-server fsyncs its AOF: everysec (a machine crash may lose the last second) or always (nothing acknowledged is lost).", defaultText: "everysec"),
         ConfigurationOption(name: "deadline-ms", aliases: [], valueName: "ms", abstract: "Longest a decision waits for Redis before answering store_unavailable.", defaultText: "50"),
-        ConfigurationOption(name: "latency-target-ms", aliases: [], valueName: "ms", abstract: "The latency a CHECK's Redis step (queue and round trip) should stay under: the adaptive limit on CHECKs waiting on Redis shrinks above it, and the excess is answered overloaded at once.", defaultText: "two fifths of --deadline-ms, at least 2"),
+        ConfigurationOption(name: "latency-target-ms", aliases: [], valueName: "ms", abstract: "The latency a CHECK's Redis step (queue and round trip) should stay under: the adaptive limit on CHECKs waiting on Redis shrinks above it, and the excess is answered overloaded at once.", defaultText: "a fifth of --deadline-ms, at least 2"),
         ConfigurationOption(name: "instance-lease-ms", aliases: [], valueName: "ms", abstract: "How long a bursard may miss its heartbeats before another one voids the admissions it left undelivered.", defaultText: "10000"),
         ConfigurationOption(name: "reservation-ttl", aliases: [], valueName: "seconds", abstract: "How long an unsettled reservation holds its estimate.", defaultText: "900"),
         ConfigurationOption(name: "history-retention-days", aliases: [], valueName: "days", abstract: "How long usage history (per day, key, project and model) is kept after its day, 35 to 3660.", defaultText: "396 (13 months)"),
