@@ -22,6 +22,15 @@ struct AdmissionControlTests {
         for _ in 0..<taken { l.release(latencyNs: latencyMs * Self.ms, missed: missed, nowNs: atMs * Self.ms) }
     }
 
+    @Test("the default latency target is a fifth of the deadline, at least 2 ms (SPEC §15.2)")
+    func defaultTarget() {
+        #expect(AdmissionConfiguration().latencyTarget == .milliseconds(10))
+        #expect(AdmissionConfiguration(deadline: .milliseconds(50)).latencyTarget == .milliseconds(10))
+        #expect(AdmissionConfiguration(deadline: .milliseconds(100)).latencyTarget == .milliseconds(20))
+        #expect(AdmissionConfiguration(deadline: .milliseconds(5)).latencyTarget == .milliseconds(2), "the floor")
+        #expect(AdmissionConfiguration(latencyTarget: .milliseconds(7)).latencyTarget == .milliseconds(7))
+    }
+
     @Test("the limit refuses beyond itself and gives slots back")
     func bounds() {
         var l = limit(initial: 3, min: 1)

@@ -309,6 +309,28 @@ struct OverloadTests {
         }
     }
 
+    @Test("a real bursard's latency target: a fifth of --deadline-ms unless --latency-target-ms is given, as its metrics show")
+    func latencyTargetFlags() async throws {
+        try await withHarness { h in
+            // (arguments, the target in µs bursard must report)
+            let cases: [([String], Double)] = [
+                ([], 10_000), (["--deadline-ms", "100"], 20_000), (["--deadline-ms", "5"], 2_000),
+                (["--deadline-ms", "100", "--latency-target-ms", "7"], 7_000),
+            ]
+            for (arguments, expected) in cases {
+                let bursard = try await BursardProcess(
+                    redis: h.redisServer.endpoint, opsPort: try RedisServerProcess.freeLoopbackPort(), extraArguments: arguments)
+                defer { bursard.stop() }
+                var reported: Double?
+                _ = await eventually(within: .seconds(10)) {
+                    reported = await BursardFleet.metrics(bursard)?["bursar_admission_latency_target_microseconds"]
+                    return reported != nil
+                }
+                #expect(reported == expected, "\(arguments): \(reported.map { "\($0)" } ?? "no such metric")")
+            }
+        }
+    }
+
     // MARK: bursar-bench
 
     @Test("bursar-bench against tight bounds: overloaded CHECKs are clean denials, overloaded SETTLE/RELEASE are retried, the audit is clean")
