@@ -7,7 +7,8 @@
 #   deploy/bench.sh            the full set, including the 10-minute memory run (about 17 minutes)
 #   deploy/bench.sh --quick    every scenario shortened (about 3 minutes; figures are rougher)
 #
-# Environment: BENCH_BURSARD_ARGS (extra flags for every bursard, e.g. '--latency-target-ms 25'), BENCH_OUT (default bench-results), BENCH_MEMORY_SECONDS (default 600, --quick 30),
+# Environment: BENCH_BURSARD_ARGS (extra flags for every bursard, e.g. '--latency-target-ms 25'),
+# BENCH_HARNESS_ARGS (extra flags for every bursar-bench run, e.g. '--loops 1'), BENCH_OUT (default bench-results), BENCH_MEMORY_SECONDS (default 600, --quick 30),
 # BENCH_MEMORY_KEYS (default 100000), BENCH_CONFIG (release, the default and the only one whose figures mean anything, or debug: CI
 # runs `--quick` on the debug build to keep the script honest), BENCH_SCRATCH (the build directory,
 # default .build), BENCH_JOBS (build jobs, default swift build's), BENCH_ONLY (space-separated
@@ -70,8 +71,8 @@ run() {
   selected "$name" || return 0
   rm -f "$out/$name.json"
   echo "== $name: bursar-bench $*" >&2
-  "$bin/bursar-bench" --redis "$redis_url" --audit --json "$@" >"$out/$name.json" || true
-  printf '%s\t%s\t%s\n' "$name" "$bar" "$*" >>"$out/scenarios.tsv"
+  "$bin/bursar-bench" --redis "$redis_url" --audit --json "$@" ${BENCH_HARNESS_ARGS:-} >"$out/$name.json" || true
+  printf '%s\t%s\t%s\n' "$name" "$bar" "$*${BENCH_HARNESS_ARGS:+ $BENCH_HARNESS_ARGS}" >>"$out/scenarios.tsv"
 }
 
 : >"$out/scenarios.tsv"

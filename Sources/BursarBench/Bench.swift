@@ -1,6 +1,7 @@
 public import BursarRedis
 import BursarStore
 import Logging
+import NIOCore
 
 /// Seed, run, drain, audit: the whole of one run.
 public enum Bench {
@@ -21,6 +22,14 @@ public enum Bench {
             auditReport = try await BenchAudit.run(world: world, ledger: result.ledger, redis: redis, resolveWait: resolveWait)
         }
         return (BenchReport(result, configuration: configuration, audit: auditReport), world, result)
+    }
+
+    /// Sizes the harness's event loops (NIO's singleton group, which the lanes and the floor's
+    /// Redis client run on): `loops` threads instead of one per core. Call it once, before
+    /// anything in the process has used the group.
+    public static func useEventLoops(_ loops: Int) {
+        precondition(loops > 0)
+        NIOSingletons.groupLoopCountSuggestion = loops
     }
 
     /// A Redis client for the harness's own seeding and auditing.

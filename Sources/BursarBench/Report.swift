@@ -70,6 +70,9 @@ public struct BenchReport: Sendable, Codable {
     public var cpu_s_per_1000_decisions: Double?
     /// CPU seconds the harness itself used per 1,000 decisions, over the measured period.
     public var harness_cpu_s_per_1000_decisions: Double?
+    /// Event loops (threads) the harness's lanes ran on: its connections are spread over one loop
+    /// per core, or over `--loops`.
+    public var harness_loops: Int
     /// Commands the targets' Redis ran per decision in the measured period: every call inside a
     /// script counted, and the script call itself (`INFO commandstats` deltas; not on Cluster).
     public var redis_commands_per_decision: Double?
@@ -95,6 +98,7 @@ public struct BenchReport: Sendable, Codable {
         mode = configuration.direct == nil ? "bursard" : "direct"
         load = configuration.load.description
         connections = configuration.connections
+        harness_loops = result.harnessLoops
         let seconds = max(result.measuredSeconds, 1e-9)
         decisions_per_s = Double(result.decisions) / seconds
         decisions = result.decisions
@@ -168,7 +172,7 @@ public struct BenchReport: Sendable, Codable {
             "SETTLE/RELEASE latency µs: p50 \(f(followup_p50_us))  p99 \(f(followup_p99_us))",
         ]
         if let cpu = cpu_s_per_1000_decisions { lines.append("target CPU: \(f(cpu * 1000)) µs per decision") }
-        if let cpu = harness_cpu_s_per_1000_decisions { lines.append("harness CPU: \(f(cpu * 1000)) µs per decision") }
+        if let cpu = harness_cpu_s_per_1000_decisions { lines.append("harness CPU: \(f(cpu * 1000)) µs per decision (\(harness_loops) event loops)") }
         if let cpu = redis_cpu_s_per_1000_decisions {
             let commands = redis_commands_per_decision.map { "\(f($0)) commands per decision (\(f(redis_scripts_per_decision ?? 0)) of them script calls), " } ?? ""
             lines.append("Redis: \(commands)\(f(cpu * 1000)) µs CPU per decision")

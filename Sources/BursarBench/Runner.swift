@@ -52,6 +52,8 @@ public struct RunResult: Sendable {
     public var targetRSS: RSSSamples?
     /// CPU seconds (user + system) the harness itself used during the measured period.
     public var harnessCPUSeconds: Double?
+    /// Event loops the lanes ran on (threads of the harness that carry the load).
+    public var harnessLoops = 0
     /// Commands the Redis the targets use ran during the measured period (`INFO commandstats`:
     /// every call inside a script besides the script call), when the harness could read them.
     public var redisCommands: Int?
@@ -193,6 +195,7 @@ public enum BenchRunner {
         for d in drivers { result.add(try await d.loop.submit { d.result() }.get()) }
         if let before = cpuBefore, let after = cpuAfter { result.targetCPUSeconds = after - before }
         if let before = harnessBefore, let after = harnessAfter { result.harnessCPUSeconds = after - before }
+        result.harnessLoops = Set(drivers.map { ObjectIdentifier($0.loop) }).count
         if let before = redisBefore, let after = redisAfter {
             let delta = after.since(before)
             (result.redisCommands, result.redisScripts, result.redisCPUSeconds) = (delta.commands, delta.scripts, delta.cpuSeconds)

@@ -45,6 +45,9 @@ struct BursarBenchCommand: AsyncParsableCommand {
     @Option(help: "Seconds in-flight requests may take after the end before they count as unanswered.")
     var drainGrace = 2.0
 
+    @Option(help: "Event loop threads of the harness (its connections are spread over them); default: one per core. The harness shares the machine with what it measures: each thread of it competes with Redis and bursard for the cores.")
+    var loops: Int?
+
     @Option(help: "Open loop: most requests in flight per connection before scheduled CHECKs are shed.")
     var maxInFlight = 10_000
 
@@ -98,6 +101,7 @@ struct BursarBenchCommand: AsyncParsableCommand {
             throw ValidationError("--connections, --pipeline, --keys, --projects and --max-in-flight must be positive")
         }
         if let rate, rate <= 0 { throw ValidationError("--rate must be positive") }
+        if let loops, !(1...256).contains(loops) { throw ValidationError("--loops must be 1…256, not \(loops)") }
         guard duration > 0, warmup >= 0, drainGrace >= 0, resolveWait >= 0 else {
             throw ValidationError("--duration must be positive, --warmup, --drain-grace and --resolve-wait not negative")
         }
@@ -109,6 +113,7 @@ struct BursarBenchCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
+        if let loops { Bench.useEventLoops(loops) }
         let workload = Workload(
             keys: keys, projects: projects, denyPermille: Int((denyShare * 1000).rounded()),
             settlePermille: Int((settleShare * 1000).rounded()), zipf: zipf, projectRPM: projectRpm, projectTPM: projectTpm,

@@ -465,3 +465,52 @@ struct WorkloadTests {
         #expect(BenchAudit.rateBound(100_000_000, spanMs: 86_400_000) == 100_000_000 + 100_000_000 * 1_440)
     }
 }
+
+extension BenchTests {
+    /// The built `bursar-bench`, beside the `bursard` the tests run.
+    static func benchBinary() throws -> String {
+        let path = URL(fileURLWithPath: try BursardProcess.binary()).deletingLastPathComponent().appendingPathComponent("bursar-bench").path
+        try #require(FileManager.default.isExecutableFile(atPath: path), "bursar-bench not built beside bursard (\(path)); run `swift build` first")
+        return path
+    }
+
+    /// Runs `bursar-bench` with `arguments` to its end; its exit code and what it printed
+    /// (stdout and stderr together).
+    static func runBench(_ arguments: [String]) async throws -> (code: Int32?, output: String) {
+        let log = NSTemporaryDirectory() + "bench-cli-\(UUID().uuidString.prefix(8)).log"
+        defer { try? FileManager.default.removeItem(atPath: log) }
+        let child = try ChildProcess([try benchBinary()] + arguments, logPath: log)
+        for _ in 0..<1_200 where child.isRunning { try await Task.sleep(for: .milliseconds(25)) }
+        #expect(!child.isRunning, "bursar-bench \(arguments) still running after 30 s")
+        child.terminate()
+        return (child.exitCode, (try? String(contentsOfFile: log, encoding: .utf8)) ?? "")
+    }
+
+    @Test("bursar-bench --loops: the harness runs its connections on that many event loops and reports it; a count out of range is refused naming the flag")
+    func harnessLoops() async throws {
+        try await withHarness { h in
+            let bursard = try await BursardProcess(redis: h.redisServer.endpoint)
+            defer { bursard.stop() }
+            let common = [
+                "--redis", h.redisServer.endpoint.description, "--target", "127.0.0.1:\(bursard.port)", "--connections", "4",
+                "--pipeline", "2", "--duration", "0.5", "--warmup", "0", "--keys", "4", "--projects", "1", "--deny-share", "0",
+                "--audit", "--json",
+            ]
+            // Four connections over one loop, then over three: the report counts the loops the
+            // lanes ran on (one per core without the flag).
+            for loops in [1, 3] {
+                let (code, output) = try await Self.runBench(common + ["--loops", "\(loops)"])
+                #expect(code == 0, "\(output)")
+                let json = try #require(try JSONSerialization.jsonObject(with: Data(output.utf8)) as? [String: Any], "\(output)")
+                let report = try #require(json["bursard"] as? [String: Any])
+                #expect(report["harness_loops"] as? Int == loops, "\(output)")
+                #expect((report["decisions"] as? Int ?? 0) > 0 && report["audit_verdict"] as? String == "passed", "\(output)")
+            }
+            for bad in ["0", "257"] {
+                let (code, output) = try await Self.runBench(common + ["--loops", bad])
+                #expect(code == 64, "\(output)")
+                #expect(output.contains("--loops must be 1…256, not \(bad)"), "\(output)")
+            }
+        }
+    }
+}
