@@ -70,9 +70,11 @@ run() {
   local name=$1 bar=$2; shift 2
   selected "$name" || return 0
   rm -f "$out/$name.json"
-  echo "== $name: bursar-bench $*" >&2
+  # The command as run (BENCH_HARNESS_ARGS included), for the log and the table's command list.
+  local shown="$*${BENCH_HARNESS_ARGS:+ $BENCH_HARNESS_ARGS}"
+  echo "== $name: bursar-bench $shown" >&2
   "$bin/bursar-bench" --redis "$redis_url" --audit --json "$@" ${BENCH_HARNESS_ARGS:-} >"$out/$name.json" || true
-  printf '%s\t%s\t%s\n' "$name" "$bar" "$*${BENCH_HARNESS_ARGS:+ $BENCH_HARNESS_ARGS}" >>"$out/scenarios.tsv"
+  printf '%s\t%s\t%s\n' "$name" "$bar" "$shown" >>"$out/scenarios.tsv"
 }
 
 : >"$out/scenarios.tsv"
