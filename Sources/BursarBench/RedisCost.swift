@@ -1,5 +1,7 @@
 import BursarRedis
 import Foundation
+import NIOCore
+import NIOPosix
 
 /// What the Redis the targets use did, read from `INFO commandstats` and `INFO cpu` at the start
 /// and the end of the measured period: the commands it ran (every call inside a script counted
@@ -17,9 +19,14 @@ struct RedisCostSample: Sendable {
 
     /// Takes a sample from `redis`; nil on Redis Cluster (each node keeps its own statistics, and
     /// the harness cannot know which nodes the targets used) or when the server cannot be read.
-    static func take(_ redis: RedisClient) async -> RedisCostSample? {
+    ///
+    /// It blocks the calling thread (at most about two seconds), which must not be an event loop:
+    /// the measurement window takes its samples on a thread of its own.
+    static func take(_ redis: RedisClient) -> RedisCostSample? {
         if case .cluster = redis.configuration.target { return nil }
-        guard let replies = try? await redis.send([RedisCommand("INFO", "commandstats"), RedisCommand("INFO", "cpu")]),
+        let promise = MultiThreadedEventLoopGroup.singleton.any().makePromise(of: [RedisValue].self)
+        redis.send([RedisCommand("INFO", "commandstats"), RedisCommand("INFO", "cpu")], deadline: .now() + .seconds(2), promise: promise)
+        guard let replies = try? promise.futureResult.wait(),
               replies.count == 2, let commandstats = replies[0].string, let cpu = replies[1].string
         else { return nil }
         return parse(commandstats: commandstats, cpu: cpu)

@@ -128,17 +128,13 @@ public struct BenchReport: Sendable, Codable {
         followup_p99_us = us(99, result.followUpLatencyNs)
         overloaded_p50_us = us(50, result.overloadedLatencyNs)
         overloaded_p99_us = us(99, result.overloadedLatencyNs)
-        if let cpu = result.targetCPUSeconds, result.decisions > 0 {
-            cpu_s_per_1000_decisions = cpu / Double(result.decisions) * 1000
-        }
-        if let cpu = result.harnessCPUSeconds, result.decisions > 0 {
-            harness_cpu_s_per_1000_decisions = cpu / Double(result.decisions) * 1000
-        }
-        let redisDecisions = result.redisDecisions ?? result.decisions
-        if redisDecisions > 0 {
-            redis_commands_per_decision = result.redisCommands.map { Double($0) / Double(redisDecisions) }
-            redis_scripts_per_decision = result.redisScripts.map { Double($0) / Double(redisDecisions) }
-            redis_cpu_s_per_1000_decisions = result.redisCPUSeconds.map { $0 / Double(redisDecisions) * 1000 }
+        let sampled = result.sampledDecisions ?? result.decisions
+        if sampled > 0 {
+            cpu_s_per_1000_decisions = result.targetCPUSeconds.map { $0 / Double(sampled) * 1000 }
+            harness_cpu_s_per_1000_decisions = result.harnessCPUSeconds.map { $0 / Double(sampled) * 1000 }
+            redis_commands_per_decision = result.redisCommands.map { Double($0) / Double(sampled) }
+            redis_scripts_per_decision = result.redisScripts.map { Double($0) / Double(sampled) }
+            redis_cpu_s_per_1000_decisions = result.redisCPUSeconds.map { $0 / Double(sampled) * 1000 }
         }
         if let rss = result.targetRSS {
             rss_start_kib = rss.startKiB

@@ -61,9 +61,9 @@ public struct RunResult: Sendable {
     public var redisScripts: Int?
     /// CPU seconds that Redis used during the measured period (`INFO cpu`), when known.
     public var redisCPUSeconds: Double?
-    /// CHECKs answered between the two samples of Redis's statistics: what Redis's figures are
-    /// per (the measured period's `decisions` when unknown).
-    public var redisDecisions: Int?
+    /// CHECKs answered between the two samples taken at the edges of the measured period: what
+    /// the CPU and Redis figures are per (the measured period's `decisions` when unknown).
+    public var sampledDecisions: Int?
 
     /// Measured CHECKs Redis decided: allowed, or denied for reasons 1…15 (a limit or the key's
     /// standing), as opposed to refused unevaluated (`overloaded`, `key_lookups_throttled`) or
@@ -154,27 +154,15 @@ public enum BenchRunner {
         }
         for d in drivers { d.loop.execute { d.begin() } }
         func inFlight() -> Int { drivers.reduce(0) { $0 + $1.inFlight.load(ordering: .relaxed) } }
-        func answered() -> Int { drivers.reduce(0) { $0 + $1.answered.load(ordering: .relaxed) } }
         func draining() -> Bool { inFlight() > 0 || drivers.contains { !$0.scheduleDone.load(ordering: .relaxed) } }
 
         let rss = RSSSampler(pids: configuration.targetPIDs)
-        await sleep(until: measureStart)
-        let cpuBefore = CPUTime.seconds(of: configuration.targetPIDs)
-        let harnessBefore = CPUTime.ownSeconds()
-        // Redis's counts are divided by the CHECKs answered between the two samples, not by the
-        // measured period's: on a loaded machine a sample can come late, and the period's count
-        // would then be set against a shorter stretch of Redis's work.
-        let answeredBefore = answered()
-        let redisBefore = if let redis { await RedisCostSample.take(redis) } else { RedisCostSample?.none }
-        rss.sample(first: true)
-        while NIODeadline.now() < end {
-            await sleep(until: min(end, .now() + .seconds(1)))
-            rss.sample(first: false)
-        }
-        let cpuAfter = CPUTime.seconds(of: configuration.targetPIDs)
-        let harnessAfter = CPUTime.ownSeconds()
-        let redisAfter = if let redis { await RedisCostSample.take(redis) } else { RedisCostSample?.none }
-        let answeredAfter = answered()
+        // Every per-decision cost is divided by the CHECKs answered between the two samples, not
+        // by the measured period's count: a sample can still come a little late on a loaded
+        // machine, and the period's count would then be set against a different stretch of work.
+        let window = await MeasurementWindow.sample(
+            from: measureStart, to: end, targetPIDs: configuration.targetPIDs, redis: redis, rss: rss,
+            answered: { drivers.reduce(0) { $0 + $1.answered.load(ordering: .relaxed) } })
         // Let the schedule's last requests start and in-flight ones finish (their SETTLEs keep the
         // audit exact), but never longer than the grace.
         let giveUp = end + TimeAmount(configuration.drainGrace)
@@ -193,20 +181,15 @@ public enum BenchRunner {
 
         var result = RunResult(measuredSeconds: Double(TimeAmount(configuration.duration).nanoseconds) / 1e9)
         for d in drivers { result.add(try await d.loop.submit { d.result() }.get()) }
-        if let before = cpuBefore, let after = cpuAfter { result.targetCPUSeconds = after - before }
-        if let before = harnessBefore, let after = harnessAfter { result.harnessCPUSeconds = after - before }
+        let (before, after) = window
+        result.sampledDecisions = after.answered - before.answered
+        if let b = before.targetCPU, let a = after.targetCPU { result.targetCPUSeconds = a - b }
+        if let b = before.harnessCPU, let a = after.harnessCPU { result.harnessCPUSeconds = a - b }
         result.harnessLoops = Set(drivers.map { ObjectIdentifier($0.loop) }).count
-        if let before = redisBefore, let after = redisAfter {
-            let delta = after.since(before)
-            (result.redisCommands, result.redisScripts, result.redisCPUSeconds) = (delta.commands, delta.scripts, delta.cpuSeconds)
-            result.redisDecisions = answeredAfter - answeredBefore
+        if let b = before.redis, let a = after.redis {
+            (result.redisCommands, result.redisScripts, result.redisCPUSeconds) = a.since(b)
         }
         result.targetRSS = rss.samples
         return result
-    }
-
-    private static func sleep(until deadline: NIODeadline) async {
-        let remaining = deadline - .now()
-        if remaining > .zero { try? await Task.sleep(nanoseconds: UInt64(remaining.nanoseconds)) }
     }
 }

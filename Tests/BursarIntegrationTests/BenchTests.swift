@@ -75,6 +75,50 @@ struct BenchTests {
         }
     }
 
+    @Test("the edges of the measured period are sampled on time while every thread of Swift's cooperative pool is held: target CPU, Redis's commands and memory are all measured")
+    func windowSampledWhilePoolHeld() async throws {
+        try await withHarness { h in
+            let bursard = try await BursardProcess(redis: h.redisServer.endpoint)
+            defer { bursard.stop() }
+            var c = config(tcp(bursard), duration: .milliseconds(300))
+            c.warmup = .milliseconds(600)
+            c.targetPIDs = [try #require(bursard.child.pid)]
+            let world = try await BenchWorld.seed(c.workload, store: MetadataStore(redis: h.redis))
+            // Once load reaches Redis (the run is in its warmup), every thread of the cooperative
+            // pool is held for 1.2 s, as a test waiting for a child process to stop holds one: the
+            // measured period (0.6 s after the run's start, for 0.3 s) falls inside the hold. A
+            // canary task asks to wake 0.6 s into the hold, about when the period starts.
+            let hold = Task {
+                try await waitForScripts(h, atLeast: 20)
+                let release = ContinuousClock.now + .milliseconds(1200)
+                let canary = Task {
+                    let asked = ContinuousClock.now + .milliseconds(600)
+                    try await Task.sleep(until: asked)
+                    return ContinuousClock.now - asked
+                }
+                let holders = (0..<(4 * ProcessInfo.processInfo.activeProcessorCount)).map { _ in
+                    Task { while ContinuousClock.now < release { usleep(5_000) } }
+                }
+                for holder in holders { await holder.value }
+                return try await canary.value
+            }
+            let result = try await BenchRunner.run(c, world: world, redis: h.redis)
+            let canaryLate = try await hold.value
+            #expect(canaryLate >= .milliseconds(400), "the pool was not held, so this run shows nothing: the canary woke \(canaryLate) late")
+            let report = BenchReport(result, configuration: c, audit: try await BenchAudit.run(world: world, ledger: result.ledger, redis: h.redis))
+            try expectClean(report)
+            // The samples bracket the measured period: about as many CHECKs were answered between
+            // them as in it. A sampler waiting on the pool wakes after the run and sees none.
+            let sampled = try #require(result.sampledDecisions)
+            #expect(sampled * 2 > result.decisions && sampled < result.decisions * 2, "\(sampled) answered between the samples, \(result.decisions) in the period")
+            #expect(try #require(report.cpu_s_per_1000_decisions) > 0, "\(report.summary)")
+            #expect(try #require(report.harness_cpu_s_per_1000_decisions) > 0, "\(report.summary)")
+            #expect(try #require(report.redis_commands_per_decision) >= 4, "\(report.summary)")
+            #expect(try #require(report.redis_cpu_s_per_1000_decisions) > 0, "\(report.summary)")
+            #expect(try #require(report.rss_start_kib) > 1_000)
+        }
+    }
+
     @Test("the same decisions straight against Redis (the floor) and an open loop over a unix socket both audit clean")
     func floorAndOpenLoop() async throws {
         try await withHarness { h in
