@@ -28,7 +28,7 @@ public final class EmbeddedRedisService: Service, Sendable {
                     self.logger.error("embedded redis-server exited; restarting", metadata: ["retry_in_ms": "\(backoffMs)"])
                     try? await Task.sleep(for: .milliseconds(backoffMs))
                     do {
-                        try await Self.offThread { [server = self.server] () throws(RedisError) in try server.start() }
+                        try await offThread { [server = self.server] () throws(RedisError) in try server.start() }
                         self.logger.info("embedded redis-server restarted")
                         backoffMs = 100
                     } catch {
@@ -40,29 +40,11 @@ public final class EmbeddedRedisService: Service, Sendable {
         }
         logger.info("stopping embedded redis-server")
         // SIGTERM: Redis finishes the command at hand, fsyncs the AOF and exits.
-        try? await Self.offThread { [server] in server.stop() }
+        await offThread { [server] in server.stop() }
         if server.isRunning {
             logger.error("embedded redis-server did not stop")
         } else {
             logger.info("embedded redis-server stopped")
         }
-    }
-
-    /// Runs a blocking call (process start-up, waiting for exit) on its own thread, not on a
-    /// cooperative one.
-    private static func offThread(_ body: @escaping @Sendable () throws(RedisError) -> Void) async throws(RedisError) {
-        let result = await withCheckedContinuation { (continuation: CheckedContinuation<Result<Void, RedisError>, Never>) in
-            let thread = Thread {
-                do throws(RedisError) {
-                    try body()
-                    continuation.resume(returning: .success(()))
-                } catch {
-                    continuation.resume(returning: .failure(error))
-                }
-            }
-            thread.name = "bursar-redis-child"
-            thread.start()
-        }
-        try result.get()
     }
 }

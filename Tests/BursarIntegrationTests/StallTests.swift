@@ -71,7 +71,7 @@ struct StallTests {
             // SIGTERM: Redis writes and fsyncs its AOF, then exits; started again on the same port and directory.
             let clock = ContinuousClock()
             let down = clock.now
-            try await offThread { redis.stop() }
+            await offThread { redis.stop() }
             try await Task.sleep(for: .milliseconds(300))
             try await offThread { try redis.start(appendOnly: true) }
             return "redis_down=\(clock.now - down)"
@@ -154,13 +154,5 @@ struct StallTests {
         redis.signal(SIGSTOP)
         defer { redis.signal(SIGCONT) }
         try await Task.sleep(for: duration)
-    }
-}
-
-/// Runs a blocking call (a process stopped or started and waited for) on a thread of its own,
-/// not on one of the few cooperative threads the load runs on.
-func offThread<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
-    try await withCheckedThrowingContinuation { continuation in
-        Thread { continuation.resume(with: Result { try body() }) }.start()
     }
 }

@@ -90,7 +90,7 @@ struct TrustBoundaryTests {
         try await withHarness { h in
             let w = try await h.world()
             let other = DecisionEngine(
-                redis: h.redis, limiter: Limiter(clock: .testFrozen), configuration: EngineConfiguration(instanceLease: .seconds(60)),
+                redis: h.redis, limiter: Limiter(clock: .testFrozen), configuration: EngineConfiguration(deadline: .seconds(10), instanceLease: .seconds(60)),
                 logger: Harness.logger)
             await other.prepare()
             let maintenance = other.startMaintenance()
@@ -103,8 +103,11 @@ struct TrustBoundaryTests {
             let second = try await BursarConnection.connect(host: "127.0.0.1", port: port)
             let r = try await first.check(.make(w.digest))
             #expect(r.allowed)
-            #expect(try await second.release(r.reservation).status == .applied)
-            #expect(try await first.release(r.reservation).status == .alreadyReleased)
+            // The harness's 10 s deadline on both: a loaded machine may not answer within 50 ms.
+            let released = try await second.release(r.reservation).status
+            #expect(released == .applied, "\(released)")
+            let again = try await first.release(r.reservation).status
+            #expect(again == .alreadyReleased, "\(again)")
             #expect(try await h.redis.send(RedisCommand("GET", Keyspace.reservationKey)).string.flatMap { ReservationSeal(text: $0) } != nil)
             await first.close()
             await second.close()
