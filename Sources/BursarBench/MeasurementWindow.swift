@@ -1,7 +1,6 @@
 import BursarRedis
 import Foundation
 import NIOCore
-import Synchronization
 
 /// What the harness reads at one edge of the measured period.
 struct WindowEdge: Sendable {
@@ -30,28 +29,24 @@ enum MeasurementWindow {
         from start: NIODeadline, to end: NIODeadline, targetPIDs: [Int32], redis: RedisClient?, rss: RSSSampler,
         answered: @escaping @Sendable () -> Int
     ) async -> (before: WindowEdge, after: WindowEdge) {
-        await withCheckedContinuation { (c: CheckedContinuation<(before: WindowEdge, after: WindowEdge), Never>) in
-            let thread = Thread {
-                // The count of answers is read outside Redis's sample at both edges, so every
-                // decision Redis's figures include is counted.
-                func edge(opening: Bool) -> WindowEdge {
-                    var e = WindowEdge(targetCPU: CPUTime.seconds(of: targetPIDs), harnessCPU: CPUTime.ownSeconds(), answered: 0)
-                    if opening { e.answered = answered() }
-                    e.redis = redis.flatMap { RedisCostSample.take($0) }
-                    if !opening { e.answered = answered() }
-                    return e
-                }
-                sleep(until: start)
-                let before = edge(opening: true)
-                rss.sample(first: true)
-                while NIODeadline.now() < end {
-                    sleep(until: min(end, .now() + .seconds(1)))
-                    rss.sample(first: false)
-                }
-                c.resume(returning: (before, edge(opening: false)))
+        await offThread {
+            // The count of answers is read outside Redis's sample at both edges, so every
+            // decision Redis's figures include is counted.
+            func edge(opening: Bool) -> WindowEdge {
+                var e = WindowEdge(targetCPU: CPUTime.seconds(of: targetPIDs), harnessCPU: CPUTime.ownSeconds(), answered: 0)
+                if opening { e.answered = answered() }
+                e.redis = redis.flatMap { RedisCostSample.take($0) }
+                if !opening { e.answered = answered() }
+                return e
             }
-            thread.name = "bursar-bench window"
-            thread.start()
+            sleep(until: start)
+            let before = edge(opening: true)
+            rss.sample(first: true)
+            while NIODeadline.now() < end {
+                sleep(until: min(end, .now() + .seconds(1)))
+                rss.sample(first: false)
+            }
+            return (before, edge(opening: false))
         }
     }
 

@@ -137,7 +137,14 @@ struct MetricsTests {
             // FUNCTION FLUSH show it again).
             _ = try await h.redis.send(RedisCommand("SCRIPT", "FLUSH"))
             _ = try await h.redis.send(RedisCommand("FUNCTION", "FLUSH"))
-            #expect(try await h.api.get("/readyz", nil).status == 200)
+            // Its probe of Redis has 1 s: on a loaded machine (CI, 2026-12-06) one probe can miss
+            // it and answer 503 with the reason, so a few are allowed.
+            var reply = try await h.api.get("/readyz", nil)
+            for _ in 0..<20 where reply.status != 200 {
+                try await Task.sleep(for: .milliseconds(100))
+                reply = try await h.api.get("/readyz", nil)
+            }
+            #expect(reply.status == 200, "\(reply)")
             let libraries = try await h.redis.send(RedisCommand("FUNCTION", "LIST", "LIBRARYNAME", "bursar_*")).array ?? []
             #expect(libraries.count == 4, "the CHECK and SETTLE libraries, single and batched: \(libraries.count)")
         }

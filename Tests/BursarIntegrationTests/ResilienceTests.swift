@@ -156,12 +156,17 @@ struct ResilienceTests {
             let w = try await h.world()
             let c = try await h.connect()
             #expect(try await c.check(.make(w.digest)).allowed)
+            let reloadsBefore = h.redis.stats.scriptReloads.load(ordering: .relaxed)
             try await h.redis.send(RedisCommand("SCRIPT", "FLUSH"))
             try await h.redis.send(RedisCommand("FUNCTION", "FLUSH"))
-            let reloadsBefore = h.redis.stats.scriptReloads.load(ordering: .relaxed)
             let r = try await c.check(.make(w.digest))
             #expect(try r.allowed && ReservationSequence.counter(of: h.name(r).sequence) == 2)
-            #expect(h.redis.stats.scriptReloads.load(ordering: .relaxed) == reloadsBefore + 1)
+            // Counted from before the flush: the engine's own background steps (a heartbeat, a
+            // sweep) run scripts on the same client and may meet the empty cache first (CI,
+            // 2026-12-06). A reload loads every script, so each connection reloads at most once:
+            // a few in all, never one per call.
+            let reloads = h.redis.stats.scriptReloads.load(ordering: .relaxed) - reloadsBefore
+            #expect(reloads >= 1 && reloads <= 4, "\(reloads) reloads")
             await c.close()
         }
     }
