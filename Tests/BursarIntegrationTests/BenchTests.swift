@@ -524,8 +524,8 @@ extension BenchTests {
         let log = NSTemporaryDirectory() + "bench-cli-\(UUID().uuidString.prefix(8)).log"
         defer { try? FileManager.default.removeItem(atPath: log) }
         let child = try ChildProcess([try benchBinary()] + arguments, logPath: log)
-        for _ in 0..<1_200 where child.isRunning { try await Task.sleep(for: .milliseconds(25)) }
-        #expect(!child.isRunning, "bursar-bench \(arguments) still running after 30 s")
+        let exited = await TestBursard.waitForExit(child, within: .seconds(30))
+        #expect(exited, "bursar-bench \(arguments) still running after 30 s")
         child.terminate()
         return (child.exitCode, (try? String(contentsOfFile: log, encoding: .utf8)) ?? "")
     }

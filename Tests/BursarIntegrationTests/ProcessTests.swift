@@ -49,8 +49,7 @@ struct ProcessTests {
 
         // SIGTERM: bursard exits 0, its redis-server is gone, and the AOF holds the debits.
         child.signal(SIGTERM)
-        for _ in 0..<400 where child.isRunning { try await Task.sleep(for: .milliseconds(25)) }
-        #expect(!child.isRunning)
+        #expect(await TestBursard.waitForExit(child, within: .seconds(10)))
         #expect(child.exitCode == 0)
         #expect(!FileManager.default.fileExists(atPath: dir + "/redis.sock"))
         let aof = try FileManager.default.contentsOfDirectory(atPath: dir + "/appendonlydir")
